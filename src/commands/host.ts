@@ -1,0 +1,114 @@
+import { cmd, noStderr, or, quiet, type Sh } from '../shell'
+
+// Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
+
+/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
+function script(text: string, ...args: string[]): Sh {
+  return cmd('sh', '-c', text, 'sh', ...args)
+}
+
+export const dockerServerVersion = (): Sh => cmd('docker', 'version', '--format', '{{.Server.Version}}')
+export const composeV2Version = (): Sh => cmd('docker', 'compose', 'version', '--short')
+export const composeV1Version = (): Sh => cmd('docker-compose', 'version', '--short')
+
+/** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
+export const diskFree = (opsDir: string): Sh =>
+  script(
+    'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
+      'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
+      'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done',
+    opsDir
+  )
+
+/** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
+export const dirWritable = (dir: string): Sh =>
+  script(
+    'if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
+      'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"',
+    dir
+  )
+
+/** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
+export const hashFiles = (dir: string, subdirs: string[]): Sh =>
+  script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs)
+
+/** Prints a file, or nothing when it does not exist. */
+export const readFileIfExists = (path: string): Sh => script('[ -f "$1" ] && cat "$1"; exit 0', path)
+
+/**
+ * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
+ * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
+ * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
+ */
+export const unpackAndCommit = (dir: string, paths: string[]): Sh =>
+  script(
+    'd=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
+      'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
+      'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"',
+    dir,
+    ...paths
+  )
+
+/** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
+export const restoreFiles = (paths: string[]): Sh =>
+  script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths)
+
+/** Drops the `.ops-prev` copies once the new files are known good. */
+export const forgetPrevious = (paths: string[]): Sh => script('for f; do rm -f "$f.ops-prev"; done', ...paths)
+
+export const removeFiles = (paths: string[]): Sh => cmd('rm', '-f', '--', ...paths)
+
+export const networkExists = (name: string): Sh => quiet(cmd('docker', 'network', 'inspect', name))
+export const createNetwork = (name: string): Sh => cmd('docker', 'network', 'create', '--driver', 'bridge', name)
+export const ensureNetwork = (name: string): Sh => or(networkExists(name), createNetwork(name))
+
+/** `id<TAB>service<TAB>status` for each container of a compose project (v1 and v2 both set these labels). */
+export const projectContainers = (project: string): Sh =>
+  cmd(
+    'docker',
+    'ps',
+    '-a',
+    '--no-trunc',
+    '--filter',
+    `label=com.docker.compose.project=${project}`,
+    '--format',
+    '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Status}}'
+  )
+
+/** `id service status health restarts` for the given containers. */
+export const containerHealth = (ids: string[]): Sh =>
+  noStderr(
+    cmd(
+      'docker',
+      'inspect',
+      '--format',
+      '{{.Id}} {{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}',
+      ...ids
+    )
+  )
+
+export const containerLogs = (id: string, lines: number): Sh => cmd('docker', 'logs', '--tail', String(lines), id)
+
+/** Last health-check outputs of a container. */
+export const healthLog = (id: string): Sh =>
+  cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id)
+
+export const execIn = (id: string, ...argv: string[]): Sh => cmd('docker', 'exec', id, ...argv)
+
+/** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
+export const reloadNginx = (id: string): Sh => cmd('docker', 'kill', '--signal', 'HUP', id)
+
+/**
+ * Prints `present` or `absent` for the Let's Encrypt certificate of a domain. live/ is usually 0700 root, so when
+ * the SSH user cannot look, the check runs as root in a throwaway container of the (local) nginx image.
+ */
+export const certificateExists = (domain: string, image: string): Sh =>
+  script(
+    'f=/etc/letsencrypt/live/$1; ' +
+      'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo present; ' +
+      'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
+      'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
+      '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo present || echo absent\' "$f"; fi',
+    domain,
+    image
+  )

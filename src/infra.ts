@@ -1,0 +1,344 @@
+import * as core from '@actions/core'
+import {
+  composeV1Version,
+  composeV2Version,
+  containerHealth,
+  containerLogs,
+  certificateExists,
+  dirWritable,
+  diskFree,
+  dockerServerVersion,
+  ensureNetwork,
+  execIn,
+  forgetPrevious,
+  hashFiles,
+  healthLog,
+  networkExists,
+  projectContainers,
+  readFileIfExists,
+  reloadNginx,
+  removeFiles,
+  restoreFiles,
+  unpackAndCommit
+} from './commands/host'
+import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, NGINX_CONF, PROJECT, type Compose } from './commands/compose'
+import { tarball, type ArchiveEntry } from './archive'
+import type { InfraInputs } from './context'
+import { mergeEnvFile, readEnvFile, type EnvEntries } from './envfile'
+import { HostError, InputError, InputErrors } from './errors'
+import type { Phases } from './phases'
+import { seq, section, splitSections } from './shell'
+import type { Remote } from './ssh'
+import { loadBundle, placeholderUpstream, planFiles, renderStack, ROUTED_SERVICES, type FileSet } from './stackfiles'
+
+/** Variables the stack cannot start without. */
+export const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'] as const
+export const STACK_SERVICES = ['db', 'redis', 'nginx'] as const
+const MANIFEST = '.ops-manifest'
+const ENV_FILE = '.env'
+const COMPOSE_FILE = 'compose/docker-compose.yml'
+const MIN_FREE_KB = 1024 * 1024
+const WARN_FREE_KB = 5 * 1024 * 1024
+
+export interface Container {
+  id: string
+  service: string
+  status: string
+}
+
+/** What preflight learned about the host, read-only. */
+export interface HostState {
+  compose: Compose
+  dockerVersion: string
+  envText: string
+  hashes: Map<string, string>
+  manifest: string[]
+  networkExists: boolean
+  containers: Container[]
+  tls: boolean
+}
+
+export interface InfraPlan {
+  files: FileSet
+  write: string[]
+  remove: string[]
+  unchanged: number
+  envText: string
+  envChangedKeys: string[]
+  nginxChanged: boolean
+}
+
+export interface InfraResult {
+  changed: boolean
+  changes: string[]
+}
+
+/** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
+export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phases): Promise<InfraResult> {
+  const bundle = loadBundle()
+  const host = await phases.run('Preflight', () => preflight(remote, inputs, bundle))
+  const plan = await phases.run('Plan', async () => planInfra(inputs, host, bundle))
+  const changes: string[] = []
+
+  await phases.run('Upload files', () => upload(remote, inputs.opsDir, plan, changes))
+  await phases.run('Network', async () => {
+    if (host.networkExists) return core.info(`Network ${inputs.network} exists.`)
+    await remote.must(ensureNetwork(inputs.network), `creating docker network ${inputs.network}`)
+    changes.push(`created docker network ${inputs.network}`)
+    core.info(`Created network ${inputs.network}.`)
+  })
+
+  try {
+    await phases.run('Validate config', () => validate(remote, inputs.opsDir, host, plan))
+  } catch (e) {
+    await remote.must(restoreFiles(touched(inputs.opsDir, plan)), 'restoring the previous files')
+    throw e
+  }
+  if (touched(inputs.opsDir, plan).length) await remote.must(forgetPrevious(touched(inputs.opsDir, plan)), 'cleaning up')
+
+  const after = await phases.run('Start stack', async () => {
+    const up = await remote.run(composeUp(host.compose, inputs.opsDir))
+    const log = `${up.stdout}${up.stderr}`.trim()
+    if (log) core.info(log)
+    if (up.code !== 0) throw new HostError(`docker compose up failed (exit ${up.code})`, 'see the compose output above')
+    const now = parseContainers(await remote.must(projectContainers(PROJECT), 'listing the stack containers'))
+    for (const c of now.filter(c => isStackService(c.service))) {
+      const before = host.containers.find(b => b.service === c.service)
+      if (!before) changes.push(`created ${c.service}`)
+      else if (before.id !== c.id) changes.push(`recreated ${c.service}`)
+    }
+    return now
+  })
+
+  await phases.run('Wait until healthy', () => waitHealthy(remote, after, inputs.infraTimeoutS))
+
+  await phases.run('Reload nginx', async () => {
+    const nginx = after.find(c => c.service === 'nginx')
+    const before = host.containers.find(c => c.service === 'nginx')
+    if (!plan.nginxChanged) return core.info('nginx config unchanged: no reload.')
+    if (!nginx || !before || before.id !== nginx.id) return core.info('nginx was (re)created with the new config: no reload needed.')
+    await remote.must(reloadNginx(nginx.id), 'reloading nginx')
+    changes.push('reloaded nginx')
+    core.info('nginx reloaded (old workers finish their requests).')
+  })
+
+  if (changes.length === 0) {
+    core.info(`No changes: ${plan.unchanged} files identical, network present, ${STACK_SERVICES.join('/')} up to date (same containers, nothing restarted).`)
+  } else {
+    core.info(`Changes:\n${changes.map(c => `  - ${c}`).join('\n')}`)
+  }
+  return { changed: changes.length > 0, changes }
+}
+
+function isStackService(s: string): boolean {
+  return (STACK_SERVICES as readonly string[]).includes(s)
+}
+
+export function parseContainers(out: string): Container[] {
+  return out
+    .split('\n')
+    .filter(l => l.trim())
+    .map(l => {
+      const [id, service, status] = l.split('\t')
+      return { id, service, status }
+    })
+}
+
+/** One round trip of read-only probes; every failure says how to fix it. */
+async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): Promise<HostState> {
+  const probes = seq(
+    section('docker', dockerServerVersion()),
+    section('compose-v2', composeV2Version()),
+    section('compose-v1', composeV1Version()),
+    section('disk', diskFree(inputs.opsDir)),
+    section('opsdir', dirWritable(inputs.opsDir)),
+    section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST])),
+    section('manifest', readFileIfExists(`${inputs.opsDir}/${MANIFEST}`)),
+    section('network', networkExists(inputs.network)),
+    section('containers', projectContainers(PROJECT))
+  )
+  const s = splitSections((await remote.run(probes)).stdout)
+  const get = (name: string) => s.get(name) ?? { rc: 255, out: '' }
+
+  const docker = get('docker')
+  if (docker.rc !== 0) {
+    if (/permission denied/i.test(docker.out)) {
+      throw new HostError('The SSH user cannot reach the docker daemon (permission denied on /var/run/docker.sock).', 'add the user to the docker group on the host: sudo usermod -aG docker <user>, then log in again')
+    }
+    if (/not found/i.test(docker.out)) throw new HostError('docker is not installed on the host.', 'install Docker Engine (https://docs.docker.com/engine/install/)')
+    throw new HostError(`docker is not usable on the host: ${docker.out.trim()}`, 'make sure dockerd runs: sudo systemctl start docker')
+  }
+  const v2 = get('compose-v2')
+  const v1 = get('compose-v1')
+  const compose = v2.rc === 0 ? composeV2(v2.out.trim()) : v1.rc === 0 ? composeV1(v1.out.trim()) : undefined
+  if (!compose) throw new HostError('Neither `docker compose` (v2) nor `docker-compose` (v1) is installed on the host.', 'install the compose plugin: sudo apt-get install docker-compose-plugin')
+  core.info(`docker ${docker.out.trim()}, compose ${compose.argv.join(' ')} ${compose.version}`)
+
+  for (const line of get('disk').out.trim().split('\n')) {
+    const [path, kb] = line.split(' ')
+    const free = Number(kb)
+    if (!Number.isFinite(free)) continue
+    if (free < MIN_FREE_KB) throw new HostError(`Only ${Math.round(free / 1024)} MiB free on ${path}.`, 'free disk space: docker system prune -a (removes unused images)')
+    if (free < WARN_FREE_KB) core.warning(`Only ${Math.round(free / 1024)} MiB free on ${path}.`)
+    else core.info(`${(free / 1024 / 1024).toFixed(1)} GiB free on ${path}`)
+  }
+
+  const opsdir = get('opsdir').out.trim()
+  if (opsdir.startsWith('denied')) {
+    throw new HostError(`ops-dir ${inputs.opsDir} is not writable by the SSH user (${opsdir.slice(7)} is not writable).`, `sudo install -d -o <user> -m 0750 ${inputs.opsDir}`)
+  }
+
+  // The .env holds secrets: read in a call of its own, never logged.
+  const envText = opsdir === 'exists' ? await remote.must(readFileIfExists(`${inputs.opsDir}/${ENV_FILE}`), 'reading .env') : ''
+  const hashes = new Map<string, string>()
+  for (const line of get('hashes').out.split('\n')) {
+    const m = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line)
+    if (m) hashes.set(m[2], m[1])
+  }
+
+  let tls = false
+  if (inputs.domain) {
+    const image = nginxImage(readEnvFile(envText), bundle.get(COMPOSE_FILE) ?? '')
+    const cert = await remote.run(certificateExists(inputs.domain, image))
+    tls = cert.stdout.trim() === 'present'
+    if (!tls) core.warning(`No certificate for ${inputs.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`)
+    else core.info(`Certificate for ${inputs.domain} found: HTTPS enabled.`)
+  }
+
+  return {
+    compose,
+    dockerVersion: docker.out.trim(),
+    envText,
+    hashes,
+    manifest: get('manifest').out.split('\n').filter(Boolean),
+    networkExists: get('network').rc === 0,
+    containers: parseContainers(get('containers').out),
+    tls
+  }
+}
+
+/** The nginx image the stack runs: NGINX_IMAGE from .env, else the compose file's default. */
+export function nginxImage(env: Map<string, string>, composeText: string): string {
+  return env.get('NGINX_IMAGE') || /\$\{NGINX_IMAGE:-([^}]+)\}/.exec(composeText)?.[1] || 'nginx'
+}
+
+/** Everything the run will write, computed locally; input errors surface here, before any change. */
+export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet): InfraPlan {
+  const files = renderStack(bundle, { domain: inputs.domain, tls: host.tls })
+  files.set(MANIFEST, [...files.keys()].join('\n') + '\n')
+  // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
+  for (const service of ROUTED_SERVICES) {
+    const path = `upstreams/app_${service}.conf`
+    if (!host.hashes.has(path)) files.set(path, placeholderUpstream(service))
+  }
+  const updates: EnvEntries = [
+    ...inputs.infraEnv,
+    ['HTTP_PORT', String(inputs.httpPort)],
+    ['HTTPS_PORT', String(inputs.httpsPort)],
+    ['OPS_NETWORK', inputs.network]
+  ]
+  const merged = mergeEnvFile(host.envText, updates, 'infra-env')
+  checkStackEnv(readEnvFile(merged.text))
+
+  const plan = planFiles(files, host.hashes, host.manifest)
+  const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/'))
+  core.info(`${plan.write.length} file(s) to write, ${plan.remove.length} to remove, ${plan.unchanged} unchanged.`)
+  for (const p of plan.write) core.info(`  ${host.hashes.has(p) ? 'update' : 'create'} ${p}`)
+  for (const p of plan.remove) core.info(`  remove ${p}`)
+  if (merged.changed.length) core.info(`  .env: set ${merged.changed.join(', ')}`)
+  return {
+    files,
+    write: plan.write,
+    remove: plan.remove,
+    unchanged: plan.unchanged,
+    envText: merged.text,
+    envChangedKeys: merged.changed,
+    nginxChanged
+  }
+}
+
+/** All problems with the stack's variables at once, naming where to set them. */
+export function checkStackEnv(env: Map<string, string>): void {
+  const errors: InputError[] = []
+  const missing = REQUIRED_ENV.filter(k => !env.get(k))
+  if (missing.length) {
+    errors.push(new InputError('infra-env', `missing required variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (set them in infra-env or in <ops-dir>/.env on the host); nothing was changed`))
+  }
+  const redis = env.get('REDIS_PASSWORD')
+  if (redis && /[\s"'\\]/.test(redis)) errors.push(new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)'))
+  if (errors.length) throw new InputErrors(errors)
+}
+
+function touched(opsDir: string, plan: InfraPlan): string[] {
+  const paths = plan.envChangedKeys.length ? [...plan.write, ENV_FILE] : plan.write
+  return paths.map(p => `${opsDir}/${p}`)
+}
+
+/** Sends every changed file in one archive and swaps them into place in one command. */
+async function upload(remote: Remote, opsDir: string, plan: InfraPlan, changes: string[]): Promise<void> {
+  const entries: ArchiveEntry[] = plan.write.map(path => ({ path, content: plan.files.get(path) as string, mode: 0o644 }))
+  if (plan.envChangedKeys.length) entries.push({ path: ENV_FILE, content: plan.envText, mode: 0o600 })
+  if (entries.length) {
+    await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing files into ${opsDir}`, { stdin: await tarball(entries) })
+  }
+  if (plan.remove.length) await remote.must(removeFiles(plan.remove.map(p => `${opsDir}/${p}`)), 'removing stale files')
+  for (const p of plan.write) changes.push(`${p.startsWith('upstreams/') ? 'created placeholder' : 'wrote'} ${p}`)
+  for (const p of plan.remove) changes.push(`removed ${p}`)
+  if (plan.envChangedKeys.length) changes.push(`.env: set ${plan.envChangedKeys.join(', ')}`)
+  if (!entries.length && !plan.remove.length) core.info('All files up to date.')
+}
+
+/** compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads. */
+async function validate(remote: Remote, opsDir: string, host: HostState, plan: InfraPlan): Promise<void> {
+  if (plan.write.includes(COMPOSE_FILE) || plan.envChangedKeys.length) {
+    await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)')
+  }
+  if (!plan.nginxChanged) return core.info('nginx config unchanged.')
+  const running = host.containers.find(c => c.service === 'nginx' && c.status.startsWith('Up'))
+  const test = running ? execIn(running.id, 'nginx', '-t', '-c', NGINX_CONF) : composeNginxTest(host.compose, opsDir)
+  const r = await remote.run(test)
+  if (r.code !== 0) {
+    throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${(r.stderr || r.stdout).trim()}`)
+  }
+  core.info((r.stderr || r.stdout).trim() || 'nginx -t: ok')
+}
+
+/** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
+async function waitHealthy(remote: Remote, containers: Container[], timeoutS: number): Promise<void> {
+  const stack = containers.filter(c => isStackService(c.service))
+  const ids = stack.map(c => c.id)
+  const deadline = Date.now() + timeoutS * 1000
+  const baseline = new Map<string, number>()
+  let last = new Map<string, string>()
+  for (;;) {
+    const out = (await remote.run(containerHealth(ids))).stdout
+    const rows = out.split('\n').filter(Boolean).map(l => l.split(' '))
+    last = new Map(rows.map(([, service, status, health]) => [service, `${status}/${health}`]))
+    const broken = rows.find(([id, , status, , restarts]) => {
+      if (!baseline.has(id)) baseline.set(id, Number(restarts))
+      return status === 'exited' || status === 'dead' || Number(restarts) > (baseline.get(id) ?? 0)
+    })
+    if (broken) return failWithLogs(remote, broken[0], broken[1], `${broken[1]} crashed (${broken[2]}, restarted ${broken[4]}×)`)
+    if (rows.length === STACK_SERVICES.length && rows.every(r => r[3] === 'healthy')) {
+      core.info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '))
+      return
+    }
+    if (Date.now() > deadline) {
+      const bad = rows.find(r => r[3] !== 'healthy')
+      const state = [...last].map(([s, v]) => `${s} ${v}`).join(', ')
+      if (!bad) throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`)
+      return failWithLogs(remote, bad[0], bad[1], `${bad[1]} not healthy after ${timeoutS} s (${state})`)
+    }
+    await new Promise(r => setTimeout(r, 1000))
+  }
+}
+
+async function failWithLogs(remote: Remote, id: string, service: string, what: string): Promise<never> {
+  const logs = await remote.run(containerLogs(id, 50))
+  const health = await remote.run(healthLog(id))
+  core.startGroup(`${service}: last 50 log lines`)
+  core.info((logs.stdout + logs.stderr).trim())
+  if (health.stdout.trim()) core.info(`health checks:\n${health.stdout.trim()}`)
+  core.endGroup()
+  throw new HostError(what, `see the ${service} log lines above`)
+}

@@ -1,0 +1,89 @@
+/**
+ * The only place where strings become shell. Every remote command is built as an argv array by a pure function in
+ * src/commands/ and turned into one POSIX-sh command line here; nothing else concatenates shell text.
+ */
+
+/** A command line for the remote POSIX shell, built only by this module. */
+export type Sh = { readonly sh: string }
+
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/
+
+/** Quotes one argument for POSIX sh so it reaches the program as the exact same bytes, inert. */
+export function quote(arg: string): string {
+  if (arg.includes('\0')) throw new Error('a shell argument cannot contain a NUL byte')
+  if (arg !== '' && SAFE.test(arg)) return arg
+  return `'${arg.replace(/'/g, `'\\''`)}'`
+}
+
+/** One simple command from its argv. */
+export function cmd(...argv: string[]): Sh {
+  if (argv.length === 0) throw new Error('empty command')
+  return { sh: argv.map(quote).join(' ') }
+}
+
+/** Runs the commands in order, stopping at the first failure. */
+export function and(...parts: Sh[]): Sh {
+  return { sh: parts.map(p => `{ ${p.sh}; }`).join(' && ') }
+}
+
+/** Runs b only when a fails. */
+export function or(a: Sh, b: Sh): Sh {
+  return { sh: `{ ${a.sh}; } || { ${b.sh}; }` }
+}
+
+/** Runs every command, whatever the previous ones returned (for read-only probes). */
+export function seq(...parts: Sh[]): Sh {
+  return { sh: parts.map(p => `{ ${p.sh}; }`).join('; ') }
+}
+
+/** `a | b` */
+export function pipe(a: Sh, b: Sh): Sh {
+  return { sh: `${a.sh} | ${b.sh}` }
+}
+
+/** Discards stdout and stderr. */
+export function quiet(c: Sh): Sh {
+  return { sh: `{ ${c.sh}; } >/dev/null 2>&1` }
+}
+
+/** Discards stderr only. */
+export function noStderr(c: Sh): Sh {
+  return { sh: `{ ${c.sh}; } 2>/dev/null` }
+}
+
+/** Writes stdin to a file (created with mode 0600 via umask 077 when private). */
+export function stdinTo(c: Sh, path: string): Sh {
+  return { sh: `${c.sh} > ${quote(path)}` }
+}
+
+/** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
+export function privately(c: Sh): Sh {
+  return { sh: `umask 077 && { ${c.sh}; }` }
+}
+
+/** Prints a marker line so several probes can share one round trip and be split apart again. */
+export function section(name: string, c: Sh): Sh {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`bad section name ${name}`)
+  return { sh: `echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"` }
+}
+
+/** Splits the output of a script made of section()s into name -> {rc, out}. */
+export function splitSections(stdout: string): Map<string, { rc: number; out: string }> {
+  const result = new Map<string, { rc: number; out: string }>()
+  let name: string | undefined
+  let buf: string[] = []
+  for (const line of stdout.split('\n')) {
+    const start = /^@@ops ([a-z0-9-]+)$/.exec(line)
+    const end = /^@@ops-rc (\d+)$/.exec(line)
+    if (start) {
+      name = start[1]
+      buf = []
+    } else if (end && name !== undefined) {
+      result.set(name, { rc: Number(end[1]), out: buf.join('\n') })
+      name = undefined
+    } else if (name !== undefined) {
+      buf.push(line)
+    }
+  }
+  return result
+}

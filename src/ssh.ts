@@ -1,0 +1,127 @@
+import * as core from '@actions/core'
+import { NodeSSH } from 'node-ssh'
+import { Readable } from 'node:stream'
+import type { ConnectionInputs } from './context'
+import { HostError } from './errors'
+import { checkHostKey, fingerprintOf, keyTypeOf } from './hostkey'
+import type { Sh } from './shell'
+
+export interface RunResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** A connected host. Commands come in as Sh (built by src/shell.ts), never as ad-hoc strings. */
+export interface Remote {
+  /** Runs a command; a non-zero exit is returned, not thrown. */
+  run(command: Sh, opts?: { stdin?: string | Buffer }): Promise<RunResult>
+  /** Runs a command and returns its stdout; a non-zero exit throws a HostError saying what failed. */
+  must(command: Sh, what: string, opts?: { stdin?: string | Buffer; fix?: string }): Promise<string>
+  close(): void
+}
+
+/** Why a connection attempt failed, and whether trying again can help. */
+export class ConnectError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean
+  ) {
+    super(message)
+    this.name = 'ConnectError'
+  }
+}
+
+class SshRemote implements Remote {
+  constructor(private readonly ssh: NodeSSH) {}
+
+  async run(command: Sh, opts: { stdin?: string | Buffer } = {}): Promise<RunResult> {
+    core.debug(`remote: ${command.sh}`)
+    const stdin = Buffer.isBuffer(opts.stdin) ? Readable.from([opts.stdin]) : opts.stdin
+    const r = await this.ssh.execCommand(command.sh, { stdin, noTrim: true })
+    return { code: r.code ?? (r.signal ? 128 : 255), stdout: r.stdout, stderr: r.stderr.replace(/\r\n?/g, '\n') }
+  }
+
+  async must(command: Sh, what: string, opts: { stdin?: string | Buffer; fix?: string } = {}): Promise<string> {
+    const r = await this.run(command, opts)
+    if (r.code !== 0) {
+      const detail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-20).join('\n')
+      throw new HostError(`${what} failed (exit ${r.code})${detail ? `:\n${detail}` : ''}`, opts.fix)
+    }
+    return r.stdout
+  }
+
+  close(): void {
+    this.ssh.dispose()
+  }
+}
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+
+/** One attempt: TCP, handshake with host key verification (before authentication), then public-key auth. */
+async function connectOnce(c: ConnectionInputs): Promise<NodeSSH> {
+  const ssh = new NodeSSH()
+  let hostKeyProblem: string | undefined
+  try {
+    await ssh.connect({
+      host: c.host,
+      port: c.port,
+      username: c.username,
+      privateKey: c.privateKey,
+      passphrase: c.passphrase,
+      readyTimeout: c.connectTimeoutMs,
+      keepaliveInterval: 10_000,
+      keepaliveCountMax: 3,
+      tryKeyboard: false,
+      hostVerifier: (key: Buffer) => {
+        const verdict = checkHostKey(
+          { host: c.host, port: c.port, knownHosts: c.knownHosts, fingerprint: c.fingerprint, skip: c.skipHostKeyCheck },
+          key
+        )
+        if (verdict.ok) {
+          if (verdict.via === 'skipped') {
+            core.warning(
+              `Host key NOT verified (insecure-skip-host-key-check): ${c.host} presented ${keyTypeOf(key)} ${fingerprintOf(key)}. Set host-fingerprint to this value to verify it.`
+            )
+          } else core.info(`Host key verified by ${verdict.via}: ${keyTypeOf(key)} ${fingerprintOf(key)}`)
+          return true
+        }
+        hostKeyProblem = verdict.reason
+        return false
+      }
+    })
+    return ssh
+  } catch (e) {
+    ssh.dispose()
+    if (hostKeyProblem) throw new ConnectError(`Host key verification failed; nothing was sent to the host. ${hostKeyProblem}`, false)
+    const err = e as Error & { level?: string; code?: string }
+    if (err.level === 'client-authentication') {
+      throw new ConnectError(
+        `Authentication failed for ${c.username}@${c.host}:${c.port}: the host refused the key from ssh-key. Check that its public key is in ~${c.username}/.ssh/authorized_keys on the host.`,
+        false
+      )
+    }
+    const what = err.code ? `${err.code}: ${err.message}` : err.message
+    throw new ConnectError(`Cannot connect to ${c.host}:${c.port}: ${what}`, true)
+  }
+}
+
+/** Connects with retries and exponential backoff (1 s, 2 s, 4 s, … capped at 30 s) on network errors only. */
+export async function connect(c: ConnectionInputs, pause: (ms: number) => Promise<unknown> = sleep): Promise<Remote> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return new SshRemote(await connectOnce(c))
+    } catch (e) {
+      if (!(e instanceof ConnectError) || !e.retryable) throw e
+      if (attempt >= c.connectRetries) {
+        throw new ConnectError(
+          `${e.message} (gave up after ${attempt + 1} attempt${attempt ? 's' : ''}; check host, port, the security group and that sshd runs)`,
+          false
+        )
+      }
+      const wait = Math.min(1000 * 2 ** attempt, 30_000)
+      core.warning(`${e.message}; retrying in ${wait / 1000} s (attempt ${attempt + 2} of ${c.connectRetries + 1})`)
+      await pause(wait)
+    }
+  }
+}
