@@ -60607,17 +60607,11 @@ var external_node_crypto_ = __nccwpck_require__(7598);
  *  - hashed names are `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`.
  */
 
+
 /** SHA256 fingerprint as printed by `ssh-keygen -lf` (unpadded base64). */
 const FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
-class HostKeyInputError extends Error {
-    input;
-    constructor(input, message) {
-        const prefix = `Input '${input}': `;
-        super(message.startsWith(prefix) ? message : prefix + message);
-        this.input = input;
-        this.name = 'HostKeyInputError';
-    }
-}
+/** An input error of the host-key inputs (the same InputError every input check throws). */
+
 const KNOWN_HOSTS_INPUT = 'known-hosts';
 const FINGERPRINT_INPUT = 'host-fingerprint';
 const HASH_MAGIC = '|1|';
@@ -60659,10 +60653,10 @@ function normalizeFingerprint(input) {
     const how = 'expected the SHA256 form printed by `ssh-keygen -lf <host key .pub file>`, e.g. SHA256:' + 'A'.repeat(43);
     const s = input.trim();
     if (s === '') {
-        throw new HostKeyInputError(FINGERPRINT_INPUT, `is empty; ${how}`);
+        throw new InputError(FINGERPRINT_INPUT, `is empty; ${how}`);
     }
     if (/^(MD5:)?[0-9a-f]{2}(:[0-9a-f]{2}){15}$/i.test(s)) {
-        throw new HostKeyInputError(FINGERPRINT_INPUT, `'${preview(s)}' is an MD5 fingerprint, which is not accepted; use the SHA256 fingerprint instead ` +
+        throw new InputError(FINGERPRINT_INPUT, `'${preview(s)}' is an MD5 fingerprint, which is not accepted; use the SHA256 fingerprint instead ` +
             '(run `ssh-keygen -lf <host key .pub file>`, or `ssh-keygen -lf <(ssh-keyscan -p PORT HOST)` ' +
             'and verify it out of band), e.g. SHA256:' +
             'A'.repeat(43));
@@ -60674,11 +60668,11 @@ function normalizeFingerprint(input) {
             : /\sSHA256:/i.test(s)
                 ? 'is a whole `ssh-keygen -l` line; paste only the SHA256:… token'
                 : 'is not a SHA256 fingerprint';
-        throw new HostKeyInputError(FINGERPRINT_INPUT, `'${preview(s)}' ${problem}; ${how}`);
+        throw new InputError(FINGERPRINT_INPUT, `'${preview(s)}' ${problem}; ${how}`);
     }
     const fp = 'SHA256:' + m[1].replace(/=$/, '');
     if (!FINGERPRINT_RE.test(fp)) {
-        throw new HostKeyInputError(FINGERPRINT_INPUT, `'${preview(s)}' is not a valid SHA256 fingerprint (need 43 base64 characters after 'SHA256:'); ${how}`);
+        throw new InputError(FINGERPRINT_INPUT, `'${preview(s)}' is not a valid SHA256 fingerprint (need 43 base64 characters after 'SHA256:'); ${how}`);
     }
     return fp;
 }
@@ -60724,7 +60718,7 @@ function parseKnownHosts(text) {
         if (trimmed === '' || trimmed.startsWith('#'))
             return;
         const fail = (why) => {
-            throw new HostKeyInputError(KNOWN_HOSTS_INPUT, `line ${line}: ${why}`);
+            throw new InputError(KNOWN_HOSTS_INPUT, `line ${line}: ${why}`);
         };
         const fields = trimmed.split(/\s+/);
         let marker;
@@ -61143,7 +61137,7 @@ function getInputs(read = actionInput) {
             c.fail(name, 'is not supported yet by this version of ops-action (it belongs to mode deploy)');
     }
     const host = c.check('host', parseHost, '');
-    const port = c.check('port', parseInteger('port', 1, 65535), 22);
+    const port = c.check('port', parseInteger('port', 1, 65535), 0);
     const username = c.check('username', parseUsername, '');
     const passphrase = c.raw('ssh-passphrase') || undefined;
     const privateKey = c.check('ssh-key', v => checkPrivateKey(v, passphrase), '');
@@ -61153,7 +61147,7 @@ function getInputs(read = actionInput) {
         if (v.trim() === '')
             return undefined;
         const entries = parseKnownHosts(v);
-        if (host && !entries.some(e => e.marker === undefined && hostMatches(e.patterns, host, port))) {
+        if (host && port && !entries.some(e => e.marker === undefined && hostMatches(e.patterns, host, port))) {
             throw new InputError('known-hosts', `has no entry for ${port === 22 ? host : `[${host}]:${port}`} (get one with: ssh-keyscan -p ${port} ${host})`);
         }
         return entries;
@@ -61223,6 +61217,15 @@ function or(a, b) {
 /** Runs every command, whatever the previous ones returned (for read-only probes). */
 function seq(...parts) {
     return { sh: parts.map(p => `{ ${p.sh}; }`).join('; ') };
+}
+/**
+ * Runs the commands at the same time, each with its output in its own temp file, and prints the outputs in the
+ * given order once all have finished (for independent read-only probes: one round trip, the slowest one's time).
+ */
+function concurrently(...parts) {
+    const start = parts.map((p, i) => `{ ${p.sh}; } >"$t/${i}" 2>&1 &`).join(' ');
+    const files = parts.map((_, i) => `"$t/${i}"`).join(' ');
+    return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` };
 }
 /** `a | b` */
 function pipe(a, b) {
@@ -61318,6 +61321,8 @@ const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(line
 /** Last health-check outputs of a container. */
 const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
 const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
+/** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
+const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
 /** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
 const reloadNginx = (id) => cmd('docker', 'kill', '--signal', 'HUP', id);
 /**
@@ -61366,6 +61371,61 @@ async function tarball(entries) {
         p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
     p.finalize();
     return done;
+}
+
+;// CONCATENATED MODULE: ./src/nginx.ts
+
+
+
+/** Parses `docker top ID -eo pid,args` of the nginx container. */
+function parseWorkers(out) {
+    const active = [];
+    const draining = [];
+    for (const line of out.split('\n').slice(1)) {
+        const m = /^\s*(\d+)\s+nginx: worker process(.*)$/.exec(line);
+        if (!m)
+            continue;
+        if (/shutting down/.test(m[2]))
+            draining.push(m[1]);
+        else
+            active.push(m[1]);
+    }
+    return { active, draining };
+}
+async function workers(remote, id) {
+    return parseWorkers(await remote.must(nginxProcesses(id), 'listing nginx processes'));
+}
+const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+/**
+ * SIGHUP to nginx, then waits until the new configuration is live: every worker that served before is gone or
+ * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
+ */
+async function reloadAndWait(remote, id, timeoutMs = 10_000) {
+    const before = new Set((await workers(remote, id)).active);
+    await remote.must(reloadNginx(id), 'reloading nginx');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const now = await workers(remote, id);
+        if (now.active.length > 0 && now.active.every(pid => !before.has(pid)))
+            return now;
+        if (Date.now() > deadline)
+            throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
+        await sleep(100);
+    }
+}
+/** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
+async function waitDrained(remote, id, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const now = await workers(remote, id);
+        if (now.draining.length === 0)
+            return true;
+        if (Date.now() > deadline) {
+            core.warning(`${now.draining.length} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
+            return false;
+        }
+        await sleep(250);
+    }
 }
 
 ;// CONCATENATED MODULE: external "node:fs"
@@ -61442,6 +61502,7 @@ function planFiles(wanted, onHost, previousManifest) {
 
 
 
+
 /** Variables the stack cannot start without. */
 const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'];
 const STACK_SERVICES = ['db', 'redis', 'nginx'];
@@ -61498,9 +61559,9 @@ async function runInfra(remote, inputs, phases) {
             return info('nginx config unchanged: no reload.');
         if (!nginx || !before || before.id !== nginx.id)
             return info('nginx was (re)created with the new config: no reload needed.');
-        await remote.must(reloadNginx(nginx.id), 'reloading nginx');
+        await reloadAndWait(remote, nginx.id);
         changes.push('reloaded nginx');
-        info('nginx reloaded (old workers finish their requests).');
+        info('nginx reloaded: new workers serve the new config; old ones finish their requests.');
     });
     if (changes.length === 0) {
         info(`No changes: ${plan.unchanged} files identical, network present, ${STACK_SERVICES.join('/')} up to date (same containers, nothing restarted).`);
@@ -61524,7 +61585,7 @@ function parseContainers(out) {
 }
 /** One round trip of read-only probes; every failure says how to fix it. */
 async function preflight(remote, inputs, bundle) {
-    const probes = seq(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST])), section('manifest', readFileIfExists(`${inputs.opsDir}/${MANIFEST}`)), section('network', networkExists(inputs.network)), section('containers', projectContainers(PROJECT)));
+    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST])), section('manifest', readFileIfExists(`${inputs.opsDir}/${MANIFEST}`)), section('network', networkExists(inputs.network)), section('containers', projectContainers(PROJECT)));
     const s = splitSections((await remote.run(probes)).stdout);
     const get = (name) => s.get(name) ?? { rc: 255, out: '' };
     const docker = get('docker');
@@ -62677,7 +62738,7 @@ class SshRemote {
         this.ssh.dispose();
     }
 }
-const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
+const ssh_sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
 /** One attempt: TCP, handshake with host key verification (before authentication), then public-key auth. */
 async function connectOnce(c) {
     const ssh = new NodeSSH();
@@ -62722,7 +62783,7 @@ async function connectOnce(c) {
     }
 }
 /** Connects with retries and exponential backoff (1 s, 2 s, 4 s, … capped at 30 s) on network errors only. */
-async function connect(c, pause = sleep) {
+async function connect(c, pause = ssh_sleep) {
     for (let attempt = 0;; attempt++) {
         try {
             return new SshRemote(await connectOnce(c));

@@ -6,6 +6,7 @@
 #   bash scripts/sandbox.sh down      stop only the daemons this script started (pid files)
 #   bash scripts/sandbox.sh status    show what is running
 #   bash scripts/sandbox.sh differences   print how the stand-in images differ
+#   bash scripts/sandbox.sh reset-stack   remove what ops-action created (stack, volume, network, ops-dir)
 #
 # What `up` provides (state in <repo>/.sandbox, gitignored):
 #   - dockerd (reused if `docker info` works, else started and its pid recorded)
@@ -23,30 +24,36 @@
 # DIFFERENCES between the locally built stand-ins and the official images
 # (only relevant when Docker Hub is unreachable; printed by `differences`):
 # BEGIN DIFFERENCES
-# all stand-ins: Debian bookworm (glibc, bash, apt) base instead of Alpine/official
-#   Debian; image sizes, layer digests and package versions differ; built
-#   without multi-arch manifests; label ops-sandbox.build-hash marks them.
-# postgres:15.10-bookworm -> Debian postgresql-15 (15.x point release of
-#   bookworm, not exactly 15.10); entrypoint is a reduced rewrite of upstream's
-#   docker-entrypoint.sh (POSTGRES_USER/PASSWORD/DB/INITDB_ARGS/HOST_AUTH_METHOD,
-#   *_FILE secrets, /docker-entrypoint-initdb.d *.sh/*.sql/*.sql.gz); no
-#   POSTGRES_INITDB_WALDIR, no "postgres --single"-style helpers; only the
-#   en_US.UTF-8 locale is generated; client tools come from postgresql-client-15.
-# redis:7.4.1-alpine -> Debian redis-server 7.0.15 (no 7.2/7.4 features, e.g.
-#   no HEXPIRE/field TTLs); no TLS build flags checked; protected-mode "no"
-#   default is emulated via a defaults file prepended by the entrypoint, so it
-#   applies only when no config file path is given (a config file that omits
-#   protected-mode gets Redis' stock default "yes" — irrelevant with
-#   requirepass); /bin/sh is dash, not busybox ash; uid/gid 999 like upstream.
-# nginx:1.27.3-alpine -> Debian nginx 1.22.1 (no 1.25+ features: no
-#   `http2 on;` directive (use `listen ... http2`), no HTTP/3/QUIC); no njs or
-#   other dynamic modules; compiled-in temp paths are /var/lib/nginx/* (the
-#   upstream /var/cache/nginx also exists and is writable by nginx); entrypoint
-#   runs /docker-entrypoint.d/*.sh and the templates/envsubst step, but ships
-#   none of upstream's stock scripts (no IPv6 listen auto-add, no worker
-#   auto-tune); default.conf listens on IPv4 :80 only; `wget` is GNU wget,
-#   not busybox; uid/gid 101 like upstream.
-# sample app -> python3 http.server, not Node/Next.js; HTTP/1.0 (no keep-alive).
+# all stand-ins: Debian bookworm base (glibc, dash as /bin/sh, bash, GNU
+#   coreutils/wget) instead of Alpine (musl, busybox) or the official Debian
+#   build; so a shell snippet that works here may still fail on busybox.
+#   Package versions, sizes and digests differ; single-arch; they carry the
+#   label ops-sandbox.build-hash (`status` shows "stand-in").
+# postgres:15.10-bookworm -> Debian postgresql-15, bookworm point release
+#   (15.18 when written, not 15.10); entrypoint is a reduced rewrite of
+#   upstream's docker-entrypoint.sh: POSTGRES_USER/PASSWORD/DB/INITDB_ARGS/
+#   HOST_AUTH_METHOD, *_FILE secrets, /docker-entrypoint-initdb.d
+#   (*.sh, *.sql, *.sql.gz, *.sql.xz); no POSTGRES_INITDB_WALDIR, no
+#   pg_ctl-less "single user" helpers; only the en_US.UTF-8 locale exists;
+#   uid/gid 999, PGDATA, STOPSIGNAL SIGINT, PID 1 = postgres as upstream.
+# redis:7.4.1-alpine -> Debian redis-server 7.0.15 (no 7.2/7.4 commands, e.g.
+#   no hash-field TTLs/HEXPIRE). Upstream compiles "protected-mode no" as the
+#   default; here the entrypoint prepends a defaults file with that line when
+#   no config file is given (options and "-"/stdin still override it); with a
+#   config file that omits protected-mode the stock default "yes" applies
+#   (no effect once requirepass is set). Startup log says it loaded a config
+#   file. uid/gid 999, WORKDIR /data, privilege drop via gosu as upstream.
+# nginx:1.27.3-alpine -> Debian nginx 1.22.1: no `http2 on;` directive (use
+#   `listen 443 ssl http2`), no HTTP/3, no njs/dynamic modules; compiled-in
+#   temp paths are /var/lib/nginx/* (owned by nginx; /var/cache/nginx also
+#   exists). Entrypoint runs /docker-entrypoint.d/*.sh|*.envsh and renders
+#   /etc/nginx/templates/*.template with envsubst, but none of upstream's
+#   stock scripts ship (no IPv6 listen auto-add, no worker tuning), so
+#   default.conf listens on IPv4 :80 only. nginx.conf/default.conf, user
+#   nginx (uid 101), log symlinks, STOPSIGNAL SIGQUIT as upstream.
+# sample app (ops-sandbox/sample-app, 127.0.0.1:5000/behindy/sample-app:v1/v2)
+#   -> python3 http.server, not Node/Next.js; HTTP/1.0 (no keep-alive);
+#   runs as nextjs (uid 1001) with wget, no curl.
 # END DIFFERENCES
 
 set -euo pipefail
@@ -108,7 +115,20 @@ wait_for() {
   done
 }
 
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive <pidfile>: the recorded process still runs and is the same daemon
+# (guards against a stale pid file whose pid got reused by something else)
+pid_alive() {
+  local pid comm expected
+  [[ -f $1 ]] || return 1
+  pid="$(cat "$1")"
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  case "$(basename "$1" .pid)" in
+    registry) expected=docker-registry ;;
+    *) expected="$(basename "$1" .pid)" ;;
+  esac
+  comm="$(cat "/proc/$pid/comm" 2>/dev/null)"
+  [[ $comm == "$expected" ]]
+}
 
 # start_daemon <name> <command...>: background daemon, log + pid in state dir
 start_daemon() {
@@ -126,13 +146,13 @@ stop_daemon() {
   fi
   pid="$(cat "$pidfile")"
   kill "$pid"
-  local i
-  for i in $(seq 1 100); do
+  # dockerd stops its containers first (10 s grace each, in parallel)
+  for _ in $(seq 1 150); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
   done
   if kill -0 "$pid" 2>/dev/null; then
-    warn "$name (pid $pid) did not stop in 20 s, sending SIGKILL"
+    warn "$name (pid $pid) did not stop in 30 s, sending SIGKILL"
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
@@ -488,7 +508,7 @@ ensure_base_image() {
     printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$root/etc/apt/apt.conf.d/90-sandbox-norecommends"
     printf 'path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\npath-include /usr/share/locale/locale.alias\n' \
       >"$root/etc/dpkg/dpkg.cfg.d/90-sandbox-nodoc"
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/dev/* "$root"/proc/* "$root"/sys/*
+    rm -rf "${root:?}"/var/cache/apt/archives/*.deb "${root:?}"/var/lib/apt/lists/* "${root:?}"/dev/* "${root:?}"/proc/* "${root:?}"/sys/*
     tar --numeric-owner -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$root"
   fi
@@ -670,6 +690,19 @@ cmd_differences() {
   sed -n '/^# BEGIN DIFFERENCES$/,/^# END DIFFERENCES$/{/^# \(BEGIN\|END\) DIFFERENCES$/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 }
 
+# Wipes what ops-action's infra mode creates on the host (stack containers, the pgdata volume, the network, ops-dir
+# and app containers on the network), so the next run meets a fresh EC2 host. The sandbox services stay up.
+cmd_reset_stack() {
+  local ops_dir=${OPS_DIR:-/opt/behindy-ops} network=${OPS_NETWORK:-internal} ids
+  ids="$(docker ps -aq --filter label=com.docker.compose.project=behindy) $(docker ps -aq --filter label=ops-action.service)"
+  # shellcheck disable=SC2086
+  [[ -n "${ids// /}" ]] && docker rm -f -v $ids >/dev/null
+  docker volume rm behindy_pgdata >/dev/null 2>&1 || true
+  docker network rm "$network" >/dev/null 2>&1 || true
+  rm -rf "$ops_dir"
+  install -d -o deploy -g deploy -m 0750 "$ops_dir"
+}
+
 main() {
   local cmd="${1:-up}"
   case "$cmd" in
@@ -677,8 +710,9 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     differences) cmd_differences ;;
-    -h|--help|help) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$cmd' (use: up | down | status | differences)" ;;
+    reset-stack) cmd_reset_stack ;;
+    -h|--help|help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$cmd' (use: up | down | status | differences | reset-stack)" ;;
   esac
 }
 

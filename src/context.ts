@@ -245,7 +245,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
   }
 
   const host = c.check('host', parseHost, '')
-  const port = c.check('port', parseInteger('port', 1, 65535), 22)
+  const port = c.check('port', parseInteger('port', 1, 65535), 0)
   const username = c.check('username', parseUsername, '')
   const passphrase = c.raw('ssh-passphrase') || undefined
   const privateKey = c.check('ssh-key', v => checkPrivateKey(v, passphrase), '')
@@ -256,7 +256,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
     v => {
       if (v.trim() === '') return undefined
       const entries = parseKnownHosts(v)
-      if (host && !entries.some(e => e.marker === undefined && hostMatches(e.patterns, host, port))) {
+      if (host && port && !entries.some(e => e.marker === undefined && hostMatches(e.patterns, host, port))) {
         throw new InputError('known-hosts', `has no entry for ${port === 22 ? host : `[${host}]:${port}`} (get one with: ssh-keyscan -p ${port} ${host})`)
       }
       return entries

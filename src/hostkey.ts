@@ -8,21 +8,14 @@
  *    and `!negation` (a matching negated pattern vetoes the whole line);
  *  - hashed names are `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`.
  */
+import { InputError } from './errors'
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 
 /** SHA256 fingerprint as printed by `ssh-keygen -lf` (unpadded base64). */
 export const FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}$/
 
-export class HostKeyInputError extends Error {
-  constructor(
-    public input: string,
-    message: string
-  ) {
-    const prefix = `Input '${input}': `
-    super(message.startsWith(prefix) ? message : prefix + message)
-    this.name = 'HostKeyInputError'
-  }
-}
+/** An input error of the host-key inputs (the same InputError every input check throws). */
+export { InputError as HostKeyInputError }
 
 export interface KnownHostEntry {
   /** 1-based line number in the known_hosts text. */
@@ -86,10 +79,10 @@ export function normalizeFingerprint(input: string): string {
   const how = 'expected the SHA256 form printed by `ssh-keygen -lf <host key .pub file>`, e.g. SHA256:' + 'A'.repeat(43)
   const s = input.trim()
   if (s === '') {
-    throw new HostKeyInputError(FINGERPRINT_INPUT, `is empty; ${how}`)
+    throw new InputError(FINGERPRINT_INPUT, `is empty; ${how}`)
   }
   if (/^(MD5:)?[0-9a-f]{2}(:[0-9a-f]{2}){15}$/i.test(s)) {
-    throw new HostKeyInputError(
+    throw new InputError(
       FINGERPRINT_INPUT,
       `'${preview(s)}' is an MD5 fingerprint, which is not accepted; use the SHA256 fingerprint instead ` +
         '(run `ssh-keygen -lf <host key .pub file>`, or `ssh-keygen -lf <(ssh-keyscan -p PORT HOST)` ' +
@@ -104,11 +97,11 @@ export function normalizeFingerprint(input: string): string {
       : /\sSHA256:/i.test(s)
         ? 'is a whole `ssh-keygen -l` line; paste only the SHA256:… token'
         : 'is not a SHA256 fingerprint'
-    throw new HostKeyInputError(FINGERPRINT_INPUT, `'${preview(s)}' ${problem}; ${how}`)
+    throw new InputError(FINGERPRINT_INPUT, `'${preview(s)}' ${problem}; ${how}`)
   }
   const fp = 'SHA256:' + m[1].replace(/=$/, '')
   if (!FINGERPRINT_RE.test(fp)) {
-    throw new HostKeyInputError(
+    throw new InputError(
       FINGERPRINT_INPUT,
       `'${preview(s)}' is not a valid SHA256 fingerprint (need 43 base64 characters after 'SHA256:'); ${how}`
     )
@@ -155,7 +148,7 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
     const trimmed = raw.trim()
     if (trimmed === '' || trimmed.startsWith('#')) return
     const fail = (why: string): never => {
-      throw new HostKeyInputError(KNOWN_HOSTS_INPUT, `line ${line}: ${why}`)
+      throw new InputError(KNOWN_HOSTS_INPUT, `line ${line}: ${why}`)
     }
     const fields = trimmed.split(/\s+/)
     let marker: KnownHostEntry['marker']

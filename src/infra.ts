@@ -16,7 +16,6 @@ import {
   networkExists,
   projectContainers,
   readFileIfExists,
-  reloadNginx,
   removeFiles,
   restoreFiles,
   unpackAndCommit
@@ -26,8 +25,9 @@ import { tarball, type ArchiveEntry } from './archive'
 import type { InfraInputs } from './context'
 import { mergeEnvFile, readEnvFile, type EnvEntries } from './envfile'
 import { HostError, InputError, InputErrors } from './errors'
+import { reloadAndWait } from './nginx'
 import type { Phases } from './phases'
-import { seq, section, splitSections } from './shell'
+import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
 import { loadBundle, placeholderUpstream, planFiles, renderStack, ROUTED_SERVICES, type FileSet } from './stackfiles'
 
@@ -117,9 +117,9 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
     const before = host.containers.find(c => c.service === 'nginx')
     if (!plan.nginxChanged) return core.info('nginx config unchanged: no reload.')
     if (!nginx || !before || before.id !== nginx.id) return core.info('nginx was (re)created with the new config: no reload needed.')
-    await remote.must(reloadNginx(nginx.id), 'reloading nginx')
+    await reloadAndWait(remote, nginx.id)
     changes.push('reloaded nginx')
-    core.info('nginx reloaded (old workers finish their requests).')
+    core.info('nginx reloaded: new workers serve the new config; old ones finish their requests.')
   })
 
   if (changes.length === 0) {
@@ -146,7 +146,7 @@ export function parseContainers(out: string): Container[] {
 
 /** One round trip of read-only probes; every failure says how to fix it. */
 async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): Promise<HostState> {
-  const probes = seq(
+  const probes = concurrently(
     section('docker', dockerServerVersion()),
     section('compose-v2', composeV2Version()),
     section('compose-v1', composeV1Version()),

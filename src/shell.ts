@@ -36,6 +36,16 @@ export function seq(...parts: Sh[]): Sh {
   return { sh: parts.map(p => `{ ${p.sh}; }`).join('; ') }
 }
 
+/**
+ * Runs the commands at the same time, each with its output in its own temp file, and prints the outputs in the
+ * given order once all have finished (for independent read-only probes: one round trip, the slowest one's time).
+ */
+export function concurrently(...parts: Sh[]): Sh {
+  const start = parts.map((p, i) => `{ ${p.sh}; } >"$t/${i}" 2>&1 &`).join(' ')
+  const files = parts.map((_, i) => `"$t/${i}"`).join(' ')
+  return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` }
+}
+
 /** `a | b` */
 export function pipe(a: Sh, b: Sh): Sh {
   return { sh: `${a.sh} | ${b.sh}` }

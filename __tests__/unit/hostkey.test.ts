@@ -1,3 +1,4 @@
+import { InputError } from '../../src/errors'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -117,12 +118,11 @@ describe('normalizeFingerprint', () => {
 })
 
 describe('HostKeyInputError', () => {
-  it('prefixes the message with the input name exactly once', () => {
+  it('is the InputError every input check throws, prefixed with the input name', () => {
     const e = new HostKeyInputError('known-hosts', 'boom')
     expect(e.message).toBe("Input 'known-hosts': boom")
     expect(e.input).toBe('known-hosts')
-    expect(e).toBeInstanceOf(Error)
-    expect(new HostKeyInputError('x', "Input 'x': already").message).toBe("Input 'x': already")
+    expect(e).toBeInstanceOf(InputError)
   })
 })
 

@@ -1,6 +1,9 @@
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { and, cmd, or, quote, section, seq, splitSections } from '../../src/shell'
+import { and, cmd, concurrently, or, quote, section, seq, splitSections } from '../../src/shell'
 
 /** Runs a command line in a real POSIX sh and returns what it printed. */
 const sh = (line: string) => execFileSync('sh', ['-c', line], { encoding: 'utf8' })
@@ -29,5 +32,17 @@ describe('composition', () => {
     const parts = splitSections(out)
     expect(parts.get('one')).toEqual({ rc: 0, out: 'x y' })
     expect(parts.get('two')).toEqual({ rc: 3, out: 'err' })
+  })
+})
+
+describe('concurrently', () => {
+  it('runs probes at the same time and prints their sections in order', () => {
+    // The first probe waits for a file only the second one creates: run one after the other, it would give up.
+    const flag = join(mkdtempSync(join(tmpdir(), 'ops-conc-')), 'flag')
+    const waiter = cmd('sh', '-c', 'i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done; echo saw it', 'sh', flag)
+    const out = sh(concurrently(section('waiter', waiter), section('maker', cmd('touch', flag))).sh)
+    expect(splitSections(out).get('waiter')).toEqual({ rc: 0, out: 'saw it' })
+    expect(splitSections(out).get('maker')).toEqual({ rc: 0, out: '' })
+    expect(out.indexOf('@@ops waiter')).toBeLessThan(out.indexOf('@@ops maker'))
   })
 })

@@ -95,6 +95,9 @@ export const healthLog = (id: string): Sh =>
 
 export const execIn = (id: string, ...argv: string[]): Sh => cmd('docker', 'exec', id, ...argv)
 
+/** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
+export const nginxProcesses = (id: string): Sh => cmd('docker', 'top', id, '-eo', 'pid,args')
+
 /** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
 export const reloadNginx = (id: string): Sh => cmd('docker', 'kill', '--signal', 'HUP', id)
 

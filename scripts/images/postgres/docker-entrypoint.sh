@@ -86,7 +86,7 @@ temp_server_stop() {
 }
 
 psql_run() {
-	PGHOST= PGHOSTADDR= PGPASSWORD="$POSTGRES_PASSWORD" \
+	PGHOST="" PGHOSTADDR="" PGPASSWORD="$POSTGRES_PASSWORD" \
 		psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc "$@"
 }
 
@@ -139,7 +139,7 @@ main() {
 		create_db_directories
 		if [ "$(id -u)" = '0' ]; then
 			# restart this script as the postgres user
-			exec gosu postgres "$BASH_SOURCE" "$@"
+			exec gosu postgres "${BASH_SOURCE[0]}" "$@"
 		fi
 
 		if [ ! -s "$PGDATA/PG_VERSION" ]; then

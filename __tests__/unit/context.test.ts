@@ -1,0 +1,443 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import { DEFAULTS, getInputs, isMaskable, type InputReader } from '../../src/context'
+import { InputError, InputErrors } from '../../src/errors'
+
+// Real keys from ssh-keygen: one plain, one protected by the passphrase 'pass'.
+let dir: string
+let key: string
+let encKey: string
+let hostPub: { type: string; b64: string }
+let hostFp: string
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'context-test-'))
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'user@test', '-f', join(dir, 'id')])
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'pass', '-C', 'enc@test', '-f', join(dir, 'enc')])
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'host@test', '-f', join(dir, 'host')])
+  key = readFileSync(join(dir, 'id'), 'utf8')
+  encKey = readFileSync(join(dir, 'enc'), 'utf8')
+  const [type, b64] = readFileSync(join(dir, 'host.pub'), 'utf8').trim().split(/\s+/)
+  hostPub = { type, b64 }
+  // `256 SHA256:… host@test (ED25519)`
+  hostFp = execFileSync('ssh-keygen', ['-lf', join(dir, 'host.pub')], { encoding: 'utf8' }).split(/\s+/)[1]
+})
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+/** Everything written to stdout by the code under test (@actions/core commands such as ::add-mask::). */
+let out: string[] = []
+
+beforeEach(() => {
+  out = []
+  vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: string | Uint8Array) => {
+    out.push(String(chunk))
+    return true
+  }) as typeof process.stdout.write)
+})
+
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+/** An InputReader as the runner would give it: the action.yml defaults with `over` on top. */
+function reader(over: Record<string, string>): InputReader {
+  const all = { ...DEFAULTS, ...over }
+  return name => all[name] ?? ''
+}
+
+/** The minimal valid infra input set. */
+function base(): Record<string, string> {
+  return { mode: 'infra', host: 'example.com', 'ssh-key': key }
+}
+
+/** The error getInputs throws for `over` merged over the minimal valid set. */
+function errorOf(over: Record<string, string>): Error {
+  try {
+    getInputs(reader({ ...base(), ...over }))
+  } catch (e) {
+    expect(e).toBeInstanceOf(Error)
+    return e as Error
+  }
+  throw new Error(`getInputs accepted ${JSON.stringify(Object.keys(over))}`)
+}
+
+/** Asserts that `over` is rejected with an error naming `input`, and returns the message. */
+function rejects(over: Record<string, string>, input: string): string {
+  const e = errorOf(over)
+  expect(e.message).toContain(`Input '${input}': `)
+  return e.message
+}
+
+describe('getInputs: a valid infra input set', () => {
+  it('parses every field', () => {
+    const inputs = getInputs(
+      reader({
+        mode: 'infra',
+        host: 'example.com',
+        port: '2222',
+        username: 'deploy',
+        'ssh-key': key,
+        'known-hosts': `# comment\n[example.com]:2222 ${hostPub.type} ${hostPub.b64}\nother.org ${hostPub.type} ${hostPub.b64}\n`,
+        'host-fingerprint': `  sha256:${hostFp.slice('SHA256:'.length)}=  `,
+        'insecure-skip-host-key-check': 'false',
+        'connect-timeout': '15',
+        'connect-retries': '5',
+        'ops-dir': '/srv/behindy-ops/',
+        network: 'behindy_net',
+        domain: 'Behindy.ME',
+        'http-port': '8080',
+        'https-port': '8443',
+        'infra-env': 'DB_USER=behindy\n\n# a comment\nDB_PASS="s3cr3t pw"\nexport DB_NAME=behindy_db\n',
+        'infra-timeout': '300'
+      })
+    )
+    expect(inputs.mode).toBe('infra')
+    const c = inputs.connection
+    expect(c.host).toBe('example.com')
+    expect(c.port).toBe(2222)
+    expect(typeof c.port).toBe('number')
+    expect(c.username).toBe('deploy')
+    expect(c.privateKey).toBe(key.trim() + '\n')
+    expect(c.passphrase).toBeUndefined()
+    expect(c.skipHostKeyCheck).toBe(false)
+    expect(c.connectTimeoutMs).toBe(15_000)
+    expect(c.connectRetries).toBe(5)
+    expect(c.fingerprint).toBe(hostFp)
+    expect(c.knownHosts).toHaveLength(2)
+    expect(c.knownHosts?.[0]).toMatchObject({ line: 2, patterns: '[example.com]:2222', keyType: 'ssh-ed25519' })
+    expect(c.knownHosts?.[0].key.equals(Buffer.from(hostPub.b64, 'base64'))).toBe(true)
+    expect(c.knownHosts?.[1]).toMatchObject({ line: 3, patterns: 'other.org' })
+
+    const i = inputs.infra
+    expect(i.opsDir).toBe('/srv/behindy-ops')
+    expect(i.network).toBe('behindy_net')
+    expect(i.domain).toBe('behindy.me')
+    expect(i.httpPort).toBe(8080)
+    expect(i.httpsPort).toBe(8443)
+    expect(i.infraEnv).toEqual([
+      ['DB_USER', 'behindy'],
+      ['DB_PASS', 's3cr3t pw'],
+      ['DB_NAME', 'behindy_db']
+    ])
+    expect(i.infraTimeoutS).toBe(300)
+  })
+
+  it('uses the action.yml defaults for everything not set', () => {
+    const inputs = getInputs(reader(base()))
+    expect(inputs.connection).toMatchObject({
+      host: 'example.com',
+      port: 22,
+      username: 'ubuntu',
+      knownHosts: undefined,
+      fingerprint: undefined,
+      skipHostKeyCheck: false,
+      connectTimeoutMs: 20_000,
+      connectRetries: 3
+    })
+    expect(inputs.infra).toEqual({
+      opsDir: '/opt/behindy-ops',
+      network: 'internal',
+      domain: '',
+      httpPort: 80,
+      httpsPort: 443,
+      infraEnv: [],
+      infraTimeoutS: 120
+    })
+  })
+
+  it('accepts a bracketed IPv6 host, an IPv4 host and TRUE for the skip flag', () => {
+    expect(getInputs(reader({ ...base(), host: '[2001:db8::1]' })).connection.host).toBe('2001:db8::1')
+    expect(getInputs(reader({ ...base(), host: '10.0.0.7' })).connection.host).toBe('10.0.0.7')
+    expect(getInputs(reader({ ...base(), 'insecure-skip-host-key-check': 'TRUE' })).connection.skipHostKeyCheck).toBe(true)
+  })
+
+  it('accepts a key whose newlines arrive as literal \\n and CRLF', () => {
+    const escaped = key.trim().split('\n').join('\\n')
+    expect(getInputs(reader({ ...base(), 'ssh-key': escaped })).connection.privateKey).toBe(key.trim() + '\n')
+    const crlf = key.replace(/\n/g, '\r\n')
+    expect(getInputs(reader({ ...base(), 'ssh-key': crlf })).connection.privateKey).toBe(key.trim() + '\n')
+  })
+
+  it('known-hosts on port 22 matches a plain host entry', () => {
+    const inputs = getInputs(reader({ ...base(), 'known-hosts': `example.com ${hostPub.type} ${hostPub.b64}` }))
+    expect(inputs.connection.knownHosts).toHaveLength(1)
+  })
+})
+
+describe('getInputs: passphrase-protected key', () => {
+  it('works with the correct passphrase', () => {
+    const c = getInputs(reader({ ...base(), 'ssh-key': encKey, 'ssh-passphrase': 'pass' })).connection
+    expect(c.passphrase).toBe('pass')
+    expect(c.privateKey).toBe(encKey.trim() + '\n')
+  })
+
+  it('without a passphrase names ssh-passphrase', () => {
+    const msg = rejects({ 'ssh-key': encKey }, 'ssh-passphrase')
+    expect(msg).toMatch(/encrypted/)
+  })
+
+  it('with a wrong passphrase names ssh-passphrase', () => {
+    const msg = rejects({ 'ssh-key': encKey, 'ssh-passphrase': 'wrong' }, 'ssh-passphrase')
+    expect(msg).toMatch(/does not decrypt/)
+  })
+})
+
+describe('getInputs: each invalid input is named in the message', () => {
+  it('mode unknown', () => {
+    expect(rejects({ mode: 'destroy' }, 'mode')).toContain("'destroy' is not one of deploy, infra, rollback")
+  })
+
+  it.each(['deploy', 'rollback'])('mode %s is not supported yet', mode => {
+    expect(rejects({ mode }, 'mode')).toContain('not supported yet')
+  })
+
+  it.each([
+    ['image', 'ghcr.io/behindy/app:1.0'],
+    ['service', 'backend'],
+    ['app-port', '8080'],
+    ['registry-password', 'tok3n'],
+    ['health-timeout', '60'],
+    ['memory', '768m']
+  ])('deploy-only input %s is not supported yet', (name, value) => {
+    expect(rejects({ [name]: value }, name)).toContain('not supported yet')
+  })
+
+  it.each(['', '   ', 'exa mple.com', 'a;b', '$(x)', 'host`id`', '-leading.example.com'])('host %j', host => {
+    rejects({ host }, 'host')
+  })
+
+  it('empty host says it is required', () => {
+    expect(rejects({ host: '' }, 'host')).toContain('is required')
+  })
+
+  it.each(['0', '70000', '65536', '80a', '-1', '', '2 2'])('port %j', port => {
+    rejects({ port }, 'port')
+  })
+
+  it.each(['Root', 'a b', '1user', 'user;id', ''])('username %j', username => {
+    rejects({ username }, 'username')
+  })
+
+  it('ssh-key empty', () => {
+    expect(rejects({ 'ssh-key': '' }, 'ssh-key')).toContain('is required')
+  })
+
+  it('ssh-key not a key', () => {
+    expect(rejects({ 'ssh-key': 'hunter2-not-a-key' }, 'ssh-key')).toContain('is not a private key')
+  })
+
+  it('ssh-key a public key', () => {
+    const pub = readFileSync(join(dir, 'id.pub'), 'utf8')
+    expect(rejects({ 'ssh-key': pub }, 'ssh-key')).toContain('is not a private key')
+  })
+
+  it('ssh-key with a corrupted body', () => {
+    const lines = key.trim().split('\n')
+    const truncated = [...lines.slice(0, 2), ...lines.slice(3)].join('\n')
+    expect(rejects({ 'ssh-key': truncated }, 'ssh-key')).toContain('cannot be parsed')
+    const garbage = [lines[0], 'bm90IGEga2V5IGF0IGFsbA==', lines[lines.length - 1]].join('\n')
+    expect(rejects({ 'ssh-key': garbage }, 'ssh-key')).toContain('cannot be parsed')
+  })
+
+  it.each(['MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48', '16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48'])(
+    'host-fingerprint MD5 %s',
+    fp => {
+      expect(rejects({ 'host-fingerprint': fp }, 'host-fingerprint')).toMatch(/MD5/)
+    }
+  )
+
+  it.each(['garbage', 'SHA256:tooshort', `SHA256:${'A'.repeat(42)}!`])('host-fingerprint %j', fp => {
+    rejects({ 'host-fingerprint': fp }, 'host-fingerprint')
+  })
+
+  it('known-hosts malformed line', () => {
+    const msg = rejects({ 'known-hosts': 'example.com ssh-ed25519' }, 'known-hosts')
+    expect(msg).toContain('line 1')
+    rejects({ 'known-hosts': `example.com ssh-ed25519 not*base64` }, 'known-hosts')
+  })
+
+  it('known-hosts without an entry for host:port suggests ssh-keyscan', () => {
+    const msg = rejects({ port: '2222', 'known-hosts': `other.org ${hostPub.type} ${hostPub.b64}` }, 'known-hosts')
+    expect(msg).toContain('[example.com]:2222')
+    expect(msg).toContain('ssh-keyscan -p 2222 example.com')
+    // A plain entry only matches port 22, as in OpenSSH.
+    const msg2 = rejects({ port: '2222', 'known-hosts': `example.com ${hostPub.type} ${hostPub.b64}` }, 'known-hosts')
+    expect(msg2).toContain('ssh-keyscan -p 2222 example.com')
+  })
+
+  it('known-hosts with only a @revoked entry for the host has no usable entry', () => {
+    rejects({ 'known-hosts': `@revoked example.com ${hostPub.type} ${hostPub.b64}` }, 'known-hosts')
+  })
+
+  it.each(['maybe', 'yes', '1'])('insecure-skip-host-key-check %j', v => {
+    rejects({ 'insecure-skip-host-key-check': v }, 'insecure-skip-host-key-check')
+  })
+
+  it.each(['abc', '0', '601', '1.5'])('connect-timeout %j', v => {
+    rejects({ 'connect-timeout': v }, 'connect-timeout')
+  })
+
+  it.each(['11', '-1', 'x'])('connect-retries %j', v => {
+    rejects({ 'connect-retries': v }, 'connect-retries')
+  })
+
+  it.each(['opt/ops', './ops', '/opt/../etc', '/opt/./x', '/opt/my ops', '/', '//', '/opt/$(x)', ''])('ops-dir %j', v => {
+    rejects({ 'ops-dir': v }, 'ops-dir')
+  })
+
+  it.each(['-bad', 'a b', '', 'a;b'])('network %j', v => {
+    rejects({ network: v }, 'network')
+  })
+
+  it.each(['not a domain', 'exa mple.com', 'localhost', 'behindy.me/', '*.behindy.me'])('domain %j', v => {
+    rejects({ domain: v }, 'domain')
+  })
+
+  it('http-port equal to https-port', () => {
+    expect(rejects({ 'http-port': '8080', 'https-port': '8080' }, 'https-port')).toContain('must differ from http-port')
+  })
+
+  it.each(['0', '65536', 'http'])('http-port %j / https-port', v => {
+    rejects({ 'http-port': v }, 'http-port')
+    rejects({ 'https-port': v }, 'https-port')
+  })
+
+  it('infra-env line without =', () => {
+    expect(rejects({ 'infra-env': 'DB_USER=a\nDB_PASS' }, 'infra-env')).toContain("line 2 has no '='")
+  })
+
+  it.each(['1BAD=x', 'BAD-KEY=x', 'A B=x', '=x'])('infra-env bad key %j', line => {
+    expect(rejects({ 'infra-env': line }, 'infra-env')).toContain('is not a valid variable name')
+  })
+
+  it('infra-env duplicate key', () => {
+    expect(rejects({ 'infra-env': 'A=1\nA=2' }, 'infra-env')).toContain('already set on line 1')
+  })
+
+  it.each(['10s', '0', '3601', ''])('infra-timeout %j', v => {
+    rejects({ 'infra-timeout': v }, 'infra-timeout')
+  })
+})
+
+describe('getInputs: several invalid inputs', () => {
+  it('are reported together in one InputErrors', () => {
+    let caught: unknown
+    try {
+      getInputs(
+        reader({
+          mode: 'infra',
+          host: 'a;b',
+          port: '0',
+          username: 'Root',
+          'ssh-key': 'nope',
+          'connect-timeout': 'abc',
+          'ops-dir': 'relative',
+          network: '-bad',
+          domain: 'not a domain',
+          'infra-env': 'NOEQUALS',
+          'infra-timeout': '10s',
+          image: 'nginx:latest'
+        })
+      )
+    } catch (e) {
+      caught = e
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    const err = caught as InputErrors
+    const names = err.errors.map(e => e.input).sort()
+    expect(names).toEqual(
+      ['connect-timeout', 'domain', 'host', 'image', 'infra-env', 'infra-timeout', 'network', 'ops-dir', 'port', 'ssh-key', 'username'].sort()
+    )
+    expect(err.message).toMatch(/^11 inputs are invalid:\n/)
+    for (const e of err.errors) {
+      expect(e).toBeInstanceOf(InputError)
+      expect(err.message).toContain(`  - ${e.message}`)
+    }
+  })
+
+  it('a single invalid input is an InputErrors whose message is that error', () => {
+    let caught: unknown
+    try {
+      getInputs(reader({ ...base(), port: '0' }))
+    } catch (e) {
+      caught = e
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    expect((caught as InputErrors).errors).toHaveLength(1)
+    expect((caught as InputErrors).message).toBe("Input 'port': 0 is out of range (1–65535)")
+  })
+
+  // Host-key input errors are InputErrors too, so they are reported together with the rest.
+  it('include a bad host-fingerprint or known-hosts line alongside the others', () => {
+    let caught: unknown
+    try {
+      getInputs(reader({ ...base(), port: '0', 'host-fingerprint': 'garbage', 'known-hosts': 'bad line' }))
+    } catch (e) {
+      caught = e
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    expect((caught as InputErrors).errors.map(e => e.input).sort()).toEqual(['host-fingerprint', 'known-hosts', 'port'])
+  })
+})
+
+describe('getInputs: secret masking', () => {
+  /** How @actions/core escapes a command's data. */
+  function escapeData(s: string): string {
+    return s.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
+  }
+
+  /** The values passed to core.setSecret, as printed. */
+  function masked(): string[] {
+    return out
+      .join('')
+      .split(/\r?\n/)
+      .filter(l => l.startsWith('::add-mask::'))
+      .map(l => l.slice('::add-mask::'.length))
+  }
+
+  it('masks ssh-key, ssh-passphrase and infra-env secret values, but not true/8080', () => {
+    getInputs(
+      reader({
+        ...base(),
+        'ssh-key': encKey,
+        'ssh-passphrase': 'pass',
+        'infra-env': 'DB_PASS=s3cr3t-pw\nREDIS_PASSWORD=r3dis%pw\nFEATURE=true\nAPP_PORT=8080\nSHORT=ab\nDB_USER=behindy'
+      })
+    )
+    const m = masked()
+    expect(m).toContain(escapeData(encKey))
+    expect(m).toContain('pass')
+    expect(m).toContain('s3cr3t-pw')
+    expect(m).toContain(escapeData('r3dis%pw'))
+    expect(m).toContain('behindy')
+    expect(m).not.toContain('true')
+    expect(m).not.toContain('8080')
+    expect(m).not.toContain('ab')
+  })
+
+  it('does not mask empty secret inputs', () => {
+    getInputs(reader(base()))
+    expect(masked()).toEqual([escapeData(key)])
+  })
+
+  it('masks secrets even when the inputs are invalid', () => {
+    expect(() => getInputs(reader({ ...base(), port: '0', 'infra-env': 'DB_PASS=s3cr3t-pw' }))).toThrow(InputErrors)
+    expect(masked()).toContain('s3cr3t-pw')
+    expect(masked()).toContain(escapeData(key))
+  })
+})
+
+describe('isMaskable', () => {
+  it.each(['true', 'False', 'YES', 'no', 'on', 'OFF', '8080', '1', '65535', 'ab', ''])('%j is not masked', v => {
+    expect(isMaskable(v)).toBe(false)
+  })
+  it.each(['s3cr3t', 'abc', '123456', 'truely', 'behindy'])('%j is masked', v => {
+    expect(isMaskable(v)).toBe(true)
+  })
+})

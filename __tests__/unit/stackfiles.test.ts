@@ -1,0 +1,599 @@
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { parse as parseYaml } from 'yaml'
+import { composeV2 } from '../../src/commands/compose'
+import type { InfraInputs } from '../../src/context'
+import { InputErrors } from '../../src/errors'
+import { checkStackEnv, nginxImage, parseContainers, planInfra, type HostState } from '../../src/infra'
+import {
+  loadBundle,
+  placeholderUpstream,
+  planFiles,
+  renderStack,
+  ROUTED_SERVICES,
+  sha256,
+  type FileSet
+} from '../../src/stackfiles'
+
+const ROOT = join(__dirname, '..', '..')
+const bundle = loadBundle(ROOT)
+
+/** The file's text, failing the test when it is missing. */
+function file(files: FileSet, path: string): string {
+  const text = files.get(path)
+  expect(text, `${path} is in the file set`).toBeDefined()
+  return text as string
+}
+
+/** nginx config without comments. */
+function code(text: string): string {
+  return text
+    .split('\n')
+    .map(l => l.replace(/(^|\s)#.*$/, ''))
+    .join('\n')
+}
+
+/** The `{ … }` body of each block whose header matches `header` (brace-balanced). */
+function blocks(text: string, header: RegExp): string[] {
+  const src = code(text)
+  const found: string[] = []
+  const re = new RegExp(header.source, 'g')
+  let m: RegExpExecArray | null
+  while ((m = re.exec(src))) {
+    const open = src.indexOf('{', m.index + m[0].length - 1)
+    let depth = 0
+    for (let i = open; i < src.length; i++) {
+      if (src[i] === '{') depth++
+      else if (src[i] === '}' && --depth === 0) {
+        found.push(src.slice(open + 1, i))
+        break
+      }
+    }
+  }
+  return found
+}
+
+/** The directives at the top level of a block body (nested blocks removed). */
+function topLevel(body: string): string {
+  let out = ''
+  let depth = 0
+  for (const ch of body) {
+    if (ch === '{') depth++
+    if (depth === 0) out += ch
+    if (ch === '}') depth--
+  }
+  return out
+}
+
+const nginxFiles = [...bundle].filter(([p]) => p.startsWith('nginx/') && p.endsWith('.conf'))
+
+beforeEach(() => {
+  // planInfra logs through @actions/core (stdout).
+  vi.spyOn(process.stdout, 'write').mockImplementation((() => true) as typeof process.stdout.write)
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+describe('loadBundle', () => {
+  it('reads compose/ and nginx/ with posix relative paths', () => {
+    const paths = [...bundle.keys()]
+    expect(paths).toContain('compose/docker-compose.yml')
+    expect(paths).toContain('nginx/nginx.conf')
+    expect(paths).toContain('nginx/templates/servers-http.conf')
+    expect(paths).toContain('nginx/templates/servers-tls.conf')
+    expect(paths).toContain('nginx/html/503.html')
+    for (const p of paths) expect(p).toMatch(/^(compose|nginx)\/[^\\]+$/)
+  })
+})
+
+describe('renderStack', () => {
+  const http = renderStack(bundle, { domain: '', tls: false })
+  const tls = renderStack(bundle, { domain: 'behindy.me', tls: true })
+  const httpWithDomain = renderStack(bundle, { domain: 'behindy.me', tls: false })
+
+  it('HTTP only: one default server on 80, no TLS', () => {
+    const servers = file(http, 'nginx/conf.d/20-servers.conf')
+    expect(servers).toContain('listen 80 default_server;')
+    expect(servers).not.toMatch(/listen\s+443/)
+    expect(servers).not.toMatch(/\bssl/)
+    expect(servers).not.toContain('Strict-Transport-Security')
+    expect(servers).toContain('no domain set')
+    expect(blocks(servers, /\bserver\s*\{/)).toHaveLength(1)
+    expect(servers).toContain('include snippets/common.conf;')
+    expect(servers).toContain('include routes/*.conf;')
+  })
+
+  it('HTTP only with a domain but no certificate says why', () => {
+    const servers = file(httpWithDomain, 'nginx/conf.d/20-servers.conf')
+    expect(servers).toContain('no certificate for behindy.me on the host yet')
+    expect(servers).not.toMatch(/listen\s+443/)
+  })
+
+  it('TLS: certificate, protocols, HSTS for the domain', () => {
+    const servers = file(tls, 'nginx/conf.d/20-servers.conf')
+    expect(servers).toContain('ssl_certificate /etc/letsencrypt/live/behindy.me/fullchain.pem;')
+    expect(servers).toContain('ssl_certificate_key /etc/letsencrypt/live/behindy.me/privkey.pem;')
+    expect(servers).toMatch(/ssl_protocols TLSv1\.2 TLSv1\.3;/)
+    expect(servers).not.toMatch(/TLSv1(\.1)?[ ;]/)
+    const https = blocks(servers, /\bserver\s*\{/).filter(b => /listen\s+443\s+ssl/.test(b))
+    expect(https).toHaveLength(1)
+    expect(https[0]).toContain('server_name behindy.me www.behindy.me;')
+    expect(https[0]).toMatch(/add_header Strict-Transport-Security "max-age=\d+[^"]*" always;/)
+    expect(https[0]).toContain('include routes/*.conf;')
+    expect(https[0]).toContain('include snippets/common.conf;')
+  })
+
+  it('TLS: HTTP for the domain redirects to https, ACME challenge still served over HTTP', () => {
+    const servers = file(tls, 'nginx/conf.d/20-servers.conf')
+    const redirect = blocks(servers, /\bserver\s*\{/).filter(b => /server_name behindy\.me www\.behindy\.me;/.test(b) && /listen\s+80;/.test(b))
+    expect(redirect).toHaveLength(1)
+    expect(redirect[0]).toMatch(/location \/ \{\s*return 301 https:\/\/\$host\$request_uri;\s*\}/)
+    expect(redirect[0]).toContain('include snippets/common.conf;')
+    // common.conf keeps the challenge path out of the redirect (^~ beats the `/` prefix and any regex).
+    const common = file(tls, 'nginx/snippets/common.conf')
+    expect(common).toMatch(/location \^~ \/\.well-known\/acme-challenge\/ \{[^}]*root \/var\/www\/certbot;/)
+    // The IP / default server stays plain HTTP.
+    const dflt = blocks(servers, /\bserver\s*\{/).filter(b => /listen 80 default_server;/.test(b))
+    expect(dflt).toHaveLength(1)
+    expect(dflt[0]).not.toContain('return 301')
+  })
+
+  it('leaves no {{placeholder}} and no template in the output', () => {
+    for (const files of [http, tls, httpWithDomain]) {
+      for (const [path, text] of files) {
+        expect(text, path).not.toContain('{{')
+        expect(text, path).not.toContain('}}')
+        expect(path).not.toMatch(/^nginx\/templates\//)
+      }
+    }
+  })
+
+  it('keeps every other bundle file unchanged and sorts paths', () => {
+    for (const [path, text] of bundle) {
+      if (path.startsWith('nginx/templates/')) continue
+      expect(http.get(path)).toBe(text)
+    }
+    const paths = [...tls.keys()]
+    expect(paths).toEqual([...paths].sort((a, b) => a.localeCompare(b)))
+    expect(http.size).toBe(bundle.size - 2 + 1)
+  })
+
+  it('fails clearly when a template is missing', () => {
+    const broken = new Map(bundle)
+    broken.delete('nginx/templates/servers-tls.conf')
+    expect(() => renderStack(broken, { domain: 'behindy.me', tls: true })).toThrow(/lacks nginx\/templates\/servers-tls\.conf/)
+  })
+})
+
+describe('shipped nginx config', () => {
+  const main = file(bundle, 'nginx/nginx.conf')
+  const proxy = file(bundle, 'nginx/snippets/proxy.conf')
+  const zones = file(bundle, 'nginx/conf.d/00-zones.conf')
+  const backend = file(bundle, 'nginx/routes/backend.conf')
+  const story = file(bundle, 'nginx/routes/story.conf')
+
+  it('hides the version and speaks HTTP/1.1 to upstreams', () => {
+    expect(code(main)).toMatch(/^\s*server_tokens off;/m)
+    expect(code(main)).toMatch(/^\s*proxy_http_version 1\.1;/m)
+    expect(code(main)).toMatch(/^\s*proxy_next_upstream error timeout http_502 http_503;/m)
+  })
+
+  it('snippets/proxy.conf clears Connection for keep-alive and includes the forwarding headers', () => {
+    expect(code(proxy)).toContain('proxy_set_header Connection "";')
+    expect(code(proxy)).toContain('include snippets/proxy-headers.conf;')
+    const headers = code(file(bundle, 'nginx/snippets/proxy-headers.conf'))
+    for (const h of ['Host $host', 'X-Real-IP $remote_addr', 'X-Forwarded-For $proxy_add_x_forwarded_for', 'X-Forwarded-Proto $scheme']) {
+      expect(headers).toContain(`proxy_set_header ${h};`)
+    }
+  })
+
+  it('/ws upgrades the connection and does not include snippets/proxy.conf', () => {
+    const ws = blocks(backend, /location \/ws\s*\{/)
+    expect(ws).toHaveLength(1)
+    expect(ws[0]).toContain('proxy_set_header Upgrade $http_upgrade;')
+    expect(ws[0]).toContain('proxy_set_header Connection $connection_upgrade;')
+    expect(ws[0]).not.toContain('snippets/proxy.conf')
+    // Setting any proxy_set_header drops the inherited ones: the forwarding headers must be included.
+    expect(ws[0]).toContain('include snippets/proxy-headers.conf;')
+    expect(ws[0]).toContain('proxy_pass http://app_backend;')
+    expect(code(zones)).toMatch(/map \$http_upgrade \$connection_upgrade \{\s*default upgrade;\s*''\s+close;\s*\}/)
+  })
+
+  it('every location that sets proxy_set_header also gets the forwarding headers', () => {
+    for (const [path, text] of nginxFiles) {
+      if (!path.startsWith('nginx/routes/')) continue
+      for (const body of blocks(text, /location[^{;]*\{/)) {
+        const own = topLevel(body)
+        if (!/proxy_pass/.test(own)) continue
+        expect(own, `${path}: ${own.trim().slice(0, 60)}`).toMatch(/include snippets\/proxy(-headers)?\.conf;/)
+      }
+    }
+  })
+
+  it('rate-limit zones: auth 5r/m, posts 10r/m, api 10r/s, answered with 429', () => {
+    const z = code(zones)
+    expect(z).toMatch(/limit_req_zone \$binary_remote_addr zone=auth:\d+m rate=5r\/m;/)
+    expect(z).toMatch(/limit_req_zone \$binary_remote_addr zone=posts:\d+m rate=10r\/m;/)
+    expect(z).toMatch(/limit_req_zone \$binary_remote_addr zone=api:\d+m rate=10r\/s;/)
+    expect(z).toContain('limit_req_status 429;')
+  })
+
+  it('backend routes use the zones with bursts 3/5/20', () => {
+    const b = code(backend)
+    expect(b).toContain('limit_req zone=auth burst=3 nodelay;')
+    expect(b).toContain('limit_req zone=posts burst=5 nodelay;')
+    expect(b).toContain('limit_req zone=api burst=20 nodelay;')
+    const auth = blocks(backend, /location ~ \^\/api\/\(\?:auth\|oauth\)\/\s*\{/)
+    expect(auth).toHaveLength(1)
+    expect(auth[0]).toContain('zone=auth')
+    const posts = blocks(backend, /location ~ \^\/api\/posts\s*\{/)
+    expect(posts).toHaveLength(1)
+    expect(posts[0]).toContain('zone=posts')
+    const api = blocks(backend, /location \/api\/\s*\{/)
+    expect(topLevel(api[0])).toContain('zone=api')
+  })
+
+  it('story route strips its /llm/ prefix', () => {
+    const llm = blocks(story, /location \/llm\/\s*\{/)
+    expect(llm).toHaveLength(1)
+    expect(llm[0]).toContain('proxy_pass http://app_story/;')
+    expect(code(story)).toMatch(/location = \/llm \{\s*return 301 \/llm\/;\s*\}/)
+  })
+
+  it('every proxy_pass goes to an app_<service> upstream of a routed service, never a docker host name', () => {
+    const targets = new Set<string>()
+    for (const [path, text] of nginxFiles) {
+      for (const m of code(text).matchAll(/proxy_pass\s+([^;]+);/g)) {
+        const t = /^http:\/\/app_([a-z0-9_-]+)\/?$/.exec(m[1])
+        expect(t, `${path}: proxy_pass ${m[1]}`).not.toBeNull()
+        targets.add((t as RegExpExecArray)[1])
+      }
+      // Upstreams live in upstreams/ (written by deploys); the bundle defines none, and names no container.
+      expect(code(text), path).not.toMatch(/^\s*upstream\s/m)
+      expect(code(text), path).not.toMatch(/\bserver\s+[a-z][a-z0-9_-]*:\d+/)
+      expect(code(text), path).not.toMatch(/https?:\/\/(frontend|backend|story|llmserver|db|redis)\b/)
+    }
+    expect([...targets].sort()).toEqual([...ROUTED_SERVICES].sort())
+    for (const s of ROUTED_SERVICES) expect(bundle.has(`nginx/routes/${s}.conf`)).toBe(true)
+  })
+
+  it('includes the per-service upstream files from ops-upstreams', () => {
+    expect(code(main)).toContain('include /etc/nginx/ops-upstreams/*.conf;')
+    expect(code(main)).toContain('include conf.d/*.conf;')
+  })
+})
+
+describe('placeholder upstream', () => {
+  it('points app_<service> at the local 503 server', () => {
+    const p = placeholderUpstream('frontend')
+    const body = blocks(p, /upstream app_frontend\s*\{/)
+    expect(body).toHaveLength(1)
+    expect(body[0]).toContain('server 127.0.0.1:8503;')
+    expect(p.endsWith('\n')).toBe(true)
+  })
+
+  it('nginx/conf.d/10-undeployed.conf listens on 127.0.0.1:8503 and answers 503', () => {
+    const conf = file(bundle, 'nginx/conf.d/10-undeployed.conf')
+    const server = blocks(conf, /\bserver\s*\{/)
+    expect(server).toHaveLength(1)
+    expect(server[0]).toContain('listen 127.0.0.1:8503;')
+    expect(server[0]).toMatch(/location \/ \{[^}]*return 503;/)
+    expect(server[0]).toContain('error_page 503 /503.html;')
+    expect(bundle.get('nginx/html/503.html')).toBeTruthy()
+  })
+})
+
+describe('compose/docker-compose.yml', () => {
+  const text = file(bundle, 'compose/docker-compose.yml')
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const doc = parseYaml(text) as any
+  const services = doc.services as Record<string, Record<string, unknown>>
+
+  it('has exactly db, redis and nginx', () => {
+    expect(Object.keys(services).sort()).toEqual(['db', 'nginx', 'redis'])
+  })
+
+  it('publishes nothing but nginx, on HTTP_PORT / HTTPS_PORT', () => {
+    expect(services.db.ports).toBeUndefined()
+    expect(services.redis.ports).toBeUndefined()
+    expect(services.db.expose).toBeUndefined()
+    const ports = services.nginx.ports as string[]
+    expect(ports).toHaveLength(2)
+    expect(ports[0]).toMatch(/^\$\{HTTP_PORT(:-80)?\}:80$/)
+    expect(ports[1]).toMatch(/^\$\{HTTPS_PORT(:-443)?\}:443$/)
+  })
+
+  it('every service has a healthcheck and joins the internal network', () => {
+    for (const [name, s] of Object.entries(services)) {
+      const hc = s.healthcheck as { test: string[] }
+      expect(hc, name).toBeDefined()
+      expect(Array.isArray(hc.test) && hc.test.length > 1, name).toBe(true)
+      expect(s.networks, name).toEqual(['internal'])
+      expect(s.restart, name).toBe('always')
+    }
+  })
+
+  it('the internal network is external and named by OPS_NETWORK', () => {
+    expect(doc.networks.internal).toEqual({ external: true, name: '${OPS_NETWORK:-internal}' })
+  })
+
+  it('db keeps its data in a named volume', () => {
+    const vols = services.db.volumes as string[]
+    const data = vols.find(v => v.endsWith(':/var/lib/postgresql/data'))
+    expect(data).toBeDefined()
+    const source = (data as string).split(':')[0]
+    expect(source).toMatch(/^[a-z][a-z0-9_-]*$/)
+    expect(Object.keys(doc.volumes)).toContain(source)
+  })
+
+  it('redis: LRU cache without persistence, password from stdin not argv', () => {
+    const command = services.redis.command as string[]
+    const script = command.join('\n')
+    expect(script).toContain('allkeys-lru')
+    expect(script).toContain('--appendonly no')
+    expect(script).not.toContain('--requirepass')
+    const line = script.split('\n').find(l => /\bredis-server\b/.test(l)) as string
+    expect(line).toBeDefined()
+    // Arguments of redis-server, up to the heredoc redirection: the last one is "-" (config from stdin).
+    const args = line.slice(line.indexOf('redis-server')).replace(/\s*<<-?\s*'?EOF'?\s*$/, '').trim().split(/\s+/)
+    expect(args[args.length - 1]).toBe('-')
+    expect(line).not.toMatch(/REDIS_PASSWORD/)
+    expect(script).toMatch(/^requirepass \$\$REDIS_PASSWORD$/m)
+    expect(script).toMatch(/^EOF$/m)
+  })
+
+  it('images are pinned and overridable', () => {
+    const expected: Record<string, string> = { db: 'POSTGRES_IMAGE', redis: 'REDIS_IMAGE', nginx: 'NGINX_IMAGE' }
+    for (const [name, variable] of Object.entries(expected)) {
+      const image = services[name].image as string
+      expect(image.startsWith(`\${${variable}:-`), name).toBe(true)
+      const dflt = /^\$\{[A-Z_]+:-([^}]+)\}$/.exec(image)?.[1] as string
+      expect(dflt, name).toBeDefined()
+      const tag = dflt.includes('@') ? dflt.split('@')[1] : dflt.slice(dflt.lastIndexOf(':') + 1)
+      expect(dflt.includes(':') || dflt.includes('@'), name).toBe(true)
+      expect(tag, name).not.toBe('latest')
+      expect(tag, name).toMatch(/\d/)
+    }
+  })
+
+  it('nginx mounts the config, upstreams and /etc/letsencrypt read-only', () => {
+    const vols = services.nginx.volumes as string[]
+    expect(vols).toContain('/etc/letsencrypt:/etc/letsencrypt:ro')
+    expect(vols).toContain('../nginx:/etc/nginx/ops:ro')
+    expect(vols).toContain('../upstreams:/etc/nginx/ops-upstreams:ro')
+    for (const v of vols) expect(v.endsWith(':ro'), v).toBe(true)
+    expect(services.nginx.command).toEqual(['nginx', '-c', '/etc/nginx/ops/nginx.conf', '-g', 'daemon off;'])
+  })
+})
+
+describe('planFiles', () => {
+  const wanted: FileSet = new Map([
+    ['a.conf', 'same'],
+    ['b.conf', 'new content'],
+    ['c.conf', 'brand new']
+  ])
+
+  it('writes new and changed files, removes files dropped from the manifest', () => {
+    const onHost = new Map([
+      ['a.conf', sha256('same')],
+      ['b.conf', sha256('old content')],
+      ['old.conf', sha256('x')],
+      ['users-own.conf', sha256('y')]
+    ])
+    const plan = planFiles(wanted, onHost, ['a.conf', 'b.conf', 'old.conf', 'gone-already.conf'])
+    expect(plan.write).toEqual(['b.conf', 'c.conf'])
+    expect(plan.remove).toEqual(['old.conf'])
+    expect(plan.unchanged).toBe(1)
+  })
+
+  it('nothing to do when the host has the same files', () => {
+    const onHost = new Map([...wanted].map(([p, c]) => [p, sha256(c)]))
+    expect(planFiles(wanted, onHost, [...wanted.keys()])).toEqual({ write: [], remove: [], unchanged: 3 })
+  })
+
+  it('empty host: everything is written', () => {
+    expect(planFiles(wanted, new Map(), [])).toEqual({ write: ['a.conf', 'b.conf', 'c.conf'], remove: [], unchanged: 0 })
+  })
+
+  it('sha256 is the hex digest sha256sum prints', () => {
+    expect(sha256('')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
+    expect(sha256('abc\n')).toBe('edeaaff3f1774ad2888673770c6d64097e391bc362d7d6fb34982ddf0efd18cb')
+  })
+})
+
+describe('planInfra', () => {
+  const fullEnv: Array<[string, string]> = [
+    ['DB_USER', 'behindy'],
+    ['DB_PASS', 'db-s3cret'],
+    ['DB_NAME', 'behindy'],
+    ['REDIS_PASSWORD', 'r3dis-s3cret']
+  ]
+
+  function inputs(over: Partial<InfraInputs> = {}): InfraInputs {
+    return {
+      opsDir: '/opt/behindy-ops',
+      network: 'internal',
+      domain: '',
+      httpPort: 80,
+      httpsPort: 443,
+      infraEnv: fullEnv,
+      infraTimeoutS: 120,
+      ...over
+    }
+  }
+
+  function host(over: Partial<HostState> = {}): HostState {
+    return {
+      compose: composeV2('2.29.1'),
+      dockerVersion: '27.3.1',
+      envText: '',
+      hashes: new Map(),
+      manifest: [],
+      networkExists: true,
+      containers: [],
+      tls: false,
+      ...over
+    }
+  }
+
+  function errorsOf(fn: () => unknown): InputErrors {
+    try {
+      fn()
+    } catch (e) {
+      expect(e).toBeInstanceOf(InputErrors)
+      return e as InputErrors
+    }
+    throw new Error('expected InputErrors')
+  }
+
+  it('missing DB_PASS and REDIS_PASSWORD: one InputErrors naming both', () => {
+    const err = errorsOf(() => planInfra(inputs({ infraEnv: [['DB_USER', 'u'], ['DB_NAME', 'n']] }), host(), bundle))
+    expect(err.message).toContain("Input 'infra-env'")
+    expect(err.message).toContain('DB_PASS')
+    expect(err.message).toContain('REDIS_PASSWORD')
+    expect(err.message).not.toContain('DB_USER')
+    expect(err.message).toContain('nothing was changed')
+  })
+
+  it('variables already in the host .env count', () => {
+    const plan = planInfra(
+      inputs({ infraEnv: [['DB_USER', 'u'], ['DB_NAME', 'n']] }),
+      host({ envText: "# host secrets\nDB_PASS='p w'\nREDIS_PASSWORD=abcdef\n" }),
+      bundle
+    )
+    expect(plan.envText).toContain("DB_PASS='p w'")
+    expect(plan.envText.startsWith('# host secrets\n')).toBe(true)
+    expect(plan.envChangedKeys).toEqual(['DB_USER', 'DB_NAME', 'HTTP_PORT', 'HTTPS_PORT', 'OPS_NETWORK'])
+  })
+
+  it.each(['with space', 'quo"te', "quo'te", 'back\\slash'])('REDIS_PASSWORD %j is rejected', pw => {
+    const env: Array<[string, string]> = [...fullEnv.filter(([k]) => k !== 'REDIS_PASSWORD'), ['REDIS_PASSWORD', pw]]
+    let err: unknown
+    try {
+      planInfra(inputs({ infraEnv: env }), host(), bundle)
+    } catch (e) {
+      err = e
+    }
+    // A value mixing ' with other specials is refused earlier (by envLine) — still an infra-env input error.
+    expect((err as Error).message).toMatch(/Input 'infra-env'/)
+    if (!pw.includes("'")) {
+      expect(err).toBeInstanceOf(InputErrors)
+      expect((err as Error).message).toContain('REDIS_PASSWORD must not contain')
+    }
+  })
+
+  it('checkStackEnv reports missing variables and a bad REDIS_PASSWORD together', () => {
+    const err = errorsOf(() => checkStackEnv(new Map([['REDIS_PASSWORD', 'a b']])))
+    expect(err.errors).toHaveLength(2)
+    expect(err.message).toContain('DB_USER, DB_PASS, DB_NAME')
+    expect(err.message).toContain('REDIS_PASSWORD must not contain')
+    expect(() => checkStackEnv(new Map(fullEnv))).not.toThrow()
+  })
+
+  it('first run writes everything, with the placeholder upstreams and the manifest', () => {
+    const plan = planInfra(inputs(), host(), bundle)
+    const rendered = renderStack(bundle, { domain: '', tls: false })
+    for (const p of rendered.keys()) expect(plan.write).toContain(p)
+    for (const s of ROUTED_SERVICES) {
+      expect(plan.write).toContain(`upstreams/app_${s}.conf`)
+      expect(plan.files.get(`upstreams/app_${s}.conf`)).toBe(placeholderUpstream(s))
+    }
+    expect(plan.write).toContain('.ops-manifest')
+    const manifest = (plan.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    expect(manifest).toEqual([...rendered.keys()])
+    expect(manifest.some(p => p.startsWith('upstreams/'))).toBe(false)
+    expect(plan.remove).toEqual([])
+    expect(plan.nginxChanged).toBe(true)
+    expect(plan.envText).toBe(
+      'DB_USER=behindy\nDB_PASS=db-s3cret\nDB_NAME=behindy\nREDIS_PASSWORD=r3dis-s3cret\nHTTP_PORT=80\nHTTPS_PORT=443\nOPS_NETWORK=internal\n'
+    )
+  })
+
+  it('never overwrites an existing upstream file, even with different content', () => {
+    const plan = planInfra(inputs(), host({ hashes: new Map([['upstreams/app_backend.conf', sha256('upstream app_backend { server 10.0.0.5:8080; }')]]) }), bundle)
+    expect(plan.write).not.toContain('upstreams/app_backend.conf')
+    expect(plan.files.has('upstreams/app_backend.conf')).toBe(false)
+    expect(plan.remove).not.toContain('upstreams/app_backend.conf')
+    expect(plan.write).toContain('upstreams/app_frontend.conf')
+    expect(plan.write).toContain('upstreams/app_story.conf')
+  })
+
+  it('a second run against the first run’s result writes nothing', () => {
+    const first = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: true }), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const second = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: true, hashes, manifest, envText: first.envText }), bundle)
+    expect(second.write).toEqual([])
+    expect(second.remove).toEqual([])
+    expect(second.envChangedKeys).toEqual([])
+    expect(second.envText).toBe(first.envText)
+    expect(second.nginxChanged).toBe(false)
+    expect(second.unchanged).toBe(first.files.size - ROUTED_SERVICES.length)
+  })
+
+  it('a certificate appearing rewrites only the servers file (and reloads nginx)', () => {
+    const first = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: false }), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const second = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: true, hashes, manifest, envText: first.envText }), bundle)
+    expect(second.write).toEqual(['nginx/conf.d/20-servers.conf'])
+    expect(second.nginxChanged).toBe(true)
+  })
+
+  it('a file the previous run shipped but this one does not is removed', () => {
+    const first = planInfra(inputs(), host(), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    hashes.set('nginx/conf.d/99-old.conf', sha256('old'))
+    const manifest = [...(first.files.get('.ops-manifest') as string).split('\n').filter(Boolean), 'nginx/conf.d/99-old.conf']
+    hashes.set('.ops-manifest', sha256(manifest.join('\n') + '\n'))
+    const second = planInfra(inputs(), host({ hashes, manifest, envText: first.envText }), bundle)
+    expect(second.remove).toEqual(['nginx/conf.d/99-old.conf'])
+    expect(second.write).toEqual(['.ops-manifest'])
+    expect(second.nginxChanged).toBe(true)
+  })
+
+  it('changing http-port only changes .env', () => {
+    const first = planInfra(inputs(), host(), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const second = planInfra(inputs({ httpPort: 8080 }), host({ hashes, manifest, envText: first.envText }), bundle)
+    expect(second.write).toEqual([])
+    expect(second.envChangedKeys).toEqual(['HTTP_PORT'])
+    expect(second.envText).toContain('HTTP_PORT=8080\n')
+    expect(second.nginxChanged).toBe(false)
+  })
+})
+
+describe('nginxImage', () => {
+  const compose = file(bundle, 'compose/docker-compose.yml')
+
+  it('prefers NGINX_IMAGE from .env', () => {
+    expect(nginxImage(new Map([['NGINX_IMAGE', 'registry.example.com/nginx:1.27.4']]), compose)).toBe('registry.example.com/nginx:1.27.4')
+  })
+
+  it('else the compose default', () => {
+    expect(nginxImage(new Map(), compose)).toBe('nginx:1.27.3-alpine')
+    expect(nginxImage(new Map([['NGINX_IMAGE', '']]), compose)).toBe('nginx:1.27.3-alpine')
+    expect(nginxImage(new Map([['REDIS_IMAGE', 'redis:8']]), compose)).toBe('nginx:1.27.3-alpine')
+  })
+
+  it('else plain nginx', () => {
+    expect(nginxImage(new Map(), '')).toBe('nginx')
+  })
+})
+
+describe('parseContainers', () => {
+  it('reads id, service and status per tab-separated line, skipping blank lines', () => {
+    const out = 'abc123\tdb\tUp 5 minutes (healthy)\n\ndef456\tnginx\tExited (1) 2 seconds ago\n  \n'
+    expect(parseContainers(out)).toEqual([
+      { id: 'abc123', service: 'db', status: 'Up 5 minutes (healthy)' },
+      { id: 'def456', service: 'nginx', status: 'Exited (1) 2 seconds ago' }
+    ])
+  })
+
+  it('empty output: no containers', () => {
+    expect(parseContainers('')).toEqual([])
+    expect(parseContainers('\n')).toEqual([])
+  })
+})
