@@ -61679,6 +61679,10 @@ function planInfra(inputs, host, bundle) {
         info(`  remove ${p}`);
     if (merged.changed.length)
         info(`  .env: set ${merged.changed.join(', ')}`);
+    const dbKeys = merged.changed.filter(k => ['DB_USER', 'DB_PASS', 'DB_NAME'].includes(k));
+    if (dbKeys.length && host.containers.some(c => c.service === 'db')) {
+        warning(`${dbKeys.join(', ')} changed, but postgres applies POSTGRES_USER/PASSWORD/DB only when it initialises an empty data volume: the existing database keeps its old user and password. Change them in postgres too (ALTER USER … PASSWORD …).`);
+    }
     return {
         files,
         write: plan.write,

@@ -246,6 +246,12 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   for (const p of plan.write) core.info(`  ${host.hashes.has(p) ? 'update' : 'create'} ${p}`)
   for (const p of plan.remove) core.info(`  remove ${p}`)
   if (merged.changed.length) core.info(`  .env: set ${merged.changed.join(', ')}`)
+  const dbKeys = merged.changed.filter(k => ['DB_USER', 'DB_PASS', 'DB_NAME'].includes(k))
+  if (dbKeys.length && host.containers.some(c => c.service === 'db')) {
+    core.warning(
+      `${dbKeys.join(', ')} changed, but postgres applies POSTGRES_USER/PASSWORD/DB only when it initialises an empty data volume: the existing database keeps its old user and password. Change them in postgres too (ALTER USER … PASSWORD …).`
+    )
+  }
   return {
     files,
     write: plan.write,
