@@ -60481,6 +60481,36 @@ function getIDToken(aud) {
 //# sourceMappingURL=core.js.map
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
 var lib = __nccwpck_require__(5472);
+;// CONCATENATED MODULE: ./src/catalogue.ts
+const CATALOGUE = {
+    frontend: { port: 3000, route: '/', healthPath: '/', stripPrefix: false, aliases: [] },
+    // /actuator/health answers 401 (Spring Security) and is outside /api/; this one is public.
+    backend: { port: 8080, route: '/api/', healthPath: '/api/ai-stories/health', stripPrefix: false, aliases: [] },
+    // The backend calls the story server at http://llmserver:8000.
+    story: { port: 8000, route: '/llm/', healthPath: '/health', stripPrefix: true, aliases: ['llmserver'] }
+};
+const REPOS = {
+    'behindy-front': 'frontend',
+    'behindy-frontend': 'frontend',
+    'behindy-back': 'backend',
+    'behindy-backend': 'backend',
+    'behindy-story': 'story',
+    'behindy-llmserver': 'story'
+};
+/** The service a repository deploys (`owner/behindy-back` -> backend), if it can be told from the name. */
+function serviceFromRepository(repository) {
+    const name = (repository ?? '').split('/').pop()?.toLowerCase() ?? '';
+    return REPOS[name];
+}
+/** The path to request through nginx to reach `appPath` on the service. */
+function publicPath(spec, appPath) {
+    return spec.stripPrefix ? spec.route.replace(/\/$/, '') + appPath : appPath;
+}
+/** Whether a request for appPath can reach the app through its route (else the health path is an input error). */
+function routeReaches(spec, appPath) {
+    return spec.stripPrefix ? appPath.startsWith('/') : appPath.startsWith(spec.route) || appPath === spec.route.replace(/\/$/, '');
+}
+
 ;// CONCATENATED MODULE: ./src/errors.ts
 /** An input problem found before anything touches the host. The message names the input. */
 class InputError extends Error {
@@ -60937,6 +60967,7 @@ function checkHostKey(opts, keyBlob) {
 
 
 
+
 const MODES = ['deploy', 'infra', 'rollback'];
 /** Every input's default, as declared in action.yml (a unit test keeps the two equal). */
 const DEFAULTS = {
@@ -60976,8 +61007,8 @@ const DEFAULTS = {
     'keep-images': '3',
     memory: ''
 };
-/** Inputs of the deploy issue: declared in action.yml, refused until implemented. */
-const NOT_YET = [
+/** Inputs that only mode deploy / rollback use (a warning names them when given to mode infra). */
+const DEPLOY_ONLY = [
     'service',
     'image',
     'app-port',
@@ -60992,7 +61023,6 @@ const NOT_YET = [
     'health-timeout',
     'drain-timeout',
     'stop-timeout',
-    'lock-timeout',
     'keep-images',
     'memory'
 ];
@@ -61074,11 +61104,7 @@ function parseUsername(v) {
     return s;
 }
 function parseOpsDir(v) {
-    const s = v.trim().replace(/\/+$/, '');
-    if (!OPS_DIR_RE.test(s) || s.split('/').some(seg => seg === '.' || seg === '..')) {
-        throw new InputError('ops-dir', `'${v.trim()}' must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'`);
-    }
-    return s;
+    return parseHostPath('ops-dir', v.trim().replace(/\/+$/, '') || v);
 }
 function parseNetwork(v) {
     const s = v.trim();
@@ -61129,12 +61155,10 @@ function getInputs(read = actionInput) {
             throw new InputError('mode', `'${s}' is not one of ${MODES.join(', ')}`);
         return s;
     }, 'infra');
-    if (mode === 'deploy' || mode === 'rollback') {
-        c.fail('mode', `'${mode}' is not supported yet by this version of ops-action (only 'infra' is)`);
-    }
-    for (const name of NOT_YET) {
-        if (c.text(name) !== DEFAULTS[name])
-            c.fail(name, 'is not supported yet by this version of ops-action (it belongs to mode deploy)');
+    if (mode === 'infra') {
+        const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name]);
+        if (given.length)
+            warning(`Ignored in mode infra (they belong to mode deploy/rollback): ${given.join(', ')}`);
     }
     const host = c.check('host', parseHost, '');
     const port = c.check('port', parseInteger('port', 1, 65535), 0);
@@ -61166,6 +61190,8 @@ function getInputs(read = actionInput) {
         if (isMaskable(value))
             core_setSecret(value);
     const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120);
+    const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600);
+    const deploy = mode === 'infra' ? undefined : deployInputs(c, mode, read);
     if (c.errors.length)
         throw new InputErrors(c.errors);
     return {
@@ -61182,8 +61208,182 @@ function getInputs(read = actionInput) {
             connectTimeoutMs: connectTimeoutS * 1000,
             connectRetries
         },
-        infra: { opsDir, network, domain, httpPort, httpsPort, infraEnv, infraTimeoutS }
+        infra: { opsDir, network, domain, httpPort, httpsPort, infraEnv, infraTimeoutS },
+        lockTimeoutS,
+        deploy
     };
+}
+const SERVICE_RE = /^[a-z][a-z0-9-]{0,30}$/;
+const ALIAS_RE = /^[a-z][a-z0-9-]{0,62}$/;
+/** Names the stack owns on the shared network: an app alias with one of them would hijack its traffic. */
+const RESERVED_NAMES = ['db', 'redis', 'nginx', 'postgres'];
+const DOMAIN = String.raw `(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*:[0-9]{1,5}|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|localhost)`;
+const COMPONENT = String.raw `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`;
+const IMAGE_RE = new RegExp(String.raw `^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`);
+const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
+const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/;
+const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^[A-Za-z0-9-]+$`);
+function parseImage(v) {
+    const s = v.trim();
+    if (s.length > 255 || !IMAGE_RE.test(s)) {
+        throw new InputError('image', `'${s.slice(0, 80)}' is not an image reference like registry.example.com/name:tag or name@sha256:<64 hex>`);
+    }
+    return s;
+}
+/** The tag of an image reference ('' for a digest-only reference, 'latest' when none is given). */
+function imageTag(image) {
+    const noDigest = image.split('@')[0];
+    const last = noDigest.split('/').pop();
+    if (last.includes(':'))
+        return last.split(':')[1];
+    return image.includes('@') ? '' : 'latest';
+}
+function parseAliases(v) {
+    const list = v.split(/[\s,]+/).filter(Boolean);
+    for (const a of list) {
+        if (!ALIAS_RE.test(a))
+            throw new InputError('aliases', `'${a}' is not a valid network alias (lowercase letters, digits, '-')`);
+        if (RESERVED_NAMES.includes(a))
+            throw new InputError('aliases', `'${a}' is the name of a stack service on the shared network`);
+    }
+    return list;
+}
+function deployInputs(c, mode, read) {
+    const service = c.check('service', v => {
+        const s = v.trim() || serviceFromRepository(process.env.GITHUB_REPOSITORY);
+        if (!s) {
+            throw new InputError('service', `is required: it cannot be told from the repository name '${process.env.GITHUB_REPOSITORY ?? ''}' (known: behindy-front, behindy-back, behindy-story)`);
+        }
+        if (!SERVICE_RE.test(s))
+            throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`);
+        if (RESERVED_NAMES.includes(s))
+            throw new InputError('service', `'${s}' is a stack service name; pick another`);
+        return s;
+    }, '');
+    const known = CATALOGUE[service];
+    const image = c.check('image', v => {
+        if (mode === 'rollback') {
+            if (v.trim())
+                throw new InputError('image', 'is not used by mode rollback (it returns to the previous image in the history)');
+            return '';
+        }
+        if (!v.trim())
+            throw new InputError('image', 'is required for mode deploy');
+        const img = parseImage(v);
+        if (imageTag(img) === 'latest')
+            warning(`image ${img} uses the tag 'latest': a rollback cannot tell releases apart. Deploy an immutable tag (e.g. the commit sha) or a digest.`);
+        return img;
+    }, '');
+    const port = c.check('app-port', v => {
+        if (!v.trim()) {
+            if (known)
+                return known.port;
+            throw new InputError('app-port', `is required for service '${service}' (not in the catalogue: frontend, backend, story)`);
+        }
+        return parseInteger('app-port', 1, 65535)(v);
+    }, 0);
+    const route = c.check('route', v => {
+        const s = v.trim();
+        if (!s) {
+            if (known)
+                return known.route;
+            throw new InputError('route', `is required for service '${service}' (a path prefix like /things/)`);
+        }
+        if (!ROUTE_RE.test(s))
+            throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -)`);
+        if (known && s !== known.route)
+            throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`);
+        return s;
+    }, '/');
+    const stripPrefix = known?.stripPrefix ?? false;
+    const healthPath = c.check('health-path', v => {
+        const s = v.trim() || known?.healthPath;
+        if (!s)
+            throw new InputError('health-path', `is required for service '${service}'`);
+        if (!HEALTH_RE.test(s))
+            throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`);
+        if (route && !routeReaches({ route, stripPrefix }, s)) {
+            throw new InputError('health-path', `'${s}' cannot be reached through the route ${route} (it must start with ${route})`);
+        }
+        return s;
+    }, '/');
+    const aliases = c.check('aliases', parseAliases, []);
+    const env = c.check('env', v => parseEnvInput(v, 'env'), []);
+    for (const [, value] of env)
+        if (isMaskable(value))
+            core_setSecret(value);
+    const envFile = c.check('env-file', v => (v.trim() ? parseHostPath('env-file', v) : undefined), undefined);
+    const registry = c.check('registry', v => {
+        const server = v.trim();
+        const username = read('registry-username').trim();
+        const password = read('registry-password');
+        if (!server) {
+            if (username || password.trim())
+                throw new InputError('registry', 'is required when registry-username/registry-password are set (use docker.io for Docker Hub)');
+            return undefined;
+        }
+        if (!REGISTRY_RE.test(server))
+            throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`);
+        if (!username)
+            throw new InputError('registry-username', `is required to log in to ${server}`);
+        if (!password.trim())
+            throw new InputError('registry-password', `is required to log in to ${server}`);
+        if (/[\r\n]/.test(password.trim()))
+            throw new InputError('registry-password', 'must be one line');
+        return { server, username, password: password.trim() };
+    }, undefined);
+    const healthTimeoutS = c.check('health-timeout', parseInteger('health-timeout', 1, 3600, 'seconds'), 180);
+    const drainTimeoutS = c.check('drain-timeout', parseInteger('drain-timeout', 0, 600, 'seconds'), 30);
+    const stopTimeoutS = c.check('stop-timeout', parseInteger('stop-timeout', 0, 600, 'seconds'), 30);
+    const keepImages = c.check('keep-images', parseInteger('keep-images', 1, 50), 3);
+    const memory = c.check('memory', v => {
+        const s = v.trim().toLowerCase();
+        if (!s)
+            return undefined;
+        if (!/^[1-9][0-9]*[bkmg]?$/.test(s))
+            throw new InputError('memory', `'${s}' is not a memory size like 768m or 1g`);
+        return s;
+    }, undefined);
+    return {
+        service,
+        image,
+        spec: { port, route, healthPath, stripPrefix, aliases: [...new Set([...(known?.aliases ?? []), ...aliases])] },
+        env,
+        envFile,
+        registry,
+        healthTimeoutS,
+        drainTimeoutS,
+        stopTimeoutS,
+        keepImages,
+        memory
+    };
+}
+function parseHostPath(name, v) {
+    const s = v.trim();
+    if (!OPS_DIR_RE.test(s) || s.split('/').some(seg => seg === '.' || seg === '..')) {
+        throw new InputError(name, `'${s}' must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'`);
+    }
+    return s;
+}
+
+// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
+var tar_stream = __nccwpck_require__(6118);
+;// CONCATENATED MODULE: ./src/archive.ts
+
+/** A tar archive of the given files (the host unpacks it with its own tar). */
+async function tarball(entries) {
+    const p = (0,tar_stream.pack)();
+    const chunks = [];
+    const done = new Promise((resolve, reject) => {
+        p.on('data', (c) => chunks.push(c));
+        p.on('end', () => resolve(Buffer.concat(chunks)));
+        p.on('error', reject);
+    });
+    const mtime = new Date();
+    for (const e of entries)
+        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
+    p.finalize();
+    return done;
 }
 
 ;// CONCATENATED MODULE: ./src/shell.ts
@@ -61276,39 +61476,117 @@ function splitSections(stdout) {
     return result;
 }
 
+;// CONCATENATED MODULE: ./src/commands/app.ts
+
+// Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
+/** Label that marks containers ops-action manages, valued with the service name. */
+const SERVICE_LABEL = 'ops-action.service';
+const IMAGE_LABEL = 'ops-action.image';
+/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
+function script(text, ...args) {
+    return cmd('sh', '-c', text, 'sh', ...args);
+}
+/** Prints the image id when the image is on the host (exit 1 otherwise). */
+const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
+/**
+ * Pulls an image, logging in first when a registry is given: the password comes on stdin, the credentials live in a
+ * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
+ */
+const pull = (image, registry) => registry
+    ? privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
+        'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
+        'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
+    : cmd('docker', 'pull', '--quiet', image);
+/**
+ * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
+ * read it, so no secret is ever in a process's argv on the host.
+ */
+const runContainer = (s) => {
+    const argv = [
+        'docker',
+        'run',
+        '--detach',
+        '--name',
+        s.name,
+        '--network',
+        s.network,
+        ...s.aliases.flatMap(a => ['--network-alias', a]),
+        '--restart',
+        'unless-stopped',
+        '--stop-timeout',
+        String(s.stopTimeoutS),
+        '--label',
+        `${SERVICE_LABEL}=${s.service}`,
+        '--label',
+        `${IMAGE_LABEL}=${s.image}`,
+        '--label',
+        `ops-action.port=${s.port}`,
+        '--log-opt',
+        'max-size=10m',
+        '--log-opt',
+        'max-file=3',
+        ...(s.memory ? ['--memory', s.memory] : []),
+        ...(s.envFile ? ['--env-file', s.envFile] : [])
+    ];
+    return privately(script('f=$(mktemp) || exit 1; cat > "$f"; i=$1; shift; "$@" --env-file "$f" "$i"; rc=$?; rm -f "$f"; exit $rc', s.image, ...argv));
+};
+/** `name id status restarts health ip image` of the service's containers (all of them, running or not). */
+const serviceContainers = (service, network) => script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; ' +
+    'docker inspect --format "{{.Name}} {{.Id}} {{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks \\"$3\\"}}{{.IPAddress}}{{else}}-{{end}} {{index .Config.Labels \\"$4\\"}} {{.Created}}" $ids', SERVICE_LABEL, service, network, IMAGE_LABEL);
+/** `status restarts health ip` of one container. */
+const containerState = (name, network) => cmd('docker', 'inspect', '--format', `{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}}{{else}}-{{end}}`, name);
+/**
+ * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
+ * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
+ */
+const httpStatus = (via, url, timeoutS = 3) => cmd('docker', 'exec', via, 'sh', '-c', 'out=$(wget -S -q -O /dev/null -T "$2" -t 1 "$1" 2>&1); rc=$?; ' +
+    'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
+    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"', 'sh', url, String(timeoutS));
+const stopContainer = (name, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), name);
+const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
+const logs = (name, lines) => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', name);
+/** `repository:tag id created` of the images of one repository, newest first. */
+const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
+/** Removes images; ones still used by a container are skipped with a message, never forced. */
+const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
+/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
+const appendLine = (path) => script('cat >> "$1"', path);
+/** The last n lines of a file (nothing when it does not exist). */
+const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
+
 ;// CONCATENATED MODULE: ./src/commands/host.ts
 
 // Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
 /** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
-function script(text, ...args) {
+function host_script(text, ...args) {
     return cmd('sh', '-c', text, 'sh', ...args);
 }
 const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
 const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
 const composeV1Version = () => cmd('docker-compose', 'version', '--short');
 /** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
-const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
+const diskFree = (opsDir) => host_script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
     'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
     'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
 /** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
-const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
+const dirWritable = (dir) => host_script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
     'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
 /** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
-const hashFiles = (dir, subdirs) => script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
+const hashFiles = (dir, subdirs) => host_script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
 /** Prints a file, or nothing when it does not exist. */
-const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', path);
+const readFileIfExists = (path) => host_script('[ -f "$1" ] && cat "$1"; exit 0', path);
 /**
  * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
  * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
  * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
  */
-const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
+const unpackAndCommit = (dir, paths) => host_script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
     'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
     'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
 /** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
-const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
+const restoreFiles = (paths) => host_script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
 /** Drops the `.ops-prev` copies once the new files are known good. */
-const forgetPrevious = (paths) => script('for f; do rm -f "$f.ops-prev"; done', ...paths);
+const forgetPrevious = (paths) => host_script('for f; do rm -f "$f.ops-prev"; done', ...paths);
 const removeFiles = (paths) => cmd('rm', '-f', '--', ...paths);
 const networkExists = (name) => quiet(cmd('docker', 'network', 'inspect', name));
 const createNetwork = (name) => cmd('docker', 'network', 'create', '--driver', 'bridge', name);
@@ -61329,7 +61607,7 @@ const reloadNginx = (id) => cmd('docker', 'kill', '--signal', 'HUP', id);
  * Prints `present` or `absent` for the Let's Encrypt certificate of a domain. live/ is usually 0700 root, so when
  * the SSH user cannot look, the check runs as root in a throwaway container of the (local) nginx image.
  */
-const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1; ' +
+const certificateExists = (domain, image) => host_script('f=/etc/letsencrypt/live/$1; ' +
     'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo present; ' +
     'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
     'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
@@ -61352,26 +61630,6 @@ const composeUp = (c, opsDir) => compose(c, opsDir, 'up', '-d', '--remove-orphan
 const composeConfig = (c, opsDir) => compose(c, opsDir, 'config', '-q');
 /** Runs `nginx -t` in a throwaway container of the nginx service (used when nginx is not running yet). */
 const composeNginxTest = (c, opsDir) => compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', 'nginx', '-t', '-c', NGINX_CONF);
-
-// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
-var tar_stream = __nccwpck_require__(6118);
-;// CONCATENATED MODULE: ./src/archive.ts
-
-/** A tar archive of the given files (the host unpacks it with its own tar). */
-async function tarball(entries) {
-    const p = (0,tar_stream.pack)();
-    const chunks = [];
-    const done = new Promise((resolve, reject) => {
-        p.on('data', (c) => chunks.push(c));
-        p.on('end', () => resolve(Buffer.concat(chunks)));
-        p.on('error', reject);
-    });
-    const mtime = new Date();
-    for (const e of entries)
-        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
-    p.finalize();
-    return done;
-}
 
 ;// CONCATENATED MODULE: ./src/nginx.ts
 
@@ -61421,7 +61679,7 @@ async function waitDrained(remote, id, timeoutMs) {
         if (now.draining.length === 0)
             return true;
         if (Date.now() > deadline) {
-            core.warning(`${now.draining.length} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
+            warning(`${now.draining.length} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
             return false;
         }
         await sleep(250);
@@ -61512,13 +61770,13 @@ const COMPOSE_FILE = 'compose/docker-compose.yml';
 const MIN_FREE_KB = 1024 * 1024;
 const WARN_FREE_KB = 5 * 1024 * 1024;
 /** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
-async function runInfra(remote, inputs, phases) {
+async function runInfra(remote, inputs, phases, label = '') {
     const bundle = loadBundle();
-    const host = await phases.run('Preflight', () => preflight(remote, inputs, bundle));
-    const plan = await phases.run('Plan', async () => planInfra(inputs, host, bundle));
+    const host = await phases.run(`${label}Preflight`, () => preflight(remote, inputs, bundle));
+    const plan = await phases.run(`${label}Plan`, async () => planInfra(inputs, host, bundle));
     const changes = [];
-    await phases.run('Upload files', () => upload(remote, inputs.opsDir, plan, changes));
-    await phases.run('Network', async () => {
+    await phases.run(`${label}Upload files`, () => upload(remote, inputs.opsDir, plan, changes));
+    await phases.run(`${label}Network`, async () => {
         if (host.networkExists)
             return info(`Network ${inputs.network} exists.`);
         await remote.must(ensureNetwork(inputs.network), `creating docker network ${inputs.network}`);
@@ -61526,7 +61784,7 @@ async function runInfra(remote, inputs, phases) {
         info(`Created network ${inputs.network}.`);
     });
     try {
-        await phases.run('Validate config', () => validate(remote, inputs.opsDir, host, plan));
+        await phases.run(`${label}Validate config`, () => validate(remote, inputs.opsDir, host, plan));
     }
     catch (e) {
         await remote.must(restoreFiles(touched(inputs.opsDir, plan)), 'restoring the previous files');
@@ -61534,7 +61792,7 @@ async function runInfra(remote, inputs, phases) {
     }
     if (touched(inputs.opsDir, plan).length)
         await remote.must(forgetPrevious(touched(inputs.opsDir, plan)), 'cleaning up');
-    const after = await phases.run('Start stack', async () => {
+    const after = await phases.run(`${label}Start stack`, async () => {
         const up = await remote.run(composeUp(host.compose, inputs.opsDir));
         const log = `${up.stdout}${up.stderr}`.trim();
         if (log)
@@ -61551,8 +61809,8 @@ async function runInfra(remote, inputs, phases) {
         }
         return now;
     });
-    await phases.run('Wait until healthy', () => waitHealthy(remote, after, inputs.infraTimeoutS));
-    await phases.run('Reload nginx', async () => {
+    await phases.run(`${label}Wait until healthy`, () => waitHealthy(remote, after, inputs.infraTimeoutS));
+    await phases.run(`${label}Reload nginx`, async () => {
         const nginx = after.find(c => c.service === 'nginx');
         const before = host.containers.find(c => c.service === 'nginx');
         if (!plan.nginxChanged)
@@ -61569,7 +61827,10 @@ async function runInfra(remote, inputs, phases) {
     else {
         info(`Changes:\n${changes.map(c => `  - ${c}`).join('\n')}`);
     }
-    return { changed: changes.length > 0, changes };
+    const nginxId = after.find(c => c.service === 'nginx')?.id;
+    if (!nginxId)
+        throw new HostError('the nginx container of the stack is missing after compose up');
+    return { changed: changes.length > 0, changes, nginxId, tls: host.tls };
 }
 function isStackService(s) {
     return STACK_SERVICES.includes(s);
@@ -61785,6 +62046,418 @@ async function failWithLogs(remote, id, service, what) {
         info(`health checks:\n${health.stdout.trim()}`);
     endGroup();
     throw new HostError(what, `see the ${service} log lines above`);
+}
+
+;// CONCATENATED MODULE: ./src/lock.ts
+
+
+
+/**
+ * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
+ *
+ * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
+ * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
+ * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
+ */
+const lockScript = (lockFile, holderFile, timeoutS, holder) => cmd('sh', '-c', 'mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
+    'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; flock -w "$3" 9 || { echo TIMEOUT; exit 75; }; fi; ' +
+    'printf "%s\\n" "$4" > "$2"; echo LOCKED; exec cat >/dev/null', 'sh', lockFile, holderFile, String(timeoutS), holder);
+/** Who is deploying: shown to runs that wait for the lock. */
+function holderDescription(what) {
+    const e = process.env;
+    const run = e.GITHUB_SERVER_URL && e.GITHUB_REPOSITORY && e.GITHUB_RUN_ID ? `${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}` : 'a local run';
+    return `${what} by ${e.GITHUB_REPOSITORY ?? 'unknown repository'} (${run}) since ${new Date().toISOString()}`;
+}
+async function acquireLock(remote, opsDir, timeoutS, what) {
+    let held;
+    let out = '';
+    let reported = false;
+    const locked = new Promise((resolve, reject) => {
+        held = remote.start(lockScript(`${opsDir}/.deploy.lock`, `${opsDir}/.deploy.lock.holder`, timeoutS, holderDescription(what)), text => {
+            out += text;
+            const busy = /^BUSY (.*)$/m.exec(out);
+            if (busy && !reported) {
+                reported = true;
+                info(`The host is busy: ${busy[1] || 'another run holds the deploy lock'}. Waiting up to ${timeoutS} s…`);
+            }
+            if (/^LOCKED$/m.test(out))
+                resolve();
+        });
+        held.done.then(r => {
+            if (r.code === 75)
+                reject(new HostError(`Timed out after ${timeoutS} s waiting for the deploy lock (${/^BUSY (.*)$/m.exec(out)?.[1] ?? 'held by another run'}).`, 'wait for that run to finish, or raise lock-timeout'));
+            else
+                reject(new HostError(`Could not take the deploy lock (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`));
+        }, reject);
+    });
+    await locked;
+    info(`Deploy lock taken (${opsDir}/.deploy.lock).`);
+    const running = held;
+    return {
+        async release() {
+            running.end();
+            await running.done.catch(() => undefined);
+        }
+    };
+}
+
+;// CONCATENATED MODULE: ./src/upstream.ts
+/** nginx files a deploy writes for one service: its upstream (and, for services outside the catalogue, its route). */
+/** The upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
+function upstreamConf(service, ip, port, live) {
+    return [
+        `# ops-action: ${service} is served by container ${live.container} (${live.image})`,
+        `# live: ${JSON.stringify(live)}`,
+        `upstream app_${service} {`,
+        `    server ${ip}:${port} max_fails=0;`,
+        '    keepalive 16;',
+        '    keepalive_timeout 60s;',
+        '}',
+        ''
+    ].join('\n');
+}
+/** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
+function liveOf(conf) {
+    const m = /^# live: (\{.*\})$/m.exec(conf);
+    if (!m)
+        return undefined;
+    try {
+        const v = JSON.parse(m[1]);
+        return typeof v.container === 'string' && typeof v.image === 'string' ? v : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/** The route of a service that is not in the catalogue (the catalogue's routes ship in nginx/routes/). */
+function routeLocations(service, route) {
+    return [
+        `# ops-action: route ${route} -> ${service}`,
+        `location ${route} {`,
+        '    include snippets/proxy.conf;',
+        `    proxy_pass http://app_${service};`,
+        '}',
+        ''
+    ].join('\n');
+}
+const upstreamPath = (service) => `upstreams/app_${service}.conf`;
+const locationsPath = (service) => `upstreams/app_${service}.locations`;
+
+;// CONCATENATED MODULE: ./src/deploy.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+const HISTORY = 'history.jsonl';
+const POLL_MS = 500;
+const VERIFY_ROUNDS = 3;
+const deploy_sleep = (ms) => new Promise(r => setTimeout(r, ms));
+/**
+ * `mode: deploy` and `mode: rollback`, top to bottom. A failure before the switch removes the new container and
+ * leaves the old one serving; a failure at or after the switch puts the previous upstream back first.
+ */
+async function runDeploy(remote, inputs, phases) {
+    const d = inputs.deploy;
+    const { opsDir, network } = inputs.infra;
+    const mode = d.image ? 'deploy' : 'rollback';
+    // 1. The image: resolved (rollback) and pulled outside the lock, since that changes nothing anyone sees.
+    const image = mode === 'rollback' ? await phases.run('Find previous image', () => rollbackTarget(remote, opsDir, d.service)) : d.image;
+    await phases.run('Pull image', () => pullImage(remote, image, d));
+    // 2. Everything that changes the host happens under the host-wide lock.
+    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, `${mode} of ${d.service} (${image})`));
+    try {
+        // 3. The stack, network and nginx config (a no-op when nothing changed).
+        const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ');
+        // 4. What serves now, and leftovers of interrupted runs.
+        const before = await phases.run('Preflight', () => deploy_preflight(remote, d, opsDir, network));
+        const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+        const record = (result, error) => appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error });
+        let switched = false;
+        try {
+            // 5. Start the new container next to the old one.
+            await phases.run('Start container', () => start(remote, d, image, name, network));
+            // 6. Health gate, directly on the new container.
+            const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId));
+            // 7. Switch nginx to it.
+            switched = true;
+            await phases.run('Switch nginx', () => switchUpstream(remote, d, opsDir, infra.nginxId, ip, { container: name, image }));
+            // 8. Verify through nginx, as clients see it.
+            await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId));
+        }
+        catch (e) {
+            const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live));
+            await record('rolled-back', e.message).catch(() => undefined);
+            const err = e;
+            err.rollbackNotes = notes;
+            throw err;
+        }
+        await remote.run(forgetPrevious([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]));
+        // 9. Drain: let the old nginx workers finish with the old container, then stop it.
+        await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.others));
+        // 10. History, images, outputs.
+        await phases.run('Record and prune', async () => {
+            await record('success');
+            await pruneImages(remote, d, image, before.live?.image);
+        });
+        return {
+            container: name,
+            image,
+            previousImage: before.live?.image ?? '',
+            url: serviceUrl(inputs, infra, d),
+            rolledBack: false,
+            rollbackNotes: []
+        };
+    }
+    finally {
+        await lock.release();
+    }
+}
+async function pullImage(remote, image, d) {
+    const mutable = /:latest$/.test(image) || !/[:@]/.test(image.split('/').pop());
+    if (!mutable && (await remote.run(imageId(image))).code === 0)
+        return info(`${image} is already on the host: no pull.`);
+    info(`Pulling ${image}${d.registry ? ` (logged in to ${d.registry.server} for this run only)` : ''}…`);
+    const r = await remote.run(pull(image, d.registry), { stdin: d.registry ? `${d.registry.password}\n` : undefined });
+    if (r.code === 3)
+        throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, 'check registry-username and registry-password (a token with read access to the image)');
+    if (r.code !== 0) {
+        const msg = (r.stderr || r.stdout).trim();
+        const fix = /no space left/i.test(msg)
+            ? 'free disk space on the host (docker system prune -a)'
+            : /not found|manifest unknown|does not exist/i.test(msg)
+                ? 'check the image name and tag (was it pushed?)'
+                : /denied|unauthorized/i.test(msg)
+                    ? 'set registry, registry-username and registry-password for a private image'
+                    : 'check that the host can reach the registry';
+        throw new HostError(`Pulling ${image} failed: ${msg}`, fix);
+    }
+}
+async function deploy_preflight(remote, d, opsDir, network) {
+    const s = splitSections((await remote.run(concurrently(section('containers', serviceContainers(d.service, network)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo'))))).stdout);
+    const containers = parseAppContainers(s.get('containers')?.out ?? '');
+    const live = liveOf(s.get('upstream')?.out ?? '');
+    const leftovers = containers.filter(c => c.name !== live?.container);
+    if (leftovers.length) {
+        info(`Removing leftovers of interrupted runs (nginx does not route to them): ${leftovers.map(c => c.name).join(', ')}`);
+        await remote.must(removeContainers(leftovers.map(c => c.name)), 'removing leftover containers');
+    }
+    const liveContainer = containers.find(c => c.name === live?.container);
+    if (live)
+        info(`${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`);
+    else
+        info(`${d.service} has not been deployed yet.`);
+    const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '');
+    if (available) {
+        const mib = Number(available[1]) / 1024;
+        const need = d.memory ? memoryMiB(d.memory) : 256;
+        if (mib < need)
+            warning(`Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`);
+        else
+            info(`${Math.round(mib)} MiB of memory available.`);
+    }
+    return { live, others: liveContainer ? [liveContainer] : [] };
+}
+function memoryMiB(m) {
+    const n = parseInt(m, 10);
+    const unit = m.slice(-1);
+    return unit === 'g' ? n * 1024 : unit === 'm' ? n : unit === 'k' ? n / 1024 : n / 1024 / 1024;
+}
+function parseAppContainers(out) {
+    return out
+        .split('\n')
+        .filter(l => l.trim())
+        .map(l => {
+        const [name, id, status, restarts, health, ip, image] = l.split(' ');
+        return { name: name.replace(/^\//, ''), id, status, restarts: Number(restarts), health, ip, image };
+    });
+}
+async function start(remote, d, image, name, network) {
+    const envText = d.env.map(([k, v]) => dockerEnvLine(k, v)).join('');
+    await remote.must(runContainer({
+        name,
+        service: d.service,
+        image,
+        network,
+        aliases: [d.service, ...d.spec.aliases],
+        port: d.spec.port,
+        stopTimeoutS: d.stopTimeoutS,
+        memory: d.memory,
+        envFile: d.envFile
+    }), `starting ${name}`, { stdin: envText });
+    info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}.`);
+}
+/** docker's --env-file format: KEY=VALUE taken literally up to the end of the line (keys and values were checked). */
+function dockerEnvLine(key, value) {
+    return `${key}=${value}\n`;
+}
+/** Polls the new container until its health path answers 2xx; an exit, a restart or the timeout fails at once. */
+async function healthGate(remote, d, name, network, nginxId) {
+    const deadline = Date.now() + d.healthTimeoutS * 1000;
+    const state = { lastProbe: 'no probe yet' };
+    for (;;) {
+        const [status, restarts, health, ip] = (await remote.must(containerState(name, network), `inspecting ${name}`)).trim().split(' ');
+        if (status === 'exited' || status === 'dead' || Number(restarts) > 0) {
+            throw new GateError(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`, state.lastProbe);
+        }
+        if (health === 'unhealthy')
+            throw new GateError(`${name}'s own HEALTHCHECK reports unhealthy`, state.lastProbe);
+        if (status === 'running' && ip && ip !== '-') {
+            const url = `http://${ip}:${d.spec.port}${d.spec.healthPath}`;
+            const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim();
+            state.lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`;
+            if (/^2\d\d$/.test(code)) {
+                info(`${state.lastProbe}: healthy.`);
+                return ip;
+            }
+        }
+        if (Date.now() > deadline)
+            throw new GateError(`${name} did not become healthy within ${d.healthTimeoutS} s`, state.lastProbe);
+        await deploy_sleep(POLL_MS);
+    }
+}
+class GateError extends HostError {
+    lastProbe;
+    constructor(message, lastProbe) {
+        super(`${message} (last health probe: ${lastProbe})`);
+        this.lastProbe = lastProbe;
+    }
+}
+/** Writes the service's upstream (and route, outside the catalogue), checks nginx -t, reloads and waits for it. */
+async function switchUpstream(remote, d, opsDir, nginxId, ip, live) {
+    const entries = [{ path: upstreamPath(d.service), content: upstreamConf(d.service, ip, d.spec.port, live), mode: 0o644 }];
+    if (!CATALOGUE[d.service])
+        entries.push({ path: locationsPath(d.service), content: routeLocations(d.service, d.spec.route), mode: 0o644 });
+    await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing the ${d.service} upstream`, { stdin: await tarball(entries) });
+    const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF));
+    if (test.code !== 0)
+        throw new HostError(`nginx -t failed, so nginx was not switched:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra');
+    await reloadAndWait(remote, nginxId);
+    info(`nginx now routes ${d.spec.route} to ${live.container} (${ip}:${d.spec.port}).`);
+}
+/** The route answers through nginx: the health path 2xx and the route itself without a server error, several times. */
+async function verify(remote, d, nginxId) {
+    const health = `http://127.0.0.1${publicPath(d.spec, d.spec.healthPath)}`;
+    const route = `http://127.0.0.1${d.spec.route}`;
+    let ok = 0;
+    let last = '';
+    for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
+        const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, health)), section('route', httpStatus(nginxId, route))))).stdout);
+        const h = s.get('health')?.out.trim() ?? '000';
+        const r = s.get('route')?.out.trim() ?? '000';
+        last = `GET ${publicPath(d.spec, d.spec.healthPath)} -> ${h}, GET ${d.spec.route} -> ${r}`;
+        ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0;
+        if (ok < VERIFY_ROUNDS)
+            await deploy_sleep(200);
+    }
+    if (ok < VERIFY_ROUNDS)
+        throw new HostError(`Through nginx the new release does not answer well: ${last}`);
+    info(`${last} (${VERIFY_ROUNDS} times in a row).`);
+}
+async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched, live) {
+    const notes = [];
+    if (switched) {
+        await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]), 'restoring the previous upstream');
+        await reloadAndWait(remote, nginxId);
+        notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`);
+    }
+    const out = await remote.run(logs(name, 100));
+    const state = await remote.run(containerState(name, network));
+    startGroup(`${name}: last 100 log lines`);
+    info((out.stdout + out.stderr).trim() || '(no output)');
+    info(`state: ${state.stdout.trim()}`);
+    endGroup();
+    await remote.run(removeContainers([name]));
+    notes.push(`removed the new container ${name}`);
+    notes.push(live ? `${live.container} kept serving` : `${d.service} stays undeployed`);
+    for (const n of notes)
+        info(n);
+    return notes;
+}
+async function drainAndStop(remote, d, nginxId, old) {
+    if (!old.length)
+        return info('No previous container to stop.');
+    const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000);
+    if (drained)
+        info('Old nginx workers have finished their requests.');
+    for (const c of old) {
+        await remote.run(stopContainer(c.name, d.stopTimeoutS));
+        await remote.must(removeContainers([c.name]), `removing ${c.name}`);
+        info(`Stopped and removed ${c.name} (${c.image}).`);
+    }
+}
+function phaseSeconds(phases) {
+    return Object.fromEntries(phases.records.map(r => [r.name, Math.round(r.ms) / 1000]));
+}
+async function appendHistory(remote, opsDir, r) {
+    const e = process.env;
+    const full = {
+        time: new Date().toISOString(),
+        ...r,
+        repository: e.GITHUB_REPOSITORY,
+        sha: e.GITHUB_SHA,
+        actor: e.GITHUB_ACTOR,
+        runUrl: e.GITHUB_SERVER_URL && e.GITHUB_RUN_ID ? `${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}` : undefined
+    };
+    await remote.must(appendLine(`${opsDir}/${HISTORY}`), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` });
+}
+async function readHistory(remote, opsDir, lines = 500) {
+    const out = await remote.must(tail(`${opsDir}/${HISTORY}`, lines), 'reading the deploy history');
+    return out
+        .split('\n')
+        .filter(Boolean)
+        .flatMap(l => {
+        try {
+            return [JSON.parse(l)];
+        }
+        catch {
+            return [];
+        }
+    });
+}
+/** The image a rollback returns to: the newest successful release of the service other than the one serving now. */
+function previousImage(history, service, current) {
+    const releases = history.filter(h => h.service === service && h.result === 'success');
+    const serving = current ?? releases.at(-1)?.image;
+    return [...releases].reverse().find(h => h.image !== serving)?.image;
+}
+async function rollbackTarget(remote, opsDir, service) {
+    const history = await readHistory(remote, opsDir);
+    const live = liveOf(await remote.must(readFileIfExists(`${opsDir}/${upstreamPath(service)}`), 'reading the upstream'));
+    const target = previousImage(history, service, live?.image);
+    if (!target)
+        throw new HostError(`No previous image of ${service} in the deploy history (${opsDir}/${HISTORY}) to roll back to.`, 'deploy the wanted image with mode deploy');
+    info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`);
+    return target;
+}
+/** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
+async function pruneImages(remote, d, image, previous) {
+    const repository = image.split('@')[0].replace(/:[^/:]+$/, '');
+    const rows = (await remote.must(repositoryImages(repository), 'listing images'))
+        .split('\n')
+        .filter(Boolean)
+        .map(l => l.split(' ')[0])
+        .filter(ref => !ref.endsWith(':<none>'));
+    const keep = new Set([image, previous ?? '', ...rows.slice(0, d.keepImages)]);
+    const drop = rows.filter(ref => !keep.has(ref));
+    if (!drop.length)
+        return info(`${rows.length} image(s) of ${repository} on the host; nothing to prune.`);
+    const out = await remote.must(removeImages(drop), 'removing old images');
+    info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`);
+}
+function serviceUrl(inputs, infra, d) {
+    const i = inputs.infra;
+    if (infra.tls)
+        return `https://${i.domain}${i.httpsPort === 443 ? '' : `:${i.httpsPort}`}${d.spec.route}`;
+    return `http://${i.domain || inputs.connection.host}${i.httpPort === 80 ? '' : `:${i.httpPort}`}${d.spec.route}`;
 }
 
 ;// CONCATENATED MODULE: ./src/phases.ts
@@ -62738,6 +63411,14 @@ class SshRemote {
         }
         return r.stdout;
     }
+    start(command, onStdout) {
+        core_debug(`remote (held): ${command.sh}`);
+        const stdin = new external_node_stream_.PassThrough();
+        const done = this.ssh
+            .execCommand(command.sh, { stdin, noTrim: true, onStdout: chunk => onStdout(chunk.toString('utf8')) })
+            .then(r => ({ code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr }));
+        return { done, end: () => stdin.end() };
+    }
     close() {
         this.ssh.dispose();
     }
@@ -62811,37 +63492,72 @@ async function connect(c, pause = ssh_sleep) {
 
 
 
+
+
 /** The action: read and check every input, connect, run the mode, report. One setFailed, here. */
 async function run() {
     const phases = new Phases();
     let remote;
+    let title = 'ops-action';
     try {
         const inputs = getInputs();
         const c = inputs.connection;
+        title = inputs.mode === 'infra' ? 'ops-action infra' : `ops-action ${inputs.mode} of ${inputs.deploy?.service}`;
         remote = await phases.run(`Connect to ${c.username}@${c.host}:${c.port}`, () => connect(c));
-        const result = await runInfra(remote, inputs.infra, phases);
-        setOutput('changed', String(result.changed));
-        await summarize(phases, `ops-action infra: ${result.changed ? `${result.changes.length} change(s)` : 'no changes'}`, result.changes);
+        const lines = inputs.mode === 'infra' ? await infra(remote, inputs, phases) : await deploy(remote, inputs, phases);
+        await summarize(phases, `✅ ${title}`, lines);
     }
     catch (e) {
         const message = e instanceof Error ? e.message : String(e);
+        const notes = e.rollbackNotes;
+        if (notes)
+            setOutput('rolled-back', 'true');
         setFailed(message);
-        await summarize(phases, 'ops-action infra: failed', [message]).catch(() => undefined);
+        await summarize(phases, `❌ ${title} failed`, [message, ...(notes ? ['Rolled back:', ...notes] : [])]).catch(() => undefined);
     }
     finally {
         remote?.close();
         setOutput('duration-seconds', (phases.totalMs() / 1000).toFixed(1));
     }
 }
+async function infra(remote, inputs, phases) {
+    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, inputs.infra.opsDir, inputs.lockTimeoutS, 'mode infra'));
+    try {
+        const result = await runInfra(remote, inputs.infra, phases);
+        setOutput('changed', String(result.changed));
+        return result.changed ? result.changes : ['no changes'];
+    }
+    finally {
+        await lock.release();
+    }
+}
+async function deploy(remote, inputs, phases) {
+    const r = await runDeploy(remote, inputs, phases);
+    setOutput('container', r.container);
+    setOutput('image', r.image);
+    setOutput('previous-image', r.previousImage);
+    setOutput('url', r.url);
+    setOutput('rolled-back', 'false');
+    info(`${inputs.deploy?.service} now serves ${r.image} from ${r.container} at ${r.url}`);
+    return [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`];
+}
+/** Mermaid gantt of the phases (the job summary renders it). */
+function gantt(phases) {
+    const rows = phases.records.map((r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`);
+    return ['```mermaid', 'gantt', '    dateFormat x', '    axisFormat %S.%L s', ...rows, '```'].join('\n');
+}
 async function summarize(phases, title, lines) {
     info(`Total ${seconds(phases.totalMs())}`);
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
+    const e = process.env;
+    const links = e.GITHUB_SERVER_URL && e.GITHUB_REPOSITORY
+        ? `[run](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}) · [commit](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/commit/${e.GITHUB_SHA})`
+        : '';
     await summary
         .addHeading(title, 3)
-        .addRaw(phases.table(), true)
-        .addRaw('\n', true)
-        .addList(lines.length ? lines : ['nothing changed'])
+        .addList(lines)
+        .addRaw(`\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
         .write();
 }
 

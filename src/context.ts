@@ -1,5 +1,6 @@
 import * as core from '@actions/core'
 import { utils as ssh2utils } from 'ssh2'
+import { CATALOGUE, routeReaches, serviceFromRepository, type ServiceSpec } from './catalogue'
 import { InputError, InputErrors } from './errors'
 import { parseEnvInput, type EnvEntries } from './envfile'
 import { hostMatches, normalizeFingerprint, parseKnownHosts, type KnownHostEntry } from './hostkey'
@@ -30,10 +31,34 @@ export interface InfraInputs {
   infraTimeoutS: number
 }
 
+export interface RegistryLogin {
+  server: string
+  username: string
+  password: string
+}
+
+export interface DeployInputs {
+  service: string
+  /** Image to deploy (mode deploy); empty for mode rollback, which takes it from the history. */
+  image: string
+  spec: ServiceSpec
+  env: EnvEntries
+  envFile?: string
+  registry?: RegistryLogin
+  healthTimeoutS: number
+  drainTimeoutS: number
+  stopTimeoutS: number
+  keepImages: number
+  memory?: string
+}
+
 export interface Inputs {
   mode: Mode
   connection: ConnectionInputs
   infra: InfraInputs
+  lockTimeoutS: number
+  /** Set for mode deploy and rollback. */
+  deploy?: DeployInputs
 }
 
 /** Every input's default, as declared in action.yml (a unit test keeps the two equal). */
@@ -75,8 +100,8 @@ export const DEFAULTS: Record<string, string> = {
   memory: ''
 }
 
-/** Inputs of the deploy issue: declared in action.yml, refused until implemented. */
-const NOT_YET = [
+/** Inputs that only mode deploy / rollback use (a warning names them when given to mode infra). */
+const DEPLOY_ONLY = [
   'service',
   'image',
   'app-port',
@@ -91,7 +116,6 @@ const NOT_YET = [
   'health-timeout',
   'drain-timeout',
   'stop-timeout',
-  'lock-timeout',
   'keep-images',
   'memory'
 ]
@@ -178,11 +202,7 @@ export function parseUsername(v: string): string {
 }
 
 export function parseOpsDir(v: string): string {
-  const s = v.trim().replace(/\/+$/, '')
-  if (!OPS_DIR_RE.test(s) || s.split('/').some(seg => seg === '.' || seg === '..')) {
-    throw new InputError('ops-dir', `'${v.trim()}' must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'`)
-  }
-  return s
+  return parseHostPath('ops-dir', v.trim().replace(/\/+$/, '') || v)
 }
 
 export function parseNetwork(v: string): string {
@@ -237,11 +257,9 @@ export function getInputs(read: InputReader = actionInput): Inputs {
     },
     'infra' as Mode
   )
-  if (mode === 'deploy' || mode === 'rollback') {
-    c.fail('mode', `'${mode}' is not supported yet by this version of ops-action (only 'infra' is)`)
-  }
-  for (const name of NOT_YET) {
-    if (c.text(name) !== DEFAULTS[name]) c.fail(name, 'is not supported yet by this version of ops-action (it belongs to mode deploy)')
+  if (mode === 'infra') {
+    const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name])
+    if (given.length) core.warning(`Ignored in mode infra (they belong to mode deploy/rollback): ${given.join(', ')}`)
   }
 
   const host = c.check('host', parseHost, '')
@@ -275,6 +293,8 @@ export function getInputs(read: InputReader = actionInput): Inputs {
   const infraEnv = c.check('infra-env', v => parseEnvInput(v, 'infra-env'), [])
   for (const [, value] of infraEnv) if (isMaskable(value)) core.setSecret(value)
   const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120)
+  const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600)
+  const deploy = mode === 'infra' ? undefined : deployInputs(c, mode, read)
 
   if (c.errors.length) throw new InputErrors(c.errors)
   return {
@@ -291,6 +311,171 @@ export function getInputs(read: InputReader = actionInput): Inputs {
       connectTimeoutMs: connectTimeoutS * 1000,
       connectRetries
     },
-    infra: { opsDir, network, domain, httpPort, httpsPort, infraEnv, infraTimeoutS }
+    infra: { opsDir, network, domain, httpPort, httpsPort, infraEnv, infraTimeoutS },
+    lockTimeoutS,
+    deploy
   }
+}
+
+const SERVICE_RE = /^[a-z][a-z0-9-]{0,30}$/
+const ALIAS_RE = /^[a-z][a-z0-9-]{0,62}$/
+/** Names the stack owns on the shared network: an app alias with one of them would hijack its traffic. */
+const RESERVED_NAMES = ['db', 'redis', 'nginx', 'postgres']
+const DOMAIN = String.raw`(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*:[0-9]{1,5}|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|localhost)`
+const COMPONENT = String.raw`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
+const IMAGE_RE = new RegExp(String.raw`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
+const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/
+const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/
+const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^[A-Za-z0-9-]+$`)
+
+export function parseImage(v: string): string {
+  const s = v.trim()
+  if (s.length > 255 || !IMAGE_RE.test(s)) {
+    throw new InputError('image', `'${s.slice(0, 80)}' is not an image reference like registry.example.com/name:tag or name@sha256:<64 hex>`)
+  }
+  return s
+}
+
+/** The tag of an image reference ('' for a digest-only reference, 'latest' when none is given). */
+export function imageTag(image: string): string {
+  const noDigest = image.split('@')[0]
+  const last = noDigest.split('/').pop() as string
+  if (last.includes(':')) return last.split(':')[1]
+  return image.includes('@') ? '' : 'latest'
+}
+
+function parseAliases(v: string): string[] {
+  const list = v.split(/[\s,]+/).filter(Boolean)
+  for (const a of list) {
+    if (!ALIAS_RE.test(a)) throw new InputError('aliases', `'${a}' is not a valid network alias (lowercase letters, digits, '-')`)
+    if (RESERVED_NAMES.includes(a)) throw new InputError('aliases', `'${a}' is the name of a stack service on the shared network`)
+  }
+  return list
+}
+
+function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs {
+  const service = c.check(
+    'service',
+    v => {
+      const s = v.trim() || serviceFromRepository(process.env.GITHUB_REPOSITORY)
+      if (!s) {
+        throw new InputError('service', `is required: it cannot be told from the repository name '${process.env.GITHUB_REPOSITORY ?? ''}' (known: behindy-front, behindy-back, behindy-story)`)
+      }
+      if (!SERVICE_RE.test(s)) throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`)
+      if (RESERVED_NAMES.includes(s)) throw new InputError('service', `'${s}' is a stack service name; pick another`)
+      return s
+    },
+    ''
+  )
+  const known = CATALOGUE[service] as ServiceSpec | undefined
+  const image = c.check(
+    'image',
+    v => {
+      if (mode === 'rollback') {
+        if (v.trim()) throw new InputError('image', 'is not used by mode rollback (it returns to the previous image in the history)')
+        return ''
+      }
+      if (!v.trim()) throw new InputError('image', 'is required for mode deploy')
+      const img = parseImage(v)
+      if (imageTag(img) === 'latest') core.warning(`image ${img} uses the tag 'latest': a rollback cannot tell releases apart. Deploy an immutable tag (e.g. the commit sha) or a digest.`)
+      return img
+    },
+    ''
+  )
+  const port = c.check(
+    'app-port',
+    v => {
+      if (!v.trim()) {
+        if (known) return known.port
+        throw new InputError('app-port', `is required for service '${service}' (not in the catalogue: frontend, backend, story)`)
+      }
+      return parseInteger('app-port', 1, 65535)(v)
+    },
+    0
+  )
+  const route = c.check(
+    'route',
+    v => {
+      const s = v.trim()
+      if (!s) {
+        if (known) return known.route
+        throw new InputError('route', `is required for service '${service}' (a path prefix like /things/)`)
+      }
+      if (!ROUTE_RE.test(s)) throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -)`)
+      if (known && s !== known.route) throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`)
+      return s
+    },
+    '/'
+  )
+  const stripPrefix = known?.stripPrefix ?? false
+  const healthPath = c.check(
+    'health-path',
+    v => {
+      const s = v.trim() || known?.healthPath
+      if (!s) throw new InputError('health-path', `is required for service '${service}'`)
+      if (!HEALTH_RE.test(s)) throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`)
+      if (route && !routeReaches({ route, stripPrefix }, s)) {
+        throw new InputError('health-path', `'${s}' cannot be reached through the route ${route} (it must start with ${route})`)
+      }
+      return s
+    },
+    '/'
+  )
+  const aliases = c.check('aliases', parseAliases, [])
+  const env = c.check('env', v => parseEnvInput(v, 'env'), [])
+  for (const [, value] of env) if (isMaskable(value)) core.setSecret(value)
+  const envFile = c.check('env-file', v => (v.trim() ? parseHostPath('env-file', v) : undefined), undefined)
+  const registry = c.check(
+    'registry',
+    v => {
+      const server = v.trim()
+      const username = read('registry-username').trim()
+      const password = read('registry-password')
+      if (!server) {
+        if (username || password.trim()) throw new InputError('registry', 'is required when registry-username/registry-password are set (use docker.io for Docker Hub)')
+        return undefined
+      }
+      if (!REGISTRY_RE.test(server)) throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`)
+      if (!username) throw new InputError('registry-username', `is required to log in to ${server}`)
+      if (!password.trim()) throw new InputError('registry-password', `is required to log in to ${server}`)
+      if (/[\r\n]/.test(password.trim())) throw new InputError('registry-password', 'must be one line')
+      return { server, username, password: password.trim() }
+    },
+    undefined
+  )
+  const healthTimeoutS = c.check('health-timeout', parseInteger('health-timeout', 1, 3600, 'seconds'), 180)
+  const drainTimeoutS = c.check('drain-timeout', parseInteger('drain-timeout', 0, 600, 'seconds'), 30)
+  const stopTimeoutS = c.check('stop-timeout', parseInteger('stop-timeout', 0, 600, 'seconds'), 30)
+  const keepImages = c.check('keep-images', parseInteger('keep-images', 1, 50), 3)
+  const memory = c.check(
+    'memory',
+    v => {
+      const s = v.trim().toLowerCase()
+      if (!s) return undefined
+      if (!/^[1-9][0-9]*[bkmg]?$/.test(s)) throw new InputError('memory', `'${s}' is not a memory size like 768m or 1g`)
+      return s
+    },
+    undefined
+  )
+  return {
+    service,
+    image,
+    spec: { port, route, healthPath, stripPrefix, aliases: [...new Set([...(known?.aliases ?? []), ...aliases])] },
+    env,
+    envFile,
+    registry,
+    healthTimeoutS,
+    drainTimeoutS,
+    stopTimeoutS,
+    keepImages,
+    memory
+  }
+}
+
+export function parseHostPath(name: string, v: string): string {
+  const s = v.trim()
+  if (!OPS_DIR_RE.test(s) || s.split('/').some(seg => seg === '.' || seg === '..')) {
+    throw new InputError(name, `'${s}' must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'`)
+  }
+  return s
 }

@@ -71,17 +71,21 @@ export interface InfraPlan {
 export interface InfraResult {
   changed: boolean
   changes: string[]
+  /** The running nginx container. */
+  nginxId: string
+  /** nginx serves HTTPS for the domain. */
+  tls: boolean
 }
 
 /** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
-export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phases): Promise<InfraResult> {
+export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phases, label = ''): Promise<InfraResult> {
   const bundle = loadBundle()
-  const host = await phases.run('Preflight', () => preflight(remote, inputs, bundle))
-  const plan = await phases.run('Plan', async () => planInfra(inputs, host, bundle))
+  const host = await phases.run(`${label}Preflight`, () => preflight(remote, inputs, bundle))
+  const plan = await phases.run(`${label}Plan`, async () => planInfra(inputs, host, bundle))
   const changes: string[] = []
 
-  await phases.run('Upload files', () => upload(remote, inputs.opsDir, plan, changes))
-  await phases.run('Network', async () => {
+  await phases.run(`${label}Upload files`, () => upload(remote, inputs.opsDir, plan, changes))
+  await phases.run(`${label}Network`, async () => {
     if (host.networkExists) return core.info(`Network ${inputs.network} exists.`)
     await remote.must(ensureNetwork(inputs.network), `creating docker network ${inputs.network}`)
     changes.push(`created docker network ${inputs.network}`)
@@ -89,14 +93,14 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
   })
 
   try {
-    await phases.run('Validate config', () => validate(remote, inputs.opsDir, host, plan))
+    await phases.run(`${label}Validate config`, () => validate(remote, inputs.opsDir, host, plan))
   } catch (e) {
     await remote.must(restoreFiles(touched(inputs.opsDir, plan)), 'restoring the previous files')
     throw e
   }
   if (touched(inputs.opsDir, plan).length) await remote.must(forgetPrevious(touched(inputs.opsDir, plan)), 'cleaning up')
 
-  const after = await phases.run('Start stack', async () => {
+  const after = await phases.run(`${label}Start stack`, async () => {
     const up = await remote.run(composeUp(host.compose, inputs.opsDir))
     const log = `${up.stdout}${up.stderr}`.trim()
     if (log) core.info(log)
@@ -110,9 +114,9 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
     return now
   })
 
-  await phases.run('Wait until healthy', () => waitHealthy(remote, after, inputs.infraTimeoutS))
+  await phases.run(`${label}Wait until healthy`, () => waitHealthy(remote, after, inputs.infraTimeoutS))
 
-  await phases.run('Reload nginx', async () => {
+  await phases.run(`${label}Reload nginx`, async () => {
     const nginx = after.find(c => c.service === 'nginx')
     const before = host.containers.find(c => c.service === 'nginx')
     if (!plan.nginxChanged) return core.info('nginx config unchanged: no reload.')
@@ -127,7 +131,9 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
   } else {
     core.info(`Changes:\n${changes.map(c => `  - ${c}`).join('\n')}`)
   }
-  return { changed: changes.length > 0, changes }
+  const nginxId = after.find(c => c.service === 'nginx')?.id
+  if (!nginxId) throw new HostError('the nginx container of the stack is missing after compose up')
+  return { changed: changes.length > 0, changes, nginxId, tls: host.tls }
 }
 
 function isStackService(s: string): boolean {

@@ -1,6 +1,8 @@
 import * as core from '@actions/core'
-import { getInputs } from './context'
+import { getInputs, type Inputs } from './context'
+import { runDeploy } from './deploy'
 import { runInfra } from './infra'
+import { acquireLock } from './lock'
 import { Phases, seconds } from './phases'
 import { connect, type Remote } from './ssh'
 
@@ -8,30 +10,65 @@ import { connect, type Remote } from './ssh'
 export async function run(): Promise<void> {
   const phases = new Phases()
   let remote: Remote | undefined
+  let title = 'ops-action'
   try {
     const inputs = getInputs()
     const c = inputs.connection
+    title = inputs.mode === 'infra' ? 'ops-action infra' : `ops-action ${inputs.mode} of ${inputs.deploy?.service}`
     remote = await phases.run(`Connect to ${c.username}@${c.host}:${c.port}`, () => connect(c))
-    const result = await runInfra(remote, inputs.infra, phases)
-    core.setOutput('changed', String(result.changed))
-    await summarize(phases, `ops-action infra: ${result.changed ? `${result.changes.length} change(s)` : 'no changes'}`, result.changes)
+    const lines = inputs.mode === 'infra' ? await infra(remote, inputs, phases) : await deploy(remote, inputs, phases)
+    await summarize(phases, `✅ ${title}`, lines)
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)
+    const notes = (e as { rollbackNotes?: string[] }).rollbackNotes
+    if (notes) core.setOutput('rolled-back', 'true')
     core.setFailed(message)
-    await summarize(phases, 'ops-action infra: failed', [message]).catch(() => undefined)
+    await summarize(phases, `❌ ${title} failed`, [message, ...(notes ? ['Rolled back:', ...notes] : [])]).catch(() => undefined)
   } finally {
     remote?.close()
     core.setOutput('duration-seconds', (phases.totalMs() / 1000).toFixed(1))
   }
 }
 
+async function infra(remote: Remote, inputs: Inputs, phases: Phases): Promise<string[]> {
+  const lock = await phases.run('Take deploy lock', () => acquireLock(remote, inputs.infra.opsDir, inputs.lockTimeoutS, 'mode infra'))
+  try {
+    const result = await runInfra(remote, inputs.infra, phases)
+    core.setOutput('changed', String(result.changed))
+    return result.changed ? result.changes : ['no changes']
+  } finally {
+    await lock.release()
+  }
+}
+
+async function deploy(remote: Remote, inputs: Inputs, phases: Phases): Promise<string[]> {
+  const r = await runDeploy(remote, inputs, phases)
+  core.setOutput('container', r.container)
+  core.setOutput('image', r.image)
+  core.setOutput('previous-image', r.previousImage)
+  core.setOutput('url', r.url)
+  core.setOutput('rolled-back', 'false')
+  core.info(`${inputs.deploy?.service} now serves ${r.image} from ${r.container} at ${r.url}`)
+  return [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`]
+}
+
+/** Mermaid gantt of the phases (the job summary renders it). */
+export function gantt(phases: Phases): string {
+  const rows = phases.records.map((r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`)
+  return ['```mermaid', 'gantt', '    dateFormat x', '    axisFormat %S.%L s', ...rows, '```'].join('\n')
+}
+
 async function summarize(phases: Phases, title: string, lines: string[]): Promise<void> {
   core.info(`Total ${seconds(phases.totalMs())}`)
   if (!process.env.GITHUB_STEP_SUMMARY) return
+  const e = process.env
+  const links =
+    e.GITHUB_SERVER_URL && e.GITHUB_REPOSITORY
+      ? `[run](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}) · [commit](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/commit/${e.GITHUB_SHA})`
+      : ''
   await core.summary
     .addHeading(title, 3)
-    .addRaw(phases.table(), true)
-    .addRaw('\n', true)
-    .addList(lines.length ? lines : ['nothing changed'])
+    .addList(lines)
+    .addRaw(`\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
     .write()
 }

@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
 import { NodeSSH } from 'node-ssh'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import type { ConnectionInputs } from './context'
 import { HostError } from './errors'
 import { checkHostKey, fingerprintOf, keyTypeOf } from './hostkey'
@@ -18,7 +18,15 @@ export interface Remote {
   run(command: Sh, opts?: { stdin?: string | Buffer }): Promise<RunResult>
   /** Runs a command and returns its stdout; a non-zero exit throws a HostError saying what failed. */
   must(command: Sh, what: string, opts?: { stdin?: string | Buffer; fix?: string }): Promise<string>
+  /** Starts a long-running command whose stdin stays open until `end()`; `onStdout` sees its output as it comes. */
+  start(command: Sh, onStdout: (text: string) => void): Running
   close(): void
+}
+
+export interface Running {
+  done: Promise<RunResult>
+  /** Closes the command's stdin. */
+  end(): void
 }
 
 /** Why a connection attempt failed, and whether trying again can help. */
@@ -49,6 +57,15 @@ class SshRemote implements Remote {
       throw new HostError(`${what} failed (exit ${r.code})${detail ? `:\n${detail}` : ''}`, opts.fix)
     }
     return r.stdout
+  }
+
+  start(command: Sh, onStdout: (text: string) => void): Running {
+    core.debug(`remote (held): ${command.sh}`)
+    const stdin = new PassThrough()
+    const done = this.ssh
+      .execCommand(command.sh, { stdin, noTrim: true, onStdout: chunk => onStdout(chunk.toString('utf8')) })
+      .then(r => ({ code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr }))
+    return { done, end: () => stdin.end() }
   }
 
   close(): void {

@@ -1,0 +1,45 @@
+/** What ops-action knows about the Behindy services; any other service name must give port, route and health path. */
+export interface ServiceSpec {
+  port: number
+  /** Path prefix nginx routes to the service. */
+  route: string
+  /** Path that answers 2xx when healthy, as the app sees it. */
+  healthPath: string
+  /** nginx strips the route prefix before passing the request on (story's routes live at the root). */
+  stripPrefix: boolean
+  /** Network aliases besides the service name. */
+  aliases: string[]
+}
+
+export const CATALOGUE: Record<string, ServiceSpec> = {
+  frontend: { port: 3000, route: '/', healthPath: '/', stripPrefix: false, aliases: [] },
+  // /actuator/health answers 401 (Spring Security) and is outside /api/; this one is public.
+  backend: { port: 8080, route: '/api/', healthPath: '/api/ai-stories/health', stripPrefix: false, aliases: [] },
+  // The backend calls the story server at http://llmserver:8000.
+  story: { port: 8000, route: '/llm/', healthPath: '/health', stripPrefix: true, aliases: ['llmserver'] }
+}
+
+const REPOS: Record<string, string> = {
+  'behindy-front': 'frontend',
+  'behindy-frontend': 'frontend',
+  'behindy-back': 'backend',
+  'behindy-backend': 'backend',
+  'behindy-story': 'story',
+  'behindy-llmserver': 'story'
+}
+
+/** The service a repository deploys (`owner/behindy-back` -> backend), if it can be told from the name. */
+export function serviceFromRepository(repository: string | undefined): string | undefined {
+  const name = (repository ?? '').split('/').pop()?.toLowerCase() ?? ''
+  return REPOS[name]
+}
+
+/** The path to request through nginx to reach `appPath` on the service. */
+export function publicPath(spec: Pick<ServiceSpec, 'route' | 'stripPrefix'>, appPath: string): string {
+  return spec.stripPrefix ? spec.route.replace(/\/$/, '') + appPath : appPath
+}
+
+/** Whether a request for appPath can reach the app through its route (else the health path is an input error). */
+export function routeReaches(spec: Pick<ServiceSpec, 'route' | 'stripPrefix'>, appPath: string): boolean {
+  return spec.stripPrefix ? appPath.startsWith('/') : appPath.startsWith(spec.route) || appPath === spec.route.replace(/\/$/, '')
+}

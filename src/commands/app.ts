@@ -1,0 +1,139 @@
+import { cmd, noStderr, privately, type Sh } from '../shell'
+
+// Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
+
+/** Label that marks containers ops-action manages, valued with the service name. */
+export const SERVICE_LABEL = 'ops-action.service'
+export const IMAGE_LABEL = 'ops-action.image'
+
+/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
+function script(text: string, ...args: string[]): Sh {
+  return cmd('sh', '-c', text, 'sh', ...args)
+}
+
+/** Prints the image id when the image is on the host (exit 1 otherwise). */
+export const imageId = (image: string): Sh => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image))
+
+/**
+ * Pulls an image, logging in first when a registry is given: the password comes on stdin, the credentials live in a
+ * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
+ */
+export const pull = (image: string, registry?: { server: string; username: string }): Sh =>
+  registry
+    ? privately(
+        script(
+          'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
+            'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
+            'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc',
+          registry.server,
+          registry.username,
+          image
+        )
+      )
+    : cmd('docker', 'pull', '--quiet', image)
+
+export interface RunSpec {
+  name: string
+  service: string
+  image: string
+  network: string
+  aliases: string[]
+  port: number
+  stopTimeoutS: number
+  memory?: string
+  /** An env file already on the host, passed before the inline env. */
+  envFile?: string
+}
+
+/**
+ * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
+ * read it, so no secret is ever in a process's argv on the host.
+ */
+export const runContainer = (s: RunSpec): Sh => {
+  const argv = [
+    'docker',
+    'run',
+    '--detach',
+    '--name',
+    s.name,
+    '--network',
+    s.network,
+    ...s.aliases.flatMap(a => ['--network-alias', a]),
+    '--restart',
+    'unless-stopped',
+    '--stop-timeout',
+    String(s.stopTimeoutS),
+    '--label',
+    `${SERVICE_LABEL}=${s.service}`,
+    '--label',
+    `${IMAGE_LABEL}=${s.image}`,
+    '--label',
+    `ops-action.port=${s.port}`,
+    '--log-opt',
+    'max-size=10m',
+    '--log-opt',
+    'max-file=3',
+    ...(s.memory ? ['--memory', s.memory] : []),
+    ...(s.envFile ? ['--env-file', s.envFile] : [])
+  ]
+  return privately(
+    script('f=$(mktemp) || exit 1; cat > "$f"; i=$1; shift; "$@" --env-file "$f" "$i"; rc=$?; rm -f "$f"; exit $rc', s.image, ...argv)
+  )
+}
+
+/** `name id status restarts health ip image` of the service's containers (all of them, running or not). */
+export const serviceContainers = (service: string, network: string): Sh =>
+  script(
+    'ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; ' +
+      'docker inspect --format "{{.Name}} {{.Id}} {{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks \\"$3\\"}}{{.IPAddress}}{{else}}-{{end}} {{index .Config.Labels \\"$4\\"}} {{.Created}}" $ids',
+    SERVICE_LABEL,
+    service,
+    network,
+    IMAGE_LABEL
+  )
+
+/** `status restarts health ip` of one container. */
+export const containerState = (name: string, network: string): Sh =>
+  cmd(
+    'docker',
+    'inspect',
+    '--format',
+    `{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}}{{else}}-{{end}}`,
+    name
+  )
+
+/**
+ * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
+ * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
+ */
+export const httpStatus = (via: string, url: string, timeoutS = 3): Sh =>
+  cmd(
+    'docker',
+    'exec',
+    via,
+    'sh',
+    '-c',
+    'out=$(wget -S -q -O /dev/null -T "$2" -t 1 "$1" 2>&1); rc=$?; ' +
+      'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
+      '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"',
+    'sh',
+    url,
+    String(timeoutS)
+  )
+
+export const stopContainer = (name: string, timeoutS: number): Sh => cmd('docker', 'stop', '--time', String(timeoutS), name)
+export const removeContainers = (names: string[]): Sh => cmd('docker', 'rm', '--force', '--volumes', ...names)
+export const logs = (name: string, lines: number): Sh => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', name)
+
+/** `repository:tag id created` of the images of one repository, newest first. */
+export const repositoryImages = (repository: string): Sh =>
+  cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository)
+
+/** Removes images; ones still used by a container are skipped with a message, never forced. */
+export const removeImages = (refs: string[]): Sh => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs)
+
+/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
+export const appendLine = (path: string): Sh => script('cat >> "$1"', path)
+
+/** The last n lines of a file (nothing when it does not exist). */
+export const tail = (path: string, n: number): Sh => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n))

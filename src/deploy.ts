@@ -1,0 +1,404 @@
+import * as core from '@actions/core'
+import { randomBytes } from 'node:crypto'
+import { tarball } from './archive'
+import { CATALOGUE, publicPath } from './catalogue'
+import {
+  appendLine,
+  containerState,
+  httpStatus,
+  imageId,
+  logs,
+  pull,
+  removeContainers,
+  removeImages,
+  repositoryImages,
+  runContainer,
+  serviceContainers,
+  stopContainer,
+  tail
+} from './commands/app'
+import { execIn, forgetPrevious, readFileIfExists, restoreFiles, unpackAndCommit } from './commands/host'
+import { NGINX_CONF } from './commands/compose'
+import type { DeployInputs, InfraInputs, Inputs } from './context'
+import { HostError } from './errors'
+import { runInfra, type InfraResult } from './infra'
+import { acquireLock } from './lock'
+import { reloadAndWait, waitDrained } from './nginx'
+import type { Phases } from './phases'
+import { concurrently, section, splitSections } from './shell'
+import type { Remote } from './ssh'
+import { liveOf, locationsPath, routeLocations, upstreamConf, upstreamPath, type Live } from './upstream'
+
+const HISTORY = 'history.jsonl'
+const POLL_MS = 500
+const VERIFY_ROUNDS = 3
+
+export interface DeployResult {
+  container: string
+  image: string
+  previousImage: string
+  url: string
+  rolledBack: boolean
+  /** What was undone when the release failed (empty on success). */
+  rollbackNotes: string[]
+}
+
+/** One line of `<ops-dir>/history.jsonl`. */
+export interface HistoryRecord {
+  time: string
+  mode: 'deploy' | 'rollback'
+  service: string
+  image: string
+  previousImage: string
+  container: string
+  result: 'success' | 'rolled-back' | 'failed'
+  repository?: string
+  sha?: string
+  actor?: string
+  runUrl?: string
+  phases: Record<string, number>
+  error?: string
+}
+
+interface AppContainer {
+  name: string
+  id: string
+  status: string
+  restarts: number
+  health: string
+  ip: string
+  image: string
+}
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
+
+/**
+ * `mode: deploy` and `mode: rollback`, top to bottom. A failure before the switch removes the new container and
+ * leaves the old one serving; a failure at or after the switch puts the previous upstream back first.
+ */
+export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases): Promise<DeployResult> {
+  const d = inputs.deploy as DeployInputs
+  const { opsDir, network } = inputs.infra
+  const mode = d.image ? 'deploy' : 'rollback'
+
+  // 1. The image: resolved (rollback) and pulled outside the lock, since that changes nothing anyone sees.
+  const image = mode === 'rollback' ? await phases.run('Find previous image', () => rollbackTarget(remote, opsDir, d.service)) : d.image
+  await phases.run('Pull image', () => pullImage(remote, image, d))
+
+  // 2. Everything that changes the host happens under the host-wide lock.
+  const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, `${mode} of ${d.service} (${image})`))
+  try {
+    // 3. The stack, network and nginx config (a no-op when nothing changed).
+    const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ')
+
+    // 4. What serves now, and leftovers of interrupted runs.
+    const before = await phases.run('Preflight', () => preflight(remote, d, opsDir, network))
+    const name = `${d.service}-${randomBytes(4).toString('hex')}`
+    const record = (result: HistoryRecord['result'], error?: string) =>
+      appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error })
+
+    let switched = false
+    try {
+      // 5. Start the new container next to the old one.
+      await phases.run('Start container', () => start(remote, d, image, name, network))
+      // 6. Health gate, directly on the new container.
+      const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId))
+      // 7. Switch nginx to it.
+      switched = true
+      await phases.run('Switch nginx', () => switchUpstream(remote, d, opsDir, infra.nginxId, ip, { container: name, image }))
+      // 8. Verify through nginx, as clients see it.
+      await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId))
+    } catch (e) {
+      const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live))
+      await record('rolled-back', (e as Error).message).catch(() => undefined)
+      const err = e as Error & { rollbackNotes?: string[] }
+      err.rollbackNotes = notes
+      throw err
+    }
+    await remote.run(forgetPrevious([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]))
+
+    // 9. Drain: let the old nginx workers finish with the old container, then stop it.
+    await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.others))
+
+    // 10. History, images, outputs.
+    await phases.run('Record and prune', async () => {
+      await record('success')
+      await pruneImages(remote, d, image, before.live?.image)
+    })
+    return {
+      container: name,
+      image,
+      previousImage: before.live?.image ?? '',
+      url: serviceUrl(inputs, infra, d),
+      rolledBack: false,
+      rollbackNotes: []
+    }
+  } finally {
+    await lock.release()
+  }
+}
+
+async function pullImage(remote: Remote, image: string, d: DeployInputs): Promise<void> {
+  const mutable = /:latest$/.test(image) || !/[:@]/.test(image.split('/').pop() as string)
+  if (!mutable && (await remote.run(imageId(image))).code === 0) return core.info(`${image} is already on the host: no pull.`)
+  core.info(`Pulling ${image}${d.registry ? ` (logged in to ${d.registry.server} for this run only)` : ''}…`)
+  const r = await remote.run(pull(image, d.registry), { stdin: d.registry ? `${d.registry.password}\n` : undefined })
+  if (r.code === 3) throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, 'check registry-username and registry-password (a token with read access to the image)')
+  if (r.code !== 0) {
+    const msg = (r.stderr || r.stdout).trim()
+    const fix = /no space left/i.test(msg)
+      ? 'free disk space on the host (docker system prune -a)'
+      : /not found|manifest unknown|does not exist/i.test(msg)
+        ? 'check the image name and tag (was it pushed?)'
+        : /denied|unauthorized/i.test(msg)
+          ? 'set registry, registry-username and registry-password for a private image'
+          : 'check that the host can reach the registry'
+    throw new HostError(`Pulling ${image} failed: ${msg}`, fix)
+  }
+}
+
+interface Before {
+  /** The container nginx routes the service to now (per its upstream file), if any. */
+  live?: Live
+  /** Every other container of the service: the live one and leftovers; all go once the new one serves. */
+  others: AppContainer[]
+}
+
+async function preflight(remote: Remote, d: DeployInputs, opsDir: string, network: string): Promise<Before> {
+  const s = splitSections(
+    (
+      await remote.run(
+        concurrently(
+          section('containers', serviceContainers(d.service, network)),
+          section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
+          section('memory', readFileIfExists('/proc/meminfo'))
+        )
+      )
+    ).stdout
+  )
+  const containers = parseAppContainers(s.get('containers')?.out ?? '')
+  const live = liveOf(s.get('upstream')?.out ?? '')
+  const leftovers = containers.filter(c => c.name !== live?.container)
+  if (leftovers.length) {
+    core.info(`Removing leftovers of interrupted runs (nginx does not route to them): ${leftovers.map(c => c.name).join(', ')}`)
+    await remote.must(removeContainers(leftovers.map(c => c.name)), 'removing leftover containers')
+  }
+  const liveContainer = containers.find(c => c.name === live?.container)
+  if (live) core.info(`${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`)
+  else core.info(`${d.service} has not been deployed yet.`)
+
+  const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '')
+  if (available) {
+    const mib = Number(available[1]) / 1024
+    const need = d.memory ? memoryMiB(d.memory) : 256
+    if (mib < need) core.warning(`Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`)
+    else core.info(`${Math.round(mib)} MiB of memory available.`)
+  }
+  return { live, others: liveContainer ? [liveContainer] : [] }
+}
+
+export function memoryMiB(m: string): number {
+  const n = parseInt(m, 10)
+  const unit = m.slice(-1)
+  return unit === 'g' ? n * 1024 : unit === 'm' ? n : unit === 'k' ? n / 1024 : n / 1024 / 1024
+}
+
+export function parseAppContainers(out: string): AppContainer[] {
+  return out
+    .split('\n')
+    .filter(l => l.trim())
+    .map(l => {
+      const [name, id, status, restarts, health, ip, image] = l.split(' ')
+      return { name: name.replace(/^\//, ''), id, status, restarts: Number(restarts), health, ip, image }
+    })
+}
+
+async function start(remote: Remote, d: DeployInputs, image: string, name: string, network: string): Promise<void> {
+  const envText = d.env.map(([k, v]) => dockerEnvLine(k, v)).join('')
+  await remote.must(
+    runContainer({
+      name,
+      service: d.service,
+      image,
+      network,
+      aliases: [d.service, ...d.spec.aliases],
+      port: d.spec.port,
+      stopTimeoutS: d.stopTimeoutS,
+      memory: d.memory,
+      envFile: d.envFile
+    }),
+    `starting ${name}`,
+    { stdin: envText }
+  )
+  core.info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}.`)
+}
+
+/** docker's --env-file format: KEY=VALUE taken literally up to the end of the line (keys and values were checked). */
+function dockerEnvLine(key: string, value: string): string {
+  return `${key}=${value}\n`
+}
+
+interface GateState {
+  lastProbe: string
+}
+
+/** Polls the new container until its health path answers 2xx; an exit, a restart or the timeout fails at once. */
+async function healthGate(remote: Remote, d: DeployInputs, name: string, network: string, nginxId: string): Promise<string> {
+  const deadline = Date.now() + d.healthTimeoutS * 1000
+  const state: GateState = { lastProbe: 'no probe yet' }
+  for (;;) {
+    const [status, restarts, health, ip] = (await remote.must(containerState(name, network), `inspecting ${name}`)).trim().split(' ')
+    if (status === 'exited' || status === 'dead' || Number(restarts) > 0) {
+      throw new GateError(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`, state.lastProbe)
+    }
+    if (health === 'unhealthy') throw new GateError(`${name}'s own HEALTHCHECK reports unhealthy`, state.lastProbe)
+    if (status === 'running' && ip && ip !== '-') {
+      const url = `http://${ip}:${d.spec.port}${d.spec.healthPath}`
+      const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim()
+      state.lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`
+      if (/^2\d\d$/.test(code)) {
+        core.info(`${state.lastProbe}: healthy.`)
+        return ip
+      }
+    }
+    if (Date.now() > deadline) throw new GateError(`${name} did not become healthy within ${d.healthTimeoutS} s`, state.lastProbe)
+    await sleep(POLL_MS)
+  }
+}
+
+class GateError extends HostError {
+  constructor(
+    message: string,
+    readonly lastProbe: string
+  ) {
+    super(`${message} (last health probe: ${lastProbe})`)
+  }
+}
+
+/** Writes the service's upstream (and route, outside the catalogue), checks nginx -t, reloads and waits for it. */
+async function switchUpstream(remote: Remote, d: DeployInputs, opsDir: string, nginxId: string, ip: string, live: Live): Promise<void> {
+  const entries = [{ path: upstreamPath(d.service), content: upstreamConf(d.service, ip, d.spec.port, live), mode: 0o644 }]
+  if (!CATALOGUE[d.service]) entries.push({ path: locationsPath(d.service), content: routeLocations(d.service, d.spec.route), mode: 0o644 })
+  await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing the ${d.service} upstream`, { stdin: await tarball(entries) })
+  const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))
+  if (test.code !== 0) throw new HostError(`nginx -t failed, so nginx was not switched:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra')
+  await reloadAndWait(remote, nginxId)
+  core.info(`nginx now routes ${d.spec.route} to ${live.container} (${ip}:${d.spec.port}).`)
+}
+
+/** The route answers through nginx: the health path 2xx and the route itself without a server error, several times. */
+async function verify(remote: Remote, d: DeployInputs, nginxId: string): Promise<void> {
+  const health = `http://127.0.0.1${publicPath(d.spec, d.spec.healthPath)}`
+  const route = `http://127.0.0.1${d.spec.route}`
+  let ok = 0
+  let last = ''
+  for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
+    const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, health)), section('route', httpStatus(nginxId, route))))).stdout)
+    const h = s.get('health')?.out.trim() ?? '000'
+    const r = s.get('route')?.out.trim() ?? '000'
+    last = `GET ${publicPath(d.spec, d.spec.healthPath)} -> ${h}, GET ${d.spec.route} -> ${r}`
+    ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0
+    if (ok < VERIFY_ROUNDS) await sleep(200)
+  }
+  if (ok < VERIFY_ROUNDS) throw new HostError(`Through nginx the new release does not answer well: ${last}`)
+  core.info(`${last} (${VERIFY_ROUNDS} times in a row).`)
+}
+
+async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: InfraInputs, nginxId: string, name: string, switched: boolean, live: Live | undefined): Promise<string[]> {
+  const notes: string[] = []
+  if (switched) {
+    await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]), 'restoring the previous upstream')
+    await reloadAndWait(remote, nginxId)
+    notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`)
+  }
+  const out = await remote.run(logs(name, 100))
+  const state = await remote.run(containerState(name, network))
+  core.startGroup(`${name}: last 100 log lines`)
+  core.info((out.stdout + out.stderr).trim() || '(no output)')
+  core.info(`state: ${state.stdout.trim()}`)
+  core.endGroup()
+  await remote.run(removeContainers([name]))
+  notes.push(`removed the new container ${name}`)
+  notes.push(live ? `${live.container} kept serving` : `${d.service} stays undeployed`)
+  for (const n of notes) core.info(n)
+  return notes
+}
+
+async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, old: AppContainer[]): Promise<void> {
+  if (!old.length) return core.info('No previous container to stop.')
+  const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000)
+  if (drained) core.info('Old nginx workers have finished their requests.')
+  for (const c of old) {
+    await remote.run(stopContainer(c.name, d.stopTimeoutS))
+    await remote.must(removeContainers([c.name]), `removing ${c.name}`)
+    core.info(`Stopped and removed ${c.name} (${c.image}).`)
+  }
+}
+
+function phaseSeconds(phases: Phases): Record<string, number> {
+  return Object.fromEntries(phases.records.map(r => [r.name, Math.round(r.ms) / 1000]))
+}
+
+async function appendHistory(remote: Remote, opsDir: string, r: Omit<HistoryRecord, 'time'>): Promise<void> {
+  const e = process.env
+  const full: HistoryRecord = {
+    time: new Date().toISOString(),
+    ...r,
+    repository: e.GITHUB_REPOSITORY,
+    sha: e.GITHUB_SHA,
+    actor: e.GITHUB_ACTOR,
+    runUrl: e.GITHUB_SERVER_URL && e.GITHUB_RUN_ID ? `${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}` : undefined
+  }
+  await remote.must(appendLine(`${opsDir}/${HISTORY}`), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` })
+}
+
+export async function readHistory(remote: Remote, opsDir: string, lines = 500): Promise<HistoryRecord[]> {
+  const out = await remote.must(tail(`${opsDir}/${HISTORY}`, lines), 'reading the deploy history')
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .flatMap(l => {
+      try {
+        return [JSON.parse(l) as HistoryRecord]
+      } catch {
+        return []
+      }
+    })
+}
+
+/** The image a rollback returns to: the newest successful release of the service other than the one serving now. */
+export function previousImage(history: HistoryRecord[], service: string, current: string | undefined): string | undefined {
+  const releases = history.filter(h => h.service === service && h.result === 'success')
+  const serving = current ?? releases.at(-1)?.image
+  return [...releases].reverse().find(h => h.image !== serving)?.image
+}
+
+async function rollbackTarget(remote: Remote, opsDir: string, service: string): Promise<string> {
+  const history = await readHistory(remote, opsDir)
+  const live = liveOf(await remote.must(readFileIfExists(`${opsDir}/${upstreamPath(service)}`), 'reading the upstream'))
+  const target = previousImage(history, service, live?.image)
+  if (!target) throw new HostError(`No previous image of ${service} in the deploy history (${opsDir}/${HISTORY}) to roll back to.`, 'deploy the wanted image with mode deploy')
+  core.info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`)
+  return target
+}
+
+/** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
+async function pruneImages(remote: Remote, d: DeployInputs, image: string, previous: string | undefined): Promise<void> {
+  const repository = image.split('@')[0].replace(/:[^/:]+$/, '')
+  const rows = (await remote.must(repositoryImages(repository), 'listing images'))
+    .split('\n')
+    .filter(Boolean)
+    .map(l => l.split(' ')[0])
+    .filter(ref => !ref.endsWith(':<none>'))
+  const keep = new Set([image, previous ?? '', ...rows.slice(0, d.keepImages)])
+  const drop = rows.filter(ref => !keep.has(ref))
+  if (!drop.length) return core.info(`${rows.length} image(s) of ${repository} on the host; nothing to prune.`)
+  const out = await remote.must(removeImages(drop), 'removing old images')
+  core.info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`)
+}
+
+function serviceUrl(inputs: Inputs, infra: InfraResult, d: DeployInputs): string {
+  const i = inputs.infra
+  if (infra.tls) return `https://${i.domain}${i.httpsPort === 443 ? '' : `:${i.httpsPort}`}${d.spec.route}`
+  return `http://${i.domain || inputs.connection.host}${i.httpPort === 80 ? '' : `:${i.httpPort}`}${d.spec.route}`
+}
