@@ -61476,14 +61476,78 @@ function splitSections(stdout) {
     return result;
 }
 
+;// CONCATENATED MODULE: ./src/commands/host.ts
+
+// Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
+/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
+function script(text, ...args) {
+    return cmd('sh', '-c', text, 'sh', ...args);
+}
+const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
+const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
+const composeV1Version = () => cmd('docker-compose', 'version', '--short');
+/** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
+const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
+    'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
+    'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
+/** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
+const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
+    'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
+/** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
+const hashFiles = (dir, subdirs) => script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
+/** Prints a file, or nothing when it does not exist. */
+const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', path);
+/**
+ * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
+ * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
+ * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
+ */
+const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
+    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
+    'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
+/** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
+const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
+/** Drops the `.ops-prev` copies once the new files are known good. */
+const forgetPrevious = (paths) => script('for f; do rm -f "$f.ops-prev"; done', ...paths);
+const removeFiles = (paths) => cmd('rm', '-f', '--', ...paths);
+const networkExists = (name) => quiet(cmd('docker', 'network', 'inspect', name));
+const createNetwork = (name) => cmd('docker', 'network', 'create', '--driver', 'bridge', name);
+const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
+/** `id<TAB>service<TAB>status` for each container of a compose project (v1 and v2 both set these labels). */
+const projectContainers = (project) => cmd('docker', 'ps', '-a', '--no-trunc', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Status}}');
+/**
+ * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
+ * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
+ */
+const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}';
+const inspectContainers = (ids) => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids));
+const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), id);
+/** Last health-check outputs of a container. */
+const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
+const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
+/** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
+const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
+/** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
+const reloadNginx = (id) => cmd('docker', 'kill', '--signal', 'HUP', id);
+/**
+ * Prints `present` or `absent` for the Let's Encrypt certificate of a domain. live/ is usually 0700 root, so when
+ * the SSH user cannot look, the check runs as root in a throwaway container of the (local) nginx image.
+ */
+const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1; ' +
+    'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo present; ' +
+    'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
+    'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
+    '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo present || echo absent\' "$f"; fi', domain, image);
+
 ;// CONCATENATED MODULE: ./src/commands/app.ts
+
 
 // Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
 /** Label that marks containers ops-action manages, valued with the service name. */
 const SERVICE_LABEL = 'ops-action.service';
 const IMAGE_LABEL = 'ops-action.image';
 /** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
-function script(text, ...args) {
+function app_script(text, ...args) {
     return cmd('sh', '-c', text, 'sh', ...args);
 }
 /** Prints the image id when the image is on the host (exit 1 otherwise). */
@@ -61493,7 +61557,7 @@ const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format'
  * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
  */
 const pull = (image, registry) => registry
-    ? privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
+    ? privately(app_script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
         'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
         'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
     : cmd('docker', 'pull', '--quiet', image);
@@ -61528,13 +61592,10 @@ const runContainer = (s) => {
         ...(s.memory ? ['--memory', s.memory] : []),
         ...(s.envFile ? ['--env-file', s.envFile] : [])
     ];
-    return privately(script('f=$(mktemp) || exit 1; cat > "$f"; i=$1; shift; "$@" --env-file "$f" "$i"; rc=$?; rm -f "$f"; exit $rc', s.image, ...argv));
+    return privately(app_script('f=$(mktemp) || exit 1; cat > "$f"; i=$1; shift; "$@" --env-file "$f" "$i"; rc=$?; rm -f "$f"; exit $rc', s.image, ...argv));
 };
-/** `name id status restarts health ip image` of the service's containers (all of them, running or not). */
-const serviceContainers = (service, network) => script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; ' +
-    'docker inspect --format "{{.Name}} {{.Id}} {{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks \\"$3\\"}}{{.IPAddress}}{{else}}-{{end}} {{index .Config.Labels \\"$4\\"}} {{.Created}}" $ids', SERVICE_LABEL, service, network, IMAGE_LABEL);
-/** `status restarts health ip` of one container. */
-const containerState = (name, network) => cmd('docker', 'inspect', '--format', `{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}}{{else}}-{{end}}`, name);
+/** inspectContainers() lines of every container of the service, running or not. */
+const serviceContainers = (service) => app_script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT);
 /**
  * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
  * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
@@ -61548,70 +61609,11 @@ const logs = (name, lines) => cmd('docker', 'logs', '--tail', String(lines), '--
 /** `repository:tag id created` of the images of one repository, newest first. */
 const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
 /** Removes images; ones still used by a container are skipped with a message, never forced. */
-const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
+const removeImages = (refs) => app_script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
 /** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
-const appendLine = (path) => script('cat >> "$1"', path);
+const appendLine = (path) => app_script('cat >> "$1"', path);
 /** The last n lines of a file (nothing when it does not exist). */
-const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
-
-;// CONCATENATED MODULE: ./src/commands/host.ts
-
-// Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
-/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
-function host_script(text, ...args) {
-    return cmd('sh', '-c', text, 'sh', ...args);
-}
-const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
-const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
-const composeV1Version = () => cmd('docker-compose', 'version', '--short');
-/** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
-const diskFree = (opsDir) => host_script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
-    'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
-    'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
-/** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
-const dirWritable = (dir) => host_script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
-    'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
-/** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
-const hashFiles = (dir, subdirs) => host_script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
-/** Prints a file, or nothing when it does not exist. */
-const readFileIfExists = (path) => host_script('[ -f "$1" ] && cat "$1"; exit 0', path);
-/**
- * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
- * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
- * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
- */
-const unpackAndCommit = (dir, paths) => host_script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
-    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
-    'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
-/** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
-const restoreFiles = (paths) => host_script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
-/** Drops the `.ops-prev` copies once the new files are known good. */
-const forgetPrevious = (paths) => host_script('for f; do rm -f "$f.ops-prev"; done', ...paths);
-const removeFiles = (paths) => cmd('rm', '-f', '--', ...paths);
-const networkExists = (name) => quiet(cmd('docker', 'network', 'inspect', name));
-const createNetwork = (name) => cmd('docker', 'network', 'create', '--driver', 'bridge', name);
-const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
-/** `id<TAB>service<TAB>status` for each container of a compose project (v1 and v2 both set these labels). */
-const projectContainers = (project) => cmd('docker', 'ps', '-a', '--no-trunc', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Status}}');
-/** `id service status health restarts` for the given containers. */
-const containerHealth = (ids) => noStderr(cmd('docker', 'inspect', '--format', '{{.Id}} {{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}', ...ids));
-const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), id);
-/** Last health-check outputs of a container. */
-const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
-const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
-/** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
-const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
-/** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
-const reloadNginx = (id) => cmd('docker', 'kill', '--signal', 'HUP', id);
-/**
- * Prints `present` or `absent` for the Let's Encrypt certificate of a domain. live/ is usually 0700 root, so when
- * the SSH user cannot look, the check runs as root in a throwaway container of the (local) nginx image.
- */
-const certificateExists = (domain, image) => host_script('f=/etc/letsencrypt/live/$1; ' +
-    'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo present; ' +
-    'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
-    'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
-    '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo present || echo absent\' "$f"; fi', domain, image);
+const tail = (path, n) => app_script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
 
 ;// CONCATENATED MODULE: ./src/commands/compose.ts
 
@@ -61630,6 +61632,35 @@ const composeUp = (c, opsDir) => compose(c, opsDir, 'up', '-d', '--remove-orphan
 const composeConfig = (c, opsDir) => compose(c, opsDir, 'config', '-q');
 /** Runs `nginx -t` in a throwaway container of the nginx service (used when nginx is not running yet). */
 const composeNginxTest = (c, opsDir) => compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', 'nginx', '-t', '-c', NGINX_CONF);
+
+;// CONCATENATED MODULE: ./src/containers.ts
+/** Parses the output of inspectContainers / serviceContainers; lines that are not inspect output are skipped. */
+function parseInspect(out) {
+    return out
+        .split('\n')
+        .filter(l => l.startsWith('"'))
+        .flatMap(line => {
+        try {
+            const [name, id, state, restarts, networks, labels] = line.split('\t').map(f => JSON.parse(f));
+            const st = (state ?? {});
+            const nets = (networks ?? {});
+            return [
+                {
+                    name: String(name).replace(/^\//, ''),
+                    id: String(id),
+                    status: st.Status ?? 'unknown',
+                    restarts: Number(restarts) || 0,
+                    health: st.Health?.Status ?? 'none',
+                    ips: Object.fromEntries(Object.entries(nets).map(([n, v]) => [n, v?.IPAddress ?? ''])),
+                    labels: (labels ?? {})
+                }
+            ];
+        }
+        catch {
+            return [];
+        }
+    });
+}
 
 ;// CONCATENATED MODULE: ./src/nginx.ts
 
@@ -61752,6 +61783,7 @@ function planFiles(wanted, onHost, previousManifest) {
 }
 
 ;// CONCATENATED MODULE: ./src/infra.ts
+
 
 
 
@@ -62007,32 +62039,28 @@ async function validate(remote, opsDir, host, plan) {
 }
 /** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
 async function waitHealthy(remote, containers, timeoutS) {
-    const stack = containers.filter(c => isStackService(c.service));
-    const ids = stack.map(c => c.id);
+    const ids = containers.filter(c => isStackService(c.service)).map(c => c.id);
     const deadline = Date.now() + timeoutS * 1000;
     const baseline = new Map();
-    let last = new Map();
     for (;;) {
-        const out = (await remote.run(containerHealth(ids))).stdout;
-        const rows = out.split('\n').filter(Boolean).map(l => l.split(' '));
-        last = new Map(rows.map(([, service, status, health]) => [service, `${status}/${health}`]));
-        const broken = rows.find(([id, , status, , restarts]) => {
-            if (!baseline.has(id))
-                baseline.set(id, Number(restarts));
-            return status === 'exited' || status === 'dead' || Number(restarts) > (baseline.get(id) ?? 0);
-        });
+        const rows = parseInspect((await remote.run(inspectContainers(ids))).stdout);
+        const service = (c) => c.labels['com.docker.compose.service'];
+        for (const c of rows)
+            if (!baseline.has(c.id))
+                baseline.set(c.id, c.restarts);
+        const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0));
         if (broken)
-            return failWithLogs(remote, broken[0], broken[1], `${broken[1]} crashed (${broken[2]}, restarted ${broken[4]}×)`);
-        if (rows.length === STACK_SERVICES.length && rows.every(r => r[3] === 'healthy')) {
+            return failWithLogs(remote, broken.id, service(broken), `${service(broken)} crashed (${broken.status}, restarted ${broken.restarts}×)`);
+        if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
             info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '));
             return;
         }
         if (Date.now() > deadline) {
-            const bad = rows.find(r => r[3] !== 'healthy');
-            const state = [...last].map(([s, v]) => `${s} ${v}`).join(', ');
+            const state = rows.map(c => `${service(c)} ${c.status}/${c.health}`).join(', ');
+            const bad = rows.find(c => c.health !== 'healthy');
             if (!bad)
                 throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`);
-            return failWithLogs(remote, bad[0], bad[1], `${bad[1]} not healthy after ${timeoutS} s (${state})`);
+            return failWithLogs(remote, bad.id, service(bad), `${service(bad)} not healthy after ${timeoutS} s (${state})`);
         }
         await new Promise(r => setTimeout(r, 1000));
     }
@@ -62102,13 +62130,20 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
 }
 
 ;// CONCATENATED MODULE: ./src/upstream.ts
-/** nginx files a deploy writes for one service: its upstream (and, for services outside the catalogue, its route). */
-/** The upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
-function upstreamConf(service, ip, port, live) {
+
+/** Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. */
+const upstreamName = (service, next = false) => `app_${service}${next ? '_next' : ''}`;
+const upstreamPath = (service, next = false) => `upstreams/${upstreamName(service, next)}.conf`;
+const locationsPath = (service) => `upstreams/app_${service}.locations`;
+const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
+/** The nginx variable that picks the live or preview upstream of a service. */
+const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
+/** An upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
+function upstreamConf(name, ip, port, live) {
     return [
-        `# ops-action: ${service} is served by container ${live.container} (${live.image})`,
+        `# ops-action: ${name} -> container ${live.container} (${live.image})`,
         `# live: ${JSON.stringify(live)}`,
-        `upstream app_${service} {`,
+        `upstream ${name} {`,
         `    server ${ip}:${port} max_fails=0;`,
         '    keepalive 16;',
         '    keepalive_timeout 60s;',
@@ -62129,21 +62164,26 @@ function liveOf(conf) {
         return undefined;
     }
 }
-/** The route of a service that is not in the catalogue (the catalogue's routes ship in nginx/routes/). */
-function routeLocations(service, route) {
-    return [
-        `# ops-action: route ${route} -> ${service}`,
-        `location ${route} {`,
-        '    include snippets/proxy.conf;',
-        `    proxy_pass http://app_${service};`,
-        '}',
-        ''
-    ].join('\n');
+/** Route and upstream variable of a service outside the catalogue (the catalogue's ship in nginx/). */
+function customServiceFiles(service, route, hasLive) {
+    const v = upstreamVar(service);
+    const files = [
+        {
+            path: varsPath(service),
+            content: `map $server_port ${v} {\n    8504    ${upstreamName(service, true)};\n    default ${upstreamName(service)};\n}\n`
+        },
+        {
+            path: locationsPath(service),
+            content: `# ops-action: route ${route} -> ${service}\nlocation ${route} {\n    include snippets/proxy.conf;\n    proxy_pass http://${v};\n}\n`
+        }
+    ];
+    if (!hasLive)
+        files.push({ path: upstreamPath(service), content: placeholderUpstream(service) });
+    return files;
 }
-const upstreamPath = (service) => `upstreams/app_${service}.conf`;
-const locationsPath = (service) => `upstreams/app_${service}.locations`;
 
 ;// CONCATENATED MODULE: ./src/deploy.ts
+
 
 
 
@@ -62160,6 +62200,8 @@ const locationsPath = (service) => `upstreams/app_${service}.locations`;
 const HISTORY = 'history.jsonl';
 const POLL_MS = 500;
 const VERIFY_ROUNDS = 3;
+/** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
+const PREVIEW_PORT = 8504;
 const deploy_sleep = (ms) => new Promise(r => setTimeout(r, ms));
 /**
  * `mode: deploy` and `mode: rollback`, top to bottom. A failure before the switch removes the new container and
@@ -62187,11 +62229,23 @@ async function runDeploy(remote, inputs, phases) {
             await phases.run('Start container', () => start(remote, d, image, name, network));
             // 6. Health gate, directly on the new container.
             const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId));
-            // 7. Switch nginx to it.
-            switched = true;
-            await phases.run('Switch nginx', () => switchUpstream(remote, d, opsDir, infra.nginxId, ip, { container: name, image }));
+            // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
+            await phases.run('Verify preview through nginx', async () => {
+                const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), ip, d.spec.port, { container: name, image }) }];
+                if (!CATALOGUE[d.service])
+                    files.push(...customServiceFiles(d.service, d.spec.route, before.live !== undefined));
+                await writeAndReload(remote, opsDir, infra.nginxId, files);
+                await verify(remote, d, infra.nginxId, PREVIEW_PORT);
+            });
+            // 7b. Switch: clients go to the new container.
+            await phases.run('Switch nginx', async () => {
+                const live = { container: name, image };
+                const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), ip, d.spec.port, live) }];
+                await writeAndReload(remote, opsDir, infra.nginxId, files, () => (switched = true));
+                info(`nginx now routes ${d.spec.route} to ${name} (${ip}:${d.spec.port}).`);
+            });
             // 8. Verify through nginx, as clients see it.
-            await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId));
+            await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80));
         }
         catch (e) {
             const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live));
@@ -62200,7 +62254,7 @@ async function runDeploy(remote, inputs, phases) {
             err.rollbackNotes = notes;
             throw err;
         }
-        await remote.run(forgetPrevious([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]));
+        await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
         // 9. Drain: let the old nginx workers finish with the old container, then stop it.
         await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.others));
         // 10. History, images, outputs.
@@ -62242,8 +62296,8 @@ async function pullImage(remote, image, d) {
     }
 }
 async function deploy_preflight(remote, d, opsDir, network) {
-    const s = splitSections((await remote.run(concurrently(section('containers', serviceContainers(d.service, network)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo'))))).stdout);
-    const containers = parseAppContainers(s.get('containers')?.out ?? '');
+    const s = splitSections((await remote.run(concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo'))))).stdout);
+    const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network));
     const live = liveOf(s.get('upstream')?.out ?? '');
     const leftovers = containers.filter(c => c.name !== live?.container);
     if (leftovers.length) {
@@ -62271,14 +62325,12 @@ function memoryMiB(m) {
     const unit = m.slice(-1);
     return unit === 'g' ? n * 1024 : unit === 'm' ? n : unit === 'k' ? n / 1024 : n / 1024 / 1024;
 }
-function parseAppContainers(out) {
-    return out
-        .split('\n')
-        .filter(l => l.trim())
-        .map(l => {
-        const [name, id, status, restarts, health, ip, image] = l.split(' ');
-        return { name: name.replace(/^\//, ''), id, status, restarts: Number(restarts), health, ip, image };
-    });
+function appContainer(c, network) {
+    return { name: c.name, id: c.id, status: c.status, restarts: c.restarts, health: c.health, ip: c.ips[network] ?? '', image: c.labels[IMAGE_LABEL] ?? '' };
+}
+async function inspectOne(remote, name, network) {
+    const [c] = parseInspect((await remote.run(inspectContainers([name]))).stdout);
+    return c && appContainer(c, network);
 }
 async function start(remote, d, image, name, network) {
     const envText = d.env.map(([k, v]) => dockerEnvLine(k, v)).join('');
@@ -62304,13 +62356,16 @@ async function healthGate(remote, d, name, network, nginxId) {
     const deadline = Date.now() + d.healthTimeoutS * 1000;
     const state = { lastProbe: 'no probe yet' };
     for (;;) {
-        const [status, restarts, health, ip] = (await remote.must(containerState(name, network), `inspecting ${name}`)).trim().split(' ');
-        if (status === 'exited' || status === 'dead' || Number(restarts) > 0) {
+        const c = await inspectOne(remote, name, network);
+        if (!c)
+            throw new GateError(`${name} disappeared`, state.lastProbe);
+        const { status, restarts, health, ip } = c;
+        if (status === 'exited' || status === 'dead' || restarts > 0) {
             throw new GateError(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`, state.lastProbe);
         }
         if (health === 'unhealthy')
             throw new GateError(`${name}'s own HEALTHCHECK reports unhealthy`, state.lastProbe);
-        if (status === 'running' && ip && ip !== '-') {
+        if (status === 'running' && ip) {
             const url = `http://${ip}:${d.spec.port}${d.spec.healthPath}`;
             const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim();
             state.lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`;
@@ -62331,49 +62386,53 @@ class GateError extends HostError {
         this.lastProbe = lastProbe;
     }
 }
-/** Writes the service's upstream (and route, outside the catalogue), checks nginx -t, reloads and waits for it. */
-async function switchUpstream(remote, d, opsDir, nginxId, ip, live) {
-    const entries = [{ path: upstreamPath(d.service), content: upstreamConf(d.service, ip, d.spec.port, live), mode: 0o644 }];
-    if (!CATALOGUE[d.service])
-        entries.push({ path: locationsPath(d.service), content: routeLocations(d.service, d.spec.route), mode: 0o644 });
-    await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing the ${d.service} upstream`, { stdin: await tarball(entries) });
+/** Every nginx file a deploy of the service may write (all are restored together when it rolls back). */
+const SERVICE_FILES = (service) => [upstreamPath(service), upstreamPath(service, true), locationsPath(service), varsPath(service)];
+/** Writes nginx files atomically, checks nginx -t (putting the old files back if it fails), reloads and waits. */
+async function writeAndReload(remote, opsDir, nginxId, files, onValid = () => undefined) {
+    const entries = files.map(f => ({ ...f, mode: 0o644 }));
+    const paths = entries.map(e => e.path);
+    await remote.must(unpackAndCommit(opsDir, paths), 'writing nginx upstream files', { stdin: await tarball(entries) });
     const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF));
-    if (test.code !== 0)
-        throw new HostError(`nginx -t failed, so nginx was not switched:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra');
+    if (test.code !== 0) {
+        await remote.must(restoreFiles(paths.map(p => `${opsDir}/${p}`)), 'restoring the nginx files');
+        throw new HostError(`nginx -t failed, so nginx was not changed:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra');
+    }
+    onValid();
     await reloadAndWait(remote, nginxId);
-    info(`nginx now routes ${d.spec.route} to ${live.container} (${ip}:${d.spec.port}).`);
 }
-/** The route answers through nginx: the health path 2xx and the route itself without a server error, several times. */
-async function verify(remote, d, nginxId) {
-    const health = `http://127.0.0.1${publicPath(d.spec, d.spec.healthPath)}`;
-    const route = `http://127.0.0.1${d.spec.route}`;
+/** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */
+async function verify(remote, d, nginxId, port) {
+    const base = `http://127.0.0.1:${port}`;
+    const healthPath = publicPath(d.spec, d.spec.healthPath);
     let ok = 0;
     let last = '';
     for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
-        const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, health)), section('route', httpStatus(nginxId, route))))).stdout);
+        const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath)), section('route', httpStatus(nginxId, base + d.spec.route))))).stdout);
         const h = s.get('health')?.out.trim() ?? '000';
         const r = s.get('route')?.out.trim() ?? '000';
-        last = `GET ${publicPath(d.spec, d.spec.healthPath)} -> ${h}, GET ${d.spec.route} -> ${r}`;
+        last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`;
         ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0;
         if (ok < VERIFY_ROUNDS)
-            await deploy_sleep(200);
+            await deploy_sleep(100);
     }
+    const where = port === PREVIEW_PORT ? 'on nginx\'s preview port (before any client was switched)' : 'through nginx';
     if (ok < VERIFY_ROUNDS)
-        throw new HostError(`Through nginx the new release does not answer well: ${last}`);
-    info(`${last} (${VERIFY_ROUNDS} times in a row).`);
+        throw new HostError(`The new release does not answer well ${where}: ${last}`);
+    info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`);
 }
 async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched, live) {
     const notes = [];
     if (switched) {
-        await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]), 'restoring the previous upstream');
+        await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`]), 'restoring the previous upstream');
         await reloadAndWait(remote, nginxId);
         notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`);
     }
     const out = await remote.run(logs(name, 100));
-    const state = await remote.run(containerState(name, network));
+    const state = await inspectOne(remote, name, network);
     startGroup(`${name}: last 100 log lines`);
     info((out.stdout + out.stderr).trim() || '(no output)');
-    info(`state: ${state.stdout.trim()}`);
+    info(`state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`);
     endGroup();
     await remote.run(removeContainers([name]));
     notes.push(`removed the new container ${name}`);

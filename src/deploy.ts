@@ -4,7 +4,7 @@ import { tarball } from './archive'
 import { CATALOGUE, publicPath } from './catalogue'
 import {
   appendLine,
-  containerState,
+  IMAGE_LABEL,
   httpStatus,
   imageId,
   logs,
@@ -17,21 +17,24 @@ import {
   stopContainer,
   tail
 } from './commands/app'
-import { execIn, forgetPrevious, readFileIfExists, restoreFiles, unpackAndCommit } from './commands/host'
+import { execIn, forgetPrevious, inspectContainers, readFileIfExists, restoreFiles, unpackAndCommit } from './commands/host'
 import { NGINX_CONF } from './commands/compose'
 import type { DeployInputs, InfraInputs, Inputs } from './context'
 import { HostError } from './errors'
 import { runInfra, type InfraResult } from './infra'
 import { acquireLock } from './lock'
 import { reloadAndWait, waitDrained } from './nginx'
+import { parseInspect, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { liveOf, locationsPath, routeLocations, upstreamConf, upstreamPath, type Live } from './upstream'
+import { customServiceFiles, liveOf, locationsPath, upstreamConf, upstreamName, upstreamPath, varsPath, type Live } from './upstream'
 
 const HISTORY = 'history.jsonl'
 const POLL_MS = 500
 const VERIFY_ROUNDS = 3
+/** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
+const PREVIEW_PORT = 8504
 
 export interface DeployResult {
   container: string
@@ -103,11 +106,22 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       await phases.run('Start container', () => start(remote, d, image, name, network))
       // 6. Health gate, directly on the new container.
       const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId))
-      // 7. Switch nginx to it.
-      switched = true
-      await phases.run('Switch nginx', () => switchUpstream(remote, d, opsDir, infra.nginxId, ip, { container: name, image }))
+      // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
+      await phases.run('Verify preview through nginx', async () => {
+        const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), ip, d.spec.port, { container: name, image }) }]
+        if (!CATALOGUE[d.service]) files.push(...customServiceFiles(d.service, d.spec.route, before.live !== undefined))
+        await writeAndReload(remote, opsDir, infra.nginxId, files)
+        await verify(remote, d, infra.nginxId, PREVIEW_PORT)
+      })
+      // 7b. Switch: clients go to the new container.
+      await phases.run('Switch nginx', async () => {
+        const live = { container: name, image }
+        const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), ip, d.spec.port, live) }]
+        await writeAndReload(remote, opsDir, infra.nginxId, files, () => (switched = true))
+        core.info(`nginx now routes ${d.spec.route} to ${name} (${ip}:${d.spec.port}).`)
+      })
       // 8. Verify through nginx, as clients see it.
-      await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId))
+      await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80))
     } catch (e) {
       const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live))
       await record('rolled-back', (e as Error).message).catch(() => undefined)
@@ -115,7 +129,7 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       err.rollbackNotes = notes
       throw err
     }
-    await remote.run(forgetPrevious([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]))
+    await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
 
     // 9. Drain: let the old nginx workers finish with the old container, then stop it.
     await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.others))
@@ -169,14 +183,14 @@ async function preflight(remote: Remote, d: DeployInputs, opsDir: string, networ
     (
       await remote.run(
         concurrently(
-          section('containers', serviceContainers(d.service, network)),
+          section('containers', serviceContainers(d.service)),
           section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
           section('memory', readFileIfExists('/proc/meminfo'))
         )
       )
     ).stdout
   )
-  const containers = parseAppContainers(s.get('containers')?.out ?? '')
+  const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network))
   const live = liveOf(s.get('upstream')?.out ?? '')
   const leftovers = containers.filter(c => c.name !== live?.container)
   if (leftovers.length) {
@@ -203,14 +217,13 @@ export function memoryMiB(m: string): number {
   return unit === 'g' ? n * 1024 : unit === 'm' ? n : unit === 'k' ? n / 1024 : n / 1024 / 1024
 }
 
-export function parseAppContainers(out: string): AppContainer[] {
-  return out
-    .split('\n')
-    .filter(l => l.trim())
-    .map(l => {
-      const [name, id, status, restarts, health, ip, image] = l.split(' ')
-      return { name: name.replace(/^\//, ''), id, status, restarts: Number(restarts), health, ip, image }
-    })
+function appContainer(c: ContainerInfo, network: string): AppContainer {
+  return { name: c.name, id: c.id, status: c.status, restarts: c.restarts, health: c.health, ip: c.ips[network] ?? '', image: c.labels[IMAGE_LABEL] ?? '' }
+}
+
+async function inspectOne(remote: Remote, name: string, network: string): Promise<AppContainer | undefined> {
+  const [c] = parseInspect((await remote.run(inspectContainers([name]))).stdout)
+  return c && appContainer(c, network)
 }
 
 async function start(remote: Remote, d: DeployInputs, image: string, name: string, network: string): Promise<void> {
@@ -247,12 +260,14 @@ async function healthGate(remote: Remote, d: DeployInputs, name: string, network
   const deadline = Date.now() + d.healthTimeoutS * 1000
   const state: GateState = { lastProbe: 'no probe yet' }
   for (;;) {
-    const [status, restarts, health, ip] = (await remote.must(containerState(name, network), `inspecting ${name}`)).trim().split(' ')
-    if (status === 'exited' || status === 'dead' || Number(restarts) > 0) {
+    const c = await inspectOne(remote, name, network)
+    if (!c) throw new GateError(`${name} disappeared`, state.lastProbe)
+    const { status, restarts, health, ip } = c
+    if (status === 'exited' || status === 'dead' || restarts > 0) {
       throw new GateError(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`, state.lastProbe)
     }
     if (health === 'unhealthy') throw new GateError(`${name}'s own HEALTHCHECK reports unhealthy`, state.lastProbe)
-    if (status === 'running' && ip && ip !== '-') {
+    if (status === 'running' && ip) {
       const url = `http://${ip}:${d.spec.port}${d.spec.healthPath}`
       const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim()
       state.lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`
@@ -275,47 +290,60 @@ class GateError extends HostError {
   }
 }
 
-/** Writes the service's upstream (and route, outside the catalogue), checks nginx -t, reloads and waits for it. */
-async function switchUpstream(remote: Remote, d: DeployInputs, opsDir: string, nginxId: string, ip: string, live: Live): Promise<void> {
-  const entries = [{ path: upstreamPath(d.service), content: upstreamConf(d.service, ip, d.spec.port, live), mode: 0o644 }]
-  if (!CATALOGUE[d.service]) entries.push({ path: locationsPath(d.service), content: routeLocations(d.service, d.spec.route), mode: 0o644 })
-  await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing the ${d.service} upstream`, { stdin: await tarball(entries) })
+/** Every nginx file a deploy of the service may write (all are restored together when it rolls back). */
+const SERVICE_FILES = (service: string): string[] => [upstreamPath(service), upstreamPath(service, true), locationsPath(service), varsPath(service)]
+
+/** Writes nginx files atomically, checks nginx -t (putting the old files back if it fails), reloads and waits. */
+async function writeAndReload(
+  remote: Remote,
+  opsDir: string,
+  nginxId: string,
+  files: Array<{ path: string; content: string }>,
+  onValid: () => void = () => undefined
+): Promise<void> {
+  const entries = files.map(f => ({ ...f, mode: 0o644 }))
+  const paths = entries.map(e => e.path)
+  await remote.must(unpackAndCommit(opsDir, paths), 'writing nginx upstream files', { stdin: await tarball(entries) })
   const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))
-  if (test.code !== 0) throw new HostError(`nginx -t failed, so nginx was not switched:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra')
+  if (test.code !== 0) {
+    await remote.must(restoreFiles(paths.map(p => `${opsDir}/${p}`)), 'restoring the nginx files')
+    throw new HostError(`nginx -t failed, so nginx was not changed:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra')
+  }
+  onValid()
   await reloadAndWait(remote, nginxId)
-  core.info(`nginx now routes ${d.spec.route} to ${live.container} (${ip}:${d.spec.port}).`)
 }
 
-/** The route answers through nginx: the health path 2xx and the route itself without a server error, several times. */
-async function verify(remote: Remote, d: DeployInputs, nginxId: string): Promise<void> {
-  const health = `http://127.0.0.1${publicPath(d.spec, d.spec.healthPath)}`
-  const route = `http://127.0.0.1${d.spec.route}`
+/** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */
+async function verify(remote: Remote, d: DeployInputs, nginxId: string, port: number): Promise<void> {
+  const base = `http://127.0.0.1:${port}`
+  const healthPath = publicPath(d.spec, d.spec.healthPath)
   let ok = 0
   let last = ''
   for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
-    const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, health)), section('route', httpStatus(nginxId, route))))).stdout)
+    const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath)), section('route', httpStatus(nginxId, base + d.spec.route))))).stdout)
     const h = s.get('health')?.out.trim() ?? '000'
     const r = s.get('route')?.out.trim() ?? '000'
-    last = `GET ${publicPath(d.spec, d.spec.healthPath)} -> ${h}, GET ${d.spec.route} -> ${r}`
+    last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`
     ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0
-    if (ok < VERIFY_ROUNDS) await sleep(200)
+    if (ok < VERIFY_ROUNDS) await sleep(100)
   }
-  if (ok < VERIFY_ROUNDS) throw new HostError(`Through nginx the new release does not answer well: ${last}`)
-  core.info(`${last} (${VERIFY_ROUNDS} times in a row).`)
+  const where = port === PREVIEW_PORT ? 'on nginx\'s preview port (before any client was switched)' : 'through nginx'
+  if (ok < VERIFY_ROUNDS) throw new HostError(`The new release does not answer well ${where}: ${last}`)
+  core.info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`)
 }
 
 async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: InfraInputs, nginxId: string, name: string, switched: boolean, live: Live | undefined): Promise<string[]> {
   const notes: string[] = []
   if (switched) {
-    await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`, `${opsDir}/${locationsPath(d.service)}`]), 'restoring the previous upstream')
+    await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`]), 'restoring the previous upstream')
     await reloadAndWait(remote, nginxId)
     notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`)
   }
   const out = await remote.run(logs(name, 100))
-  const state = await remote.run(containerState(name, network))
+  const state = await inspectOne(remote, name, network)
   core.startGroup(`${name}: last 100 log lines`)
   core.info((out.stdout + out.stderr).trim() || '(no output)')
-  core.info(`state: ${state.stdout.trim()}`)
+  core.info(`state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`)
   core.endGroup()
   await remote.run(removeContainers([name]))
   notes.push(`removed the new container ${name}`)

@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import {
   composeV1Version,
   composeV2Version,
-  containerHealth,
+  inspectContainers,
   containerLogs,
   certificateExists,
   dirWritable,
@@ -22,6 +22,7 @@ import {
 } from './commands/host'
 import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, NGINX_CONF, PROJECT, type Compose } from './commands/compose'
 import { tarball, type ArchiveEntry } from './archive'
+import { parseInspect, type ContainerInfo } from './containers'
 import type { InfraInputs } from './context'
 import { mergeEnvFile, readEnvFile, type EnvEntries } from './envfile'
 import { HostError, InputError, InputErrors } from './errors'
@@ -317,29 +318,24 @@ async function validate(remote: Remote, opsDir: string, host: HostState, plan: I
 
 /** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
 async function waitHealthy(remote: Remote, containers: Container[], timeoutS: number): Promise<void> {
-  const stack = containers.filter(c => isStackService(c.service))
-  const ids = stack.map(c => c.id)
+  const ids = containers.filter(c => isStackService(c.service)).map(c => c.id)
   const deadline = Date.now() + timeoutS * 1000
   const baseline = new Map<string, number>()
-  let last = new Map<string, string>()
   for (;;) {
-    const out = (await remote.run(containerHealth(ids))).stdout
-    const rows = out.split('\n').filter(Boolean).map(l => l.split(' '))
-    last = new Map(rows.map(([, service, status, health]) => [service, `${status}/${health}`]))
-    const broken = rows.find(([id, , status, , restarts]) => {
-      if (!baseline.has(id)) baseline.set(id, Number(restarts))
-      return status === 'exited' || status === 'dead' || Number(restarts) > (baseline.get(id) ?? 0)
-    })
-    if (broken) return failWithLogs(remote, broken[0], broken[1], `${broken[1]} crashed (${broken[2]}, restarted ${broken[4]}×)`)
-    if (rows.length === STACK_SERVICES.length && rows.every(r => r[3] === 'healthy')) {
+    const rows = parseInspect((await remote.run(inspectContainers(ids))).stdout)
+    const service = (c: ContainerInfo) => c.labels['com.docker.compose.service']
+    for (const c of rows) if (!baseline.has(c.id)) baseline.set(c.id, c.restarts)
+    const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0))
+    if (broken) return failWithLogs(remote, broken.id, service(broken), `${service(broken)} crashed (${broken.status}, restarted ${broken.restarts}×)`)
+    if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
       core.info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '))
       return
     }
     if (Date.now() > deadline) {
-      const bad = rows.find(r => r[3] !== 'healthy')
-      const state = [...last].map(([s, v]) => `${s} ${v}`).join(', ')
+      const state = rows.map(c => `${service(c)} ${c.status}/${c.health}`).join(', ')
+      const bad = rows.find(c => c.health !== 'healthy')
       if (!bad) throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`)
-      return failWithLogs(remote, bad[0], bad[1], `${bad[1]} not healthy after ${timeoutS} s (${state})`)
+      return failWithLogs(remote, bad.id, service(bad), `${service(bad)} not healthy after ${timeoutS} s (${state})`)
     }
     await new Promise(r => setTimeout(r, 1000))
   }

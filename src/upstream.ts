@@ -1,16 +1,26 @@
-/** nginx files a deploy writes for one service: its upstream (and, for services outside the catalogue, its route). */
+import { placeholderUpstream } from './stackfiles'
+
+/** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
 
 export interface Live {
   container: string
   image: string
 }
 
-/** The upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
-export function upstreamConf(service: string, ip: string, port: number, live: Live): string {
+/** Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. */
+export const upstreamName = (service: string, next = false): string => `app_${service}${next ? '_next' : ''}`
+export const upstreamPath = (service: string, next = false): string => `upstreams/${upstreamName(service, next)}.conf`
+export const locationsPath = (service: string): string => `upstreams/app_${service}.locations`
+export const varsPath = (service: string): string => `upstreams/app_${service}_vars.conf`
+/** The nginx variable that picks the live or preview upstream of a service. */
+export const upstreamVar = (service: string): string => `$up_${service.replace(/-/g, '_')}`
+
+/** An upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
+export function upstreamConf(name: string, ip: string, port: number, live: Live): string {
   return [
-    `# ops-action: ${service} is served by container ${live.container} (${live.image})`,
+    `# ops-action: ${name} -> container ${live.container} (${live.image})`,
     `# live: ${JSON.stringify(live)}`,
-    `upstream app_${service} {`,
+    `upstream ${name} {`,
     `    server ${ip}:${port} max_fails=0;`,
     '    keepalive 16;',
     '    keepalive_timeout 60s;',
@@ -31,17 +41,19 @@ export function liveOf(conf: string): Live | undefined {
   }
 }
 
-/** The route of a service that is not in the catalogue (the catalogue's routes ship in nginx/routes/). */
-export function routeLocations(service: string, route: string): string {
-  return [
-    `# ops-action: route ${route} -> ${service}`,
-    `location ${route} {`,
-    '    include snippets/proxy.conf;',
-    `    proxy_pass http://app_${service};`,
-    '}',
-    ''
-  ].join('\n')
+/** Route and upstream variable of a service outside the catalogue (the catalogue's ship in nginx/). */
+export function customServiceFiles(service: string, route: string, hasLive: boolean): Array<{ path: string; content: string }> {
+  const v = upstreamVar(service)
+  const files = [
+    {
+      path: varsPath(service),
+      content: `map $server_port ${v} {\n    8504    ${upstreamName(service, true)};\n    default ${upstreamName(service)};\n}\n`
+    },
+    {
+      path: locationsPath(service),
+      content: `# ops-action: route ${route} -> ${service}\nlocation ${route} {\n    include snippets/proxy.conf;\n    proxy_pass http://${v};\n}\n`
+    }
+  ]
+  if (!hasLive) files.push({ path: upstreamPath(service), content: placeholderUpstream(service) })
+  return files
 }
-
-export const upstreamPath = (service: string): string => `upstreams/app_${service}.conf`
-export const locationsPath = (service: string): string => `upstreams/app_${service}.locations`

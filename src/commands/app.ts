@@ -1,4 +1,5 @@
 import { cmd, noStderr, privately, type Sh } from '../shell'
+import { INSPECT_FORMAT } from './host'
 
 // Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
 
@@ -81,26 +82,9 @@ export const runContainer = (s: RunSpec): Sh => {
   )
 }
 
-/** `name id status restarts health ip image` of the service's containers (all of them, running or not). */
-export const serviceContainers = (service: string, network: string): Sh =>
-  script(
-    'ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; ' +
-      'docker inspect --format "{{.Name}} {{.Id}} {{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks \\"$3\\"}}{{.IPAddress}}{{else}}-{{end}} {{index .Config.Labels \\"$4\\"}} {{.Created}}" $ids',
-    SERVICE_LABEL,
-    service,
-    network,
-    IMAGE_LABEL
-  )
-
-/** `status restarts health ip` of one container. */
-export const containerState = (name: string, network: string): Sh =>
-  cmd(
-    'docker',
-    'inspect',
-    '--format',
-    `{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}}{{else}}-{{end}}`,
-    name
-  )
+/** inspectContainers() lines of every container of the service, running or not. */
+export const serviceContainers = (service: string): Sh =>
+  script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT)
 
 /**
  * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when

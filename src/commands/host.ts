@@ -75,17 +75,13 @@ export const projectContainers = (project: string): Sh =>
     '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Status}}'
   )
 
-/** `id service status health restarts` for the given containers. */
-export const containerHealth = (ids: string[]): Sh =>
-  noStderr(
-    cmd(
-      'docker',
-      'inspect',
-      '--format',
-      '{{.Id}} {{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}',
-      ...ids
-    )
-  )
+/**
+ * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
+ * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
+ */
+export const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}'
+
+export const inspectContainers = (ids: string[]): Sh => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids))
 
 export const containerLogs = (id: string, lines: number): Sh => cmd('docker', 'logs', '--tail', String(lines), id)
 

@@ -1,0 +1,43 @@
+/** What `docker inspect` (INSPECT_FORMAT) says about a container. */
+export interface ContainerInfo {
+  name: string
+  id: string
+  status: string
+  restarts: number
+  /** healthy / unhealthy / starting, or none when the container has no HEALTHCHECK. */
+  health: string
+  ips: Record<string, string>
+  labels: Record<string, string>
+}
+
+interface RawState {
+  Status?: string
+  Health?: { Status?: string } | null
+}
+
+/** Parses the output of inspectContainers / serviceContainers; lines that are not inspect output are skipped. */
+export function parseInspect(out: string): ContainerInfo[] {
+  return out
+    .split('\n')
+    .filter(l => l.startsWith('"'))
+    .flatMap(line => {
+      try {
+        const [name, id, state, restarts, networks, labels] = line.split('\t').map(f => JSON.parse(f) as unknown)
+        const st = (state ?? {}) as RawState
+        const nets = (networks ?? {}) as Record<string, { IPAddress?: string }>
+        return [
+          {
+            name: String(name).replace(/^\//, ''),
+            id: String(id),
+            status: st.Status ?? 'unknown',
+            restarts: Number(restarts) || 0,
+            health: st.Health?.Status ?? 'none',
+            ips: Object.fromEntries(Object.entries(nets).map(([n, v]) => [n, v?.IPAddress ?? ''])),
+            labels: (labels ?? {}) as Record<string, string>
+          }
+        ]
+      } catch {
+        return []
+      }
+    })
+}
