@@ -61222,6 +61222,9 @@ const COMPONENT = String.raw `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`;
 const IMAGE_RE = new RegExp(String.raw `^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`);
 const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
 const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/;
+/** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
+const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/'];
+const hasDotSegment = (path) => path.split('?')[0].split('/').some(seg => seg === '.' || seg === '..');
 const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^[A-Za-z0-9-]+$`);
 function parseImage(v) {
     const s = v.trim();
@@ -61289,10 +61292,13 @@ function deployInputs(c, mode, read) {
                 return known.route;
             throw new InputError('route', `is required for service '${service}' (a path prefix like /things/)`);
         }
-        if (!ROUTE_RE.test(s))
-            throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -)`);
+        if (!ROUTE_RE.test(s) || hasDotSegment(s))
+            throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -; no '.' or '..' segments)`);
         if (known && s !== known.route)
             throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`);
+        if (!known && RESERVED_ROUTES.some(r => s === r || s.startsWith(r) && r !== '/')) {
+            throw new InputError('route', `'${s}' is already routed by nginx (${RESERVED_ROUTES.join(', ')} are taken); pick another prefix`);
+        }
         return s;
     }, '/');
     const stripPrefix = known?.stripPrefix ?? false;
@@ -61300,7 +61306,7 @@ function deployInputs(c, mode, read) {
         const s = v.trim() || known?.healthPath;
         if (!s)
             throw new InputError('health-path', `is required for service '${service}'`);
-        if (!HEALTH_RE.test(s))
+        if (!HEALTH_RE.test(s) || hasDotSegment(s))
             throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`);
         if (route && !routeReaches({ route, stripPrefix }, s)) {
             throw new InputError('health-path', `'${s}' cannot be reached through the route ${route} (it must start with ${route})`);
@@ -61563,7 +61569,7 @@ const pull = (image, registry) => registry
     : cmd('docker', 'pull', '--quiet', image);
 /**
  * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
- * read it, so no secret is ever in a process's argv on the host.
+ * read it, so no secret is ever in a process's argv on the host. An inherited env goes the same way, host-side.
  */
 const runContainer = (s) => {
     const argv = [
@@ -61592,7 +61598,12 @@ const runContainer = (s) => {
         ...(s.memory ? ['--memory', s.memory] : []),
         ...(s.envFile ? ['--env-file', s.envFile] : [])
     ];
-    return privately(app_script('f=$(mktemp) || exit 1; cat > "$f"; i=$1; shift; "$@" --env-file "$f" "$i"; rc=$?; rm -f "$f"; exit $rc', s.image, ...argv));
+    const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'";
+    return privately(app_script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
+        `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
+        `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
+        '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
+        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
 };
 /** inspectContainers() lines of every container of the service, running or not. */
 const serviceContainers = (service) => app_script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT);
@@ -62226,7 +62237,8 @@ async function runDeploy(remote, inputs, phases) {
         let switched = false;
         try {
             // 5. Start the new container next to the old one.
-            await phases.run('Start container', () => start(remote, d, image, name, network));
+            const inherit = mode === 'rollback' && d.env.length === 0 ? before.live?.container : undefined;
+            await phases.run('Start container', () => start(remote, d, image, name, network, inherit));
             // 6. Health gate, directly on the new container.
             const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId));
             // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
@@ -62332,7 +62344,7 @@ async function inspectOne(remote, name, network) {
     const [c] = parseInspect((await remote.run(inspectContainers([name]))).stdout);
     return c && appContainer(c, network);
 }
-async function start(remote, d, image, name, network) {
+async function start(remote, d, image, name, network, inheritEnvFrom) {
     const envText = d.env.map(([k, v]) => dockerEnvLine(k, v)).join('');
     await remote.must(runContainer({
         name,
@@ -62343,9 +62355,10 @@ async function start(remote, d, image, name, network) {
         port: d.spec.port,
         stopTimeoutS: d.stopTimeoutS,
         memory: d.memory,
-        envFile: d.envFile
+        envFile: d.envFile,
+        inheritEnvFrom
     }), `starting ${name}`, { stdin: envText });
-    info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}.`);
+    info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}${inheritEnvFrom ? `, with the env of ${inheritEnvFrom}` : ''}.`);
 }
 /** docker's --env-file format: KEY=VALUE taken literally up to the end of the line (keys and values were checked). */
 function dockerEnvLine(key, value) {
@@ -62386,7 +62399,7 @@ class GateError extends HostError {
         this.lastProbe = lastProbe;
     }
 }
-/** Every nginx file a deploy of the service may write (all are restored together when it rolls back). */
+/** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
 const SERVICE_FILES = (service) => [upstreamPath(service), upstreamPath(service, true), locationsPath(service), varsPath(service)];
 /** Writes nginx files atomically, checks nginx -t (putting the old files back if it fails), reloads and waits. */
 async function writeAndReload(remote, opsDir, nginxId, files, onValid = () => undefined) {
@@ -62426,6 +62439,7 @@ async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched,
     if (switched) {
         await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`]), 'restoring the previous upstream');
         await reloadAndWait(remote, nginxId);
+        await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
         notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`);
     }
     const out = await remote.run(logs(name, 100));

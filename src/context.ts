@@ -326,6 +326,9 @@ const COMPONENT = String.raw`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
 const IMAGE_RE = new RegExp(String.raw`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
 const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/
 const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/
+/** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
+const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/']
+const hasDotSegment = (path: string): boolean => path.split('?')[0].split('/').some(seg => seg === '.' || seg === '..')
 const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^[A-Za-z0-9-]+$`)
 
 export function parseImage(v: string): string {
@@ -401,8 +404,11 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
         if (known) return known.route
         throw new InputError('route', `is required for service '${service}' (a path prefix like /things/)`)
       }
-      if (!ROUTE_RE.test(s)) throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -)`)
+      if (!ROUTE_RE.test(s) || hasDotSegment(s)) throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -; no '.' or '..' segments)`)
       if (known && s !== known.route) throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`)
+      if (!known && RESERVED_ROUTES.some(r => s === r || s.startsWith(r) && r !== '/')) {
+        throw new InputError('route', `'${s}' is already routed by nginx (${RESERVED_ROUTES.join(', ')} are taken); pick another prefix`)
+      }
       return s
     },
     '/'
@@ -413,7 +419,7 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
     v => {
       const s = v.trim() || known?.healthPath
       if (!s) throw new InputError('health-path', `is required for service '${service}'`)
-      if (!HEALTH_RE.test(s)) throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`)
+      if (!HEALTH_RE.test(s) || hasDotSegment(s)) throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`)
       if (route && !routeReaches({ route, stripPrefix }, s)) {
         throw new InputError('health-path', `'${s}' cannot be reached through the route ${route} (it must start with ${route})`)
       }

@@ -103,7 +103,8 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
     let switched = false
     try {
       // 5. Start the new container next to the old one.
-      await phases.run('Start container', () => start(remote, d, image, name, network))
+      const inherit = mode === 'rollback' && d.env.length === 0 ? before.live?.container : undefined
+      await phases.run('Start container', () => start(remote, d, image, name, network, inherit))
       // 6. Health gate, directly on the new container.
       const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId))
       // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
@@ -226,7 +227,7 @@ async function inspectOne(remote: Remote, name: string, network: string): Promis
   return c && appContainer(c, network)
 }
 
-async function start(remote: Remote, d: DeployInputs, image: string, name: string, network: string): Promise<void> {
+async function start(remote: Remote, d: DeployInputs, image: string, name: string, network: string, inheritEnvFrom?: string): Promise<void> {
   const envText = d.env.map(([k, v]) => dockerEnvLine(k, v)).join('')
   await remote.must(
     runContainer({
@@ -238,12 +239,13 @@ async function start(remote: Remote, d: DeployInputs, image: string, name: strin
       port: d.spec.port,
       stopTimeoutS: d.stopTimeoutS,
       memory: d.memory,
-      envFile: d.envFile
+      envFile: d.envFile,
+      inheritEnvFrom
     }),
     `starting ${name}`,
     { stdin: envText }
   )
-  core.info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}.`)
+  core.info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}${inheritEnvFrom ? `, with the env of ${inheritEnvFrom}` : ''}.`)
 }
 
 /** docker's --env-file format: KEY=VALUE taken literally up to the end of the line (keys and values were checked). */
@@ -290,7 +292,7 @@ class GateError extends HostError {
   }
 }
 
-/** Every nginx file a deploy of the service may write (all are restored together when it rolls back). */
+/** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
 const SERVICE_FILES = (service: string): string[] => [upstreamPath(service), upstreamPath(service, true), locationsPath(service), varsPath(service)]
 
 /** Writes nginx files atomically, checks nginx -t (putting the old files back if it fails), reloads and waits. */
@@ -337,6 +339,7 @@ async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: In
   if (switched) {
     await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`]), 'restoring the previous upstream')
     await reloadAndWait(remote, nginxId)
+    await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
     notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`)
   }
   const out = await remote.run(logs(name, 100))

@@ -45,6 +45,15 @@ afterEach(() => {
   vi.restoreAllMocks()
 })
 
+/** The ::warning:: lines printed by the code under test (core.warning), without the command prefix. */
+function warnings(): string[] {
+  return out
+    .join('')
+    .split(/\r?\n/)
+    .filter(l => l.startsWith('::warning::'))
+    .map(l => l.slice('::warning::'.length))
+}
+
 /** An InputReader as the runner would give it: the action.yml defaults with `over` on top. */
 function reader(over: Record<string, string>): InputReader {
   const all = { ...DEFAULTS, ...over }
@@ -193,21 +202,6 @@ describe('getInputs: each invalid input is named in the message', () => {
     expect(rejects({ mode: 'destroy' }, 'mode')).toContain("'destroy' is not one of deploy, infra, rollback")
   })
 
-  it.each(['deploy', 'rollback'])('mode %s is not supported yet', mode => {
-    expect(rejects({ mode }, 'mode')).toContain('not supported yet')
-  })
-
-  it.each([
-    ['image', 'ghcr.io/behindy/app:1.0'],
-    ['service', 'backend'],
-    ['app-port', '8080'],
-    ['registry-password', 'tok3n'],
-    ['health-timeout', '60'],
-    ['memory', '768m']
-  ])('deploy-only input %s is not supported yet', (name, value) => {
-    expect(rejects({ [name]: value }, name)).toContain('not supported yet')
-  })
-
   it.each(['', '   ', 'exa mple.com', 'a;b', '$(x)', 'host`id`', '-leading.example.com'])('host %j', host => {
     rejects({ host }, 'host')
   })
@@ -342,6 +336,7 @@ describe('getInputs: several invalid inputs', () => {
           domain: 'not a domain',
           'infra-env': 'NOEQUALS',
           'infra-timeout': '10s',
+          // Deploy-only: a warning in mode infra, not an error.
           image: 'nginx:latest'
         })
       )
@@ -352,9 +347,11 @@ describe('getInputs: several invalid inputs', () => {
     const err = caught as InputErrors
     const names = err.errors.map(e => e.input).sort()
     expect(names).toEqual(
-      ['connect-timeout', 'domain', 'host', 'image', 'infra-env', 'infra-timeout', 'network', 'ops-dir', 'port', 'ssh-key', 'username'].sort()
+      ['connect-timeout', 'domain', 'host', 'infra-env', 'infra-timeout', 'network', 'ops-dir', 'port', 'ssh-key', 'username'].sort()
     )
-    expect(err.message).toMatch(/^11 inputs are invalid:\n/)
+    expect(err.message).toMatch(/^10 inputs are invalid:\n/)
+    expect(warnings().join('\n')).toContain('Ignored in mode infra')
+    expect(warnings().join('\n')).toMatch(/: image$/m)
     for (const e of err.errors) {
       expect(e).toBeInstanceOf(InputError)
       expect(err.message).toContain(`  - ${e.message}`)
@@ -439,5 +436,328 @@ describe('isMaskable', () => {
   })
   it.each(['s3cr3t', 'abc', '123456', 'truely', 'behindy'])('%j is masked', v => {
     expect(isMaskable(v)).toBe(true)
+  })
+})
+
+describe('getInputs: deploy-only inputs given to mode infra', () => {
+  it.each([
+    ['image', 'ghcr.io/behindy/app:1.0'],
+    ['service', 'backend'],
+    ['app-port', '8080'],
+    ['registry-password', 'tok3n'],
+    ['health-timeout', '60'],
+    ['memory', '768m']
+  ])('%s is ignored with a warning naming it, not an error', (name, value) => {
+    const inputs = getInputs(reader({ ...base(), [name]: value }))
+    expect(inputs.mode).toBe('infra')
+    expect(inputs.deploy).toBeUndefined()
+    const w = warnings()
+    expect(w).toHaveLength(1)
+    expect(w[0]).toContain('Ignored in mode infra')
+    expect(w[0]).toMatch(new RegExp(`: ${name}$`))
+  })
+
+  it('one warning names all of them, and none is printed without them', () => {
+    getInputs(reader({ ...base(), image: 'a:1', env: 'A=b', 'keep-images': '5' }))
+    const w = warnings()
+    expect(w).toHaveLength(1)
+    expect(w[0]).toMatch(/: image, env, keep-images$/)
+    out = []
+    getInputs(reader(base()))
+    expect(warnings()).toEqual([])
+  })
+})
+
+describe('getInputs: mode deploy / rollback', () => {
+  const savedRepo = process.env.GITHUB_REPOSITORY
+  beforeEach(() => {
+    delete process.env.GITHUB_REPOSITORY
+  })
+  afterEach(() => {
+    if (savedRepo === undefined) delete process.env.GITHUB_REPOSITORY
+    else process.env.GITHUB_REPOSITORY = savedRepo
+  })
+
+  /** The minimal valid deploy input set. */
+  function dep(over: Record<string, string> = {}): Record<string, string> {
+    return { ...base(), mode: 'deploy', service: 'backend', image: 'ghcr.io/behindy/back:abc', ...over }
+  }
+  const deployOf = (over: Record<string, string> = {}) => {
+    const d = getInputs(reader(dep(over))).deploy
+    expect(d).toBeDefined()
+    return d as NonNullable<typeof d>
+  }
+  /** Asserts that the deploy set with `over` is rejected naming `input`. */
+  function rejectsDeploy(over: Record<string, string>, input: string): string {
+    return rejects({ mode: 'deploy', service: 'backend', image: 'ghcr.io/behindy/back:abc', ...over }, input)
+  }
+
+  it('mode deploy and rollback are supported', () => {
+    expect(getInputs(reader(dep())).mode).toBe('deploy')
+    const r = getInputs(reader(dep({ mode: 'rollback', image: '' })))
+    expect(r.mode).toBe('rollback')
+    expect(r.deploy?.image).toBe('')
+    expect(r.deploy?.service).toBe('backend')
+  })
+
+  describe('service', () => {
+    it.each([
+      ['behindy/behindy-front', 'frontend'],
+      ['behindy/behindy-back', 'backend'],
+      ['behindy/behindy-story', 'story'],
+      ['someone/Behindy-Back', 'backend']
+    ])('is inferred from GITHUB_REPOSITORY %s -> %s', (repo, service) => {
+      process.env.GITHUB_REPOSITORY = repo
+      expect(deployOf({ service: '' }).service).toBe(service)
+    })
+
+    it('an explicit service wins over the repository name', () => {
+      process.env.GITHUB_REPOSITORY = 'behindy/behindy-front'
+      expect(deployOf({ service: 'story' }).service).toBe('story')
+    })
+
+    it('cannot be inferred from another repository name: error naming service', () => {
+      process.env.GITHUB_REPOSITORY = 'behindy/website'
+      expect(rejectsDeploy({ service: '' }, 'service')).toContain('is required')
+      delete process.env.GITHUB_REPOSITORY
+      rejectsDeploy({ service: '' }, 'service')
+    })
+
+    it.each(['db', 'redis', 'nginx', 'Bad', 'a/b', '..', '1svc', 'a b', 'x'.repeat(40)])('%j is rejected', service => {
+      rejectsDeploy({ service, 'app-port': '9000', route: '/x/', 'health-path': '/x/health' }, 'service')
+    })
+  })
+
+  describe('catalogue', () => {
+    it('backend defaults: port 8080, route /api/, health /api/ai-stories/health', () => {
+      const d = deployOf()
+      expect(d.spec).toEqual({ port: 8080, route: '/api/', healthPath: '/api/ai-stories/health', stripPrefix: false, aliases: [] })
+    })
+
+    it('story defaults: port 8000, route /llm/, health /health, prefix stripped, alias llmserver', () => {
+      const d = deployOf({ service: 'story', image: 'ghcr.io/behindy/story:1' })
+      expect(d.spec).toMatchObject({ port: 8000, route: '/llm/', healthPath: '/health', stripPrefix: true })
+      expect(d.spec.aliases).toContain('llmserver')
+    })
+
+    it('frontend defaults: port 3000, route /', () => {
+      expect(deployOf({ service: 'frontend' }).spec).toMatchObject({ port: 3000, route: '/', healthPath: '/', stripPrefix: false })
+    })
+
+    it('extra aliases are added to the catalogue ones, without duplicates', () => {
+      const d = deployOf({ service: 'story', aliases: 'llm-a, llmserver\nllm-b' })
+      expect(d.spec.aliases).toEqual(['llmserver', 'llm-a', 'llm-b'])
+    })
+
+    it('the port and health path of a known service can be overridden', () => {
+      const d = deployOf({ 'app-port': '9090', 'health-path': '/api/ping' })
+      expect(d.spec.port).toBe(9090)
+      expect(d.spec.healthPath).toBe('/api/ping')
+    })
+
+    it("a known service's route cannot be changed", () => {
+      expect(rejectsDeploy({ route: '/backend/' }, 'route')).toContain('/api/')
+      // The same route spelled out is fine.
+      expect(deployOf({ route: '/api/' }).spec.route).toBe('/api/')
+    })
+
+    it('a health path the route cannot reach is an error naming health-path', () => {
+      expect(rejectsDeploy({ 'health-path': '/actuator/health' }, 'health-path')).toContain('/api/')
+    })
+
+    it('story: any health path is reachable since the prefix is stripped', () => {
+      expect(deployOf({ service: 'story', 'health-path': '/docs' }).spec.healthPath).toBe('/docs')
+    })
+  })
+
+  describe('a service outside the catalogue', () => {
+    const custom = { service: 'my-svc', image: 'ghcr.io/behindy/my-svc:1', 'app-port': '9000', route: '/things/', 'health-path': '/things/health' }
+
+    it('is accepted with app-port, route and health-path', () => {
+      const d = deployOf(custom)
+      expect(d.service).toBe('my-svc')
+      expect(d.spec).toEqual({ port: 9000, route: '/things/', healthPath: '/things/health', stripPrefix: false, aliases: [] })
+    })
+
+    it.each(['app-port', 'route', 'health-path'])('requires %s', name => {
+      expect(rejectsDeploy({ ...custom, [name]: '' }, name)).toContain('is required')
+    })
+
+    it.each(['things/', '/things', '/th ings/', '/a b/', 'things', '/things//x'])('route %j is rejected', route => {
+      rejectsDeploy({ ...custom, route, 'health-path': '/' }, 'route')
+    })
+
+    it('route / and nested routes are fine', () => {
+      expect(deployOf({ ...custom, route: '/a/b/', 'health-path': '/a/b/health' }).spec.route).toBe('/a/b/')
+    })
+
+    it.each(['0', '65536', 'http', '80a'])('app-port %j is rejected', port => {
+      rejectsDeploy({ ...custom, 'app-port': port }, 'app-port')
+    })
+
+    it.each(['health', '/h h', '/x;y'])('health-path %j is rejected', h => {
+      rejectsDeploy({ ...custom, 'health-path': h }, 'health-path')
+    })
+
+    it('health path outside the route is rejected', () => {
+      rejectsDeploy({ ...custom, 'health-path': '/health' }, 'health-path')
+    })
+  })
+
+  describe('image', () => {
+    it('is required for deploy', () => {
+      expect(rejectsDeploy({ image: '' }, 'image')).toContain('is required')
+    })
+
+    it('is forbidden for rollback', () => {
+      expect(rejectsDeploy({ mode: 'rollback', image: 'ghcr.io/behindy/back:abc' }, 'image')).toContain('rollback')
+    })
+
+    it.each([
+      'ghcr.io/behindy/back:abc;id',
+      'ghcr.io/behindy/back:$(id)',
+      'ghcr.io/behindy/back:`id`',
+      'ghcr.io/behindy/back:a b',
+      'ghcr.io/behindy/back:abc\nid',
+      "ghcr.io/behindy/back:'abc'",
+      'ghcr.io/behindy/back:"abc"',
+      'ghcr.io/Behindy/Back:abc',
+      'Back:abc',
+      'name@sha256:abc',
+      '-name:1',
+      'ghcr.io/behindy/back:abc|id'
+    ])('%j is rejected naming image', image => {
+      rejectsDeploy({ image }, 'image')
+    })
+
+    it.each(['127.0.0.1:5000/behindy/sample-app:v1', 'ghcr.io/behindy/back:abc', `name@sha256:${'a'.repeat(64)}`, 'localhost:5000/app:1.2.3', 'ghcr.io/behindy/back:v1@sha256:' + '0f'.repeat(32)])(
+      '%j is accepted without a warning',
+      image => {
+        expect(deployOf({ image }).image).toBe(image)
+        expect(warnings()).toEqual([])
+      }
+    )
+
+    it.each(['ghcr.io/behindy/back:latest', 'ghcr.io/behindy/back', '127.0.0.1:5000/behindy/sample-app'])('%j (mutable tag) is accepted with a warning', image => {
+      expect(deployOf({ image }).image).toBe(image)
+      const w = warnings()
+      expect(w).toHaveLength(1)
+      expect(w[0]).toContain("'latest'")
+    })
+  })
+
+  describe('env', () => {
+    /** The values passed to core.setSecret, as printed. */
+    const masked = () =>
+      out
+        .join('')
+        .split(/\r?\n/)
+        .filter(l => l.startsWith('::add-mask::'))
+        .map(l => l.slice('::add-mask::'.length))
+
+    it('is parsed; values are masked except trivial ones', () => {
+      const d = deployOf({ env: 'SPRING_PROFILES=prod\nDB_PASS="s3cr3t pw"\nFEATURE=true\nPORT=8080\n# comment\nexport JWT_SECRET=jwt-s3cret' })
+      expect(d.env).toEqual([
+        ['SPRING_PROFILES', 'prod'],
+        ['DB_PASS', 's3cr3t pw'],
+        ['FEATURE', 'true'],
+        ['PORT', '8080'],
+        ['JWT_SECRET', 'jwt-s3cret']
+      ])
+      const m = masked()
+      expect(m).toContain('prod')
+      expect(m).toContain('s3cr3t pw')
+      expect(m).toContain('jwt-s3cret')
+      expect(m).not.toContain('true')
+      expect(m).not.toContain('8080')
+    })
+
+    it('a line without = is an error naming env', () => {
+      expect(rejectsDeploy({ env: 'A=1\nNOEQUALS' }, 'env')).toContain("line 2 has no '='")
+    })
+
+    it('env-file must be an absolute path', () => {
+      expect(deployOf({ 'env-file': '/opt/app/back.env' }).envFile).toBe('/opt/app/back.env')
+      rejectsDeploy({ 'env-file': 'back.env' }, 'env-file')
+      rejectsDeploy({ 'env-file': '/opt/../etc/shadow' }, 'env-file')
+    })
+  })
+
+  describe('registry', () => {
+    it('with username and password is a login; the password is masked', () => {
+      const d = deployOf({ registry: 'ghcr.io', 'registry-username': 'bot', 'registry-password': ' tok3n-s3cret ' })
+      expect(d.registry).toEqual({ server: 'ghcr.io', username: 'bot', password: 'tok3n-s3cret' })
+      expect(out.join('')).toContain('::add-mask:: tok3n-s3cret ')
+    })
+
+    it('none by default', () => {
+      expect(deployOf().registry).toBeUndefined()
+    })
+
+    it('without username names registry-username', () => {
+      rejectsDeploy({ registry: 'ghcr.io', 'registry-password': 'tok3n' }, 'registry-username')
+    })
+
+    it('without password names registry-password', () => {
+      rejectsDeploy({ registry: 'ghcr.io', 'registry-username': 'bot' }, 'registry-password')
+    })
+
+    it('username or password without registry names registry', () => {
+      rejectsDeploy({ 'registry-username': 'bot', 'registry-password': 'tok3n' }, 'registry')
+      rejectsDeploy({ 'registry-username': 'bot' }, 'registry')
+      rejectsDeploy({ 'registry-password': 'tok3n' }, 'registry')
+    })
+
+    it.each(['ghcr.io/x', 'a b', 'https://ghcr.io'])('registry %j is rejected', registry => {
+      rejectsDeploy({ registry, 'registry-username': 'bot', 'registry-password': 'tok3n' }, 'registry')
+    })
+  })
+
+  describe('timeouts, keep-images, memory, aliases', () => {
+    it('defaults', () => {
+      const d = deployOf()
+      expect(d).toMatchObject({ healthTimeoutS: 180, drainTimeoutS: 30, stopTimeoutS: 30, keepImages: 3, memory: undefined })
+    })
+
+    it.each(['health-timeout', 'drain-timeout', 'stop-timeout', 'keep-images'])('%s non-numeric is an error naming it', name => {
+      rejectsDeploy({ [name]: 'soon' }, name)
+      rejectsDeploy({ [name]: '10s' }, name)
+    })
+
+    it('keep-images 0 is an error', () => {
+      rejectsDeploy({ 'keep-images': '0' }, 'keep-images')
+    })
+
+    it('health-timeout 0 is an error, drain-timeout 0 is fine', () => {
+      rejectsDeploy({ 'health-timeout': '0' }, 'health-timeout')
+      expect(deployOf({ 'drain-timeout': '0' }).drainTimeoutS).toBe(0)
+    })
+
+    it.each([
+      ['768m', '768m'],
+      ['1G', '1g'],
+      ['512k', '512k']
+    ])('memory %j is accepted as %j', (v, expected) => {
+      expect(deployOf({ memory: v }).memory).toBe(expected)
+    })
+
+    it.each(['lots', '0', '1.5g', '-1m', '768mb'])('memory %j is an error', memory => {
+      rejectsDeploy({ memory }, 'memory')
+    })
+
+    it.each(['Api', 'db', 'redis', 'nginx', 'postgres', 'a_b', '1abc'])('alias %j is rejected', alias => {
+      rejectsDeploy({ aliases: `ok-alias, ${alias}` }, 'aliases')
+    })
+  })
+
+  it('several deploy input errors are reported together', () => {
+    let caught: unknown
+    try {
+      getInputs(reader(dep({ image: 'Bad Image', memory: 'lots', 'keep-images': '0', aliases: 'db', env: 'X' })))
+    } catch (e) {
+      caught = e
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    expect((caught as InputErrors).errors.map(e => e.input).sort()).toEqual(['aliases', 'env', 'image', 'keep-images', 'memory'])
   })
 })

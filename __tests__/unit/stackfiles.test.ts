@@ -196,7 +196,7 @@ describe('shipped nginx config', () => {
     expect(ws[0]).not.toContain('snippets/proxy.conf')
     // Setting any proxy_set_header drops the inherited ones: the forwarding headers must be included.
     expect(ws[0]).toContain('include snippets/proxy-headers.conf;')
-    expect(ws[0]).toContain('proxy_pass http://app_backend;')
+    expect(ws[0]).toContain('proxy_pass http://$up_backend;')
     expect(code(zones)).toMatch(/map \$http_upgrade \$connection_upgrade \{\s*default upgrade;\s*''\s+close;\s*\}/)
   })
 
@@ -237,25 +237,57 @@ describe('shipped nginx config', () => {
   it('story route strips its /llm/ prefix', () => {
     const llm = blocks(story, /location \/llm\/\s*\{/)
     expect(llm).toHaveLength(1)
-    expect(llm[0]).toContain('proxy_pass http://app_story/;')
+    expect(llm[0]).toContain('rewrite ^/llm(/.*)$ $1 break;')
+    // No URI part: with a variable in proxy_pass, nginx passes the rewritten URI as it is.
+    expect(llm[0]).toMatch(/proxy_pass http:\/\/\$up_story;/)
     expect(code(story)).toMatch(/location = \/llm \{\s*return 301 \/llm\/;\s*\}/)
   })
 
-  it('every proxy_pass goes to an app_<service> upstream of a routed service, never a docker host name', () => {
+  /** service -> [default upstream, upstream on the preview port] of every `map $server_port $up_<service>`. */
+  function upstreamMaps(): Map<string, { dflt?: string; preview?: string }> {
+    const maps = new Map<string, { dflt?: string; preview?: string }>()
+    for (const [, text] of nginxFiles) {
+      for (const m of code(text).matchAll(/map \$server_port \$up_([a-z0-9_]+)\s*\{([^}]*)\}/g)) {
+        const body = m[2]
+        maps.set(m[1], { dflt: /^\s*default\s+([^;\s]+);/m.exec(body)?.[1], preview: /^\s*8504\s+([^;\s]+);/m.exec(body)?.[1] })
+      }
+    }
+    return maps
+  }
+
+  it('every proxy_pass goes to an upstream of a routed service via its map, never a docker host name', () => {
+    const maps = upstreamMaps()
     const targets = new Set<string>()
     for (const [path, text] of nginxFiles) {
       for (const m of code(text).matchAll(/proxy_pass\s+([^;]+);/g)) {
-        const t = /^http:\/\/app_([a-z0-9_-]+)\/?$/.exec(m[1])
+        const t = /^http:\/\/\$up_([a-z0-9_]+)$/.exec(m[1])
         expect(t, `${path}: proxy_pass ${m[1]}`).not.toBeNull()
-        targets.add((t as RegExpExecArray)[1])
+        const svc = (t as RegExpExecArray)[1]
+        expect(maps.get(svc)?.dflt, `${path}: $up_${svc} has a map`).toBe(`app_${svc}`)
+        targets.add(svc)
       }
       // Upstreams live in upstreams/ (written by deploys); the bundle defines none, and names no container.
       expect(code(text), path).not.toMatch(/^\s*upstream\s/m)
       expect(code(text), path).not.toMatch(/\bserver\s+[a-z][a-z0-9_-]*:\d+/)
       expect(code(text), path).not.toMatch(/https?:\/\/(frontend|backend|story|llmserver|db|redis)\b/)
+      expect(code(text), path).not.toMatch(/proxy_pass\s+https?:\/\/app_/)
     }
     expect([...targets].sort()).toEqual([...ROUTED_SERVICES].sort())
     for (const s of ROUTED_SERVICES) expect(bundle.has(`nginx/routes/${s}.conf`)).toBe(true)
+  })
+
+  it('every $up_X variable used has a map: app_X by default, app_X_next on the preview port 8504', () => {
+    const maps = upstreamMaps()
+    const used = new Set<string>()
+    for (const [, text] of nginxFiles) for (const m of code(text).matchAll(/\$up_([a-z0-9_]+)/g)) used.add(m[1])
+    expect(used.size).toBeGreaterThan(0)
+    for (const svc of used) {
+      expect(maps.get(svc), `map for $up_${svc}`).toEqual({ dflt: `app_${svc}`, preview: `app_${svc}_next` })
+    }
+    for (const s of ROUTED_SERVICES) expect(maps.has(s), s).toBe(true)
+    // The maps are in http context (conf.d/), before the servers that use them.
+    const vars = code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))
+    for (const s of ROUTED_SERVICES) expect(vars).toContain(`map $server_port $up_${s} {`)
   })
 
   it('includes the per-service upstream files from ops-upstreams', () => {
@@ -275,12 +307,31 @@ describe('placeholder upstream', () => {
 
   it('nginx/conf.d/10-undeployed.conf listens on 127.0.0.1:8503 and answers 503', () => {
     const conf = file(bundle, 'nginx/conf.d/10-undeployed.conf')
-    const server = blocks(conf, /\bserver\s*\{/)
+    const servers = blocks(conf, /\bserver\s*\{/)
+    const server = servers.filter(b => /listen 127\.0\.0\.1:8503;/.test(b))
     expect(server).toHaveLength(1)
-    expect(server[0]).toContain('listen 127.0.0.1:8503;')
     expect(server[0]).toMatch(/location \/ \{[^}]*return 503;/)
     expect(server[0]).toContain('error_page 503 /503.html;')
+    expect(server[0]).not.toContain('proxy_pass')
+    expect(server[0]).not.toContain('include routes/')
     expect(bundle.get('nginx/html/503.html')).toBeTruthy()
+  })
+
+  it('nginx/conf.d/10-undeployed.conf has a preview server on 127.0.0.1:8504 with the same routes as the public one', () => {
+    const conf = file(bundle, 'nginx/conf.d/10-undeployed.conf')
+    const servers = blocks(conf, /\bserver\s*\{/)
+    expect(servers).toHaveLength(2)
+    const preview = servers.filter(b => /listen 127\.0\.0\.1:8504;/.test(b))
+    expect(preview).toHaveLength(1)
+    // Only on loopback: never reachable from outside the nginx container.
+    expect(preview[0]).not.toMatch(/listen\s+(?!127\.0\.0\.1:)/)
+    const publicServer = blocks(file(renderStack(bundle, { domain: '', tls: false }), 'nginx/conf.d/20-servers.conf'), /\bserver\s*\{/)[0]
+    for (const inc of ['include routes/*.conf;', 'include /etc/nginx/ops-upstreams/*.locations;']) {
+      expect(preview[0]).toContain(inc)
+      expect(publicServer).toContain(inc)
+    }
+    // The map that picks the _next upstreams keys on this very port.
+    expect(code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))).toMatch(/^\s*8504\s+app_\w+_next;/m)
   })
 })
 

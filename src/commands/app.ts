@@ -44,11 +44,13 @@ export interface RunSpec {
   memory?: string
   /** An env file already on the host, passed before the inline env. */
   envFile?: string
+  /** A container whose own env (what it was started with, minus its image's defaults) the new one inherits. */
+  inheritEnvFrom?: string
 }
 
 /**
  * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
- * read it, so no secret is ever in a process's argv on the host.
+ * read it, so no secret is ever in a process's argv on the host. An inherited env goes the same way, host-side.
  */
 export const runContainer = (s: RunSpec): Sh => {
   const argv = [
@@ -77,8 +79,18 @@ export const runContainer = (s: RunSpec): Sh => {
     ...(s.memory ? ['--memory', s.memory] : []),
     ...(s.envFile ? ['--env-file', s.envFile] : [])
   ]
+  const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'"
   return privately(
-    script('f=$(mktemp) || exit 1; cat > "$f"; i=$1; shift; "$@" --env-file "$f" "$i"; rc=$?; rm -f "$f"; exit $rc', s.image, ...argv)
+    script(
+      'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
+        `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
+        `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
+        '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
+        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"',
+      s.image,
+      s.inheritEnvFrom ?? '',
+      ...argv
+    )
   )
 }
 

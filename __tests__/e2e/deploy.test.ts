@@ -1,0 +1,207 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+// @ts-expect-error plain ESM helper shared with the benchmark
+import { startLoad, summarize } from '../../scripts/load.mjs'
+import { connection, http, infraInputs, OPS_DIR, resetHost, runAction, sh, tryRun, visibleLog, type ActionRun } from './sandbox'
+
+const REGISTRY = '127.0.0.1:5000'
+const APP = `${REGISTRY}/behindy/sample-app`
+const SECRET = 'sk-very-secret-token-4711'
+
+interface LoadStats {
+  total: number
+  failed: number
+  rawResets: number
+  versions: Record<string, number>
+  errors: string[]
+}
+
+function registryPassword(): string {
+  return JSON.parse(readFileSync(`${process.cwd()}/.sandbox/connection.json`, 'utf8')).registryPassword as string
+}
+
+/** Inputs of a deploy of the sample app as `service`. */
+function deployInputs(service: string, tag: string, env: string, extra: Record<string, string> = {}): Record<string, string> {
+  return infraInputs({
+    'infra-env': '',
+    mode: 'deploy',
+    service,
+    image: `${APP}:${tag}`,
+    env,
+    registry: REGISTRY,
+    'registry-username': 'ci',
+    'registry-password': registryPassword(),
+    'health-timeout': '30',
+    'drain-timeout': '15',
+    'stop-timeout': '15',
+    ...extra
+  })
+}
+
+const frontend = (tag: string, extra: Record<string, string> = {}, env = '') => deployInputs('frontend', tag, `VERSION=f-${tag}\nSECRET_TOKEN=${SECRET}${env ? `\n${env}` : ''}`, extra)
+const backend = (tag: string) => deployInputs('backend', tag, `VERSION=b-${tag}\nPORT=8080\nHEALTH_PATH=/api/ai-stories/health`)
+const story = (tag: string) => deployInputs('story', tag, `VERSION=s-${tag}\nPORT=8000`)
+
+function expectOk(r: ActionRun): void {
+  if (r.code !== 0) throw new Error(`action failed (exit ${r.code}):\n${r.output}`)
+}
+
+function serviceContainers(service: string): string[] {
+  return sh('docker', ['ps', '-a', '--filter', `label=ops-action.service=${service}`, '--format', '{{.Names}}']).trim().split('\n').filter(Boolean)
+}
+
+/** Runs the action while constant load goes through nginx to `/` (the frontend route); returns both. */
+async function underLoad(inputs: Record<string, string>, path = '/'): Promise<{ run: ActionRun; load: LoadStats }> {
+  const load = startLoad({ url: `http://127.0.0.1:18080${path}`, keepaliveClients: 8, plainClients: 8 })
+  await new Promise(r => setTimeout(r, 500))
+  const run = await runAction(inputs)
+  await new Promise(r => setTimeout(r, 500))
+  const stats = (await load.stop()) as LoadStats
+  console.log(`[load] ${inputs.service} ${inputs.image ?? inputs.mode}: ${summarize(stats)}`)
+  return { run, load: stats }
+}
+
+/** Samples every process's argv on the host while `during` runs; returns the command lines that held a secret. */
+async function watchArgv<T>(secrets: string[], during: () => Promise<T>): Promise<{ result: T; leaks: string[]; samples: number }> {
+  const leaks: string[] = []
+  let samples = 0
+  let running = true
+  const sampler = (async () => {
+    while (running) {
+      for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
+        let argv = ''
+        try {
+          argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
+        } catch {
+          continue
+        }
+        // The test runner's own process holds the inputs in its memory, not its argv; any argv with a secret is a leak.
+        if (secrets.some(s => argv.includes(s))) leaks.push(argv)
+      }
+      samples++
+      await new Promise(r => setTimeout(r, 10))
+    }
+  })()
+  const result = await during()
+  running = false
+  await sampler
+  return { result, leaks, samples }
+}
+
+describe('mode deploy on the sandbox host', () => {
+  beforeAll(async () => {
+    resetHost()
+    const r = await runAction(infraInputs())
+    expectOk(r)
+    // Force real pulls through the registry with login: drop the local copies of the registry tags.
+    for (const tag of ['v1', 'v2']) tryRun('docker', ['image', 'rm', `${APP}:${tag}`])
+  })
+
+  afterAll(() => {
+    console.log(sh('sh', ['-c', `tail -n 20 ${OPS_DIR}/history.jsonl | cut -c1-220`]))
+  })
+
+  it('deploys story, backend and frontend for the first time, pulling with registry login; every route answers through nginx', async () => {
+    for (const [i, inputs] of [story('v1'), backend('v1'), frontend('v1')].entries()) {
+      const r = await runAction(inputs)
+      expectOk(r)
+      // The first run pulls (with login); the others find the image on the host.
+      expect(r.output).toMatch(i === 0 ? /Pulling .* \(logged in to 127\.0\.0\.1:5000 for this run only\)/ : /is already on the host: no pull/)
+      expect(r.outputs['previous-image']).toBe('')
+      expect(r.outputs.image).toBe(inputs.image)
+      expect(r.outputs.container).toMatch(new RegExp(`^${inputs.service}-[0-9a-f]{8}$`))
+      expect(r.outputs['rolled-back']).toBe('false')
+    }
+    expect(JSON.parse((await http('/')).body).version).toBe('f-v1')
+    const api = await http('/api/posts/1')
+    expect(JSON.parse(api.body)).toMatchObject({ version: 'b-v1', path: '/api/posts/1' })
+    const llm = await http('/llm/health')
+    expect(llm.status).toBe(200)
+    expect(JSON.parse(llm.body)).toMatchObject({ status: 'ok', version: 's-v1' })
+    expect(JSON.parse((await http('/llm/generate-complete-story')).body).path).toBe('/generate-complete-story')
+    // No credentials stay on the host: the per-run docker config dir is gone.
+    expect(tryRun('sh', ['-c', 'grep -rl "127.0.0.1:5000" /tmp/tmp.* /home/deploy/.docker 2>/dev/null']).out).toBe('')
+  })
+
+  it('backend reaches story at llmserver:8000 (alias) and story at story:8000', () => {
+    const [back] = serviceContainers('backend')
+    expect(sh('docker', ['exec', back, 'wget', '-q', '-O', '-', 'http://llmserver:8000/health'])).toContain('s-v1')
+    expect(sh('docker', ['exec', back, 'wget', '-q', '-O', '-', 'http://story:8000/health'])).toContain('s-v1')
+  })
+
+  it('v1 -> v2 under constant load: 0 failed requests, secrets in no argv and no output', async () => {
+    const { result, leaks, samples } = await watchArgv([SECRET, registryPassword()], () => underLoad(frontend('v2')))
+    expectOk(result.run)
+    expect(result.load.failed, result.load.errors.join('\n')).toBe(0)
+    expect(result.load.total).toBeGreaterThan(100)
+    expect(result.load.versions['f-v1']).toBeGreaterThan(0)
+    expect(result.load.versions['f-v2']).toBeGreaterThan(0)
+    expect(result.run.outputs['previous-image']).toBe(`${APP}:v1`)
+    expect(serviceContainers('frontend')).toHaveLength(1)
+    expect(samples).toBeGreaterThan(20)
+    expect(leaks).toEqual([])
+    const log = visibleLog(result.run.output)
+    expect(log).not.toContain(SECRET)
+    expect(log).not.toContain(registryPassword())
+    console.log(`[phases] ${result.run.output.split('\n').filter(l => /^✓ /.test(l)).join(' | ')}`)
+  })
+
+  describe.each([
+    // health-path /health: the sample app's own health route, which its FAIL_MODEs break.
+    ['never healthy', { 'health-path': '/health', 'health-timeout': '6' }, 'FAIL_MODE=never-healthy', /did not become healthy within 6 s/],
+    ['exits at start', { 'health-path': '/health' }, 'FAIL_MODE=exit', /before becoming healthy/],
+    ['listens on the wrong port', { 'health-path': '/health', 'health-timeout': '6' }, 'FAIL_MODE=wrong-port', /did not become healthy/],
+    ['healthy directly, 5xx through its route', { 'health-path': '/health' }, 'FAIL_MODE=route-5xx', /preview port \(before any client was switched\).*GET \/ -> 500/]
+  ])('a broken release (%s)', (_name, extra, env, message) => {
+    it('fails with the container logs, the previous version keeps serving with 0 failed requests, nothing left over', async () => {
+      const { run, load } = await underLoad(frontend('v1', extra, env))
+      expect(run.code).toBe(1)
+      expect(run.output).toMatch(message)
+      expect(run.output).toMatch(/::group::frontend-[0-9a-f]{8}: last 100 log lines/)
+      expect(run.outputs['rolled-back']).toBe('true')
+      expect(run.summary).toMatch(/Rolled back/)
+      expect(load.failed, load.errors.join('\n')).toBe(0)
+      expect(Object.keys(load.versions)).toEqual(['f-v2'])
+      expect(serviceContainers('frontend')).toHaveLength(1)
+      expect(JSON.parse((await http('/')).body).version).toBe('f-v2')
+    })
+  })
+
+  it('three deploys started at the same moment all succeed, one at a time', async () => {
+    const runs = await Promise.all([runAction(frontend('v1')), runAction(backend('v2')), runAction(story('v2'))])
+    for (const r of runs) expectOk(r)
+    expect(runs.filter(r => /The host is busy: (deploy|rollback) of/.test(r.output)).length).toBeGreaterThanOrEqual(2)
+    const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8').trim().split('\n').slice(-3).map(l => JSON.parse(l) as { service: string; result: string })
+    expect(history.map(h => h.service).sort()).toEqual(['backend', 'frontend', 'story'])
+    expect(history.every(h => h.result === 'success')).toBe(true)
+    expect(JSON.parse((await http('/')).body).version).toBe('f-v1')
+    expect(JSON.parse((await http('/api/x')).body).version).toBe('b-v2')
+    expect(JSON.parse((await http('/llm/health')).body).version).toBe('s-v2')
+  })
+
+  it('a wrong registry password fails clearly and changes nothing', async () => {
+    tryRun('docker', ['image', 'rm', '-f', `${APP}:v2`])
+    const before = serviceContainers('frontend')
+    const r = await runAction(frontend('v2', { 'registry-password': 'wrong-password' }))
+    expect(r.code).toBe(1)
+    expect(r.output).toMatch(/Login to 127\.0\.0\.1:5000 as ci failed/)
+    expect(r.output).toMatch(/check registry-username and registry-password/)
+    expect(r.output).not.toMatch(/Take deploy lock/)
+    expect(serviceContainers('frontend')).toEqual(before)
+  })
+
+  it('mode rollback returns to the previous image under load with 0 failed requests', async () => {
+    const c = connection()
+    expect(c.host).toBe('127.0.0.1')
+    const { run, load } = await underLoad(
+      infraInputs({ 'infra-env': '', mode: 'rollback', service: 'frontend', registry: REGISTRY, 'registry-username': 'ci', 'registry-password': registryPassword() })
+    )
+    expectOk(run)
+    expect(run.outputs.image).toBe(`${APP}:v2`)
+    expect(run.outputs['previous-image']).toBe(`${APP}:v1`)
+    expect(load.failed, load.errors.join('\n')).toBe(0)
+    // Without an env input, the rollback keeps the env the serving container was started with.
+    expect(run.output).toMatch(/with the env of frontend-[0-9a-f]{8}/)
+    expect(JSON.parse((await http('/')).body).version).toBe('f-v1')
+  })
+})

@@ -1,0 +1,99 @@
+// Constant HTTP load through nginx, counting every failure: used by the end-to-end tests and the benchmark.
+// Two kinds of clients, as browsers and scripts behave:
+//  - keepalive clients reuse connections and, like browsers, retry an idempotent GET once when a REUSED connection
+//    is reset or closed before any response byte, on a new connection (a reload closes idle keep-alive
+//    connections); raw resets counted;
+//  - non-keepalive clients open a new connection per request and never retry.
+import http from 'node:http'
+
+export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeoutMs = 5000, pauseMs = 0 }) {
+  const stats = {
+    total: 0,
+    ok: 0,
+    failed: 0,
+    failures: { refused: 0, http5xx: 0, reset: 0, timeout: 0, other: 0 },
+    rawResets: 0,
+    retried: 0,
+    versions: {},
+    errors: [],
+    latenciesMs: []
+  }
+  let running = true
+  const keepAgent = new http.Agent({ keepAlive: true, maxSockets: keepaliveClients })
+
+  const once = agent =>
+    new Promise(resolve => {
+      const started = performance.now()
+      const req = http.get(url, { agent, timeout: timeoutMs }, res => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', c => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode, body, ms: performance.now() - started, reused: req.reusedSocket }))
+        res.on('error', err => resolve({ error: err, reused: req.reusedSocket, gotResponse: true }))
+      })
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })))
+      req.on('error', err => resolve({ error: err, reused: req.reusedSocket }))
+    })
+
+  const classify = err => {
+    const code = err.code ?? ''
+    if (code === 'ECONNREFUSED') return 'refused'
+    if (code === 'ETIMEDOUT') return 'timeout'
+    if (code === 'ECONNRESET' || /socket hang up/.test(err.message)) return 'reset'
+    return 'other'
+  }
+
+  const record = r => {
+    stats.total++
+    if (r.error) {
+      const kind = classify(r.error)
+      stats.failed++
+      stats.failures[kind]++
+      if (stats.errors.length < 20) stats.errors.push(`${kind}: ${r.error.code ?? ''} ${r.error.message}`)
+      return
+    }
+    if (r.status >= 500) {
+      stats.failed++
+      stats.failures.http5xx++
+      if (stats.errors.length < 20) stats.errors.push(`${r.status}: ${r.body.slice(0, 120)}`)
+      return
+    }
+    stats.ok++
+    stats.latenciesMs.push(r.ms)
+    try {
+      const v = JSON.parse(r.body).version
+      if (v) stats.versions[v] = (stats.versions[v] ?? 0) + 1
+    } catch {
+      /* not the sample app */
+    }
+  }
+
+  const loop = async keepalive => {
+    while (running) {
+      let r = await once(keepalive ? keepAgent : false)
+      if (r.error && keepalive && r.reused && !r.gotResponse && classify(r.error) === 'reset') {
+        stats.rawResets++
+        stats.retried++
+        r = await once(false) // like a browser: the retry goes on a new connection
+      }
+      record(r)
+      if (pauseMs) await new Promise(res => setTimeout(res, pauseMs))
+    }
+  }
+
+  const clients = [...Array(keepaliveClients)].map(() => loop(true)).concat([...Array(plainClients)].map(() => loop(false)))
+  return {
+    stats,
+    async stop() {
+      running = false
+      await Promise.all(clients)
+      keepAgent.destroy()
+      return stats
+    }
+  }
+}
+
+export function summarize(stats) {
+  const f = stats.failures
+  return `${stats.failed} failed / ${stats.total} requests (refused ${f.refused}, 5xx ${f.http5xx}, reset ${f.reset}, timeout ${f.timeout}, other ${f.other}); raw resets on reused keep-alive connections retried: ${stats.rawResets}; versions seen: ${JSON.stringify(stats.versions)}`
+}
