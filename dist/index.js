@@ -61412,6 +61412,10 @@ function cmd(...argv) {
         throw new Error('empty command');
     return { sh: argv.map(quote).join(' ') };
 }
+/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments ($1, $2, …) and never become code. */
+function script(text, ...args) {
+    return cmd('sh', '-c', text, 'sh', ...args);
+}
 /** Runs the commands in order, stopping at the first failure. */
 function and(...parts) {
     return { sh: parts.map(p => `{ ${p.sh}; }`).join(' && ') };
@@ -61433,10 +61437,6 @@ function concurrently(...parts) {
     const files = parts.map((_, i) => `"$t/${i}"`).join(' ');
     return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` };
 }
-/** `a | b` */
-function pipe(a, b) {
-    return { sh: `${a.sh} | ${b.sh}` };
-}
 /** Discards stdout and stderr. */
 function quiet(c) {
     return { sh: `{ ${c.sh}; } >/dev/null 2>&1` };
@@ -61444,10 +61444,6 @@ function quiet(c) {
 /** Discards stderr only. */
 function noStderr(c) {
     return { sh: `{ ${c.sh}; } 2>/dev/null` };
-}
-/** Writes stdin to a file (created with mode 0600 via umask 077 when private). */
-function stdinTo(c, path) {
-    return { sh: `${c.sh} > ${quote(path)}` };
 }
 /** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
 function privately(c) {
@@ -61481,14 +61477,11 @@ function splitSections(stdout) {
     }
     return result;
 }
+const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
 
 ;// CONCATENATED MODULE: ./src/commands/host.ts
 
 // Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
-/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
-function script(text, ...args) {
-    return cmd('sh', '-c', text, 'sh', ...args);
-}
 const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
 const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
 const composeV1Version = () => cmd('docker-compose', 'version', '--short');
@@ -61552,10 +61545,6 @@ const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1;
 /** Label that marks containers ops-action manages, valued with the service name. */
 const SERVICE_LABEL = 'ops-action.service';
 const IMAGE_LABEL = 'ops-action.image';
-/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
-function app_script(text, ...args) {
-    return cmd('sh', '-c', text, 'sh', ...args);
-}
 /** Prints the image id when the image is on the host (exit 1 otherwise). */
 const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
 /**
@@ -61563,7 +61552,7 @@ const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format'
  * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
  */
 const pull = (image, registry) => registry
-    ? privately(app_script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
+    ? privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
         'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
         'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
     : cmd('docker', 'pull', '--quiet', image);
@@ -61599,14 +61588,14 @@ const runContainer = (s) => {
         ...(s.envFile ? ['--env-file', s.envFile] : [])
     ];
     const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'";
-    return privately(app_script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
+    return privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
         `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
         `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
         '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
         '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
 };
 /** inspectContainers() lines of every container of the service, running or not. */
-const serviceContainers = (service) => app_script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT);
+const serviceContainers = (service) => script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT);
 /**
  * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
  * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
@@ -61620,11 +61609,11 @@ const logs = (name, lines) => cmd('docker', 'logs', '--tail', String(lines), '--
 /** `repository:tag id created` of the images of one repository, newest first. */
 const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
 /** Removes images; ones still used by a container are skipped with a message, never forced. */
-const removeImages = (refs) => app_script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
+const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
 /** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
-const appendLine = (path) => app_script('cat >> "$1"', path);
+const appendLine = (path) => script('cat >> "$1"', path);
 /** The last n lines of a file (nothing when it does not exist). */
-const tail = (path, n) => app_script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
+const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
 
 ;// CONCATENATED MODULE: ./src/commands/compose.ts
 
@@ -61677,6 +61666,7 @@ function parseInspect(out) {
 
 
 
+
 /** Parses `docker top ID -eo pid,args` of the nginx container. */
 function parseWorkers(out) {
     const active = [];
@@ -61695,7 +61685,6 @@ function parseWorkers(out) {
 async function workers(remote, id) {
     return parseWorkers(await remote.must(nginxProcesses(id), 'listing nginx processes'));
 }
-const sleep = (ms) => new Promise(r => setTimeout(r, ms));
 /**
  * SIGHUP to nginx, then waits until the new configuration is live: every worker that served before is gone or
  * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
@@ -62073,7 +62062,7 @@ async function waitHealthy(remote, containers, timeoutS) {
                 throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`);
             return failWithLogs(remote, bad.id, service(bad), `${service(bad)} not healthy after ${timeoutS} s (${state})`);
         }
-        await new Promise(r => setTimeout(r, 1000));
+        await sleep(1000);
     }
 }
 async function failWithLogs(remote, id, service, what) {
@@ -62098,9 +62087,9 @@ async function failWithLogs(remote, id, service, what) {
  * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
  * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
  */
-const lockScript = (lockFile, holderFile, timeoutS, holder) => cmd('sh', '-c', 'mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
+const lockScript = (lockFile, holderFile, timeoutS, holder) => script('mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
     'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; flock -w "$3" 9 || { echo TIMEOUT; exit 75; }; fi; ' +
-    'printf "%s\\n" "$4" > "$2"; echo LOCKED; exec cat >/dev/null', 'sh', lockFile, holderFile, String(timeoutS), holder);
+    'printf "%s\\n" "$4" > "$2"; echo LOCKED; exec cat >/dev/null', lockFile, holderFile, String(timeoutS), holder);
 /** Who is deploying: shown to runs that wait for the lock. */
 function holderDescription(what) {
     const e = process.env;
@@ -62213,7 +62202,6 @@ const POLL_MS = 500;
 const VERIFY_ROUNDS = 3;
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 const PREVIEW_PORT = 8504;
-const deploy_sleep = (ms) => new Promise(r => setTimeout(r, ms));
 /**
  * `mode: deploy` and `mode: rollback`, top to bottom. A failure before the switch removes the new container and
  * leaves the old one serving; a failure at or after the switch puts the previous upstream back first.
@@ -62389,7 +62377,7 @@ async function healthGate(remote, d, name, network, nginxId) {
         }
         if (Date.now() > deadline)
             throw new GateError(`${name} did not become healthy within ${d.healthTimeoutS} s`, state.lastProbe);
-        await deploy_sleep(POLL_MS);
+        await sleep(POLL_MS);
     }
 }
 class GateError extends HostError {
@@ -62427,7 +62415,7 @@ async function verify(remote, d, nginxId, port) {
         last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`;
         ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0;
         if (ok < VERIFY_ROUNDS)
-            await deploy_sleep(100);
+            await sleep(100);
     }
     const where = port === PREVIEW_PORT ? 'on nginx\'s preview port (before any client was switched)' : 'through nginx';
     if (ok < VERIFY_ROUNDS)
@@ -63456,6 +63444,7 @@ var external_node_stream_ = __nccwpck_require__(7075);
 
 
 
+
 /** Why a connection attempt failed, and whether trying again can help. */
 class ConnectError extends Error {
     retryable;
@@ -63496,7 +63485,6 @@ class SshRemote {
         this.ssh.dispose();
     }
 }
-const ssh_sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
 /** One attempt: TCP, handshake with host key verification (before authentication), then public-key auth. */
 async function connectOnce(c) {
     const ssh = new NodeSSH();
@@ -63541,7 +63529,7 @@ async function connectOnce(c) {
     }
 }
 /** Connects with retries and exponential backoff (1 s, 2 s, 4 s, … capped at 30 s) on network errors only. */
-async function connect(c, pause = ssh_sleep) {
+async function connect(c, pause = sleep) {
     for (let attempt = 0;; attempt++) {
         try {
             return new SshRemote(await connectOnce(c));

@@ -26,7 +26,7 @@ import { acquireLock } from './lock'
 import { reloadAndWait, waitDrained } from './nginx'
 import { parseInspect, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
-import { concurrently, section, splitSections } from './shell'
+import { concurrently, section, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
 import { customServiceFiles, liveOf, locationsPath, upstreamConf, upstreamName, upstreamPath, varsPath, type Live } from './upstream'
 
@@ -72,8 +72,6 @@ interface AppContainer {
   ip: string
   image: string
 }
-
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
 
 /**
  * `mode: deploy` and `mode: rollback`, top to bottom. A failure before the switch removes the new container and

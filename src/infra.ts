@@ -28,7 +28,7 @@ import { mergeEnvFile, readEnvFile, type EnvEntries } from './envfile'
 import { HostError, InputError, InputErrors } from './errors'
 import { reloadAndWait } from './nginx'
 import type { Phases } from './phases'
-import { concurrently, section, splitSections } from './shell'
+import { concurrently, section, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
 import { loadBundle, placeholderUpstream, planFiles, renderStack, ROUTED_SERVICES, type FileSet } from './stackfiles'
 
@@ -337,7 +337,7 @@ async function waitHealthy(remote: Remote, containers: Container[], timeoutS: nu
       if (!bad) throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`)
       return failWithLogs(remote, bad.id, service(bad), `${service(bad)} not healthy after ${timeoutS} s (${state})`)
     }
-    await new Promise(r => setTimeout(r, 1000))
+    await sleep(1000)
   }
 }
 

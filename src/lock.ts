@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { cmd, type Sh } from './shell'
+import { script, type Sh } from './shell'
 import type { Remote, Running } from './ssh'
 import { HostError } from './errors'
 
@@ -11,13 +11,10 @@ import { HostError } from './errors'
  * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
  */
 export const lockScript = (lockFile: string, holderFile: string, timeoutS: number, holder: string): Sh =>
-  cmd(
-    'sh',
-    '-c',
+  script(
     'mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
       'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; flock -w "$3" 9 || { echo TIMEOUT; exit 75; }; fi; ' +
       'printf "%s\\n" "$4" > "$2"; echo LOCKED; exec cat >/dev/null',
-    'sh',
     lockFile,
     holderFile,
     String(timeoutS),

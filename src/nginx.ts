@@ -1,6 +1,7 @@
 import * as core from '@actions/core'
 import { nginxProcesses, reloadNginx } from './commands/host'
 import { HostError } from './errors'
+import { sleep } from './shell'
 import type { Remote } from './ssh'
 
 export interface NginxWorkers {
@@ -26,8 +27,6 @@ export function parseWorkers(out: string): NginxWorkers {
 export async function workers(remote: Remote, id: string): Promise<NginxWorkers> {
   return parseWorkers(await remote.must(nginxProcesses(id), 'listing nginx processes'))
 }
-
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
 
 /**
  * SIGHUP to nginx, then waits until the new configuration is live: every worker that served before is gone or

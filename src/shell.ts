@@ -21,6 +21,11 @@ export function cmd(...argv: string[]): Sh {
   return { sh: argv.map(quote).join(' ') }
 }
 
+/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments ($1, $2, …) and never become code. */
+export function script(text: string, ...args: string[]): Sh {
+  return cmd('sh', '-c', text, 'sh', ...args)
+}
+
 /** Runs the commands in order, stopping at the first failure. */
 export function and(...parts: Sh[]): Sh {
   return { sh: parts.map(p => `{ ${p.sh}; }`).join(' && ') }
@@ -46,10 +51,6 @@ export function concurrently(...parts: Sh[]): Sh {
   return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` }
 }
 
-/** `a | b` */
-export function pipe(a: Sh, b: Sh): Sh {
-  return { sh: `${a.sh} | ${b.sh}` }
-}
 
 /** Discards stdout and stderr. */
 export function quiet(c: Sh): Sh {
@@ -61,10 +62,6 @@ export function noStderr(c: Sh): Sh {
   return { sh: `{ ${c.sh}; } 2>/dev/null` }
 }
 
-/** Writes stdin to a file (created with mode 0600 via umask 077 when private). */
-export function stdinTo(c: Sh, path: string): Sh {
-  return { sh: `${c.sh} > ${quote(path)}` }
-}
 
 /** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
 export function privately(c: Sh): Sh {
@@ -97,3 +94,5 @@ export function splitSections(stdout: string): Map<string, { rc: number; out: st
   }
   return result
 }
+
+export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))

@@ -4,7 +4,7 @@ import { PassThrough, Readable } from 'node:stream'
 import type { ConnectionInputs } from './context'
 import { HostError } from './errors'
 import { checkHostKey, fingerprintOf, keyTypeOf } from './hostkey'
-import type { Sh } from './shell'
+import { sleep, type Sh } from './shell'
 
 export interface RunResult {
   code: number
@@ -72,8 +72,6 @@ class SshRemote implements Remote {
     this.ssh.dispose()
   }
 }
-
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
 /** One attempt: TCP, handshake with host key verification (before authentication), then public-key auth. */
 async function connectOnce(c: ConnectionInputs): Promise<NodeSSH> {

@@ -80,9 +80,12 @@ export function resetHost(): void {
   sh('bash', [join(ROOT, 'scripts', 'sandbox.sh'), 'reset-stack'])
 }
 
-/** sha256 of every file under ops-dir (and its mode), to prove a run changed nothing. */
+/**
+ * sha256 of every file under ops-dir (and its mode), to prove a run changed nothing. The deploy lock's files are left
+ * out: every run takes the lock, and its holder line names the run.
+ */
 export function hashOpsDir(): string {
-  return tryRun('sh', ['-c', `cd ${OPS_DIR} && find . -type f -exec stat -c '%a %n' {} + -exec sha256sum {} + | sort`]).out
+  return tryRun('sh', ['-c', `cd ${OPS_DIR} && find . -type f ! -name '.deploy.lock*' -exec stat -c '%a %n' {} + -exec sha256sum {} + | sort`]).out
 }
 
 /** Runs SQL as the app user from a throwaway container on the internal network, as an app would. */

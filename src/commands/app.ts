@@ -1,4 +1,4 @@
-import { cmd, noStderr, privately, type Sh } from '../shell'
+import { cmd, noStderr, privately, script, type Sh } from '../shell'
 import { INSPECT_FORMAT } from './host'
 
 // Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
@@ -6,11 +6,6 @@ import { INSPECT_FORMAT } from './host'
 /** Label that marks containers ops-action manages, valued with the service name. */
 export const SERVICE_LABEL = 'ops-action.service'
 export const IMAGE_LABEL = 'ops-action.image'
-
-/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
-function script(text: string, ...args: string[]): Sh {
-  return cmd('sh', '-c', text, 'sh', ...args)
-}
 
 /** Prints the image id when the image is on the host (exit 1 otherwise). */
 export const imageId = (image: string): Sh => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image))

@@ -1,11 +1,6 @@
-import { cmd, noStderr, or, quiet, type Sh } from '../shell'
+import { cmd, noStderr, or, quiet, script, type Sh } from '../shell'
 
 // Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
-
-/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments and never become code. */
-function script(text: string, ...args: string[]): Sh {
-  return cmd('sh', '-c', text, 'sh', ...args)
-}
 
 export const dockerServerVersion = (): Sh => cmd('docker', 'version', '--format', '{{.Server.Version}}')
 export const composeV2Version = (): Sh => cmd('docker', 'compose', 'version', '--short')
