@@ -120,7 +120,7 @@ describe('mode deploy on the sandbox host', () => {
     expect(JSON.parse(llm.body)).toMatchObject({ status: 'ok', version: 's-v1' })
     expect(JSON.parse((await http('/llm/generate-complete-story')).body).path).toBe('/generate-complete-story')
     // No credentials stay on the host: the per-run docker config dir is gone.
-    expect(tryRun('sh', ['-c', 'grep -rl "127.0.0.1:5000" /tmp/tmp.* /home/deploy/.docker 2>/dev/null']).out).toBe('')
+    expect(tryRun('sh', ['-c', 'grep -rl --include=config.json "127.0.0.1:5000" /tmp /home/deploy/.docker 2>/dev/null']).out).toBe('')
   })
 
   it('backend reaches story at llmserver:8000 (alias) and story at story:8000', () => {
