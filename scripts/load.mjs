@@ -43,13 +43,14 @@ export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeout
     return 'other'
   }
 
-  const record = r => {
+  const record = (r, how) => {
     stats.total++
     if (r.error) {
       const kind = classify(r.error)
       stats.failed++
       stats.failures[kind]++
-      if (stats.errors.length < 20) stats.errors.push(`${kind}: ${r.error.code ?? ''} ${r.error.message}`)
+      const where = `${how}, ${r.reused ? 'reused' : 'new'} connection${r.gotResponse ? ', after the response began' : ''}`
+      if (stats.errors.length < 20) stats.errors.push(`${kind}: ${r.error.code ?? ''} ${r.error.message} (${where}) at ${new Date().toISOString()}`)
       return
     }
     if (r.status >= 500) {
@@ -71,12 +72,14 @@ export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeout
   const loop = async keepalive => {
     while (running) {
       let r = await once(keepalive ? keepAgent : false)
+      let how = keepalive ? 'keep-alive client' : 'new-connection client'
       if (r.error && keepalive && r.reused && !r.gotResponse && classify(r.error) === 'reset') {
         stats.rawResets++
         stats.retried++
         r = await once(false) // like a browser: the retry goes on a new connection
+        how = 'keep-alive client, retry'
       }
-      record(r)
+      record(r, how)
       if (pauseMs) await new Promise(res => setTimeout(res, pauseMs))
     }
   }
