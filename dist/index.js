@@ -60541,6 +60541,15 @@ class HostError extends Error {
         this.name = 'HostError';
     }
 }
+/** A release that failed and was undone: the cause's message, plus what the rollback did. */
+class RolledBack extends Error {
+    notes;
+    constructor(cause, notes) {
+        super(cause.message);
+        this.notes = notes;
+        this.name = 'RolledBack';
+    }
+}
 
 // EXTERNAL MODULE: ./node_modules/dotenv/dist/index.cjs
 var dist = __nccwpck_require__(8230);
@@ -61241,6 +61250,12 @@ function imageTag(image) {
         return last.split(':')[1];
     return image.includes('@') ? '' : 'latest';
 }
+/** The repository of an image reference, without tag or digest (registry:port/name). */
+function imageRepository(image) {
+    const noDigest = image.split('@')[0];
+    const tag = imageTag(noDigest);
+    return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest;
+}
 function parseAliases(v) {
     const list = v.split(/[\s,]+/).filter(Boolean);
     for (const a of list) {
@@ -61520,7 +61535,7 @@ const projectContainers = (project) => cmd('docker', 'ps', '-a', '--no-trunc', '
  */
 const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}';
 const inspectContainers = (ids) => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids));
-const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), id);
+const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id);
 /** Last health-check outputs of a container. */
 const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
 const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
@@ -61605,7 +61620,6 @@ const httpStatus = (via, url, timeoutS = 3) => cmd('docker', 'exec', via, 'sh', 
     '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"', 'sh', url, String(timeoutS));
 const stopContainer = (name, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), name);
 const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
-const logs = (name, lines) => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', name);
 /** `repository:tag id created` of the images of one repository, newest first. */
 const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
 /** Removes images; ones still used by a container are skipped with a message, never forced. */
@@ -61633,7 +61647,22 @@ const composeConfig = (c, opsDir) => compose(c, opsDir, 'config', '-q');
 /** Runs `nginx -t` in a throwaway container of the nginx service (used when nginx is not running yet). */
 const composeNginxTest = (c, opsDir) => compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', 'nginx', '-t', '-c', NGINX_CONF);
 
+;// CONCATENATED MODULE: ./src/runinfo.ts
+function runInfo(env = process.env) {
+    const base = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}` : undefined;
+    return {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        actor: env.GITHUB_ACTOR,
+        runUrl: base && env.GITHUB_RUN_ID ? `${base}/actions/runs/${env.GITHUB_RUN_ID}` : undefined,
+        commitUrl: base && env.GITHUB_SHA ? `${base}/commit/${env.GITHUB_SHA}` : undefined
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/containers.ts
+
+
+
 /** Parses the output of inspectContainers / serviceContainers; lines that are not inspect output are skipped. */
 function parseInspect(out) {
     return out
@@ -61660,6 +61689,18 @@ function parseInspect(out) {
             return [];
         }
     });
+}
+/** Prints a container's last log lines and its last health-check outputs in one log group (one round trip). */
+async function showLogs(remote, id, title, lines, extra) {
+    const s = splitSections((await remote.run(concurrently(section('logs', containerLogs(id, lines)), section('health', healthLog(id))))).stdout);
+    startGroup(`${title}: last ${lines} log lines`);
+    info(s.get('logs')?.out.trim() || '(no output)');
+    const health = s.get('health')?.out.trim();
+    if (health)
+        info(`health checks:\n${health}`);
+    if (extra)
+        info(extra);
+    endGroup();
 }
 
 ;// CONCATENATED MODULE: ./src/nginx.ts
@@ -61725,8 +61766,9 @@ const external_node_path_namespaceObject = require("node:path");
 
 
 
+
 /** The app services whose routes ship with the action (their upstream starts as the 503 placeholder). */
-const ROUTED_SERVICES = ['frontend', 'backend', 'story'];
+const ROUTED_SERVICES = Object.keys(CATALOGUE);
 /** Where the action's own files live: the checkout of the action (dist/.. at run time). */
 function actionRoot() {
     return process.env.OPS_ACTION_ROOT || (0,external_node_path_namespaceObject.join)(__dirname, '..');
@@ -61761,17 +61803,6 @@ function renderStack(bundle, opts) {
     out.set('nginx/conf.d/20-servers.conf', source.replaceAll('{{domain}}', opts.domain).replaceAll('{{reason}}', reason));
     return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
 }
-/** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
-function placeholderUpstream(service) {
-    return [
-        `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-        `upstream app_${service} {`,
-        '    server 127.0.0.1:8503;',
-        '    keepalive 4;',
-        '}',
-        ''
-    ].join('\n');
-}
 function stackfiles_sha256(content) {
     return (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex');
 }
@@ -61782,7 +61813,72 @@ function planFiles(wanted, onHost, previousManifest) {
     return { write, remove, unchanged: wanted.size - write.length };
 }
 
+;// CONCATENATED MODULE: ./src/upstream.ts
+/** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
+/** Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. */
+const upstreamName = (service, next = false) => `app_${service}${next ? '_next' : ''}`;
+const upstreamPath = (service, next = false) => `upstreams/${upstreamName(service, next)}.conf`;
+const locationsPath = (service) => `upstreams/app_${service}.locations`;
+const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
+/** The nginx variable that picks the live or preview upstream of a service. */
+const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
+/** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
+function placeholderUpstream(service) {
+    return [
+        `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
+        `upstream ${upstreamName(service)} {`,
+        '    server 127.0.0.1:8503;',
+        '    keepalive 4;',
+        '}',
+        ''
+    ].join('\n');
+}
+/** An upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
+function upstreamConf(name, ip, port, live) {
+    return [
+        `# ops-action: ${name} -> container ${live.container} (${live.image})`,
+        `# live: ${JSON.stringify(live)}`,
+        `upstream ${name} {`,
+        `    server ${ip}:${port} max_fails=0;`,
+        '    keepalive 16;',
+        '    keepalive_timeout 60s;',
+        '}',
+        ''
+    ].join('\n');
+}
+/** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
+function liveOf(conf) {
+    const m = /^# live: (\{.*\})$/m.exec(conf);
+    if (!m)
+        return undefined;
+    try {
+        const v = JSON.parse(m[1]);
+        return typeof v.container === 'string' && typeof v.image === 'string' ? v : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Route and upstream variable of a service outside the catalogue (the catalogue's ship in nginx/). */
+function customServiceFiles(service, route, hasLive) {
+    const v = upstreamVar(service);
+    const files = [
+        {
+            path: varsPath(service),
+            content: `map $server_port ${v} {\n    8504    ${upstreamName(service, true)};\n    default ${upstreamName(service)};\n}\n`
+        },
+        {
+            path: locationsPath(service),
+            content: `# ops-action: route ${route} -> ${service}\nlocation ${route} {\n    include snippets/proxy.conf;\n    proxy_pass http://${v};\n}\n`
+        }
+    ];
+    if (!hasLive)
+        files.push({ path: upstreamPath(service), content: placeholderUpstream(service) });
+    return files;
+}
+
 ;// CONCATENATED MODULE: ./src/infra.ts
+
 
 
 
@@ -61946,7 +62042,6 @@ async function preflight(remote, inputs, bundle) {
     }
     return {
         compose,
-        dockerVersion: docker.out.trim(),
         envText,
         hashes,
         manifest: get('manifest').out.split('\n').filter(Boolean),
@@ -61965,7 +62060,7 @@ function planInfra(inputs, host, bundle) {
     files.set(MANIFEST, [...files.keys()].join('\n') + '\n');
     // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
     for (const service of ROUTED_SERVICES) {
-        const path = `upstreams/app_${service}.conf`;
+        const path = upstreamPath(service);
         if (!host.hashes.has(path))
             files.set(path, placeholderUpstream(service));
     }
@@ -62080,17 +62175,12 @@ async function waitHealthy(remote, containers, timeoutS) {
     }
 }
 async function failWithLogs(remote, id, service, what) {
-    const logs = await remote.run(containerLogs(id, 50));
-    const health = await remote.run(healthLog(id));
-    startGroup(`${service}: last 50 log lines`);
-    info((logs.stdout + logs.stderr).trim());
-    if (health.stdout.trim())
-        info(`health checks:\n${health.stdout.trim()}`);
-    endGroup();
+    await showLogs(remote, id, service, 50);
     throw new HostError(what, `see the ${service} log lines above`);
 }
 
 ;// CONCATENATED MODULE: ./src/lock.ts
+
 
 
 
@@ -62106,9 +62196,8 @@ const lockScript = (lockFile, holderFile, timeoutS, holder) => script('mkdir -p 
     'printf "%s\\n" "$4" > "$2"; echo LOCKED; exec cat >/dev/null', lockFile, holderFile, String(timeoutS), holder);
 /** Who is deploying: shown to runs that wait for the lock. */
 function holderDescription(what) {
-    const e = process.env;
-    const run = e.GITHUB_SERVER_URL && e.GITHUB_REPOSITORY && e.GITHUB_RUN_ID ? `${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}` : 'a local run';
-    return `${what} by ${e.GITHUB_REPOSITORY ?? 'unknown repository'} (${run}) since ${new Date().toISOString()}`;
+    const run = runInfo();
+    return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`;
 }
 async function acquireLock(remote, opsDir, timeoutS, what) {
     let held;
@@ -62143,60 +62232,9 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/upstream.ts
-
-/** Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. */
-const upstreamName = (service, next = false) => `app_${service}${next ? '_next' : ''}`;
-const upstreamPath = (service, next = false) => `upstreams/${upstreamName(service, next)}.conf`;
-const locationsPath = (service) => `upstreams/app_${service}.locations`;
-const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
-/** The nginx variable that picks the live or preview upstream of a service. */
-const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
-/** An upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
-function upstreamConf(name, ip, port, live) {
-    return [
-        `# ops-action: ${name} -> container ${live.container} (${live.image})`,
-        `# live: ${JSON.stringify(live)}`,
-        `upstream ${name} {`,
-        `    server ${ip}:${port} max_fails=0;`,
-        '    keepalive 16;',
-        '    keepalive_timeout 60s;',
-        '}',
-        ''
-    ].join('\n');
-}
-/** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
-function liveOf(conf) {
-    const m = /^# live: (\{.*\})$/m.exec(conf);
-    if (!m)
-        return undefined;
-    try {
-        const v = JSON.parse(m[1]);
-        return typeof v.container === 'string' && typeof v.image === 'string' ? v : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-/** Route and upstream variable of a service outside the catalogue (the catalogue's ship in nginx/). */
-function customServiceFiles(service, route, hasLive) {
-    const v = upstreamVar(service);
-    const files = [
-        {
-            path: varsPath(service),
-            content: `map $server_port ${v} {\n    8504    ${upstreamName(service, true)};\n    default ${upstreamName(service)};\n}\n`
-        },
-        {
-            path: locationsPath(service),
-            content: `# ops-action: route ${route} -> ${service}\nlocation ${route} {\n    include snippets/proxy.conf;\n    proxy_pass http://${v};\n}\n`
-        }
-    ];
-    if (!hasLive)
-        files.push({ path: upstreamPath(service), content: placeholderUpstream(service) });
-    return files;
-}
-
 ;// CONCATENATED MODULE: ./src/deploy.ts
+
+
 
 
 
@@ -62264,13 +62302,11 @@ async function runDeploy(remote, inputs, phases) {
         catch (e) {
             const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live));
             await record('rolled-back', e.message).catch(() => undefined);
-            const err = e;
-            err.rollbackNotes = notes;
-            throw err;
+            throw new RolledBack(e, notes);
         }
         await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
         // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-        await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.others));
+        await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.serving));
         // 10. History, images, outputs.
         await phases.run('Record and prune', async () => {
             await record('success');
@@ -62281,8 +62317,6 @@ async function runDeploy(remote, inputs, phases) {
             image,
             previousImage: before.live?.image ?? '',
             url: serviceUrl(inputs, infra, d),
-            rolledBack: false,
-            rollbackNotes: []
         };
     }
     finally {
@@ -62290,7 +62324,7 @@ async function runDeploy(remote, inputs, phases) {
     }
 }
 async function pullImage(remote, image, d) {
-    const mutable = /:latest$/.test(image) || !/[:@]/.test(image.split('/').pop());
+    const mutable = imageTag(image) === 'latest';
     if (!mutable && (await remote.run(imageId(image))).code === 0)
         return info(`${image} is already on the host: no pull.`);
     info(`Pulling ${image}${d.registry ? ` (logged in to ${d.registry.server} for this run only)` : ''}…`);
@@ -62332,7 +62366,7 @@ async function deploy_preflight(remote, d, opsDir, network) {
         else
             info(`${Math.round(mib)} MiB of memory available.`);
     }
-    return { live, others: liveContainer ? [liveContainer] : [] };
+    return { live, serving: liveContainer };
 }
 function memoryMiB(m) {
     const n = parseInt(m, 10);
@@ -62347,7 +62381,8 @@ async function inspectOne(remote, name, network) {
     return c && appContainer(c, network);
 }
 async function start(remote, d, image, name, network, inheritEnvFrom) {
-    const envText = d.env.map(([k, v]) => dockerEnvLine(k, v)).join('');
+    // docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked).
+    const envText = d.env.map(([k, v]) => `${k}=${v}\n`).join('');
     await remote.must(runContainer({
         name,
         service: d.service,
@@ -62361,10 +62396,6 @@ async function start(remote, d, image, name, network, inheritEnvFrom) {
         inheritEnvFrom
     }), `starting ${name}`, { stdin: envText });
     info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}${inheritEnvFrom ? `, with the env of ${inheritEnvFrom}` : ''}.`);
-}
-/** docker's --env-file format: KEY=VALUE taken literally up to the end of the line (keys and values were checked). */
-function dockerEnvLine(key, value) {
-    return `${key}=${value}\n`;
 }
 /** Polls the new container until its health path answers 2xx; an exit, a restart or the timeout fails at once. */
 async function healthGate(remote, d, name, network, nginxId) {
@@ -62444,12 +62475,8 @@ async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched,
         await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
         notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`);
     }
-    const out = await remote.run(logs(name, 100));
     const state = await inspectOne(remote, name, network);
-    startGroup(`${name}: last 100 log lines`);
-    info((out.stdout + out.stderr).trim() || '(no output)');
-    info(`state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`);
-    endGroup();
+    await showLogs(remote, name, name, 100, `state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`);
     await remote.run(removeContainers([name]));
     notes.push(`removed the new container ${name}`);
     notes.push(live ? `${live.container} kept serving` : `${d.service} stays undeployed`);
@@ -62458,30 +62485,21 @@ async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched,
     return notes;
 }
 async function drainAndStop(remote, d, nginxId, old) {
-    if (!old.length)
+    if (!old)
         return info('No previous container to stop.');
     const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000);
     if (drained)
         info('Old nginx workers have finished their requests.');
-    for (const c of old) {
-        await remote.run(stopContainer(c.name, d.stopTimeoutS));
-        await remote.must(removeContainers([c.name]), `removing ${c.name}`);
-        info(`Stopped and removed ${c.name} (${c.image}).`);
-    }
+    await remote.run(stopContainer(old.name, d.stopTimeoutS));
+    await remote.must(removeContainers([old.name]), `removing ${old.name}`);
+    info(`Stopped and removed ${old.name} (${old.image}).`);
 }
 function phaseSeconds(phases) {
     return Object.fromEntries(phases.records.map(r => [r.name, Math.round(r.ms) / 1000]));
 }
 async function appendHistory(remote, opsDir, r) {
-    const e = process.env;
-    const full = {
-        time: new Date().toISOString(),
-        ...r,
-        repository: e.GITHUB_REPOSITORY,
-        sha: e.GITHUB_SHA,
-        actor: e.GITHUB_ACTOR,
-        runUrl: e.GITHUB_SERVER_URL && e.GITHUB_RUN_ID ? `${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}` : undefined
-    };
+    const { repository, sha, actor, runUrl } = runInfo();
+    const full = { time: new Date().toISOString(), ...r, repository, sha, actor, runUrl };
     await remote.must(appendLine(`${opsDir}/${HISTORY}`), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` });
 }
 async function readHistory(remote, opsDir, lines = 500) {
@@ -62515,7 +62533,7 @@ async function rollbackTarget(remote, opsDir, service) {
 }
 /** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
 async function pruneImages(remote, d, image, previous) {
-    const repository = image.split('@')[0].replace(/:[^/:]+$/, '');
+    const repository = imageRepository(image);
     const rows = (await remote.must(repositoryImages(repository), 'listing images'))
         .split('\n')
         .filter(Boolean)
@@ -63569,6 +63587,8 @@ async function connect(c, pause = sleep) {
 
 
 
+
+
 /** The action: read and check every input, connect, run the mode, report. One setFailed, here. */
 async function run() {
     const phases = new Phases();
@@ -63584,7 +63604,7 @@ async function run() {
     }
     catch (e) {
         const message = e instanceof Error ? e.message : String(e);
-        const notes = e.rollbackNotes;
+        const notes = e instanceof RolledBack ? e.notes : undefined;
         if (notes)
             setOutput('rolled-back', 'true');
         setFailed(message);
@@ -63625,10 +63645,8 @@ async function summarize(phases, title, lines) {
     info(`Total ${seconds(phases.totalMs())}`);
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
-    const e = process.env;
-    const links = e.GITHUB_SERVER_URL && e.GITHUB_REPOSITORY
-        ? `[run](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}) · [commit](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/commit/${e.GITHUB_SHA})`
-        : '';
+    const run = runInfo();
+    const links = [run.runUrl && `[run](${run.runUrl})`, run.commitUrl && `[commit](${run.commitUrl})`].filter(Boolean).join(' · ');
     await summary
         .addHeading(title, 3)
         .addList(lines)

@@ -1,3 +1,8 @@
+import * as core from '@actions/core'
+import { containerLogs, healthLog } from './commands/host'
+import { concurrently, section, splitSections } from './shell'
+import type { Remote } from './ssh'
+
 /** What `docker inspect` (INSPECT_FORMAT) says about a container. */
 export interface ContainerInfo {
   name: string
@@ -40,4 +45,15 @@ export function parseInspect(out: string): ContainerInfo[] {
         return []
       }
     })
+}
+
+/** Prints a container's last log lines and its last health-check outputs in one log group (one round trip). */
+export async function showLogs(remote: Remote, id: string, title: string, lines: number, extra?: string): Promise<void> {
+  const s = splitSections((await remote.run(concurrently(section('logs', containerLogs(id, lines)), section('health', healthLog(id))))).stdout)
+  core.startGroup(`${title}: last ${lines} log lines`)
+  core.info(s.get('logs')?.out.trim() || '(no output)')
+  const health = s.get('health')?.out.trim()
+  if (health) core.info(`health checks:\n${health}`)
+  if (extra) core.info(extra)
+  core.endGroup()
 }

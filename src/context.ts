@@ -347,6 +347,13 @@ export function imageTag(image: string): string {
   return image.includes('@') ? '' : 'latest'
 }
 
+/** The repository of an image reference, without tag or digest (registry:port/name). */
+export function imageRepository(image: string): string {
+  const noDigest = image.split('@')[0]
+  const tag = imageTag(noDigest)
+  return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest
+}
+
 function parseAliases(v: string): string[] {
   const list = v.split(/[\s,]+/).filter(Boolean)
   for (const a of list) {

@@ -7,7 +7,6 @@ import {
   IMAGE_LABEL,
   httpStatus,
   imageId,
-  logs,
   pull,
   removeContainers,
   removeImages,
@@ -19,12 +18,13 @@ import {
 } from './commands/app'
 import { execIn, forgetPrevious, inspectContainers, readFileIfExists, restoreFiles, unpackAndCommit } from './commands/host'
 import { NGINX_CONF } from './commands/compose'
-import type { DeployInputs, InfraInputs, Inputs } from './context'
-import { HostError } from './errors'
+import { imageRepository, imageTag, type DeployInputs, type InfraInputs, type Inputs } from './context'
+import { HostError, RolledBack } from './errors'
+import { runInfo } from './runinfo'
 import { runInfra, type InfraResult } from './infra'
 import { acquireLock } from './lock'
 import { reloadAndWait, waitDrained } from './nginx'
-import { parseInspect, type ContainerInfo } from './containers'
+import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
 import { concurrently, section, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
@@ -41,9 +41,6 @@ export interface DeployResult {
   image: string
   previousImage: string
   url: string
-  rolledBack: boolean
-  /** What was undone when the release failed (empty on success). */
-  rollbackNotes: string[]
 }
 
 /** One line of `<ops-dir>/history.jsonl`. */
@@ -124,14 +121,12 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
     } catch (e) {
       const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live))
       await record('rolled-back', (e as Error).message).catch(() => undefined)
-      const err = e as Error & { rollbackNotes?: string[] }
-      err.rollbackNotes = notes
-      throw err
+      throw new RolledBack(e as Error, notes)
     }
     await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
 
     // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-    await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.others))
+    await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.serving))
 
     // 10. History, images, outputs.
     await phases.run('Record and prune', async () => {
@@ -143,8 +138,6 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       image,
       previousImage: before.live?.image ?? '',
       url: serviceUrl(inputs, infra, d),
-      rolledBack: false,
-      rollbackNotes: []
     }
   } finally {
     await lock.release()
@@ -152,7 +145,7 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
 }
 
 async function pullImage(remote: Remote, image: string, d: DeployInputs): Promise<void> {
-  const mutable = /:latest$/.test(image) || !/[:@]/.test(image.split('/').pop() as string)
+  const mutable = imageTag(image) === 'latest'
   if (!mutable && (await remote.run(imageId(image))).code === 0) return core.info(`${image} is already on the host: no pull.`)
   core.info(`Pulling ${image}${d.registry ? ` (logged in to ${d.registry.server} for this run only)` : ''}…`)
   const r = await remote.run(pull(image, d.registry), { stdin: d.registry ? `${d.registry.password}\n` : undefined })
@@ -173,8 +166,8 @@ async function pullImage(remote: Remote, image: string, d: DeployInputs): Promis
 interface Before {
   /** The container nginx routes the service to now (per its upstream file), if any. */
   live?: Live
-  /** Every other container of the service: the live one and leftovers; all go once the new one serves. */
-  others: AppContainer[]
+  /** The container behind `live`, when it still exists: stopped once the new one serves. */
+  serving?: AppContainer
 }
 
 async function preflight(remote: Remote, d: DeployInputs, opsDir: string, network: string): Promise<Before> {
@@ -207,7 +200,7 @@ async function preflight(remote: Remote, d: DeployInputs, opsDir: string, networ
     if (mib < need) core.warning(`Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`)
     else core.info(`${Math.round(mib)} MiB of memory available.`)
   }
-  return { live, others: liveContainer ? [liveContainer] : [] }
+  return { live, serving: liveContainer }
 }
 
 export function memoryMiB(m: string): number {
@@ -226,7 +219,8 @@ async function inspectOne(remote: Remote, name: string, network: string): Promis
 }
 
 async function start(remote: Remote, d: DeployInputs, image: string, name: string, network: string, inheritEnvFrom?: string): Promise<void> {
-  const envText = d.env.map(([k, v]) => dockerEnvLine(k, v)).join('')
+  // docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked).
+  const envText = d.env.map(([k, v]) => `${k}=${v}\n`).join('')
   await remote.must(
     runContainer({
       name,
@@ -244,11 +238,6 @@ async function start(remote: Remote, d: DeployInputs, image: string, name: strin
     { stdin: envText }
   )
   core.info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}${inheritEnvFrom ? `, with the env of ${inheritEnvFrom}` : ''}.`)
-}
-
-/** docker's --env-file format: KEY=VALUE taken literally up to the end of the line (keys and values were checked). */
-function dockerEnvLine(key: string, value: string): string {
-  return `${key}=${value}\n`
 }
 
 interface GateState {
@@ -340,12 +329,8 @@ async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: In
     await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
     notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`)
   }
-  const out = await remote.run(logs(name, 100))
   const state = await inspectOne(remote, name, network)
-  core.startGroup(`${name}: last 100 log lines`)
-  core.info((out.stdout + out.stderr).trim() || '(no output)')
-  core.info(`state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`)
-  core.endGroup()
+  await showLogs(remote, name, name, 100, `state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`)
   await remote.run(removeContainers([name]))
   notes.push(`removed the new container ${name}`)
   notes.push(live ? `${live.container} kept serving` : `${d.service} stays undeployed`)
@@ -353,15 +338,13 @@ async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: In
   return notes
 }
 
-async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, old: AppContainer[]): Promise<void> {
-  if (!old.length) return core.info('No previous container to stop.')
+async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, old: AppContainer | undefined): Promise<void> {
+  if (!old) return core.info('No previous container to stop.')
   const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000)
   if (drained) core.info('Old nginx workers have finished their requests.')
-  for (const c of old) {
-    await remote.run(stopContainer(c.name, d.stopTimeoutS))
-    await remote.must(removeContainers([c.name]), `removing ${c.name}`)
-    core.info(`Stopped and removed ${c.name} (${c.image}).`)
-  }
+  await remote.run(stopContainer(old.name, d.stopTimeoutS))
+  await remote.must(removeContainers([old.name]), `removing ${old.name}`)
+  core.info(`Stopped and removed ${old.name} (${old.image}).`)
 }
 
 function phaseSeconds(phases: Phases): Record<string, number> {
@@ -369,15 +352,8 @@ function phaseSeconds(phases: Phases): Record<string, number> {
 }
 
 async function appendHistory(remote: Remote, opsDir: string, r: Omit<HistoryRecord, 'time'>): Promise<void> {
-  const e = process.env
-  const full: HistoryRecord = {
-    time: new Date().toISOString(),
-    ...r,
-    repository: e.GITHUB_REPOSITORY,
-    sha: e.GITHUB_SHA,
-    actor: e.GITHUB_ACTOR,
-    runUrl: e.GITHUB_SERVER_URL && e.GITHUB_RUN_ID ? `${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}` : undefined
-  }
+  const { repository, sha, actor, runUrl } = runInfo()
+  const full: HistoryRecord = { time: new Date().toISOString(), ...r, repository, sha, actor, runUrl }
   await remote.must(appendLine(`${opsDir}/${HISTORY}`), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` })
 }
 
@@ -413,7 +389,7 @@ async function rollbackTarget(remote: Remote, opsDir: string, service: string): 
 
 /** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
 async function pruneImages(remote: Remote, d: DeployInputs, image: string, previous: string | undefined): Promise<void> {
-  const repository = image.split('@')[0].replace(/:[^/:]+$/, '')
+  const repository = imageRepository(image)
   const rows = (await remote.must(repositoryImages(repository), 'listing images'))
     .split('\n')
     .filter(Boolean)

@@ -31,3 +31,14 @@ export class HostError extends Error {
     this.name = 'HostError'
   }
 }
+
+/** A release that failed and was undone: the cause's message, plus what the rollback did. */
+export class RolledBack extends Error {
+  constructor(
+    cause: Error,
+    readonly notes: string[]
+  ) {
+    super(cause.message)
+    this.name = 'RolledBack'
+  }
+}

@@ -3,7 +3,6 @@ import {
   composeV1Version,
   composeV2Version,
   inspectContainers,
-  containerLogs,
   certificateExists,
   dirWritable,
   diskFree,
@@ -12,7 +11,6 @@ import {
   execIn,
   forgetPrevious,
   hashFiles,
-  healthLog,
   networkExists,
   projectContainers,
   readFileIfExists,
@@ -22,7 +20,7 @@ import {
 } from './commands/host'
 import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, NGINX_CONF, PROJECT, type Compose } from './commands/compose'
 import { tarball, type ArchiveEntry } from './archive'
-import { parseInspect, type ContainerInfo } from './containers'
+import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { InfraInputs } from './context'
 import { mergeEnvFile, readEnvFile, type EnvEntries } from './envfile'
 import { HostError, InputError, InputErrors } from './errors'
@@ -30,7 +28,8 @@ import { reloadAndWait } from './nginx'
 import type { Phases } from './phases'
 import { concurrently, section, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { loadBundle, placeholderUpstream, planFiles, renderStack, ROUTED_SERVICES, type FileSet } from './stackfiles'
+import { loadBundle, planFiles, renderStack, ROUTED_SERVICES, type FileSet } from './stackfiles'
+import { placeholderUpstream, upstreamPath } from './upstream'
 
 /** Variables the stack cannot start without. */
 export const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'] as const
@@ -50,7 +49,6 @@ export interface Container {
 /** What preflight learned about the host, read-only. */
 export interface HostState {
   compose: Compose
-  dockerVersion: string
   envText: string
   hashes: Map<string, string>
   manifest: string[]
@@ -228,7 +226,6 @@ async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): 
 
   return {
     compose,
-    dockerVersion: docker.out.trim(),
     envText,
     hashes,
     manifest: get('manifest').out.split('\n').filter(Boolean),
@@ -249,7 +246,7 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   files.set(MANIFEST, [...files.keys()].join('\n') + '\n')
   // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
   for (const service of ROUTED_SERVICES) {
-    const path = `upstreams/app_${service}.conf`
+    const path = upstreamPath(service)
     if (!host.hashes.has(path)) files.set(path, placeholderUpstream(service))
   }
   const updates: EnvEntries = [
@@ -356,11 +353,6 @@ async function waitHealthy(remote: Remote, containers: Container[], timeoutS: nu
 }
 
 async function failWithLogs(remote: Remote, id: string, service: string, what: string): Promise<never> {
-  const logs = await remote.run(containerLogs(id, 50))
-  const health = await remote.run(healthLog(id))
-  core.startGroup(`${service}: last 50 log lines`)
-  core.info((logs.stdout + logs.stderr).trim())
-  if (health.stdout.trim()) core.info(`health checks:\n${health.stdout.trim()}`)
-  core.endGroup()
+  await showLogs(remote, id, service, 50)
   throw new HostError(what, `see the ${service} log lines above`)
 }

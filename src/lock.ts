@@ -2,6 +2,7 @@ import * as core from '@actions/core'
 import { script, type Sh } from './shell'
 import type { Remote, Running } from './ssh'
 import { HostError } from './errors'
+import { runInfo } from './runinfo'
 
 /**
  * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
@@ -27,9 +28,8 @@ export interface Lock {
 
 /** Who is deploying: shown to runs that wait for the lock. */
 export function holderDescription(what: string): string {
-  const e = process.env
-  const run = e.GITHUB_SERVER_URL && e.GITHUB_REPOSITORY && e.GITHUB_RUN_ID ? `${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}` : 'a local run'
-  return `${what} by ${e.GITHUB_REPOSITORY ?? 'unknown repository'} (${run}) since ${new Date().toISOString()}`
+  const run = runInfo()
+  return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`
 }
 
 export async function acquireLock(remote: Remote, opsDir: string, timeoutS: number, what: string): Promise<Lock> {

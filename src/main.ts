@@ -1,9 +1,11 @@
 import * as core from '@actions/core'
 import { getInputs, type Inputs } from './context'
+import { RolledBack } from './errors'
 import { runDeploy } from './deploy'
 import { runInfra } from './infra'
 import { acquireLock } from './lock'
 import { Phases, seconds } from './phases'
+import { runInfo } from './runinfo'
 import { connect, type Remote } from './ssh'
 
 /** The action: read and check every input, connect, run the mode, report. One setFailed, here. */
@@ -20,7 +22,7 @@ export async function run(): Promise<void> {
     await summarize(phases, `✅ ${title}`, lines)
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)
-    const notes = (e as { rollbackNotes?: string[] }).rollbackNotes
+    const notes = e instanceof RolledBack ? e.notes : undefined
     if (notes) core.setOutput('rolled-back', 'true')
     core.setFailed(message)
     await summarize(phases, `❌ ${title} failed`, [message, ...(notes ? ['Rolled back:', ...notes] : [])]).catch(() => undefined)
@@ -61,11 +63,8 @@ export function gantt(phases: Phases): string {
 async function summarize(phases: Phases, title: string, lines: string[]): Promise<void> {
   core.info(`Total ${seconds(phases.totalMs())}`)
   if (!process.env.GITHUB_STEP_SUMMARY) return
-  const e = process.env
-  const links =
-    e.GITHUB_SERVER_URL && e.GITHUB_REPOSITORY
-      ? `[run](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/actions/runs/${e.GITHUB_RUN_ID}) · [commit](${e.GITHUB_SERVER_URL}/${e.GITHUB_REPOSITORY}/commit/${e.GITHUB_SHA})`
-      : ''
+  const run = runInfo()
+  const links = [run.runUrl && `[run](${run.runUrl})`, run.commitUrl && `[commit](${run.commitUrl})`].filter(Boolean).join(' · ')
   await core.summary
     .addHeading(title, 3)
     .addList(lines)

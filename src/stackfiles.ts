@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative, sep } from 'node:path'
+import { CATALOGUE } from './catalogue'
 
 /** The app services whose routes ship with the action (their upstream starts as the 503 placeholder). */
-export const ROUTED_SERVICES = ['frontend', 'backend', 'story'] as const
+export const ROUTED_SERVICES = Object.keys(CATALOGUE)
 
 /** Files the action ships to the host, relative to ops-dir, in a stable order. */
 export type FileSet = Map<string, string>
@@ -45,18 +46,6 @@ export function renderStack(bundle: FileSet, opts: RenderOptions): FileSet {
   const reason = opts.domain ? `no certificate for ${opts.domain} on the host yet` : 'no domain set'
   out.set('nginx/conf.d/20-servers.conf', source.replaceAll('{{domain}}', opts.domain).replaceAll('{{reason}}', reason))
   return new Map([...out].sort(([a], [b]) => a.localeCompare(b)))
-}
-
-/** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
-export function placeholderUpstream(service: string): string {
-  return [
-    `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-    `upstream app_${service} {`,
-    '    server 127.0.0.1:8503;',
-    '    keepalive 4;',
-    '}',
-    ''
-  ].join('\n')
 }
 
 export function sha256(content: string): string {

@@ -1,5 +1,3 @@
-import { placeholderUpstream } from './stackfiles'
-
 /** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
 
 export interface Live {
@@ -14,6 +12,18 @@ export const locationsPath = (service: string): string => `upstreams/app_${servi
 export const varsPath = (service: string): string => `upstreams/app_${service}_vars.conf`
 /** The nginx variable that picks the live or preview upstream of a service. */
 export const upstreamVar = (service: string): string => `$up_${service.replace(/-/g, '_')}`
+
+/** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
+export function placeholderUpstream(service: string): string {
+  return [
+    `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
+    `upstream ${upstreamName(service)} {`,
+    '    server 127.0.0.1:8503;',
+    '    keepalive 4;',
+    '}',
+    ''
+  ].join('\n')
+}
 
 /** An upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
 export function upstreamConf(name: string, ip: string, port: number, live: Live): string {

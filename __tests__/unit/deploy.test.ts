@@ -1,3 +1,4 @@
+import { imageRepository, imageTag } from '../../src/context'
 import { execFile, execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
@@ -14,7 +15,7 @@ import { lockScript } from '../../src/lock'
 import { gantt } from '../../src/main'
 import { Phases } from '../../src/phases'
 import type { Sh } from '../../src/shell'
-import { placeholderUpstream } from '../../src/stackfiles'
+import { placeholderUpstream } from '../../src/upstream'
 import { customServiceFiles, liveOf, upstreamConf, upstreamVar } from '../../src/upstream'
 
 let tmp: string
@@ -589,5 +590,17 @@ describe('lockScript (flock, run locally)', () => {
     expect(readFileSync(holderFile, 'utf8')).toBe('second\n')
     second.p.stdin.end()
     expect(await second.exit).toBe(0)
+  })
+})
+
+describe('imageRepository / imageTag', () => {
+  it.each([
+    ['127.0.0.1:5000/behindy/sample-app:v1', '127.0.0.1:5000/behindy/sample-app', 'v1'],
+    ['127.0.0.1:5000/behindy/sample-app', '127.0.0.1:5000/behindy/sample-app', 'latest'],
+    [`ghcr.io/b/back@sha256:${'a'.repeat(64)}`, 'ghcr.io/b/back', ''],
+    [`ghcr.io/b/back:v2@sha256:${'a'.repeat(64)}`, 'ghcr.io/b/back', 'v2']
+  ])('%s -> %s, tag %j', (image, repository, tag) => {
+    expect(imageRepository(image)).toBe(repository)
+    expect(imageTag(image)).toBe(tag)
   })
 })

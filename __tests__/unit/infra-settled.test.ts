@@ -4,7 +4,6 @@ import { stackSettled, type HostState, type InfraPlan } from '../../src/infra'
 
 const host = (statuses: Record<string, string>): HostState => ({
   compose: composeV1('1.29.2'),
-  dockerVersion: '20.10',
   envText: '',
   hashes: new Map(),
   manifest: [],

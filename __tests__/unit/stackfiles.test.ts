@@ -7,13 +7,13 @@ import { InputErrors } from '../../src/errors'
 import { checkStackEnv, nginxImage, parseContainers, planInfra, type HostState } from '../../src/infra'
 import {
   loadBundle,
-  placeholderUpstream,
   planFiles,
   renderStack,
   ROUTED_SERVICES,
   sha256,
   type FileSet
 } from '../../src/stackfiles'
+import { placeholderUpstream } from '../../src/upstream'
 
 const ROOT = join(__dirname, '..', '..')
 const bundle = loadBundle(ROOT)
@@ -477,7 +477,6 @@ describe('planInfra', () => {
   function host(over: Partial<HostState> = {}): HostState {
     return {
       compose: composeV2('2.29.1'),
-      dockerVersion: '27.3.1',
       envText: '',
       hashes: new Map(),
       manifest: [],

@@ -114,7 +114,6 @@ export const httpStatus = (via: string, url: string, timeoutS = 3): Sh =>
 
 export const stopContainer = (name: string, timeoutS: number): Sh => cmd('docker', 'stop', '--time', String(timeoutS), name)
 export const removeContainers = (names: string[]): Sh => cmd('docker', 'rm', '--force', '--volumes', ...names)
-export const logs = (name: string, lines: number): Sh => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', name)
 
 /** `repository:tag id created` of the images of one repository, newest first. */
 export const repositoryImages = (repository: string): Sh =>

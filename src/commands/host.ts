@@ -78,7 +78,7 @@ export const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{
 
 export const inspectContainers = (ids: string[]): Sh => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids))
 
-export const containerLogs = (id: string, lines: number): Sh => cmd('docker', 'logs', '--tail', String(lines), id)
+export const containerLogs = (id: string, lines: number): Sh => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id)
 
 /** Last health-check outputs of a container. */
 export const healthLog = (id: string): Sh =>
