@@ -61815,36 +61815,33 @@ function planFiles(wanted, onHost, previousManifest) {
 
 ;// CONCATENATED MODULE: ./src/upstream.ts
 /** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
-/** Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. */
-const upstreamName = (service, next = false) => `app_${service}${next ? '_next' : ''}`;
-const upstreamPath = (service, next = false) => `upstreams/${upstreamName(service, next)}.conf`;
+/**
+ * Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. Each is an
+ * nginx variable (`$app_<svc>`, `-` spelled `_`) holding `host:port`, defined in its own file under upstreams/.
+ */
+const upstreamName = (service, next = false) => `app_${service.replace(/-/g, '_')}${next ? '_next' : ''}`;
+const upstreamPath = (service, next = false) => `upstreams/app_${service}${next ? '_next' : ''}.conf`;
 const locationsPath = (service) => `upstreams/app_${service}.locations`;
 const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
 /** The nginx variable that picks the live or preview upstream of a service. */
 const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
+/** `$name` = `target` for every request (a map with only a default is nginx's constant variable). */
+const variable = (name, target) => `map "" $${name} {\n    default ${target};\n}`;
 /** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
-function placeholderUpstream(service) {
+function placeholderUpstream(service, next = false) {
     return [
         `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-        `upstream ${upstreamName(service)} {`,
-        '    server 127.0.0.1:8503;',
-        '    keepalive 4;',
-        '}',
+        variable(upstreamName(service, next), '127.0.0.1:8503'),
         ''
     ].join('\n');
 }
-/** An upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
-function upstreamConf(name, ip, port, live) {
-    return [
-        `# ops-action: ${name} -> container ${live.container} (${live.image})`,
-        `# live: ${JSON.stringify(live)}`,
-        `upstream ${name} {`,
-        `    server ${ip}:${port} max_fails=0;`,
-        '    keepalive 16;',
-        '    keepalive_timeout 60s;',
-        '}',
-        ''
-    ].join('\n');
+/**
+ * An upstream pointing at one container by its name, which nginx resolves through docker's DNS (the `resolver` in
+ * nginx.conf) when requests come, not when it starts: nginx starts and reloads whether or not the container exists,
+ * and follows the container to its new address when dockerd restarts it.
+ */
+function upstreamConf(name, port, live) {
+    return [`# ops-action: ${name} -> container ${live.container} (${live.image})`, `# live: ${JSON.stringify(live)}`, variable(name, `${live.container}:${port}`), ''].join('\n');
 }
 /** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
 function liveOf(conf) {
@@ -61865,7 +61862,7 @@ function customServiceFiles(service, route, hasLive) {
     const files = [
         {
             path: varsPath(service),
-            content: `map $server_port ${v} {\n    8504    ${upstreamName(service, true)};\n    default ${upstreamName(service)};\n}\n`
+            content: `map $server_port ${v} {\n    8504    $${upstreamName(service, true)};\n    default $${upstreamName(service)};\n}\n`
         },
         {
             path: locationsPath(service),
@@ -62060,9 +62057,11 @@ function planInfra(inputs, host, bundle) {
     files.set(MANIFEST, [...files.keys()].join('\n') + '\n');
     // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
     for (const service of ROUTED_SERVICES) {
-        const path = upstreamPath(service);
-        if (!host.hashes.has(path))
-            files.set(path, placeholderUpstream(service));
+        for (const next of [false, true]) {
+            const path = upstreamPath(service, next);
+            if (!host.hashes.has(path))
+                files.set(path, placeholderUpstream(service, next));
+        }
     }
     const updates = [
         ...inputs.infraEnv,
@@ -62283,7 +62282,7 @@ async function runDeploy(remote, inputs, phases) {
             const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId));
             // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
             await phases.run('Verify preview through nginx', async () => {
-                const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), ip, d.spec.port, { container: name, image }) }];
+                const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), d.spec.port, { container: name, image }) }];
                 if (!CATALOGUE[d.service])
                     files.push(...customServiceFiles(d.service, d.spec.route, before.live !== undefined));
                 await writeAndReload(remote, opsDir, infra.nginxId, files);
@@ -62292,9 +62291,9 @@ async function runDeploy(remote, inputs, phases) {
             // 7b. Switch: clients go to the new container.
             await phases.run('Switch nginx', async () => {
                 const live = { container: name, image };
-                const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), ip, d.spec.port, live) }];
+                const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), d.spec.port, live) }];
                 await writeAndReload(remote, opsDir, infra.nginxId, files, () => (switched = true));
-                info(`nginx now routes ${d.spec.route} to ${name} (${ip}:${d.spec.port}).`);
+                info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`);
             });
             // 8. Verify through nginx, as clients see it.
             await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80));

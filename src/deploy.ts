@@ -104,7 +104,7 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId))
       // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
       await phases.run('Verify preview through nginx', async () => {
-        const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), ip, d.spec.port, { container: name, image }) }]
+        const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), d.spec.port, { container: name, image }) }]
         if (!CATALOGUE[d.service]) files.push(...customServiceFiles(d.service, d.spec.route, before.live !== undefined))
         await writeAndReload(remote, opsDir, infra.nginxId, files)
         await verify(remote, d, infra.nginxId, PREVIEW_PORT)
@@ -112,9 +112,9 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       // 7b. Switch: clients go to the new container.
       await phases.run('Switch nginx', async () => {
         const live = { container: name, image }
-        const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), ip, d.spec.port, live) }]
+        const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), d.spec.port, live) }]
         await writeAndReload(remote, opsDir, infra.nginxId, files, () => (switched = true))
-        core.info(`nginx now routes ${d.spec.route} to ${name} (${ip}:${d.spec.port}).`)
+        core.info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`)
       })
       // 8. Verify through nginx, as clients see it.
       await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80))

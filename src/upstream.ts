@@ -5,38 +5,36 @@ export interface Live {
   image: string
 }
 
-/** Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. */
-export const upstreamName = (service: string, next = false): string => `app_${service}${next ? '_next' : ''}`
-export const upstreamPath = (service: string, next = false): string => `upstreams/${upstreamName(service, next)}.conf`
+/**
+ * Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. Each is an
+ * nginx variable (`$app_<svc>`, `-` spelled `_`) holding `host:port`, defined in its own file under upstreams/.
+ */
+export const upstreamName = (service: string, next = false): string => `app_${service.replace(/-/g, '_')}${next ? '_next' : ''}`
+export const upstreamPath = (service: string, next = false): string => `upstreams/app_${service}${next ? '_next' : ''}.conf`
 export const locationsPath = (service: string): string => `upstreams/app_${service}.locations`
 export const varsPath = (service: string): string => `upstreams/app_${service}_vars.conf`
 /** The nginx variable that picks the live or preview upstream of a service. */
 export const upstreamVar = (service: string): string => `$up_${service.replace(/-/g, '_')}`
 
+/** `$name` = `target` for every request (a map with only a default is nginx's constant variable). */
+const variable = (name: string, target: string): string => `map "" $${name} {\n    default ${target};\n}`
+
 /** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
-export function placeholderUpstream(service: string): string {
+export function placeholderUpstream(service: string, next = false): string {
   return [
     `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-    `upstream ${upstreamName(service)} {`,
-    '    server 127.0.0.1:8503;',
-    '    keepalive 4;',
-    '}',
+    variable(upstreamName(service, next), '127.0.0.1:8503'),
     ''
   ].join('\n')
 }
 
-/** An upstream pointing at one container by IP: resolved now, so nginx never needs the container to exist to start. */
-export function upstreamConf(name: string, ip: string, port: number, live: Live): string {
-  return [
-    `# ops-action: ${name} -> container ${live.container} (${live.image})`,
-    `# live: ${JSON.stringify(live)}`,
-    `upstream ${name} {`,
-    `    server ${ip}:${port} max_fails=0;`,
-    '    keepalive 16;',
-    '    keepalive_timeout 60s;',
-    '}',
-    ''
-  ].join('\n')
+/**
+ * An upstream pointing at one container by its name, which nginx resolves through docker's DNS (the `resolver` in
+ * nginx.conf) when requests come, not when it starts: nginx starts and reloads whether or not the container exists,
+ * and follows the container to its new address when dockerd restarts it.
+ */
+export function upstreamConf(name: string, port: number, live: Live): string {
+  return [`# ops-action: ${name} -> container ${live.container} (${live.image})`, `# live: ${JSON.stringify(live)}`, variable(name, `${live.container}:${port}`), ''].join('\n')
 }
 
 /** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
@@ -57,7 +55,7 @@ export function customServiceFiles(service: string, route: string, hasLive: bool
   const files = [
     {
       path: varsPath(service),
-      content: `map $server_port ${v} {\n    8504    ${upstreamName(service, true)};\n    default ${upstreamName(service)};\n}\n`
+      content: `map $server_port ${v} {\n    8504    $${upstreamName(service, true)};\n    default $${upstreamName(service)};\n}\n`
     },
     {
       path: locationsPath(service),

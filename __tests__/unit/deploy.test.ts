@@ -165,8 +165,9 @@ describe('catalogue', () => {
 describe('upstream files', () => {
   it('upstreamConf and liveOf round-trip', () => {
     const live = { container: 'backend-1a2b3c4d', image: 'ghcr.io/behindy/back:abc' }
-    const conf = upstreamConf('app_backend', '172.18.0.5', 8080, live)
-    expect(conf).toMatch(/upstream app_backend \{\s*server 172\.18\.0\.5:8080[^;]*;/)
+    const conf = upstreamConf('app_backend', 8080, live)
+    // The container by name (resolved by nginx per request through docker's DNS), never an address that may change.
+    expect(conf).toMatch(/^map "" \$app_backend \{\s*default backend-1a2b3c4d:8080;\s*\}$/m)
     expect(conf.endsWith('\n')).toBe(true)
     expect(liveOf(conf)).toEqual(live)
   })
@@ -189,8 +190,8 @@ describe('upstream files', () => {
     expect([...byPath.keys()].sort()).toEqual(['upstreams/app_my-svc.conf', 'upstreams/app_my-svc.locations', 'upstreams/app_my-svc_vars.conf'])
     const vars = byPath.get('upstreams/app_my-svc_vars.conf') as string
     expect(vars).toMatch(/map \$server_port \$up_my_svc \{/)
-    expect(vars).toMatch(/^\s*8504\s+app_my-svc_next;/m)
-    expect(vars).toMatch(/^\s*default\s+app_my-svc;/m)
+    expect(vars).toMatch(/^\s*8504\s+\$app_my_svc_next;/m)
+    expect(vars).toMatch(/^\s*default\s+\$app_my_svc;/m)
     const loc = byPath.get('upstreams/app_my-svc.locations') as string
     expect(loc).toMatch(/location \/things\/ \{/)
     expect(loc).toContain('proxy_pass http://$up_my_svc;')

@@ -263,7 +263,7 @@ describe('shipped nginx config', () => {
         const t = /^http:\/\/\$up_([a-z0-9_]+)$/.exec(m[1])
         expect(t, `${path}: proxy_pass ${m[1]}`).not.toBeNull()
         const svc = (t as RegExpExecArray)[1]
-        expect(maps.get(svc)?.dflt, `${path}: $up_${svc} has a map`).toBe(`app_${svc}`)
+        expect(maps.get(svc)?.dflt, `${path}: $up_${svc} has a map`).toBe(`$app_${svc}`)
         targets.add(svc)
       }
       // Upstreams live in upstreams/ (written by deploys); the bundle defines none, and names no container.
@@ -282,7 +282,7 @@ describe('shipped nginx config', () => {
     for (const [, text] of nginxFiles) for (const m of code(text).matchAll(/\$up_([a-z0-9_]+)/g)) used.add(m[1])
     expect(used.size).toBeGreaterThan(0)
     for (const svc of used) {
-      expect(maps.get(svc), `map for $up_${svc}`).toEqual({ dflt: `app_${svc}`, preview: `app_${svc}_next` })
+      expect(maps.get(svc), `map for $up_${svc}`).toEqual({ dflt: `$app_${svc}`, preview: `$app_${svc}_next` })
     }
     for (const s of ROUTED_SERVICES) expect(maps.has(s), s).toBe(true)
     // The maps are in http context (conf.d/), before the servers that use them.
@@ -297,11 +297,11 @@ describe('shipped nginx config', () => {
 })
 
 describe('placeholder upstream', () => {
-  it('points app_<service> at the local 503 server', () => {
+  it('points $app_<service> at the local 503 server', () => {
     const p = placeholderUpstream('frontend')
-    const body = blocks(p, /upstream app_frontend\s*\{/)
+    const body = blocks(p, /map "" \$app_frontend\s*\{/)
     expect(body).toHaveLength(1)
-    expect(body[0]).toContain('server 127.0.0.1:8503;')
+    expect(body[0]).toMatch(/^\s*default 127\.0\.0\.1:8503;$/m)
     expect(p.endsWith('\n')).toBe(true)
   })
 
@@ -331,7 +331,7 @@ describe('placeholder upstream', () => {
       expect(publicServer).toContain(inc)
     }
     // The map that picks the _next upstreams keys on this very port.
-    expect(code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))).toMatch(/^\s*8504\s+app_\w+_next;/m)
+    expect(code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))).toMatch(/^\s*8504\s+\$app_\w+_next;/m)
   })
 })
 
@@ -548,6 +548,9 @@ describe('planInfra', () => {
     for (const s of ROUTED_SERVICES) {
       expect(plan.write).toContain(`upstreams/app_${s}.conf`)
       expect(plan.files.get(`upstreams/app_${s}.conf`)).toBe(placeholderUpstream(s))
+      // The preview variable too: the maps of conf.d/05-upstream-vars.conf name both.
+      expect(plan.files.get(`upstreams/app_${s}_next.conf`)).toBe(placeholderUpstream(s, true))
+      expect(placeholderUpstream(s, true)).toMatch(new RegExp(`^map "" \\$app_${s}_next \\{\\s*default 127\\.0\\.0\\.1:8503;`, 'm'))
     }
     expect(plan.write).toContain('.ops-manifest')
     const manifest = (plan.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
@@ -579,7 +582,7 @@ describe('planInfra', () => {
     expect(second.envChangedKeys).toEqual([])
     expect(second.envText).toBe(first.envText)
     expect(second.nginxChanged).toBe(false)
-    expect(second.unchanged).toBe(first.files.size - ROUTED_SERVICES.length)
+    expect(second.unchanged).toBe(first.files.size - 2 * ROUTED_SERVICES.length)
   })
 
   it('a certificate appearing rewrites only the servers file (and reloads nginx)', () => {
