@@ -60581,6 +60581,9 @@ function parseEnvInput(text, input) {
             value = value.slice(1, -1);
         if (value.includes('\0'))
             throw new InputError(input, `line ${i + 1}: value of ${key} contains a NUL byte`);
+        // Lines are split at LF and CRLF; a CR left inside a value is a line break no env file can hold.
+        if (value.includes('\r'))
+            throw new InputError(input, `line ${i + 1}: value of ${key} contains a carriage return (a line break), which an env file cannot hold`);
         const previous = seen.get(key);
         if (previous !== undefined)
             throw new InputError(input, `line ${i + 1}: ${key} is already set on line ${previous}`);
@@ -61046,6 +61049,8 @@ const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0
 const IPV6_RE = /^[0-9A-Fa-f:.]+$/;
 const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+/** docker's predefined networks: no user-defined bridge, so no network aliases (and `host`/`none` share or cut the network). */
+const BUILTIN_NETWORKS = ['bridge', 'host', 'none', 'default'];
 const OPS_DIR_RE = /^(\/[A-Za-z0-9._-]+)+$/;
 class Collector {
     read;
@@ -61119,14 +61124,17 @@ function parseNetwork(v) {
     const s = v.trim();
     if (!NETWORK_RE.test(s))
         throw new InputError('network', `'${s}' is not a valid docker network name`);
+    if (BUILTIN_NETWORKS.includes(s)) {
+        throw new InputError('network', `'${s}' is one of docker's predefined networks (${BUILTIN_NETWORKS.join(', ')}); the stack needs its own network (e.g. internal) for its service names and aliases`);
+    }
     return s;
 }
 function parseDomain(v) {
     const s = v.trim().toLowerCase();
     if (s === '')
         return '';
-    if (!HOST_RE.test(s) || !s.includes('.'))
-        throw new InputError('domain', `'${s}' is not a domain name like example.com`);
+    if (s.length > 253 || !HOST_RE.test(s) || !s.includes('.'))
+        throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`);
     return s;
 }
 /** Checks a private key locally (format and passphrase), so a bad key fails before any connection. */
@@ -61150,6 +61158,25 @@ function checkPrivateKey(key, passphrase) {
 /** Masks env values, except ones so short or common (true, 8080) that masking them would garble the whole log. */
 function isMaskable(value) {
     return value.length >= 3 && !/^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value);
+}
+/** Variables of the host's .env that other inputs own (infra writes them from http-port, https-port and network). */
+const OWNED_ENV = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network' };
+/**
+ * infra-env, checked here as the plan step would write it into the host's .env, so a value .env cannot hold fails
+ * before connecting instead of after.
+ */
+function parseInfraEnv(v) {
+    const entries = parseEnvInput(v, 'infra-env');
+    for (const [key, value] of entries) {
+        if (OWNED_ENV[key])
+            throw new InputError('infra-env', `${key} is set from the ${OWNED_ENV[key]} input; set that instead`);
+        envLine(key, value, 'infra-env');
+        // redis reads the password from a config line (the same rule as the plan's check of the merged .env).
+        if (key === 'REDIS_PASSWORD' && /[\s"'\\]/.test(value)) {
+            throw new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)');
+        }
+    }
+    return entries;
 }
 function getInputs(read = actionInput) {
     for (const name of SECRET_INPUTS) {
@@ -61194,7 +61221,7 @@ function getInputs(read = actionInput) {
     const httpsPort = c.check('https-port', parseInteger('https-port', 1, 65535), 443);
     if (httpPort === httpsPort)
         c.fail('https-port', `must differ from http-port (both are ${httpPort})`);
-    const infraEnv = c.check('infra-env', v => parseEnvInput(v, 'infra-env'), []);
+    const infraEnv = c.check('infra-env', parseInfraEnv, []);
     for (const [, value] of infraEnv)
         if (isMaskable(value))
             core_setSecret(value);
@@ -61226,15 +61253,22 @@ const SERVICE_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const ALIAS_RE = /^[a-z][a-z0-9-]{0,62}$/;
 /** Names the stack owns on the shared network: an app alias with one of them would hijack its traffic. */
 const RESERVED_NAMES = ['db', 'redis', 'nginx', 'postgres'];
-const DOMAIN = String.raw `(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*:[0-9]{1,5}|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|localhost)`;
+/** The network name of every catalogue service and alias, with the service that owns it (llmserver -> story). */
+const APP_NAMES = Object.fromEntries(Object.entries(CATALOGUE).flatMap(([service, spec]) => [service, ...spec.aliases].map(name => [name, service])));
+/** A host name label: letters, digits and '-', not starting or ending with '-' (so never an option to docker). */
+const LABEL = String.raw `[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?`;
+const DOMAIN = String.raw `(?:${LABEL}(?:\.${LABEL})*:[0-9]{1,5}|${LABEL}(?:\.${LABEL})+|localhost)`;
 const COMPONENT = String.raw `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`;
 const IMAGE_RE = new RegExp(String.raw `^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`);
+/** docker refuses a memory limit below 6 MiB; above 1 TiB is a typo. */
+const MIN_MEMORY = 6 * 1024 ** 2;
+const MAX_MEMORY = 1024 ** 4;
 const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
 const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/;
 /** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
 const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/'];
 const hasDotSegment = (path) => path.split('?')[0].split('/').some(seg => seg === '.' || seg === '..');
-const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^[A-Za-z0-9-]+$`);
+const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^${LABEL}$`);
 function parseImage(v) {
     const s = v.trim();
     if (s.length > 255 || !IMAGE_RE.test(s)) {
@@ -61256,13 +61290,15 @@ function imageRepository(image) {
     const tag = imageTag(noDigest);
     return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest;
 }
-function parseAliases(v) {
+function parseAliases(v, service) {
     const list = v.split(/[\s,]+/).filter(Boolean);
     for (const a of list) {
         if (!ALIAS_RE.test(a))
             throw new InputError('aliases', `'${a}' is not a valid network alias (lowercase letters, digits, '-')`);
         if (RESERVED_NAMES.includes(a))
             throw new InputError('aliases', `'${a}' is the name of a stack service on the shared network`);
+        if (APP_NAMES[a] && APP_NAMES[a] !== service)
+            throw new InputError('aliases', `'${a}' is the network name of ${APP_NAMES[a]} (it would take ${APP_NAMES[a]}'s traffic)`);
     }
     return list;
 }
@@ -61276,6 +61312,8 @@ function deployInputs(c, mode, read) {
             throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`);
         if (RESERVED_NAMES.includes(s))
             throw new InputError('service', `'${s}' is a stack service name; pick another`);
+        if (APP_NAMES[s] && APP_NAMES[s] !== s)
+            throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`);
         return s;
     }, '');
     const known = CATALOGUE[service];
@@ -61328,7 +61366,7 @@ function deployInputs(c, mode, read) {
         }
         return s;
     }, '/');
-    const aliases = c.check('aliases', parseAliases, []);
+    const aliases = c.check('aliases', v => parseAliases(v, service), []);
     const env = c.check('env', v => parseEnvInput(v, 'env'), []);
     for (const [, value] of env)
         if (isMaskable(value))
@@ -61347,6 +61385,8 @@ function deployInputs(c, mode, read) {
             throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`);
         if (!username)
             throw new InputError('registry-username', `is required to log in to ${server}`);
+        if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(username))
+            throw new InputError('registry-username', 'must be one line without control characters');
         if (!password.trim())
             throw new InputError('registry-password', `is required to log in to ${server}`);
         if (/[\r\n]/.test(password.trim()))
@@ -61363,6 +61403,11 @@ function deployInputs(c, mode, read) {
             return undefined;
         if (!/^[1-9][0-9]*[bkmg]?$/.test(s))
             throw new InputError('memory', `'${s}' is not a memory size like 768m or 1g`);
+        const bytes = Number(s.replace(/[bkmg]$/, '')) * 1024 ** 'bkmg'.indexOf(/[bkmg]$/.test(s) ? s.slice(-1) : 'b');
+        if (bytes < MIN_MEMORY)
+            throw new InputError('memory', `'${s}' is below docker's minimum memory limit of 6m`);
+        if (bytes > MAX_MEMORY)
+            throw new InputError('memory', `'${s}' is more memory than any host has (at most 1024g)`);
         return s;
     }, undefined);
     return {
@@ -62183,16 +62228,29 @@ async function failWithLogs(remote, id, service, what) {
 
 
 
+/** How often a holder proves it is alive, and after how long without a sign a waiter takes the lock over. */
+const HEARTBEAT_S = 5;
+const STALE_S = 30;
 /**
  * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
  *
  * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
  * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
  * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
+ *
+ * A holder that hangs, or whose connection died without sshd noticing (a runner VM that vanished leaves a half-open
+ * TCP connection sshd may keep for hours), stops sending its heartbeat line every HEARTBEAT_S; each line touches the
+ * holder file. A waiter that sees no heartbeat for STALE_S ends the holder's process (its pid is in the lock file),
+ * which releases the lock, and takes it: a stale holder costs STALE_S, never lock-timeout.
  */
-const lockScript = (lockFile, holderFile, timeoutS, holder) => script('mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
-    'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; flock -w "$3" 9 || { echo TIMEOUT; exit 75; }; fi; ' +
-    'printf "%s\\n" "$4" > "$2"; echo LOCKED; exec cat >/dev/null', lockFile, holderFile, String(timeoutS), holder);
+const lockScript = (lockFile, holderFile, timeoutS, holder, staleS = STALE_S) => script('mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
+    'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; end=$(( $(date +%s) + $3 )); ' +
+    'until flock -n 9; do ' +
+    'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
+    'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
+    'printf "%s\n" "$$" > "$1"; printf "%s\n" "$4" > "$2"; echo LOCKED; ' +
+    'while read -r _; do touch "$2"; done', lockFile, holderFile, String(timeoutS), holder, String(staleS));
 /** Who is deploying: shown to runs that wait for the lock. */
 function holderDescription(what) {
     const run = runInfo();
@@ -62202,6 +62260,7 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
     let held;
     let out = '';
     let reported = false;
+    let staleReported = false;
     const locked = new Promise((resolve, reject) => {
         held = remote.start(lockScript(`${opsDir}/.deploy.lock`, `${opsDir}/.deploy.lock.holder`, timeoutS, holderDescription(what)), text => {
             out += text;
@@ -62209,6 +62268,11 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
             if (busy && !reported) {
                 reported = true;
                 info(`The host is busy: ${busy[1] || 'another run holds the deploy lock'}. Waiting up to ${timeoutS} s…`);
+            }
+            const stale = /^STALE (\d+)$/m.exec(out);
+            if (stale && !staleReported) {
+                staleReported = true;
+                warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`);
             }
             if (/^LOCKED$/m.test(out))
                 resolve();
@@ -62223,8 +62287,23 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
     await locked;
     info(`Deploy lock taken (${opsDir}/.deploy.lock).`);
     const running = held;
+    let released = false;
+    let lost;
+    const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000);
+    heartbeat.unref();
+    void running.done.then(r => (lost = `its holder process ended (exit ${r.code})`), (e) => (lost = e.message)).then(() => {
+        clearInterval(heartbeat);
+        if (!released)
+            warning(`Lost the deploy lock: ${lost}.`);
+    });
     return {
+        check() {
+            if (lost && !released)
+                throw new HostError(`This run lost the deploy lock (${lost}); it stopped before changing more on the host.`, 'run it again');
+        },
         async release() {
+            released = true;
+            clearInterval(heartbeat);
             running.end();
             await running.done.catch(() => undefined);
         }
@@ -62266,6 +62345,7 @@ async function runDeploy(remote, inputs, phases) {
     await phases.run('Pull image', () => pullImage(remote, image, d));
     // 2. Everything that changes the host happens under the host-wide lock.
     const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, `${mode} of ${d.service} (${image})`));
+    phases.guard = () => lock.check();
     try {
         // 3. The stack, network and nginx config (a no-op when nothing changed).
         const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ');
@@ -62305,7 +62385,7 @@ async function runDeploy(remote, inputs, phases) {
         }
         await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
         // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-        await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.serving));
+        await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.retire));
         // 10. History, images, outputs.
         await phases.run('Record and prune', async () => {
             await record('success');
@@ -62319,6 +62399,7 @@ async function runDeploy(remote, inputs, phases) {
         };
     }
     finally {
+        phases.guard = () => undefined;
         await lock.release();
     }
 }
@@ -62346,11 +62427,17 @@ async function deploy_preflight(remote, d, opsDir, network) {
     const s = splitSections((await remote.run(concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo'))))).stdout);
     const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network));
     const live = liveOf(s.get('upstream')?.out ?? '');
+    // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
+    // writing the upstream file and reloading nginx leaves nginx on the container the file no longer names), so it is
+    // stopped like the old release: after the switch, once nginx's old workers are done with it.
     const leftovers = containers.filter(c => c.name !== live?.container);
-    if (leftovers.length) {
-        info(`Removing leftovers of interrupted runs (nginx does not route to them): ${leftovers.map(c => c.name).join(', ')}`);
-        await remote.must(removeContainers(leftovers.map(c => c.name)), 'removing leftover containers');
+    const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')];
+    if (stopped.length) {
+        info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`);
+        await remote.must(removeContainers(stopped.map(c => c.name)), 'removing leftover containers');
     }
+    if (running.length)
+        info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`);
     const liveContainer = containers.find(c => c.name === live?.container);
     if (live)
         info(`${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`);
@@ -62365,7 +62452,7 @@ async function deploy_preflight(remote, d, opsDir, network) {
         else
             info(`${Math.round(mib)} MiB of memory available.`);
     }
-    return { live, serving: liveContainer };
+    return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running] };
 }
 function memoryMiB(m) {
     const n = parseInt(m, 10);
@@ -62484,14 +62571,14 @@ async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched,
     return notes;
 }
 async function drainAndStop(remote, d, nginxId, old) {
-    if (!old)
+    if (!old.length)
         return info('No previous container to stop.');
     const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000);
     if (drained)
         info('Old nginx workers have finished their requests.');
-    await remote.run(stopContainer(old.name, d.stopTimeoutS));
-    await remote.must(removeContainers([old.name]), `removing ${old.name}`);
-    info(`Stopped and removed ${old.name} (${old.image}).`);
+    await Promise.all(old.map(c => remote.run(stopContainer(c.name, d.stopTimeoutS))));
+    await remote.must(removeContainers(old.map(c => c.name)), `removing ${old.map(c => c.name).join(', ')}`);
+    info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`);
 }
 function phaseSeconds(phases) {
     return Object.fromEntries(phases.records.map(r => [r.name, Math.round(r.ms) / 1000]));
@@ -62558,7 +62645,10 @@ function serviceUrl(inputs, infra, d) {
 class Phases {
     records = [];
     t0 = Date.now();
+    /** Checked before each phase starts (the deploy lock sets it: a run that lost the lock stops there). */
+    guard = () => undefined;
     async run(name, fn) {
+        this.guard();
         const start = Date.now();
         const record = { name, startMs: start - this.t0, ms: 0, ok: false };
         this.records.push(record);
@@ -63510,7 +63600,7 @@ class SshRemote {
         const done = this.ssh
             .execCommand(command.sh, { stdin, noTrim: true, onStdout: chunk => onStdout(chunk.toString('utf8')) })
             .then(r => ({ code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr }));
-        return { done, end: () => stdin.end() };
+        return { done, write: text => void stdin.write(text), end: () => stdin.end() };
     }
     close() {
         this.ssh.dispose();
@@ -63616,12 +63706,14 @@ async function run() {
 }
 async function infra(remote, inputs, phases) {
     const lock = await phases.run('Take deploy lock', () => acquireLock(remote, inputs.infra.opsDir, inputs.lockTimeoutS, 'mode infra'));
+    phases.guard = () => lock.check();
     try {
         const result = await runInfra(remote, inputs.infra, phases);
         setOutput('changed', String(result.changed));
         return result.changed ? result.changes : ['no changes'];
     }
     finally {
+        phases.guard = () => undefined;
         await lock.release();
     }
 }

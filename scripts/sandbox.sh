@@ -7,6 +7,7 @@
 #   bash scripts/sandbox.sh status    show what is running
 #   bash scripts/sandbox.sh differences   print how the stand-in images differ
 #   bash scripts/sandbox.sh reset-stack   remove what ops-action created (stack, volume, network, ops-dir)
+#   bash scripts/sandbox.sh stop|start sshd|registry|dockerd   one daemon, for fault-injection tests
 #
 # What `up` provides (state in <repo>/.sandbox, gitignored):
 #   - dockerd (reused if `docker info` works, else started and its pid recorded)
@@ -703,6 +704,30 @@ cmd_reset_stack() {
   install -d -o deploy -g deploy -m 0750 "$ops_dir"
 }
 
+# Stops or starts one sandbox daemon (the fault-injection tests make the host lose sshd, the registry or dockerd).
+# sshd's running sessions survive a stop, as on a real host; dockerd stops its containers and restarts them (restart
+# policies) when it comes back.
+cmd_daemon() {
+  local action="$1" name="$2"
+  require_root "$action"
+  mkdir -p "$STATE_DIR" "$RUN_DIR" "$LOG_DIR"
+  case "$action:$name" in
+    stop:sshd|stop:registry) stop_daemon "$name" ;;
+    start:sshd) setup_sshd ;;
+    start:registry) setup_registry ;;
+    stop:dockerd)
+      if [[ -f $RUN_DIR/dockerd.pid ]]; then stop_daemon dockerd
+      elif command -v systemctl >/dev/null && systemctl is-active --quiet docker; then systemctl stop docker.socket docker
+      else die "dockerd was not started by this script and there is no systemd unit to stop"
+      fi ;;
+    start:dockerd)
+      if [[ ! -f $RUN_DIR/dockerd.pid ]] && command -v systemctl >/dev/null && systemctl cat docker >/dev/null 2>&1; then systemctl start docker
+      else start_docker
+      fi ;;
+    *) die "usage: sandbox.sh stop|start sshd|registry|dockerd (got '$action ${name:-}')" ;;
+  esac
+}
+
 main() {
   local cmd="${1:-up}"
   case "$cmd" in
@@ -711,8 +736,9 @@ main() {
     status) cmd_status ;;
     differences) cmd_differences ;;
     reset-stack) cmd_reset_stack ;;
-    -h|--help|help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$cmd' (use: up | down | status | differences | reset-stack)" ;;
+    stop|start) cmd_daemon "$cmd" "${2:-}" ;;
+    -h|--help|help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$cmd' (use: up | down | status | differences | reset-stack | stop|start <daemon>)" ;;
   esac
 }
 

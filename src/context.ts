@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import { utils as ssh2utils } from 'ssh2'
 import { CATALOGUE, routeReaches, serviceFromRepository, type ServiceSpec } from './catalogue'
 import { InputError, InputErrors } from './errors'
-import { parseEnvInput, type EnvEntries } from './envfile'
+import { envLine, parseEnvInput, type EnvEntries } from './envfile'
 import { hostMatches, normalizeFingerprint, parseKnownHosts, type KnownHostEntry } from './hostkey'
 
 export type Mode = 'deploy' | 'infra' | 'rollback'
@@ -135,6 +135,8 @@ const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0
 const IPV6_RE = /^[0-9A-Fa-f:.]+$/
 const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/
 const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
+/** docker's predefined networks: no user-defined bridge, so no network aliases (and `host`/`none` share or cut the network). */
+const BUILTIN_NETWORKS = ['bridge', 'host', 'none', 'default']
 const OPS_DIR_RE = /^(\/[A-Za-z0-9._-]+)+$/
 
 class Collector {
@@ -208,13 +210,16 @@ export function parseOpsDir(v: string): string {
 export function parseNetwork(v: string): string {
   const s = v.trim()
   if (!NETWORK_RE.test(s)) throw new InputError('network', `'${s}' is not a valid docker network name`)
+  if (BUILTIN_NETWORKS.includes(s)) {
+    throw new InputError('network', `'${s}' is one of docker's predefined networks (${BUILTIN_NETWORKS.join(', ')}); the stack needs its own network (e.g. internal) for its service names and aliases`)
+  }
   return s
 }
 
 export function parseDomain(v: string): string {
   const s = v.trim().toLowerCase()
   if (s === '') return ''
-  if (!HOST_RE.test(s) || !s.includes('.')) throw new InputError('domain', `'${s}' is not a domain name like example.com`)
+  if (s.length > 253 || !HOST_RE.test(s) || !s.includes('.')) throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`)
   return s
 }
 
@@ -239,6 +244,26 @@ export function checkPrivateKey(key: string, passphrase: string | undefined): st
 /** Masks env values, except ones so short or common (true, 8080) that masking them would garble the whole log. */
 export function isMaskable(value: string): boolean {
   return value.length >= 3 && !/^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value)
+}
+
+/** Variables of the host's .env that other inputs own (infra writes them from http-port, https-port and network). */
+const OWNED_ENV: Record<string, string> = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network' }
+
+/**
+ * infra-env, checked here as the plan step would write it into the host's .env, so a value .env cannot hold fails
+ * before connecting instead of after.
+ */
+export function parseInfraEnv(v: string): EnvEntries {
+  const entries = parseEnvInput(v, 'infra-env')
+  for (const [key, value] of entries) {
+    if (OWNED_ENV[key]) throw new InputError('infra-env', `${key} is set from the ${OWNED_ENV[key]} input; set that instead`)
+    envLine(key, value, 'infra-env')
+    // redis reads the password from a config line (the same rule as the plan's check of the merged .env).
+    if (key === 'REDIS_PASSWORD' && /[\s"'\\]/.test(value)) {
+      throw new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)')
+    }
+  }
+  return entries
 }
 
 export function getInputs(read: InputReader = actionInput): Inputs {
@@ -290,7 +315,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
   const httpPort = c.check('http-port', parseInteger('http-port', 1, 65535), 80)
   const httpsPort = c.check('https-port', parseInteger('https-port', 1, 65535), 443)
   if (httpPort === httpsPort) c.fail('https-port', `must differ from http-port (both are ${httpPort})`)
-  const infraEnv = c.check('infra-env', v => parseEnvInput(v, 'infra-env'), [])
+  const infraEnv = c.check('infra-env', parseInfraEnv, [])
   for (const [, value] of infraEnv) if (isMaskable(value)) core.setSecret(value)
   const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120)
   const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600)
@@ -321,15 +346,24 @@ const SERVICE_RE = /^[a-z][a-z0-9-]{0,30}$/
 const ALIAS_RE = /^[a-z][a-z0-9-]{0,62}$/
 /** Names the stack owns on the shared network: an app alias with one of them would hijack its traffic. */
 const RESERVED_NAMES = ['db', 'redis', 'nginx', 'postgres']
-const DOMAIN = String.raw`(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*:[0-9]{1,5}|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|localhost)`
+/** The network name of every catalogue service and alias, with the service that owns it (llmserver -> story). */
+const APP_NAMES: Record<string, string> = Object.fromEntries(
+  Object.entries(CATALOGUE).flatMap(([service, spec]) => [service, ...spec.aliases].map(name => [name, service]))
+)
+/** A host name label: letters, digits and '-', not starting or ending with '-' (so never an option to docker). */
+const LABEL = String.raw`[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?`
+const DOMAIN = String.raw`(?:${LABEL}(?:\.${LABEL})*:[0-9]{1,5}|${LABEL}(?:\.${LABEL})+|localhost)`
 const COMPONENT = String.raw`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
 const IMAGE_RE = new RegExp(String.raw`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
+/** docker refuses a memory limit below 6 MiB; above 1 TiB is a typo. */
+const MIN_MEMORY = 6 * 1024 ** 2
+const MAX_MEMORY = 1024 ** 4
 const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/
 const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/
 /** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
 const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/']
 const hasDotSegment = (path: string): boolean => path.split('?')[0].split('/').some(seg => seg === '.' || seg === '..')
-const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^[A-Za-z0-9-]+$`)
+const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^${LABEL}$`)
 
 export function parseImage(v: string): string {
   const s = v.trim()
@@ -354,11 +388,12 @@ export function imageRepository(image: string): string {
   return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest
 }
 
-function parseAliases(v: string): string[] {
+function parseAliases(v: string, service: string): string[] {
   const list = v.split(/[\s,]+/).filter(Boolean)
   for (const a of list) {
     if (!ALIAS_RE.test(a)) throw new InputError('aliases', `'${a}' is not a valid network alias (lowercase letters, digits, '-')`)
     if (RESERVED_NAMES.includes(a)) throw new InputError('aliases', `'${a}' is the name of a stack service on the shared network`)
+    if (APP_NAMES[a] && APP_NAMES[a] !== service) throw new InputError('aliases', `'${a}' is the network name of ${APP_NAMES[a]} (it would take ${APP_NAMES[a]}'s traffic)`)
   }
   return list
 }
@@ -373,6 +408,7 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
       }
       if (!SERVICE_RE.test(s)) throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`)
       if (RESERVED_NAMES.includes(s)) throw new InputError('service', `'${s}' is a stack service name; pick another`)
+      if (APP_NAMES[s] && APP_NAMES[s] !== s) throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`)
       return s
     },
     ''
@@ -434,7 +470,7 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
     },
     '/'
   )
-  const aliases = c.check('aliases', parseAliases, [])
+  const aliases = c.check('aliases', v => parseAliases(v, service), [])
   const env = c.check('env', v => parseEnvInput(v, 'env'), [])
   for (const [, value] of env) if (isMaskable(value)) core.setSecret(value)
   const envFile = c.check('env-file', v => (v.trim() ? parseHostPath('env-file', v) : undefined), undefined)
@@ -450,6 +486,7 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
       }
       if (!REGISTRY_RE.test(server)) throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`)
       if (!username) throw new InputError('registry-username', `is required to log in to ${server}`)
+      if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(username)) throw new InputError('registry-username', 'must be one line without control characters')
       if (!password.trim()) throw new InputError('registry-password', `is required to log in to ${server}`)
       if (/[\r\n]/.test(password.trim())) throw new InputError('registry-password', 'must be one line')
       return { server, username, password: password.trim() }
@@ -466,6 +503,9 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
       const s = v.trim().toLowerCase()
       if (!s) return undefined
       if (!/^[1-9][0-9]*[bkmg]?$/.test(s)) throw new InputError('memory', `'${s}' is not a memory size like 768m or 1g`)
+      const bytes = Number(s.replace(/[bkmg]$/, '')) * 1024 ** 'bkmg'.indexOf(/[bkmg]$/.test(s) ? s.slice(-1) : 'b')
+      if (bytes < MIN_MEMORY) throw new InputError('memory', `'${s}' is below docker's minimum memory limit of 6m`)
+      if (bytes > MAX_MEMORY) throw new InputError('memory', `'${s}' is more memory than any host has (at most 1024g)`)
       return s
     },
     undefined

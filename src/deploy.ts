@@ -85,6 +85,7 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
 
   // 2. Everything that changes the host happens under the host-wide lock.
   const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, `${mode} of ${d.service} (${image})`))
+  phases.guard = () => lock.check()
   try {
     // 3. The stack, network and nginx config (a no-op when nothing changed).
     const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ')
@@ -126,7 +127,7 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
     await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
 
     // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-    await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.serving))
+    await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.retire))
 
     // 10. History, images, outputs.
     await phases.run('Record and prune', async () => {
@@ -140,6 +141,7 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       url: serviceUrl(inputs, infra, d),
     }
   } finally {
+    phases.guard = () => undefined
     await lock.release()
   }
 }
@@ -166,8 +168,8 @@ async function pullImage(remote: Remote, image: string, d: DeployInputs): Promis
 interface Before {
   /** The container nginx routes the service to now (per its upstream file), if any. */
   live?: Live
-  /** The container behind `live`, when it still exists: stopped once the new one serves. */
-  serving?: AppContainer
+  /** Running containers of the service (the one behind `live`, leftovers of interrupted runs): stopped once the new one serves. */
+  retire: AppContainer[]
 }
 
 async function preflight(remote: Remote, d: DeployInputs, opsDir: string, network: string): Promise<Before> {
@@ -184,11 +186,16 @@ async function preflight(remote: Remote, d: DeployInputs, opsDir: string, networ
   )
   const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network))
   const live = liveOf(s.get('upstream')?.out ?? '')
+  // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
+  // writing the upstream file and reloading nginx leaves nginx on the container the file no longer names), so it is
+  // stopped like the old release: after the switch, once nginx's old workers are done with it.
   const leftovers = containers.filter(c => c.name !== live?.container)
-  if (leftovers.length) {
-    core.info(`Removing leftovers of interrupted runs (nginx does not route to them): ${leftovers.map(c => c.name).join(', ')}`)
-    await remote.must(removeContainers(leftovers.map(c => c.name)), 'removing leftover containers')
+  const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')]
+  if (stopped.length) {
+    core.info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`)
+    await remote.must(removeContainers(stopped.map(c => c.name)), 'removing leftover containers')
   }
+  if (running.length) core.info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`)
   const liveContainer = containers.find(c => c.name === live?.container)
   if (live) core.info(`${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`)
   else core.info(`${d.service} has not been deployed yet.`)
@@ -200,7 +207,7 @@ async function preflight(remote: Remote, d: DeployInputs, opsDir: string, networ
     if (mib < need) core.warning(`Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`)
     else core.info(`${Math.round(mib)} MiB of memory available.`)
   }
-  return { live, serving: liveContainer }
+  return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running] }
 }
 
 export function memoryMiB(m: string): number {
@@ -338,13 +345,13 @@ async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: In
   return notes
 }
 
-async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, old: AppContainer | undefined): Promise<void> {
-  if (!old) return core.info('No previous container to stop.')
+async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, old: AppContainer[]): Promise<void> {
+  if (!old.length) return core.info('No previous container to stop.')
   const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000)
   if (drained) core.info('Old nginx workers have finished their requests.')
-  await remote.run(stopContainer(old.name, d.stopTimeoutS))
-  await remote.must(removeContainers([old.name]), `removing ${old.name}`)
-  core.info(`Stopped and removed ${old.name} (${old.image}).`)
+  await Promise.all(old.map(c => remote.run(stopContainer(c.name, d.stopTimeoutS))))
+  await remote.must(removeContainers(old.map(c => c.name)), `removing ${old.map(c => c.name).join(', ')}`)
+  core.info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`)
 }
 
 function phaseSeconds(phases: Phases): Record<string, number> {

@@ -25,6 +25,8 @@ export function parseEnvInput(text: string, input: string): EnvEntries {
     let value = body.slice(eq + 1)
     if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value.endsWith(value[0])) value = value.slice(1, -1)
     if (value.includes('\0')) throw new InputError(input, `line ${i + 1}: value of ${key} contains a NUL byte`)
+    // Lines are split at LF and CRLF; a CR left inside a value is a line break no env file can hold.
+    if (value.includes('\r')) throw new InputError(input, `line ${i + 1}: value of ${key} contains a carriage return (a line break), which an env file cannot hold`)
     const previous = seen.get(key)
     if (previous !== undefined) throw new InputError(input, `line ${i + 1}: ${key} is already set on line ${previous}`)
     seen.set(key, i + 1)

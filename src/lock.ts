@@ -4,25 +4,42 @@ import type { Remote, Running } from './ssh'
 import { HostError } from './errors'
 import { runInfo } from './runinfo'
 
+/** How often a holder proves it is alive, and after how long without a sign a waiter takes the lock over. */
+export const HEARTBEAT_S = 5
+export const STALE_S = 30
+
 /**
  * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
  *
  * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
  * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
  * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
+ *
+ * A holder that hangs, or whose connection died without sshd noticing (a runner VM that vanished leaves a half-open
+ * TCP connection sshd may keep for hours), stops sending its heartbeat line every HEARTBEAT_S; each line touches the
+ * holder file. A waiter that sees no heartbeat for STALE_S ends the holder's process (its pid is in the lock file),
+ * which releases the lock, and takes it: a stale holder costs STALE_S, never lock-timeout.
  */
-export const lockScript = (lockFile: string, holderFile: string, timeoutS: number, holder: string): Sh =>
+export const lockScript = (lockFile: string, holderFile: string, timeoutS: number, holder: string, staleS = STALE_S): Sh =>
   script(
     'mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
-      'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; flock -w "$3" 9 || { echo TIMEOUT; exit 75; }; fi; ' +
-      'printf "%s\\n" "$4" > "$2"; echo LOCKED; exec cat >/dev/null',
+      'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; end=$(( $(date +%s) + $3 )); ' +
+      'until flock -n 9; do ' +
+      'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
+      'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
+      '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
+      'printf "%s\n" "$$" > "$1"; printf "%s\n" "$4" > "$2"; echo LOCKED; ' +
+      'while read -r _; do touch "$2"; done',
     lockFile,
     holderFile,
     String(timeoutS),
-    holder
+    holder,
+    String(staleS)
   )
 
 export interface Lock {
+  /** Throws when the lock was lost (its session ended, or a waiter found this run stale): the run must stop changing the host. */
+  check(): void
   release(): Promise<void>
 }
 
@@ -36,6 +53,7 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
   let held: Running | undefined
   let out = ''
   let reported = false
+  let staleReported = false
   const locked = new Promise<void>((resolve, reject) => {
     held = remote.start(lockScript(`${opsDir}/.deploy.lock`, `${opsDir}/.deploy.lock.holder`, timeoutS, holderDescription(what)), text => {
       out += text
@@ -43,6 +61,11 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
       if (busy && !reported) {
         reported = true
         core.info(`The host is busy: ${busy[1] || 'another run holds the deploy lock'}. Waiting up to ${timeoutS} s…`)
+      }
+      const stale = /^STALE (\d+)$/m.exec(out)
+      if (stale && !staleReported) {
+        staleReported = true
+        core.warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`)
       }
       if (/^LOCKED$/m.test(out)) resolve()
     })
@@ -54,8 +77,24 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
   await locked
   core.info(`Deploy lock taken (${opsDir}/.deploy.lock).`)
   const running = held as Running
+  let released = false
+  let lost: string | undefined
+  const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000)
+  heartbeat.unref()
+  void running.done.then(
+    r => (lost = `its holder process ended (exit ${r.code})`),
+    (e: Error) => (lost = e.message)
+  ).then(() => {
+    clearInterval(heartbeat)
+    if (!released) core.warning(`Lost the deploy lock: ${lost}.`)
+  })
   return {
+    check() {
+      if (lost && !released) throw new HostError(`This run lost the deploy lock (${lost}); it stopped before changing more on the host.`, 'run it again')
+    },
     async release() {
+      released = true
+      clearInterval(heartbeat)
       running.end()
       await running.done.catch(() => undefined)
     }

@@ -34,11 +34,13 @@ export async function run(): Promise<void> {
 
 async function infra(remote: Remote, inputs: Inputs, phases: Phases): Promise<string[]> {
   const lock = await phases.run('Take deploy lock', () => acquireLock(remote, inputs.infra.opsDir, inputs.lockTimeoutS, 'mode infra'))
+  phases.guard = () => lock.check()
   try {
     const result = await runInfra(remote, inputs.infra, phases)
     core.setOutput('changed', String(result.changed))
     return result.changed ? result.changes : ['no changes']
   } finally {
+    phases.guard = () => undefined
     await lock.release()
   }
 }

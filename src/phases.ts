@@ -11,8 +11,11 @@ export interface PhaseRecord {
 export class Phases {
   readonly records: PhaseRecord[] = []
   private readonly t0 = Date.now()
+  /** Checked before each phase starts (the deploy lock sets it: a run that lost the lock stops there). */
+  guard: () => void = () => undefined
 
   async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.guard()
     const start = Date.now()
     const record: PhaseRecord = { name, startMs: start - this.t0, ms: 0, ok: false }
     this.records.push(record)

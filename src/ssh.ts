@@ -25,6 +25,8 @@ export interface Remote {
 
 export interface Running {
   done: Promise<RunResult>
+  /** Writes to the command's stdin. */
+  write(text: string): void
   /** Closes the command's stdin. */
   end(): void
 }
@@ -65,7 +67,7 @@ class SshRemote implements Remote {
     const done = this.ssh
       .execCommand(command.sh, { stdin, noTrim: true, onStdout: chunk => onStdout(chunk.toString('utf8')) })
       .then(r => ({ code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr }))
-    return { done, end: () => stdin.end() }
+    return { done, write: text => void stdin.write(text), end: () => stdin.end() }
   }
 
   close(): void {

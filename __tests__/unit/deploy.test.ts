@@ -519,8 +519,8 @@ describe('lockScript (flock, run locally)', () => {
     exit: Promise<number>
   }
 
-  function startLock(lockFile: string, holderFile: string, timeoutS: number, holder: string): Proc {
-    const p = spawn('sh', ['-c', lockScript(lockFile, holderFile, timeoutS, holder).sh], { stdio: ['pipe', 'pipe', 'pipe'] })
+  function startLock(lockFile: string, holderFile: string, timeoutS: number, holder: string, staleS?: number): Proc {
+    const p = spawn('sh', ['-c', lockScript(lockFile, holderFile, timeoutS, holder, staleS).sh], { stdio: ['pipe', 'pipe', 'pipe'] })
     let out = ''
     p.stdout.on('data', d => (out += d))
     p.stderr.on('data', d => (out += d))
@@ -591,6 +591,50 @@ describe('lockScript (flock, run locally)', () => {
     expect(readFileSync(holderFile, 'utf8')).toBe('second\n')
     second.p.stdin.end()
     expect(await second.exit).toBe(0)
+  })
+
+  it('a holder without heartbeats is stale: a waiter ends it and takes the lock after staleS, not its timeout', async () => {
+    const dir = mkdtempSync(join(tmp, 'lock-'))
+    const lockFile = join(dir, '.deploy.lock')
+    const holderFile = join(dir, '.deploy.lock.holder')
+    const hung = startLock(lockFile, holderFile, 5, 'hung run', 2)
+    procs.push(hung)
+    await until(() => /^LOCKED$/m.test(hung.out()))
+    // The lock file names the holding shell (the one with fd 9), whose command line names the lock file.
+    const pid = readFileSync(lockFile, 'utf8').trim()
+    expect(pid).toMatch(/^\d+$/)
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toContain(lockFile)
+    const started = Date.now()
+    const waiter = startLock(lockFile, holderFile, 60, 'waiter', 2)
+    procs.push(waiter)
+    await until(() => /^LOCKED$/m.test(waiter.out()), 10_000)
+    const waited = Date.now() - started
+    expect(waited).toBeGreaterThanOrEqual(1500)
+    expect(waited).toBeLessThan(8000)
+    expect(waiter.out()).toMatch(/^BUSY hung run$/m)
+    expect(waiter.out()).toMatch(/^STALE \d+$/m)
+    expect(await hung.exit).not.toBe(0)
+    expect(readFileSync(holderFile, 'utf8')).toBe('waiter\n')
+    waiter.p.stdin.end()
+    expect(await waiter.exit).toBe(0)
+  })
+
+  it('a holder that sends heartbeats keeps the lock however long it runs', async () => {
+    const dir = mkdtempSync(join(tmp, 'lock-'))
+    const lockFile = join(dir, '.deploy.lock')
+    const holderFile = join(dir, '.deploy.lock.holder')
+    const alive = startLock(lockFile, holderFile, 5, 'long run', 1)
+    procs.push(alive)
+    await until(() => /^LOCKED$/m.test(alive.out()))
+    const beat = setInterval(() => alive.p.stdin.write('\n'), 300)
+    const waiter = startLock(lockFile, holderFile, 4, 'waiter', 1)
+    procs.push(waiter)
+    expect(await waiter.exit).toBe(75)
+    clearInterval(beat)
+    expect(waiter.out()).not.toMatch(/STALE/)
+    expect(alive.p.exitCode).toBeNull()
+    alive.p.stdin.end()
+    expect(await alive.exit).toBe(0)
   })
 })
 

@@ -173,6 +173,11 @@ describe('shipped nginx config', () => {
   const backend = file(bundle, 'nginx/routes/backend.conf')
   const story = file(bundle, 'nginx/routes/story.conf')
 
+  it('resolves app container names through docker\'s embedded DNS at request time, briefly cached', () => {
+    expect(code(main)).toMatch(/^\s*resolver 127\.0\.0\.11 valid=5s ipv6=off;/m)
+    expect(code(main)).toMatch(/^\s*resolver_timeout \d+s;/m)
+  })
+
   it('hides the version and speaks HTTP/1.1 to upstreams', () => {
     expect(code(main)).toMatch(/^\s*server_tokens off;/m)
     expect(code(main)).toMatch(/^\s*proxy_http_version 1\.1;/m)
