@@ -61170,11 +61170,11 @@ function parseInfraEnv(v) {
     for (const [key, value] of entries) {
         if (OWNED_ENV[key])
             throw new InputError('infra-env', `${key} is set from the ${OWNED_ENV[key]} input; set that instead`);
-        envLine(key, value, 'infra-env');
         // redis reads the password from a config line (the same rule as the plan's check of the merged .env).
         if (key === 'REDIS_PASSWORD' && /[\s"'\\]/.test(value)) {
             throw new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)');
         }
+        envLine(key, value, 'infra-env');
     }
     return entries;
 }

@@ -289,7 +289,11 @@ describe('getInputs: each invalid input is named in the message', () => {
     rejects({ network: v }, 'network')
   })
 
-  it.each(['not a domain', 'exa mple.com', 'localhost', 'behindy.me/', '*.behindy.me'])('domain %j', v => {
+  it.each(['host', 'bridge', 'none', 'default'])("network %j (docker's predefined) is rejected", v => {
+    expect(rejects({ network: v }, 'network')).toContain('predefined')
+  })
+
+  it.each(['not a domain', 'exa mple.com', 'localhost', 'behindy.me/', '*.behindy.me', `${'a'.repeat(60)}.`.repeat(5) + 'me'])('domain %j', v => {
     rejects({ domain: v }, 'domain')
   })
 
@@ -312,6 +316,32 @@ describe('getInputs: each invalid input is named in the message', () => {
 
   it('infra-env duplicate key', () => {
     expect(rejects({ 'infra-env': 'A=1\nA=2' }, 'infra-env')).toContain('already set on line 1')
+  })
+
+  // These were found by the plan step, after connecting; now before.
+  it('infra-env value the host .env cannot hold', () => {
+    expect(rejects({ 'infra-env': 'DB_PASS=a\rb' }, 'infra-env')).toContain('carriage return')
+    expect(rejects({ 'infra-env': "DB_PASS=it's $x" }, 'infra-env')).toContain('single quote')
+  })
+
+  it.each(['two words', 'a"b', "a'b", 'a\\b', 'tab\tx'])('infra-env REDIS_PASSWORD %j', v => {
+    expect(rejects({ 'infra-env': `REDIS_PASSWORD=${v}` }, 'infra-env')).toContain('REDIS_PASSWORD must not contain')
+  })
+
+  it.each([
+    ['HTTP_PORT', 'http-port'],
+    ['HTTPS_PORT', 'https-port'],
+    ['OPS_NETWORK', 'network']
+  ])('infra-env %s is owned by the %s input', (key, input) => {
+    expect(rejects({ 'infra-env': `${key}=1` }, 'infra-env')).toContain(`set from the ${input} input`)
+  })
+
+  it('infra-env values .env holds are accepted', () => {
+    const env = getInputs(reader({ ...base(), 'infra-env': 'DB_PASS=p@ss word#1 $HOME\nREDIS_PASSWORD=r3dis-pw' })).infra.infraEnv
+    expect(env).toEqual([
+      ['DB_PASS', 'p@ss word#1 $HOME'],
+      ['REDIS_PASSWORD', 'r3dis-pw']
+    ])
   })
 
   it.each(['10s', '0', '3601', ''])('infra-timeout %j', v => {
@@ -523,7 +553,7 @@ describe('getInputs: mode deploy / rollback', () => {
       rejectsDeploy({ service: '' }, 'service')
     })
 
-    it.each(['db', 'redis', 'nginx', 'Bad', 'a/b', '..', '1svc', 'a b', 'x'.repeat(40)])('%j is rejected', service => {
+    it.each(['db', 'redis', 'nginx', 'llmserver', 'Bad', 'a/b', '..', '1svc', 'a b', 'x'.repeat(40)])('%j is rejected', service => {
       rejectsDeploy({ service, 'app-port': '9000', route: '/x/', 'health-path': '/x/health' }, 'service')
     })
   })
@@ -625,7 +655,11 @@ describe('getInputs: mode deploy / rollback', () => {
       'Back:abc',
       'name@sha256:abc',
       '-name:1',
-      'ghcr.io/behindy/back:abc|id'
+      'ghcr.io/behindy/back:abc|id',
+      '-e.io/app:1',
+      '-x:5000/app:1',
+      'ghcr-.io/app:1',
+      'a.-b.io/app:1'
     ])('%j is rejected naming image', image => {
       rejectsDeploy({ image }, 'image')
     })
@@ -676,6 +710,19 @@ describe('getInputs: mode deploy / rollback', () => {
       expect(rejectsDeploy({ env: 'A=1\nNOEQUALS' }, 'env')).toContain("line 2 has no '='")
     })
 
+    it('a value with a carriage return is an error naming env (CRLF line ends are fine)', () => {
+      expect(rejectsDeploy({ env: 'A=1\nB=x\ry' }, 'env')).toContain('line 2: value of B contains a carriage return')
+      expect(rejectsDeploy({ env: 'A=1\rB=2' }, 'env')).toContain('value of A contains a carriage return')
+      expect(deployOf({ env: 'A=1\r\nB=2\r\n' }).env).toEqual([
+        ['A', '1'],
+        ['B', '2']
+      ])
+    })
+
+    it('a quoted value cannot span lines', () => {
+      expect(rejectsDeploy({ env: 'A="line1\nline2"' }, 'env')).toContain("line 2 has no '='")
+    })
+
     it('env-file must be an absolute path', () => {
       expect(deployOf({ 'env-file': '/opt/app/back.env' }).envFile).toBe('/opt/app/back.env')
       rejectsDeploy({ 'env-file': 'back.env' }, 'env-file')
@@ -708,7 +755,20 @@ describe('getInputs: mode deploy / rollback', () => {
       rejectsDeploy({ 'registry-password': 'tok3n' }, 'registry')
     })
 
-    it.each(['ghcr.io/x', 'a b', 'https://ghcr.io'])('registry %j is rejected', registry => {
+    it.each(['registry-username\nx', 'bot\tx', 'bot\u2028x'])('registry-username %j (a line break or control character) is rejected', username => {
+      expect(rejectsDeploy({ registry: 'ghcr.io', 'registry-username': username, 'registry-password': 'tok3n' }, 'registry-username')).toContain('one line')
+    })
+
+    it('a registry-username with $ or spaces inside is fine (it is an argument, not shell)', () => {
+      expect(deployOf({ registry: 'nvcr.io', 'registry-username': '$oauthtoken', 'registry-password': 'tok3n' }).registry?.username).toBe('$oauthtoken')
+    })
+
+    it.each(['registry', 'registry.example.com:5000', 'localhost:5000', '127.0.0.1:5000'])('registry %j is accepted', registry => {
+      expect(deployOf({ registry, 'registry-username': 'bot', 'registry-password': 'tok3n' }).registry?.server).toBe(registry)
+    })
+
+    // A registry (or image domain) starting with '-' would reach docker as an option.
+    it.each(['ghcr.io/x', 'a b', 'https://ghcr.io', '--help', '-x', '-ghcr.io', 'ghcr-.io', 'ghcr.io-', '-x:5000'])('registry %j is rejected', registry => {
       rejectsDeploy({ registry, 'registry-username': 'bot', 'registry-password': 'tok3n' }, 'registry')
     })
   })
@@ -736,13 +796,37 @@ describe('getInputs: mode deploy / rollback', () => {
     it.each([
       ['768m', '768m'],
       ['1G', '1g'],
-      ['512k', '512k']
+      ['8192k', '8192k'],
+      ['6m', '6m'],
+      ['1024g', '1024g']
     ])('memory %j is accepted as %j', (v, expected) => {
       expect(deployOf({ memory: v }).memory).toBe(expected)
     })
 
     it.each(['lots', '0', '1.5g', '-1m', '768mb'])('memory %j is an error', memory => {
       rejectsDeploy({ memory }, 'memory')
+    })
+
+    // docker refuses a limit below 6 MiB only when it starts the container, i.e. after connecting.
+    it.each(['1b', '512k', '5m', '6291455b'])('memory %j below docker\'s 6m minimum is an error', memory => {
+      expect(rejectsDeploy({ memory }, 'memory')).toContain('minimum')
+    })
+
+    it.each(['1025g', '99999999999999999999999g'])('memory %j is too large', memory => {
+      rejectsDeploy({ memory }, 'memory')
+    })
+
+    it.each([
+      ['frontend', 'backend'],
+      ['frontend', 'llmserver'],
+      ['backend', 'story'],
+      ['story', 'frontend']
+    ])('%s with the alias %j of another app service is rejected', (service, alias) => {
+      expect(rejectsDeploy({ service, aliases: alias }, 'aliases')).toContain('network name of')
+    })
+
+    it('an alias that is the service\'s own name is fine', () => {
+      expect(deployOf({ service: 'story', aliases: 'story' }).spec.aliases).toEqual(['llmserver', 'story'])
     })
 
     it.each(['Api', 'db', 'redis', 'nginx', 'postgres', 'a_b', '1abc'])('alias %j is rejected', alias => {

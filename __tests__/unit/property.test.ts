@@ -1,0 +1,294 @@
+import { execFileSync } from 'node:child_process'
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import { pull, runContainer } from '../../src/commands/app'
+import { composeConfig, composeV2 } from '../../src/commands/compose'
+import { createNetwork } from '../../src/commands/host'
+import { DEFAULTS, getInputs, type Inputs } from '../../src/context'
+import { mergeEnvFile, readEnvFile } from '../../src/envfile'
+import { InputError, InputErrors } from '../../src/errors'
+import { quote, type Sh } from '../../src/shell'
+
+/**
+ * For every input getInputs reads, starting from a valid input set (mode deploy, mode infra) and replacing that one
+ * input with an arbitrary string full of shell metacharacters: getInputs either rejects it with an InputError naming
+ * the input, or the value it accepts is inert: every string that reaches a command line passes through a real sh
+ * unchanged (quoted by src/shell.ts), the argv the real command builders give docker holds it byte for byte, and env
+ * values survive the env files they are written to.
+ */
+
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 200)
+
+// Every shell metacharacter, whitespace, CR, NUL, and unicode that trim()/toLowerCase()/\s treat specially.
+const META = [';', '&', '|', '$', '`', '(', ')', '<', '>', '\\', '"', "'", '*', '?', '[', ']', '{', '}', '~', '#', '!', ' ', '\t', '\n', '\r', '\0']
+const UNICODE = ['é', 'ß', 'ü', '€', 'İ', '\u212a', '\u00a0', '\u2028', '\u2029', '\u200b', '\ufeff', '\u0085', '😀', '日本', 'Ａ', '١']
+const PLAIN = [...'abcxyzABXZ0189.-_/:=,@%+'.split('')]
+const char = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...META) }, { weight: 1, arbitrary: fc.constantFrom(...UNICODE) }, { weight: 3, arbitrary: fc.constantFrom(...PLAIN) })
+const chars = (min: number, max: number) => fc.array(char, { minLength: min, maxLength: max }).map(a => a.join(''))
+
+/** An arbitrary string, or the valid value with a few characters inserted / replaced / added (near misses). */
+function valueArb(valid: string): fc.Arbitrary<string> {
+  const mutated = fc.tuple(fc.nat(), fc.nat({ max: 3 }), chars(1, 4), fc.constantFrom('insert', 'replace', 'append', 'prepend')).map(([at, len, s, how]) => {
+    const i = valid.length ? at % (valid.length + 1) : 0
+    if (how === 'append') return valid + s
+    if (how === 'prepend') return s + valid
+    return valid.slice(0, i) + s + valid.slice(how === 'replace' ? i + len : i)
+  })
+  return fc.oneof({ weight: 2, arbitrary: chars(0, 24) }, { weight: 3, arbitrary: mutated }, { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 16 }) })
+}
+
+/**
+ * Inputs whose validity depends on the replaced one: replacing the key may make the error name them instead
+ * (e.g. a valid new route makes the old health-path unreachable, and the error names health-path).
+ */
+const DEPLOY_INPUTS = ['service', 'image', 'app-port', 'route', 'health-path', 'aliases']
+const COUPLED: Record<string, string[]> = {
+  mode: DEPLOY_INPUTS,
+  service: ['app-port', 'route', 'health-path', 'aliases'],
+  route: ['health-path'],
+  'http-port': ['https-port'],
+  'ssh-key': ['ssh-passphrase']
+}
+
+let dir: string
+let fakeBin: string
+let baselines: Record<'deploy' | 'infra', Record<string, string>>
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'property-test-'))
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'prop@test', '-f', join(dir, 'id')])
+  const key = readFileSync(join(dir, 'id'), 'utf8')
+  const fingerprint = execFileSync('ssh-keygen', ['-lf', join(dir, 'id.pub')], { encoding: 'utf8' }).split(/\s+/)[1]
+  // A docker that records its argv (count-prefixed, NUL-separated) instead of running anything.
+  fakeBin = join(dir, 'bin')
+  execFileSync('mkdir', [fakeBin])
+  writeFileSync(join(fakeBin, 'docker'), '#!/bin/sh\nprintf \'%s\\0\' "$#" "$@" >> "$ARGV_FILE"\n')
+  chmodSync(join(fakeBin, 'docker'), 0o755)
+
+  const connection = {
+    host: 'ops.example.com',
+    port: '2222',
+    username: 'deploy',
+    'ssh-key': key,
+    'host-fingerprint': fingerprint,
+    'connect-timeout': '15',
+    'connect-retries': '2',
+    'ops-dir': '/srv/behindy-ops',
+    network: 'appnet',
+    domain: 'example.com',
+    'http-port': '8080',
+    'https-port': '8443',
+    'infra-env': 'DB_USER=behindy\nDB_PASS="s3cret pw#1"\nREDIS_PASSWORD=r3dis-pw',
+    'infra-timeout': '300',
+    'lock-timeout': '60'
+  }
+  baselines = {
+    infra: { ...DEFAULTS, ...connection, mode: 'infra' },
+    deploy: {
+      ...DEFAULTS,
+      ...connection,
+      mode: 'deploy',
+      service: 'my-svc',
+      image: 'registry.example.com:5000/team/my-svc:v1.2',
+      'app-port': '9000',
+      route: '/things/',
+      'health-path': '/things/health?full=1',
+      aliases: 'web, api-v2',
+      env: 'A=1\nB="two words"\nexport C=x=y',
+      'env-file': '/srv/app.env',
+      registry: 'registry.example.com:5000',
+      'registry-username': 'bot',
+      'registry-password': 'tok3n',
+      'health-timeout': '60',
+      'drain-timeout': '10',
+      'stop-timeout': '20',
+      'keep-images': '5',
+      memory: '768m'
+    }
+  }
+})
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+// getInputs masks secrets and warns through @actions/core, which writes to stdout: keep the test output readable.
+beforeEach(() => {
+  vi.spyOn(process.stdout, 'write').mockImplementation((() => true) as typeof process.stdout.write)
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+/** The strings of the parsed inputs that reach a remote command line as arguments. */
+function argvStrings(i: Inputs): string[] {
+  const d = i.deploy
+  return [
+    i.infra.opsDir,
+    i.infra.network,
+    i.infra.domain,
+    ...(d ? [d.service, d.image, d.spec.route, d.spec.healthPath, ...d.spec.aliases, d.envFile ?? '', d.registry?.server ?? '', d.registry?.username ?? '', d.memory ?? ''] : [])
+  ]
+}
+
+/** Runs `printf '%s\0' <quote(v)>…` in a real sh (in chunks, to stay below the argument size limit). */
+function throughSh(values: string[]): string[] {
+  const out: string[] = []
+  for (let start = 0; start < values.length; ) {
+    let size = 0
+    let end = start
+    while (end < values.length && (end === start || size + values[end].length < 60_000)) size += values[end++].length * 4 + 3
+    const chunk = values.slice(start, end)
+    const printed = execFileSync('sh', ['-c', `printf '%s\\0' ${chunk.map(quote).join(' ')}`], { encoding: 'utf8' })
+    out.push(...printed.split('\0').slice(0, -1))
+    start = end
+  }
+  return out
+}
+
+/** The commands the action builds from the inputs that take input values as arguments. */
+function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
+  const d = i.deploy
+  const opsDir = i.infra.opsDir
+  const list: Array<{ sh: Sh; wants: string[][] }> = [
+    { sh: createNetwork(i.infra.network), wants: [['network', 'create', '--driver', 'bridge', i.infra.network]] },
+    {
+      sh: composeConfig(composeV2('2.29.0'), opsDir),
+      wants: [['compose', '--env-file', `${opsDir}/.env`, '-p', 'behindy', '-f', `${opsDir}/compose/docker-compose.yml`, 'config', '-q']]
+    }
+  ]
+  if (d) {
+    const name = `${d.service}-0123abcd`
+    list.push({
+      sh: runContainer({ name, service: d.service, image: d.image, network: i.infra.network, aliases: d.spec.aliases, port: d.spec.port, stopTimeoutS: d.stopTimeoutS, memory: d.memory, envFile: d.envFile }),
+      wants: [
+        [
+          'run', '--detach', '--name', name, '--network', i.infra.network, ...d.spec.aliases.flatMap(a => ['--network-alias', a]),
+          '--restart', 'unless-stopped', '--stop-timeout', String(d.stopTimeoutS),
+          '--label', `ops-action.service=${d.service}`, '--label', `ops-action.image=${d.image}`, '--label', `ops-action.port=${d.spec.port}`,
+          '--log-opt', 'max-size=10m', '--log-opt', 'max-file=3',
+          ...(d.memory ? ['--memory', d.memory] : []), ...(d.envFile ? ['--env-file', d.envFile] : []),
+          '--env-file', '*', '--env-file', '*', d.image
+        ]
+      ]
+    })
+    if (d.image) {
+      list.push({
+        sh: pull(d.image, d.registry),
+        wants: d.registry
+          ? [
+              ['--config', '*', 'login', '--username', d.registry.username, '--password-stdin', d.registry.server],
+              ['--config', '*', 'pull', '--quiet', d.image],
+              ['--config', '*', 'logout', d.registry.server]
+            ]
+          : [['pull', '--quiet', d.image]]
+      })
+    }
+  }
+  return list
+}
+
+/** Runs the commands in one sh with the recording docker first on PATH; returns each command's docker argvs. */
+function dockerArgvs(commands: Sh[]): string[][][] {
+  const argvDir = mkdtempSync(join(dir, 'argv-'))
+  const text = commands.map((c, n) => `ARGV_FILE=${argvDir}/${n}; export ARGV_FILE; ( ${c.sh} ) </dev/null >/dev/null 2>&1`).join('\n')
+  execFileSync('sh', ['-c', text], { env: { ...process.env, PATH: `${fakeBin}:${process.env.PATH}` } })
+  const files = new Set(readdirSync(argvDir))
+  const result = commands.map((_, n) => {
+    if (!files.has(String(n))) return []
+    const fields = readFileSync(join(argvDir, String(n)), 'utf8').split('\0').slice(0, -1)
+    const calls: string[][] = []
+    for (let k = 0; k < fields.length; ) {
+      const count = Number(fields[k])
+      calls.push(fields.slice(k + 1, k + 1 + count))
+      k += 1 + count
+    }
+    return calls
+  })
+  rmSync(argvDir, { recursive: true, force: true })
+  return result
+}
+
+/** `*` in a wanted argv matches any one argument (temp file names). */
+function matches(got: string[], want: string[]): boolean {
+  return got.length === want.length && want.every((w, k) => w === '*' || w === got[k])
+}
+
+/** The names of the inputs an error from getInputs names; fails the property for any other kind of error. */
+function namedBy(e: unknown): string[] {
+  if (e instanceof InputErrors) {
+    for (const x of e.errors) expect(e.message).toContain(`Input '${x.input}': `)
+    return e.errors.map(x => x.input)
+  }
+  if (e instanceof InputError) return [e.input]
+  throw e
+}
+
+describe('getInputs reads every input of action.yml', () => {
+  it.each(['deploy', 'infra'] as const)('mode %s', mode => {
+    const read = new Set<string>()
+    getInputs(name => {
+      read.add(name)
+      return baselines[mode][name] ?? ''
+    })
+    expect([...read].sort()).toEqual(Object.keys(DEFAULTS).sort())
+  })
+})
+
+describe.each(['deploy', 'infra'] as const)('property, mode %s: one input replaced by an arbitrary string is rejected naming it, or is inert', mode => {
+  it.each(Object.keys(DEFAULTS))('%s', name => {
+    const base = baselines[mode]
+    const accepted: Inputs[] = []
+    let rejected = 0
+    let namedItself = 0
+    fc.assert(
+      fc.property(valueArb(base[name]), value => {
+        const values = { ...base, [name]: value }
+        let inputs: Inputs
+        try {
+          inputs = getInputs(n => values[n] ?? '')
+        } catch (e) {
+          const named = namedBy(e)
+          const allowed = [name, ...(COUPLED[name] ?? [])]
+          // The error names the input (or one whose validity depends on it), and nothing the change did not touch.
+          expect(named.length).toBeGreaterThan(0)
+          expect(named.filter(n => !allowed.includes(n)), `${JSON.stringify(value)}: ${(e as Error).message}`).toEqual([])
+          rejected++
+          if (named.includes(name)) namedItself++
+          return
+        }
+        // Accepted: whatever goes into an env file is something the file holds exactly.
+        for (const [, v] of inputs.deploy?.env ?? []) expect(v, 'a docker --env-file value must be one line without NUL').not.toMatch(/[\r\n\0]/)
+        const infraEnv = inputs.infra.infraEnv
+        if (infraEnv.length) {
+          const back = readEnvFile(mergeEnvFile('', infraEnv, 'infra-env').text)
+          for (const [k, v] of infraEnv) expect(back.get(k), `.env value of ${k}`).toBe(v)
+        }
+        accepted.push(inputs)
+      }),
+      { numRuns: RUNS }
+    )
+
+    // Every string that reaches a command line passes through a real sh unchanged (one sh for all of them).
+    const strings = [...new Set(accepted.flatMap(argvStrings))]
+    expect(throughSh(strings)).toEqual(strings)
+
+    // The commands the action builds from them give docker exactly those strings as arguments. Only accepted sets
+    // whose argv strings differ from each other are run (the rest would repeat the same check).
+    const distinct = new Map(accepted.map(i => [JSON.stringify(argvStrings(i)), i]))
+    const samples = [...distinct.values()].slice(0, 40)
+    const built = samples.flatMap(commandsOf)
+    const argvs = dockerArgvs(built.map(b => b.sh))
+    built.forEach((b, n) => {
+      expect(argvs[n].length, b.sh.sh).toBe(b.wants.length)
+      b.wants.forEach((want, k) => expect(matches(argvs[n][k], want), `${JSON.stringify(argvs[n][k])} != ${JSON.stringify(want)}`).toBe(true))
+    })
+
+    // Not a vacuous pass: some values were rejected naming the input itself (every input has a rule, or none to break).
+    expect(rejected + accepted.length).toBe(RUNS)
+    if (rejected) expect(namedItself).toBeGreaterThan(0)
+  })
+})
