@@ -61851,10 +61851,13 @@ function renderStack(bundle, opts) {
 function stackfiles_sha256(content) {
     return (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex');
 }
+/** Directories of ops-dir that infra owns whole: a file there that the action does not ship is removed. */
+const MANAGED_DIRS = ['compose', 'nginx'];
 /** Compares the wanted files with the host's (path -> sha256) and the previous manifest. */
 function planFiles(wanted, onHost, previousManifest) {
     const write = [...wanted].filter(([p, c]) => onHost.get(p) !== stackfiles_sha256(c)).map(([p]) => p);
-    const remove = previousManifest.filter(p => !wanted.has(p) && onHost.has(p));
+    const stray = [...onHost.keys()].filter(p => MANAGED_DIRS.some(d => p.startsWith(`${d}/`)));
+    const remove = [...new Set([...previousManifest, ...stray])].filter(p => !wanted.has(p) && onHost.has(p));
     return { write, remove, unchanged: wanted.size - write.length };
 }
 
@@ -62297,6 +62300,7 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
             warning(`Lost the deploy lock: ${lost}.`);
     });
     return {
+        lost: () => (released ? undefined : lost),
         check() {
             if (lost && !released)
                 throw new HostError(`This run lost the deploy lock (${lost}); it stopped before changing more on the host.`, 'run it again');
@@ -62350,7 +62354,7 @@ async function runDeploy(remote, inputs, phases) {
         // 3. The stack, network and nginx config (a no-op when nothing changed).
         const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ');
         // 4. What serves now, and leftovers of interrupted runs.
-        const before = await phases.run('Preflight', () => deploy_preflight(remote, d, opsDir, network));
+        const before = await phases.run('Preflight', () => deploy_preflight(remote, d, opsDir, network, infra.nginxId));
         const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
         const record = (result, error) => appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error });
         let switched = false;
@@ -62379,6 +62383,13 @@ async function runDeploy(remote, inputs, phases) {
             await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80));
         }
         catch (e) {
+            // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
+            // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
+            const cut = !remote.connected() ? 'the connection to the host was lost' : lock.lost() && `the deploy lock was lost (${lock.lost()})`;
+            if (cut) {
+                const routed = switched ? name : (before.live?.container ?? 'its 503 placeholder');
+                throw new HostError(`${e.message}\nThen ${cut}, so this run cannot roll back. nginx routes ${d.spec.route} to ${routed}; the next deploy of ${d.service} removes what this one left.`, 'run the deploy again');
+            }
             const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live));
             await record('rolled-back', e.message).catch(() => undefined);
             throw new RolledBack(e, notes);
@@ -62409,8 +62420,10 @@ async function pullImage(remote, image, d) {
         return info(`${image} is already on the host: no pull.`);
     info(`Pulling ${image}${d.registry ? ` (logged in to ${d.registry.server} for this run only)` : ''}…`);
     const r = await remote.run(pull(image, d.registry), { stdin: d.registry ? `${d.registry.password}\n` : undefined });
-    if (r.code === 3)
-        throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, 'check registry-username and registry-password (a token with read access to the image)');
+    if (r.code === 3) {
+        const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr);
+        throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, unreachable ? `check that the host can reach the registry ${d.registry?.server} (DNS, firewall, is it up?)` : 'check registry-username and registry-password (a token with read access to the image)');
+    }
     if (r.code !== 0) {
         const msg = (r.stderr || r.stdout).trim();
         const fix = /no space left/i.test(msg)
@@ -62423,8 +62436,13 @@ async function pullImage(remote, image, d) {
         throw new HostError(`Pulling ${image} failed: ${msg}`, fix);
     }
 }
-async function deploy_preflight(remote, d, opsDir, network) {
-    const s = splitSections((await remote.run(concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo'))))).stdout);
+async function deploy_preflight(remote, d, opsDir, network, nginxId) {
+    const s = splitSections((await remote.run(concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo')), section('nginx-test', execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))))).stdout);
+    // nginx's config as it is on the host now (a hand edit or a stray file included by it): if it fails, the switch
+    // could never be applied, so nothing starts.
+    const nginxTest = s.get('nginx-test');
+    if (!nginxTest || nginxTest.rc !== 0)
+        throw nginxTestFailed(nginxTest?.out ?? 'no answer from nginx -t', 'nginx was not changed and nothing was started');
     const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network));
     const live = liveOf(s.get('upstream')?.out ?? '');
     // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
@@ -62528,10 +62546,13 @@ async function writeAndReload(remote, opsDir, nginxId, files, onValid = () => un
     const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF));
     if (test.code !== 0) {
         await remote.must(restoreFiles(paths.map(p => `${opsDir}/${p}`)), 'restoring the nginx files');
-        throw new HostError(`nginx -t failed, so nginx was not changed:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra');
+        throw nginxTestFailed(test.stderr || test.stdout, 'nginx was not changed');
     }
     onValid();
     await reloadAndWait(remote, nginxId);
+}
+function nginxTestFailed(output, consequence) {
+    return new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config');
 }
 /** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */
 async function verify(remote, d, nginxId, port) {
@@ -63577,8 +63598,11 @@ class ConnectError extends Error {
 }
 class SshRemote {
     ssh;
+    closed = false;
     constructor(ssh) {
         this.ssh = ssh;
+        const mark = () => (this.closed = true);
+        ssh.connection?.once('close', mark).once('end', mark);
     }
     async run(command, opts = {}) {
         core_debug(`remote: ${command.sh}`);
@@ -63601,6 +63625,9 @@ class SshRemote {
             .execCommand(command.sh, { stdin, noTrim: true, onStdout: chunk => onStdout(chunk.toString('utf8')) })
             .then(r => ({ code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr }));
         return { done, write: text => void stdin.write(text), end: () => stdin.end() };
+    }
+    connected() {
+        return !this.closed && this.ssh.isConnected();
     }
     close() {
         this.ssh.dispose();

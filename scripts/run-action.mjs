@@ -43,8 +43,12 @@ export function sandboxInputs(extra = {}) {
   }
 }
 
-/** Runs dist/index.js; resolves with exit code, combined output and the outputs it set. */
-export function runAction(inputs, { env = {}, onOutput } = {}) {
+/**
+ * Runs dist/index.js; resolves with exit code, combined output and the outputs it set. `signal` injects a fault: once
+ * the output matches `signal.when`, the process gets `signal.signal` (default SIGKILL) after `signal.afterMs`;
+ * `signal.onSent(child)` is called then (e.g. to SIGKILL a process that was only stopped).
+ */
+export function runAction(inputs, { env = {}, onOutput, signal } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'ops-action-run-'))
   const outputFile = join(dir, 'output')
   const summaryFile = join(dir, 'summary')
@@ -65,16 +69,25 @@ export function runAction(inputs, { env = {}, onOutput } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'dist', 'index.js')], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
+    let armed = Boolean(signal)
     const take = chunk => {
       output += chunk
       onOutput?.(String(chunk))
+      if (armed && signal.when.test(output)) {
+        armed = false
+        setTimeout(() => {
+          child.kill(signal.signal ?? 'SIGKILL')
+          signal.onSent?.(child)
+        }, signal.afterMs ?? 0)
+      }
     }
     child.stdout.on('data', take)
     child.stderr.on('data', take)
     child.on('error', reject)
-    child.on('close', code => {
+    child.on('close', (code, sig) => {
       resolve({
-        code,
+        code: code ?? (sig ? 128 : 1),
+        signal: sig,
         output,
         outputs: parseOutputs(readFileSync(outputFile, 'utf8')),
         summary: readFileSync(summaryFile, 'utf8'),

@@ -91,7 +91,7 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
     const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ')
 
     // 4. What serves now, and leftovers of interrupted runs.
-    const before = await phases.run('Preflight', () => preflight(remote, d, opsDir, network))
+    const before = await phases.run('Preflight', () => preflight(remote, d, opsDir, network, infra.nginxId))
     const name = `${d.service}-${randomBytes(4).toString('hex')}`
     const record = (result: HistoryRecord['result'], error?: string) =>
       appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error })
@@ -120,6 +120,16 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       // 8. Verify through nginx, as clients see it.
       await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80))
     } catch (e) {
+      // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
+      // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
+      const cut = !remote.connected() ? 'the connection to the host was lost' : lock.lost() && `the deploy lock was lost (${lock.lost()})`
+      if (cut) {
+        const routed = switched ? name : (before.live?.container ?? 'its 503 placeholder')
+        throw new HostError(
+          `${(e as Error).message}\nThen ${cut}, so this run cannot roll back. nginx routes ${d.spec.route} to ${routed}; the next deploy of ${d.service} removes what this one left.`,
+          'run the deploy again'
+        )
+      }
       const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live))
       await record('rolled-back', (e as Error).message).catch(() => undefined)
       throw new RolledBack(e as Error, notes)
@@ -151,7 +161,13 @@ async function pullImage(remote: Remote, image: string, d: DeployInputs): Promis
   if (!mutable && (await remote.run(imageId(image))).code === 0) return core.info(`${image} is already on the host: no pull.`)
   core.info(`Pulling ${image}${d.registry ? ` (logged in to ${d.registry.server} for this run only)` : ''}…`)
   const r = await remote.run(pull(image, d.registry), { stdin: d.registry ? `${d.registry.password}\n` : undefined })
-  if (r.code === 3) throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, 'check registry-username and registry-password (a token with read access to the image)')
+  if (r.code === 3) {
+    const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr)
+    throw new HostError(
+      `Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`,
+      unreachable ? `check that the host can reach the registry ${d.registry?.server} (DNS, firewall, is it up?)` : 'check registry-username and registry-password (a token with read access to the image)'
+    )
+  }
   if (r.code !== 0) {
     const msg = (r.stderr || r.stdout).trim()
     const fix = /no space left/i.test(msg)
@@ -172,18 +188,23 @@ interface Before {
   retire: AppContainer[]
 }
 
-async function preflight(remote: Remote, d: DeployInputs, opsDir: string, network: string): Promise<Before> {
+async function preflight(remote: Remote, d: DeployInputs, opsDir: string, network: string, nginxId: string): Promise<Before> {
   const s = splitSections(
     (
       await remote.run(
         concurrently(
           section('containers', serviceContainers(d.service)),
           section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
-          section('memory', readFileIfExists('/proc/meminfo'))
+          section('memory', readFileIfExists('/proc/meminfo')),
+          section('nginx-test', execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))
         )
       )
     ).stdout
   )
+  // nginx's config as it is on the host now (a hand edit or a stray file included by it): if it fails, the switch
+  // could never be applied, so nothing starts.
+  const nginxTest = s.get('nginx-test')
+  if (!nginxTest || nginxTest.rc !== 0) throw nginxTestFailed(nginxTest?.out ?? 'no answer from nginx -t', 'nginx was not changed and nothing was started')
   const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network))
   const live = liveOf(s.get('upstream')?.out ?? '')
   // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
@@ -303,10 +324,14 @@ async function writeAndReload(
   const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))
   if (test.code !== 0) {
     await remote.must(restoreFiles(paths.map(p => `${opsDir}/${p}`)), 'restoring the nginx files')
-    throw new HostError(`nginx -t failed, so nginx was not changed:\n${(test.stderr || test.stdout).trim()}`, 'fix the nginx config on the host (a stray file in its conf dirs?) or run mode infra')
+    throw nginxTestFailed(test.stderr || test.stdout, 'nginx was not changed')
   }
   onValid()
   await reloadAndWait(remote, nginxId)
+}
+
+function nginxTestFailed(output: string, consequence: string): HostError {
+  return new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config')
 }
 
 /** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */

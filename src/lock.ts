@@ -38,6 +38,8 @@ export const lockScript = (lockFile: string, holderFile: string, timeoutS: numbe
   )
 
 export interface Lock {
+  /** Why the lock was lost, if it was (its session ended, or a waiter found this run stale). */
+  lost(): string | undefined
   /** Throws when the lock was lost (its session ended, or a waiter found this run stale): the run must stop changing the host. */
   check(): void
   release(): Promise<void>
@@ -89,6 +91,7 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
     if (!released) core.warning(`Lost the deploy lock: ${lost}.`)
   })
   return {
+    lost: () => (released ? undefined : lost),
     check() {
       if (lost && !released) throw new HostError(`This run lost the deploy lock (${lost}); it stopped before changing more on the host.`, 'run it again')
     },

@@ -20,6 +20,8 @@ export interface Remote {
   must(command: Sh, what: string, opts?: { stdin?: string | Buffer; fix?: string }): Promise<string>
   /** Starts a long-running command whose stdin stays open until `end()`; `onStdout` sees its output as it comes. */
   start(command: Sh, onStdout: (text: string) => void): Running
+  /** False once the connection is gone (closed by either side or cut). */
+  connected(): boolean
   close(): void
 }
 
@@ -43,7 +45,12 @@ export class ConnectError extends Error {
 }
 
 class SshRemote implements Remote {
-  constructor(private readonly ssh: NodeSSH) {}
+  private closed = false
+
+  constructor(private readonly ssh: NodeSSH) {
+    const mark = () => (this.closed = true)
+    ssh.connection?.once('close', mark).once('end', mark)
+  }
 
   async run(command: Sh, opts: { stdin?: string | Buffer } = {}): Promise<RunResult> {
     core.debug(`remote: ${command.sh}`)
@@ -68,6 +75,10 @@ class SshRemote implements Remote {
       .execCommand(command.sh, { stdin, noTrim: true, onStdout: chunk => onStdout(chunk.toString('utf8')) })
       .then(r => ({ code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr }))
     return { done, write: text => void stdin.write(text), end: () => stdin.end() }
+  }
+
+  connected(): boolean {
+    return !this.closed && this.ssh.isConnected()
   }
 
   close(): void {

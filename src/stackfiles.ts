@@ -55,14 +55,18 @@ export function sha256(content: string): string {
 export interface FilePlan {
   /** Files to write (new or different content). */
   write: string[]
-  /** Files the action shipped before but no longer does. */
+  /** Files the action shipped before but no longer does, and files nobody shipped in the directories it owns. */
   remove: string[]
   unchanged: number
 }
 
+/** Directories of ops-dir that infra owns whole: a file there that the action does not ship is removed. */
+export const MANAGED_DIRS = ['compose', 'nginx']
+
 /** Compares the wanted files with the host's (path -> sha256) and the previous manifest. */
 export function planFiles(wanted: FileSet, onHost: Map<string, string>, previousManifest: string[]): FilePlan {
   const write = [...wanted].filter(([p, c]) => onHost.get(p) !== sha256(c)).map(([p]) => p)
-  const remove = previousManifest.filter(p => !wanted.has(p) && onHost.has(p))
+  const stray = [...onHost.keys()].filter(p => MANAGED_DIRS.some(d => p.startsWith(`${d}/`)))
+  const remove = [...new Set([...previousManifest, ...stray])].filter(p => !wanted.has(p) && onHost.has(p))
   return { write, remove, unchanged: wanted.size - write.length }
 }

@@ -1,92 +1,27 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-// @ts-expect-error plain ESM helper shared with the benchmark
-import { startLoad, summarize } from '../../scripts/load.mjs'
-import { connection, http, infraInputs, OPS_DIR, resetHost, runAction, sh, tryRun, visibleLog, type ActionRun } from './sandbox'
-
-const REGISTRY = '127.0.0.1:5000'
-const APP = `${REGISTRY}/behindy/sample-app`
-const SECRET = 'sk-very-secret-token-4711'
-
-interface LoadStats {
-  total: number
-  failed: number
-  rawResets: number
-  versions: Record<string, number>
-  errors: string[]
-}
-
-function registryPassword(): string {
-  return JSON.parse(readFileSync(`${process.cwd()}/.sandbox/connection.json`, 'utf8')).registryPassword as string
-}
-
-/** Inputs of a deploy of the sample app as `service`. */
-function deployInputs(service: string, tag: string, env: string, extra: Record<string, string> = {}): Record<string, string> {
-  return infraInputs({
-    'infra-env': '',
-    mode: 'deploy',
-    service,
-    image: `${APP}:${tag}`,
-    env,
-    registry: REGISTRY,
-    'registry-username': 'ci',
-    'registry-password': registryPassword(),
-    'health-timeout': '30',
-    'drain-timeout': '15',
-    'stop-timeout': '15',
-    ...extra
-  })
-}
-
-const frontend = (tag: string, extra: Record<string, string> = {}, env = '') => deployInputs('frontend', tag, `VERSION=f-${tag}\nSECRET_TOKEN=${SECRET}${env ? `\n${env}` : ''}`, extra)
-const backend = (tag: string) => deployInputs('backend', tag, `VERSION=b-${tag}\nPORT=8080\nHEALTH_PATH=/api/ai-stories/health`)
-const story = (tag: string) => deployInputs('story', tag, `VERSION=s-${tag}\nPORT=8000`)
-
-function expectOk(r: ActionRun): void {
-  if (r.code !== 0) throw new Error(`action failed (exit ${r.code}):\n${r.output}`)
-}
-
-function serviceContainers(service: string): string[] {
-  return sh('docker', ['ps', '-a', '--filter', `label=ops-action.service=${service}`, '--format', '{{.Names}}']).trim().split('\n').filter(Boolean)
-}
-
-/** Runs the action while constant load goes through nginx to `/` (the frontend route); returns both. */
-async function underLoad(inputs: Record<string, string>, path = '/'): Promise<{ run: ActionRun; load: LoadStats }> {
-  const load = startLoad({ url: `http://127.0.0.1:18080${path}`, keepaliveClients: 8, plainClients: 8 })
-  await new Promise(r => setTimeout(r, 500))
-  const run = await runAction(inputs)
-  await new Promise(r => setTimeout(r, 500))
-  const stats = (await load.stop()) as LoadStats
-  console.log(`[load] ${inputs.service} ${inputs.image ?? inputs.mode}: ${summarize(stats)}`)
-  return { run, load: stats }
-}
-
-/** Samples every process's argv on the host while `during` runs; returns the command lines that held a secret. */
-async function watchArgv<T>(secrets: string[], during: () => Promise<T>): Promise<{ result: T; leaks: string[]; samples: number }> {
-  const leaks: string[] = []
-  let samples = 0
-  let running = true
-  const sampler = (async () => {
-    while (running) {
-      for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
-        let argv = ''
-        try {
-          argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
-        } catch {
-          continue
-        }
-        // The test runner's own process holds the inputs in its memory, not its argv; any argv with a secret is a leak.
-        if (secrets.some(s => argv.includes(s))) leaks.push(argv)
-      }
-      samples++
-      await new Promise(r => setTimeout(r, 10))
-    }
-  })()
-  const result = await during()
-  running = false
-  await sampler
-  return { result, leaks, samples }
-}
+import {
+  APP,
+  backend,
+  connection,
+  expectOk,
+  frontend,
+  http,
+  infraInputs,
+  OPS_DIR,
+  REGISTRY,
+  registryPassword,
+  resetHost,
+  runAction,
+  SECRET,
+  serviceContainers,
+  sh,
+  story,
+  tryRun,
+  underLoad,
+  visibleLog,
+  watchArgv
+} from './sandbox'
 
 describe('mode deploy on the sandbox host', () => {
   beforeAll(async () => {

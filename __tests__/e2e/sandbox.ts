@@ -1,12 +1,16 @@
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+// @ts-expect-error plain ESM helper shared with the benchmark
+import { startLoad, summarize } from '../../scripts/load.mjs'
 // @ts-expect-error plain ESM helper shared with `npm run demo`
 import { ROOT, runAction as run, sandbox, sandboxInputs } from '../../scripts/run-action.mjs'
 
 export interface ActionRun {
   code: number
+  /** The signal that ended the process, when a fault killed it. */
+  signal?: string | null
   output: string
   outputs: Record<string, string>
   summary: string
@@ -33,8 +37,17 @@ export const connection = (): {
   images: Record<string, string>
 } => sandbox()
 
-export function runAction(inputs: Record<string, string>, env: Record<string, string> = {}): Promise<ActionRun> {
-  return run(inputs, { env })
+/** A fault to inject into a run: once its output matches `when`, the action process gets `signal` after `afterMs`. */
+export interface Fault {
+  when: RegExp
+  afterMs?: number
+  /** 0 sends nothing (for faults injected by onSent alone). */
+  signal?: NodeJS.Signals | 0
+  onSent?: (child: import('node:child_process').ChildProcess) => void
+}
+
+export function runAction(inputs: Record<string, string>, env: Record<string, string> = {}, signal?: Fault): Promise<ActionRun> {
+  return run(inputs, { env, signal })
 }
 
 /** Inputs of an ordinary infra run against the sandbox host. */
@@ -74,6 +87,9 @@ export function stackContainers(): Record<string, string> {
 export function startedAt(ids: string[]): string[] {
   return sh('docker', ['inspect', '--format', '{{.State.StartedAt}}', ...ids]).trim().split('\n')
 }
+
+/** scripts/sandbox.sh, whose `stop|start <daemon>` the fault tests use. */
+export const sandboxScript = (): string => join(ROOT, 'scripts', 'sandbox.sh')
 
 /** Wipes what infra creates, so the next run meets a fresh host (the sandbox itself stays up). */
 export function resetHost(): void {
@@ -124,4 +140,104 @@ export function visibleLog(output: string): string {
     .split('\n')
     .filter(l => !l.startsWith('::add-mask::'))
     .join('\n')
+}
+
+export const REGISTRY = '127.0.0.1:5000'
+export const APP = `${REGISTRY}/behindy/sample-app`
+export const SECRET = 'sk-very-secret-token-4711'
+
+export interface LoadStats {
+  total: number
+  failed: number
+  rawResets: number
+  versions: Record<string, number>
+  errors: string[]
+}
+
+export function registryPassword(): string {
+  return JSON.parse(readFileSync(`${process.cwd()}/.sandbox/connection.json`, 'utf8')).registryPassword as string
+}
+
+/** Inputs of a deploy of the sample app as `service`. */
+export function deployInputs(service: string, tag: string, env: string, extra: Record<string, string> = {}): Record<string, string> {
+  return infraInputs({
+    'infra-env': '',
+    mode: 'deploy',
+    service,
+    image: `${APP}:${tag}`,
+    env,
+    registry: REGISTRY,
+    'registry-username': 'ci',
+    'registry-password': registryPassword(),
+    'health-timeout': '30',
+    'drain-timeout': '15',
+    'stop-timeout': '15',
+    ...extra
+  })
+}
+
+/** A frontend deploy; `env` lines are added (a VERSION there replaces the default one). */
+export const frontend = (tag: string, extra: Record<string, string> = {}, env = '') =>
+  deployInputs('frontend', tag, [/^VERSION=/m.test(env) ? '' : `VERSION=f-${tag}`, `SECRET_TOKEN=${SECRET}`, env].filter(Boolean).join('\n'), extra)
+export const backend = (tag: string) => deployInputs('backend', tag, `VERSION=b-${tag}\nPORT=8080\nHEALTH_PATH=/api/ai-stories/health`)
+export const story = (tag: string) => deployInputs('story', tag, `VERSION=s-${tag}\nPORT=8000`)
+
+export function expectOk(r: ActionRun): void {
+  if (r.code !== 0) throw new Error(`action failed (exit ${r.code}):\n${r.output}`)
+}
+
+export function serviceContainers(service: string): string[] {
+  return sh('docker', ['ps', '-a', '--filter', `label=ops-action.service=${service}`, '--format', '{{.Names}}']).trim().split('\n').filter(Boolean)
+}
+
+/** Runs the action while constant load goes through nginx to `/` (the frontend route); returns both. */
+export async function underLoad(
+  inputs: Record<string, string>,
+  { path = '/', fault, settleMs = 500 }: { path?: string; fault?: Fault; settleMs?: number } = {}
+): Promise<{ run: ActionRun; load: LoadStats }> {
+  const load = startLoad({ url: `http://127.0.0.1:${HTTP_PORT}${path}`, keepaliveClients: 8, plainClients: 8 })
+  await new Promise(r => setTimeout(r, 500))
+  const run = await runAction(inputs, {}, fault)
+  await new Promise(r => setTimeout(r, settleMs))
+  const stats = (await load.stop()) as LoadStats
+  console.log(`[load] ${inputs.service ?? ''} ${inputs.image ?? inputs.mode}${fault ? ` (fault at ${fault.when})` : ''}: ${summarize(stats)}`)
+  return { run, load: stats }
+}
+
+/** Constant load through nginx on several paths while `during` runs. */
+export async function loadDuring<T>(paths: string[], during: () => Promise<T>): Promise<{ result: T; loads: Record<string, LoadStats> }> {
+  const loads = paths.map(p => startLoad({ url: `http://127.0.0.1:${HTTP_PORT}${p}`, keepaliveClients: 4, plainClients: 4 }))
+  await new Promise(r => setTimeout(r, 500))
+  const result = await during()
+  await new Promise(r => setTimeout(r, 500))
+  const stats = (await Promise.all(loads.map(l => l.stop()))) as LoadStats[]
+  for (const [i, p] of paths.entries()) console.log(`[load] ${p}: ${summarize(stats[i])}`)
+  return { result, loads: Object.fromEntries(paths.map((p, i) => [p, stats[i]])) }
+}
+
+/** Samples every process's argv on the host while `during` runs; returns the command lines that held a secret. */
+export async function watchArgv<T>(secrets: string[], during: () => Promise<T>): Promise<{ result: T; leaks: string[]; samples: number }> {
+  const leaks: string[] = []
+  let samples = 0
+  let running = true
+  const sampler = (async () => {
+    while (running) {
+      for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
+        let argv = ''
+        try {
+          argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
+        } catch {
+          continue
+        }
+        // The test runner's own process holds the inputs in its memory, not its argv; any argv with a secret is a leak.
+        if (secrets.some(s => argv.includes(s))) leaks.push(argv)
+      }
+      samples++
+      await new Promise(r => setTimeout(r, 10))
+    }
+  })()
+  const result = await during()
+  running = false
+  await sampler
+  return { result, leaks, samples }
 }

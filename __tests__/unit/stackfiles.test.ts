@@ -448,6 +448,18 @@ describe('planFiles', () => {
     expect(planFiles(wanted, onHost, [...wanted.keys()])).toEqual({ write: [], remove: [], unchanged: 3 })
   })
 
+  it('removes files nobody shipped from compose/ and nginx/ (hand edits, stray files), never from elsewhere', () => {
+    const files: FileSet = new Map([['nginx/conf.d/00-zones.conf', 'x'], ['compose/docker-compose.yml', 'y']])
+    const host = new Map([
+      ['nginx/conf.d/00-zones.conf', sha256('x')],
+      ['compose/docker-compose.yml', sha256('y')],
+      ['nginx/conf.d/zz-stray.conf', sha256('broken')],
+      ['compose/docker-compose.override.yml', sha256('z')],
+      ['upstreams/app_my-svc.locations', sha256('custom service')]
+    ])
+    expect(planFiles(files, host, [...files.keys()]).remove.sort()).toEqual(['compose/docker-compose.override.yml', 'nginx/conf.d/zz-stray.conf'])
+  })
+
   it('empty host: everything is written', () => {
     expect(planFiles(wanted, new Map(), [])).toEqual({ write: ['a.conf', 'b.conf', 'c.conf'], remove: [], unchanged: 0 })
   })
