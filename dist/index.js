@@ -60997,8 +60997,8 @@ const DEFAULTS = {
     'ops-dir': '/opt/behindy-ops',
     network: 'internal',
     domain: '',
-    'http-port': '80',
-    'https-port': '443',
+    'http-port': '',
+    'https-port': '',
     'infra-env': '',
     'infra-timeout': '120',
     service: '',
@@ -61091,6 +61091,10 @@ function parseInteger(name, min, max, unit = '') {
         return n;
     };
 }
+/** An input whose empty value means "not given" (undefined). */
+function optional(parse) {
+    return v => (v.trim() === '' ? undefined : parse(v));
+}
 function parseBoolean(name) {
     return v => {
         const s = v.trim();
@@ -61129,9 +61133,12 @@ function parseNetwork(v) {
     }
     return s;
 }
+/** '' keeps the host's domain (undefined); `none` turns HTTPS off (''). */
 function parseDomain(v) {
     const s = v.trim().toLowerCase();
     if (s === '')
+        return undefined;
+    if (s === 'none')
         return '';
     if (s.length > 253 || !HOST_RE.test(s) || !s.includes('.'))
         throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`);
@@ -61160,7 +61167,7 @@ function isMaskable(value) {
     return value.length >= 3 && !/^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value);
 }
 /** Variables of the host's .env that other inputs own (infra writes them from http-port, https-port and network). */
-const OWNED_ENV = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network' };
+const OWNED_ENV = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network', DOMAIN: 'domain' };
 /**
  * infra-env, checked here as the plan step would write it into the host's .env, so a value .env cannot hold fails
  * before connecting instead of after.
@@ -61216,10 +61223,10 @@ function getInputs(read = actionInput) {
     const connectRetries = c.check('connect-retries', parseInteger('connect-retries', 0, 10), 3);
     const opsDir = c.check('ops-dir', parseOpsDir, '');
     const network = c.check('network', parseNetwork, '');
-    const domain = c.check('domain', parseDomain, '');
-    const httpPort = c.check('http-port', parseInteger('http-port', 1, 65535), 80);
-    const httpsPort = c.check('https-port', parseInteger('https-port', 1, 65535), 443);
-    if (httpPort === httpsPort)
+    const domain = c.check('domain', parseDomain, undefined);
+    const httpPort = c.check('http-port', optional(parseInteger('http-port', 1, 65535)), undefined);
+    const httpsPort = c.check('https-port', optional(parseInteger('https-port', 1, 65535)), undefined);
+    if (httpPort !== undefined && httpPort === httpsPort)
         c.fail('https-port', `must differ from http-port (both are ${httpPort})`);
     const infraEnv = c.check('infra-env', parseInfraEnv, []);
     for (const [, value] of infraEnv)
@@ -61244,7 +61251,7 @@ function getInputs(read = actionInput) {
             connectTimeoutMs: connectTimeoutS * 1000,
             connectRetries
         },
-        infra: { opsDir, network, domain, httpPort, httpsPort, infraEnv, infraTimeoutS },
+        infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS },
         lockTimeoutS,
         deploy
     };
@@ -62007,7 +62014,7 @@ async function runInfra(remote, inputs, phases, label = '') {
     const nginxId = after.find(c => c.service === 'nginx')?.id;
     if (!nginxId)
         throw new HostError('the nginx container of the stack is missing after compose up');
-    return { changed: changes.length > 0, changes, nginxId, tls: host.tls };
+    return { changed: changes.length > 0, changes, nginxId, tls: host.tls, settings: host.settings };
 }
 /**
  * Nothing compose would act on: no file or .env change, nothing created so far, and exactly one container per stack
@@ -62075,15 +62082,16 @@ async function preflight(remote, inputs, bundle) {
         if (m)
             hashes.set(m[2], m[1]);
     }
+    const settings = effectiveSettings(inputs, readEnvFile(envText));
     let tls = false;
-    if (inputs.domain) {
+    if (settings.domain) {
         const image = nginxImage(readEnvFile(envText), bundle.get(COMPOSE_FILE) ?? '');
-        const cert = await remote.run(certificateExists(inputs.domain, image));
+        const cert = await remote.run(certificateExists(settings.domain, image));
         tls = cert.stdout.trim() === 'present';
         if (!tls)
-            warning(`No certificate for ${inputs.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`);
+            warning(`No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`);
         else
-            info(`Certificate for ${inputs.domain} found: HTTPS enabled.`);
+            info(`Certificate for ${settings.domain} found: HTTPS enabled.`);
     }
     return {
         compose,
@@ -62092,8 +62100,28 @@ async function preflight(remote, inputs, bundle) {
         manifest: get('manifest').out.split('\n').filter(Boolean),
         networkExists: get('network').rc === 0,
         containers: parseContainers(get('containers').out),
+        settings,
         tls
     };
+}
+/**
+ * domain, http-port and https-port: the input when given, else what the host has (its .env, written by earlier runs),
+ * else the default. So an app repo's deploy, which does not repeat them, never turns HTTPS off or moves nginx.
+ */
+function effectiveSettings(inputs, env) {
+    const port = (key) => (/^\d+$/.test(env.get(key) ?? '') ? Number(env.get(key)) : undefined);
+    const given = inputs.settings;
+    const settings = {
+        domain: given.domain ?? env.get('DOMAIN') ?? '',
+        httpPort: given.httpPort ?? port('HTTP_PORT') ?? 80,
+        httpsPort: given.httpsPort ?? port('HTTPS_PORT') ?? 443
+    };
+    if (settings.httpPort === settings.httpsPort) {
+        throw new InputError(given.httpsPort === undefined ? 'http-port' : 'https-port', `must differ from the HTTPS port the host uses (both would be ${settings.httpPort})`);
+    }
+    const from = (v) => (v === undefined ? ' (from the host)' : '');
+    info(`Settings: domain ${settings.domain || 'none (HTTP only)'}${from(given.domain)}, HTTP port ${settings.httpPort}${from(given.httpPort)}, HTTPS port ${settings.httpsPort}${from(given.httpsPort)}`);
+    return settings;
 }
 /** The nginx image the stack runs: NGINX_IMAGE from .env, else the compose file's default. */
 function nginxImage(env, composeText) {
@@ -62101,7 +62129,7 @@ function nginxImage(env, composeText) {
 }
 /** Everything the run will write, computed locally; input errors surface here, before any change. */
 function planInfra(inputs, host, bundle) {
-    const files = renderStack(bundle, { domain: inputs.domain, tls: host.tls });
+    const files = renderStack(bundle, { domain: host.settings.domain, tls: host.tls });
     files.set(MANIFEST, [...files.keys()].join('\n') + '\n');
     // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
     for (const service of ROUTED_SERVICES) {
@@ -62113,8 +62141,9 @@ function planInfra(inputs, host, bundle) {
     }
     const updates = [
         ...inputs.infraEnv,
-        ['HTTP_PORT', String(inputs.httpPort)],
-        ['HTTPS_PORT', String(inputs.httpsPort)],
+        ['HTTP_PORT', String(host.settings.httpPort)],
+        ['HTTPS_PORT', String(host.settings.httpsPort)],
+        ['DOMAIN', host.settings.domain],
         ['OPS_NETWORK', inputs.network]
     ];
     const merged = mergeEnvFile(host.envText, updates, 'infra-env');
@@ -62654,7 +62683,7 @@ async function pruneImages(remote, d, image, previous) {
     info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`);
 }
 function serviceUrl(inputs, infra, d) {
-    const i = inputs.infra;
+    const i = infra.settings;
     if (infra.tls)
         return `https://${i.domain}${i.httpsPort === 443 ? '' : `:${i.httpsPort}`}${d.spec.route}`;
     return `http://${i.domain || inputs.connection.host}${i.httpPort === 80 ? '' : `:${i.httpPort}`}${d.spec.route}`;

@@ -24,11 +24,17 @@ export interface ConnectionInputs {
 export interface InfraInputs {
   opsDir: string
   network: string
-  domain: string
-  httpPort: number
-  httpsPort: number
+  /** Settings an app repo's deploy need not repeat: undefined keeps the host's (its .env), else the default. */
+  settings: SettingInputs
   infraEnv: EnvEntries
   infraTimeoutS: number
+}
+
+export interface SettingInputs {
+  /** '' = HTTP only (input `none`). */
+  domain?: string
+  httpPort?: number
+  httpsPort?: number
 }
 
 export interface RegistryLogin {
@@ -77,8 +83,8 @@ export const DEFAULTS: Record<string, string> = {
   'ops-dir': '/opt/behindy-ops',
   network: 'internal',
   domain: '',
-  'http-port': '80',
-  'https-port': '443',
+  'http-port': '',
+  'https-port': '',
   'infra-env': '',
   'infra-timeout': '120',
   service: '',
@@ -178,6 +184,11 @@ export function parseInteger(name: string, min: number, max: number, unit = ''):
   }
 }
 
+/** An input whose empty value means "not given" (undefined). */
+export function optional<T>(parse: (v: string) => T): (v: string) => T | undefined {
+  return v => (v.trim() === '' ? undefined : parse(v))
+}
+
 export function parseBoolean(name: string): (v: string) => boolean {
   return v => {
     const s = v.trim()
@@ -216,9 +227,11 @@ export function parseNetwork(v: string): string {
   return s
 }
 
-export function parseDomain(v: string): string {
+/** '' keeps the host's domain (undefined); `none` turns HTTPS off (''). */
+export function parseDomain(v: string): string | undefined {
   const s = v.trim().toLowerCase()
-  if (s === '') return ''
+  if (s === '') return undefined
+  if (s === 'none') return ''
   if (s.length > 253 || !HOST_RE.test(s) || !s.includes('.')) throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`)
   return s
 }
@@ -247,7 +260,7 @@ export function isMaskable(value: string): boolean {
 }
 
 /** Variables of the host's .env that other inputs own (infra writes them from http-port, https-port and network). */
-const OWNED_ENV: Record<string, string> = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network' }
+const OWNED_ENV: Record<string, string> = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network', DOMAIN: 'domain' }
 
 /**
  * infra-env, checked here as the plan step would write it into the host's .env, so a value .env cannot hold fails
@@ -311,10 +324,10 @@ export function getInputs(read: InputReader = actionInput): Inputs {
 
   const opsDir = c.check('ops-dir', parseOpsDir, '')
   const network = c.check('network', parseNetwork, '')
-  const domain = c.check('domain', parseDomain, '')
-  const httpPort = c.check('http-port', parseInteger('http-port', 1, 65535), 80)
-  const httpsPort = c.check('https-port', parseInteger('https-port', 1, 65535), 443)
-  if (httpPort === httpsPort) c.fail('https-port', `must differ from http-port (both are ${httpPort})`)
+  const domain = c.check('domain', parseDomain, undefined)
+  const httpPort = c.check('http-port', optional(parseInteger('http-port', 1, 65535)), undefined)
+  const httpsPort = c.check('https-port', optional(parseInteger('https-port', 1, 65535)), undefined)
+  if (httpPort !== undefined && httpPort === httpsPort) c.fail('https-port', `must differ from http-port (both are ${httpPort})`)
   const infraEnv = c.check('infra-env', parseInfraEnv, [])
   for (const [, value] of infraEnv) if (isMaskable(value)) core.setSecret(value)
   const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120)
@@ -336,7 +349,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
       connectTimeoutMs: connectTimeoutS * 1000,
       connectRetries
     },
-    infra: { opsDir, network, domain, httpPort, httpsPort, infraEnv, infraTimeoutS },
+    infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS },
     lockTimeoutS,
     deploy
   }

@@ -435,7 +435,7 @@ async function pruneImages(remote: Remote, d: DeployInputs, image: string, previ
 }
 
 function serviceUrl(inputs: Inputs, infra: InfraResult, d: DeployInputs): string {
-  const i = inputs.infra
+  const i = infra.settings
   if (infra.tls) return `https://${i.domain}${i.httpsPort === 443 ? '' : `:${i.httpsPort}`}${d.spec.route}`
   return `http://${i.domain || inputs.connection.host}${i.httpPort === 80 ? '' : `:${i.httpPort}`}${d.spec.route}`
 }

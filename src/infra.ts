@@ -54,7 +54,15 @@ export interface HostState {
   manifest: string[]
   networkExists: boolean
   containers: Container[]
+  /** domain and ports in effect: the inputs, else the host's .env, else the defaults. */
+  settings: Settings
   tls: boolean
+}
+
+export interface Settings {
+  domain: string
+  httpPort: number
+  httpsPort: number
 }
 
 export interface InfraPlan {
@@ -74,6 +82,7 @@ export interface InfraResult {
   nginxId: string
   /** nginx serves HTTPS for the domain. */
   tls: boolean
+  settings: Settings
 }
 
 /** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
@@ -136,7 +145,7 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
   }
   const nginxId = after.find(c => c.service === 'nginx')?.id
   if (!nginxId) throw new HostError('the nginx container of the stack is missing after compose up')
-  return { changed: changes.length > 0, changes, nginxId, tls: host.tls }
+  return { changed: changes.length > 0, changes, nginxId, tls: host.tls, settings: host.settings }
 }
 
 /**
@@ -215,13 +224,14 @@ async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): 
     if (m) hashes.set(m[2], m[1])
   }
 
+  const settings = effectiveSettings(inputs, readEnvFile(envText))
   let tls = false
-  if (inputs.domain) {
+  if (settings.domain) {
     const image = nginxImage(readEnvFile(envText), bundle.get(COMPOSE_FILE) ?? '')
-    const cert = await remote.run(certificateExists(inputs.domain, image))
+    const cert = await remote.run(certificateExists(settings.domain, image))
     tls = cert.stdout.trim() === 'present'
-    if (!tls) core.warning(`No certificate for ${inputs.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`)
-    else core.info(`Certificate for ${inputs.domain} found: HTTPS enabled.`)
+    if (!tls) core.warning(`No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`)
+    else core.info(`Certificate for ${settings.domain} found: HTTPS enabled.`)
   }
 
   return {
@@ -231,8 +241,31 @@ async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): 
     manifest: get('manifest').out.split('\n').filter(Boolean),
     networkExists: get('network').rc === 0,
     containers: parseContainers(get('containers').out),
+    settings,
     tls
   }
+}
+
+/**
+ * domain, http-port and https-port: the input when given, else what the host has (its .env, written by earlier runs),
+ * else the default. So an app repo's deploy, which does not repeat them, never turns HTTPS off or moves nginx.
+ */
+export function effectiveSettings(inputs: InfraInputs, env: Map<string, string>): Settings {
+  const port = (key: string) => (/^\d+$/.test(env.get(key) ?? '') ? Number(env.get(key)) : undefined)
+  const given = inputs.settings
+  const settings = {
+    domain: given.domain ?? env.get('DOMAIN') ?? '',
+    httpPort: given.httpPort ?? port('HTTP_PORT') ?? 80,
+    httpsPort: given.httpsPort ?? port('HTTPS_PORT') ?? 443
+  }
+  if (settings.httpPort === settings.httpsPort) {
+    throw new InputError(given.httpsPort === undefined ? 'http-port' : 'https-port', `must differ from the HTTPS port the host uses (both would be ${settings.httpPort})`)
+  }
+  const from = (v: unknown) => (v === undefined ? ' (from the host)' : '')
+  core.info(
+    `Settings: domain ${settings.domain || 'none (HTTP only)'}${from(given.domain)}, HTTP port ${settings.httpPort}${from(given.httpPort)}, HTTPS port ${settings.httpsPort}${from(given.httpsPort)}`
+  )
+  return settings
 }
 
 /** The nginx image the stack runs: NGINX_IMAGE from .env, else the compose file's default. */
@@ -242,7 +275,7 @@ export function nginxImage(env: Map<string, string>, composeText: string): strin
 
 /** Everything the run will write, computed locally; input errors surface here, before any change. */
 export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet): InfraPlan {
-  const files = renderStack(bundle, { domain: inputs.domain, tls: host.tls })
+  const files = renderStack(bundle, { domain: host.settings.domain, tls: host.tls })
   files.set(MANIFEST, [...files.keys()].join('\n') + '\n')
   // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
   for (const service of ROUTED_SERVICES) {
@@ -253,8 +286,9 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   }
   const updates: EnvEntries = [
     ...inputs.infraEnv,
-    ['HTTP_PORT', String(inputs.httpPort)],
-    ['HTTPS_PORT', String(inputs.httpsPort)],
+    ['HTTP_PORT', String(host.settings.httpPort)],
+    ['HTTPS_PORT', String(host.settings.httpsPort)],
+    ['DOMAIN', host.settings.domain],
     ['OPS_NETWORK', inputs.network]
   ]
   const merged = mergeEnvFile(host.envText, updates, 'infra-env')

@@ -126,9 +126,7 @@ describe('getInputs: a valid infra input set', () => {
     const i = inputs.infra
     expect(i.opsDir).toBe('/srv/behindy-ops')
     expect(i.network).toBe('behindy_net')
-    expect(i.domain).toBe('behindy.me')
-    expect(i.httpPort).toBe(8080)
-    expect(i.httpsPort).toBe(8443)
+    expect(i.settings).toEqual({ domain: 'behindy.me', httpPort: 8080, httpsPort: 8443 })
     expect(i.infraEnv).toEqual([
       ['DB_USER', 'behindy'],
       ['DB_PASS', 's3cr3t pw'],
@@ -152,12 +150,17 @@ describe('getInputs: a valid infra input set', () => {
     expect(inputs.infra).toEqual({
       opsDir: '/opt/behindy-ops',
       network: 'internal',
-      domain: '',
-      httpPort: 80,
-      httpsPort: 443,
+      // Not given: the host's settings are kept (see effectiveSettings).
+      settings: { domain: undefined, httpPort: undefined, httpsPort: undefined },
       infraEnv: [],
       infraTimeoutS: 120
     })
+  })
+
+  it('domain `none` means HTTP only; an empty port keeps the host\'s; equal ports are refused', () => {
+    expect(getInputs(reader({ ...base(), domain: 'none' })).infra.settings.domain).toBe('')
+    expect(getInputs(reader({ ...base(), 'https-port': '8443' })).infra.settings).toEqual({ domain: undefined, httpPort: undefined, httpsPort: 8443 })
+    expect(() => getInputs(reader({ ...base(), 'http-port': '8080', 'https-port': '8080' }))).toThrow(/Input 'https-port': must differ from http-port/)
   })
 
   it('accepts a bracketed IPv6 host, an IPv4 host and TRUE for the skip flag', () => {

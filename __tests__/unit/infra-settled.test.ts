@@ -9,6 +9,7 @@ const host = (statuses: Record<string, string>): HostState => ({
   manifest: [],
   networkExists: true,
   containers: Object.entries(statuses).map(([service, status], i) => ({ id: `id${i}`, service, status })),
+  settings: { domain: '', httpPort: 80, httpsPort: 443 },
   tls: false
 })
 const plan = (over: Partial<InfraPlan> = {}): InfraPlan => ({

@@ -129,7 +129,7 @@ function argvStrings(i: Inputs): string[] {
   return [
     i.infra.opsDir,
     i.infra.network,
-    i.infra.domain,
+    i.infra.settings.domain ?? '',
     ...(d ? [d.service, d.image, d.spec.route, d.spec.healthPath, ...d.spec.aliases, d.envFile ?? '', d.registry?.server ?? '', d.registry?.username ?? '', d.memory ?? ''] : [])
   ]
 }

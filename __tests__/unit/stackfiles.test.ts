@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml'
 import { composeV2 } from '../../src/commands/compose'
 import type { InfraInputs } from '../../src/context'
 import { InputErrors } from '../../src/errors'
-import { checkStackEnv, nginxImage, parseContainers, planInfra, type HostState } from '../../src/infra'
+import { checkStackEnv, effectiveSettings, nginxImage, parseContainers, planInfra, type HostState } from '../../src/infra'
 import {
   loadBundle,
   planFiles,
@@ -119,9 +119,27 @@ describe('renderStack', () => {
     const https = blocks(servers, /\bserver\s*\{/).filter(b => /listen\s+443\s+ssl/.test(b))
     expect(https).toHaveLength(1)
     expect(https[0]).toContain('server_name behindy.me www.behindy.me;')
-    expect(https[0]).toMatch(/add_header Strict-Transport-Security "max-age=\d+[^"]*" always;/)
+    expect(https[0]).toMatch(/add_header Strict-Transport-Security \$hsts always;/)
+    expect(code(file(bundle, 'nginx/conf.d/00-zones.conf'))).toMatch(/map \$https \$hsts \{\s*on\s+"max-age=31536000; includeSubDomains";\s*default\s+"";\s*\}/)
     expect(https[0]).toContain('include routes/*.conf;')
     expect(https[0]).toContain('include snippets/common.conf;')
+  })
+
+  it('every location with add_header of its own repeats HSTS (nginx would drop the server\'s there)', () => {
+    let checked = 0
+    for (const [path, text] of [...bundle].filter(([p]) => p.startsWith('nginx/routes/') || p.startsWith('nginx/snippets/'))) {
+      for (const body of blocks(text, /\blocation\b[^{]*\{/)) {
+        const own = topLevel(body)
+          .split(';')
+          .map(d => d.trim().replace(/\s+/g, ' '))
+          .filter(d => d.startsWith('add_header '))
+          .map(d => `${d};`)
+        if (!own.length) continue
+        checked++
+        expect(own, `${path}: ${own.join(' | ')}`).toContain('add_header Strict-Transport-Security $hsts always;')
+      }
+    }
+    expect(checked).toBeGreaterThan(0)
   })
 
   it('TLS: HTTP for the domain redirects to https, ACME challenge still served over HTTP', () => {
@@ -478,13 +496,13 @@ describe('planInfra', () => {
     ['REDIS_PASSWORD', 'r3dis-s3cret']
   ]
 
+  const behindyMe = { domain: 'behindy.me', httpPort: 80, httpsPort: 443 }
+
   function inputs(over: Partial<InfraInputs> = {}): InfraInputs {
     return {
       opsDir: '/opt/behindy-ops',
       network: 'internal',
-      domain: '',
-      httpPort: 80,
-      httpsPort: 443,
+      settings: {},
       infraEnv: fullEnv,
       infraTimeoutS: 120,
       ...over
@@ -499,6 +517,7 @@ describe('planInfra', () => {
       manifest: [],
       networkExists: true,
       containers: [],
+      settings: { domain: '', httpPort: 80, httpsPort: 443 },
       tls: false,
       ...over
     }
@@ -531,7 +550,7 @@ describe('planInfra', () => {
     )
     expect(plan.envText).toContain("DB_PASS='p w'")
     expect(plan.envText.startsWith('# host secrets\n')).toBe(true)
-    expect(plan.envChangedKeys).toEqual(['DB_USER', 'DB_NAME', 'HTTP_PORT', 'HTTPS_PORT', 'OPS_NETWORK'])
+    expect(plan.envChangedKeys).toEqual(['DB_USER', 'DB_NAME', 'HTTP_PORT', 'HTTPS_PORT', 'DOMAIN', 'OPS_NETWORK'])
   })
 
   it.each(['with space', 'quo"te', "quo'te", 'back\\slash'])('REDIS_PASSWORD %j is rejected', pw => {
@@ -576,7 +595,7 @@ describe('planInfra', () => {
     expect(plan.remove).toEqual([])
     expect(plan.nginxChanged).toBe(true)
     expect(plan.envText).toBe(
-      'DB_USER=behindy\nDB_PASS=db-s3cret\nDB_NAME=behindy\nREDIS_PASSWORD=r3dis-s3cret\nHTTP_PORT=80\nHTTPS_PORT=443\nOPS_NETWORK=internal\n'
+      'DB_USER=behindy\nDB_PASS=db-s3cret\nDB_NAME=behindy\nREDIS_PASSWORD=r3dis-s3cret\nHTTP_PORT=80\nHTTPS_PORT=443\nDOMAIN=\nOPS_NETWORK=internal\n'
     )
   })
 
@@ -590,10 +609,10 @@ describe('planInfra', () => {
   })
 
   it('a second run against the first run’s result writes nothing', () => {
-    const first = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: true }), bundle)
+    const first = planInfra(inputs(), host({ tls: true, settings: behindyMe }), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const second = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: true, hashes, manifest, envText: first.envText }), bundle)
+    const second = planInfra(inputs(), host({ tls: true, settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
     expect(second.write).toEqual([])
     expect(second.remove).toEqual([])
     expect(second.envChangedKeys).toEqual([])
@@ -603,10 +622,10 @@ describe('planInfra', () => {
   })
 
   it('a certificate appearing rewrites only the servers file (and reloads nginx)', () => {
-    const first = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: false }), bundle)
+    const first = planInfra(inputs(), host({ tls: false, settings: behindyMe }), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const second = planInfra(inputs({ domain: 'behindy.me' }), host({ tls: true, hashes, manifest, envText: first.envText }), bundle)
+    const second = planInfra(inputs(), host({ tls: true, settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
     expect(second.write).toEqual(['nginx/conf.d/20-servers.conf'])
     expect(second.nginxChanged).toBe(true)
   })
@@ -627,11 +646,33 @@ describe('planInfra', () => {
     const first = planInfra(inputs(), host(), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const second = planInfra(inputs({ httpPort: 8080 }), host({ hashes, manifest, envText: first.envText }), bundle)
+    const second = planInfra(inputs(), host({ hashes, manifest, envText: first.envText, settings: { domain: '', httpPort: 8080, httpsPort: 443 } }), bundle)
     expect(second.write).toEqual([])
     expect(second.envChangedKeys).toEqual(['HTTP_PORT'])
     expect(second.envText).toContain('HTTP_PORT=8080\n')
     expect(second.nginxChanged).toBe(false)
+  })
+})
+
+describe('effectiveSettings', () => {
+  const given = (settings: InfraInputs['settings']): InfraInputs => ({ opsDir: '/o', network: 'internal', settings, infraEnv: [], infraTimeoutS: 120 })
+  const env = new Map([
+    ['DOMAIN', 'behindy.me'],
+    ['HTTP_PORT', '8080'],
+    ['HTTPS_PORT', '8443']
+  ])
+
+  it('an app deploy that gives none of them keeps the host\'s: HTTPS stays on, nginx stays on its ports', () => {
+    expect(effectiveSettings(given({}), env)).toEqual({ domain: 'behindy.me', httpPort: 8080, httpsPort: 8443 })
+  })
+
+  it('inputs win; domain none ("") turns HTTPS off; a fresh host gets the defaults', () => {
+    expect(effectiveSettings(given({ domain: '', httpPort: 80 }), env)).toEqual({ domain: '', httpPort: 80, httpsPort: 8443 })
+    expect(effectiveSettings(given({}), new Map())).toEqual({ domain: '', httpPort: 80, httpsPort: 443 })
+  })
+
+  it('refuses an HTTP port equal to the host\'s HTTPS port, naming the input', () => {
+    expect(() => effectiveSettings(given({ httpPort: 8443 }), env)).toThrow(/Input 'http-port': must differ/)
   })
 })
 
