@@ -60599,7 +60599,8 @@ function readEnvFile(text) {
 const PLAIN = /^[A-Za-z0-9_@%+=:,./-]*$/;
 /**
  * One `KEY=VALUE` line that compose v1 (python-dotenv) and v2 read back as exactly `value`, without interpolation:
- * plain when it has no special characters, else single-quoted (literal in both).
+ * plain when it has no special characters, else single-quoted (literal in v2; python-dotenv still expands `${…}`
+ * inside single quotes, so compose v1 would change such a value: refused).
  */
 function envLine(key, value, input) {
     if (!ENV_KEY_RE.test(key))
@@ -60608,6 +60609,9 @@ function envLine(key, value, input) {
         throw new InputError(input, `value of ${key} contains a line break, which an env file cannot hold`);
     if (PLAIN.test(value))
         return `${key}=${value}`;
+    if (value.includes('${')) {
+        throw new InputError(input, `value of ${key} contains '\${', which compose v1 expands as a variable even in quotes (the stack would get another value than you set) — avoid '\${' in it`);
+    }
     if (value.includes("'")) {
         throw new InputError(input, `value of ${key} contains both a single quote and other special characters; compose v1 and v2 read such a value differently from .env — drop the single quote`);
     }
@@ -61667,9 +61671,9 @@ const serviceContainers = (service) => script('ids=$(docker ps -aq --filter "lab
  * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
  * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
  */
-const httpStatus = (via, url, timeoutS = 3) => cmd('docker', 'exec', via, 'sh', '-c', 'out=$(wget -S -q -O /dev/null -T "$2" -t 1 "$1" 2>&1); rc=$?; ' +
+const httpStatus = (via, url, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', 'out=$(wget -S -q -O /dev/null -T "$2" -t 1 --header "${3:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
     'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
-    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"', 'sh', url, String(timeoutS));
+    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"', 'sh', url, String(timeoutS), header);
 const stopContainer = (name, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), name);
 const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
 /** `repository:tag id created` of the images of one repository, newest first. */
@@ -61871,11 +61875,14 @@ function planFiles(wanted, onHost, previousManifest) {
 ;// CONCATENATED MODULE: ./src/upstream.ts
 /** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
 /**
- * Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. Each is an
- * nginx variable (`$app_<svc>`, `-` spelled `_`) holding `host:port`, defined in its own file under upstreams/.
+ * Upstream names: `app_<svc>` is the container serving clients, an nginx variable (`$app_<svc>`, `-` spelled `_`)
+ * holding `host:port`, defined in its own file under upstreams/. On the preview port, the X-Ops-Upstream request
+ * header names the container instead (nginx/conf.d/05-upstream-vars.conf).
  */
-const upstreamName = (service, next = false) => `app_${service.replace(/-/g, '_')}${next ? '_next' : ''}`;
-const upstreamPath = (service, next = false) => `upstreams/app_${service}${next ? '_next' : ''}.conf`;
+const upstreamName = (service) => `app_${service.replace(/-/g, '_')}`;
+const upstreamPath = (service) => `upstreams/app_${service}.conf`;
+/** The request header that picks the container on nginx's preview port. */
+const PREVIEW_HEADER = 'X-Ops-Upstream';
 const locationsPath = (service) => `upstreams/app_${service}.locations`;
 const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
 /** The nginx variable that picks the live or preview upstream of a service. */
@@ -61883,10 +61890,10 @@ const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
 /** `$name` = `target` for every request (a map with only a default is nginx's constant variable). */
 const variable = (name, target) => `map "" $${name} {\n    default ${target};\n}`;
 /** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
-function placeholderUpstream(service, next = false) {
+function placeholderUpstream(service) {
     return [
         `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-        variable(upstreamName(service, next), '127.0.0.1:8503'),
+        variable(upstreamName(service), '127.0.0.1:8503'),
         ''
     ].join('\n');
 }
@@ -61917,7 +61924,7 @@ function customServiceFiles(service, route, hasLive) {
     const files = [
         {
             path: varsPath(service),
-            content: `map $server_port ${v} {\n    8504    $${upstreamName(service, true)};\n    default $${upstreamName(service)};\n}\n`
+            content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default $${upstreamName(service)};\n}\n`
         },
         {
             path: locationsPath(service),
@@ -62133,11 +62140,9 @@ function planInfra(inputs, host, bundle) {
     files.set(MANIFEST, [...files.keys()].join('\n') + '\n');
     // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
     for (const service of ROUTED_SERVICES) {
-        for (const next of [false, true]) {
-            const path = upstreamPath(service, next);
-            if (!host.hashes.has(path))
-                files.set(path, placeholderUpstream(service, next));
-        }
+        const path = upstreamPath(service);
+        if (!host.hashes.has(path))
+            files.set(path, placeholderUpstream(service));
     }
     const updates = [
         ...inputs.infraEnv,
@@ -62393,13 +62398,12 @@ async function runDeploy(remote, inputs, phases) {
             await phases.run('Start container', () => start(remote, d, image, name, network, inherit));
             // 6. Health gate, directly on the new container.
             const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId));
-            // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
+            // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
             await phases.run('Verify preview through nginx', async () => {
-                const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), d.spec.port, { container: name, image }) }];
+                // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
                 if (!CATALOGUE[d.service])
-                    files.push(...customServiceFiles(d.service, d.spec.route, before.live !== undefined));
-                await writeAndReload(remote, opsDir, infra.nginxId, files);
-                await verify(remote, d, infra.nginxId, PREVIEW_PORT);
+                    await writeAndReload(remote, opsDir, infra.nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined));
+                await verify(remote, d, infra.nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`);
             });
             // 7b. Switch: clients go to the new container.
             await phases.run('Switch nginx', async () => {
@@ -62566,7 +62570,7 @@ class GateError extends HostError {
     }
 }
 /** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
-const SERVICE_FILES = (service) => [upstreamPath(service), upstreamPath(service, true), locationsPath(service), varsPath(service)];
+const SERVICE_FILES = (service) => [upstreamPath(service), locationsPath(service), varsPath(service)];
 /** Writes nginx files atomically, checks nginx -t (putting the old files back if it fails), reloads and waits. */
 async function writeAndReload(remote, opsDir, nginxId, files, onValid = () => undefined) {
     const entries = files.map(f => ({ ...f, mode: 0o644 }));
@@ -62584,13 +62588,13 @@ function nginxTestFailed(output, consequence) {
     return new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config');
 }
 /** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */
-async function verify(remote, d, nginxId, port) {
+async function verify(remote, d, nginxId, port, header = '') {
     const base = `http://127.0.0.1:${port}`;
     const healthPath = publicPath(d.spec, d.spec.healthPath);
     let ok = 0;
     let last = '';
     for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
-        const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath)), section('route', httpStatus(nginxId, base + d.spec.route))))).stdout);
+        const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath, 3, header)), section('route', httpStatus(nginxId, base + d.spec.route, 3, header))))).stdout);
         const h = s.get('health')?.out.trim() ?? '000';
         const r = s.get('route')?.out.trim() ?? '000';
         last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`;

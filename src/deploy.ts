@@ -28,7 +28,7 @@ import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
 import { concurrently, section, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { customServiceFiles, liveOf, locationsPath, upstreamConf, upstreamName, upstreamPath, varsPath, type Live } from './upstream'
+import { customServiceFiles, liveOf, locationsPath, PREVIEW_HEADER, upstreamConf, upstreamName, upstreamPath, varsPath, type Live } from './upstream'
 
 const HISTORY = 'history.jsonl'
 const POLL_MS = 500
@@ -103,12 +103,11 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
       await phases.run('Start container', () => start(remote, d, image, name, network, inherit))
       // 6. Health gate, directly on the new container.
       const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId))
-      // 7a. Preview: nginx's preview port routes to the new container through the very same route config.
+      // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
       await phases.run('Verify preview through nginx', async () => {
-        const files = [{ path: upstreamPath(d.service, true), content: upstreamConf(upstreamName(d.service, true), d.spec.port, { container: name, image }) }]
-        if (!CATALOGUE[d.service]) files.push(...customServiceFiles(d.service, d.spec.route, before.live !== undefined))
-        await writeAndReload(remote, opsDir, infra.nginxId, files)
-        await verify(remote, d, infra.nginxId, PREVIEW_PORT)
+        // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
+        if (!CATALOGUE[d.service]) await writeAndReload(remote, opsDir, infra.nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined))
+        await verify(remote, d, infra.nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`)
       })
       // 7b. Switch: clients go to the new container.
       await phases.run('Switch nginx', async () => {
@@ -308,7 +307,7 @@ class GateError extends HostError {
 }
 
 /** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
-const SERVICE_FILES = (service: string): string[] => [upstreamPath(service), upstreamPath(service, true), locationsPath(service), varsPath(service)]
+const SERVICE_FILES = (service: string): string[] => [upstreamPath(service), locationsPath(service), varsPath(service)]
 
 /** Writes nginx files atomically, checks nginx -t (putting the old files back if it fails), reloads and waits. */
 async function writeAndReload(
@@ -335,13 +334,13 @@ function nginxTestFailed(output: string, consequence: string): HostError {
 }
 
 /** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */
-async function verify(remote: Remote, d: DeployInputs, nginxId: string, port: number): Promise<void> {
+async function verify(remote: Remote, d: DeployInputs, nginxId: string, port: number, header = ''): Promise<void> {
   const base = `http://127.0.0.1:${port}`
   const healthPath = publicPath(d.spec, d.spec.healthPath)
   let ok = 0
   let last = ''
   for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
-    const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath)), section('route', httpStatus(nginxId, base + d.spec.route))))).stdout)
+    const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath, 3, header)), section('route', httpStatus(nginxId, base + d.spec.route, 3, header))))).stdout)
     const h = s.get('health')?.out.trim() ?? '000'
     const r = s.get('route')?.out.trim() ?? '000'
     last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`

@@ -44,12 +44,16 @@ const PLAIN = /^[A-Za-z0-9_@%+=:,./-]*$/
 
 /**
  * One `KEY=VALUE` line that compose v1 (python-dotenv) and v2 read back as exactly `value`, without interpolation:
- * plain when it has no special characters, else single-quoted (literal in both).
+ * plain when it has no special characters, else single-quoted (literal in v2; python-dotenv still expands `${…}`
+ * inside single quotes, so compose v1 would change such a value: refused).
  */
 export function envLine(key: string, value: string, input: string): string {
   if (!ENV_KEY_RE.test(key)) throw new InputError(input, `'${key}' is not a valid variable name`)
   if (/[\r\n]/.test(value)) throw new InputError(input, `value of ${key} contains a line break, which an env file cannot hold`)
   if (PLAIN.test(value)) return `${key}=${value}`
+  if (value.includes('${')) {
+    throw new InputError(input, `value of ${key} contains '\${', which compose v1 expands as a variable even in quotes (the stack would get another value than you set) — avoid '\${' in it`)
+  }
   if (value.includes("'")) {
     throw new InputError(
       input,

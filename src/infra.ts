@@ -279,10 +279,8 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   files.set(MANIFEST, [...files.keys()].join('\n') + '\n')
   // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
   for (const service of ROUTED_SERVICES) {
-    for (const next of [false, true]) {
-      const path = upstreamPath(service, next)
-      if (!host.hashes.has(path)) files.set(path, placeholderUpstream(service, next))
-    }
+    const path = upstreamPath(service)
+    if (!host.hashes.has(path)) files.set(path, placeholderUpstream(service))
   }
   const updates: EnvEntries = [
     ...inputs.infraEnv,

@@ -6,11 +6,15 @@ export interface Live {
 }
 
 /**
- * Upstream names: `app_<svc>` serves clients; `app_<svc>_next` serves the preview port during a deploy. Each is an
- * nginx variable (`$app_<svc>`, `-` spelled `_`) holding `host:port`, defined in its own file under upstreams/.
+ * Upstream names: `app_<svc>` is the container serving clients, an nginx variable (`$app_<svc>`, `-` spelled `_`)
+ * holding `host:port`, defined in its own file under upstreams/. On the preview port, the X-Ops-Upstream request
+ * header names the container instead (nginx/conf.d/05-upstream-vars.conf).
  */
-export const upstreamName = (service: string, next = false): string => `app_${service.replace(/-/g, '_')}${next ? '_next' : ''}`
-export const upstreamPath = (service: string, next = false): string => `upstreams/app_${service}${next ? '_next' : ''}.conf`
+export const upstreamName = (service: string): string => `app_${service.replace(/-/g, '_')}`
+export const upstreamPath = (service: string): string => `upstreams/app_${service}.conf`
+/** The request header that picks the container on nginx's preview port. */
+export const PREVIEW_HEADER = 'X-Ops-Upstream'
+
 export const locationsPath = (service: string): string => `upstreams/app_${service}.locations`
 export const varsPath = (service: string): string => `upstreams/app_${service}_vars.conf`
 /** The nginx variable that picks the live or preview upstream of a service. */
@@ -20,10 +24,10 @@ export const upstreamVar = (service: string): string => `$up_${service.replace(/
 const variable = (name: string, target: string): string => `map "" $${name} {\n    default ${target};\n}`
 
 /** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
-export function placeholderUpstream(service: string, next = false): string {
+export function placeholderUpstream(service: string): string {
   return [
     `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-    variable(upstreamName(service, next), '127.0.0.1:8503'),
+    variable(upstreamName(service), '127.0.0.1:8503'),
     ''
   ].join('\n')
 }
@@ -55,7 +59,7 @@ export function customServiceFiles(service: string, route: string, hasLive: bool
   const files = [
     {
       path: varsPath(service),
-      content: `map $server_port ${v} {\n    8504    $${upstreamName(service, true)};\n    default $${upstreamName(service)};\n}\n`
+      content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default $${upstreamName(service)};\n}\n`
     },
     {
       path: locationsPath(service),

@@ -190,7 +190,7 @@ describe('upstream files', () => {
     expect([...byPath.keys()].sort()).toEqual(['upstreams/app_my-svc.conf', 'upstreams/app_my-svc.locations', 'upstreams/app_my-svc_vars.conf'])
     const vars = byPath.get('upstreams/app_my-svc_vars.conf') as string
     expect(vars).toMatch(/map \$server_port \$up_my_svc \{/)
-    expect(vars).toMatch(/^\s*8504\s+\$app_my_svc_next;/m)
+    expect(vars).toMatch(/^\s*8504\s+\$http_x_ops_upstream;/m)
     expect(vars).toMatch(/^\s*default\s+\$app_my_svc;/m)
     const loc = byPath.get('upstreams/app_my-svc.locations') as string
     expect(loc).toMatch(/location \/things\/ \{/)
@@ -473,7 +473,7 @@ describe('httpStatus', () => {
 
   beforeAll(async () => {
     server = createServer((req, res) => {
-      const code = req.url === '/missing' ? 404 : req.url === '/down' ? 503 : req.url === '/moved' ? 301 : 200
+      const code = req.url === '/missing' ? 404 : req.url === '/down' ? 503 : req.url === '/moved' ? 301 : req.url === '/header' ? (req.headers['x-ops-upstream'] === 'frontend-1a2b3c4d:3000' ? 204 : 400) : 200
       if (code === 301) res.setHeader('Location', '/health')
       res.statusCode = code
       res.end('body')
@@ -489,19 +489,24 @@ describe('httpStatus', () => {
     await new Promise(r => server.close(r))
   })
 
-  it('is docker exec VIA sh -c SCRIPT sh URL TIMEOUT', () => {
+  it('is docker exec VIA sh -c SCRIPT sh URL TIMEOUT HEADER', () => {
     const argv = dockerArgv(httpStatus('nginx-id', 'http://172.18.0.5:8080/api/x?a=1&b=2', 2))
     expect(argv.slice(0, 4)).toEqual(['exec', 'nginx-id', 'sh', '-c'])
-    expect(argv.slice(5)).toEqual(['sh', 'http://172.18.0.5:8080/api/x?a=1&b=2', '2'])
+    expect(argv.slice(5)).toEqual(['sh', 'http://172.18.0.5:8080/api/x?a=1&b=2', '2', ''])
   })
 
   /** Runs the inner script locally as the nginx container would (async: the server lives in this process). */
-  function status(url: string, timeoutS = 2): Promise<string> {
-    const script = dockerArgv(httpStatus('nginx', url, timeoutS))[4]
+  function status(url: string, timeoutS = 2, header = ''): Promise<string> {
+    const script = dockerArgv(httpStatus('nginx', url, timeoutS, header))[4]
     return new Promise((resolve, reject) =>
-      execFile('sh', ['-c', script, 'sh', url, String(timeoutS)], { timeout: 15_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)))
+      execFile('sh', ['-c', script, 'sh', url, String(timeoutS), header], { timeout: 15_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)))
     )
   }
+
+  it.skipIf(!hasWget)('sends the preview header when given (one argument, spaces and all)', async () => {
+    expect(await status(`http://127.0.0.1:${port}/header`, 2, 'X-Ops-Upstream: frontend-1a2b3c4d:3000')).toBe('204\n')
+    expect(await status(`http://127.0.0.1:${port}/header`)).toBe('400\n')
+  })
 
   it.skipIf(!hasWget)('prints 200 / 404 / 503, the final status after a redirect, and 000 when nothing answers (wget missing: skipped)', async () => {
     expect(await status(`http://127.0.0.1:${port}/health`)).toBe('200\n')

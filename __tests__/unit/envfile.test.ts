@@ -22,12 +22,14 @@ describe('parseEnvInput', () => {
 })
 
 describe('envLine round trip through the dotenv reader', () => {
-  it.each(['plain', 'with space', 'p@ss#word$HOME', 'a"b', '${DB_USER}', 'x=y', ''])('%j reads back unchanged', v => {
+  it.each(['plain', 'with space', 'p@ss#word$HOME', 'a"b', '$(x)`y`;|&', 'x=y', ''])('%j reads back unchanged', v => {
     expect(readEnvFile(envLine('K', v, 'infra-env') + '\n').get('K')).toBe(v)
   })
   it('refuses values it cannot write faithfully', () => {
     expect(() => envLine('K', "it's $x", 'infra-env')).toThrow(/single quote/)
     expect(() => envLine('K', 'a\nb', 'infra-env')).toThrow(/line break/)
+    // python-dotenv (compose v1) expands ${…} even inside single quotes; found by the e2e inert-payload suite.
+    expect(() => envLine('K', 'pw${PATH}', 'infra-env')).toThrow(/contains '\$\{', which compose v1 expands/)
   })
 })
 

@@ -299,13 +299,13 @@ describe('shipped nginx config', () => {
     for (const s of ROUTED_SERVICES) expect(bundle.has(`nginx/routes/${s}.conf`)).toBe(true)
   })
 
-  it('every $up_X variable used has a map: app_X by default, app_X_next on the preview port 8504', () => {
+  it('every $up_X variable used has a map: $app_X by default, the X-Ops-Upstream header names on the preview port 8504', () => {
     const maps = upstreamMaps()
     const used = new Set<string>()
     for (const [, text] of nginxFiles) for (const m of code(text).matchAll(/\$up_([a-z0-9_]+)/g)) used.add(m[1])
     expect(used.size).toBeGreaterThan(0)
     for (const svc of used) {
-      expect(maps.get(svc), `map for $up_${svc}`).toEqual({ dflt: `$app_${svc}`, preview: `$app_${svc}_next` })
+      expect(maps.get(svc), `map for $up_${svc}`).toEqual({ dflt: `$app_${svc}`, preview: '$http_x_ops_upstream' })
     }
     for (const s of ROUTED_SERVICES) expect(maps.has(s), s).toBe(true)
     // The maps are in http context (conf.d/), before the servers that use them.
@@ -354,7 +354,7 @@ describe('placeholder upstream', () => {
       expect(publicServer).toContain(inc)
     }
     // The map that picks the _next upstreams keys on this very port.
-    expect(code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))).toMatch(/^\s*8504\s+\$app_\w+_next;/m)
+    expect(code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))).toMatch(/^\s*8504\s+\$http_x_ops_upstream;/m)
   })
 })
 
@@ -584,9 +584,7 @@ describe('planInfra', () => {
     for (const s of ROUTED_SERVICES) {
       expect(plan.write).toContain(`upstreams/app_${s}.conf`)
       expect(plan.files.get(`upstreams/app_${s}.conf`)).toBe(placeholderUpstream(s))
-      // The preview variable too: the maps of conf.d/05-upstream-vars.conf name both.
-      expect(plan.files.get(`upstreams/app_${s}_next.conf`)).toBe(placeholderUpstream(s, true))
-      expect(placeholderUpstream(s, true)).toMatch(new RegExp(`^map "" \\$app_${s}_next \\{\\s*default 127\\.0\\.0\\.1:8503;`, 'm'))
+      expect(placeholderUpstream(s)).toMatch(new RegExp(`^map "" \\$app_${s} \\{\\s*default 127\\.0\\.0\\.1:8503;`, 'm'))
     }
     expect(plan.write).toContain('.ops-manifest')
     const manifest = (plan.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
@@ -618,7 +616,7 @@ describe('planInfra', () => {
     expect(second.envChangedKeys).toEqual([])
     expect(second.envText).toBe(first.envText)
     expect(second.nginxChanged).toBe(false)
-    expect(second.unchanged).toBe(first.files.size - 2 * ROUTED_SERVICES.length)
+    expect(second.unchanged).toBe(first.files.size - ROUTED_SERVICES.length)
   })
 
   it('a certificate appearing rewrites only the servers file (and reloads nginx)', () => {

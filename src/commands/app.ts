@@ -97,20 +97,22 @@ export const serviceContainers = (service: string): Sh =>
  * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
  * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
  */
-export const httpStatus = (via: string, url: string, timeoutS = 3): Sh =>
+export const httpStatus = (via: string, url: string, timeoutS = 3, header = ''): Sh =>
   cmd(
     'docker',
     'exec',
     via,
     'sh',
     '-c',
-    'out=$(wget -S -q -O /dev/null -T "$2" -t 1 "$1" 2>&1); rc=$?; ' +
+    'out=$(wget -S -q -O /dev/null -T "$2" -t 1 --header "${3:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
       'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
       '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"',
     'sh',
     url,
-    String(timeoutS)
+    String(timeoutS),
+    header
   )
+
 
 export const stopContainer = (name: string, timeoutS: number): Sh => cmd('docker', 'stop', '--time', String(timeoutS), name)
 export const removeContainers = (names: string[]): Sh => cmd('docker', 'rm', '--force', '--volumes', ...names)
