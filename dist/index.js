@@ -60638,6 +60638,10 @@ function mergeEnvFile(current, updates, input) {
         out.push(envLine(k, v, input));
     return { text: out.length ? `${out.join('\n')}\n` : '', changed };
 }
+/** redis reads its password from a config line: whitespace, quotes and backslashes would change it. */
+function redisPasswordProblem(value) {
+    return /[\s"'\\]/.test(value) ? 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)' : undefined;
+}
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
@@ -61181,10 +61185,9 @@ function parseInfraEnv(v) {
     for (const [key, value] of entries) {
         if (OWNED_ENV[key])
             throw new InputError('infra-env', `${key} is set from the ${OWNED_ENV[key]} input; set that instead`);
-        // redis reads the password from a config line (the same rule as the plan's check of the merged .env).
-        if (key === 'REDIS_PASSWORD' && /[\s"'\\]/.test(value)) {
-            throw new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)');
-        }
+        const redis = key === 'REDIS_PASSWORD' ? redisPasswordProblem(value) : undefined;
+        if (redis)
+            throw new InputError('infra-env', redis);
         envLine(key, value, 'infra-env');
     }
     return entries;
@@ -62183,9 +62186,9 @@ function checkStackEnv(env) {
     if (missing.length) {
         errors.push(new InputError('infra-env', `missing required variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (set them in infra-env or in <ops-dir>/.env on the host); nothing was changed`));
     }
-    const redis = env.get('REDIS_PASSWORD');
-    if (redis && /[\s"'\\]/.test(redis))
-        errors.push(new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)'));
+    const redis = redisPasswordProblem(env.get('REDIS_PASSWORD') ?? '');
+    if (redis)
+        errors.push(new InputError('infra-env', redis));
     if (errors.length)
         throw new InputErrors(errors);
 }

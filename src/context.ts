@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import { utils as ssh2utils } from 'ssh2'
 import { CATALOGUE, routeReaches, serviceFromRepository, type ServiceSpec } from './catalogue'
 import { InputError, InputErrors } from './errors'
-import { envLine, parseEnvInput, type EnvEntries } from './envfile'
+import { envLine, parseEnvInput, redisPasswordProblem, type EnvEntries } from './envfile'
 import { hostMatches, normalizeFingerprint, parseKnownHosts, type KnownHostEntry } from './hostkey'
 
 export type Mode = 'deploy' | 'infra' | 'rollback'
@@ -270,10 +270,8 @@ export function parseInfraEnv(v: string): EnvEntries {
   const entries = parseEnvInput(v, 'infra-env')
   for (const [key, value] of entries) {
     if (OWNED_ENV[key]) throw new InputError('infra-env', `${key} is set from the ${OWNED_ENV[key]} input; set that instead`)
-    // redis reads the password from a config line (the same rule as the plan's check of the merged .env).
-    if (key === 'REDIS_PASSWORD' && /[\s"'\\]/.test(value)) {
-      throw new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)')
-    }
+    const redis = key === 'REDIS_PASSWORD' ? redisPasswordProblem(value) : undefined
+    if (redis) throw new InputError('infra-env', redis)
     envLine(key, value, 'infra-env')
   }
   return entries

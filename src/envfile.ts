@@ -82,3 +82,8 @@ export function mergeEnvFile(current: string, updates: EnvEntries, input: string
   for (const [k, v] of pending) out.push(envLine(k, v, input))
   return { text: out.length ? `${out.join('\n')}\n` : '', changed }
 }
+
+/** redis reads its password from a config line: whitespace, quotes and backslashes would change it. */
+export function redisPasswordProblem(value: string): string | undefined {
+  return /[\s"'\\]/.test(value) ? 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)' : undefined
+}

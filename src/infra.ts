@@ -22,7 +22,7 @@ import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, NGINX
 import { tarball, type ArchiveEntry } from './archive'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { InfraInputs } from './context'
-import { mergeEnvFile, readEnvFile, type EnvEntries } from './envfile'
+import { mergeEnvFile, readEnvFile, redisPasswordProblem, type EnvEntries } from './envfile'
 import { HostError, InputError, InputErrors } from './errors'
 import { reloadAndWait } from './nginx'
 import type { Phases } from './phases'
@@ -322,8 +322,8 @@ export function checkStackEnv(env: Map<string, string>): void {
   if (missing.length) {
     errors.push(new InputError('infra-env', `missing required variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (set them in infra-env or in <ops-dir>/.env on the host); nothing was changed`))
   }
-  const redis = env.get('REDIS_PASSWORD')
-  if (redis && /[\s"'\\]/.test(redis)) errors.push(new InputError('infra-env', 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)'))
+  const redis = redisPasswordProblem(env.get('REDIS_PASSWORD') ?? '')
+  if (redis) errors.push(new InputError('infra-env', redis))
   if (errors.length) throw new InputErrors(errors)
 }
 
