@@ -60988,7 +60988,9 @@ function checkHostKey(opts, keyBlob) {
 
 
 
-const MODES = ['deploy', 'infra', 'rollback'];
+const MODES = ['deploy', 'infra', 'rollback', 'status', 'backup'];
+/** Modes about the host as a whole: no service, no image. */
+const HOST_MODES = ['infra', 'status', 'backup'];
 /** Every input's default, as declared in action.yml (a unit test keeps the two equal). */
 const DEFAULTS = {
     mode: 'deploy',
@@ -61009,6 +61011,8 @@ const DEFAULTS = {
     'https-port': '',
     'infra-env': '',
     'infra-timeout': '120',
+    'keep-backups': '7',
+    'backup-before-infra': 'true',
     service: '',
     image: '',
     'app-port': '',
@@ -61205,10 +61209,10 @@ function getInputs(read = actionInput) {
             throw new InputError('mode', `'${s}' is not one of ${MODES.join(', ')}`);
         return s;
     }, 'infra');
-    if (mode === 'infra') {
+    if (HOST_MODES.includes(mode)) {
         const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name]);
         if (given.length)
-            warning(`Ignored in mode infra (they belong to mode deploy/rollback): ${given.join(', ')}`);
+            warning(`Ignored in mode ${mode} (they belong to mode deploy/rollback): ${given.join(', ')}`);
     }
     const host = c.check('host', parseHost, '');
     const port = c.check('port', parseInteger('port', 1, 65535), 0);
@@ -61240,8 +61244,10 @@ function getInputs(read = actionInput) {
         if (isMaskable(value))
             core_setSecret(value);
     const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120);
+    const keepBackups = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7);
+    const beforeInfra = c.check('backup-before-infra', parseBoolean('backup-before-infra'), true);
     const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600);
-    const deploy = mode === 'infra' ? undefined : deployInputs(c, mode, read);
+    const deploy = HOST_MODES.includes(mode) ? undefined : deployInputs(c, mode, read);
     if (c.errors.length)
         throw new InputErrors(c.errors);
     return {
@@ -61258,7 +61264,7 @@ function getInputs(read = actionInput) {
             connectTimeoutMs: connectTimeoutS * 1000,
             connectRetries
         },
-        infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS },
+        infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep: keepBackups, beforeInfra } },
         lockTimeoutS,
         deploy
     };
@@ -61446,26 +61452,6 @@ function parseHostPath(name, v) {
     return s;
 }
 
-// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
-var tar_stream = __nccwpck_require__(6118);
-;// CONCATENATED MODULE: ./src/archive.ts
-
-/** A tar archive of the given files (the host unpacks it with its own tar). */
-async function tarball(entries) {
-    const p = (0,tar_stream.pack)();
-    const chunks = [];
-    const done = new Promise((resolve, reject) => {
-        p.on('data', (c) => chunks.push(c));
-        p.on('end', () => resolve(Buffer.concat(chunks)));
-        p.on('error', reject);
-    });
-    const mtime = new Date();
-    for (const e of entries)
-        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
-    p.finalize();
-    return done;
-}
-
 ;// CONCATENATED MODULE: ./src/shell.ts
 /**
  * The only place where strings become shell. Every remote command is built as an argv array by a pure function in
@@ -61553,6 +61539,56 @@ function splitSections(stdout) {
 }
 const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
 
+;// CONCATENATED MODULE: ./src/backup.ts
+
+
+
+const BACKUP_DIR = 'backups';
+/**
+ * pg_dump (custom format) of the stack's database into `<ops-dir>/backups/<db>-<UTC time>.dump`, mode 0600, written
+ * to a temp name and renamed when complete; then keeps the newest `keep` dumps. pg_dump runs inside the db
+ * container as the database's own user over its local socket, with DB_USER/DB_NAME from the container's env: no
+ * credential on any command line. Prints `<path> <bytes>`.
+ */
+const dumpDatabase = (opsDir, db, stamp, keep) => script('set -e; umask 077; mkdir -p "$1/backups"; name=$(docker exec "$2" sh -c \'printf %s "$POSTGRES_DB"\' | tr -c "A-Za-z0-9_.-" _); ' +
+    'f="$1/backups/${name:-db}-$3.dump"; ' +
+    'docker exec "$2" sh -c \'exec pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Fc\' > "$f.partial" || { rm -f "$f.partial"; exit 1; }; ' +
+    '[ -s "$f.partial" ] || { rm -f "$f.partial"; echo "pg_dump wrote nothing" >&2; exit 1; }; mv "$f.partial" "$f"; ' +
+    'ls -1t "$1/backups/"*.dump | tail -n +$(($4 + 1)) | while read -r old; do rm -f "$old"; done; ' +
+    'printf "%s %s\\n" "$f" "$(wc -c < "$f")"', opsDir, db, stamp, String(keep));
+/** Takes a backup of the running db container (`db` is its id or name). */
+async function backupDatabase(remote, opsDir, db, keep) {
+    const started = Date.now();
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const out = await remote.must(dumpDatabase(opsDir, db, stamp, keep), 'pg_dump of the database', { fix: 'check that db is running and healthy (mode status), and the free disk space' });
+    const [path, bytes] = out.trim().split('\n').at(-1)?.split(' ') ?? [];
+    if (!path || !Number(bytes))
+        throw new HostError(`pg_dump gave no backup file (output: ${out.trim()})`);
+    info(`Backup: ${path} (${(Number(bytes) / 1024 / 1024).toFixed(2)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s); keeping the newest ${keep}.`);
+    setOutput('backup', path);
+    return { path, bytes: Number(bytes) };
+}
+
+// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
+var tar_stream = __nccwpck_require__(6118);
+;// CONCATENATED MODULE: ./src/archive.ts
+
+/** A tar archive of the given files (the host unpacks it with its own tar). */
+async function tarball(entries) {
+    const p = (0,tar_stream.pack)();
+    const chunks = [];
+    const done = new Promise((resolve, reject) => {
+        p.on('data', (c) => chunks.push(c));
+        p.on('end', () => resolve(Buffer.concat(chunks)));
+        p.on('error', reject);
+    });
+    const mtime = new Date();
+    for (const e of entries)
+        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
+    p.finalize();
+    return done;
+}
+
 ;// CONCATENATED MODULE: ./src/commands/host.ts
 
 // Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
@@ -61592,7 +61628,7 @@ const projectContainers = (project) => cmd('docker', 'ps', '-a', '--no-trunc', '
  * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
  * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
  */
-const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}';
+const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}';
 const inspectContainers = (ids) => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids));
 const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id);
 /** Last health-check outputs of a container. */
@@ -61619,6 +61655,8 @@ const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1;
 /** Label that marks containers ops-action manages, valued with the service name. */
 const SERVICE_LABEL = 'ops-action.service';
 const IMAGE_LABEL = 'ops-action.image';
+/** The service's port, route and health path as deployed (JSON), for mode status. */
+const SPEC_LABEL = 'ops-action.spec';
 /** Prints the image id when the image is on the host (exit 1 otherwise). */
 const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
 /**
@@ -61654,6 +61692,7 @@ const runContainer = (s) => {
         `${IMAGE_LABEL}=${s.image}`,
         '--label',
         `ops-action.port=${s.port}`,
+        ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
         '--log-opt',
         'max-size=10m',
         '--log-opt',
@@ -61668,6 +61707,10 @@ const runContainer = (s) => {
         '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
         '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
 };
+/** inspectContainers() lines of every app container ops-action started, any service, running or not. */
+const allAppContainers = () => script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', SERVICE_LABEL, INSPECT_FORMAT);
+/** inspectContainers() lines of every container of the project (the stack), running or not. */
+const projectInspect = (project) => script('ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', project, INSPECT_FORMAT);
 /** inspectContainers() lines of every container of the service, running or not. */
 const serviceContainers = (service) => script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT);
 /**
@@ -61729,7 +61772,7 @@ function parseInspect(out) {
         .filter(l => l.startsWith('"'))
         .flatMap(line => {
         try {
-            const [name, id, state, restarts, networks, labels] = line.split('\t').map(f => JSON.parse(f));
+            const [name, id, state, restarts, networks, labels, image] = line.split('\t').map(f => JSON.parse(f));
             const st = (state ?? {});
             const nets = (networks ?? {});
             return [
@@ -61740,7 +61783,9 @@ function parseInspect(out) {
                     restarts: Number(restarts) || 0,
                     health: st.Health?.Status ?? 'none',
                     ips: Object.fromEntries(Object.entries(nets).map(([n, v]) => [n, v?.IPAddress ?? ''])),
-                    labels: (labels ?? {})
+                    labels: (labels ?? {}),
+                    image: typeof image === 'string' ? image : '',
+                    startedAt: st.StartedAt ?? ''
                 }
             ];
         }
@@ -61951,6 +61996,7 @@ function customServiceFiles(service, route, hasLive) {
 
 
 
+
 /** Variables the stack cannot start without. */
 const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'];
 const STACK_SERVICES = ['db', 'redis', 'nginx'];
@@ -61982,6 +62028,14 @@ async function runInfra(remote, inputs, phases, label = '') {
     }
     if (touched(inputs.opsDir, plan).length)
         await remote.must(forgetPrevious(touched(inputs.opsDir, plan)), 'cleaning up');
+    // A change of the compose file or .env may make compose recreate db: take a backup of it first.
+    const db = host.containers.find(c => c.service === 'db' && /^Up /.test(c.status));
+    if (inputs.backups.beforeInfra && db && (plan.write.includes(COMPOSE_FILE) || plan.envChangedKeys.length)) {
+        await phases.run(`${label}Back up the database`, async () => {
+            const b = await backupDatabase(remote, inputs.opsDir, db.id, inputs.backups.keep);
+            changes.push(`backed up the database to ${b.path}`);
+        });
+    }
     const after = await phases.run(`${label}Start stack`, async () => {
         if (stackSettled(host, plan, changes)) {
             info('Files, .env and network unchanged and db/redis/nginx up and healthy: compose up not needed.');
@@ -62530,6 +62584,7 @@ async function start(remote, d, image, name, network, inheritEnvFrom) {
         network,
         aliases: [d.service, ...d.spec.aliases],
         port: d.spec.port,
+        spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix },
         stopTimeoutS: d.stopTimeoutS,
         memory: d.memory,
         envFile: d.envFile,
@@ -62646,8 +62701,11 @@ async function appendHistory(remote, opsDir, r) {
     await remote.must(appendLine(`${opsDir}/${HISTORY}`), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` });
 }
 async function readHistory(remote, opsDir, lines = 500) {
-    const out = await remote.must(tail(`${opsDir}/${HISTORY}`, lines), 'reading the deploy history');
-    return out
+    return parseHistory(await remote.must(tail(`${opsDir}/${HISTORY}`, lines), 'reading the deploy history'));
+}
+/** history.jsonl lines; a damaged line is skipped. */
+function parseHistory(text) {
+    return text
         .split('\n')
         .filter(Boolean)
         .flatMap(l => {
@@ -63731,7 +63789,128 @@ async function connect(c, pause = sleep) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/status.ts
+
+
+
+
+
+
+
+
+
+/** Prints every upstreams/app_<svc>.conf as `@@file <svc>` followed by its content. */
+const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir);
+/** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
+async function runStatus(remote, inputs, report = true) {
+    const s = splitSections((await remote.run(concurrently(section('stack', projectInspect(PROJECT)), section('apps', allAppContainers()), section('upstreams', upstreamFiles(inputs.opsDir)), section('history', tail(`${inputs.opsDir}/${HISTORY}`, 1000))))).stdout);
+    const stackContainers = parseInspect(s.get('stack')?.out ?? '');
+    const apps = parseInspect(s.get('apps')?.out ?? '');
+    const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '');
+    const history = parseHistory(s.get('history')?.out ?? '');
+    const nginx = stackContainers.find(c => c.labels['com.docker.compose.service'] === 'nginx' && c.status === 'running');
+    const stack = STACK_SERVICES.map(service => {
+        const c = stackContainers.find(x => x.labels['com.docker.compose.service'] === service);
+        return c
+            ? { service, container: c.name, image: c.image, state: c.status, health: c.health, since: c.startedAt }
+            : { service, container: '', image: '', state: 'missing', health: '', since: '' };
+    });
+    const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.labels[SERVICE_LABEL])])].filter(Boolean);
+    const rows = names.map(service => appRow(service, live.get(service), apps, history));
+    // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
+    if (nginx && report) {
+        const probes = rows.flatMap((r, i) => {
+            const c = apps.find(a => a.name === r.container);
+            if (!c || c.status !== 'running')
+                return [];
+            const spec = specOf(r.service, c);
+            if (!spec)
+                return [];
+            return [
+                section(`direct-${i}`, httpStatus(nginx.id, `http://${c.name}:${spec.port}${spec.healthPath}`, 3)),
+                section(`nginx-${i}`, httpStatus(nginx.id, `http://127.0.0.1:80${publicPath(spec, spec.healthPath)}`, 3))
+            ];
+        });
+        if (probes.length) {
+            const p = splitSections((await remote.run(concurrently(...probes))).stdout);
+            rows.forEach((r, i) => {
+                r.direct = p.get(`direct-${i}`)?.out.trim() || r.direct;
+                r.nginx = p.get(`nginx-${i}`)?.out.trim() || r.nginx;
+            });
+        }
+    }
+    const status = { stack, services: rows };
+    if (report)
+        for (const line of statusLines(status))
+            info(line);
+    return status;
+}
+function appRow(service, live, apps, history) {
+    const last = [...history].reverse().find(h => h.service === service);
+    const lastDeploy = last && { time: last.time, mode: last.mode, image: last.image, result: last.result, actor: last.actor, sha: last.sha, repository: last.repository, runUrl: last.runUrl };
+    const c = live && apps.find(a => a.name === live.container);
+    if (!live)
+        return { service, deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '', lastDeploy };
+    return {
+        service,
+        deployed: true,
+        container: live.container,
+        image: live.image,
+        state: c ? c.status : 'missing',
+        since: c?.startedAt ?? '',
+        direct: c ? '' : 'no container',
+        nginx: '',
+        lastDeploy
+    };
+}
+/** Port, route and health path of a deployed container: its label, else the catalogue's. */
+function specOf(service, c) {
+    const port = Number(c.labels['ops-action.port']);
+    try {
+        const label = JSON.parse(c.labels[SPEC_LABEL] ?? '');
+        if (port && label.route && label.healthPath)
+            return { port, ...label };
+    }
+    catch {
+        // older containers have no spec label
+    }
+    const cat = CATALOGUE[service];
+    return cat && { ...cat, port: port || cat.port };
+}
+/** service -> the container its upstream file names (the 503 placeholder names none). */
+function parseUpstreamFiles(out) {
+    const live = new Map();
+    for (const chunk of out.split(/^@@file /m).slice(1)) {
+        const nl = chunk.indexOf('\n');
+        const service = chunk.slice(0, nl < 0 ? undefined : nl).trim();
+        const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1));
+        if (service && l)
+            live.set(service, l);
+    }
+    return live;
+}
+const cell = (v) => (v ? v.replace(/\|/g, '\\|') : '—');
+const since = (t) => (t && !t.startsWith('0001') ? t.replace(/\.\d+Z$/, 'Z') : '');
+/** The status as log lines and markdown tables (the job summary). */
+function statusLines(st) {
+    return [
+        '| Stack | Container | Image | State | Health | Up since |',
+        '| --- | --- | --- | --- | --- | --- |',
+        ...st.stack.map(r => `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(r.health)} | ${cell(since(r.since))} |`),
+        '',
+        '| Service | Container | Image | State | Up since | Health (direct) | Health (nginx) | Last deploy |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- |',
+        ...st.services.map(r => {
+            const d = r.lastDeploy;
+            const last = d ? `${d.time} ${d.mode} ${d.result}${d.actor ? ` by ${d.actor}` : ''}${d.sha ? ` (${d.sha.slice(0, 7)})` : ''}` : '';
+            return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`;
+        })
+    ];
+}
+
 ;// CONCATENATED MODULE: ./src/main.ts
+
+
 
 
 
@@ -63749,10 +63928,12 @@ async function run() {
     try {
         const inputs = getInputs();
         const c = inputs.connection;
-        title = inputs.mode === 'infra' ? 'ops-action infra' : `ops-action ${inputs.mode} of ${inputs.deploy?.service}`;
+        title = inputs.deploy ? `ops-action ${inputs.mode} of ${inputs.deploy.service}` : `ops-action ${inputs.mode}`;
         remote = await phases.run(`Connect to ${c.username}@${c.host}:${c.port}`, () => connect(c));
-        const lines = inputs.mode === 'infra' ? await infra(remote, inputs, phases) : await deploy(remote, inputs, phases);
-        await summarize(phases, `✅ ${title}`, lines);
+        const modes = { infra, status: main_status, backup, deploy, rollback: deploy };
+        const report = await modes[inputs.mode](remote, inputs, phases);
+        const [lines, markdown] = Array.isArray(report) ? [report, ''] : [report.lines, report.markdown];
+        await summarize(phases, `✅ ${title}`, lines, markdown);
     }
     catch (e) {
         const message = e instanceof Error ? e.message : String(e);
@@ -63780,6 +63961,33 @@ async function infra(remote, inputs, phases) {
         await lock.release();
     }
 }
+async function backup(remote, inputs, phases) {
+    const { opsDir, backups } = inputs.infra;
+    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, 'mode backup'));
+    phases.guard = () => lock.check();
+    try {
+        const db = (await phases.run('Find the database', () => runStatus(remote, inputs.infra, false))).stack.find(r => r.service === 'db');
+        if (!db || db.state !== 'running')
+            throw new HostError(`The stack's db container is ${db?.state ?? 'missing'}: nothing to back up.`, 'run mode infra first');
+        const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.container, backups.keep));
+        return [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${backups.keep}`];
+    }
+    finally {
+        phases.guard = () => undefined;
+        await lock.release();
+    }
+}
+async function main_status(remote, inputs, phases) {
+    const st = await phases.run('Read the host', () => runStatus(remote, inputs.infra));
+    setOutput('status', JSON.stringify(st));
+    const down = [
+        ...st.stack.filter(r => r.state !== 'running' || !['healthy', 'none'].includes(r.health)).map(r => r.service),
+        ...st.services.filter(r => r.deployed && (r.state !== 'running' || !/^2/.test(r.nginx))).map(r => r.service)
+    ];
+    const verdict = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy';
+    info(verdict);
+    return { lines: [verdict], markdown: statusLines(st).join('\n') };
+}
 async function deploy(remote, inputs, phases) {
     const r = await runDeploy(remote, inputs, phases);
     setOutput('container', r.container);
@@ -63795,7 +64003,7 @@ function gantt(phases) {
     const rows = phases.records.map((r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`);
     return ['```mermaid', 'gantt', '    dateFormat x', '    axisFormat %S.%L s', ...rows, '```'].join('\n');
 }
-async function summarize(phases, title, lines) {
+async function summarize(phases, title, lines, markdown = '') {
     info(`Total ${seconds(phases.totalMs())}`);
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
@@ -63804,7 +64012,7 @@ async function summarize(phases, title, lines) {
     await summary
         .addHeading(title, 3)
         .addList(lines)
-        .addRaw(`\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
+        .addRaw(`${markdown ? `\n${markdown}\n` : ''}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
         .write();
 }
 

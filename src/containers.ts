@@ -13,10 +13,15 @@ export interface ContainerInfo {
   health: string
   ips: Record<string, string>
   labels: Record<string, string>
+  /** The image as the container was created from (name:tag as given to docker). */
+  image: string
+  /** ISO time the container last started. */
+  startedAt: string
 }
 
 interface RawState {
   Status?: string
+  StartedAt?: string
   Health?: { Status?: string } | null
 }
 
@@ -27,7 +32,7 @@ export function parseInspect(out: string): ContainerInfo[] {
     .filter(l => l.startsWith('"'))
     .flatMap(line => {
       try {
-        const [name, id, state, restarts, networks, labels] = line.split('\t').map(f => JSON.parse(f) as unknown)
+        const [name, id, state, restarts, networks, labels, image] = line.split('\t').map(f => JSON.parse(f) as unknown)
         const st = (state ?? {}) as RawState
         const nets = (networks ?? {}) as Record<string, { IPAddress?: string }>
         return [
@@ -38,7 +43,9 @@ export function parseInspect(out: string): ContainerInfo[] {
             restarts: Number(restarts) || 0,
             health: st.Health?.Status ?? 'none',
             ips: Object.fromEntries(Object.entries(nets).map(([n, v]) => [n, v?.IPAddress ?? ''])),
-            labels: (labels ?? {}) as Record<string, string>
+            labels: (labels ?? {}) as Record<string, string>,
+            image: typeof image === 'string' ? image : '',
+            startedAt: st.StartedAt ?? ''
           }
         ]
       } catch {

@@ -5,8 +5,10 @@ import { InputError, InputErrors } from './errors'
 import { envLine, parseEnvInput, redisPasswordProblem, type EnvEntries } from './envfile'
 import { hostMatches, normalizeFingerprint, parseKnownHosts, type KnownHostEntry } from './hostkey'
 
-export type Mode = 'deploy' | 'infra' | 'rollback'
-export const MODES: readonly Mode[] = ['deploy', 'infra', 'rollback']
+export type Mode = 'deploy' | 'infra' | 'rollback' | 'status' | 'backup'
+export const MODES: readonly Mode[] = ['deploy', 'infra', 'rollback', 'status', 'backup']
+/** Modes about the host as a whole: no service, no image. */
+export const HOST_MODES: readonly Mode[] = ['infra', 'status', 'backup']
 
 export interface ConnectionInputs {
   host: string
@@ -28,6 +30,8 @@ export interface InfraInputs {
   settings: SettingInputs
   infraEnv: EnvEntries
   infraTimeoutS: number
+  /** pg_dump backups in <ops-dir>/backups: how many to keep, and whether infra takes one before it recreates db. */
+  backups: { keep: number; beforeInfra: boolean }
 }
 
 export interface SettingInputs {
@@ -87,6 +91,8 @@ export const DEFAULTS: Record<string, string> = {
   'https-port': '',
   'infra-env': '',
   'infra-timeout': '120',
+  'keep-backups': '7',
+  'backup-before-infra': 'true',
   service: '',
   image: '',
   'app-port': '',
@@ -293,9 +299,9 @@ export function getInputs(read: InputReader = actionInput): Inputs {
     },
     'infra' as Mode
   )
-  if (mode === 'infra') {
+  if (HOST_MODES.includes(mode)) {
     const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name])
-    if (given.length) core.warning(`Ignored in mode infra (they belong to mode deploy/rollback): ${given.join(', ')}`)
+    if (given.length) core.warning(`Ignored in mode ${mode} (they belong to mode deploy/rollback): ${given.join(', ')}`)
   }
 
   const host = c.check('host', parseHost, '')
@@ -329,8 +335,10 @@ export function getInputs(read: InputReader = actionInput): Inputs {
   const infraEnv = c.check('infra-env', parseInfraEnv, [])
   for (const [, value] of infraEnv) if (isMaskable(value)) core.setSecret(value)
   const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120)
+  const keepBackups = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7)
+  const beforeInfra = c.check('backup-before-infra', parseBoolean('backup-before-infra'), true)
   const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600)
-  const deploy = mode === 'infra' ? undefined : deployInputs(c, mode, read)
+  const deploy = HOST_MODES.includes(mode) ? undefined : deployInputs(c, mode, read)
 
   if (c.errors.length) throw new InputErrors(c.errors)
   return {
@@ -347,7 +355,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
       connectTimeoutMs: connectTimeoutS * 1000,
       connectRetries
     },
-    infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS },
+    infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep: keepBackups, beforeInfra } },
     lockTimeoutS,
     deploy
   }

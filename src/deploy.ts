@@ -30,7 +30,7 @@ import { concurrently, section, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
 import { customServiceFiles, liveOf, locationsPath, PREVIEW_HEADER, upstreamConf, upstreamName, upstreamPath, varsPath, type Live } from './upstream'
 
-const HISTORY = 'history.jsonl'
+export const HISTORY = 'history.jsonl'
 const POLL_MS = 500
 const VERIFY_ROUNDS = 3
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
@@ -256,6 +256,7 @@ async function start(remote: Remote, d: DeployInputs, image: string, name: strin
       network,
       aliases: [d.service, ...d.spec.aliases],
       port: d.spec.port,
+      spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix },
       stopTimeoutS: d.stopTimeoutS,
       memory: d.memory,
       envFile: d.envFile,
@@ -389,8 +390,12 @@ async function appendHistory(remote: Remote, opsDir: string, r: Omit<HistoryReco
 }
 
 export async function readHistory(remote: Remote, opsDir: string, lines = 500): Promise<HistoryRecord[]> {
-  const out = await remote.must(tail(`${opsDir}/${HISTORY}`, lines), 'reading the deploy history')
-  return out
+  return parseHistory(await remote.must(tail(`${opsDir}/${HISTORY}`, lines), 'reading the deploy history'))
+}
+
+/** history.jsonl lines; a damaged line is skipped. */
+export function parseHistory(text: string): HistoryRecord[] {
+  return text
     .split('\n')
     .filter(Boolean)
     .flatMap(l => {

@@ -20,6 +20,7 @@ import {
 } from './commands/host'
 import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, NGINX_CONF, PROJECT, type Compose } from './commands/compose'
 import { tarball, type ArchiveEntry } from './archive'
+import { backupDatabase } from './backup'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { InfraInputs } from './context'
 import { mergeEnvFile, readEnvFile, redisPasswordProblem, type EnvEntries } from './envfile'
@@ -107,6 +108,15 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
     throw e
   }
   if (touched(inputs.opsDir, plan).length) await remote.must(forgetPrevious(touched(inputs.opsDir, plan)), 'cleaning up')
+
+  // A change of the compose file or .env may make compose recreate db: take a backup of it first.
+  const db = host.containers.find(c => c.service === 'db' && /^Up /.test(c.status))
+  if (inputs.backups.beforeInfra && db && (plan.write.includes(COMPOSE_FILE) || plan.envChangedKeys.length)) {
+    await phases.run(`${label}Back up the database`, async () => {
+      const b = await backupDatabase(remote, inputs.opsDir, db.id, inputs.backups.keep)
+      changes.push(`backed up the database to ${b.path}`)
+    })
+  }
 
   const after = await phases.run(`${label}Start stack`, async () => {
     if (stackSettled(host, plan, changes)) {

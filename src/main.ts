@@ -1,12 +1,14 @@
 import * as core from '@actions/core'
 import { getInputs, type Inputs } from './context'
-import { RolledBack } from './errors'
+import { backupDatabase } from './backup'
+import { HostError, RolledBack } from './errors'
 import { runDeploy } from './deploy'
 import { runInfra } from './infra'
 import { acquireLock } from './lock'
 import { Phases, seconds } from './phases'
 import { runInfo } from './runinfo'
 import { connect, type Remote } from './ssh'
+import { runStatus, statusLines } from './status'
 
 /** The action: read and check every input, connect, run the mode, report. One setFailed, here. */
 export async function run(): Promise<void> {
@@ -16,10 +18,12 @@ export async function run(): Promise<void> {
   try {
     const inputs = getInputs()
     const c = inputs.connection
-    title = inputs.mode === 'infra' ? 'ops-action infra' : `ops-action ${inputs.mode} of ${inputs.deploy?.service}`
+    title = inputs.deploy ? `ops-action ${inputs.mode} of ${inputs.deploy.service}` : `ops-action ${inputs.mode}`
     remote = await phases.run(`Connect to ${c.username}@${c.host}:${c.port}`, () => connect(c))
-    const lines = inputs.mode === 'infra' ? await infra(remote, inputs, phases) : await deploy(remote, inputs, phases)
-    await summarize(phases, `✅ ${title}`, lines)
+    const modes = { infra, status, backup, deploy, rollback: deploy }
+    const report = await modes[inputs.mode](remote, inputs, phases)
+    const [lines, markdown] = Array.isArray(report) ? [report, ''] : [report.lines, report.markdown]
+    await summarize(phases, `✅ ${title}`, lines, markdown)
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)
     const notes = e instanceof RolledBack ? e.notes : undefined
@@ -45,6 +49,33 @@ async function infra(remote: Remote, inputs: Inputs, phases: Phases): Promise<st
   }
 }
 
+async function backup(remote: Remote, inputs: Inputs, phases: Phases): Promise<string[]> {
+  const { opsDir, backups } = inputs.infra
+  const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, 'mode backup'))
+  phases.guard = () => lock.check()
+  try {
+    const db = (await phases.run('Find the database', () => runStatus(remote, inputs.infra, false))).stack.find(r => r.service === 'db')
+    if (!db || db.state !== 'running') throw new HostError(`The stack's db container is ${db?.state ?? 'missing'}: nothing to back up.`, 'run mode infra first')
+    const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.container, backups.keep))
+    return [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${backups.keep}`]
+  } finally {
+    phases.guard = () => undefined
+    await lock.release()
+  }
+}
+
+async function status(remote: Remote, inputs: Inputs, phases: Phases): Promise<{ lines: string[]; markdown: string }> {
+  const st = await phases.run('Read the host', () => runStatus(remote, inputs.infra))
+  core.setOutput('status', JSON.stringify(st))
+  const down = [
+    ...st.stack.filter(r => r.state !== 'running' || !['healthy', 'none'].includes(r.health)).map(r => r.service),
+    ...st.services.filter(r => r.deployed && (r.state !== 'running' || !/^2/.test(r.nginx))).map(r => r.service)
+  ]
+  const verdict = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy'
+  core.info(verdict)
+  return { lines: [verdict], markdown: statusLines(st).join('\n') }
+}
+
 async function deploy(remote: Remote, inputs: Inputs, phases: Phases): Promise<string[]> {
   const r = await runDeploy(remote, inputs, phases)
   core.setOutput('container', r.container)
@@ -62,7 +93,7 @@ export function gantt(phases: Phases): string {
   return ['```mermaid', 'gantt', '    dateFormat x', '    axisFormat %S.%L s', ...rows, '```'].join('\n')
 }
 
-async function summarize(phases: Phases, title: string, lines: string[]): Promise<void> {
+async function summarize(phases: Phases, title: string, lines: string[], markdown = ''): Promise<void> {
   core.info(`Total ${seconds(phases.totalMs())}`)
   if (!process.env.GITHUB_STEP_SUMMARY) return
   const run = runInfo()
@@ -70,6 +101,6 @@ async function summarize(phases: Phases, title: string, lines: string[]): Promis
   await core.summary
     .addHeading(title, 3)
     .addList(lines)
-    .addRaw(`\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
+    .addRaw(`${markdown ? `\n${markdown}\n` : ''}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
     .write()
 }

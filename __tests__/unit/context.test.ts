@@ -153,7 +153,8 @@ describe('getInputs: a valid infra input set', () => {
       // Not given: the host's settings are kept (see effectiveSettings).
       settings: { domain: undefined, httpPort: undefined, httpsPort: undefined },
       infraEnv: [],
-      infraTimeoutS: 120
+      infraTimeoutS: 120,
+      backups: { keep: 7, beforeInfra: true }
     })
   })
 

@@ -205,8 +205,9 @@ describe('upstream files', () => {
 
 describe('parseInspect', () => {
   /** One line as `docker inspect --format INSPECT_FORMAT` prints it: each {{json .X}} replaced by X's JSON. */
-  function inspectLine(fields: { Name: string; Id: string; State: unknown; RestartCount: number; Networks: unknown; Labels: unknown }): string {
+  function inspectLine(fields: { Name: string; Id: string; State: unknown; RestartCount: number; Networks: unknown; Labels: unknown; Image?: string }): string {
     const values: Record<string, unknown> = {
+      '.Config.Image': fields.Image ?? 'example/app:v1',
       '.Name': fields.Name,
       '.Id': fields.Id,
       '.State': fields.State,
@@ -281,13 +282,15 @@ describe('parseInspect', () => {
         restarts: 0,
         health: 'healthy',
         ips: { internal: '172.18.0.5', bridge: '172.17.0.3' },
-        labels: { [SERVICE_LABEL]: 'backend', [IMAGE_LABEL]: 'ghcr.io/behindy/back:abc', 'ops-action.port': '8080', 'org.opencontainers.image.title': 'back <app> & co' }
+        labels: { [SERVICE_LABEL]: 'backend', [IMAGE_LABEL]: 'ghcr.io/behindy/back:abc', 'ops-action.port': '8080', 'org.opencontainers.image.title': 'back <app> & co' },
+        image: 'example/app:v1',
+        startedAt: '2026-01-01T00:00:00.123456789Z'
       }
     ])
   })
 
   it('reads a container without Health, networks or labels', () => {
-    expect(parseInspect(noHealth)).toEqual([{ name: 'backend-5e6f7a8b', id: id2, status: 'exited', restarts: 2, health: 'none', ips: {}, labels: {} }])
+    expect(parseInspect(noHealth)).toEqual([{ name: 'backend-5e6f7a8b', id: id2, status: 'exited', restarts: 2, health: 'none', ips: {}, labels: {}, image: 'example/app:v1', startedAt: '2026-01-01T00:00:00Z' }])
   })
 
   it('Health: null counts as none, and a go-escaped label (\\u003c) is decoded', () => {

@@ -505,6 +505,7 @@ describe('planInfra', () => {
       settings: {},
       infraEnv: fullEnv,
       infraTimeoutS: 120,
+      backups: { keep: 7, beforeInfra: true },
       ...over
     }
   }
@@ -653,7 +654,7 @@ describe('planInfra', () => {
 })
 
 describe('effectiveSettings', () => {
-  const given = (settings: InfraInputs['settings']): InfraInputs => ({ opsDir: '/o', network: 'internal', settings, infraEnv: [], infraTimeoutS: 120 })
+  const given = (settings: InfraInputs['settings']): InfraInputs => ({ opsDir: '/o', network: 'internal', settings, infraEnv: [], infraTimeoutS: 120, backups: { keep: 7, beforeInfra: true } })
   const env = new Map([
     ['DOMAIN', 'behindy.me'],
     ['HTTP_PORT', '8080'],

@@ -6,6 +6,8 @@ import { INSPECT_FORMAT } from './host'
 /** Label that marks containers ops-action manages, valued with the service name. */
 export const SERVICE_LABEL = 'ops-action.service'
 export const IMAGE_LABEL = 'ops-action.image'
+/** The service's port, route and health path as deployed (JSON), for mode status. */
+export const SPEC_LABEL = 'ops-action.spec'
 
 /** Prints the image id when the image is on the host (exit 1 otherwise). */
 export const imageId = (image: string): Sh => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image))
@@ -39,6 +41,8 @@ export interface RunSpec {
   memory?: string
   /** An env file already on the host, passed before the inline env. */
   envFile?: string
+  /** Route and health path, recorded as a label. */
+  spec?: { route: string; healthPath: string; stripPrefix: boolean }
   /** A container whose own env (what it was started with, minus its image's defaults) the new one inherits. */
   inheritEnvFrom?: string
 }
@@ -67,6 +71,7 @@ export const runContainer = (s: RunSpec): Sh => {
     `${IMAGE_LABEL}=${s.image}`,
     '--label',
     `ops-action.port=${s.port}`,
+    ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
     '--log-opt',
     'max-size=10m',
     '--log-opt',
@@ -88,6 +93,14 @@ export const runContainer = (s: RunSpec): Sh => {
     )
   )
 }
+
+/** inspectContainers() lines of every app container ops-action started, any service, running or not. */
+export const allAppContainers = (): Sh =>
+  script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', SERVICE_LABEL, INSPECT_FORMAT)
+
+/** inspectContainers() lines of every container of the project (the stack), running or not. */
+export const projectInspect = (project: string): Sh =>
+  script('ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', project, INSPECT_FORMAT)
 
 /** inspectContainers() lines of every container of the service, running or not. */
 export const serviceContainers = (service: string): Sh =>

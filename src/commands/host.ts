@@ -74,7 +74,7 @@ export const projectContainers = (project: string): Sh =>
  * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
  * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
  */
-export const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}'
+export const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}'
 
 export const inspectContainers = (ids: string[]): Sh => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids))
 

@@ -1,0 +1,102 @@
+// Operator modes on the sandbox host: status (read-only, on a half-deployed host) and backup (pg_dump, keep N,
+// restore round trip, automatic backup before an infra change).
+import { readdirSync, statSync } from 'node:fs'
+import { beforeAll, describe, expect, it } from 'vitest'
+import {
+  backend,
+  connection,
+  DB,
+  expectOk,
+  hashOpsDir,
+  INFRA_ENV,
+  infraInputs,
+  OPS_DIR,
+  psql,
+  resetHost,
+  runAction,
+  sh,
+  stackContainers,
+  tryRun
+} from './sandbox'
+
+interface StatusJson {
+  stack: Array<{ service: string; container: string; state: string; health: string; image: string }>
+  services: Array<{ service: string; deployed: boolean; container: string; image: string; state: string; direct: string; nginx: string; lastDeploy?: { result: string; image: string } }>
+}
+
+const dumps = (): string[] => readdirSync(`${OPS_DIR}/backups`).filter(f => f.endsWith('.dump')).sort()
+const appContainers = (): string => sh('docker', ['ps', '-a', '--filter', 'label=ops-action.service', '--format', '{{.Names}} {{.Status}}']).split('\n').map(l => l.replace(/Up .*/, 'Up')).sort().join('\n')
+
+describe('mode status and mode backup', () => {
+  beforeAll(async () => {
+    resetHost()
+    expectOk(await runAction(infraInputs()))
+    expectOk(await runAction(backend('v1')))
+  })
+
+  it('status on a half-deployed host: one table, the JSON output, and nothing changed', async () => {
+    const before = { ops: hashOpsDir(), stack: stackContainers(), apps: appContainers() }
+    const r = await runAction(infraInputs({ 'infra-env': '', mode: 'status' }))
+    expectOk(r)
+    console.log(`[operator] status run: ${(r.ms / 1000).toFixed(2)} s`)
+    const st = JSON.parse(r.outputs.status) as StatusJson
+    expect(st.stack.map(s => [s.service, s.state, s.health])).toEqual([
+      ['db', 'running', 'healthy'],
+      ['redis', 'running', 'healthy'],
+      ['nginx', 'running', 'healthy']
+    ])
+    const byName = Object.fromEntries(st.services.map(s => [s.service, s]))
+    expect(byName.backend).toMatchObject({ deployed: true, state: 'running', direct: '200', nginx: '200', image: '127.0.0.1:5000/behindy/sample-app:v1' })
+    expect(byName.backend.lastDeploy).toMatchObject({ result: 'success', image: '127.0.0.1:5000/behindy/sample-app:v1' })
+    expect(byName.frontend).toMatchObject({ deployed: false, state: 'not deployed' })
+    expect(byName.story).toMatchObject({ deployed: false })
+    expect(r.summary).toMatch(/\| backend \| backend-[0-9a-f]{8} \| 127\.0\.0\.1:5000\/behindy\/sample-app:v1 \| running \|/)
+    expect(r.summary).toContain('| frontend | — | — | not deployed |')
+    expect(r.output).not.toMatch(/Take deploy lock/)
+    expect({ ops: hashOpsDir(), stack: stackContainers(), apps: appContainers() }).toEqual(before)
+  })
+
+  it('backup of a 100k-row database, keep-backups honoured, and a restore brings dropped rows back', async () => {
+    expect(psql('CREATE TABLE big (id int primary key, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 100000) g;').code).toBe(0)
+    const sum = psql("SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM big").out.trim()
+    const r = await runAction(infraInputs({ 'infra-env': '', mode: 'backup', 'keep-backups': '2' }))
+    expectOk(r)
+    const path = r.outputs.backup
+    expect(path).toMatch(new RegExp(`^${OPS_DIR}/backups/${DB.name}-\\d{8}T\\d{6}Z\\.dump$`))
+    const size = statSync(path).size
+    console.log(`[operator] backup of 100000 rows: ${(size / 1024 / 1024).toFixed(2)} MiB in ${(r.ms / 1000).toFixed(2)} s (whole run)`)
+    expect((statSync(path).mode & 0o777).toString(8)).toBe('600')
+    expect(sh('head', ['-c', '5', path])).toBe('PGDMP')
+
+    // keep-backups 2: a third backup removes the oldest.
+    await new Promise(res => setTimeout(res, 1100))
+    expectOk(await runAction(infraInputs({ 'infra-env': '', mode: 'backup', 'keep-backups': '2' })))
+    await new Promise(res => setTimeout(res, 1100))
+    expectOk(await runAction(infraInputs({ 'infra-env': '', mode: 'backup', 'keep-backups': '2' })))
+    expect(dumps()).toHaveLength(2)
+    expect(dumps()).not.toContain(path.split('/').at(-1))
+
+    // Restore as the README says: drop the table, pg_restore the newest dump into the running db.
+    const newest = `${OPS_DIR}/backups/${dumps().at(-1)}`
+    expect(psql('DROP TABLE big').code).toBe(0)
+    const db = stackContainers().db
+    sh('sh', ['-c', `docker exec -i ${db} sh -c 'pg_restore -U "$POSTGRES_USER" -d "$POSTGRES_DB" --clean --if-exists' < ${newest}`])
+    expect(psql("SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM big").out.trim()).toBe(sum)
+  })
+
+  it('an infra run that changes .env backs the database up first', async () => {
+    const before = dumps()
+    await new Promise(res => setTimeout(res, 1100))
+    const r = await runAction(infraInputs({ 'infra-env': `${INFRA_ENV}\nREDIS_MAXMEMORY=128mb`, 'keep-backups': '5' }))
+    expectOk(r)
+    expect(r.output).toMatch(/::group::Back up the database/)
+    expect(r.output).toMatch(/backed up the database to \/opt\/behindy-ops\/backups\//)
+    expect(dumps().length).toBe(before.length + 1)
+    // Nothing to change: no backup.
+    const again = await runAction(infraInputs({ 'infra-env': `${INFRA_ENV}\nREDIS_MAXMEMORY=128mb` }))
+    expectOk(again)
+    expect(again.output).not.toMatch(/Back up the database/)
+    expect(connection().host).toBe('127.0.0.1')
+    expect(tryRun('test', ['-e', `${OPS_DIR}/backups`]).code).toBe(0)
+  })
+})

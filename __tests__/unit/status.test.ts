@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest'
+import { parseUpstreamFiles, statusLines, type Status } from '../../src/status'
+import { placeholderUpstream, upstreamConf } from '../../src/upstream'
+
+describe('parseUpstreamFiles', () => {
+  it('maps each service to the container its upstream file names; placeholders name none', () => {
+    const out = [
+      '@@file backend',
+      upstreamConf('app_backend', 8080, { container: 'backend-1a2b3c4d', image: 'ghcr.io/b/back:1' }),
+      '@@file frontend',
+      placeholderUpstream('frontend'),
+      '@@file my-svc',
+      upstreamConf('app_my_svc', 9000, { container: 'my-svc-00ff00ff', image: 'x/y:z' })
+    ].join('\n')
+    const live = parseUpstreamFiles(out)
+    expect([...live.keys()]).toEqual(['backend', 'my-svc'])
+    expect(live.get('backend')).toEqual({ container: 'backend-1a2b3c4d', image: 'ghcr.io/b/back:1' })
+  })
+
+  it('an empty upstreams dir: nothing deployed', () => {
+    expect(parseUpstreamFiles('').size).toBe(0)
+  })
+})
+
+describe('statusLines', () => {
+  it('one markdown row per stack service and app, never deployed shown as such, pipes escaped', () => {
+    const st: Status = {
+      stack: [{ service: 'db', container: 'behindy_db_1', image: 'postgres:15.10-bookworm', state: 'running', health: 'healthy', since: '2026-11-28T04:00:00.123Z' }],
+      services: [
+        { service: 'frontend', deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '' },
+        {
+          service: 'backend',
+          deployed: true,
+          container: 'backend-1a2b3c4d',
+          image: 'a|b',
+          state: 'running',
+          since: '2026-11-28T04:01:00Z',
+          direct: '200',
+          nginx: '200',
+          lastDeploy: { time: '2026-11-28T04:01:02Z', mode: 'deploy', image: 'a|b', result: 'success', actor: 'octocat', sha: 'abcdef1234567' }
+        }
+      ]
+    }
+    const lines = statusLines(st)
+    expect(lines).toContain('| db | behindy_db_1 | postgres:15.10-bookworm | running | healthy | 2026-11-28T04:00:00Z |')
+    expect(lines).toContain('| frontend | — | — | not deployed | — | — | — | — |')
+    expect(lines).toContain('| backend | backend-1a2b3c4d | a\\|b | running | 2026-11-28T04:01:00Z | 200 | 200 | 2026-11-28T04:01:02Z deploy success by octocat (abcdef1) |')
+  })
+})

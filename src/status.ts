@@ -1,0 +1,160 @@
+import * as core from '@actions/core'
+import { CATALOGUE, publicPath } from './catalogue'
+import { allAppContainers, httpStatus, projectInspect, SERVICE_LABEL, SPEC_LABEL, tail } from './commands/app'
+import { PROJECT } from './commands/compose'
+import { parseInspect, type ContainerInfo } from './containers'
+import type { InfraInputs } from './context'
+import { HISTORY, parseHistory, type HistoryRecord } from './deploy'
+import { STACK_SERVICES } from './infra'
+import { concurrently, script, section, splitSections, type Sh } from './shell'
+import type { Remote } from './ssh'
+import { liveOf, type Live } from './upstream'
+
+export interface StackRow {
+  service: string
+  container: string
+  image: string
+  state: string
+  health: string
+  since: string
+}
+
+export interface AppRow {
+  service: string
+  deployed: boolean
+  container: string
+  image: string
+  state: string
+  since: string
+  /** HTTP status of the health path on the container itself, and through nginx as clients see it. */
+  direct: string
+  nginx: string
+  lastDeploy?: Pick<HistoryRecord, 'time' | 'mode' | 'image' | 'result' | 'actor' | 'sha' | 'repository' | 'runUrl'>
+}
+
+export interface Status {
+  stack: StackRow[]
+  services: AppRow[]
+}
+
+/** Prints every upstreams/app_<svc>.conf as `@@file <svc>` followed by its content. */
+const upstreamFiles = (opsDir: string): Sh =>
+  script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir)
+
+/** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
+export async function runStatus(remote: Remote, inputs: InfraInputs, report = true): Promise<Status> {
+  const s = splitSections(
+    (
+      await remote.run(
+        concurrently(
+          section('stack', projectInspect(PROJECT)),
+          section('apps', allAppContainers()),
+          section('upstreams', upstreamFiles(inputs.opsDir)),
+          section('history', tail(`${inputs.opsDir}/${HISTORY}`, 1000))
+        )
+      )
+    ).stdout
+  )
+  const stackContainers = parseInspect(s.get('stack')?.out ?? '')
+  const apps = parseInspect(s.get('apps')?.out ?? '')
+  const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '')
+  const history = parseHistory(s.get('history')?.out ?? '')
+  const nginx = stackContainers.find(c => c.labels['com.docker.compose.service'] === 'nginx' && c.status === 'running')
+
+  const stack: StackRow[] = STACK_SERVICES.map(service => {
+    const c = stackContainers.find(x => x.labels['com.docker.compose.service'] === service)
+    return c
+      ? { service, container: c.name, image: c.image, state: c.status, health: c.health, since: c.startedAt }
+      : { service, container: '', image: '', state: 'missing', health: '', since: '' }
+  })
+
+  const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.labels[SERVICE_LABEL])])].filter(Boolean)
+  const rows: AppRow[] = names.map(service => appRow(service, live.get(service), apps, history))
+
+  // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
+  if (nginx && report) {
+    const probes = rows.flatMap((r, i) => {
+      const c = apps.find(a => a.name === r.container)
+      if (!c || c.status !== 'running') return []
+      const spec = specOf(r.service, c)
+      if (!spec) return []
+      return [
+        section(`direct-${i}`, httpStatus(nginx.id, `http://${c.name}:${spec.port}${spec.healthPath}`, 3)),
+        section(`nginx-${i}`, httpStatus(nginx.id, `http://127.0.0.1:80${publicPath(spec, spec.healthPath)}`, 3))
+      ]
+    })
+    if (probes.length) {
+      const p = splitSections((await remote.run(concurrently(...probes))).stdout)
+      rows.forEach((r, i) => {
+        r.direct = p.get(`direct-${i}`)?.out.trim() || r.direct
+        r.nginx = p.get(`nginx-${i}`)?.out.trim() || r.nginx
+      })
+    }
+  }
+  const status = { stack, services: rows }
+  if (report) for (const line of statusLines(status)) core.info(line)
+  return status
+}
+
+function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], history: HistoryRecord[]): AppRow {
+  const last = [...history].reverse().find(h => h.service === service)
+  const lastDeploy = last && { time: last.time, mode: last.mode, image: last.image, result: last.result, actor: last.actor, sha: last.sha, repository: last.repository, runUrl: last.runUrl }
+  const c = live && apps.find(a => a.name === live.container)
+  if (!live) return { service, deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '', lastDeploy }
+  return {
+    service,
+    deployed: true,
+    container: live.container,
+    image: live.image,
+    state: c ? c.status : 'missing',
+    since: c?.startedAt ?? '',
+    direct: c ? '' : 'no container',
+    nginx: '',
+    lastDeploy
+  }
+}
+
+/** Port, route and health path of a deployed container: its label, else the catalogue's. */
+function specOf(service: string, c: ContainerInfo): { port: number; route: string; healthPath: string; stripPrefix: boolean } | undefined {
+  const port = Number(c.labels['ops-action.port'])
+  try {
+    const label = JSON.parse(c.labels[SPEC_LABEL] ?? '') as { route: string; healthPath: string; stripPrefix: boolean }
+    if (port && label.route && label.healthPath) return { port, ...label }
+  } catch {
+    // older containers have no spec label
+  }
+  const cat = CATALOGUE[service]
+  return cat && { ...cat, port: port || cat.port }
+}
+
+/** service -> the container its upstream file names (the 503 placeholder names none). */
+export function parseUpstreamFiles(out: string): Map<string, Live> {
+  const live = new Map<string, Live>()
+  for (const chunk of out.split(/^@@file /m).slice(1)) {
+    const nl = chunk.indexOf('\n')
+    const service = chunk.slice(0, nl < 0 ? undefined : nl).trim()
+    const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1))
+    if (service && l) live.set(service, l)
+  }
+  return live
+}
+
+const cell = (v: string | undefined) => (v ? v.replace(/\|/g, '\\|') : '—')
+const since = (t: string) => (t && !t.startsWith('0001') ? t.replace(/\.\d+Z$/, 'Z') : '')
+
+/** The status as log lines and markdown tables (the job summary). */
+export function statusLines(st: Status): string[] {
+  return [
+    '| Stack | Container | Image | State | Health | Up since |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...st.stack.map(r => `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(r.health)} | ${cell(since(r.since))} |`),
+    '',
+    '| Service | Container | Image | State | Up since | Health (direct) | Health (nginx) | Last deploy |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...st.services.map(r => {
+      const d = r.lastDeploy
+      const last = d ? `${d.time} ${d.mode} ${d.result}${d.actor ? ` by ${d.actor}` : ''}${d.sha ? ` (${d.sha.slice(0, 7)})` : ''}` : ''
+      return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`
+    })
+  ]
+}
