@@ -61639,14 +61639,15 @@ const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
 /** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
 const reloadNginx = (id) => cmd('docker', 'kill', '--signal', 'HUP', id);
 /**
- * Prints `present` or `absent` for the Let's Encrypt certificate of a domain. live/ is usually 0700 root, so when
- * the SSH user cannot look, the check runs as root in a throwaway container of the (local) nginx image.
+ * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a
+ * domain (the hash tells a renewal apart). live/ is usually 0700 root, so when the SSH user cannot look, the check
+ * runs as root in a throwaway container of the (local) nginx image.
  */
 const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1; ' +
-    'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo present; ' +
+    'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo "present $(cat "$f/fullchain.pem" "$f/privkey.pem" | sha256sum | cut -c1-64)"; ' +
     'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
     'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
-    '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo present || echo absent\' "$f"; fi', domain, image);
+    '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo "present $(cat "$0/fullchain.pem" "$0/privkey.pem" | sha256sum | cut -c1-64)" || echo absent\' "$f"; fi', domain, image);
 
 ;// CONCATENATED MODULE: ./src/commands/app.ts
 
@@ -62001,6 +62002,8 @@ function customServiceFiles(service, route, hasLive) {
 const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'];
 const STACK_SERVICES = ['db', 'redis', 'nginx'];
 const MANIFEST = '.ops-manifest';
+/** sha256 of the certificate nginx was last given (see planInfra). */
+const CERT_STATE = '.ops-certificate';
 const ENV_FILE = '.env';
 const COMPOSE_FILE = 'compose/docker-compose.yml';
 const MIN_FREE_KB = 1024 * 1024;
@@ -62104,7 +62107,7 @@ function parseContainers(out) {
 }
 /** One round trip of read-only probes; every failure says how to fix it. */
 async function preflight(remote, inputs, bundle) {
-    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST])), section('manifest', readFileIfExists(`${inputs.opsDir}/${MANIFEST}`)), section('network', networkExists(inputs.network)), section('containers', projectContainers(PROJECT)));
+    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST, CERT_STATE])), section('manifest', readFileIfExists(`${inputs.opsDir}/${MANIFEST}`)), section('network', networkExists(inputs.network)), section('containers', projectContainers(PROJECT)));
     const s = splitSections((await remote.run(probes)).stdout);
     const get = (name) => s.get(name) ?? { rc: 255, out: '' };
     const docker = get('docker');
@@ -62148,10 +62151,13 @@ async function preflight(remote, inputs, bundle) {
     }
     const settings = effectiveSettings(inputs, readEnvFile(envText));
     let tls = false;
+    let certHash = '';
     if (settings.domain) {
         const image = nginxImage(readEnvFile(envText), bundle.get(COMPOSE_FILE) ?? '');
         const cert = await remote.run(certificateExists(settings.domain, image));
-        tls = cert.stdout.trim() === 'present';
+        const present = /^present ([0-9a-f]{64})$/m.exec(cert.stdout);
+        tls = Boolean(present);
+        certHash = present?.[1] ?? '';
         if (!tls)
             warning(`No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`);
         else
@@ -62165,7 +62171,8 @@ async function preflight(remote, inputs, bundle) {
         networkExists: get('network').rc === 0,
         containers: parseContainers(get('containers').out),
         settings,
-        tls
+        tls,
+        certHash
     };
 }
 /**
@@ -62194,6 +62201,9 @@ function nginxImage(env, composeText) {
 /** Everything the run will write, computed locally; input errors surface here, before any change. */
 function planInfra(inputs, host, bundle) {
     const files = renderStack(bundle, { domain: host.settings.domain, tls: host.tls });
+    // The certificate nginx loaded, as a file of the run: when certbot renews it, this file changes and nginx reloads.
+    if (host.tls)
+        files.set(CERT_STATE, `${host.certHash}\n`);
     files.set(MANIFEST, [...files.keys()].join('\n') + '\n');
     // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
     for (const service of ROUTED_SERVICES) {
@@ -62211,7 +62221,9 @@ function planInfra(inputs, host, bundle) {
     const merged = mergeEnvFile(host.envText, updates, 'infra-env');
     checkStackEnv(readEnvFile(merged.text));
     const plan = planFiles(files, host.hashes, host.manifest);
-    const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/'));
+    const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === CERT_STATE);
+    if (plan.write.includes(CERT_STATE) && host.hashes.has(CERT_STATE))
+        info(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`);
     info(`${plan.write.length} file(s) to write, ${plan.remove.length} to remove, ${plan.unchanged} unchanged.`);
     for (const p of plan.write)
         info(`  ${host.hashes.has(p) ? 'update' : 'create'} ${p}`);

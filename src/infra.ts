@@ -36,6 +36,8 @@ import { placeholderUpstream, upstreamPath } from './upstream'
 export const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'] as const
 export const STACK_SERVICES = ['db', 'redis', 'nginx'] as const
 const MANIFEST = '.ops-manifest'
+/** sha256 of the certificate nginx was last given (see planInfra). */
+const CERT_STATE = '.ops-certificate'
 const ENV_FILE = '.env'
 const COMPOSE_FILE = 'compose/docker-compose.yml'
 const MIN_FREE_KB = 1024 * 1024
@@ -58,6 +60,8 @@ export interface HostState {
   /** domain and ports in effect: the inputs, else the host's .env, else the defaults. */
   settings: Settings
   tls: boolean
+  /** sha256 of the certificate and key nginx serves ('' without TLS): a renewal changes it. */
+  certHash: string
 }
 
 export interface Settings {
@@ -190,7 +194,7 @@ async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): 
     section('compose-v1', composeV1Version()),
     section('disk', diskFree(inputs.opsDir)),
     section('opsdir', dirWritable(inputs.opsDir)),
-    section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST])),
+    section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST, CERT_STATE])),
     section('manifest', readFileIfExists(`${inputs.opsDir}/${MANIFEST}`)),
     section('network', networkExists(inputs.network)),
     section('containers', projectContainers(PROJECT))
@@ -236,10 +240,13 @@ async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): 
 
   const settings = effectiveSettings(inputs, readEnvFile(envText))
   let tls = false
+  let certHash = ''
   if (settings.domain) {
     const image = nginxImage(readEnvFile(envText), bundle.get(COMPOSE_FILE) ?? '')
     const cert = await remote.run(certificateExists(settings.domain, image))
-    tls = cert.stdout.trim() === 'present'
+    const present = /^present ([0-9a-f]{64})$/m.exec(cert.stdout)
+    tls = Boolean(present)
+    certHash = present?.[1] ?? ''
     if (!tls) core.warning(`No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`)
     else core.info(`Certificate for ${settings.domain} found: HTTPS enabled.`)
   }
@@ -252,7 +259,8 @@ async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): 
     networkExists: get('network').rc === 0,
     containers: parseContainers(get('containers').out),
     settings,
-    tls
+    tls,
+    certHash
   }
 }
 
@@ -286,6 +294,8 @@ export function nginxImage(env: Map<string, string>, composeText: string): strin
 /** Everything the run will write, computed locally; input errors surface here, before any change. */
 export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet): InfraPlan {
   const files = renderStack(bundle, { domain: host.settings.domain, tls: host.tls })
+  // The certificate nginx loaded, as a file of the run: when certbot renews it, this file changes and nginx reloads.
+  if (host.tls) files.set(CERT_STATE, `${host.certHash}\n`)
   files.set(MANIFEST, [...files.keys()].join('\n') + '\n')
   // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
   for (const service of ROUTED_SERVICES) {
@@ -303,7 +313,8 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   checkStackEnv(readEnvFile(merged.text))
 
   const plan = planFiles(files, host.hashes, host.manifest)
-  const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/'))
+  const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === CERT_STATE)
+  if (plan.write.includes(CERT_STATE) && host.hashes.has(CERT_STATE)) core.info(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`)
   core.info(`${plan.write.length} file(s) to write, ${plan.remove.length} to remove, ${plan.unchanged} unchanged.`)
   for (const p of plan.write) core.info(`  ${host.hashes.has(p) ? 'update' : 'create'} ${p}`)
   for (const p of plan.remove) core.info(`  remove ${p}`)

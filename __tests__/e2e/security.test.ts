@@ -19,6 +19,8 @@ import {
   runAction,
   SECRET,
   sh,
+  stackContainers,
+  startedAt,
   tryRun,
   visibleLog,
   watchArgv
@@ -74,6 +76,27 @@ describe('TLS for a domain with a certificate on the host', () => {
       expect(r.out).toMatch(new RegExp(`(Protocol\\s*: ${name.replace('.', '\\.')}|New, ${name.replace('.', '\\.')},)`))
       expect(r.out).toContain(`CN = ${DOMAIN}`)
     }
+  })
+
+  it('a renewed certificate (replaced on the host, as certbot does) is picked up by the next infra run with a reload, no restart', async () => {
+    const served = () => sh('sh', ['-c', `openssl s_client -connect 127.0.0.1:${HTTPS_PORT} -servername ${DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]).trim()
+    const onDisk = () => sh('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', `${LIVE}/fullchain.pem`]).trim()
+    expect(served()).toBe(onDisk())
+    const nginx = stackContainers().nginx
+    const started = startedAt([nginx])
+    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3', '-subj', `/CN=${DOMAIN}`, '-keyout', `${LIVE}/privkey.pem`, '-out', `${LIVE}/fullchain.pem`])
+    expect(served()).not.toBe(onDisk())
+    const r = await runAction(infraInputs())
+    expectOk(r)
+    expect(r.output).toMatch(new RegExp(`The certificate of ${DOMAIN.replace('.', '\\.')} changed on the host \\(renewed\\?\\): nginx will reload it`))
+    expect(r.output).toMatch(/- reloaded nginx/)
+    expect(served()).toBe(onDisk())
+    expect(stackContainers().nginx).toBe(nginx)
+    expect(startedAt([nginx])).toEqual(started)
+    // And with nothing renewed, nothing happens.
+    const again = await runAction(infraInputs())
+    expectOk(again)
+    expect(again.outputs.changed).toBe('false')
   })
 
   it('sends HSTS on every HTTPS response, static assets included, and never over HTTP', () => {
@@ -145,7 +168,7 @@ describe('host keys and secrets', () => {
       const log = visibleLog(r.output) + r.summary + JSON.stringify(r.outputs)
       for (const s of secrets) expect(log.includes(s), `secret ${s.slice(0, 4)}… in the output`).toBe(false)
     }
-    console.log(`[security] ${samples} argv samples of every process during an infra run and a deploy: ${leaks.length} with a secret; env files seen: ${envFiles.join(', ') || 'none (too short-lived to sample)'}`)
+    console.log(`[security] ${samples} argv samples of every process during an infra run and a deploy: ${leaks.length} with a secret; ${envFiles.length} env file(s) seen while they existed, modes: ${[...new Set(envFiles.map(e => e.split(' ').slice(1).join('/')))].join(', ') || 'none (too short-lived to sample)'}`)
     expect(samples).toBeGreaterThan(20)
     expect(leaks).toEqual([])
     for (const e of envFiles) expect(e).toMatch(/ 600 700$/)

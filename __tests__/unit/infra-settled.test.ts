@@ -10,7 +10,8 @@ const host = (statuses: Record<string, string>): HostState => ({
   networkExists: true,
   containers: Object.entries(statuses).map(([service, status], i) => ({ id: `id${i}`, service, status })),
   settings: { domain: '', httpPort: 80, httpsPort: 443 },
-  tls: false
+  tls: false,
+  certHash: ''
 })
 const plan = (over: Partial<InfraPlan> = {}): InfraPlan => ({
   files: new Map(),

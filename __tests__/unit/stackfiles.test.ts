@@ -520,6 +520,7 @@ describe('planInfra', () => {
       containers: [],
       settings: { domain: '', httpPort: 80, httpsPort: 443 },
       tls: false,
+      certHash: '',
       ...over
     }
   }
@@ -624,9 +625,22 @@ describe('planInfra', () => {
     const first = planInfra(inputs(), host({ tls: false, settings: behindyMe }), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const second = planInfra(inputs(), host({ tls: true, settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
-    expect(second.write).toEqual(['nginx/conf.d/20-servers.conf'])
+    const second = planInfra(inputs(), host({ tls: true, certHash: 'c'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
+    expect(second.write).toEqual(['nginx/conf.d/20-servers.conf', '.ops-certificate', '.ops-manifest'])
+    expect(second.files.get('.ops-certificate')).toBe(`${'c'.repeat(64)}\n`)
     expect(second.nginxChanged).toBe(true)
+  })
+
+  it('a renewed certificate (same domain, new files) changes only .ops-certificate, and nginx reloads', () => {
+    const first = planInfra(inputs(), host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe }), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const same = planInfra(inputs(), host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
+    expect(same.write).toEqual([])
+    expect(same.nginxChanged).toBe(false)
+    const renewed = planInfra(inputs(), host({ tls: true, certHash: 'b'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
+    expect(renewed.write).toEqual(['.ops-certificate'])
+    expect(renewed.nginxChanged).toBe(true)
   })
 
   it('a file the previous run shipped but this one does not is removed', () => {

@@ -93,16 +93,17 @@ export const nginxProcesses = (id: string): Sh => cmd('docker', 'top', id, '-eo'
 export const reloadNginx = (id: string): Sh => cmd('docker', 'kill', '--signal', 'HUP', id)
 
 /**
- * Prints `present` or `absent` for the Let's Encrypt certificate of a domain. live/ is usually 0700 root, so when
- * the SSH user cannot look, the check runs as root in a throwaway container of the (local) nginx image.
+ * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a
+ * domain (the hash tells a renewal apart). live/ is usually 0700 root, so when the SSH user cannot look, the check
+ * runs as root in a throwaway container of the (local) nginx image.
  */
 export const certificateExists = (domain: string, image: string): Sh =>
   script(
     'f=/etc/letsencrypt/live/$1; ' +
-      'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo present; ' +
+      'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo "present $(cat "$f/fullchain.pem" "$f/privkey.pem" | sha256sum | cut -c1-64)"; ' +
       'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
       'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
-      '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo present || echo absent\' "$f"; fi',
+      '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo "present $(cat "$0/fullchain.pem" "$0/privkey.pem" | sha256sum | cut -c1-64)" || echo absent\' "$f"; fi',
     domain,
     image
   )
