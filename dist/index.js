@@ -61013,6 +61013,7 @@ const DEFAULTS = {
     'infra-timeout': '120',
     'keep-backups': '7',
     'backup-before-infra': 'true',
+    'restart-services': 'false',
     service: '',
     image: '',
     'app-port': '',
@@ -61247,6 +61248,9 @@ function getInputs(read = actionInput) {
     const keepBackups = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7);
     const beforeInfra = c.check('backup-before-infra', parseBoolean('backup-before-infra'), true);
     const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600);
+    const restartServices = c.check('restart-services', parseBoolean('restart-services'), false);
+    if (restartServices && mode !== 'infra')
+        c.fail('restart-services', `is for mode infra (this run is mode ${mode})`);
     const deploy = HOST_MODES.includes(mode) ? undefined : deployInputs(c, mode, read);
     if (c.errors.length)
         throw new InputErrors(c.errors);
@@ -61266,6 +61270,7 @@ function getInputs(read = actionInput) {
         },
         infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep: keepBackups, beforeInfra } },
         lockTimeoutS,
+        restartServices,
         deploy
     };
 }
@@ -61656,7 +61661,7 @@ const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1;
 /** Label that marks containers ops-action manages, valued with the service name. */
 const SERVICE_LABEL = 'ops-action.service';
 const IMAGE_LABEL = 'ops-action.image';
-/** The service's port, route and health path as deployed (JSON), for mode status. */
+/** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
 const SPEC_LABEL = 'ops-action.spec';
 /** Prints the image id when the image is on the host (exit 1 otherwise). */
 const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
@@ -62445,7 +62450,7 @@ const PREVIEW_PORT = 8504;
  */
 async function runDeploy(remote, inputs, phases) {
     const d = inputs.deploy;
-    const { opsDir, network } = inputs.infra;
+    const { opsDir } = inputs.infra;
     const mode = d.image ? 'deploy' : 'rollback';
     // 1. The image: resolved (rollback) and pulled outside the lock, since that changes nothing anyone sees.
     const image = mode === 'rollback' ? await phases.run('Find previous image', () => rollbackTarget(remote, opsDir, d.service)) : d.image;
@@ -62456,65 +62461,73 @@ async function runDeploy(remote, inputs, phases) {
     try {
         // 3. The stack, network and nginx config (a no-op when nothing changed).
         const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ');
-        // 4. What serves now, and leftovers of interrupted runs.
-        const before = await phases.run('Preflight', () => deploy_preflight(remote, d, opsDir, network, infra.nginxId));
-        const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
-        const record = (result, error) => appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error });
-        let switched = false;
-        try {
-            // 5. Start the new container next to the old one.
-            const inherit = mode === 'rollback' && d.env.length === 0 ? before.live?.container : undefined;
-            await phases.run('Start container', () => start(remote, d, image, name, network, inherit));
-            // 6. Health gate, directly on the new container.
-            const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId));
-            // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
-            await phases.run('Verify preview through nginx', async () => {
-                // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-                if (!CATALOGUE[d.service])
-                    await writeAndReload(remote, opsDir, infra.nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined));
-                await verify(remote, d, infra.nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`);
-            });
-            // 7b. Switch: clients go to the new container.
-            await phases.run('Switch nginx', async () => {
-                const live = { container: name, image };
-                const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), d.spec.port, live) }];
-                await writeAndReload(remote, opsDir, infra.nginxId, files, () => (switched = true));
-                info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`);
-            });
-            // 8. Verify through nginx, as clients see it.
-            await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80));
-        }
-        catch (e) {
-            // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
-            // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
-            const cut = !remote.connected() ? 'the connection to the host was lost' : lock.lost() && `the deploy lock was lost (${lock.lost()})`;
-            if (cut) {
-                const routed = switched ? name : (before.live?.container ?? 'its 503 placeholder');
-                throw new HostError(`${e.message}\nThen ${cut}, so this run cannot roll back. nginx routes ${d.spec.route} to ${routed}; the next deploy of ${d.service} removes what this one left.`, 'run the deploy again');
-            }
-            const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live));
-            await record('rolled-back', e.message).catch(() => undefined);
-            throw new RolledBack(e, notes);
-        }
-        await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
-        // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-        await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.retire));
-        // 10. History, images, outputs.
-        await phases.run('Record and prune', async () => {
-            await record('success');
-            await pruneImages(remote, d, image, before.live?.image);
-        });
-        return {
-            container: name,
-            image,
-            previousImage: before.live?.image ?? '',
-            url: serviceUrl(inputs, infra, d),
-        };
+        const inherit = mode === 'rollback' && d.env.length === 0;
+        const r = await swap(remote, { infra: inputs.infra, d, image, mode, inheritEnv: inherit, nginxId: infra.nginxId, lock, phases });
+        return { ...r, url: serviceUrl(inputs, infra, d) };
     }
     finally {
         phases.guard = () => undefined;
         await lock.release();
     }
+}
+/**
+ * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, drain, record. A
+ * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
+ * switch puts the previous upstream back first.
+ */
+async function swap(remote, ctx) {
+    const { infra: infraInputs, d, image, mode, nginxId, lock, phases, label = '' } = ctx;
+    const { opsDir, network } = infraInputs;
+    const phase = (name, fn) => phases.run(`${label}${name}`, fn);
+    // 4. What serves now, and leftovers of interrupted runs.
+    const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId));
+    const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+    const record = (result, error) => appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error });
+    let switched = false;
+    try {
+        // 5. Start the new container next to the old one.
+        const inherit = ctx.inheritEnv ? before.live?.container : undefined;
+        await phase('Start container', () => start(remote, d, image, name, network, inherit));
+        // 6. Health gate, directly on the new container.
+        const ip = await phase('Health gate (direct)', () => healthGate(remote, d, name, network, nginxId));
+        // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
+        await phase('Verify preview through nginx', async () => {
+            // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
+            if (!CATALOGUE[d.service])
+                await writeAndReload(remote, opsDir, nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined));
+            await verify(remote, d, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`);
+        });
+        // 7b. Switch: clients go to the new container.
+        await phase('Switch nginx', async () => {
+            const live = { container: name, image };
+            const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), d.spec.port, live) }];
+            await writeAndReload(remote, opsDir, nginxId, files, () => (switched = true));
+            info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`);
+        });
+        // 8. Verify through nginx, as clients see it.
+        await phase('Verify through nginx', () => verify(remote, d, nginxId, 80));
+    }
+    catch (e) {
+        // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
+        // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
+        const cut = !remote.connected() ? 'the connection to the host was lost' : lock.lost() && `the deploy lock was lost (${lock.lost()})`;
+        if (cut) {
+            const routed = switched ? name : (before.live?.container ?? 'its 503 placeholder');
+            throw new HostError(`${e.message}\nThen ${cut}, so this run cannot roll back. nginx routes ${d.spec.route} to ${routed}; the next deploy of ${d.service} removes what this one left.`, 'run the deploy again');
+        }
+        const notes = await phase('Roll back', () => rollBack(remote, d, infraInputs, nginxId, name, switched, before.live));
+        await record('rolled-back', e.message).catch(() => undefined);
+        throw new RolledBack(e, notes);
+    }
+    await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
+    // 9. Drain: let the old nginx workers finish with the old container, then stop it.
+    await phase('Drain and stop old', () => drainAndStop(remote, d, nginxId, before.retire));
+    // 10. History, images.
+    await phase('Record and prune', async () => {
+        await record('success');
+        await pruneImages(remote, d, image, before.live?.image);
+    });
+    return { container: name, image, previousImage: before.live?.image ?? '' };
 }
 async function pullImage(remote, image, d) {
     const mutable = imageTag(image) === 'latest';
@@ -62596,7 +62609,7 @@ async function start(remote, d, image, name, network, inheritEnvFrom) {
         network,
         aliases: [d.service, ...d.spec.aliases],
         port: d.spec.port,
-        spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix },
+        spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix, aliases: d.spec.aliases, memory: d.memory },
         stopTimeoutS: d.stopTimeoutS,
         memory: d.memory,
         envFile: d.envFile,
@@ -63920,7 +63933,89 @@ function statusLines(st) {
     ];
 }
 
+;// CONCATENATED MODULE: ./src/restart.ts
+
+
+
+
+
+
+
+
+
+/** story first (backend calls it), then backend (the frontend calls it), then frontend; other services after. */
+const RESTART_ORDER = ['story', 'backend', 'frontend'];
+function restartOrder(services) {
+    const known = RESTART_ORDER.filter(s => services.includes(s));
+    return [...known, ...services.filter(s => !RESTART_ORDER.includes(s)).sort()];
+}
+/**
+ * `restart-services: true` in mode infra: after the stack is ensured, every deployed app is swapped for a fresh
+ * container of its current image and env, one at a time in RESTART_ORDER, each through the zero-downtime path of a
+ * deploy. The first failure stops the sequence (that service is rolled back as a deploy would be).
+ */
+async function restartServices(remote, infra, nginxId, lock, phases) {
+    const s = splitSections((await remote.run(concurrently(section('upstreams', upstreamFiles(infra.opsDir)), section('apps', allAppContainers())))).stdout);
+    const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '');
+    const containers = parseInspect(s.get('apps')?.out ?? '');
+    const order = restartOrder([...live.keys()]);
+    if (!order.length)
+        return ['restart-services: no app is deployed yet'];
+    info(`Re-swapping ${order.join(' → ')} with their current images.`);
+    const done = [];
+    for (const service of order) {
+        const l = live.get(service);
+        const c = containers.find(x => x.name === l?.container && x.status === 'running');
+        if (!l || !c)
+            throw new HostError(`${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`, `deploy ${service} again`);
+        const d = deployInputsOf(service, c.labels);
+        try {
+            await swap(remote, { infra, d, image: l.image, mode: 'restart', inheritEnv: true, nginxId, lock, phases, label: `${service}: ` });
+        }
+        catch (e) {
+            const rest = order.slice(order.indexOf(service) + 1);
+            e.message = `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${e.message}`;
+            throw e;
+        }
+        done.push(service);
+    }
+    return [`re-swapped ${done.join(' → ')}`];
+}
+/** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */
+function deployInputsOf(service, labels) {
+    let spec;
+    try {
+        spec = JSON.parse(labels[SPEC_LABEL] ?? '');
+    }
+    catch {
+        spec = undefined;
+    }
+    const cat = CATALOGUE[service];
+    const port = Number(labels['ops-action.port']) || cat?.port;
+    if (!port || (!spec && !cat))
+        throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`);
+    const seconds = (name) => Number(DEFAULTS[name]);
+    return {
+        service,
+        image: '',
+        spec: {
+            port,
+            route: spec?.route ?? cat.route,
+            healthPath: spec?.healthPath ?? cat.healthPath,
+            stripPrefix: spec?.stripPrefix ?? cat.stripPrefix,
+            aliases: spec?.aliases ?? cat.aliases
+        },
+        env: [],
+        healthTimeoutS: seconds('health-timeout'),
+        drainTimeoutS: seconds('drain-timeout'),
+        stopTimeoutS: seconds('stop-timeout'),
+        keepImages: seconds('keep-images'),
+        memory: spec?.memory
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/main.ts
+
 
 
 
@@ -63966,7 +64061,10 @@ async function infra(remote, inputs, phases) {
     try {
         const result = await runInfra(remote, inputs.infra, phases);
         setOutput('changed', String(result.changed));
-        return result.changed ? result.changes : ['no changes'];
+        const lines = result.changed ? result.changes : ['no changes'];
+        if (inputs.restartServices)
+            lines.push(...(await restartServices(remote, inputs.infra, result.nginxId, lock, phases)));
+        return lines;
     }
     finally {
         phases.guard = () => undefined;

@@ -67,6 +67,8 @@ export interface Inputs {
   connection: ConnectionInputs
   infra: InfraInputs
   lockTimeoutS: number
+  /** mode infra: re-swap every deployed app afterwards (story → backend → frontend). */
+  restartServices: boolean
   /** Set for mode deploy and rollback. */
   deploy?: DeployInputs
 }
@@ -93,6 +95,7 @@ export const DEFAULTS: Record<string, string> = {
   'infra-timeout': '120',
   'keep-backups': '7',
   'backup-before-infra': 'true',
+  'restart-services': 'false',
   service: '',
   image: '',
   'app-port': '',
@@ -338,6 +341,8 @@ export function getInputs(read: InputReader = actionInput): Inputs {
   const keepBackups = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7)
   const beforeInfra = c.check('backup-before-infra', parseBoolean('backup-before-infra'), true)
   const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600)
+  const restartServices = c.check('restart-services', parseBoolean('restart-services'), false)
+  if (restartServices && mode !== 'infra') c.fail('restart-services', `is for mode infra (this run is mode ${mode})`)
   const deploy = HOST_MODES.includes(mode) ? undefined : deployInputs(c, mode, read)
 
   if (c.errors.length) throw new InputErrors(c.errors)
@@ -357,6 +362,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
     },
     infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep: keepBackups, beforeInfra } },
     lockTimeoutS,
+    restartServices,
     deploy
   }
 }

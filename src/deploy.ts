@@ -22,7 +22,7 @@ import { imageRepository, imageTag, type DeployInputs, type InfraInputs, type In
 import { HostError, RolledBack } from './errors'
 import { runInfo } from './runinfo'
 import { runInfra, type InfraResult } from './infra'
-import { acquireLock } from './lock'
+import { acquireLock, type Lock } from './lock'
 import { reloadAndWait, waitDrained } from './nginx'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
@@ -46,7 +46,7 @@ export interface DeployResult {
 /** One line of `<ops-dir>/history.jsonl`. */
 export interface HistoryRecord {
   time: string
-  mode: 'deploy' | 'rollback'
+  mode: 'deploy' | 'rollback' | 'restart'
   service: string
   image: string
   previousImage: string
@@ -76,7 +76,7 @@ interface AppContainer {
  */
 export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases): Promise<DeployResult> {
   const d = inputs.deploy as DeployInputs
-  const { opsDir, network } = inputs.infra
+  const { opsDir } = inputs.infra
   const mode = d.image ? 'deploy' : 'rollback'
 
   // 1. The image: resolved (rollback) and pulled outside the lock, since that changes nothing anyone sees.
@@ -89,70 +89,93 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
   try {
     // 3. The stack, network and nginx config (a no-op when nothing changed).
     const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ')
-
-    // 4. What serves now, and leftovers of interrupted runs.
-    const before = await phases.run('Preflight', () => preflight(remote, d, opsDir, network, infra.nginxId))
-    const name = `${d.service}-${randomBytes(4).toString('hex')}`
-    const record = (result: HistoryRecord['result'], error?: string) =>
-      appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error })
-
-    let switched = false
-    try {
-      // 5. Start the new container next to the old one.
-      const inherit = mode === 'rollback' && d.env.length === 0 ? before.live?.container : undefined
-      await phases.run('Start container', () => start(remote, d, image, name, network, inherit))
-      // 6. Health gate, directly on the new container.
-      const ip = await phases.run('Health gate (direct)', () => healthGate(remote, d, name, network, infra.nginxId))
-      // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
-      await phases.run('Verify preview through nginx', async () => {
-        // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-        if (!CATALOGUE[d.service]) await writeAndReload(remote, opsDir, infra.nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined))
-        await verify(remote, d, infra.nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`)
-      })
-      // 7b. Switch: clients go to the new container.
-      await phases.run('Switch nginx', async () => {
-        const live = { container: name, image }
-        const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), d.spec.port, live) }]
-        await writeAndReload(remote, opsDir, infra.nginxId, files, () => (switched = true))
-        core.info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`)
-      })
-      // 8. Verify through nginx, as clients see it.
-      await phases.run('Verify through nginx', () => verify(remote, d, infra.nginxId, 80))
-    } catch (e) {
-      // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
-      // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
-      const cut = !remote.connected() ? 'the connection to the host was lost' : lock.lost() && `the deploy lock was lost (${lock.lost()})`
-      if (cut) {
-        const routed = switched ? name : (before.live?.container ?? 'its 503 placeholder')
-        throw new HostError(
-          `${(e as Error).message}\nThen ${cut}, so this run cannot roll back. nginx routes ${d.spec.route} to ${routed}; the next deploy of ${d.service} removes what this one left.`,
-          'run the deploy again'
-        )
-      }
-      const notes = await phases.run('Roll back', () => rollBack(remote, d, inputs.infra, infra.nginxId, name, switched, before.live))
-      await record('rolled-back', (e as Error).message).catch(() => undefined)
-      throw new RolledBack(e as Error, notes)
-    }
-    await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
-
-    // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-    await phases.run('Drain and stop old', () => drainAndStop(remote, d, infra.nginxId, before.retire))
-
-    // 10. History, images, outputs.
-    await phases.run('Record and prune', async () => {
-      await record('success')
-      await pruneImages(remote, d, image, before.live?.image)
-    })
-    return {
-      container: name,
-      image,
-      previousImage: before.live?.image ?? '',
-      url: serviceUrl(inputs, infra, d),
-    }
+    const inherit = mode === 'rollback' && d.env.length === 0
+    const r = await swap(remote, { infra: inputs.infra, d, image, mode, inheritEnv: inherit, nginxId: infra.nginxId, lock, phases })
+    return { ...r, url: serviceUrl(inputs, infra, d) }
   } finally {
     phases.guard = () => undefined
     await lock.release()
   }
+}
+
+export interface SwapContext {
+  infra: InfraInputs
+  d: DeployInputs
+  image: string
+  mode: HistoryRecord['mode']
+  /** Start the new container with the env of the one serving now (rollback without env, restart). */
+  inheritEnv: boolean
+  nginxId: string
+  lock: Lock
+  phases: Phases
+  /** Prefix of the phase names (the ordered re-swap names the service). */
+  label?: string
+}
+
+/**
+ * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, drain, record. A
+ * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
+ * switch puts the previous upstream back first.
+ */
+export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<DeployResult, 'url'>> {
+  const { infra: infraInputs, d, image, mode, nginxId, lock, phases, label = '' } = ctx
+  const { opsDir, network } = infraInputs
+  const phase = <T>(name: string, fn: () => Promise<T>) => phases.run(`${label}${name}`, fn)
+
+  // 4. What serves now, and leftovers of interrupted runs.
+  const before = await phase('Preflight', () => preflight(remote, d, opsDir, network, nginxId))
+  const name = `${d.service}-${randomBytes(4).toString('hex')}`
+  const record = (result: HistoryRecord['result'], error?: string) =>
+    appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error })
+
+  let switched = false
+  try {
+    // 5. Start the new container next to the old one.
+    const inherit = ctx.inheritEnv ? before.live?.container : undefined
+    await phase('Start container', () => start(remote, d, image, name, network, inherit))
+    // 6. Health gate, directly on the new container.
+    const ip = await phase('Health gate (direct)', () => healthGate(remote, d, name, network, nginxId))
+    // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
+    await phase('Verify preview through nginx', async () => {
+      // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
+      if (!CATALOGUE[d.service]) await writeAndReload(remote, opsDir, nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined))
+      await verify(remote, d, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`)
+    })
+    // 7b. Switch: clients go to the new container.
+    await phase('Switch nginx', async () => {
+      const live = { container: name, image }
+      const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), d.spec.port, live) }]
+      await writeAndReload(remote, opsDir, nginxId, files, () => (switched = true))
+      core.info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`)
+    })
+    // 8. Verify through nginx, as clients see it.
+    await phase('Verify through nginx', () => verify(remote, d, nginxId, 80))
+  } catch (e) {
+    // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
+    // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
+    const cut = !remote.connected() ? 'the connection to the host was lost' : lock.lost() && `the deploy lock was lost (${lock.lost()})`
+    if (cut) {
+      const routed = switched ? name : (before.live?.container ?? 'its 503 placeholder')
+      throw new HostError(
+        `${(e as Error).message}\nThen ${cut}, so this run cannot roll back. nginx routes ${d.spec.route} to ${routed}; the next deploy of ${d.service} removes what this one left.`,
+        'run the deploy again'
+      )
+    }
+    const notes = await phase('Roll back', () => rollBack(remote, d, infraInputs, nginxId, name, switched, before.live))
+    await record('rolled-back', (e as Error).message).catch(() => undefined)
+    throw new RolledBack(e as Error, notes)
+  }
+  await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
+
+  // 9. Drain: let the old nginx workers finish with the old container, then stop it.
+  await phase('Drain and stop old', () => drainAndStop(remote, d, nginxId, before.retire))
+
+  // 10. History, images.
+  await phase('Record and prune', async () => {
+    await record('success')
+    await pruneImages(remote, d, image, before.live?.image)
+  })
+  return { container: name, image, previousImage: before.live?.image ?? '' }
 }
 
 async function pullImage(remote: Remote, image: string, d: DeployInputs): Promise<void> {
@@ -256,7 +279,7 @@ async function start(remote: Remote, d: DeployInputs, image: string, name: strin
       network,
       aliases: [d.service, ...d.spec.aliases],
       port: d.spec.port,
-      spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix },
+      spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix, aliases: d.spec.aliases, memory: d.memory },
       stopTimeoutS: d.stopTimeoutS,
       memory: d.memory,
       envFile: d.envFile,

@@ -8,6 +8,7 @@ import { acquireLock } from './lock'
 import { Phases, seconds } from './phases'
 import { runInfo } from './runinfo'
 import { connect, type Remote } from './ssh'
+import { restartServices } from './restart'
 import { runStatus, statusLines } from './status'
 
 /** The action: read and check every input, connect, run the mode, report. One setFailed, here. */
@@ -42,7 +43,9 @@ async function infra(remote: Remote, inputs: Inputs, phases: Phases): Promise<st
   try {
     const result = await runInfra(remote, inputs.infra, phases)
     core.setOutput('changed', String(result.changed))
-    return result.changed ? result.changes : ['no changes']
+    const lines = result.changed ? result.changes : ['no changes']
+    if (inputs.restartServices) lines.push(...(await restartServices(remote, inputs.infra, result.nginxId, lock, phases)))
+    return lines
   } finally {
     phases.guard = () => undefined
     await lock.release()

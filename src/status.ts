@@ -38,7 +38,7 @@ export interface Status {
 }
 
 /** Prints every upstreams/app_<svc>.conf as `@@file <svc>` followed by its content. */
-const upstreamFiles = (opsDir: string): Sh =>
+export const upstreamFiles = (opsDir: string): Sh =>
   script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir)
 
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */

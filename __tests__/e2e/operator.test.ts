@@ -1,21 +1,26 @@
 // Operator modes on the sandbox host: status (read-only, on a half-deployed host) and backup (pg_dump, keep N,
 // restore round trip, automatic backup before an infra change).
-import { readdirSync, statSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import {
   backend,
   connection,
   DB,
   expectOk,
+  frontend,
   hashOpsDir,
+  http,
+  loadDuring,
   INFRA_ENV,
   infraInputs,
   OPS_DIR,
   psql,
   resetHost,
   runAction,
+  serviceContainers,
   sh,
   stackContainers,
+  story,
   tryRun
 } from './sandbox'
 
@@ -82,6 +87,34 @@ describe('mode status and mode backup', () => {
     const db = stackContainers().db
     sh('sh', ['-c', `docker exec -i ${db} sh -c 'pg_restore -U "$POSTGRES_USER" -d "$POSTGRES_DB" --clean --if-exists' < ${newest}`])
     expect(psql("SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM big").out.trim()).toBe(sum)
+  })
+
+  it('restart-services: re-swaps story → backend → frontend under load, 0 failed requests, same images and env, order in the history', async () => {
+    expectOk(await runAction(story('v1')))
+    expectOk(await runAction(frontend('v2')))
+    const before = { story: serviceContainers('story'), backend: serviceContainers('backend'), frontend: serviceContainers('frontend') }
+    const versions = await Promise.all(['/', '/api/x', '/llm/health'].map(async p => JSON.parse((await http(p)).body).version as string))
+    const { result: r, loads } = await loadDuring(['/', '/api/x', '/llm/health'], () => runAction(infraInputs({ 'infra-env': '', 'restart-services': 'true' })))
+    expectOk(r)
+    const failed = Object.values(loads).reduce((n, l) => n + l.failed, 0)
+    const total = Object.values(loads).reduce((n, l) => n + l.total, 0)
+    console.log(`[operator] ordered re-swap of 3 services under load: ${failed} failed / ${total} requests, ${(r.ms / 1000).toFixed(1)} s`)
+    for (const [path, l] of Object.entries(loads)) expect(l.failed, `${path}: ${l.errors.join('\n')}`).toBe(0)
+    expect(r.output).toMatch(/Re-swapping story → backend → frontend with their current images/)
+    expect(r.output).toMatch(/re-swapped story → backend → frontend/)
+    const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8').trim().split('\n').slice(-3).map(l => JSON.parse(l) as { mode: string; service: string; result: string; image: string })
+    expect(history.map(h => [h.mode, h.service, h.result])).toEqual([
+      ['restart', 'story', 'success'],
+      ['restart', 'backend', 'success'],
+      ['restart', 'frontend', 'success']
+    ])
+    for (const svc of ['story', 'backend', 'frontend'] as const) {
+      expect(serviceContainers(svc)).toHaveLength(1)
+      expect(serviceContainers(svc)).not.toEqual(before[svc])
+    }
+    // Same images and env: every route answers the same version as before.
+    expect(await Promise.all(['/', '/api/x', '/llm/health'].map(async p => JSON.parse((await http(p)).body).version as string))).toEqual(versions)
+    expect(history[2].image).toBe('127.0.0.1:5000/behindy/sample-app:v2')
   })
 
   it('an infra run that changes .env backs the database up first', async () => {

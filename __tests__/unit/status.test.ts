@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { SPEC_LABEL } from '../../src/commands/app'
+import { deployInputsOf, restartOrder } from '../../src/restart'
 import { parseUpstreamFiles, statusLines, type Status } from '../../src/status'
 import { placeholderUpstream, upstreamConf } from '../../src/upstream'
 
@@ -45,5 +47,25 @@ describe('statusLines', () => {
     expect(lines).toContain('| db | behindy_db_1 | postgres:15.10-bookworm | running | healthy | 2026-11-28T04:00:00Z |')
     expect(lines).toContain('| frontend | — | — | not deployed | — | — | — | — |')
     expect(lines).toContain('| backend | backend-1a2b3c4d | a\\|b | running | 2026-11-28T04:01:00Z | 200 | 200 | 2026-11-28T04:01:02Z deploy success by octocat (abcdef1) |')
+  })
+})
+
+describe('ordered re-swap', () => {
+  it('story, backend, frontend first, in that order; other services after, by name', () => {
+    expect(restartOrder(['frontend', 'zeta', 'backend', 'alpha', 'story'])).toEqual(['story', 'backend', 'frontend', 'alpha', 'zeta'])
+    expect(restartOrder(['frontend'])).toEqual(['frontend'])
+    expect(restartOrder([])).toEqual([])
+  })
+
+  it('starts the same container again: route, health path, aliases and memory from its label, else the catalogue', () => {
+    const spec = { route: '/things/', healthPath: '/things/health', stripPrefix: false, aliases: ['things-api'], memory: '256m' }
+    const d = deployInputsOf('things', { 'ops-action.port': '9000', [SPEC_LABEL]: JSON.stringify(spec) })
+    expect(d.spec).toEqual({ port: 9000, route: '/things/', healthPath: '/things/health', stripPrefix: false, aliases: ['things-api'] })
+    expect(d.memory).toBe('256m')
+    expect(d.env).toEqual([])
+    const story = deployInputsOf('story', {})
+    expect(story.spec).toMatchObject({ port: 8000, route: '/llm/', stripPrefix: true, aliases: ['llmserver'] })
+    expect(story.healthTimeoutS).toBe(180)
+    expect(() => deployInputsOf('things', {})).toThrow(/carries no route or port/)
   })
 })

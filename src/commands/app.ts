@@ -6,8 +6,16 @@ import { INSPECT_FORMAT } from './host'
 /** Label that marks containers ops-action manages, valued with the service name. */
 export const SERVICE_LABEL = 'ops-action.service'
 export const IMAGE_LABEL = 'ops-action.image'
-/** The service's port, route and health path as deployed (JSON), for mode status. */
+/** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
 export const SPEC_LABEL = 'ops-action.spec'
+
+export interface DeployedSpec {
+  route: string
+  healthPath: string
+  stripPrefix: boolean
+  aliases?: string[]
+  memory?: string
+}
 
 /** Prints the image id when the image is on the host (exit 1 otherwise). */
 export const imageId = (image: string): Sh => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image))
@@ -41,8 +49,8 @@ export interface RunSpec {
   memory?: string
   /** An env file already on the host, passed before the inline env. */
   envFile?: string
-  /** Route and health path, recorded as a label. */
-  spec?: { route: string; healthPath: string; stripPrefix: boolean }
+  /** What a later re-swap needs to start the same container again, recorded as a label. */
+  spec?: DeployedSpec
   /** A container whose own env (what it was started with, minus its image's defaults) the new one inherits. */
   inheritEnvFrom?: string
 }

@@ -1,0 +1,81 @@
+import * as core from '@actions/core'
+import { CATALOGUE } from './catalogue'
+import { allAppContainers, SPEC_LABEL, type DeployedSpec } from './commands/app'
+import { parseInspect } from './containers'
+import { DEFAULTS, type DeployInputs, type InfraInputs } from './context'
+import { swap } from './deploy'
+import { HostError } from './errors'
+import type { Lock } from './lock'
+import type { Phases } from './phases'
+import { concurrently, section, splitSections } from './shell'
+import type { Remote } from './ssh'
+import { parseUpstreamFiles, upstreamFiles } from './status'
+
+/** story first (backend calls it), then backend (the frontend calls it), then frontend; other services after. */
+export const RESTART_ORDER = ['story', 'backend', 'frontend']
+
+export function restartOrder(services: string[]): string[] {
+  const known = RESTART_ORDER.filter(s => services.includes(s))
+  return [...known, ...services.filter(s => !RESTART_ORDER.includes(s)).sort()]
+}
+
+/**
+ * `restart-services: true` in mode infra: after the stack is ensured, every deployed app is swapped for a fresh
+ * container of its current image and env, one at a time in RESTART_ORDER, each through the zero-downtime path of a
+ * deploy. The first failure stops the sequence (that service is rolled back as a deploy would be).
+ */
+export async function restartServices(remote: Remote, infra: InfraInputs, nginxId: string, lock: Lock, phases: Phases): Promise<string[]> {
+  const s = splitSections((await remote.run(concurrently(section('upstreams', upstreamFiles(infra.opsDir)), section('apps', allAppContainers())))).stdout)
+  const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '')
+  const containers = parseInspect(s.get('apps')?.out ?? '')
+  const order = restartOrder([...live.keys()])
+  if (!order.length) return ['restart-services: no app is deployed yet']
+  core.info(`Re-swapping ${order.join(' → ')} with their current images.`)
+  const done: string[] = []
+  for (const service of order) {
+    const l = live.get(service)
+    const c = containers.find(x => x.name === l?.container && x.status === 'running')
+    if (!l || !c) throw new HostError(`${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`, `deploy ${service} again`)
+    const d = deployInputsOf(service, c.labels)
+    try {
+      await swap(remote, { infra, d, image: l.image, mode: 'restart', inheritEnv: true, nginxId, lock, phases, label: `${service}: ` })
+    } catch (e) {
+      const rest = order.slice(order.indexOf(service) + 1)
+      ;(e as Error).message = `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${(e as Error).message}`
+      throw e
+    }
+    done.push(service)
+  }
+  return [`re-swapped ${done.join(' → ')}`]
+}
+
+/** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */
+export function deployInputsOf(service: string, labels: Record<string, string>): DeployInputs {
+  let spec: DeployedSpec | undefined
+  try {
+    spec = JSON.parse(labels[SPEC_LABEL] ?? '') as DeployedSpec
+  } catch {
+    spec = undefined
+  }
+  const cat = CATALOGUE[service]
+  const port = Number(labels['ops-action.port']) || cat?.port
+  if (!port || (!spec && !cat)) throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`)
+  const seconds = (name: string) => Number(DEFAULTS[name])
+  return {
+    service,
+    image: '',
+    spec: {
+      port,
+      route: spec?.route ?? cat.route,
+      healthPath: spec?.healthPath ?? cat.healthPath,
+      stripPrefix: spec?.stripPrefix ?? cat.stripPrefix,
+      aliases: spec?.aliases ?? cat.aliases
+    },
+    env: [],
+    healthTimeoutS: seconds('health-timeout'),
+    drainTimeoutS: seconds('drain-timeout'),
+    stopTimeoutS: seconds('stop-timeout'),
+    keepImages: seconds('keep-images'),
+    memory: spec?.memory
+  }
+}
