@@ -63979,6 +63979,7 @@ async function restartServices(remote, infra, nginxId, lock, phases) {
         }
         done.push(service);
     }
+    info(`Re-swapped ${done.join(' → ')}.`);
     return [`re-swapped ${done.join(' → ')}`];
 }
 /** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */

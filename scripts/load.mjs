@@ -21,18 +21,26 @@ export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeout
   let running = true
   const keepAgent = new http.Agent({ keepAlive: true, maxSockets: keepaliveClients })
 
+  // Whether the request went out on a connection that already carried one. Node's req.reusedSocket misses a socket
+  // handed to a request that waited in the agent's queue (reported as new), so count uses per socket instead.
+  const USES = Symbol('uses')
   const once = agent =>
     new Promise(resolve => {
       const started = performance.now()
+      let reused = false
       const req = http.get(url, { agent, timeout: timeoutMs }, res => {
         let body = ''
         res.setEncoding('utf8')
         res.on('data', c => (body += c))
-        res.on('end', () => resolve({ status: res.statusCode, body, ms: performance.now() - started, reused: req.reusedSocket }))
-        res.on('error', err => resolve({ error: err, reused: req.reusedSocket, gotResponse: true }))
+        res.on('end', () => resolve({ status: res.statusCode, body, ms: performance.now() - started, reused }))
+        res.on('error', err => resolve({ error: err, reused, gotResponse: true }))
+      })
+      req.on('socket', socket => {
+        socket[USES] = (socket[USES] ?? 0) + 1
+        reused = socket[USES] > 1
       })
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })))
-      req.on('error', err => resolve({ error: err, reused: req.reusedSocket }))
+      req.on('error', err => resolve({ error: err, reused }))
     })
 
   const classify = err => {

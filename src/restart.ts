@@ -46,6 +46,7 @@ export async function restartServices(remote: Remote, infra: InfraInputs, nginxI
     }
     done.push(service)
   }
+  core.info(`Re-swapped ${done.join(' → ')}.`)
   return [`re-swapped ${done.join(' → ')}`]
 }
 

@@ -101,7 +101,7 @@ describe('mode status and mode backup', () => {
     console.log(`[operator] ordered re-swap of 3 services under load: ${failed} failed / ${total} requests, ${(r.ms / 1000).toFixed(1)} s`)
     for (const [path, l] of Object.entries(loads)) expect(l.failed, `${path}: ${l.errors.join('\n')}`).toBe(0)
     expect(r.output).toMatch(/Re-swapping story → backend → frontend with their current images/)
-    expect(r.output).toMatch(/re-swapped story → backend → frontend/)
+    expect(r.output).toMatch(/Re-swapped story → backend → frontend\./)
     const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8').trim().split('\n').slice(-3).map(l => JSON.parse(l) as { mode: string; service: string; result: string; image: string })
     expect(history.map(h => [h.mode, h.service, h.result])).toEqual([
       ['restart', 'story', 'success'],
@@ -112,7 +112,8 @@ describe('mode status and mode backup', () => {
       expect(serviceContainers(svc)).toHaveLength(1)
       expect(serviceContainers(svc)).not.toEqual(before[svc])
     }
-    // Same images and env: every route answers the same version as before.
+    // Same images and env: every route answers the same version as before (after /api/'s rate limit refills).
+    await new Promise(res => setTimeout(res, 2500))
     expect(await Promise.all(['/', '/api/x', '/llm/health'].map(async p => JSON.parse((await http(p)).body).version as string))).toEqual(versions)
     expect(history[2].image).toBe('127.0.0.1:5000/behindy/sample-app:v2')
   })
