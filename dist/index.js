@@ -62482,7 +62482,7 @@ async function swap(remote, ctx) {
     // 4. What serves now, and leftovers of interrupted runs.
     const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId));
     const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
-    const record = (result, error) => appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error });
+    const record = (result, error) => appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases, label), error });
     let switched = false;
     try {
         // 5. Start the new container next to the old one.
@@ -62717,8 +62717,9 @@ async function drainAndStop(remote, d, nginxId, old) {
     await remote.must(removeContainers(old.map(c => c.name)), `removing ${old.map(c => c.name).join(', ')}`);
     info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`);
 }
-function phaseSeconds(phases) {
-    return Object.fromEntries(phases.records.map(r => [r.name, Math.round(r.ms) / 1000]));
+/** Seconds per phase for the history; with a label, only that service's phases of a multi-service run. */
+function phaseSeconds(phases, label = '') {
+    return Object.fromEntries(phases.records.filter(r => r.name.startsWith(label)).map(r => [r.name, Math.round(r.ms) / 1000]));
 }
 async function appendHistory(remote, opsDir, r) {
     const { repository, sha, actor, runUrl } = runInfo();

@@ -126,7 +126,7 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   const before = await phase('Preflight', () => preflight(remote, d, opsDir, network, nginxId))
   const name = `${d.service}-${randomBytes(4).toString('hex')}`
   const record = (result: HistoryRecord['result'], error?: string) =>
-    appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases), error })
+    appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases, label), error })
 
   let switched = false
   try {
@@ -402,8 +402,9 @@ async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, ol
   core.info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`)
 }
 
-function phaseSeconds(phases: Phases): Record<string, number> {
-  return Object.fromEntries(phases.records.map(r => [r.name, Math.round(r.ms) / 1000]))
+/** Seconds per phase for the history; with a label, only that service's phases of a multi-service run. */
+function phaseSeconds(phases: Phases, label = ''): Record<string, number> {
+  return Object.fromEntries(phases.records.filter(r => r.name.startsWith(label)).map(r => [r.name, Math.round(r.ms) / 1000]))
 }
 
 async function appendHistory(remote: Remote, opsDir: string, r: Omit<HistoryRecord, 'time'>): Promise<void> {
