@@ -62360,7 +62360,7 @@ const lockScript = (lockFile, holderFile, timeoutS, holder, staleS = STALE_S) =>
     'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
     'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
     '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
-    'printf "%s\n" "$$" > "$1"; printf "%s\n" "$4" > "$2"; echo LOCKED; ' +
+    'printf "%s\\n" "$$" > "$1"; printf "%s\\n" "$4" > "$2"; echo LOCKED; ' +
     'while read -r _; do touch "$2"; done', lockFile, holderFile, String(timeoutS), holder, String(staleS));
 /** Who is deploying: shown to runs that wait for the lock. */
 function holderDescription(what) {

@@ -28,7 +28,7 @@ export const lockScript = (lockFile: string, holderFile: string, timeoutS: numbe
       'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
       'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
       '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
-      'printf "%s\n" "$$" > "$1"; printf "%s\n" "$4" > "$2"; echo LOCKED; ' +
+      'printf "%s\\n" "$$" > "$1"; printf "%s\\n" "$4" > "$2"; echo LOCKED; ' +
       'while read -r _; do touch "$2"; done',
     lockFile,
     holderFile,
