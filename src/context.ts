@@ -5,10 +5,10 @@ import { InputError, InputErrors } from './errors'
 import { envLine, parseEnvInput, redisPasswordProblem, type EnvEntries } from './envfile'
 import { hostMatches, normalizeFingerprint, parseKnownHosts, type KnownHostEntry } from './hostkey'
 
-export type Mode = 'deploy' | 'infra' | 'rollback' | 'status' | 'backup'
-export const MODES: readonly Mode[] = ['deploy', 'infra', 'rollback', 'status', 'backup']
+export type Mode = 'deploy' | 'infra' | 'rollback' | 'status' | 'backup' | 'plan'
+export const MODES: readonly Mode[] = ['deploy', 'infra', 'rollback', 'status', 'backup', 'plan']
 /** Modes about the host as a whole: no service, no image. */
-export const HOST_MODES: readonly Mode[] = ['infra', 'status', 'backup']
+export const HOST_MODES: readonly Mode[] = ['infra', 'status', 'backup', 'plan']
 
 export interface ConnectionInputs {
   host: string
@@ -69,6 +69,8 @@ export interface Inputs {
   lockTimeoutS: number
   /** mode infra: re-swap every deployed app afterwards (story → backend → frontend). */
   restartServices: boolean
+  /** Only print what the run would do (as mode plan, for infra, deploy or rollback). */
+  dryRun: boolean
   /** Set for mode deploy and rollback. */
   deploy?: DeployInputs
 }
@@ -96,6 +98,7 @@ export const DEFAULTS: Record<string, string> = {
   'keep-backups': '7',
   'backup-before-infra': 'true',
   'restart-services': 'false',
+  'dry-run': 'false',
   service: '',
   image: '',
   'app-port': '',
@@ -343,6 +346,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
   const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600)
   const restartServices = c.check('restart-services', parseBoolean('restart-services'), false)
   if (restartServices && mode !== 'infra') c.fail('restart-services', `is for mode infra (this run is mode ${mode})`)
+  const dryRun = c.check('dry-run', parseBoolean('dry-run'), false)
   const deploy = HOST_MODES.includes(mode) ? undefined : deployInputs(c, mode, read)
 
   if (c.errors.length) throw new InputErrors(c.errors)
@@ -363,6 +367,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
     infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep: keepBackups, beforeInfra } },
     lockTimeoutS,
     restartServices,
+    dryRun,
     deploy
   }
 }

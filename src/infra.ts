@@ -39,7 +39,7 @@ const MANIFEST = '.ops-manifest'
 /** sha256 of the certificate nginx was last given (see planInfra). */
 const CERT_STATE = '.ops-certificate'
 const ENV_FILE = '.env'
-const COMPOSE_FILE = 'compose/docker-compose.yml'
+export const COMPOSE_FILE = 'compose/docker-compose.yml'
 const MIN_FREE_KB = 1024 * 1024
 const WARN_FREE_KB = 5 * 1024 * 1024
 
@@ -187,7 +187,7 @@ export function parseContainers(out: string): Container[] {
 }
 
 /** One round trip of read-only probes; every failure says how to fix it. */
-async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): Promise<HostState> {
+export async function preflight(remote: Remote, inputs: InfraInputs, bundle: FileSet): Promise<HostState> {
   const probes = concurrently(
     section('docker', dockerServerVersion()),
     section('compose-v2', composeV2Version()),

@@ -8,6 +8,7 @@ import { acquireLock } from './lock'
 import { Phases, seconds } from './phases'
 import { runInfo } from './runinfo'
 import { connect, type Remote } from './ssh'
+import { runPlan } from './plan'
 import { restartServices } from './restart'
 import { runStatus, statusLines } from './status'
 
@@ -19,10 +20,10 @@ export async function run(): Promise<void> {
   try {
     const inputs = getInputs()
     const c = inputs.connection
-    title = inputs.deploy ? `ops-action ${inputs.mode} of ${inputs.deploy.service}` : `ops-action ${inputs.mode}`
+    title = `${inputs.deploy ? `ops-action ${inputs.mode} of ${inputs.deploy.service}` : `ops-action ${inputs.mode}`}${inputs.dryRun ? ' (dry run)' : ''}`
     remote = await phases.run(`Connect to ${c.username}@${c.host}:${c.port}`, () => connect(c))
-    const modes = { infra, status, backup, deploy, rollback: deploy }
-    const report = await modes[inputs.mode](remote, inputs, phases)
+    const modes = { infra, status, backup, plan, deploy, rollback: deploy }
+    const report = await (inputs.dryRun ? plan : modes[inputs.mode])(remote, inputs, phases)
     const [lines, markdown] = Array.isArray(report) ? [report, ''] : [report.lines, report.markdown]
     await summarize(phases, `✅ ${title}`, lines, markdown)
   } catch (e) {
@@ -50,6 +51,12 @@ async function infra(remote: Remote, inputs: Inputs, phases: Phases): Promise<st
     phases.guard = () => undefined
     await lock.release()
   }
+}
+
+async function plan(remote: Remote, inputs: Inputs, phases: Phases): Promise<{ lines: string[]; markdown: string }> {
+  const p = await runPlan(remote, inputs, phases)
+  const diff = p.diff ? `\n<details><summary>diff</summary>\n\n\`\`\`diff\n${p.diff}\`\`\`\n</details>\n` : ''
+  return { lines: p.changes.length ? p.changes : ['nothing to do'], markdown: `${p.changes.length} change(s); nothing was changed on the host.\n${diff}` }
 }
 
 async function backup(remote: Remote, inputs: Inputs, phases: Phases): Promise<string[]> {

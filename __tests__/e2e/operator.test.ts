@@ -1,6 +1,6 @@
 // Operator modes on the sandbox host: status (read-only, on a half-deployed host) and backup (pg_dump, keep N,
 // restore round trip, automatic backup before an infra change).
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import {
   backend,
@@ -20,8 +20,10 @@ import {
   serviceContainers,
   sh,
   stackContainers,
+  startedAt,
   story,
-  tryRun
+  tryRun,
+  visibleLog
 } from './sandbox'
 
 interface StatusJson {
@@ -132,5 +134,40 @@ describe('mode status and mode backup', () => {
     expect(again.output).not.toMatch(/Back up the database/)
     expect(connection().host).toBe('127.0.0.1')
     expect(tryRun('test', ['-e', `${OPS_DIR}/backups`]).code).toBe(0)
+  })
+
+  it('plan / dry-run change nothing (ops-dir, containers, nginx config) yet name every difference after a hand edit', async () => {
+    const zones = `${OPS_DIR}/nginx/conf.d/00-zones.conf`
+    writeFileSync(zones, `${readFileSync(zones, 'utf8')}# hand edit on the host\n`)
+    const nginxConfig = () => sh('docker', ['exec', stackContainers().nginx, 'nginx', '-T', '-c', '/etc/nginx/ops/nginx.conf'])
+    const snapshot = () => ({ ops: hashOpsDir(), stack: stackContainers(), started: startedAt(Object.values(stackContainers())), apps: appContainers(), nginx: nginxConfig() })
+    const before = snapshot()
+    const r = await runAction(infraInputs({ 'infra-env': `${INFRA_ENV}\nREDIS_MAXMEMORY=64mb`, mode: 'plan' }))
+    expectOk(r)
+    console.log(`[operator] plan run: ${(r.ms / 1000).toFixed(2)} s, ${r.outputs.changes} changes`)
+    expect(r.output).toMatch(/- update nginx\/conf\.d\/00-zones\.conf/)
+    expect(r.output).toMatch(/^-# hand edit on the host$/m)
+    expect(r.output).toMatch(/- \.env: set REDIS_MAXMEMORY \(values not shown\)/)
+    expect(r.output).toMatch(/- compose would recreate \(\.env REDIS_MAXMEMORY changed\) redis/)
+    expect(r.output).not.toMatch(/compose would .* (db|nginx)$/m)
+    expect(r.output).toMatch(/- reload nginx/)
+    expect(visibleLog(r.output)).not.toContain('64mb')
+    expect(Number(r.outputs.changes)).toBe(4)
+    expect(r.summary).toContain('```diff')
+    expect(r.output).not.toMatch(/Take deploy lock/)
+
+    const dry = await runAction(frontend('v1', { 'dry-run': 'true' }))
+    expectOk(dry)
+    expect(dry.output).toMatch(/- use 127\.0\.0\.1:5000\/behindy\/sample-app:v1 \(already on the host\)/)
+    // (After the re-swap test frontend serves v2; run alone, it was never deployed.)
+    expect(dry.output).toMatch(/- switch \/ from (frontend-[0-9a-f]{8} \(127\.0\.0\.1:5000\/behindy\/sample-app:v2\)|the 503 placeholder) to the new container/)
+    expect(snapshot()).toEqual(before)
+
+    // The real infra run then does what the plan said, and a plan after it has nothing to do.
+    expectOk(await runAction(infraInputs({ 'infra-env': `${INFRA_ENV}\nREDIS_MAXMEMORY=64mb` })))
+    const after = await runAction(infraInputs({ 'infra-env': `${INFRA_ENV}\nREDIS_MAXMEMORY=64mb`, mode: 'plan' }))
+    expectOk(after)
+    expect(after.outputs.changes).toBe('0')
+    expect(after.output).toMatch(/The run would change nothing\./)
   })
 })

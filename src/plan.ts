@@ -1,0 +1,110 @@
+import * as core from '@actions/core'
+import { createTwoFilesPatch } from 'diff'
+import { parse as parseYaml } from 'yaml'
+import { imageId } from './commands/app'
+import { readFileIfExists } from './commands/host'
+import type { Inputs } from './context'
+import { COMPOSE_FILE, planInfra, preflight, STACK_SERVICES, type HostState, type InfraPlan } from './infra'
+import type { Phases } from './phases'
+import { concurrently, section, splitSections } from './shell'
+import type { Remote } from './ssh'
+import { loadBundle } from './stackfiles'
+import { liveOf, upstreamPath } from './upstream'
+
+export interface PlanReport {
+  /** What the run would do, one line each (the log, the summary, the `changes` output's count). */
+  changes: string[]
+  /** Unified diffs of the files it would write or remove. */
+  diff: string
+}
+
+/**
+ * `mode: plan` (or `dry-run: true` with any mode): what the run would do, computed from the same read-only preflight
+ * and local plan as the real run. Nothing on the host is written, started, stopped or reloaded, and no lock is taken.
+ */
+export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): Promise<PlanReport> {
+  const bundle = loadBundle()
+  const host = await phases.run('Preflight', () => preflight(remote, inputs.infra, bundle))
+  const plan = await phases.run('Plan', async () => planInfra(inputs.infra, host, bundle))
+  const { opsDir } = inputs.infra
+  const d = inputs.deploy
+
+  // Current content of every file the run would touch, the serving upstream and the image: one read-only round trip.
+  const touched = [...plan.write, ...plan.remove]
+  const probes = [
+    ...touched.map((p, i) => section(`f${i}`, readFileIfExists(`${opsDir}/${p}`))),
+    ...(d ? [section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), ...(d.image ? [section('image', imageId(d.image))] : [])] : [])
+  ]
+  const s = probes.length ? splitSections((await remote.run(concurrently(...probes))).stdout) : new Map<string, { rc: number; out: string }>()
+  const current = new Map(touched.map((p, i) => [p, s.get(`f${i}`)?.out ?? '']))
+
+  const changes: string[] = []
+  const diffs: string[] = []
+  for (const p of plan.write) {
+    changes.push(`${host.hashes.has(p) ? 'update' : 'create'} ${p}`)
+    diffs.push(patch(p, host.hashes.has(p) ? withNewline(current.get(p) ?? '') : '', plan.files.get(p) ?? ''))
+  }
+  for (const p of plan.remove) {
+    changes.push(`remove ${p}`)
+    diffs.push(patch(p, withNewline(current.get(p) ?? ''), ''))
+  }
+  if (plan.envChangedKeys.length) changes.push(`.env: set ${plan.envChangedKeys.join(', ')} (values not shown)`)
+  if (!host.networkExists) changes.push(`create docker network ${inputs.infra.network}`)
+  for (const [service, why] of composeActions(host, plan, current.get(COMPOSE_FILE))) changes.push(`compose would ${why} ${service}`)
+  const nginxRecreated = changes.some(c => /compose would (create|recreate) nginx/.test(c))
+  if (plan.nginxChanged && !nginxRecreated) changes.push('reload nginx (nginx -t first)')
+
+  if (d) {
+    const live = liveOf(s.get('upstream')?.out ?? '')
+    if (d.image) changes.push(s.get('image')?.rc === 0 ? `use ${d.image} (already on the host)` : `pull ${d.image}`)
+    else changes.push(`roll ${d.service} back to the previous image in the history`)
+    changes.push(`start a new ${d.service}-<8 hex> container${d.image ? ` from ${d.image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`)
+    changes.push(`switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`)
+  }
+
+  core.info(changes.length ? `The run would:\n${changes.map(c => `  - ${c}`).join('\n')}` : 'The run would change nothing.')
+  const diff = diffs.join('')
+  if (diff) {
+    core.startGroup(`Diff of ${plan.write.length + plan.remove.length} file(s)`)
+    core.info(diff)
+    core.endGroup()
+  }
+  core.setOutput('changes', String(changes.length))
+  return { changes, diff }
+}
+
+function withNewline(text: string): string {
+  return text === '' || text.endsWith('\n') ? text : `${text}\n`
+}
+
+function patch(path: string, before: string, after: string): string {
+  return createTwoFilesPatch(`a/${path}`, `b/${path}`, before, after, '', '', { context: 3 })
+}
+
+/**
+ * What `compose up` would do to db, redis and nginx: create a missing one; recreate one whose definition in the
+ * compose file changed or that reads a variable of .env that changes. (Compose also recreates on an image digest
+ * change; a plan cannot see one that the files do not show.)
+ */
+export function composeActions(host: HostState, plan: InfraPlan, currentCompose: string | undefined): Array<[string, string]> {
+  const wanted = services(plan.files.get(COMPOSE_FILE) ?? '')
+  const now = services(currentCompose ?? '')
+  const composeChanged = plan.write.includes(COMPOSE_FILE)
+  const out: Array<[string, string]> = []
+  for (const service of STACK_SERVICES) {
+    const running = host.containers.some(c => c.service === service)
+    const text = JSON.stringify(wanted[service] ?? null)
+    if (!running) out.push([service, 'create'])
+    else if (composeChanged && text !== JSON.stringify(now[service] ?? null)) out.push([service, 'recreate (its definition changed)'])
+    else if (plan.envChangedKeys.some(k => new RegExp(`\\$\\{${k}(?::?[-?][^}]*)?\\}`).test(text))) out.push([service, `recreate (.env ${plan.envChangedKeys.filter(k => text.includes(`\${${k}`)).join(', ')} changed)`])
+  }
+  return out
+}
+
+function services(composeText: string): Record<string, unknown> {
+  try {
+    return ((parseYaml(composeText) as { services?: Record<string, unknown> } | null)?.services ?? {}) as Record<string, unknown>
+  } catch {
+    return {}
+  }
+}
