@@ -70224,26 +70224,6 @@ async function backupDatabase(remote, opsDir, db, keep) {
     return { path, bytes: Number(bytes) };
 }
 
-// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
-var tar_stream = __nccwpck_require__(6118);
-;// CONCATENATED MODULE: ./src/archive.ts
-
-/** A tar archive of the given files (the host unpacks it with its own tar). */
-async function tarball(entries) {
-    const p = (0,tar_stream.pack)();
-    const chunks = [];
-    const done = new Promise((resolve, reject) => {
-        p.on('data', (c) => chunks.push(c));
-        p.on('end', () => resolve(Buffer.concat(chunks)));
-        p.on('error', reject);
-    });
-    const mtime = new Date();
-    for (const e of entries)
-        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
-    p.finalize();
-    return done;
-}
-
 ;// CONCATENATED MODULE: ./src/commands/host.ts
 
 // Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
@@ -70363,12 +70343,14 @@ const runContainer = (s) => {
         '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
         '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
 };
-/** inspectContainers() lines of every app container ops-action started, any service, running or not. */
-const allAppContainers = () => script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', SERVICE_LABEL, INSPECT_FORMAT);
-/** inspectContainers() lines of every container of the project (the stack), running or not. */
-const projectInspect = (project) => script('ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', project, INSPECT_FORMAT);
-/** inspectContainers() lines of every container of the service, running or not. */
-const serviceContainers = (service) => script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT);
+/** inspectContainers() lines of every container (running or not) matching a `docker ps --filter label=…` value. */
+const inspectLabelled = (label) => script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', label, INSPECT_FORMAT);
+/** Every app container ops-action started, any service. */
+const allAppContainers = () => inspectLabelled(SERVICE_LABEL);
+/** Every container of the compose project (the stack). */
+const projectInspect = (project) => inspectLabelled(`com.docker.compose.project=${project}`);
+/** Every container of the service. */
+const serviceContainers = (service) => inspectLabelled(`${SERVICE_LABEL}=${service}`);
 /**
  * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
  * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
@@ -70404,18 +70386,6 @@ const composeUp = (c, opsDir) => compose(c, opsDir, 'up', '-d', '--remove-orphan
 const composeConfig = (c, opsDir) => compose(c, opsDir, 'config', '-q');
 /** Runs `nginx -t` in a throwaway container of the nginx service (used when nginx is not running yet). */
 const composeNginxTest = (c, opsDir) => compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', 'nginx', '-t', '-c', NGINX_CONF);
-
-;// CONCATENATED MODULE: ./src/runinfo.ts
-function runInfo(env = process.env) {
-    const base = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}` : undefined;
-    return {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        actor: env.GITHUB_ACTOR,
-        runUrl: base && env.GITHUB_RUN_ID ? `${base}/actions/runs/${env.GITHUB_RUN_ID}` : undefined,
-        commitUrl: base && env.GITHUB_SHA ? `${base}/commit/${env.GITHUB_SHA}` : undefined
-    };
-}
 
 ;// CONCATENATED MODULE: ./src/containers.ts
 
@@ -70461,6 +70431,38 @@ async function showLogs(remote, id, title, lines, extra) {
     if (extra)
         info(extra);
     endGroup();
+}
+
+// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
+var tar_stream = __nccwpck_require__(6118);
+;// CONCATENATED MODULE: ./src/archive.ts
+
+/** A tar archive of the given files (the host unpacks it with its own tar). */
+async function tarball(entries) {
+    const p = (0,tar_stream.pack)();
+    const chunks = [];
+    const done = new Promise((resolve, reject) => {
+        p.on('data', (c) => chunks.push(c));
+        p.on('end', () => resolve(Buffer.concat(chunks)));
+        p.on('error', reject);
+    });
+    const mtime = new Date();
+    for (const e of entries)
+        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
+    p.finalize();
+    return done;
+}
+
+;// CONCATENATED MODULE: ./src/runinfo.ts
+function runInfo(env = process.env) {
+    const base = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}` : undefined;
+    return {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        actor: env.GITHUB_ACTOR,
+        runUrl: base && env.GITHUB_RUN_ID ? `${base}/actions/runs/${env.GITHUB_RUN_ID}` : undefined,
+        commitUrl: base && env.GITHUB_SHA ? `${base}/commit/${env.GITHUB_SHA}` : undefined
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/nginx.ts
@@ -71057,11 +71059,13 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
         if (!released)
             warning(`Lost the deploy lock: ${lost}.`);
     });
+    const lostReason = () => (released ? undefined : lost);
     return {
-        lost: () => (released ? undefined : lost),
+        lost: lostReason,
         check() {
-            if (lost && !released)
-                throw new HostError(`This run lost the deploy lock (${lost}); it stopped before changing more on the host.`, 'run it again');
+            const why = lostReason();
+            if (why)
+                throw new HostError(`This run lost the deploy lock (${why}); it stopped before changing more on the host.`, 'run it again');
         },
         async release() {
             released = true;
@@ -71094,10 +71098,7 @@ const POLL_MS = 500;
 const VERIFY_ROUNDS = 3;
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 const PREVIEW_PORT = 8504;
-/**
- * `mode: deploy` and `mode: rollback`, top to bottom. A failure before the switch removes the new container and
- * leaves the old one serving; a failure at or after the switch puts the previous upstream back first.
- */
+/** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
 async function runDeploy(remote, inputs, phases) {
     const d = inputs.deploy;
     const { opsDir } = inputs.infra;
@@ -73264,7 +73265,7 @@ function services(composeText) {
 /** Prints every upstreams/app_<svc>.conf as `@@file <svc>` followed by its content. */
 const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir);
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
-async function runStatus(remote, inputs, report = true) {
+async function runStatus(remote, inputs) {
     const s = splitSections((await remote.run(concurrently(section('stack', projectInspect(PROJECT)), section('apps', allAppContainers()), section('upstreams', upstreamFiles(inputs.opsDir)), section('history', tail(`${inputs.opsDir}/${HISTORY}`, 1000))))).stdout);
     const stackContainers = parseInspect(s.get('stack')?.out ?? '');
     const apps = parseInspect(s.get('apps')?.out ?? '');
@@ -73280,12 +73281,12 @@ async function runStatus(remote, inputs, report = true) {
     const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.labels[SERVICE_LABEL])])].filter(Boolean);
     const rows = names.map(service => appRow(service, live.get(service), apps, history));
     // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
-    if (nginx && report) {
+    if (nginx) {
         const probes = rows.flatMap((r, i) => {
             const c = apps.find(a => a.name === r.container);
             if (!c || c.status !== 'running')
                 return [];
-            const spec = specOf(r.service, c);
+            const spec = deployedSpec(r.service, c.labels)?.spec;
             if (!spec)
                 return [];
             return [
@@ -73302,9 +73303,8 @@ async function runStatus(remote, inputs, report = true) {
         }
     }
     const status = { stack, services: rows };
-    if (report)
-        for (const line of statusLines(status))
-            info(line);
+    for (const line of statusLines(status))
+        info(line);
     return status;
 }
 function appRow(service, live, apps, history) {
@@ -73325,19 +73325,28 @@ function appRow(service, live, apps, history) {
         lastDeploy
     };
 }
-/** Port, route and health path of a deployed container: its label, else the catalogue's. */
-function specOf(service, c) {
-    const port = Number(c.labels['ops-action.port']);
+/**
+ * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
+ * defaults for the service; undefined when neither says.
+ */
+function deployedSpec(service, labels) {
+    let label;
     try {
-        const label = JSON.parse(c.labels[SPEC_LABEL] ?? '');
-        if (port && label.route && label.healthPath)
-            return { port, ...label };
+        label = JSON.parse(labels[SPEC_LABEL] ?? '');
     }
     catch {
-        // older containers have no spec label
+        label = undefined; // containers of older versions carry no spec label
     }
     const cat = CATALOGUE[service];
-    return cat && { ...cat, port: port || cat.port };
+    const port = Number(labels['ops-action.port']) || cat?.port;
+    const route = label?.route ?? cat?.route;
+    const healthPath = label?.healthPath ?? cat?.healthPath;
+    if (!port || !route || !healthPath)
+        return undefined;
+    return {
+        spec: { port, route, healthPath, stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false, aliases: label?.aliases ?? cat?.aliases ?? [] },
+        memory: label?.memory
+    };
 }
 /** service -> the container its upstream file names (the 503 placeholder names none). */
 function parseUpstreamFiles(out) {
@@ -73371,7 +73380,6 @@ function statusLines(st) {
 }
 
 ;// CONCATENATED MODULE: ./src/restart.ts
-
 
 
 
@@ -73421,38 +73429,27 @@ async function restartServices(remote, infra, nginxId, lock, phases) {
 }
 /** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */
 function deployInputsOf(service, labels) {
-    let spec;
-    try {
-        spec = JSON.parse(labels[SPEC_LABEL] ?? '');
-    }
-    catch {
-        spec = undefined;
-    }
-    const cat = CATALOGUE[service];
-    const port = Number(labels['ops-action.port']) || cat?.port;
-    if (!port || (!spec && !cat))
+    const deployed = deployedSpec(service, labels);
+    if (!deployed)
         throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`);
     const seconds = (name) => Number(DEFAULTS[name]);
     return {
         service,
         image: '',
-        spec: {
-            port,
-            route: spec?.route ?? cat.route,
-            healthPath: spec?.healthPath ?? cat.healthPath,
-            stripPrefix: spec?.stripPrefix ?? cat.stripPrefix,
-            aliases: spec?.aliases ?? cat.aliases
-        },
+        spec: deployed.spec,
         env: [],
         healthTimeoutS: seconds('health-timeout'),
         drainTimeoutS: seconds('drain-timeout'),
         stopTimeoutS: seconds('stop-timeout'),
         keepImages: seconds('keep-images'),
-        memory: spec?.memory
+        memory: deployed.memory
     };
 }
 
 ;// CONCATENATED MODULE: ./src/main.ts
+
+
+
 
 
 
@@ -73520,10 +73517,11 @@ async function backup(remote, inputs, phases) {
     const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, 'mode backup'));
     phases.guard = () => lock.check();
     try {
-        const db = (await phases.run('Find the database', () => runStatus(remote, inputs.infra, false))).stack.find(r => r.service === 'db');
-        if (!db || db.state !== 'running')
-            throw new HostError(`The stack's db container is ${db?.state ?? 'missing'}: nothing to back up.`, 'run mode infra first');
-        const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.container, backups.keep));
+        const stack = parseInspect(await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers')));
+        const db = stack.find(c => c.labels['com.docker.compose.service'] === 'db');
+        if (!db || db.status !== 'running')
+            throw new HostError(`The stack's db container is ${db?.status ?? 'missing'}: nothing to back up.`, 'run mode infra first');
+        const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.name, backups.keep));
         return [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${backups.keep}`];
     }
     finally {

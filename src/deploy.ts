@@ -70,10 +70,7 @@ interface AppContainer {
   image: string
 }
 
-/**
- * `mode: deploy` and `mode: rollback`, top to bottom. A failure before the switch removes the new container and
- * leaves the old one serving; a failure at or after the switch puts the previous upstream back first.
- */
+/** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
 export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases): Promise<DeployResult> {
   const d = inputs.deploy as DeployInputs
   const { opsDir } = inputs.infra

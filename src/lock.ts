@@ -90,10 +90,12 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
     clearInterval(heartbeat)
     if (!released) core.warning(`Lost the deploy lock: ${lost}.`)
   })
+  const lostReason = () => (released ? undefined : lost)
   return {
-    lost: () => (released ? undefined : lost),
+    lost: lostReason,
     check() {
-      if (lost && !released) throw new HostError(`This run lost the deploy lock (${lost}); it stopped before changing more on the host.`, 'run it again')
+      const why = lostReason()
+      if (why) throw new HostError(`This run lost the deploy lock (${why}); it stopped before changing more on the host.`, 'run it again')
     },
     async release() {
       released = true

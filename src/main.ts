@@ -1,6 +1,9 @@
 import * as core from '@actions/core'
 import { getInputs, type Inputs } from './context'
 import { backupDatabase } from './backup'
+import { projectInspect } from './commands/app'
+import { PROJECT } from './commands/compose'
+import { parseInspect } from './containers'
 import { HostError, RolledBack } from './errors'
 import { runDeploy } from './deploy'
 import { runInfra } from './infra'
@@ -64,9 +67,10 @@ async function backup(remote: Remote, inputs: Inputs, phases: Phases): Promise<s
   const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, 'mode backup'))
   phases.guard = () => lock.check()
   try {
-    const db = (await phases.run('Find the database', () => runStatus(remote, inputs.infra, false))).stack.find(r => r.service === 'db')
-    if (!db || db.state !== 'running') throw new HostError(`The stack's db container is ${db?.state ?? 'missing'}: nothing to back up.`, 'run mode infra first')
-    const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.container, backups.keep))
+    const stack = parseInspect(await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers')))
+    const db = stack.find(c => c.labels['com.docker.compose.service'] === 'db')
+    if (!db || db.status !== 'running') throw new HostError(`The stack's db container is ${db?.status ?? 'missing'}: nothing to back up.`, 'run mode infra first')
+    const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.name, backups.keep))
     return [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${backups.keep}`]
   } finally {
     phases.guard = () => undefined

@@ -1,6 +1,5 @@
 import * as core from '@actions/core'
-import { CATALOGUE } from './catalogue'
-import { allAppContainers, SPEC_LABEL, type DeployedSpec } from './commands/app'
+import { allAppContainers } from './commands/app'
 import { parseInspect } from './containers'
 import { DEFAULTS, type DeployInputs, type InfraInputs } from './context'
 import { swap } from './deploy'
@@ -9,7 +8,7 @@ import type { Lock } from './lock'
 import type { Phases } from './phases'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { parseUpstreamFiles, upstreamFiles } from './status'
+import { deployedSpec, parseUpstreamFiles, upstreamFiles } from './status'
 
 /** story first (backend calls it), then backend (the frontend calls it), then frontend; other services after. */
 export const RESTART_ORDER = ['story', 'backend', 'frontend']
@@ -52,31 +51,18 @@ export async function restartServices(remote: Remote, infra: InfraInputs, nginxI
 
 /** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */
 export function deployInputsOf(service: string, labels: Record<string, string>): DeployInputs {
-  let spec: DeployedSpec | undefined
-  try {
-    spec = JSON.parse(labels[SPEC_LABEL] ?? '') as DeployedSpec
-  } catch {
-    spec = undefined
-  }
-  const cat = CATALOGUE[service]
-  const port = Number(labels['ops-action.port']) || cat?.port
-  if (!port || (!spec && !cat)) throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`)
+  const deployed = deployedSpec(service, labels)
+  if (!deployed) throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`)
   const seconds = (name: string) => Number(DEFAULTS[name])
   return {
     service,
     image: '',
-    spec: {
-      port,
-      route: spec?.route ?? cat.route,
-      healthPath: spec?.healthPath ?? cat.healthPath,
-      stripPrefix: spec?.stripPrefix ?? cat.stripPrefix,
-      aliases: spec?.aliases ?? cat.aliases
-    },
+    spec: deployed.spec,
     env: [],
     healthTimeoutS: seconds('health-timeout'),
     drainTimeoutS: seconds('drain-timeout'),
     stopTimeoutS: seconds('stop-timeout'),
     keepImages: seconds('keep-images'),
-    memory: spec?.memory
+    memory: deployed.memory
   }
 }

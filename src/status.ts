@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
-import { CATALOGUE, publicPath } from './catalogue'
-import { allAppContainers, httpStatus, projectInspect, SERVICE_LABEL, SPEC_LABEL, tail } from './commands/app'
+import { CATALOGUE, publicPath, type ServiceSpec } from './catalogue'
+import { allAppContainers, httpStatus, projectInspect, SERVICE_LABEL, SPEC_LABEL, tail, type DeployedSpec } from './commands/app'
 import { PROJECT } from './commands/compose'
 import { parseInspect, type ContainerInfo } from './containers'
 import type { InfraInputs } from './context'
@@ -42,7 +42,7 @@ export const upstreamFiles = (opsDir: string): Sh =>
   script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir)
 
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
-export async function runStatus(remote: Remote, inputs: InfraInputs, report = true): Promise<Status> {
+export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<Status> {
   const s = splitSections(
     (
       await remote.run(
@@ -72,11 +72,11 @@ export async function runStatus(remote: Remote, inputs: InfraInputs, report = tr
   const rows: AppRow[] = names.map(service => appRow(service, live.get(service), apps, history))
 
   // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
-  if (nginx && report) {
+  if (nginx) {
     const probes = rows.flatMap((r, i) => {
       const c = apps.find(a => a.name === r.container)
       if (!c || c.status !== 'running') return []
-      const spec = specOf(r.service, c)
+      const spec = deployedSpec(r.service, c.labels)?.spec
       if (!spec) return []
       return [
         section(`direct-${i}`, httpStatus(nginx.id, `http://${c.name}:${spec.port}${spec.healthPath}`, 3)),
@@ -92,7 +92,7 @@ export async function runStatus(remote: Remote, inputs: InfraInputs, report = tr
     }
   }
   const status = { stack, services: rows }
-  if (report) for (const line of statusLines(status)) core.info(line)
+  for (const line of statusLines(status)) core.info(line)
   return status
 }
 
@@ -114,17 +114,26 @@ function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], 
   }
 }
 
-/** Port, route and health path of a deployed container: its label, else the catalogue's. */
-function specOf(service: string, c: ContainerInfo): { port: number; route: string; healthPath: string; stripPrefix: boolean } | undefined {
-  const port = Number(c.labels['ops-action.port'])
+/**
+ * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
+ * defaults for the service; undefined when neither says.
+ */
+export function deployedSpec(service: string, labels: Record<string, string>): { spec: ServiceSpec; memory?: string } | undefined {
+  let label: DeployedSpec | undefined
   try {
-    const label = JSON.parse(c.labels[SPEC_LABEL] ?? '') as { route: string; healthPath: string; stripPrefix: boolean }
-    if (port && label.route && label.healthPath) return { port, ...label }
+    label = JSON.parse(labels[SPEC_LABEL] ?? '') as DeployedSpec
   } catch {
-    // older containers have no spec label
+    label = undefined // containers of older versions carry no spec label
   }
-  const cat = CATALOGUE[service]
-  return cat && { ...cat, port: port || cat.port }
+  const cat = CATALOGUE[service] as ServiceSpec | undefined
+  const port = Number(labels['ops-action.port']) || cat?.port
+  const route = label?.route ?? cat?.route
+  const healthPath = label?.healthPath ?? cat?.healthPath
+  if (!port || !route || !healthPath) return undefined
+  return {
+    spec: { port, route, healthPath, stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false, aliases: label?.aliases ?? cat?.aliases ?? [] },
+    memory: label?.memory
+  }
 }
 
 /** service -> the container its upstream file names (the 503 placeholder names none). */

@@ -8,6 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { liveOf } from '../../src/upstream'
 import {
   actionCopy,
   APP,
@@ -49,8 +50,7 @@ function appContainers(): string[] {
 }
 
 function liveContainer(service: string): string | undefined {
-  const conf = tryRun('cat', [`${OPS_DIR}/upstreams/app_${service}.conf`]).out
-  return /^# live: (\{.*\})$/m.exec(conf)?.[1] && (JSON.parse(/^# live: (\{.*\})$/m.exec(conf)?.[1] as string) as { container: string }).container
+  return liveOf(tryRun('cat', [`${OPS_DIR}/upstreams/app_${service}.conf`]).out)?.container
 }
 
 /** The deploy lock is free: root can take it without waiting. */

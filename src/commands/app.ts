@@ -102,17 +102,18 @@ export const runContainer = (s: RunSpec): Sh => {
   )
 }
 
-/** inspectContainers() lines of every app container ops-action started, any service, running or not. */
-export const allAppContainers = (): Sh =>
-  script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', SERVICE_LABEL, INSPECT_FORMAT)
+/** inspectContainers() lines of every container (running or not) matching a `docker ps --filter label=…` value. */
+const inspectLabelled = (label: string): Sh =>
+  script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', label, INSPECT_FORMAT)
 
-/** inspectContainers() lines of every container of the project (the stack), running or not. */
-export const projectInspect = (project: string): Sh =>
-  script('ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', project, INSPECT_FORMAT)
+/** Every app container ops-action started, any service. */
+export const allAppContainers = (): Sh => inspectLabelled(SERVICE_LABEL)
 
-/** inspectContainers() lines of every container of the service, running or not. */
-export const serviceContainers = (service: string): Sh =>
-  script('ids=$(docker ps -aq --filter "label=$1=$2"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$3" $ids', SERVICE_LABEL, service, INSPECT_FORMAT)
+/** Every container of the compose project (the stack). */
+export const projectInspect = (project: string): Sh => inspectLabelled(`com.docker.compose.project=${project}`)
+
+/** Every container of the service. */
+export const serviceContainers = (service: string): Sh => inspectLabelled(`${SERVICE_LABEL}=${service}`)
 
 /**
  * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
