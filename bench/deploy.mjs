@@ -24,7 +24,10 @@ const inputs = tag =>
     'infra-env': 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
   })
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const phasesOf = output => Object.fromEntries([...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/^Connect to .*/, 'Connect'), Number(m[2])]))
+const phasesOf = output =>
+  Object.fromEntries(
+    [...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/^Connect to .*/, 'Connect'), Number(m[2])])
+  )
 
 const warm = await runAction(inputs('v1'))
 if (warm.code !== 0) throw new Error(`warm-up deploy failed:\n${warm.output}`)

@@ -13,7 +13,8 @@ const inputs = sandboxInputs({
   'infra-env': 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
 })
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const phasesOf = output => Object.fromEntries([...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/ to .*/, ''), Number(m[2])]))
+const phasesOf = output =>
+  Object.fromEntries([...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/ to .*/, ''), Number(m[2])]))
 
 async function timed(label) {
   const r = await runAction(inputs)
@@ -33,7 +34,10 @@ for (let i = 0; i < n; i++) {
 const phaseNames = Object.keys(first[0].phases)
 console.log(`| mode infra (sandbox host, n=${n}) | median wall time | ${phaseNames.join(' | ')} |`)
 console.log(`| --- | ---: | ${phaseNames.map(() => '---:').join(' | ')} |`)
-for (const [label, runs] of [['first run (fresh host)', first], ['no-op re-run', noop]]) {
+for (const [label, runs] of [
+  ['first run (fresh host)', first],
+  ['no-op re-run', noop]
+]) {
   const cells = phaseNames.map(p => `${median(runs.map(r => r.phases[p] ?? 0)).toFixed(2)} s`)
   console.log(`| ${label} | ${median(runs.map(r => r.s)).toFixed(2)} s | ${cells.join(' | ')} |`)
 }

@@ -8,7 +8,11 @@ import { startLoad, summarize } from '../scripts/load.mjs'
 const n = Number(process.env.N || 100)
 const interval = Number(process.env.INTERVAL_MS || 300)
 const url = process.env.URL || 'http://127.0.0.1:18080/'
-const nginx = execFileSync('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.project=behindy', '--filter', 'label=com.docker.compose.service=nginx'], { encoding: 'utf8' }).trim()
+const nginx = execFileSync(
+  'docker',
+  ['ps', '-q', '--filter', 'label=com.docker.compose.project=behindy', '--filter', 'label=com.docker.compose.service=nginx'],
+  { encoding: 'utf8' }
+).trim()
 if (!nginx) throw new Error('no nginx container of the stack: run mode infra first')
 
 const load = startLoad({ url, keepaliveClients: 8, plainClients: 8 })

@@ -69172,9 +69172,7 @@ class InputError extends Error {
 class InputErrors extends Error {
     errors;
     constructor(errors) {
-        super(errors.length === 1
-            ? errors[0].message
-            : `${errors.length} inputs are invalid:\n${errors.map(e => `  - ${e.message}`).join('\n')}`);
+        super(errors.length === 1 ? errors[0].message : `${errors.length} inputs are invalid:\n${errors.map(e => `  - ${e.message}`).join('\n')}`);
         this.errors = errors;
         this.name = 'InputErrors';
     }
@@ -69287,7 +69285,9 @@ function mergeEnvFile(current, updates, input) {
 }
 /** redis reads its password from a config line: whitespace, quotes and backslashes would change it. */
 function redisPasswordProblem(value) {
-    return /[\s"'\\]/.test(value) ? 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)' : undefined;
+    return /[\s"'\\]/.test(value)
+        ? 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)'
+        : undefined;
 }
 
 // EXTERNAL MODULE: external "node:crypto"
@@ -69532,7 +69532,7 @@ function describeEntries(entries) {
     const names = [];
     let hashed = 0;
     for (const e of entries) {
-        if (e.patterns.split(',').some((p) => p.replace(/^!/, '').startsWith('|'))) {
+        if (e.patterns.split(',').some(p => p.replace(/^!/, '').startsWith('|'))) {
             hashed++;
         }
         else if (!names.includes(e.patterns)) {
@@ -69567,12 +69567,11 @@ function checkHostKey(opts, keyBlob) {
     const pasteLine = knownHostsLine(opts.host, opts.port, keyBlob, keyType);
     const knownHosts = opts.knownHosts;
     // A revoked key is never accepted, whatever else is configured (and for any host).
-    const revoked = knownHosts?.find((e) => e.marker === '@revoked' && e.key.equals(keyBlob));
+    const revoked = knownHosts?.find(e => e.marker === '@revoked' && e.key.equals(keyBlob));
     if (revoked) {
         return {
             ok: false,
-            reason: `host key for ${target} is revoked: presented ${presented} is marked @revoked ` +
-                `in known-hosts line ${revoked.line}`
+            reason: `host key for ${target} is revoked: presented ${presented} is marked @revoked ` + `in known-hosts line ${revoked.line}`
         };
     }
     if (knownHosts === undefined && opts.fingerprint === undefined) {
@@ -69601,21 +69600,21 @@ function checkHostKey(opts, keyBlob) {
             '(possible man-in-the-middle or host re-installed)');
     }
     if (knownHosts !== undefined) {
-        const matching = knownHosts.filter((e) => hostMatches(e.patterns, opts.host, opts.port));
-        const plain = matching.filter((e) => e.marker === undefined);
-        if (plain.some((e) => e.key.equals(keyBlob))) {
+        const matching = knownHosts.filter(e => hostMatches(e.patterns, opts.host, opts.port));
+        const plain = matching.filter(e => e.marker === undefined);
+        if (plain.some(e => e.key.equals(keyBlob))) {
             return { ok: true, via: 'known-hosts' };
         }
         if (plain.length > 0) {
-            const has = plain.map((e) => `${e.keyType} ${fingerprintOf(e.key)} (line ${e.line})`).join(', ');
+            const has = plain.map(e => `${e.keyType} ${fingerprintOf(e.key)} (line ${e.line})`).join(', ');
             failures.push(`host key mismatch for ${target}: presented ${presented}, known-hosts has ${has} ` +
                 '(possible man-in-the-middle or host re-installed)');
         }
         else {
-            const ca = matching.filter((e) => e.marker === '@cert-authority');
+            const ca = matching.filter(e => e.marker === '@cert-authority');
             if (ca.length > 0) {
                 failures.push(`no known-hosts entry for ${target}: only @cert-authority entries match ` +
-                    `(line${ca.length > 1 ? 's' : ''} ${ca.map((e) => e.line).join(', ')}), and host certificates are ` +
+                    `(line${ca.length > 1 ? 's' : ''} ${ca.map(e => e.line).join(', ')}), and host certificates are ` +
                     `not supported, so they are ignored; add the host's own key. The server presented ${presented}; ` +
                     `known_hosts line:\n${pasteLine}`);
             }
@@ -69704,7 +69703,7 @@ const SECRET_INPUTS = ['ssh-key', 'ssh-passphrase', 'registry-password'];
 /** Reads an input as the runner passes it (INPUT_<NAME>), falling back to the action.yml default when empty. */
 const actionInput = name => {
     const value = getInput(name, { trimWhitespace: false });
-    return value.trim() === '' ? DEFAULTS[name] ?? '' : value;
+    return value.trim() === '' ? (DEFAULTS[name] ?? '') : value;
 };
 const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const IPV6_RE = /^[0-9A-Fa-f:.]+$/;
@@ -69917,7 +69916,14 @@ function getInputs(read = actionInput) {
             connectTimeoutMs: connectTimeoutS * 1000,
             connectRetries
         },
-        infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep: keepBackups, beforeInfra } },
+        infra: {
+            opsDir,
+            network,
+            settings: { domain, httpPort, httpsPort },
+            infraEnv,
+            infraTimeoutS,
+            backups: { keep: keepBackups, beforeInfra }
+        },
         lockTimeoutS,
         restartServices,
         dryRun,
@@ -69939,10 +69945,13 @@ const IMAGE_RE = new RegExp(String.raw `^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPON
 const MIN_MEMORY = 6 * 1024 ** 2;
 const MAX_MEMORY = 1024 ** 4;
 const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
-const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/;
+const HEALTH_RE = /^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/;
 /** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
 const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/'];
-const hasDotSegment = (path) => path.split('?')[0].split('/').some(seg => seg === '.' || seg === '..');
+const hasDotSegment = (path) => path
+    .split('?')[0]
+    .split('/')
+    .some(seg => seg === '.' || seg === '..');
 const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^${LABEL}$`);
 function parseImage(v) {
     const s = v.trim();
@@ -70024,7 +70033,7 @@ function deployInputs(c, mode, read) {
             throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -; no '.' or '..' segments)`);
         if (known && s !== known.route)
             throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`);
-        if (!known && RESERVED_ROUTES.some(r => s === r || s.startsWith(r) && r !== '/')) {
+        if (!known && RESERVED_ROUTES.some(r => s === r || (s.startsWith(r) && r !== '/'))) {
             throw new InputError('route', `'${s}' is already routed by nginx (${RESERVED_ROUTES.join(', ')} are taken); pick another prefix`);
         }
         return s;
@@ -70214,8 +70223,13 @@ const dumpDatabase = (opsDir, db, stamp, keep) => script('set -e; umask 077; mkd
 /** Takes a backup of the running db container (`db` is its id or name). */
 async function backupDatabase(remote, opsDir, db, keep) {
     const started = Date.now();
-    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-    const out = await remote.must(dumpDatabase(opsDir, db, stamp, keep), 'pg_dump of the database', { fix: 'check that db is running and healthy (mode status), and the free disk space' });
+    const stamp = new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+    const out = await remote.must(dumpDatabase(opsDir, db, stamp, keep), 'pg_dump of the database', {
+        fix: 'check that db is running and healthy (mode status), and the free disk space'
+    });
     const [path, bytes] = out.trim().split('\n').at(-1)?.split(' ') ?? [];
     if (!path || !Number(bytes))
         throw new HostError(`pg_dump gave no backup file (output: ${out.trim()})`);
@@ -70609,7 +70623,12 @@ function placeholderUpstream(service) {
  * and follows the container to its new address when dockerd restarts it.
  */
 function upstreamConf(name, port, live) {
-    return [`# ops-action: ${name} -> container ${live.container} (${live.image})`, `# live: ${JSON.stringify(live)}`, variable(name, `${live.container}:${port}`), ''].join('\n');
+    return [
+        `# ops-action: ${name} -> container ${live.container} (${live.image})`,
+        `# live: ${JSON.stringify(live)}`,
+        variable(name, `${live.container}:${port}`),
+        ''
+    ].join('\n');
 }
 /** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
 function liveOf(conf) {
@@ -70669,7 +70688,7 @@ const WARN_FREE_KB = 5 * 1024 * 1024;
 async function runInfra(remote, inputs, phases, label = '') {
     const bundle = loadBundle();
     const host = await phases.run(`${label}Preflight`, () => preflight(remote, inputs, bundle));
-    const plan = await phases.run(`${label}Plan`, async () => planInfra(inputs, host, bundle));
+    const plan = await phases.run(`${label}Plan`, () => planInfra(inputs, host, bundle));
     const changes = [];
     await phases.run(`${label}Upload files`, () => upload(remote, inputs.opsDir, plan, changes));
     await phases.run(`${label}Network`, async () => {
@@ -70748,7 +70767,8 @@ function stackSettled(host, plan, changes) {
     if (plan.write.length || plan.remove.length || plan.envChangedKeys.length || changes.length)
         return false;
     const stack = host.containers.filter(c => isStackService(c.service));
-    return stack.length === STACK_SERVICES.length && STACK_SERVICES.every(s => stack.some(c => c.service === s && /^Up .*\(healthy\)/.test(c.status)));
+    return (stack.length === STACK_SERVICES.length &&
+        STACK_SERVICES.every(s => stack.some(c => c.service === s && /^Up .*\(healthy\)/.test(c.status))));
 }
 function isStackService(s) {
     return STACK_SERVICES.includes(s);
@@ -71054,7 +71074,9 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
     let lost;
     const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000);
     heartbeat.unref();
-    void running.done.then(r => (lost = `its holder process ended (exit ${r.code})`), (e) => (lost = e.message)).then(() => {
+    void running.done
+        .then(r => (lost = `its holder process ended (exit ${r.code})`), (e) => (lost = e.message))
+        .then(() => {
         clearInterval(heartbeat);
         if (!released)
             warning(`Lost the deploy lock: ${lost}.`);
@@ -71133,7 +71155,16 @@ async function swap(remote, ctx) {
     // 4. What serves now, and leftovers of interrupted runs.
     const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId));
     const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
-    const record = (result, error) => appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases, label), error });
+    const record = (result, error) => appendHistory(remote, opsDir, {
+        mode,
+        service: d.service,
+        image,
+        previousImage: before.live?.image ?? '',
+        container: name,
+        result,
+        phases: phaseSeconds(phases, label),
+        error
+    });
     let switched = false;
     try {
         // 5. Start the new container next to the old one.
@@ -71188,7 +71219,9 @@ async function pullImage(remote, image, d) {
     const r = await remote.run(pull(image, d.registry), { stdin: d.registry ? `${d.registry.password}\n` : undefined });
     if (r.code === 3) {
         const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr);
-        throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, unreachable ? `check that the host can reach the registry ${d.registry?.server} (DNS, firewall, is it up?)` : 'check registry-username and registry-password (a token with read access to the image)');
+        throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, unreachable
+            ? `check that the host can reach the registry ${d.registry?.server} (DNS, firewall, is it up?)`
+            : 'check registry-username and registry-password (a token with read access to the image)');
     }
     if (r.code !== 0) {
         const msg = (r.stderr || r.stdout).trim();
@@ -71244,7 +71277,15 @@ function memoryMiB(m) {
     return unit === 'g' ? n * 1024 : unit === 'm' ? n : unit === 'k' ? n / 1024 : n / 1024 / 1024;
 }
 function appContainer(c, network) {
-    return { name: c.name, id: c.id, status: c.status, restarts: c.restarts, health: c.health, ip: c.ips[network] ?? '', image: c.labels[IMAGE_LABEL] ?? '' };
+    return {
+        name: c.name,
+        id: c.id,
+        status: c.status,
+        restarts: c.restarts,
+        health: c.health,
+        ip: c.ips[network] ?? '',
+        image: c.labels[IMAGE_LABEL] ?? ''
+    };
 }
 async function inspectOne(remote, name, network) {
     const [c] = parseInspect((await remote.run(inspectContainers([name]))).stdout);
@@ -71260,7 +71301,13 @@ async function start(remote, d, image, name, network, inheritEnvFrom) {
         network,
         aliases: [d.service, ...d.spec.aliases],
         port: d.spec.port,
-        spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix, aliases: d.spec.aliases, memory: d.memory },
+        spec: {
+            route: d.spec.route,
+            healthPath: d.spec.healthPath,
+            stripPrefix: d.spec.stripPrefix,
+            aliases: d.spec.aliases,
+            memory: d.memory
+        },
         stopTimeoutS: d.stopTimeoutS,
         memory: d.memory,
         envFile: d.envFile,
@@ -71336,7 +71383,7 @@ async function verify(remote, d, nginxId, port, header = '') {
         if (ok < VERIFY_ROUNDS)
             await sleep(100);
     }
-    const where = port === PREVIEW_PORT ? 'on nginx\'s preview port (before any client was switched)' : 'through nginx';
+    const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx';
     if (ok < VERIFY_ROUNDS)
         throw new HostError(`The new release does not answer well ${where}: ${last}`);
     info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`);
@@ -73166,16 +73213,23 @@ var yaml_dist = __nccwpck_require__(8815);
 async function runPlan(remote, inputs, phases) {
     const bundle = loadBundle();
     const host = await phases.run('Preflight', () => preflight(remote, inputs.infra, bundle));
-    const plan = await phases.run('Plan', async () => planInfra(inputs.infra, host, bundle));
+    const plan = await phases.run('Plan', () => planInfra(inputs.infra, host, bundle));
     const { opsDir } = inputs.infra;
     const d = inputs.deploy;
     // Current content of every file the run would touch, the serving upstream and the image: one read-only round trip.
     const touched = [...plan.write, ...plan.remove];
     const probes = [
         ...touched.map((p, i) => section(`f${i}`, readFileIfExists(`${opsDir}/${p}`))),
-        ...(d ? [section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), ...(d.image ? [section('image', imageId(d.image))] : [])] : [])
+        ...(d
+            ? [
+                section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
+                ...(d.image ? [section('image', imageId(d.image))] : [])
+            ]
+            : [])
     ];
-    const s = probes.length ? splitSections((await remote.run(concurrently(...probes))).stdout) : new Map();
+    const s = probes.length
+        ? splitSections((await remote.run(concurrently(...probes))).stdout)
+        : new Map();
     const current = new Map(touched.map((p, i) => [p, s.get(`f${i}`)?.out ?? '']));
     const changes = [];
     const diffs = [];
@@ -73245,7 +73299,7 @@ function composeActions(host, plan, currentCompose) {
 }
 function services(composeText) {
     try {
-        return ((0,yaml_dist/* parse */.qg)(composeText)?.services ?? {});
+        return (0,yaml_dist/* parse */.qg)(composeText)?.services ?? {};
     }
     catch {
         return {};
@@ -73309,7 +73363,16 @@ async function runStatus(remote, inputs) {
 }
 function appRow(service, live, apps, history) {
     const last = [...history].reverse().find(h => h.service === service);
-    const lastDeploy = last && { time: last.time, mode: last.mode, image: last.image, result: last.result, actor: last.actor, sha: last.sha, repository: last.repository, runUrl: last.runUrl };
+    const lastDeploy = last && {
+        time: last.time,
+        mode: last.mode,
+        image: last.image,
+        result: last.result,
+        actor: last.actor,
+        sha: last.sha,
+        repository: last.repository,
+        runUrl: last.runUrl
+    };
     const c = live && apps.find(a => a.name === live.container);
     if (!live)
         return { service, deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '', lastDeploy };
@@ -73344,7 +73407,13 @@ function deployedSpec(service, labels) {
     if (!port || !route || !healthPath)
         return undefined;
     return {
-        spec: { port, route, healthPath, stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false, aliases: label?.aliases ?? cat?.aliases ?? [] },
+        spec: {
+            port,
+            route,
+            healthPath,
+            stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
+            aliases: label?.aliases ?? cat?.aliases ?? []
+        },
         memory: label?.memory
     };
 }
@@ -73419,7 +73488,8 @@ async function restartServices(remote, infra, nginxId, lock, phases) {
         }
         catch (e) {
             const rest = order.slice(order.indexOf(service) + 1);
-            e.message = `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${e.message}`;
+            e.message =
+                `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${e.message}`;
             throw e;
         }
         done.push(service);
@@ -73510,7 +73580,10 @@ async function infra(remote, inputs, phases) {
 async function plan(remote, inputs, phases) {
     const p = await runPlan(remote, inputs, phases);
     const diff = p.diff ? `\n<details><summary>diff</summary>\n\n\`\`\`diff\n${p.diff}\`\`\`\n</details>\n` : '';
-    return { lines: p.changes.length ? p.changes : ['nothing to do'], markdown: `${p.changes.length} change(s); nothing was changed on the host.\n${diff}` };
+    return {
+        lines: p.changes.length ? p.changes : ['nothing to do'],
+        markdown: `${p.changes.length} change(s); nothing was changed on the host.\n${diff}`
+    };
 }
 async function backup(remote, inputs, phases) {
     const { opsDir, backups } = inputs.infra;

@@ -4,12 +4,17 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { actionYml, ROOT } from './run-action.mjs'
 
-const cell = s => String(s ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ').trim()
+const cell = s =>
+  String(s ?? '')
+    .replace(/\|/g, '\\|')
+    .replace(/\n/g, ' ')
+    .trim()
 
 export function tables() {
   const { inputs, outputs } = actionYml()
   const rows = Object.entries(inputs).map(
-    ([name, spec]) => `| \`${name}\` | ${spec.required ? 'yes' : ''} | ${spec.default ? `\`${cell(spec.default)}\`` : ''} | ${cell(spec.description)} |`
+    ([name, spec]) =>
+      `| \`${name}\` | ${spec.required ? 'yes' : ''} | ${spec.default ? `\`${cell(spec.default)}\`` : ''} | ${cell(spec.description)} |`
   )
   const outRows = Object.entries(outputs).map(([name, spec]) => `| \`${name}\` | ${cell(spec.description)} |`)
   return [

@@ -58,7 +58,8 @@ export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeout
       stats.failed++
       stats.failures[kind]++
       const where = `${how}, ${r.reused ? 'reused' : 'new'} connection${r.gotResponse ? ', after the response began' : ''}`
-      if (stats.errors.length < 20) stats.errors.push(`${kind}: ${r.error.code ?? ''} ${r.error.message} (${where}) at ${new Date().toISOString()}`)
+      if (stats.errors.length < 20)
+        stats.errors.push(`${kind}: ${r.error.code ?? ''} ${r.error.message} (${where}) at ${new Date().toISOString()}`)
       return
     }
     if (r.status >= 500) {

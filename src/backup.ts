@@ -33,11 +33,18 @@ export interface Backup {
 /** Takes a backup of the running db container (`db` is its id or name). */
 export async function backupDatabase(remote: Remote, opsDir: string, db: string, keep: number): Promise<Backup> {
   const started = Date.now()
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
-  const out = await remote.must(dumpDatabase(opsDir, db, stamp, keep), 'pg_dump of the database', { fix: 'check that db is running and healthy (mode status), and the free disk space' })
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
+  const out = await remote.must(dumpDatabase(opsDir, db, stamp, keep), 'pg_dump of the database', {
+    fix: 'check that db is running and healthy (mode status), and the free disk space'
+  })
   const [path, bytes] = out.trim().split('\n').at(-1)?.split(' ') ?? []
   if (!path || !Number(bytes)) throw new HostError(`pg_dump gave no backup file (output: ${out.trim()})`)
-  core.info(`Backup: ${path} (${(Number(bytes) / 1024 / 1024).toFixed(2)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s); keeping the newest ${keep}.`)
+  core.info(
+    `Backup: ${path} (${(Number(bytes) / 1024 / 1024).toFixed(2)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s); keeping the newest ${keep}.`
+  )
   core.setOutput('backup', path)
   return { path, bytes: Number(bytes) }
 }

@@ -56,7 +56,9 @@ export function parseInspect(out: string): ContainerInfo[] {
 
 /** Prints a container's last log lines and its last health-check outputs in one log group (one round trip). */
 export async function showLogs(remote: Remote, id: string, title: string, lines: number, extra?: string): Promise<void> {
-  const s = splitSections((await remote.run(concurrently(section('logs', containerLogs(id, lines)), section('health', healthLog(id))))).stdout)
+  const s = splitSections(
+    (await remote.run(concurrently(section('logs', containerLogs(id, lines)), section('health', healthLog(id))))).stdout
+  )
   core.startGroup(`${title}: last ${lines} log lines`)
   core.info(s.get('logs')?.out.trim() || '(no output)')
   const health = s.get('health')?.out.trim()

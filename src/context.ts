@@ -146,7 +146,7 @@ export type InputReader = (name: string) => string
 /** Reads an input as the runner passes it (INPUT_<NAME>), falling back to the action.yml default when empty. */
 export const actionInput: InputReader = name => {
   const value = core.getInput(name, { trimWhitespace: false })
-  return value.trim() === '' ? DEFAULTS[name] ?? '' : value
+  return value.trim() === '' ? (DEFAULTS[name] ?? '') : value
 }
 
 const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
@@ -234,7 +234,10 @@ export function parseNetwork(v: string): string {
   const s = v.trim()
   if (!NETWORK_RE.test(s)) throw new InputError('network', `'${s}' is not a valid docker network name`)
   if (BUILTIN_NETWORKS.includes(s)) {
-    throw new InputError('network', `'${s}' is one of docker's predefined networks (${BUILTIN_NETWORKS.join(', ')}); the stack needs its own network (e.g. internal) for its service names and aliases`)
+    throw new InputError(
+      'network',
+      `'${s}' is one of docker's predefined networks (${BUILTIN_NETWORKS.join(', ')}); the stack needs its own network (e.g. internal) for its service names and aliases`
+    )
   }
   return s
 }
@@ -244,7 +247,8 @@ export function parseDomain(v: string): string | undefined {
   const s = v.trim().toLowerCase()
   if (s === '') return undefined
   if (s === 'none') return ''
-  if (s.length > 253 || !HOST_RE.test(s) || !s.includes('.')) throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`)
+  if (s.length > 253 || !HOST_RE.test(s) || !s.includes('.'))
+    throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`)
   return s
 }
 
@@ -259,7 +263,10 @@ export function checkPrivateKey(key: string, passphrase: string | undefined): st
   if (parsed instanceof Error) {
     const msg = parsed.message
     if (/passphrase|decrypt|bad decrypt|integrity/i.test(msg)) {
-      throw new InputError('ssh-passphrase', passphrase ? `does not decrypt ssh-key (${msg})` : `ssh-key is encrypted: set ssh-passphrase (${msg})`)
+      throw new InputError(
+        'ssh-passphrase',
+        passphrase ? `does not decrypt ssh-key (${msg})` : `ssh-key is encrypted: set ssh-passphrase (${msg})`
+      )
     }
     throw new InputError('ssh-key', `cannot be parsed: ${msg}`)
   }
@@ -303,7 +310,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
       if (!MODES.includes(s)) throw new InputError('mode', `'${s}' is not one of ${MODES.join(', ')}`)
       return s
     },
-    'infra' as Mode
+    'infra'
   )
   if (HOST_MODES.includes(mode)) {
     const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name])
@@ -323,7 +330,10 @@ export function getInputs(read: InputReader = actionInput): Inputs {
       if (v.trim() === '') return undefined
       const entries = parseKnownHosts(v)
       if (host && port && !entries.some(e => e.marker === undefined && hostMatches(e.patterns, host, port))) {
-        throw new InputError('known-hosts', `has no entry for ${port === 22 ? host : `[${host}]:${port}`} (get one with: ssh-keyscan -p ${port} ${host})`)
+        throw new InputError(
+          'known-hosts',
+          `has no entry for ${port === 22 ? host : `[${host}]:${port}`} (get one with: ssh-keyscan -p ${port} ${host})`
+        )
       }
       return entries
     },
@@ -364,7 +374,14 @@ export function getInputs(read: InputReader = actionInput): Inputs {
       connectTimeoutMs: connectTimeoutS * 1000,
       connectRetries
     },
-    infra: { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep: keepBackups, beforeInfra } },
+    infra: {
+      opsDir,
+      network,
+      settings: { domain, httpPort, httpsPort },
+      infraEnv,
+      infraTimeoutS,
+      backups: { keep: keepBackups, beforeInfra }
+    },
     lockTimeoutS,
     restartServices,
     dryRun,
@@ -384,21 +401,30 @@ const APP_NAMES: Record<string, string> = Object.fromEntries(
 const LABEL = String.raw`[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?`
 const DOMAIN = String.raw`(?:${LABEL}(?:\.${LABEL})*:[0-9]{1,5}|${LABEL}(?:\.${LABEL})+|localhost)`
 const COMPONENT = String.raw`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
-const IMAGE_RE = new RegExp(String.raw`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
+const IMAGE_RE = new RegExp(
+  String.raw`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`
+)
 /** docker refuses a memory limit below 6 MiB; above 1 TiB is a typo. */
 const MIN_MEMORY = 6 * 1024 ** 2
 const MAX_MEMORY = 1024 ** 4
 const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/
-const HEALTH_RE = /^\/[A-Za-z0-9._~\/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/
+const HEALTH_RE = /^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/
 /** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
 const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/']
-const hasDotSegment = (path: string): boolean => path.split('?')[0].split('/').some(seg => seg === '.' || seg === '..')
+const hasDotSegment = (path: string): boolean =>
+  path
+    .split('?')[0]
+    .split('/')
+    .some(seg => seg === '.' || seg === '..')
 const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^${LABEL}$`)
 
 export function parseImage(v: string): string {
   const s = v.trim()
   if (s.length > 255 || !IMAGE_RE.test(s)) {
-    throw new InputError('image', `'${s.slice(0, 80)}' is not an image reference like registry.example.com/name:tag or name@sha256:<64 hex>`)
+    throw new InputError(
+      'image',
+      `'${s.slice(0, 80)}' is not an image reference like registry.example.com/name:tag or name@sha256:<64 hex>`
+    )
   }
   return s
 }
@@ -423,7 +449,8 @@ function parseAliases(v: string, service: string): string[] {
   for (const a of list) {
     if (!ALIAS_RE.test(a)) throw new InputError('aliases', `'${a}' is not a valid network alias (lowercase letters, digits, '-')`)
     if (RESERVED_NAMES.includes(a)) throw new InputError('aliases', `'${a}' is the name of a stack service on the shared network`)
-    if (APP_NAMES[a] && APP_NAMES[a] !== service) throw new InputError('aliases', `'${a}' is the network name of ${APP_NAMES[a]} (it would take ${APP_NAMES[a]}'s traffic)`)
+    if (APP_NAMES[a] && APP_NAMES[a] !== service)
+      throw new InputError('aliases', `'${a}' is the network name of ${APP_NAMES[a]} (it would take ${APP_NAMES[a]}'s traffic)`)
   }
   return list
 }
@@ -434,11 +461,15 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
     v => {
       const s = v.trim() || serviceFromRepository(process.env.GITHUB_REPOSITORY)
       if (!s) {
-        throw new InputError('service', `is required: it cannot be told from the repository name '${process.env.GITHUB_REPOSITORY ?? ''}' (known: behindy-front, behindy-back, behindy-story)`)
+        throw new InputError(
+          'service',
+          `is required: it cannot be told from the repository name '${process.env.GITHUB_REPOSITORY ?? ''}' (known: behindy-front, behindy-back, behindy-story)`
+        )
       }
       if (!SERVICE_RE.test(s)) throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`)
       if (RESERVED_NAMES.includes(s)) throw new InputError('service', `'${s}' is a stack service name; pick another`)
-      if (APP_NAMES[s] && APP_NAMES[s] !== s) throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`)
+      if (APP_NAMES[s] && APP_NAMES[s] !== s)
+        throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`)
       return s
     },
     ''
@@ -453,7 +484,10 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
       }
       if (!v.trim()) throw new InputError('image', 'is required for mode deploy')
       const img = parseImage(v)
-      if (imageTag(img) === 'latest') core.warning(`image ${img} uses the tag 'latest': a rollback cannot tell releases apart. Deploy an immutable tag (e.g. the commit sha) or a digest.`)
+      if (imageTag(img) === 'latest')
+        core.warning(
+          `image ${img} uses the tag 'latest': a rollback cannot tell releases apart. Deploy an immutable tag (e.g. the commit sha) or a digest.`
+        )
       return img
     },
     ''
@@ -477,9 +511,14 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
         if (known) return known.route
         throw new InputError('route', `is required for service '${service}' (a path prefix like /things/)`)
       }
-      if (!ROUTE_RE.test(s) || hasDotSegment(s)) throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -; no '.' or '..' segments)`)
-      if (known && s !== known.route) throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`)
-      if (!known && RESERVED_ROUTES.some(r => s === r || s.startsWith(r) && r !== '/')) {
+      if (!ROUTE_RE.test(s) || hasDotSegment(s))
+        throw new InputError(
+          'route',
+          `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -; no '.' or '..' segments)`
+        )
+      if (known && s !== known.route)
+        throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`)
+      if (!known && RESERVED_ROUTES.some(r => s === r || (s.startsWith(r) && r !== '/'))) {
         throw new InputError('route', `'${s}' is already routed by nginx (${RESERVED_ROUTES.join(', ')} are taken); pick another prefix`)
       }
       return s
@@ -492,7 +531,8 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
     v => {
       const s = v.trim() || known?.healthPath
       if (!s) throw new InputError('health-path', `is required for service '${service}'`)
-      if (!HEALTH_RE.test(s) || hasDotSegment(s)) throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`)
+      if (!HEALTH_RE.test(s) || hasDotSegment(s))
+        throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`)
       if (route && !routeReaches({ route, stripPrefix }, s)) {
         throw new InputError('health-path', `'${s}' cannot be reached through the route ${route} (it must start with ${route})`)
       }
@@ -511,10 +551,12 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
       const username = read('registry-username').trim()
       const password = read('registry-password')
       if (!server) {
-        if (username || password.trim()) throw new InputError('registry', 'is required when registry-username/registry-password are set (use docker.io for Docker Hub)')
+        if (username || password.trim())
+          throw new InputError('registry', 'is required when registry-username/registry-password are set (use docker.io for Docker Hub)')
         return undefined
       }
-      if (!REGISTRY_RE.test(server)) throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`)
+      if (!REGISTRY_RE.test(server))
+        throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`)
       if (!username) throw new InputError('registry-username', `is required to log in to ${server}`)
       if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(username)) throw new InputError('registry-username', 'must be one line without control characters')
       if (!password.trim()) throw new InputError('registry-password', `is required to log in to ${server}`)

@@ -28,7 +28,17 @@ import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
 import { concurrently, section, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { customServiceFiles, liveOf, locationsPath, PREVIEW_HEADER, upstreamConf, upstreamName, upstreamPath, varsPath, type Live } from './upstream'
+import {
+  customServiceFiles,
+  liveOf,
+  locationsPath,
+  PREVIEW_HEADER,
+  upstreamConf,
+  upstreamName,
+  upstreamPath,
+  varsPath,
+  type Live
+} from './upstream'
 
 export const HISTORY = 'history.jsonl'
 const POLL_MS = 500
@@ -81,7 +91,9 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
   await phases.run('Pull image', () => pullImage(remote, image, d))
 
   // 2. Everything that changes the host happens under the host-wide lock.
-  const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, `${mode} of ${d.service} (${image})`))
+  const lock = await phases.run('Take deploy lock', () =>
+    acquireLock(remote, opsDir, inputs.lockTimeoutS, `${mode} of ${d.service} (${image})`)
+  )
   phases.guard = () => lock.check()
   try {
     // 3. The stack, network and nginx config (a no-op when nothing changed).
@@ -123,7 +135,16 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   const before = await phase('Preflight', () => preflight(remote, d, opsDir, network, nginxId))
   const name = `${d.service}-${randomBytes(4).toString('hex')}`
   const record = (result: HistoryRecord['result'], error?: string) =>
-    appendHistory(remote, opsDir, { mode, service: d.service, image, previousImage: before.live?.image ?? '', container: name, result, phases: phaseSeconds(phases, label), error })
+    appendHistory(remote, opsDir, {
+      mode,
+      service: d.service,
+      image,
+      previousImage: before.live?.image ?? '',
+      container: name,
+      result,
+      phases: phaseSeconds(phases, label),
+      error
+    })
 
   let switched = false
   try {
@@ -135,7 +156,8 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
     await phase('Verify preview through nginx', async () => {
       // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-      if (!CATALOGUE[d.service]) await writeAndReload(remote, opsDir, nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined))
+      if (!CATALOGUE[d.service])
+        await writeAndReload(remote, opsDir, nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined))
       await verify(remote, d, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`)
     })
     // 7b. Switch: clients go to the new container.
@@ -184,7 +206,9 @@ async function pullImage(remote: Remote, image: string, d: DeployInputs): Promis
     const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr)
     throw new HostError(
       `Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`,
-      unreachable ? `check that the host can reach the registry ${d.registry?.server} (DNS, firewall, is it up?)` : 'check registry-username and registry-password (a token with read access to the image)'
+      unreachable
+        ? `check that the host can reach the registry ${d.registry?.server} (DNS, firewall, is it up?)`
+        : 'check registry-username and registry-password (a token with read access to the image)'
     )
   }
   if (r.code !== 0) {
@@ -223,7 +247,8 @@ async function preflight(remote: Remote, d: DeployInputs, opsDir: string, networ
   // nginx's config as it is on the host now (a hand edit or a stray file included by it): if it fails, the switch
   // could never be applied, so nothing starts.
   const nginxTest = s.get('nginx-test')
-  if (!nginxTest || nginxTest.rc !== 0) throw nginxTestFailed(nginxTest?.out ?? 'no answer from nginx -t', 'nginx was not changed and nothing was started')
+  if (!nginxTest || nginxTest.rc !== 0)
+    throw nginxTestFailed(nginxTest?.out ?? 'no answer from nginx -t', 'nginx was not changed and nothing was started')
   const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network))
   const live = liveOf(s.get('upstream')?.out ?? '')
   // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
@@ -237,14 +262,20 @@ async function preflight(remote: Remote, d: DeployInputs, opsDir: string, networ
   }
   if (running.length) core.info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`)
   const liveContainer = containers.find(c => c.name === live?.container)
-  if (live) core.info(`${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`)
+  if (live)
+    core.info(
+      `${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`
+    )
   else core.info(`${d.service} has not been deployed yet.`)
 
   const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '')
   if (available) {
     const mib = Number(available[1]) / 1024
     const need = d.memory ? memoryMiB(d.memory) : 256
-    if (mib < need) core.warning(`Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`)
+    if (mib < need)
+      core.warning(
+        `Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`
+      )
     else core.info(`${Math.round(mib)} MiB of memory available.`)
   }
   return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running] }
@@ -257,7 +288,15 @@ export function memoryMiB(m: string): number {
 }
 
 function appContainer(c: ContainerInfo, network: string): AppContainer {
-  return { name: c.name, id: c.id, status: c.status, restarts: c.restarts, health: c.health, ip: c.ips[network] ?? '', image: c.labels[IMAGE_LABEL] ?? '' }
+  return {
+    name: c.name,
+    id: c.id,
+    status: c.status,
+    restarts: c.restarts,
+    health: c.health,
+    ip: c.ips[network] ?? '',
+    image: c.labels[IMAGE_LABEL] ?? ''
+  }
 }
 
 async function inspectOne(remote: Remote, name: string, network: string): Promise<AppContainer | undefined> {
@@ -265,7 +304,14 @@ async function inspectOne(remote: Remote, name: string, network: string): Promis
   return c && appContainer(c, network)
 }
 
-async function start(remote: Remote, d: DeployInputs, image: string, name: string, network: string, inheritEnvFrom?: string): Promise<void> {
+async function start(
+  remote: Remote,
+  d: DeployInputs,
+  image: string,
+  name: string,
+  network: string,
+  inheritEnvFrom?: string
+): Promise<void> {
   // docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked).
   const envText = d.env.map(([k, v]) => `${k}=${v}\n`).join('')
   await remote.must(
@@ -276,7 +322,13 @@ async function start(remote: Remote, d: DeployInputs, image: string, name: strin
       network,
       aliases: [d.service, ...d.spec.aliases],
       port: d.spec.port,
-      spec: { route: d.spec.route, healthPath: d.spec.healthPath, stripPrefix: d.spec.stripPrefix, aliases: d.spec.aliases, memory: d.memory },
+      spec: {
+        route: d.spec.route,
+        healthPath: d.spec.healthPath,
+        stripPrefix: d.spec.stripPrefix,
+        aliases: d.spec.aliases,
+        memory: d.memory
+      },
       stopTimeoutS: d.stopTimeoutS,
       memory: d.memory,
       envFile: d.envFile,
@@ -285,7 +337,9 @@ async function start(remote: Remote, d: DeployInputs, image: string, name: strin
     `starting ${name}`,
     { stdin: envText }
   )
-  core.info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}${inheritEnvFrom ? `, with the env of ${inheritEnvFrom}` : ''}.`)
+  core.info(
+    `Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}${inheritEnvFrom ? `, with the env of ${inheritEnvFrom}` : ''}.`
+  )
 }
 
 interface GateState {
@@ -301,7 +355,10 @@ async function healthGate(remote: Remote, d: DeployInputs, name: string, network
     if (!c) throw new GateError(`${name} disappeared`, state.lastProbe)
     const { status, restarts, health, ip } = c
     if (status === 'exited' || status === 'dead' || restarts > 0) {
-      throw new GateError(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`, state.lastProbe)
+      throw new GateError(
+        `${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`,
+        state.lastProbe
+      )
     }
     if (health === 'unhealthy') throw new GateError(`${name}'s own HEALTHCHECK reports unhealthy`, state.lastProbe)
     if (status === 'running' && ip) {
@@ -351,7 +408,10 @@ async function writeAndReload(
 }
 
 function nginxTestFailed(output: string, consequence: string): HostError {
-  return new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config')
+  return new HostError(
+    `nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`,
+    'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config'
+  )
 }
 
 /** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */
@@ -361,19 +421,36 @@ async function verify(remote: Remote, d: DeployInputs, nginxId: string, port: nu
   let ok = 0
   let last = ''
   for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
-    const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath, 3, header)), section('route', httpStatus(nginxId, base + d.spec.route, 3, header))))).stdout)
+    const s = splitSections(
+      (
+        await remote.run(
+          concurrently(
+            section('health', httpStatus(nginxId, base + healthPath, 3, header)),
+            section('route', httpStatus(nginxId, base + d.spec.route, 3, header))
+          )
+        )
+      ).stdout
+    )
     const h = s.get('health')?.out.trim() ?? '000'
     const r = s.get('route')?.out.trim() ?? '000'
     last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`
     ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0
     if (ok < VERIFY_ROUNDS) await sleep(100)
   }
-  const where = port === PREVIEW_PORT ? 'on nginx\'s preview port (before any client was switched)' : 'through nginx'
+  const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx'
   if (ok < VERIFY_ROUNDS) throw new HostError(`The new release does not answer well ${where}: ${last}`)
   core.info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`)
 }
 
-async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: InfraInputs, nginxId: string, name: string, switched: boolean, live: Live | undefined): Promise<string[]> {
+async function rollBack(
+  remote: Remote,
+  d: DeployInputs,
+  { opsDir, network }: InfraInputs,
+  nginxId: string,
+  name: string,
+  switched: boolean,
+  live: Live | undefined
+): Promise<string[]> {
   const notes: string[] = []
   if (switched) {
     await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`]), 'restoring the previous upstream')
@@ -382,7 +459,13 @@ async function rollBack(remote: Remote, d: DeployInputs, { opsDir, network }: In
     notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`)
   }
   const state = await inspectOne(remote, name, network)
-  await showLogs(remote, name, name, 100, `state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`)
+  await showLogs(
+    remote,
+    name,
+    name,
+    100,
+    `state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`
+  )
   await remote.run(removeContainers([name]))
   notes.push(`removed the new container ${name}`)
   notes.push(live ? `${live.container} kept serving` : `${d.service} stays undeployed`)
@@ -439,7 +522,11 @@ async function rollbackTarget(remote: Remote, opsDir: string, service: string): 
   const history = await readHistory(remote, opsDir)
   const live = liveOf(await remote.must(readFileIfExists(`${opsDir}/${upstreamPath(service)}`), 'reading the upstream'))
   const target = previousImage(history, service, live?.image)
-  if (!target) throw new HostError(`No previous image of ${service} in the deploy history (${opsDir}/${HISTORY}) to roll back to.`, 'deploy the wanted image with mode deploy')
+  if (!target)
+    throw new HostError(
+      `No previous image of ${service} in the deploy history (${opsDir}/${HISTORY}) to roll back to.`,
+      'deploy the wanted image with mode deploy'
+    )
   core.info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`)
   return target
 }

@@ -26,7 +26,8 @@ export function parseEnvInput(text: string, input: string): EnvEntries {
     if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value.endsWith(value[0])) value = value.slice(1, -1)
     if (value.includes('\0')) throw new InputError(input, `line ${i + 1}: value of ${key} contains a NUL byte`)
     // Lines are split at LF and CRLF; a CR left inside a value is a line break no env file can hold.
-    if (value.includes('\r')) throw new InputError(input, `line ${i + 1}: value of ${key} contains a carriage return (a line break), which an env file cannot hold`)
+    if (value.includes('\r'))
+      throw new InputError(input, `line ${i + 1}: value of ${key} contains a carriage return (a line break), which an env file cannot hold`)
     const previous = seen.get(key)
     if (previous !== undefined) throw new InputError(input, `line ${i + 1}: ${key} is already set on line ${previous}`)
     seen.set(key, i + 1)
@@ -52,7 +53,10 @@ export function envLine(key: string, value: string, input: string): string {
   if (/[\r\n]/.test(value)) throw new InputError(input, `value of ${key} contains a line break, which an env file cannot hold`)
   if (PLAIN.test(value)) return `${key}=${value}`
   if (value.includes('${')) {
-    throw new InputError(input, `value of ${key} contains '\${', which compose v1 expands as a variable even in quotes (the stack would get another value than you set) — avoid '\${' in it`)
+    throw new InputError(
+      input,
+      `value of ${key} contains '\${', which compose v1 expands as a variable even in quotes (the stack would get another value than you set) — avoid '\${' in it`
+    )
   }
   if (value.includes("'")) {
     throw new InputError(
@@ -85,5 +89,7 @@ export function mergeEnvFile(current: string, updates: EnvEntries, input: string
 
 /** redis reads its password from a config line: whitespace, quotes and backslashes would change it. */
 export function redisPasswordProblem(value: string): string | undefined {
-  return /[\s"'\\]/.test(value) ? 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)' : undefined
+  return /[\s"'\\]/.test(value)
+    ? 'REDIS_PASSWORD must not contain whitespace, quotes or backslashes (redis reads it from a config line)'
+    : undefined
 }

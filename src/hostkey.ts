@@ -28,9 +28,7 @@ export interface KnownHostEntry {
   key: Buffer
 }
 
-export type HostKeyCheck =
-  | { ok: true; via: 'known-hosts' | 'fingerprint' | 'skipped' }
-  | { ok: false; reason: string }
+export type HostKeyCheck = { ok: true; via: 'known-hosts' | 'fingerprint' | 'skipped' } | { ok: false; reason: string }
 
 const KNOWN_HOSTS_INPUT = 'known-hosts'
 const FINGERPRINT_INPUT = 'host-fingerprint'
@@ -264,7 +262,7 @@ function describeEntries(entries: KnownHostEntry[]): string {
   const names: string[] = []
   let hashed = 0
   for (const e of entries) {
-    if (e.patterns.split(',').some((p) => p.replace(/^!/, '').startsWith('|'))) {
+    if (e.patterns.split(',').some(p => p.replace(/^!/, '').startsWith('|'))) {
       hashed++
     } else if (!names.includes(e.patterns)) {
       names.push(e.patterns)
@@ -300,13 +298,11 @@ export function checkHostKey(
   const knownHosts = opts.knownHosts
 
   // A revoked key is never accepted, whatever else is configured (and for any host).
-  const revoked = knownHosts?.find((e) => e.marker === '@revoked' && e.key.equals(keyBlob))
+  const revoked = knownHosts?.find(e => e.marker === '@revoked' && e.key.equals(keyBlob))
   if (revoked) {
     return {
       ok: false,
-      reason:
-        `host key for ${target} is revoked: presented ${presented} is marked @revoked ` +
-        `in known-hosts line ${revoked.line}`
+      reason: `host key for ${target} is revoked: presented ${presented} is marked @revoked ` + `in known-hosts line ${revoked.line}`
     }
   }
 
@@ -341,23 +337,23 @@ export function checkHostKey(
   }
 
   if (knownHosts !== undefined) {
-    const matching = knownHosts.filter((e) => hostMatches(e.patterns, opts.host, opts.port))
-    const plain = matching.filter((e) => e.marker === undefined)
-    if (plain.some((e) => e.key.equals(keyBlob))) {
+    const matching = knownHosts.filter(e => hostMatches(e.patterns, opts.host, opts.port))
+    const plain = matching.filter(e => e.marker === undefined)
+    if (plain.some(e => e.key.equals(keyBlob))) {
       return { ok: true, via: 'known-hosts' }
     }
     if (plain.length > 0) {
-      const has = plain.map((e) => `${e.keyType} ${fingerprintOf(e.key)} (line ${e.line})`).join(', ')
+      const has = plain.map(e => `${e.keyType} ${fingerprintOf(e.key)} (line ${e.line})`).join(', ')
       failures.push(
         `host key mismatch for ${target}: presented ${presented}, known-hosts has ${has} ` +
           '(possible man-in-the-middle or host re-installed)'
       )
     } else {
-      const ca = matching.filter((e) => e.marker === '@cert-authority')
+      const ca = matching.filter(e => e.marker === '@cert-authority')
       if (ca.length > 0) {
         failures.push(
           `no known-hosts entry for ${target}: only @cert-authority entries match ` +
-            `(line${ca.length > 1 ? 's' : ''} ${ca.map((e) => e.line).join(', ')}), and host certificates are ` +
+            `(line${ca.length > 1 ? 's' : ''} ${ca.map(e => e.line).join(', ')}), and host certificates are ` +
             `not supported, so they are ignored; add the host's own key. The server presented ${presented}; ` +
             `known_hosts line:\n${pasteLine}`
         )

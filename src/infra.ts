@@ -94,7 +94,7 @@ export interface InfraResult {
 export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phases, label = ''): Promise<InfraResult> {
   const bundle = loadBundle()
   const host = await phases.run(`${label}Preflight`, () => preflight(remote, inputs, bundle))
-  const plan = await phases.run(`${label}Plan`, async () => planInfra(inputs, host, bundle))
+  const plan = await phases.run(`${label}Plan`, () => planInfra(inputs, host, bundle))
   const changes: string[] = []
 
   await phases.run(`${label}Upload files`, () => upload(remote, inputs.opsDir, plan, changes))
@@ -153,7 +153,9 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
   })
 
   if (changes.length === 0) {
-    core.info(`No changes: ${plan.unchanged} files identical, network present, ${STACK_SERVICES.join('/')} up to date (same containers, nothing restarted).`)
+    core.info(
+      `No changes: ${plan.unchanged} files identical, network present, ${STACK_SERVICES.join('/')} up to date (same containers, nothing restarted).`
+    )
   } else {
     core.info(`Changes:\n${changes.map(c => `  - ${c}`).join('\n')}`)
   }
@@ -169,7 +171,10 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
 export function stackSettled(host: HostState, plan: InfraPlan, changes: string[]): boolean {
   if (plan.write.length || plan.remove.length || plan.envChangedKeys.length || changes.length) return false
   const stack = host.containers.filter(c => isStackService(c.service))
-  return stack.length === STACK_SERVICES.length && STACK_SERVICES.every(s => stack.some(c => c.service === s && /^Up .*\(healthy\)/.test(c.status)))
+  return (
+    stack.length === STACK_SERVICES.length &&
+    STACK_SERVICES.every(s => stack.some(c => c.service === s && /^Up .*\(healthy\)/.test(c.status)))
+  )
 }
 
 function isStackService(s: string): boolean {
@@ -205,29 +210,44 @@ export async function preflight(remote: Remote, inputs: InfraInputs, bundle: Fil
   const docker = get('docker')
   if (docker.rc !== 0) {
     if (/permission denied/i.test(docker.out)) {
-      throw new HostError('The SSH user cannot reach the docker daemon (permission denied on /var/run/docker.sock).', 'add the user to the docker group on the host: sudo usermod -aG docker <user>, then log in again')
+      throw new HostError(
+        'The SSH user cannot reach the docker daemon (permission denied on /var/run/docker.sock).',
+        'add the user to the docker group on the host: sudo usermod -aG docker <user>, then log in again'
+      )
     }
-    if (/not found/i.test(docker.out)) throw new HostError('docker is not installed on the host.', 'install Docker Engine (https://docs.docker.com/engine/install/)')
+    if (/not found/i.test(docker.out))
+      throw new HostError('docker is not installed on the host.', 'install Docker Engine (https://docs.docker.com/engine/install/)')
     throw new HostError(`docker is not usable on the host: ${docker.out.trim()}`, 'make sure dockerd runs: sudo systemctl start docker')
   }
   const v2 = get('compose-v2')
   const v1 = get('compose-v1')
   const compose = v2.rc === 0 ? composeV2(v2.out.trim()) : v1.rc === 0 ? composeV1(v1.out.trim()) : undefined
-  if (!compose) throw new HostError('Neither `docker compose` (v2) nor `docker-compose` (v1) is installed on the host.', 'install the compose plugin: sudo apt-get install docker-compose-plugin')
+  if (!compose)
+    throw new HostError(
+      'Neither `docker compose` (v2) nor `docker-compose` (v1) is installed on the host.',
+      'install the compose plugin: sudo apt-get install docker-compose-plugin'
+    )
   core.info(`docker ${docker.out.trim()}, compose ${compose.argv.join(' ')} ${compose.version}`)
 
   for (const line of get('disk').out.trim().split('\n')) {
     const [path, kb] = line.split(' ')
     const free = Number(kb)
     if (!Number.isFinite(free)) continue
-    if (free < MIN_FREE_KB) throw new HostError(`Only ${Math.round(free / 1024)} MiB free on ${path}.`, 'free disk space: docker system prune -a (removes unused images)')
+    if (free < MIN_FREE_KB)
+      throw new HostError(
+        `Only ${Math.round(free / 1024)} MiB free on ${path}.`,
+        'free disk space: docker system prune -a (removes unused images)'
+      )
     if (free < WARN_FREE_KB) core.warning(`Only ${Math.round(free / 1024)} MiB free on ${path}.`)
     else core.info(`${(free / 1024 / 1024).toFixed(1)} GiB free on ${path}`)
   }
 
   const opsdir = get('opsdir').out.trim()
   if (opsdir.startsWith('denied')) {
-    throw new HostError(`ops-dir ${inputs.opsDir} is not writable by the SSH user (${opsdir.slice(7)} is not writable).`, `sudo install -d -o <user> -m 0750 ${inputs.opsDir}`)
+    throw new HostError(
+      `ops-dir ${inputs.opsDir} is not writable by the SSH user (${opsdir.slice(7)} is not writable).`,
+      `sudo install -d -o <user> -m 0750 ${inputs.opsDir}`
+    )
   }
 
   // The .env holds secrets: read in a call of its own, never logged.
@@ -247,7 +267,10 @@ export async function preflight(remote: Remote, inputs: InfraInputs, bundle: Fil
     const present = /^present ([0-9a-f]{64})$/m.exec(cert.stdout)
     tls = Boolean(present)
     certHash = present?.[1] ?? ''
-    if (!tls) core.warning(`No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`)
+    if (!tls)
+      core.warning(
+        `No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`
+      )
     else core.info(`Certificate for ${settings.domain} found: HTTPS enabled.`)
   }
 
@@ -277,7 +300,10 @@ export function effectiveSettings(inputs: InfraInputs, env: Map<string, string>)
     httpsPort: given.httpsPort ?? port('HTTPS_PORT') ?? 443
   }
   if (settings.httpPort === settings.httpsPort) {
-    throw new InputError(given.httpsPort === undefined ? 'http-port' : 'https-port', `must differ from the HTTPS port the host uses (both would be ${settings.httpPort})`)
+    throw new InputError(
+      given.httpsPort === undefined ? 'http-port' : 'https-port',
+      `must differ from the HTTPS port the host uses (both would be ${settings.httpPort})`
+    )
   }
   const from = (v: unknown) => (v === undefined ? ' (from the host)' : '')
   core.info(
@@ -314,7 +340,8 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
 
   const plan = planFiles(files, host.hashes, host.manifest)
   const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === CERT_STATE)
-  if (plan.write.includes(CERT_STATE) && host.hashes.has(CERT_STATE)) core.info(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`)
+  if (plan.write.includes(CERT_STATE) && host.hashes.has(CERT_STATE))
+    core.info(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`)
   core.info(`${plan.write.length} file(s) to write, ${plan.remove.length} to remove, ${plan.unchanged} unchanged.`)
   for (const p of plan.write) core.info(`  ${host.hashes.has(p) ? 'update' : 'create'} ${p}`)
   for (const p of plan.remove) core.info(`  remove ${p}`)
@@ -341,7 +368,12 @@ export function checkStackEnv(env: Map<string, string>): void {
   const errors: InputError[] = []
   const missing = REQUIRED_ENV.filter(k => !env.get(k))
   if (missing.length) {
-    errors.push(new InputError('infra-env', `missing required variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (set them in infra-env or in <ops-dir>/.env on the host); nothing was changed`))
+    errors.push(
+      new InputError(
+        'infra-env',
+        `missing required variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (set them in infra-env or in <ops-dir>/.env on the host); nothing was changed`
+      )
+    )
   }
   const redis = redisPasswordProblem(env.get('REDIS_PASSWORD') ?? '')
   if (redis) errors.push(new InputError('infra-env', redis))
@@ -358,7 +390,14 @@ async function upload(remote: Remote, opsDir: string, plan: InfraPlan, changes: 
   const entries: ArchiveEntry[] = plan.write.map(path => ({ path, content: plan.files.get(path) as string, mode: 0o644 }))
   if (plan.envChangedKeys.length) entries.push({ path: ENV_FILE, content: plan.envText, mode: 0o600 })
   if (entries.length) {
-    await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing files into ${opsDir}`, { stdin: await tarball(entries) })
+    await remote.must(
+      unpackAndCommit(
+        opsDir,
+        entries.map(e => e.path)
+      ),
+      `writing files into ${opsDir}`,
+      { stdin: await tarball(entries) }
+    )
   }
   if (plan.remove.length) await remote.must(removeFiles(plan.remove.map(p => `${opsDir}/${p}`)), 'removing stale files')
   for (const p of plan.write) changes.push(`${p.startsWith('upstreams/') ? 'created placeholder' : 'wrote'} ${p}`)
@@ -377,7 +416,9 @@ async function validate(remote: Remote, opsDir: string, host: HostState, plan: I
   const test = running ? execIn(running.id, 'nginx', '-t', '-c', NGINX_CONF) : composeNginxTest(host.compose, opsDir)
   const r = await remote.run(test)
   if (r.code !== 0) {
-    throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${(r.stderr || r.stdout).trim()}`)
+    throw new HostError(
+      `The nginx config test failed; the previous files were restored and nothing was reloaded:\n${(r.stderr || r.stdout).trim()}`
+    )
   }
   core.info((r.stderr || r.stdout).trim() || 'nginx -t: ok')
 }
@@ -392,7 +433,13 @@ async function waitHealthy(remote: Remote, containers: Container[], timeoutS: nu
     const service = (c: ContainerInfo) => c.labels['com.docker.compose.service']
     for (const c of rows) if (!baseline.has(c.id)) baseline.set(c.id, c.restarts)
     const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0))
-    if (broken) return failWithLogs(remote, broken.id, service(broken), `${service(broken)} crashed (${broken.status}, restarted ${broken.restarts}×)`)
+    if (broken)
+      return failWithLogs(
+        remote,
+        broken.id,
+        service(broken),
+        `${service(broken)} crashed (${broken.status}, restarted ${broken.restarts}×)`
+      )
     if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
       core.info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '))
       return

@@ -72,7 +72,13 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
       if (/^LOCKED$/m.test(out)) resolve()
     })
     held.done.then(r => {
-      if (r.code === 75) reject(new HostError(`Timed out after ${timeoutS} s waiting for the deploy lock (${/^BUSY (.*)$/m.exec(out)?.[1] ?? 'held by another run'}).`, 'wait for that run to finish, or raise lock-timeout'))
+      if (r.code === 75)
+        reject(
+          new HostError(
+            `Timed out after ${timeoutS} s waiting for the deploy lock (${/^BUSY (.*)$/m.exec(out)?.[1] ?? 'held by another run'}).`,
+            'wait for that run to finish, or raise lock-timeout'
+          )
+        )
       else reject(new HostError(`Could not take the deploy lock (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`))
     }, reject)
   })
@@ -83,13 +89,15 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
   let lost: string | undefined
   const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000)
   heartbeat.unref()
-  void running.done.then(
-    r => (lost = `its holder process ended (exit ${r.code})`),
-    (e: Error) => (lost = e.message)
-  ).then(() => {
-    clearInterval(heartbeat)
-    if (!released) core.warning(`Lost the deploy lock: ${lost}.`)
-  })
+  void running.done
+    .then(
+      r => (lost = `its holder process ended (exit ${r.code})`),
+      (e: Error) => (lost = e.message)
+    )
+    .then(() => {
+      clearInterval(heartbeat)
+      if (!released) core.warning(`Lost the deploy lock: ${lost}.`)
+    })
   const lostReason = () => (released ? undefined : lost)
   return {
     lost: lostReason,

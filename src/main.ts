@@ -59,7 +59,10 @@ async function infra(remote: Remote, inputs: Inputs, phases: Phases): Promise<st
 async function plan(remote: Remote, inputs: Inputs, phases: Phases): Promise<{ lines: string[]; markdown: string }> {
   const p = await runPlan(remote, inputs, phases)
   const diff = p.diff ? `\n<details><summary>diff</summary>\n\n\`\`\`diff\n${p.diff}\`\`\`\n</details>\n` : ''
-  return { lines: p.changes.length ? p.changes : ['nothing to do'], markdown: `${p.changes.length} change(s); nothing was changed on the host.\n${diff}` }
+  return {
+    lines: p.changes.length ? p.changes : ['nothing to do'],
+    markdown: `${p.changes.length} change(s); nothing was changed on the host.\n${diff}`
+  }
 }
 
 async function backup(remote: Remote, inputs: Inputs, phases: Phases): Promise<string[]> {
@@ -67,9 +70,12 @@ async function backup(remote: Remote, inputs: Inputs, phases: Phases): Promise<s
   const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, 'mode backup'))
   phases.guard = () => lock.check()
   try {
-    const stack = parseInspect(await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers')))
+    const stack = parseInspect(
+      await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers'))
+    )
     const db = stack.find(c => c.labels['com.docker.compose.service'] === 'db')
-    if (!db || db.status !== 'running') throw new HostError(`The stack's db container is ${db?.status ?? 'missing'}: nothing to back up.`, 'run mode infra first')
+    if (!db || db.status !== 'running')
+      throw new HostError(`The stack's db container is ${db?.status ?? 'missing'}: nothing to back up.`, 'run mode infra first')
     const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.name, backups.keep))
     return [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${backups.keep}`]
   } finally {
@@ -103,7 +109,9 @@ async function deploy(remote: Remote, inputs: Inputs, phases: Phases): Promise<s
 
 /** Mermaid gantt of the phases (the job summary renders it). */
 export function gantt(phases: Phases): string {
-  const rows = phases.records.map((r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`)
+  const rows = phases.records.map(
+    (r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`
+  )
   return ['```mermaid', 'gantt', '    dateFormat x', '    axisFormat %S.%L s', ...rows, '```'].join('\n')
 }
 

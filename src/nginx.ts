@@ -39,7 +39,11 @@ export async function reloadAndWait(remote: Remote, id: string, timeoutMs = 10_0
   for (;;) {
     const now = await workers(remote, id)
     if (now.active.length > 0 && now.active.every(pid => !before.has(pid))) return now
-    if (Date.now() > deadline) throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container')
+    if (Date.now() > deadline)
+      throw new HostError(
+        `nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`,
+        'check `docker logs` of the nginx container'
+      )
     await sleep(100)
   }
 }

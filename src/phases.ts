@@ -14,7 +14,7 @@ export class Phases {
   /** Checked before each phase starts (the deploy lock sets it: a run that lost the lock stops there). */
   guard: () => void = () => undefined
 
-  async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  async run<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
     this.guard()
     const start = Date.now()
     const record: PhaseRecord = { name, startMs: start - this.t0, ms: 0, ok: false }

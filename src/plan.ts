@@ -25,7 +25,7 @@ export interface PlanReport {
 export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): Promise<PlanReport> {
   const bundle = loadBundle()
   const host = await phases.run('Preflight', () => preflight(remote, inputs.infra, bundle))
-  const plan = await phases.run('Plan', async () => planInfra(inputs.infra, host, bundle))
+  const plan = await phases.run('Plan', () => planInfra(inputs.infra, host, bundle))
   const { opsDir } = inputs.infra
   const d = inputs.deploy
 
@@ -33,9 +33,16 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
   const touched = [...plan.write, ...plan.remove]
   const probes = [
     ...touched.map((p, i) => section(`f${i}`, readFileIfExists(`${opsDir}/${p}`))),
-    ...(d ? [section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), ...(d.image ? [section('image', imageId(d.image))] : [])] : [])
+    ...(d
+      ? [
+          section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
+          ...(d.image ? [section('image', imageId(d.image))] : [])
+        ]
+      : [])
   ]
-  const s = probes.length ? splitSections((await remote.run(concurrently(...probes))).stdout) : new Map<string, { rc: number; out: string }>()
+  const s = probes.length
+    ? splitSections((await remote.run(concurrently(...probes))).stdout)
+    : new Map<string, { rc: number; out: string }>()
   const current = new Map(touched.map((p, i) => [p, s.get(`f${i}`)?.out ?? '']))
 
   const changes: string[] = []
@@ -58,8 +65,12 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
     const live = liveOf(s.get('upstream')?.out ?? '')
     if (d.image) changes.push(s.get('image')?.rc === 0 ? `use ${d.image} (already on the host)` : `pull ${d.image}`)
     else changes.push(`roll ${d.service} back to the previous image in the history`)
-    changes.push(`start a new ${d.service}-<8 hex> container${d.image ? ` from ${d.image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`)
-    changes.push(`switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`)
+    changes.push(
+      `start a new ${d.service}-<8 hex> container${d.image ? ` from ${d.image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`
+    )
+    changes.push(
+      `switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`
+    )
   }
 
   core.info(changes.length ? `The run would:\n${changes.map(c => `  - ${c}`).join('\n')}` : 'The run would change nothing.')
@@ -96,14 +107,15 @@ export function composeActions(host: HostState, plan: InfraPlan, currentCompose:
     const text = JSON.stringify(wanted[service] ?? null)
     if (!running) out.push([service, 'create'])
     else if (composeChanged && text !== JSON.stringify(now[service] ?? null)) out.push([service, 'recreate (its definition changed)'])
-    else if (plan.envChangedKeys.some(k => new RegExp(`\\$\\{${k}(?::?[-?][^}]*)?\\}`).test(text))) out.push([service, `recreate (.env ${plan.envChangedKeys.filter(k => text.includes(`\${${k}`)).join(', ')} changed)`])
+    else if (plan.envChangedKeys.some(k => new RegExp(`\\$\\{${k}(?::?[-?][^}]*)?\\}`).test(text)))
+      out.push([service, `recreate (.env ${plan.envChangedKeys.filter(k => text.includes(`\${${k}`)).join(', ')} changed)`])
   }
   return out
 }
 
 function services(composeText: string): Record<string, unknown> {
   try {
-    return ((parseYaml(composeText) as { services?: Record<string, unknown> } | null)?.services ?? {}) as Record<string, unknown>
+    return (parseYaml(composeText) as { services?: Record<string, unknown> } | null)?.services ?? {}
   } catch {
     return {}
   }

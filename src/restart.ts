@@ -24,7 +24,9 @@ export function restartOrder(services: string[]): string[] {
  * deploy. The first failure stops the sequence (that service is rolled back as a deploy would be).
  */
 export async function restartServices(remote: Remote, infra: InfraInputs, nginxId: string, lock: Lock, phases: Phases): Promise<string[]> {
-  const s = splitSections((await remote.run(concurrently(section('upstreams', upstreamFiles(infra.opsDir)), section('apps', allAppContainers())))).stdout)
+  const s = splitSections(
+    (await remote.run(concurrently(section('upstreams', upstreamFiles(infra.opsDir)), section('apps', allAppContainers())))).stdout
+  )
   const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '')
   const containers = parseInspect(s.get('apps')?.out ?? '')
   const order = restartOrder([...live.keys()])
@@ -34,13 +36,18 @@ export async function restartServices(remote: Remote, infra: InfraInputs, nginxI
   for (const service of order) {
     const l = live.get(service)
     const c = containers.find(x => x.name === l?.container && x.status === 'running')
-    if (!l || !c) throw new HostError(`${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`, `deploy ${service} again`)
+    if (!l || !c)
+      throw new HostError(
+        `${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`,
+        `deploy ${service} again`
+      )
     const d = deployInputsOf(service, c.labels)
     try {
       await swap(remote, { infra, d, image: l.image, mode: 'restart', inheritEnv: true, nginxId, lock, phases, label: `${service}: ` })
     } catch (e) {
       const rest = order.slice(order.indexOf(service) + 1)
-      ;(e as Error).message = `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${(e as Error).message}`
+      ;(e as Error).message =
+        `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${(e as Error).message}`
       throw e
     }
     done.push(service)
@@ -52,7 +59,8 @@ export async function restartServices(remote: Remote, infra: InfraInputs, nginxI
 /** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */
 export function deployInputsOf(service: string, labels: Record<string, string>): DeployInputs {
   const deployed = deployedSpec(service, labels)
-  if (!deployed) throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`)
+  if (!deployed)
+    throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`)
   const seconds = (name: string) => Number(DEFAULTS[name])
   return {
     service,

@@ -51,7 +51,6 @@ export function concurrently(...parts: Sh[]): Sh {
   return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` }
 }
 
-
 /** Discards stdout and stderr. */
 export function quiet(c: Sh): Sh {
   return { sh: `{ ${c.sh}; } >/dev/null 2>&1` }
@@ -61,7 +60,6 @@ export function quiet(c: Sh): Sh {
 export function noStderr(c: Sh): Sh {
   return { sh: `{ ${c.sh}; } 2>/dev/null` }
 }
-
 
 /** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
 export function privately(c: Sh): Sh {

@@ -39,7 +39,10 @@ export interface Status {
 
 /** Prints every upstreams/app_<svc>.conf as `@@file <svc>` followed by its content. */
 export const upstreamFiles = (opsDir: string): Sh =>
-  script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir)
+  script(
+    'cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done',
+    opsDir
+  )
 
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
 export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<Status> {
@@ -98,9 +101,19 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
 
 function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], history: HistoryRecord[]): AppRow {
   const last = [...history].reverse().find(h => h.service === service)
-  const lastDeploy = last && { time: last.time, mode: last.mode, image: last.image, result: last.result, actor: last.actor, sha: last.sha, repository: last.repository, runUrl: last.runUrl }
+  const lastDeploy = last && {
+    time: last.time,
+    mode: last.mode,
+    image: last.image,
+    result: last.result,
+    actor: last.actor,
+    sha: last.sha,
+    repository: last.repository,
+    runUrl: last.runUrl
+  }
   const c = live && apps.find(a => a.name === live.container)
-  if (!live) return { service, deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '', lastDeploy }
+  if (!live)
+    return { service, deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '', lastDeploy }
   return {
     service,
     deployed: true,
@@ -131,7 +144,13 @@ export function deployedSpec(service: string, labels: Record<string, string>): {
   const healthPath = label?.healthPath ?? cat?.healthPath
   if (!port || !route || !healthPath) return undefined
   return {
-    spec: { port, route, healthPath, stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false, aliases: label?.aliases ?? cat?.aliases ?? [] },
+    spec: {
+      port,
+      route,
+      healthPath,
+      stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
+      aliases: label?.aliases ?? cat?.aliases ?? []
+    },
     memory: label?.memory
   }
 }
@@ -156,7 +175,9 @@ export function statusLines(st: Status): string[] {
   return [
     '| Stack | Container | Image | State | Health | Up since |',
     '| --- | --- | --- | --- | --- | --- |',
-    ...st.stack.map(r => `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(r.health)} | ${cell(since(r.since))} |`),
+    ...st.stack.map(
+      r => `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(r.health)} | ${cell(since(r.since))} |`
+    ),
     '',
     '| Service | Container | Image | State | Up since | Health (direct) | Health (nginx) | Last deploy |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',

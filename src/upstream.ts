@@ -38,7 +38,12 @@ export function placeholderUpstream(service: string): string {
  * and follows the container to its new address when dockerd restarts it.
  */
 export function upstreamConf(name: string, port: number, live: Live): string {
-  return [`# ops-action: ${name} -> container ${live.container} (${live.image})`, `# live: ${JSON.stringify(live)}`, variable(name, `${live.container}:${port}`), ''].join('\n')
+  return [
+    `# ops-action: ${name} -> container ${live.container} (${live.image})`,
+    `# live: ${JSON.stringify(live)}`,
+    variable(name, `${live.container}:${port}`),
+    ''
+  ].join('\n')
 }
 
 /** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */

@@ -143,8 +143,18 @@ const CASES: Case[] = [
   ['infra-env sets HTTP_PORT (owned by http-port)', 'infra', 'infra-env', { 'infra-env': 'HTTP_PORT=9999' }],
   // --- ssh-key / ssh-passphrase --------------------------------------------------------------------------------
   ['ssh-key malformed', 'deploy', 'ssh-key', { 'ssh-key': 'not a key; $(id)' }],
-  ['ssh-key garbage body', 'deploy', 'ssh-key', { 'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n' }],
-  ['ssh-key truncated', 'deploy', 'ssh-key', m => ({ 'ssh-key': m.key.slice(0, Math.floor(m.key.length / 2)) + '\n-----END OPENSSH PRIVATE KEY-----\n' })],
+  [
+    'ssh-key garbage body',
+    'deploy',
+    'ssh-key',
+    { 'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n' }
+  ],
+  [
+    'ssh-key truncated',
+    'deploy',
+    'ssh-key',
+    m => ({ 'ssh-key': m.key.slice(0, Math.floor(m.key.length / 2)) + '\n-----END OPENSSH PRIVATE KEY-----\n' })
+  ],
   ['ssh-key a public key', 'deploy', 'ssh-key', m => ({ 'ssh-key': m.pubKey })],
   ['ssh-key missing', 'deploy', 'ssh-key', { 'ssh-key': '' }],
   ['ssh-passphrase wrong', 'deploy', 'ssh-passphrase', m => ({ 'ssh-key': m.encKey, 'ssh-passphrase': 'not-the-passphrase' })],
@@ -193,9 +203,19 @@ const CASES: Case[] = [
   ['registry a URL', 'deploy', 'registry', { registry: 'https://ghcr.io', 'registry-username': 'ci', 'registry-password': 'tok3n' }],
   ['registry an option (--help)', 'deploy', 'registry', { registry: '--help', 'registry-username': 'ci', 'registry-password': 'tok3n' }],
   ['registry-username missing', 'deploy', 'registry-username', { registry: '127.0.0.1:5000', 'registry-password': 'tok3n' }],
-  ['registry-username with a newline', 'deploy', 'registry-username', { registry: '127.0.0.1:5000', 'registry-username': 'ci\nid', 'registry-password': 'tok3n' }],
+  [
+    'registry-username with a newline',
+    'deploy',
+    'registry-username',
+    { registry: '127.0.0.1:5000', 'registry-username': 'ci\nid', 'registry-password': 'tok3n' }
+  ],
   ['registry-password missing', 'deploy', 'registry-password', { registry: '127.0.0.1:5000', 'registry-username': 'ci' }],
-  ['registry-password two lines', 'deploy', 'registry-password', { registry: '127.0.0.1:5000', 'registry-username': 'ci', 'registry-password': 'tok\n3n' }],
+  [
+    'registry-password two lines',
+    'deploy',
+    'registry-password',
+    { registry: '127.0.0.1:5000', 'registry-username': 'ci', 'registry-password': 'tok\n3n' }
+  ],
   ['registry-username without registry', 'deploy', 'registry', { 'registry-username': 'ci' }],
   // --- memory, keep-images, env-file ---------------------------------------------------------------------------
   ['memory lots', 'deploy', 'memory', { memory: 'lots' }],
@@ -234,11 +254,23 @@ function baseInputs(base: Base): Record<string, string> {
   }
   switch (base) {
     case 'infra':
-      return { ...conn, mode: 'infra', 'infra-env': 'DB_USER=behindy\nDB_PASS=s3cret-pass\nDB_NAME=behindy\nREDIS_PASSWORD=redis-pw-123456' }
+      return {
+        ...conn,
+        mode: 'infra',
+        'infra-env': 'DB_USER=behindy\nDB_PASS=s3cret-pass\nDB_NAME=behindy\nREDIS_PASSWORD=redis-pw-123456'
+      }
     case 'deploy':
       return { ...conn, mode: 'deploy', service: 'frontend', image: IMAGE, env: 'VERSION=bad-input' }
     case 'custom':
-      return { ...conn, mode: 'deploy', service: 'my-svc', image: IMAGE, 'app-port': '9000', route: '/things/', 'health-path': '/things/health' }
+      return {
+        ...conn,
+        mode: 'deploy',
+        service: 'my-svc',
+        image: IMAGE,
+        'app-port': '9000',
+        route: '/things/',
+        'health-path': '/things/health'
+      }
     case 'rollback':
       return { ...conn, mode: 'rollback', service: 'frontend', 'ops-dir': CONTROL_OPS_DIR }
   }
@@ -306,7 +338,10 @@ describe('bad input', () => {
     for (const [label, base, , over] of CASES) {
       const b = baseInputs(base)
       const o = typeof over === 'function' ? over(m) : over
-      expect(Object.entries(o).some(([k, v]) => (b[k] ?? DEFAULTS[k]) !== v), label).toBe(true)
+      expect(
+        Object.entries(o).some(([k, v]) => (b[k] ?? DEFAULTS[k]) !== v),
+        label
+      ).toBe(true)
     }
     expect(CASES.length).toBeGreaterThanOrEqual(36)
   })

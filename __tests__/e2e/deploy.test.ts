@@ -41,7 +41,9 @@ describe('mode deploy on the sandbox host', () => {
       const r = await runAction(inputs)
       expectOk(r)
       // The first run pulls (with login); the others find the image on the host.
-      expect(r.output).toMatch(i === 0 ? /Pulling .* \(logged in to 127\.0\.0\.1:5000 for this run only\)/ : /is already on the host: no pull/)
+      expect(r.output).toMatch(
+        i === 0 ? /Pulling .* \(logged in to 127\.0\.0\.1:5000 for this run only\)/ : /is already on the host: no pull/
+      )
       expect(r.outputs['previous-image']).toBe('')
       expect(r.outputs.image).toBe(inputs.image)
       expect(r.outputs.container).toMatch(new RegExp(`^${inputs.service}-[0-9a-f]{8}$`))
@@ -78,7 +80,12 @@ describe('mode deploy on the sandbox host', () => {
     const log = visibleLog(result.run.output)
     expect(log).not.toContain(SECRET)
     expect(log).not.toContain(registryPassword())
-    console.log(`[phases] ${result.run.output.split('\n').filter(l => /^✓ /.test(l)).join(' | ')}`)
+    console.log(
+      `[phases] ${result.run.output
+        .split('\n')
+        .filter(l => /^✓ /.test(l))
+        .join(' | ')}`
+    )
   })
 
   describe.each([
@@ -86,7 +93,12 @@ describe('mode deploy on the sandbox host', () => {
     ['never healthy', { 'health-path': '/health', 'health-timeout': '6' }, 'FAIL_MODE=never-healthy', /did not become healthy within 6 s/],
     ['exits at start', { 'health-path': '/health' }, 'FAIL_MODE=exit', /before becoming healthy/],
     ['listens on the wrong port', { 'health-path': '/health', 'health-timeout': '6' }, 'FAIL_MODE=wrong-port', /did not become healthy/],
-    ['healthy directly, 5xx through its route', { 'health-path': '/health' }, 'FAIL_MODE=route-5xx', /preview port \(before any client was switched\).*GET \/ -> 500/]
+    [
+      'healthy directly, 5xx through its route',
+      { 'health-path': '/health' },
+      'FAIL_MODE=route-5xx',
+      /preview port \(before any client was switched\).*GET \/ -> 500/
+    ]
   ])('a broken release (%s)', (_name, extra, env, message) => {
     it('fails with the container logs, the previous version keeps serving with 0 failed requests, nothing left over', async () => {
       const { run, load } = await underLoad(frontend('v1', extra, env))
@@ -106,7 +118,11 @@ describe('mode deploy on the sandbox host', () => {
     const runs = await Promise.all([runAction(frontend('v1')), runAction(backend('v2')), runAction(story('v2'))])
     for (const r of runs) expectOk(r)
     expect(runs.filter(r => /The host is busy: (deploy|rollback) of/.test(r.output)).length).toBeGreaterThanOrEqual(2)
-    const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8').trim().split('\n').slice(-3).map(l => JSON.parse(l) as { service: string; result: string })
+    const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8')
+      .trim()
+      .split('\n')
+      .slice(-3)
+      .map(l => JSON.parse(l) as { service: string; result: string })
     expect(history.map(h => h.service).sort()).toEqual(['backend', 'frontend', 'story'])
     expect(history.every(h => h.result === 'success')).toBe(true)
     expect(JSON.parse((await http('/')).body).version).toBe('f-v1')
@@ -129,7 +145,14 @@ describe('mode deploy on the sandbox host', () => {
     const c = connection()
     expect(c.host).toBe('127.0.0.1')
     const { run, load } = await underLoad(
-      infraInputs({ 'infra-env': '', mode: 'rollback', service: 'frontend', registry: REGISTRY, 'registry-username': 'ci', 'registry-password': registryPassword() })
+      infraInputs({
+        'infra-env': '',
+        mode: 'rollback',
+        service: 'frontend',
+        registry: REGISTRY,
+        'registry-username': 'ci',
+        'registry-password': registryPassword()
+      })
     )
     expectOk(run)
     expect(run.outputs.image).toBe(`${APP}:v2`)

@@ -46,7 +46,11 @@ const ROUTES = ['/', '/api/x', '/llm/health']
 
 /** Every app container on the host (any service): exactly one per deployed service when nothing is left over. */
 function appContainers(): string[] {
-  return sh('docker', ['ps', '-a', '--filter', 'label=ops-action.service', '--format', '{{.Names}}']).trim().split('\n').filter(Boolean).sort()
+  return sh('docker', ['ps', '-a', '--filter', 'label=ops-action.service', '--format', '{{.Names}}'])
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .sort()
 }
 
 function liveContainer(service: string): string | undefined {
@@ -64,7 +68,14 @@ function stagingLeftovers(): string {
 }
 
 async function allRoutesOk(): Promise<boolean> {
-  const codes = await Promise.all(ROUTES.map(p => http(p).then(r => r.status, () => 0)))
+  const codes = await Promise.all(
+    ROUTES.map(p =>
+      http(p).then(
+        r => r.status,
+        () => 0
+      )
+    )
+  )
   return codes.every(c => c === 200)
 }
 
@@ -106,26 +117,42 @@ describe('faults during a deploy', () => {
   it.each(killPoints)('action process killed %s: the site keeps answering, the next deploy heals', async (_name, when, afterMs, env) => {
     tally.injected++
     const version = `f-killed-${tally.injected}`
-    const { run, load } = await underLoad(frontend('v1', {}, `VERSION=${version}${env ? `\n${env}` : ''}`), { fault: { when, afterMs }, settleMs: 1500 })
+    const { run, load } = await underLoad(frontend('v1', {}, `VERSION=${version}${env ? `\n${env}` : ''}`), {
+      fault: { when, afterMs },
+      settleMs: 1500
+    })
     expect(run.signal).toBe('SIGKILL')
     expect(load.failed, load.errors.join('\n')).toBe(0)
     expect(await allRoutesOk()).toBe(true)
     const next = await healsOnNextDeploy(`f-healed-${tally.injected}`)
     // What the killed run left is cleaned up by the next one, which says so.
-    if (appContainers().length !== 3 || /Leftovers|leftovers/.test(next.output)) console.log(`[faults] ${_name}: ${next.output.split('\n').filter(l => /eftovers/.test(l)).join(' | ')}`)
+    if (appContainers().length !== 3 || /Leftovers|leftovers/.test(next.output))
+      console.log(
+        `[faults] ${_name}: ${next.output
+          .split('\n')
+          .filter(l => /eftovers/.test(l))
+          .join(' | ')}`
+      )
     tally.survived++
   })
 
   it('connection cut on the host side (sshd session killed) during the health gate: fails clearly, the site keeps answering, the next deploy heals', async () => {
     tally.injected++
     const { run, load } = await underLoad(frontend('v1', {}, 'VERSION=f-cut\nSTARTUP_DELAY=3'), {
-      fault: { when: /::group::Health gate \(direct\)/, afterMs: 1000, signal: 0, onSent: () => tryRun('pkill', ['-KILL', '-f', '^sshd: deploy']) },
+      fault: {
+        when: /::group::Health gate \(direct\)/,
+        afterMs: 1000,
+        signal: 0,
+        onSent: () => tryRun('pkill', ['-KILL', '-f', '^sshd: deploy'])
+      },
       settleMs: 1000
     })
     expect(run.code).toBe(1)
     const error = run.output.split('\n').find(l => l.startsWith('::error::')) ?? ''
     console.log(`[faults] connection cut: ${error}`)
-    expect(error).toMatch(/(connection to the host was lost|deploy lock was lost).*so this run cannot roll back\. nginx routes \/ to frontend-[0-9a-f]{8}; the next deploy of frontend removes what this one left/)
+    expect(error).toMatch(
+      /(connection to the host was lost|deploy lock was lost).*so this run cannot roll back\. nginx routes \/ to frontend-[0-9a-f]{8}; the next deploy of frontend removes what this one left/
+    )
     expect(load.failed, load.errors.join('\n')).toBe(0)
     await healsOnNextDeploy('f-healed-cut')
     tally.survived++
@@ -139,7 +166,9 @@ describe('faults during a deploy', () => {
     const next = await runAction(frontend('v1', { 'lock-timeout': '600' }, 'VERSION=f-after-kill'))
     expectOk(next)
     const busy = /The host is busy/.test(next.output)
-    console.log(`[faults] lock after SIGKILL: next deploy ${((Date.now() - started) / 1000).toFixed(1)} s, ${busy ? 'waited' : 'did not wait'}`)
+    console.log(
+      `[faults] lock after SIGKILL: next deploy ${((Date.now() - started) / 1000).toFixed(1)} s, ${busy ? 'waited' : 'did not wait'}`
+    )
     expect(Date.now() - started).toBeLessThan(20_000)
     expect(appContainers()).toHaveLength(3)
     expect(lockFree()).toBe(true)
@@ -149,7 +178,11 @@ describe('faults during a deploy', () => {
   it('action hung (SIGSTOP) while holding the lock: the next deploy sees no heartbeat and takes over after 30 s, not lock-timeout', async () => {
     tally.injected++
     let hung: ChildProcess | undefined
-    const first = runAction(frontend('v1', {}, 'VERSION=f-hung'), {}, { when: /Deploy lock taken/, signal: 'SIGSTOP', onSent: c => (hung = c) })
+    const first = runAction(
+      frontend('v1', {}, 'VERSION=f-hung'),
+      {},
+      { when: /Deploy lock taken/, signal: 'SIGSTOP', onSent: c => (hung = c) }
+    )
     const deadline = Date.now() + 30_000
     while (!hung) {
       if (Date.now() > deadline) throw new Error(`the first run never took the lock:\n${(await first).output}`)
@@ -179,12 +212,14 @@ describe('faults during a deploy', () => {
       expect(Date.now() - started, 'routes healthy again within 60 s').toBeLessThan(60_000)
       await new Promise(r => setTimeout(r, 250))
     }
-    console.log(`[faults] dockerd restart: all routes 200 through nginx ${((Date.now() - started) / 1000).toFixed(1)} s after dockerd was started again`)
+    console.log(
+      `[faults] dockerd restart: all routes 200 through nginx ${((Date.now() - started) / 1000).toFixed(1)} s after dockerd was started again`
+    )
     expect(appContainers()).toHaveLength(3)
     tally.survived++
   })
 
-  it('nginx config broken by hand (a stray file nginx includes): the deploy fails at nginx -t with nginx\'s message and changes nothing', async () => {
+  it("nginx config broken by hand (a stray file nginx includes): the deploy fails at nginx -t with nginx's message and changes nothing", async () => {
     tally.injected++
     const stray = `${OPS_DIR}/upstreams/zz-hand-edit.conf`
     writeFileSync(stray, 'this_is_not_a_directive on;\n')
@@ -204,7 +239,7 @@ describe('faults during a deploy', () => {
     tally.survived++
   })
 
-  it('a stray file in nginx/ (owned by the action) is removed by the deploy\'s infra step, which says so', async () => {
+  it("a stray file in nginx/ (owned by the action) is removed by the deploy's infra step, which says so", async () => {
     tally.injected++
     const stray = `${OPS_DIR}/nginx/conf.d/zz-hand-edit.conf`
     writeFileSync(stray, 'this_is_not_a_directive on;\n')
@@ -236,10 +271,42 @@ describe('faults during a deploy', () => {
     })
 
     const cases: Array<[string, () => void, () => void, Record<string, string>, string, RegExp, RegExp]> = [
-      ['registry down', () => sh('bash', [sandboxScript(), 'stop', 'registry']), () => sh('bash', [sandboxScript(), 'start', 'registry']), {}, 'big', /Login to 127\.0\.0\.1:5000 as ci failed: .*connection refused/, /check that the host can reach the registry/],
-      ['image missing', () => undefined, () => undefined, {}, 'v404', /Pulling 127\.0\.0\.1:5000\/behindy\/sample-app:v404 failed: .*(not found|manifest unknown)/, /check the image name and tag/],
-      ['auth wrong', () => undefined, () => undefined, { 'registry-password': 'not-the-password' }, 'big', /Login to 127\.0\.0\.1:5000 as ci failed/, /check registry-username and registry-password/],
-      ['disk full on pull', () => sh('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', '/var/lib/docker/tmp']), () => sh('umount', ['/var/lib/docker/tmp']), {}, 'big', /no space left on device/, /free disk space on the host/]
+      [
+        'registry down',
+        () => sh('bash', [sandboxScript(), 'stop', 'registry']),
+        () => sh('bash', [sandboxScript(), 'start', 'registry']),
+        {},
+        'big',
+        /Login to 127\.0\.0\.1:5000 as ci failed: .*connection refused/,
+        /check that the host can reach the registry/
+      ],
+      [
+        'image missing',
+        () => undefined,
+        () => undefined,
+        {},
+        'v404',
+        /Pulling 127\.0\.0\.1:5000\/behindy\/sample-app:v404 failed: .*(not found|manifest unknown)/,
+        /check the image name and tag/
+      ],
+      [
+        'auth wrong',
+        () => undefined,
+        () => undefined,
+        { 'registry-password': 'not-the-password' },
+        'big',
+        /Login to 127\.0\.0\.1:5000 as ci failed/,
+        /check registry-username and registry-password/
+      ],
+      [
+        'disk full on pull',
+        () => sh('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', '/var/lib/docker/tmp']),
+        () => sh('umount', ['/var/lib/docker/tmp']),
+        {},
+        'big',
+        /no space left on device/,
+        /free disk space on the host/
+      ]
     ]
 
     it.each(cases)('%s', async (_name, inject, repair, extra, tag, message, fix) => {
@@ -268,17 +335,26 @@ describe('faults during a deploy', () => {
   it('an infra change that recreates db and redis under live data: postgres rows 100 % kept, apps keep answering, no secret in any argv', async () => {
     tally.injected++
     const ROWS = 10_000
-    expect(psql(`DROP TABLE IF EXISTS fault_rows; CREATE TABLE fault_rows (id int primary key, v text); INSERT INTO fault_rows SELECT g, md5(g::text) FROM generate_series(1, ${ROWS}) g;`).code).toBe(0)
+    expect(
+      psql(
+        `DROP TABLE IF EXISTS fault_rows; CREATE TABLE fault_rows (id int primary key, v text); INSERT INTO fault_rows SELECT g, md5(g::text) FROM generate_series(1, ${ROWS}) g;`
+      ).code
+    ).toBe(0)
     for (let i = 0; i < 100; i++) expect(redisCli(['set', `k${i}`, `v${i}`], REDIS_PASSWORD).out.trim()).toBe('OK')
-    const checksum = psql('SELECT count(*), md5(string_agg(v, \',\' ORDER BY id)) FROM fault_rows').out.trim()
+    const checksum = psql("SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM fault_rows").out.trim()
 
     // The change: a postgres setting in the compose file (recreates db) and redis's memory limit (recreates redis).
     const root = actionCopy()
     const compose = join(root, 'compose', 'docker-compose.yml')
-    writeFileSync(compose, readFileSync(compose, 'utf8').replace('      TZ: Asia/Seoul\n', '      TZ: Asia/Seoul\n      PGOPTIONS: -c statement_timeout=60000\n'))
+    writeFileSync(
+      compose,
+      readFileSync(compose, 'utf8').replace('      TZ: Asia/Seoul\n', '      TZ: Asia/Seoul\n      PGOPTIONS: -c statement_timeout=60000\n')
+    )
     const env = `${INFRA_ENV}\nREDIS_MAXMEMORY=200mb`
     const before = stackContainers()
-    const { result, leaks, samples } = await watchArgv([DB.pass, REDIS_PASSWORD], () => loadDuring(ROUTES, () => runAction(infraInputs({ 'infra-env': env }), { OPS_ACTION_ROOT: root })))
+    const { result, leaks, samples } = await watchArgv([DB.pass, REDIS_PASSWORD], () =>
+      loadDuring(ROUTES, () => runAction(infraInputs({ 'infra-env': env }), { OPS_ACTION_ROOT: root }))
+    )
     expectOk(result.result)
     expect(result.result.output).toMatch(/recreated db/)
     expect(result.result.output).toMatch(/recreated redis/)
@@ -286,9 +362,11 @@ describe('faults during a deploy', () => {
     expect(after.db).not.toBe(before.db)
     expect(after.nginx).toBe(before.nginx)
     for (const [path, load] of Object.entries(result.loads)) expect(load.failed, `${path}: ${load.errors.join('\n')}`).toBe(0)
-    expect(psql('SELECT count(*), md5(string_agg(v, \',\' ORDER BY id)) FROM fault_rows').out.trim()).toBe(checksum)
+    expect(psql("SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM fault_rows").out.trim()).toBe(checksum)
     const keys = Number(redisCli(['dbsize'], REDIS_PASSWORD).out.trim())
-    console.log(`[faults] infra change under live data: ${ROWS}/${ROWS} postgres rows kept (same checksum); redis (a cache: LRU, no AOF, no RDB) kept ${keys}/100 keys; ${samples} argv samples, ${leaks.length} with a secret`)
+    console.log(
+      `[faults] infra change under live data: ${ROWS}/${ROWS} postgres rows kept (same checksum); redis (a cache: LRU, no AOF, no RDB) kept ${keys}/100 keys; ${samples} argv samples, ${leaks.length} with a secret`
+    )
     expect(samples).toBeGreaterThan(20)
     expect(leaks).toEqual([])
 
@@ -322,9 +400,19 @@ describe('connect retries', () => {
   })
 
   it('nothing listening: fails within connect-timeout x attempts + backoff, naming host, port and what to check', async () => {
-    const run = await runAction(infraInputs({ port: '2299', 'connect-retries': '2', 'connect-timeout': '2', 'known-hosts': '', 'host-fingerprint': connection().fingerprint }))
+    const run = await runAction(
+      infraInputs({
+        port: '2299',
+        'connect-retries': '2',
+        'connect-timeout': '2',
+        'known-hosts': '',
+        'host-fingerprint': connection().fingerprint
+      })
+    )
     expect(run.code).toBe(1)
-    expect(run.output).toMatch(/Cannot connect to 127\.0\.0\.1:2299: ECONNREFUSED.*gave up after 3 attempts; check host, port, the security group and that sshd runs/)
+    expect(run.output).toMatch(
+      /Cannot connect to 127\.0\.0\.1:2299: ECONNREFUSED.*gave up after 3 attempts; check host, port, the security group and that sshd runs/
+    )
     // 3 attempts of at most 2 s each, plus 1 s + 2 s of backoff, plus node's start.
     expect(run.ms).toBeLessThan(3 * 2000 + 3000 + 3000)
   })
@@ -343,7 +431,15 @@ describe('connect retries', () => {
 
     it('times out each attempt after connect-timeout and gives up with a clear message', async () => {
       const port = (server.address() as { port: number }).port
-      const run = await runAction(infraInputs({ port: String(port), 'connect-retries': '1', 'connect-timeout': '2', 'known-hosts': '', 'host-fingerprint': connection().fingerprint }))
+      const run = await runAction(
+        infraInputs({
+          port: String(port),
+          'connect-retries': '1',
+          'connect-timeout': '2',
+          'known-hosts': '',
+          'host-fingerprint': connection().fingerprint
+        })
+      )
       expect(run.code).toBe(1)
       expect(run.output).toMatch(new RegExp(`Cannot connect to 127\\.0\\.0\\.1:${port}: .*[Tt]imed out.*gave up after 2 attempts`))
       expect(sockets.length).toBe(2)

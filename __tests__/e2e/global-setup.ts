@@ -10,7 +10,9 @@ const ROOT = join(__dirname, '..', '..')
  */
 export default function setup(): void {
   if (process.getuid && process.getuid() !== 0) {
-    throw new Error('The end-to-end tests need root to run the sandbox host (sshd, dockerd, registry). Run them as root, or run `npm run test:unit` for the unit tests only.')
+    throw new Error(
+      'The end-to-end tests need root to run the sandbox host (sshd, dockerd, registry). Run them as root, or run `npm run test:unit` for the unit tests only.'
+    )
   }
   if (!existsSync(join(ROOT, 'dist', 'index.js'))) throw new Error('dist/index.js is missing: run `npm run bundle` first.')
   try {

@@ -60,7 +60,9 @@ const embed: Record<string, (p: string) => string> = {
 const found = (): string => {
   const host = tryRun('sh', ['-c', `ls /tmp | grep ${MARK}; ls /home/deploy /opt 2>/dev/null | grep ${MARK}`]).out.trim()
   const containers = sh('docker', ['ps', '-q']).trim().split('\n').filter(Boolean)
-  const inside = containers.map(id => tryRun('docker', ['exec', id, 'sh', '-c', `ls /tmp / 2>/dev/null | grep ${MARK}`]).out.trim()).filter(Boolean)
+  const inside = containers
+    .map(id => tryRun('docker', ['exec', id, 'sh', '-c', `ls /tmp / 2>/dev/null | grep ${MARK}`]).out.trim())
+    .filter(Boolean)
   return [host, ...inside].filter(Boolean).join('\n')
 }
 
@@ -107,7 +109,9 @@ describe('hostile strings in every input: refused, or inert data on the host', (
   })
 
   afterAll(() => {
-    console.log(`[inert] ${tally.tried} hostile values tried in ${Object.keys(embed).length + 2} inputs: ${tally.refused} refused before connecting, ${tally.accepted.length} accepted and sent to the host; markers found: ${found() ? 'YES' : 0}`)
+    console.log(
+      `[inert] ${tally.tried} hostile values tried in ${Object.keys(embed).length + 2} inputs: ${tally.refused} refused before connecting, ${tally.accepted.length} accepted and sent to the host; markers found: ${found() ? 'YES' : 0}`
+    )
   })
 
   it('the structured inputs refuse every payload (or take it as inert data)', () => {
@@ -127,8 +131,40 @@ describe('hostile strings in every input: refused, or inert data on the host', (
     const env = [`DB_USER=behindy`, `DB_PASS=${dbPass}`, 'DB_NAME=behindy', `REDIS_PASSWORD=${redisPass}`, ...extras].join('\n')
     const r = await runAction(infraInputs({ 'infra-env': env }))
     expectOk(r)
-    expect(tryRun('docker', ['run', '--rm', '--network', NETWORK, '-e', `PGPASSWORD=${dbPass}`, connection().images.postgres, 'psql', '-h', 'db', '-U', 'behindy', '-d', 'behindy', '-tAc', 'select 1']).out.trim()).toBe('1')
-    const redis = tryRun('docker', ['run', '--rm', '--network', NETWORK, '-e', `REDISCLI_AUTH=${redisPass}`, connection().images.redis, 'redis-cli', '--no-auth-warning', '-h', 'redis', 'ping'])
+    expect(
+      tryRun('docker', [
+        'run',
+        '--rm',
+        '--network',
+        NETWORK,
+        '-e',
+        `PGPASSWORD=${dbPass}`,
+        connection().images.postgres,
+        'psql',
+        '-h',
+        'db',
+        '-U',
+        'behindy',
+        '-d',
+        'behindy',
+        '-tAc',
+        'select 1'
+      ]).out.trim()
+    ).toBe('1')
+    const redis = tryRun('docker', [
+      'run',
+      '--rm',
+      '--network',
+      NETWORK,
+      '-e',
+      `REDISCLI_AUTH=${redisPass}`,
+      connection().images.redis,
+      'redis-cli',
+      '--no-auth-warning',
+      '-h',
+      'redis',
+      'ping'
+    ])
     expect(redis.out.trim()).toBe('PONG')
     expect(found()).toBe('')
   })

@@ -109,12 +109,17 @@ describe('mode infra again', () => {
   })
 
   it('keeps postgres rows across a re-run and an nginx-only change, reloading nginx without restarting anything', async () => {
-    expect(psql('create table if not exists survivors (id int primary key); insert into survivors values (1) on conflict do nothing').code).toBe(0)
+    expect(
+      psql('create table if not exists survivors (id int primary key); insert into survivors values (1) on conflict do nothing').code
+    ).toBe(0)
     const ids = stackContainers()
     const started = startedAt(Object.values(ids))
 
     const root = actionCopy()
-    appendFileSync(join(root, 'nginx', 'snippets', 'common.conf'), 'location = /ops-probe {\n    default_type text/plain;\n    return 200 "changed\\n";\n}\n')
+    appendFileSync(
+      join(root, 'nginx', 'snippets', 'common.conf'),
+      'location = /ops-probe {\n    default_type text/plain;\n    return 200 "changed\\n";\n}\n'
+    )
     const changed = await runAction(infraInputs(), { OPS_ACTION_ROOT: root })
     expectOk(changed)
     expect(changed.output).toMatch(/reloaded nginx/)
@@ -129,7 +134,7 @@ describe('mode infra again', () => {
     expect(psql('select count(*) from survivors').out.trim()).toBe('1')
   })
 
-  it('refuses an nginx config that fails nginx -t: restores the files, reloads nothing, shows nginx\'s message', async () => {
+  it("refuses an nginx config that fails nginx -t: restores the files, reloads nothing, shows nginx's message", async () => {
     const files = hashOpsDir()
     const root = actionCopy()
     appendFileSync(join(root, 'nginx', 'snippets', 'common.conf'), 'this_is_not_a_directive on;\n')

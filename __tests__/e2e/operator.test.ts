@@ -28,11 +28,28 @@ import {
 
 interface StatusJson {
   stack: Array<{ service: string; container: string; state: string; health: string; image: string }>
-  services: Array<{ service: string; deployed: boolean; container: string; image: string; state: string; direct: string; nginx: string; lastDeploy?: { result: string; image: string } }>
+  services: Array<{
+    service: string
+    deployed: boolean
+    container: string
+    image: string
+    state: string
+    direct: string
+    nginx: string
+    lastDeploy?: { result: string; image: string }
+  }>
 }
 
-const dumps = (): string[] => readdirSync(`${OPS_DIR}/backups`).filter(f => f.endsWith('.dump')).sort()
-const appContainers = (): string => sh('docker', ['ps', '-a', '--filter', 'label=ops-action.service', '--format', '{{.Names}} {{.Status}}']).split('\n').map(l => l.replace(/Up .*/, 'Up')).sort().join('\n')
+const dumps = (): string[] =>
+  readdirSync(`${OPS_DIR}/backups`)
+    .filter(f => f.endsWith('.dump'))
+    .sort()
+const appContainers = (): string =>
+  sh('docker', ['ps', '-a', '--filter', 'label=ops-action.service', '--format', '{{.Names}} {{.Status}}'])
+    .split('\n')
+    .map(l => l.replace(/Up .*/, 'Up'))
+    .sort()
+    .join('\n')
 
 describe('mode status and mode backup', () => {
   beforeAll(async () => {
@@ -53,7 +70,13 @@ describe('mode status and mode backup', () => {
       ['nginx', 'running', 'healthy']
     ])
     const byName = Object.fromEntries(st.services.map(s => [s.service, s]))
-    expect(byName.backend).toMatchObject({ deployed: true, state: 'running', direct: '200', nginx: '200', image: '127.0.0.1:5000/behindy/sample-app:v1' })
+    expect(byName.backend).toMatchObject({
+      deployed: true,
+      state: 'running',
+      direct: '200',
+      nginx: '200',
+      image: '127.0.0.1:5000/behindy/sample-app:v1'
+    })
     expect(byName.backend.lastDeploy).toMatchObject({ result: 'success', image: '127.0.0.1:5000/behindy/sample-app:v1' })
     expect(byName.frontend).toMatchObject({ deployed: false, state: 'not deployed' })
     expect(byName.story).toMatchObject({ deployed: false })
@@ -64,7 +87,9 @@ describe('mode status and mode backup', () => {
   })
 
   it('backup of a 100k-row database, keep-backups honoured, and a restore brings dropped rows back', async () => {
-    expect(psql('CREATE TABLE big (id int primary key, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 100000) g;').code).toBe(0)
+    expect(
+      psql('CREATE TABLE big (id int primary key, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 100000) g;').code
+    ).toBe(0)
     const sum = psql("SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM big").out.trim()
     const r = await runAction(infraInputs({ 'infra-env': '', mode: 'backup', 'keep-backups': '2' }))
     expectOk(r)
@@ -96,7 +121,9 @@ describe('mode status and mode backup', () => {
     expectOk(await runAction(frontend('v2')))
     const before = { story: serviceContainers('story'), backend: serviceContainers('backend'), frontend: serviceContainers('frontend') }
     const versions = await Promise.all(['/', '/api/x', '/llm/health'].map(async p => JSON.parse((await http(p)).body).version as string))
-    const { result: r, loads } = await loadDuring(['/', '/api/x', '/llm/health'], () => runAction(infraInputs({ 'infra-env': '', 'restart-services': 'true' })))
+    const { result: r, loads } = await loadDuring(['/', '/api/x', '/llm/health'], () =>
+      runAction(infraInputs({ 'infra-env': '', 'restart-services': 'true' }))
+    )
     expectOk(r)
     const failed = Object.values(loads).reduce((n, l) => n + l.failed, 0)
     const total = Object.values(loads).reduce((n, l) => n + l.total, 0)
@@ -104,7 +131,11 @@ describe('mode status and mode backup', () => {
     for (const [path, l] of Object.entries(loads)) expect(l.failed, `${path}: ${l.errors.join('\n')}`).toBe(0)
     expect(r.output).toMatch(/Re-swapping story → backend → frontend with their current images/)
     expect(r.output).toMatch(/Re-swapped story → backend → frontend\./)
-    const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8').trim().split('\n').slice(-3).map(l => JSON.parse(l) as { mode: string; service: string; result: string; image: string })
+    const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8')
+      .trim()
+      .split('\n')
+      .slice(-3)
+      .map(l => JSON.parse(l) as { mode: string; service: string; result: string; image: string })
     expect(history.map(h => [h.mode, h.service, h.result])).toEqual([
       ['restart', 'story', 'success'],
       ['restart', 'backend', 'success'],
@@ -116,7 +147,9 @@ describe('mode status and mode backup', () => {
     }
     // Same images and env: every route answers the same version as before (after /api/'s rate limit refills).
     await new Promise(res => setTimeout(res, 2500))
-    expect(await Promise.all(['/', '/api/x', '/llm/health'].map(async p => JSON.parse((await http(p)).body).version as string))).toEqual(versions)
+    expect(await Promise.all(['/', '/api/x', '/llm/health'].map(async p => JSON.parse((await http(p)).body).version as string))).toEqual(
+      versions
+    )
     expect(history[2].image).toBe('127.0.0.1:5000/behindy/sample-app:v2')
   })
 
@@ -140,7 +173,13 @@ describe('mode status and mode backup', () => {
     const zones = `${OPS_DIR}/nginx/conf.d/00-zones.conf`
     writeFileSync(zones, `${readFileSync(zones, 'utf8')}# hand edit on the host\n`)
     const nginxConfig = () => sh('docker', ['exec', stackContainers().nginx, 'nginx', '-T', '-c', '/etc/nginx/ops/nginx.conf'])
-    const snapshot = () => ({ ops: hashOpsDir(), stack: stackContainers(), started: startedAt(Object.values(stackContainers())), apps: appContainers(), nginx: nginxConfig() })
+    const snapshot = () => ({
+      ops: hashOpsDir(),
+      stack: stackContainers(),
+      started: startedAt(Object.values(stackContainers())),
+      apps: appContainers(),
+      nginx: nginxConfig()
+    })
     const before = snapshot()
     const r = await runAction(infraInputs({ 'infra-env': `${INFRA_ENV}\nREDIS_MAXMEMORY=64mb`, mode: 'plan' }))
     expectOk(r)
@@ -160,7 +199,9 @@ describe('mode status and mode backup', () => {
     expectOk(dry)
     expect(dry.output).toMatch(/- use 127\.0\.0\.1:5000\/behindy\/sample-app:v1 \(already on the host\)/)
     // (After the re-swap test frontend serves v2; run alone, it was never deployed.)
-    expect(dry.output).toMatch(/- switch \/ from (frontend-[0-9a-f]{8} \(127\.0\.0\.1:5000\/behindy\/sample-app:v2\)|the 503 placeholder) to the new container/)
+    expect(dry.output).toMatch(
+      /- switch \/ from (frontend-[0-9a-f]{8} \(127\.0\.0\.1:5000\/behindy\/sample-app:v2\)|the 503 placeholder) to the new container/
+    )
     expect(snapshot()).toEqual(before)
 
     // The real infra run then does what the plan said, and a plan after it has nothing to do.

@@ -21,7 +21,7 @@ export const OPS_DIR = '/opt/behindy-ops'
 export const NETWORK = 'internal'
 export const HTTP_PORT = 18080
 export const HTTPS_PORT = 18443
-export const DB = { user: 'behindy', pass: "s3cret pass#1", name: 'behindy' }
+export const DB = { user: 'behindy', pass: 's3cret pass#1', name: 'behindy' }
 export const REDIS_PASSWORD = 'redis-pw-123456'
 export const INFRA_ENV = `DB_USER=${DB.user}\nDB_PASS=${DB.pass}\nDB_NAME=${DB.name}\nREDIS_PASSWORD=${REDIS_PASSWORD}`
 
@@ -79,13 +79,29 @@ export function tryRun(cmd: string, args: string[]): { code: number; out: string
 
 /** The stack's containers: service -> container id. */
 export function stackContainers(): Record<string, string> {
-  const out = sh('docker', ['ps', '-a', '--no-trunc', '--filter', 'label=com.docker.compose.project=behindy', '--format', '{{.Label "com.docker.compose.service"}} {{.ID}}'])
-  return Object.fromEntries(out.trim().split('\n').filter(Boolean).map(l => l.split(' ')))
+  const out = sh('docker', [
+    'ps',
+    '-a',
+    '--no-trunc',
+    '--filter',
+    'label=com.docker.compose.project=behindy',
+    '--format',
+    '{{.Label "com.docker.compose.service"}} {{.ID}}'
+  ])
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(l => l.split(' '))
+  )
 }
 
 /** Start time of each container, to prove nothing restarted. */
 export function startedAt(ids: string[]): string[] {
-  return sh('docker', ['inspect', '--format', '{{.State.StartedAt}}', ...ids]).trim().split('\n')
+  return sh('docker', ['inspect', '--format', '{{.State.StartedAt}}', ...ids])
+    .trim()
+    .split('\n')
 }
 
 /** scripts/sandbox.sh, whose `stop|start <daemon>` the fault tests use. */
@@ -101,18 +117,50 @@ export function resetHost(): void {
  * out: every run takes the lock, and its holder line names the run.
  */
 export function hashOpsDir(): string {
-  return tryRun('sh', ['-c', `cd ${OPS_DIR} && find . -type f ! -name '.deploy.lock*' -exec stat -c '%a %n' {} + -exec sha256sum {} + | sort`]).out
+  return tryRun('sh', [
+    '-c',
+    `cd ${OPS_DIR} && find . -type f ! -name '.deploy.lock*' -exec stat -c '%a %n' {} + -exec sha256sum {} + | sort`
+  ]).out
 }
 
 /** Runs SQL as the app user from a throwaway container on the internal network, as an app would. */
 export function psql(sql: string, password = DB.pass): { code: number; out: string } {
-  return tryRun('docker', ['run', '--rm', '--network', NETWORK, '-e', `PGPASSWORD=${password}`, connection().images.postgres, 'psql', '-h', 'db', '-U', DB.user, '-d', DB.name, '-tAc', sql])
+  return tryRun('docker', [
+    'run',
+    '--rm',
+    '--network',
+    NETWORK,
+    '-e',
+    `PGPASSWORD=${password}`,
+    connection().images.postgres,
+    'psql',
+    '-h',
+    'db',
+    '-U',
+    DB.user,
+    '-d',
+    DB.name,
+    '-tAc',
+    sql
+  ])
 }
 
 /** redis-cli against the stack's redis from the internal network (password via REDISCLI_AUTH when given). */
 export function redisCli(args: string[], password?: string): { code: number; out: string } {
   const auth = password ? ['-e', `REDISCLI_AUTH=${password}`] : []
-  return tryRun('docker', ['run', '--rm', '--network', NETWORK, ...auth, connection().images.redis, 'redis-cli', '--no-auth-warning', '-h', 'redis', ...args])
+  return tryRun('docker', [
+    'run',
+    '--rm',
+    '--network',
+    NETWORK,
+    ...auth,
+    connection().images.redis,
+    'redis-cli',
+    '--no-auth-warning',
+    '-h',
+    'redis',
+    ...args
+  ])
 }
 
 export async function http(path: string, port = HTTP_PORT): Promise<{ status: number; body: string; headers: Headers }> {
@@ -178,7 +226,12 @@ export function deployInputs(service: string, tag: string, env: string, extra: R
 
 /** A frontend deploy; `env` lines are added (a VERSION there replaces the default one). */
 export const frontend = (tag: string, extra: Record<string, string> = {}, env = '') =>
-  deployInputs('frontend', tag, [/^VERSION=/m.test(env) ? '' : `VERSION=f-${tag}`, `SECRET_TOKEN=${SECRET}`, env].filter(Boolean).join('\n'), extra)
+  deployInputs(
+    'frontend',
+    tag,
+    [/^VERSION=/m.test(env) ? '' : `VERSION=f-${tag}`, `SECRET_TOKEN=${SECRET}`, env].filter(Boolean).join('\n'),
+    extra
+  )
 export const backend = (tag: string) => deployInputs('backend', tag, `VERSION=b-${tag}\nPORT=8080\nHEALTH_PATH=/api/ai-stories/health`)
 export const story = (tag: string) => deployInputs('story', tag, `VERSION=s-${tag}\nPORT=8000`)
 
@@ -187,7 +240,10 @@ export function expectOk(r: ActionRun): void {
 }
 
 export function serviceContainers(service: string): string[] {
-  return sh('docker', ['ps', '-a', '--filter', `label=ops-action.service=${service}`, '--format', '{{.Names}}']).trim().split('\n').filter(Boolean)
+  return sh('docker', ['ps', '-a', '--filter', `label=ops-action.service=${service}`, '--format', '{{.Names}}'])
+    .trim()
+    .split('\n')
+    .filter(Boolean)
 }
 
 /** Runs the action while constant load goes through nginx to `/` (the frontend route); returns both. */
@@ -200,7 +256,9 @@ export async function underLoad(
   const run = await runAction(inputs, {}, fault)
   await new Promise(r => setTimeout(r, settleMs))
   const stats = (await load.stop()) as LoadStats
-  console.log(`[load] ${inputs.service ?? ''} ${inputs.image ?? inputs.mode}${fault ? ` (fault at ${fault.when})` : ''}: ${summarize(stats)}`)
+  console.log(
+    `[load] ${inputs.service ?? ''} ${inputs.image ?? inputs.mode}${fault ? ` (fault at ${fault.when})` : ''}: ${summarize(stats)}`
+  )
   return { run, load: stats }
 }
 

@@ -46,7 +46,21 @@ describe('TLS for a domain with a certificate on the host', () => {
   beforeAll(async () => {
     resetHost()
     mkdirSync(LIVE, { recursive: true })
-    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${DOMAIN}`, '-keyout', `${LIVE}/privkey.pem`, '-out', `${LIVE}/fullchain.pem`])
+    sh('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${DOMAIN}`,
+      '-keyout',
+      `${LIVE}/privkey.pem`,
+      '-out',
+      `${LIVE}/fullchain.pem`
+    ])
     mkdirSync(`${WEBROOT}/.well-known/acme-challenge`, { recursive: true })
     writeFileSync(`${WEBROOT}/.well-known/acme-challenge/token-123`, 'challenge-response')
     const r = await runAction(infraInputs({ domain: DOMAIN }))
@@ -70,7 +84,10 @@ describe('TLS for a domain with a certificate on the host', () => {
       expect(r.out).toMatch(/no peer certificate available/)
       expect(r.out).toMatch(/Cipher is \(NONE\)/)
     }
-    for (const [flag, name] of [['tls1_2', 'TLSv1.2'], ['tls1_3', 'TLSv1.3']]) {
+    for (const [flag, name] of [
+      ['tls1_2', 'TLSv1.2'],
+      ['tls1_3', 'TLSv1.3']
+    ]) {
       const r = handshake(flag)
       expect(r.code, r.out).toBe(0)
       expect(r.out).toMatch(new RegExp(`(Protocol\\s*: ${name.replace('.', '\\.')}|New, ${name.replace('.', '\\.')},)`))
@@ -79,16 +96,36 @@ describe('TLS for a domain with a certificate on the host', () => {
   })
 
   it('a renewed certificate (replaced on the host, as certbot does) is picked up by the next infra run with a reload, no restart', async () => {
-    const served = () => sh('sh', ['-c', `openssl s_client -connect 127.0.0.1:${HTTPS_PORT} -servername ${DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]).trim()
+    const served = () =>
+      sh('sh', [
+        '-c',
+        `openssl s_client -connect 127.0.0.1:${HTTPS_PORT} -servername ${DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`
+      ]).trim()
     const onDisk = () => sh('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', `${LIVE}/fullchain.pem`]).trim()
     expect(served()).toBe(onDisk())
     const nginx = stackContainers().nginx
     const started = startedAt([nginx])
-    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3', '-subj', `/CN=${DOMAIN}`, '-keyout', `${LIVE}/privkey.pem`, '-out', `${LIVE}/fullchain.pem`])
+    sh('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '3',
+      '-subj',
+      `/CN=${DOMAIN}`,
+      '-keyout',
+      `${LIVE}/privkey.pem`,
+      '-out',
+      `${LIVE}/fullchain.pem`
+    ])
     expect(served()).not.toBe(onDisk())
     const r = await runAction(infraInputs())
     expectOk(r)
-    expect(r.output).toMatch(new RegExp(`The certificate of ${DOMAIN.replace('.', '\\.')} changed on the host \\(renewed\\?\\): nginx will reload it`))
+    expect(r.output).toMatch(
+      new RegExp(`The certificate of ${DOMAIN.replace('.', '\\.')} changed on the host \\(renewed\\?\\): nginx will reload it`)
+    )
     expect(r.output).toMatch(/- reloaded nginx/)
     expect(served()).toBe(onDisk())
     expect(stackContainers().nginx).toBe(nginx)
@@ -112,7 +149,15 @@ describe('TLS for a domain with a certificate on the host', () => {
     const redirect = curl(['-H', `Host: ${DOMAIN}`, `http://127.0.0.1:${HTTP_PORT}/some/page?q=1`])
     expect(redirect).toMatch(/^HTTP\/1\.1 301/)
     expect(redirect).toMatch(new RegExp(`^location: https://${DOMAIN.replace('.', '\\.')}/some/page\\?q=1\\r?$`, 'im'))
-    const acme = sh('curl', ['-s', '-i', '--max-time', '10', '-H', `Host: ${DOMAIN}`, `http://127.0.0.1:${HTTP_PORT}/.well-known/acme-challenge/token-123`])
+    const acme = sh('curl', [
+      '-s',
+      '-i',
+      '--max-time',
+      '10',
+      '-H',
+      `Host: ${DOMAIN}`,
+      `http://127.0.0.1:${HTTP_PORT}/.well-known/acme-challenge/token-123`
+    ])
     expect(acme).toMatch(/^HTTP\/1\.1 200/)
     expect(acme).toContain('challenge-response')
     expect(curl([`http://127.0.0.1:${HTTP_PORT}/`])).toMatch(/^HTTP\/1\.1 200/)
@@ -168,20 +213,36 @@ describe('host keys and secrets', () => {
       const log = visibleLog(r.output) + r.summary + JSON.stringify(r.outputs)
       for (const s of secrets) expect(log.includes(s), `secret ${s.slice(0, 4)}… in the output`).toBe(false)
     }
-    console.log(`[security] ${samples} argv samples of every process during an infra run and a deploy: ${leaks.length} with a secret; ${envFiles.length} env file(s) seen while they existed, modes: ${[...new Set(envFiles.map(e => e.split(' ').slice(1).join('/')))].join(', ') || 'none (too short-lived to sample)'}`)
+    console.log(
+      `[security] ${samples} argv samples of every process during an infra run and a deploy: ${leaks.length} with a secret; ${envFiles.length} env file(s) seen while they existed, modes: ${[...new Set(envFiles.map(e => e.split(' ').slice(1).join('/')))].join(', ') || 'none (too short-lived to sample)'}`
+    )
     expect(samples).toBeGreaterThan(20)
     expect(leaks).toEqual([])
     for (const e of envFiles) expect(e).toMatch(/ 600 700$/)
     // Nothing with a secret stays in temp dirs, the deploy user's home or ops-dir (except .env, the stack's own, 0600).
     // (The host side of the action only writes to mktemp dirs, /tmp/tmp.*, the deploy user's home and ops-dir.)
-    const found = tryRun('sh', ['-c', `grep -rlF -e "$1" -e "$2" -e "$3" /tmp/tmp.* /var/tmp /home/deploy ${OPS_DIR} 2>/dev/null`, 'sh', SECRET, registryPassword(), c.passphrase]).out.trim()
+    const found = tryRun('sh', [
+      '-c',
+      `grep -rlF -e "$1" -e "$2" -e "$3" /tmp/tmp.* /var/tmp /home/deploy ${OPS_DIR} 2>/dev/null`,
+      'sh',
+      SECRET,
+      registryPassword(),
+      c.passphrase
+    ]).out.trim()
     expect(found).toBe('')
     expect((statSync(`${OPS_DIR}/.env`).mode & 0o777).toString(8)).toBe('600')
   })
 
   it('postgres and redis are not reachable on any host port; redis refuses commands without the password', () => {
     for (const port of [5432, 6379]) expect(tryRun('bash', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`]).code, `port ${port}`).not.toBe(0)
-    const published = sh('docker', ['ps', '--filter', 'label=com.docker.compose.project=behindy', '--format', '{{.Label "com.docker.compose.service"}} {{.Ports}}'])
-    for (const line of published.trim().split('\n')) if (!line.startsWith('nginx')) expect(line.trim(), line).toMatch(/^(db|redis)( \d+\/tcp)*$/)
+    const published = sh('docker', [
+      'ps',
+      '--filter',
+      'label=com.docker.compose.project=behindy',
+      '--format',
+      '{{.Label "com.docker.compose.service"}} {{.Ports}}'
+    ])
+    for (const line of published.trim().split('\n'))
+      if (!line.startsWith('nginx')) expect(line.trim(), line).toMatch(/^(db|redis)( \d+\/tcp)*$/)
   })
 })

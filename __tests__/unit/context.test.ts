@@ -158,10 +158,16 @@ describe('getInputs: a valid infra input set', () => {
     })
   })
 
-  it('domain `none` means HTTP only; an empty port keeps the host\'s; equal ports are refused', () => {
+  it("domain `none` means HTTP only; an empty port keeps the host's; equal ports are refused", () => {
     expect(getInputs(reader({ ...base(), domain: 'none' })).infra.settings.domain).toBe('')
-    expect(getInputs(reader({ ...base(), 'https-port': '8443' })).infra.settings).toEqual({ domain: undefined, httpPort: undefined, httpsPort: 8443 })
-    expect(() => getInputs(reader({ ...base(), 'http-port': '8080', 'https-port': '8080' }))).toThrow(/Input 'https-port': must differ from http-port/)
+    expect(getInputs(reader({ ...base(), 'https-port': '8443' })).infra.settings).toEqual({
+      domain: undefined,
+      httpPort: undefined,
+      httpsPort: 8443
+    })
+    expect(() => getInputs(reader({ ...base(), 'http-port': '8080', 'https-port': '8080' }))).toThrow(
+      /Input 'https-port': must differ from http-port/
+    )
   })
 
   it('accepts a bracketed IPv6 host, an IPv4 host and TRUE for the skip flag', () => {
@@ -297,9 +303,12 @@ describe('getInputs: each invalid input is named in the message', () => {
     expect(rejects({ network: v }, 'network')).toContain('predefined')
   })
 
-  it.each(['not a domain', 'exa mple.com', 'localhost', 'behindy.me/', '*.behindy.me', `${'a'.repeat(60)}.`.repeat(5) + 'me'])('domain %j', v => {
-    rejects({ domain: v }, 'domain')
-  })
+  it.each(['not a domain', 'exa mple.com', 'localhost', 'behindy.me/', '*.behindy.me', `${'a'.repeat(60)}.`.repeat(5) + 'me'])(
+    'domain %j',
+    v => {
+      rejects({ domain: v }, 'domain')
+    }
+  )
 
   it('http-port equal to https-port', () => {
     expect(rejects({ 'http-port': '8080', 'https-port': '8080' }, 'https-port')).toContain('must differ from http-port')
@@ -605,7 +614,13 @@ describe('getInputs: mode deploy / rollback', () => {
   })
 
   describe('a service outside the catalogue', () => {
-    const custom = { service: 'my-svc', image: 'ghcr.io/behindy/my-svc:1', 'app-port': '9000', route: '/things/', 'health-path': '/things/health' }
+    const custom = {
+      service: 'my-svc',
+      image: 'ghcr.io/behindy/my-svc:1',
+      'app-port': '9000',
+      route: '/things/',
+      'health-path': '/things/health'
+    }
 
     it('is accepted with app-port, route and health-path', () => {
       const d = deployOf(custom)
@@ -668,20 +683,26 @@ describe('getInputs: mode deploy / rollback', () => {
       rejectsDeploy({ image }, 'image')
     })
 
-    it.each(['127.0.0.1:5000/behindy/sample-app:v1', 'ghcr.io/behindy/back:abc', `name@sha256:${'a'.repeat(64)}`, 'localhost:5000/app:1.2.3', 'ghcr.io/behindy/back:v1@sha256:' + '0f'.repeat(32)])(
-      '%j is accepted without a warning',
+    it.each([
+      '127.0.0.1:5000/behindy/sample-app:v1',
+      'ghcr.io/behindy/back:abc',
+      `name@sha256:${'a'.repeat(64)}`,
+      'localhost:5000/app:1.2.3',
+      'ghcr.io/behindy/back:v1@sha256:' + '0f'.repeat(32)
+    ])('%j is accepted without a warning', image => {
+      expect(deployOf({ image }).image).toBe(image)
+      expect(warnings()).toEqual([])
+    })
+
+    it.each(['ghcr.io/behindy/back:latest', 'ghcr.io/behindy/back', '127.0.0.1:5000/behindy/sample-app'])(
+      '%j (mutable tag) is accepted with a warning',
       image => {
         expect(deployOf({ image }).image).toBe(image)
-        expect(warnings()).toEqual([])
+        const w = warnings()
+        expect(w).toHaveLength(1)
+        expect(w[0]).toContain("'latest'")
       }
     )
-
-    it.each(['ghcr.io/behindy/back:latest', 'ghcr.io/behindy/back', '127.0.0.1:5000/behindy/sample-app'])('%j (mutable tag) is accepted with a warning', image => {
-      expect(deployOf({ image }).image).toBe(image)
-      const w = warnings()
-      expect(w).toHaveLength(1)
-      expect(w[0]).toContain("'latest'")
-    })
   })
 
   describe('env', () => {
@@ -694,7 +715,9 @@ describe('getInputs: mode deploy / rollback', () => {
         .map(l => l.slice('::add-mask::'.length))
 
     it('is parsed; values are masked except trivial ones', () => {
-      const d = deployOf({ env: 'SPRING_PROFILES=prod\nDB_PASS="s3cr3t pw"\nFEATURE=true\nPORT=8080\n# comment\nexport JWT_SECRET=jwt-s3cret' })
+      const d = deployOf({
+        env: 'SPRING_PROFILES=prod\nDB_PASS="s3cr3t pw"\nFEATURE=true\nPORT=8080\n# comment\nexport JWT_SECRET=jwt-s3cret'
+      })
       expect(d.env).toEqual([
         ['SPRING_PROFILES', 'prod'],
         ['DB_PASS', 's3cr3t pw'],
@@ -759,12 +782,19 @@ describe('getInputs: mode deploy / rollback', () => {
       rejectsDeploy({ 'registry-password': 'tok3n' }, 'registry')
     })
 
-    it.each(['registry-username\nx', 'bot\tx', 'bot\u2028x'])('registry-username %j (a line break or control character) is rejected', username => {
-      expect(rejectsDeploy({ registry: 'ghcr.io', 'registry-username': username, 'registry-password': 'tok3n' }, 'registry-username')).toContain('one line')
-    })
+    it.each(['registry-username\nx', 'bot\tx', 'bot\u2028x'])(
+      'registry-username %j (a line break or control character) is rejected',
+      username => {
+        expect(
+          rejectsDeploy({ registry: 'ghcr.io', 'registry-username': username, 'registry-password': 'tok3n' }, 'registry-username')
+        ).toContain('one line')
+      }
+    )
 
     it('a registry-username with $ or spaces inside is fine (it is an argument, not shell)', () => {
-      expect(deployOf({ registry: 'nvcr.io', 'registry-username': '$oauthtoken', 'registry-password': 'tok3n' }).registry?.username).toBe('$oauthtoken')
+      expect(deployOf({ registry: 'nvcr.io', 'registry-username': '$oauthtoken', 'registry-password': 'tok3n' }).registry?.username).toBe(
+        '$oauthtoken'
+      )
     })
 
     it.each(['registry', 'registry.example.com:5000', 'localhost:5000', '127.0.0.1:5000'])('registry %j is accepted', registry => {
@@ -772,9 +802,12 @@ describe('getInputs: mode deploy / rollback', () => {
     })
 
     // A registry (or image domain) starting with '-' would reach docker as an option.
-    it.each(['ghcr.io/x', 'a b', 'https://ghcr.io', '--help', '-x', '-ghcr.io', 'ghcr-.io', 'ghcr.io-', '-x:5000'])('registry %j is rejected', registry => {
-      rejectsDeploy({ registry, 'registry-username': 'bot', 'registry-password': 'tok3n' }, 'registry')
-    })
+    it.each(['ghcr.io/x', 'a b', 'https://ghcr.io', '--help', '-x', '-ghcr.io', 'ghcr-.io', 'ghcr.io-', '-x:5000'])(
+      'registry %j is rejected',
+      registry => {
+        rejectsDeploy({ registry, 'registry-username': 'bot', 'registry-password': 'tok3n' }, 'registry')
+      }
+    )
   })
 
   describe('timeouts, keep-images, memory, aliases', () => {
@@ -812,7 +845,7 @@ describe('getInputs: mode deploy / rollback', () => {
     })
 
     // docker refuses a limit below 6 MiB only when it starts the container, i.e. after connecting.
-    it.each(['1b', '512k', '5m', '6291455b'])('memory %j below docker\'s 6m minimum is an error', memory => {
+    it.each(['1b', '512k', '5m', '6291455b'])("memory %j below docker's 6m minimum is an error", memory => {
       expect(rejectsDeploy({ memory }, 'memory')).toContain('minimum')
     })
 
@@ -829,7 +862,7 @@ describe('getInputs: mode deploy / rollback', () => {
       expect(rejectsDeploy({ service, aliases: alias }, 'aliases')).toContain('network name of')
     })
 
-    it('an alias that is the service\'s own name is fine', () => {
+    it("an alias that is the service's own name is fine", () => {
       expect(deployOf({ service: 'story', aliases: 'story' }).spec.aliases).toEqual(['llmserver', 'story'])
     })
 

@@ -81,7 +81,12 @@ describe('previousImage', () => {
   })
 
   it('skips failed and rolled-back releases', () => {
-    const h = [rec({ image: img('v1') }), rec({ image: img('v2'), result: 'rolled-back' }), rec({ image: img('v3'), result: 'failed' }), rec({ image: img('v4') })]
+    const h = [
+      rec({ image: img('v1') }),
+      rec({ image: img('v2'), result: 'rolled-back' }),
+      rec({ image: img('v3'), result: 'failed' }),
+      rec({ image: img('v4') })
+    ]
     expect(previousImage(h, 'backend', img('v4'))).toBe(img('v1'))
   })
 
@@ -135,9 +140,12 @@ describe('catalogue', () => {
     expect(serviceFromRepository(repo)).toBe(service)
   })
 
-  it.each([undefined, '', 'behindy/website', 'behindy/behindy-back-old', 'behindy-back/other'])('serviceFromRepository(%j) is undefined', repo => {
-    expect(serviceFromRepository(repo)).toBeUndefined()
-  })
+  it.each([undefined, '', 'behindy/website', 'behindy/behindy-back-old', 'behindy-back/other'])(
+    'serviceFromRepository(%j) is undefined',
+    repo => {
+      expect(serviceFromRepository(repo)).toBeUndefined()
+    }
+  )
 
   it('publicPath: story is reached under /llm, backend and frontend as they are', () => {
     expect(publicPath(CATALOGUE.story, '/health')).toBe('/llm/health')
@@ -187,7 +195,11 @@ describe('upstream files', () => {
   it('customServiceFiles: map, location through the variable, and a placeholder only when nothing is live', () => {
     const files = customServiceFiles('my-svc', '/things/', false)
     const byPath = new Map(files.map(f => [f.path, f.content]))
-    expect([...byPath.keys()].sort()).toEqual(['upstreams/app_my-svc.conf', 'upstreams/app_my-svc.locations', 'upstreams/app_my-svc_vars.conf'])
+    expect([...byPath.keys()].sort()).toEqual([
+      'upstreams/app_my-svc.conf',
+      'upstreams/app_my-svc.locations',
+      'upstreams/app_my-svc_vars.conf'
+    ])
     const vars = byPath.get('upstreams/app_my-svc_vars.conf') as string
     expect(vars).toMatch(/map \$server_port \$up_my_svc \{/)
     expect(vars).toMatch(/^\s*8504\s+\$http_x_ops_upstream;/m)
@@ -205,7 +217,15 @@ describe('upstream files', () => {
 
 describe('parseInspect', () => {
   /** One line as `docker inspect --format INSPECT_FORMAT` prints it: each {{json .X}} replaced by X's JSON. */
-  function inspectLine(fields: { Name: string; Id: string; State: unknown; RestartCount: number; Networks: unknown; Labels: unknown; Image?: string }): string {
+  function inspectLine(fields: {
+    Name: string
+    Id: string
+    State: unknown
+    RestartCount: number
+    Networks: unknown
+    Labels: unknown
+    Image?: string
+  }): string {
     const values: Record<string, unknown> = {
       '.Config.Image': fields.Image ?? 'example/app:v1',
       '.Name': fields.Name,
@@ -240,7 +260,11 @@ describe('parseInspect', () => {
       Error: '',
       StartedAt: '2026-01-01T00:00:00.123456789Z',
       FinishedAt: '0001-01-01T00:00:00Z',
-      Health: { Status: 'healthy', FailingStreak: 0, Log: [{ Start: '2026-01-01T00:00:05Z', End: '2026-01-01T00:00:05Z', ExitCode: 0, Output: 'ok\n' }] }
+      Health: {
+        Status: 'healthy',
+        FailingStreak: 0,
+        Log: [{ Start: '2026-01-01T00:00:05Z', End: '2026-01-01T00:00:05Z', ExitCode: 0, Output: 'ok\n' }]
+      }
     },
     RestartCount: 0,
     Networks: {
@@ -262,12 +286,27 @@ describe('parseInspect', () => {
       },
       bridge: { IPAddress: '172.17.0.3', Gateway: '172.17.0.1' }
     },
-    Labels: { [SERVICE_LABEL]: 'backend', [IMAGE_LABEL]: 'ghcr.io/behindy/back:abc', 'ops-action.port': '8080', 'org.opencontainers.image.title': 'back <app> & co' }
+    Labels: {
+      [SERVICE_LABEL]: 'backend',
+      [IMAGE_LABEL]: 'ghcr.io/behindy/back:abc',
+      'ops-action.port': '8080',
+      'org.opencontainers.image.title': 'back <app> & co'
+    }
   })
   const noHealth = inspectLine({
     Name: '/backend-5e6f7a8b',
     Id: id2,
-    State: { Status: 'exited', Running: false, Restarting: false, Dead: false, Pid: 0, ExitCode: 1, Error: '', StartedAt: '2026-01-01T00:00:00Z', FinishedAt: '2026-01-01T00:00:09Z' },
+    State: {
+      Status: 'exited',
+      Running: false,
+      Restarting: false,
+      Dead: false,
+      Pid: 0,
+      ExitCode: 1,
+      Error: '',
+      StartedAt: '2026-01-01T00:00:00Z',
+      FinishedAt: '2026-01-01T00:00:09Z'
+    },
     RestartCount: 2,
     Networks: {},
     Labels: null
@@ -282,7 +321,12 @@ describe('parseInspect', () => {
         restarts: 0,
         health: 'healthy',
         ips: { internal: '172.18.0.5', bridge: '172.17.0.3' },
-        labels: { [SERVICE_LABEL]: 'backend', [IMAGE_LABEL]: 'ghcr.io/behindy/back:abc', 'ops-action.port': '8080', 'org.opencontainers.image.title': 'back <app> & co' },
+        labels: {
+          [SERVICE_LABEL]: 'backend',
+          [IMAGE_LABEL]: 'ghcr.io/behindy/back:abc',
+          'ops-action.port': '8080',
+          'org.opencontainers.image.title': 'back <app> & co'
+        },
         image: 'example/app:v1',
         startedAt: '2026-01-01T00:00:00.123456789Z'
       }
@@ -290,7 +334,19 @@ describe('parseInspect', () => {
   })
 
   it('reads a container without Health, networks or labels', () => {
-    expect(parseInspect(noHealth)).toEqual([{ name: 'backend-5e6f7a8b', id: id2, status: 'exited', restarts: 2, health: 'none', ips: {}, labels: {}, image: 'example/app:v1', startedAt: '2026-01-01T00:00:00Z' }])
+    expect(parseInspect(noHealth)).toEqual([
+      {
+        name: 'backend-5e6f7a8b',
+        id: id2,
+        status: 'exited',
+        restarts: 2,
+        health: 'none',
+        ips: {},
+        labels: {},
+        image: 'example/app:v1',
+        startedAt: '2026-01-01T00:00:00Z'
+      }
+    ])
   })
 
   it('Health: null counts as none, and a go-escaped label (\\u003c) is decoded', () => {
@@ -301,16 +357,7 @@ describe('parseInspect', () => {
   })
 
   it('skips blank, error, marker and broken lines, keeping the order of the rest', () => {
-    const out = [
-      '',
-      'Error: No such object: gone',
-      withHealth,
-      '@@ops-rc 0',
-      '"/broken"\t{not json',
-      '   ',
-      noHealth,
-      ''
-    ].join('\n')
+    const out = ['', 'Error: No such object: gone', withHealth, '@@ops-rc 0', '"/broken"\t{not json', '   ', noHealth, ''].join('\n')
     expect(parseInspect(out).map(c => c.name)).toEqual(['backend-1a2b3c4d', 'backend-5e6f7a8b'])
     expect(parseInspect('')).toEqual([])
   })
@@ -476,7 +523,18 @@ describe('httpStatus', () => {
 
   beforeAll(async () => {
     server = createServer((req, res) => {
-      const code = req.url === '/missing' ? 404 : req.url === '/down' ? 503 : req.url === '/moved' ? 301 : req.url === '/header' ? (req.headers['x-ops-upstream'] === 'frontend-1a2b3c4d:3000' ? 204 : 400) : 200
+      const code =
+        req.url === '/missing'
+          ? 404
+          : req.url === '/down'
+            ? 503
+            : req.url === '/moved'
+              ? 301
+              : req.url === '/header'
+                ? req.headers['x-ops-upstream'] === 'frontend-1a2b3c4d:3000'
+                  ? 204
+                  : 400
+                : 200
       if (code === 301) res.setHeader('Location', '/health')
       res.statusCode = code
       res.end('body')
@@ -502,7 +560,9 @@ describe('httpStatus', () => {
   function status(url: string, timeoutS = 2, header = ''): Promise<string> {
     const script = dockerArgv(httpStatus('nginx', url, timeoutS, header))[4]
     return new Promise((resolve, reject) =>
-      execFile('sh', ['-c', script, 'sh', url, String(timeoutS), header], { timeout: 15_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)))
+      execFile('sh', ['-c', script, 'sh', url, String(timeoutS), header], { timeout: 15_000 }, (err, stdout) =>
+        err ? reject(err) : resolve(stdout)
+      )
     )
   }
 
@@ -511,13 +571,16 @@ describe('httpStatus', () => {
     expect(await status(`http://127.0.0.1:${port}/header`)).toBe('400\n')
   })
 
-  it.skipIf(!hasWget)('prints 200 / 404 / 503, the final status after a redirect, and 000 when nothing answers (wget missing: skipped)', async () => {
-    expect(await status(`http://127.0.0.1:${port}/health`)).toBe('200\n')
-    expect(await status(`http://127.0.0.1:${port}/missing`)).toBe('404\n')
-    expect(await status(`http://127.0.0.1:${port}/down`)).toBe('503\n')
-    expect(await status(`http://127.0.0.1:${port}/moved`)).toBe('200\n')
-    expect(await status(`http://127.0.0.1:${closedPort}/health`)).toBe('000\n')
-  })
+  it.skipIf(!hasWget)(
+    'prints 200 / 404 / 503, the final status after a redirect, and 000 when nothing answers (wget missing: skipped)',
+    async () => {
+      expect(await status(`http://127.0.0.1:${port}/health`)).toBe('200\n')
+      expect(await status(`http://127.0.0.1:${port}/missing`)).toBe('404\n')
+      expect(await status(`http://127.0.0.1:${port}/down`)).toBe('503\n')
+      expect(await status(`http://127.0.0.1:${port}/moved`)).toBe('200\n')
+      expect(await status(`http://127.0.0.1:${closedPort}/health`)).toBe('000\n')
+    }
+  )
 })
 
 describe('lockScript (flock, run locally)', () => {

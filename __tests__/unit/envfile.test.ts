@@ -36,13 +36,30 @@ describe('envLine round trip through the dotenv reader', () => {
 describe('mergeEnvFile', () => {
   it('replaces in place, appends new keys, keeps comments, reports changed keys only', () => {
     const host = '# secrets\nDB_USER=app\nDB_PASS=old\nOTHER=keep\n'
-    const r = mergeEnvFile(host, [['DB_PASS', 'new pass'], ['DB_USER', 'app'], ['REDIS_PASSWORD', 'r3d1s']], 'infra-env')
+    const r = mergeEnvFile(
+      host,
+      [
+        ['DB_PASS', 'new pass'],
+        ['DB_USER', 'app'],
+        ['REDIS_PASSWORD', 'r3d1s']
+      ],
+      'infra-env'
+    )
     expect(r.text).toBe("# secrets\nDB_USER=app\nDB_PASS='new pass'\nOTHER=keep\nREDIS_PASSWORD=r3d1s\n")
     expect(r.changed).toEqual(['DB_PASS', 'REDIS_PASSWORD'])
   })
   it('is a no-op when nothing differs', () => {
     const host = "A=1\nB='x y'\n"
-    expect(mergeEnvFile(host, [['A', '1'], ['B', 'x y']], 'infra-env')).toEqual({ text: host, changed: [] })
+    expect(
+      mergeEnvFile(
+        host,
+        [
+          ['A', '1'],
+          ['B', 'x y']
+        ],
+        'infra-env'
+      )
+    ).toEqual({ text: host, changed: [] })
   })
   it('starts an empty file', () => {
     expect(mergeEnvFile('', [['A', '1']], 'infra-env').text).toBe('A=1\n')

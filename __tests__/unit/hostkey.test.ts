@@ -42,7 +42,7 @@ function keygen(name: string, type: 'ed25519' | 'rsa'): RealKey {
 /** Line numbers of known_hosts `file` that `ssh-keygen -F name` reports as matching. */
 function sshKeygenFind(file: string, name: string): number[] {
   const r = spawnSync('ssh-keygen', ['-F', name, '-f', file], { encoding: 'utf8' })
-  return [...r.stdout.matchAll(/found: line (\d+)/g)].map((m) => Number(m[1]))
+  return [...r.stdout.matchAll(/found: line (\d+)/g)].map(m => Number(m[1]))
 }
 
 beforeAll(() => {
@@ -222,7 +222,7 @@ describe('hostMatches', () => {
       '*'
     ]
     const file = join(dir, 'oracle_known_hosts')
-    writeFileSync(file, patterns.map((p) => `${p} ${ed.type} ${ed.b64}\n`).join(''))
+    writeFileSync(file, patterns.map(p => `${p} ${ed.type} ${ed.b64}\n`).join(''))
     const entries = parseKnownHosts(readFileSync(file, 'utf8'))
     const cases: Array<[string, number]> = [
       ['example.com', 22],
@@ -241,7 +241,7 @@ describe('hostMatches', () => {
     ]
     for (const [host, port] of cases) {
       const name = port === 22 ? host : `[${host}]:${port}`
-      const ours = entries.filter((e) => hostMatches(e.patterns, host, port)).map((e) => e.line)
+      const ours = entries.filter(e => hostMatches(e.patterns, host, port)).map(e => e.line)
       expect({ name, lines: ours }).toEqual({ name, lines: sshKeygenFind(file, name) })
     }
   })
@@ -271,7 +271,7 @@ describe('hostMatches', () => {
     // and agree with ssh-keygen's own lookup
     for (const name of ['[127.0.0.1]:2222', '127.0.0.1', 'example.com', '[example.com]:2222']) {
       const [host, port] = name.startsWith('[') ? [name.slice(1, name.indexOf(']')), Number(name.split(':').pop())] : [name, 22]
-      const ours = entries.filter((e) => hostMatches(e.patterns, host, port)).map((e) => e.line)
+      const ours = entries.filter(e => hostMatches(e.patterns, host, port)).map(e => e.line)
       expect({ name, lines: ours }).toEqual({ name, lines: sshKeygenFind(file, name) })
     }
   })

@@ -23,21 +23,58 @@ import { quote, type Sh } from '../../src/shell'
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 200)
 
 // Every shell metacharacter, whitespace, CR, NUL, and unicode that trim()/toLowerCase()/\s treat specially.
-const META = [';', '&', '|', '$', '`', '(', ')', '<', '>', '\\', '"', "'", '*', '?', '[', ']', '{', '}', '~', '#', '!', ' ', '\t', '\n', '\r', '\0']
+const META = [
+  ';',
+  '&',
+  '|',
+  '$',
+  '`',
+  '(',
+  ')',
+  '<',
+  '>',
+  '\\',
+  '"',
+  "'",
+  '*',
+  '?',
+  '[',
+  ']',
+  '{',
+  '}',
+  '~',
+  '#',
+  '!',
+  ' ',
+  '\t',
+  '\n',
+  '\r',
+  '\0'
+]
 const UNICODE = ['é', 'ß', 'ü', '€', 'İ', '\u212a', '\u00a0', '\u2028', '\u2029', '\u200b', '\ufeff', '\u0085', '😀', '日本', 'Ａ', '١']
 const PLAIN = [...'abcxyzABXZ0189.-_/:=,@%+'.split('')]
-const char = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...META) }, { weight: 1, arbitrary: fc.constantFrom(...UNICODE) }, { weight: 3, arbitrary: fc.constantFrom(...PLAIN) })
+const char = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(...META) },
+  { weight: 1, arbitrary: fc.constantFrom(...UNICODE) },
+  { weight: 3, arbitrary: fc.constantFrom(...PLAIN) }
+)
 const chars = (min: number, max: number) => fc.array(char, { minLength: min, maxLength: max }).map(a => a.join(''))
 
 /** An arbitrary string, or the valid value with a few characters inserted / replaced / added (near misses). */
 function valueArb(valid: string): fc.Arbitrary<string> {
-  const mutated = fc.tuple(fc.nat(), fc.nat({ max: 3 }), chars(1, 4), fc.constantFrom('insert', 'replace', 'append', 'prepend')).map(([at, len, s, how]) => {
-    const i = valid.length ? at % (valid.length + 1) : 0
-    if (how === 'append') return valid + s
-    if (how === 'prepend') return s + valid
-    return valid.slice(0, i) + s + valid.slice(how === 'replace' ? i + len : i)
-  })
-  return fc.oneof({ weight: 2, arbitrary: chars(0, 24) }, { weight: 3, arbitrary: mutated }, { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 16 }) })
+  const mutated = fc
+    .tuple(fc.nat(), fc.nat({ max: 3 }), chars(1, 4), fc.constantFrom('insert', 'replace', 'append', 'prepend'))
+    .map(([at, len, s, how]) => {
+      const i = valid.length ? at % (valid.length + 1) : 0
+      if (how === 'append') return valid + s
+      if (how === 'prepend') return s + valid
+      return valid.slice(0, i) + s + valid.slice(how === 'replace' ? i + len : i)
+    })
+  return fc.oneof(
+    { weight: 2, arbitrary: chars(0, 24) },
+    { weight: 3, arbitrary: mutated },
+    { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 16 }) }
+  )
 }
 
 /**
@@ -130,14 +167,26 @@ function argvStrings(i: Inputs): string[] {
     i.infra.opsDir,
     i.infra.network,
     i.infra.settings.domain ?? '',
-    ...(d ? [d.service, d.image, d.spec.route, d.spec.healthPath, ...d.spec.aliases, d.envFile ?? '', d.registry?.server ?? '', d.registry?.username ?? '', d.memory ?? ''] : [])
+    ...(d
+      ? [
+          d.service,
+          d.image,
+          d.spec.route,
+          d.spec.healthPath,
+          ...d.spec.aliases,
+          d.envFile ?? '',
+          d.registry?.server ?? '',
+          d.registry?.username ?? '',
+          d.memory ?? ''
+        ]
+      : [])
   ]
 }
 
 /** Runs `printf '%s\0' <quote(v)>…` in a real sh (in chunks, to stay below the argument size limit). */
 function throughSh(values: string[]): string[] {
   const out: string[] = []
-  for (let start = 0; start < values.length; ) {
+  for (let start = 0; start < values.length;) {
     let size = 0
     let end = start
     while (end < values.length && (end === start || size + values[end].length < 60_000)) size += values[end++].length * 4 + 3
@@ -163,15 +212,47 @@ function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
   if (d) {
     const name = `${d.service}-0123abcd`
     list.push({
-      sh: runContainer({ name, service: d.service, image: d.image, network: i.infra.network, aliases: d.spec.aliases, port: d.spec.port, stopTimeoutS: d.stopTimeoutS, memory: d.memory, envFile: d.envFile }),
+      sh: runContainer({
+        name,
+        service: d.service,
+        image: d.image,
+        network: i.infra.network,
+        aliases: d.spec.aliases,
+        port: d.spec.port,
+        stopTimeoutS: d.stopTimeoutS,
+        memory: d.memory,
+        envFile: d.envFile
+      }),
       wants: [
         [
-          'run', '--detach', '--name', name, '--network', i.infra.network, ...d.spec.aliases.flatMap(a => ['--network-alias', a]),
-          '--restart', 'unless-stopped', '--stop-timeout', String(d.stopTimeoutS),
-          '--label', `ops-action.service=${d.service}`, '--label', `ops-action.image=${d.image}`, '--label', `ops-action.port=${d.spec.port}`,
-          '--log-opt', 'max-size=10m', '--log-opt', 'max-file=3',
-          ...(d.memory ? ['--memory', d.memory] : []), ...(d.envFile ? ['--env-file', d.envFile] : []),
-          '--env-file', '*', '--env-file', '*', d.image
+          'run',
+          '--detach',
+          '--name',
+          name,
+          '--network',
+          i.infra.network,
+          ...d.spec.aliases.flatMap(a => ['--network-alias', a]),
+          '--restart',
+          'unless-stopped',
+          '--stop-timeout',
+          String(d.stopTimeoutS),
+          '--label',
+          `ops-action.service=${d.service}`,
+          '--label',
+          `ops-action.image=${d.image}`,
+          '--label',
+          `ops-action.port=${d.spec.port}`,
+          '--log-opt',
+          'max-size=10m',
+          '--log-opt',
+          'max-file=3',
+          ...(d.memory ? ['--memory', d.memory] : []),
+          ...(d.envFile ? ['--env-file', d.envFile] : []),
+          '--env-file',
+          '*',
+          '--env-file',
+          '*',
+          d.image
         ]
       ]
     })
@@ -199,9 +280,11 @@ function dockerArgvs(commands: Sh[]): string[][][] {
   const files = new Set(readdirSync(argvDir))
   const result = commands.map((_, n) => {
     if (!files.has(String(n))) return []
-    const fields = readFileSync(join(argvDir, String(n)), 'utf8').split('\0').slice(0, -1)
+    const fields = readFileSync(join(argvDir, String(n)), 'utf8')
+      .split('\0')
+      .slice(0, -1)
     const calls: string[][] = []
-    for (let k = 0; k < fields.length; ) {
+    for (let k = 0; k < fields.length;) {
       const count = Number(fields[k])
       calls.push(fields.slice(k + 1, k + 1 + count))
       k += 1 + count
@@ -238,57 +321,66 @@ describe('getInputs reads every input of action.yml', () => {
   })
 })
 
-describe.each(['deploy', 'infra'] as const)('property, mode %s: one input replaced by an arbitrary string is rejected naming it, or is inert', mode => {
-  it.each(Object.keys(DEFAULTS))('%s', name => {
-    const base = baselines[mode]
-    const accepted: Inputs[] = []
-    let rejected = 0
-    let namedItself = 0
-    fc.assert(
-      fc.property(valueArb(base[name]), value => {
-        const values = { ...base, [name]: value }
-        let inputs: Inputs
-        try {
-          inputs = getInputs(n => values[n] ?? '')
-        } catch (e) {
-          const named = namedBy(e)
-          const allowed = [name, ...(COUPLED[name] ?? [])]
-          // The error names the input (or one whose validity depends on it), and nothing the change did not touch.
-          expect(named.length).toBeGreaterThan(0)
-          expect(named.filter(n => !allowed.includes(n)), `${JSON.stringify(value)}: ${(e as Error).message}`).toEqual([])
-          rejected++
-          if (named.includes(name)) namedItself++
-          return
-        }
-        // Accepted: whatever goes into an env file is something the file holds exactly.
-        for (const [, v] of inputs.deploy?.env ?? []) expect(v, 'a docker --env-file value must be one line without NUL').not.toMatch(/[\r\n\0]/)
-        const infraEnv = inputs.infra.infraEnv
-        if (infraEnv.length) {
-          const back = readEnvFile(mergeEnvFile('', infraEnv, 'infra-env').text)
-          for (const [k, v] of infraEnv) expect(back.get(k), `.env value of ${k}`).toBe(v)
-        }
-        accepted.push(inputs)
-      }),
-      { numRuns: RUNS }
-    )
+describe.each(['deploy', 'infra'] as const)(
+  'property, mode %s: one input replaced by an arbitrary string is rejected naming it, or is inert',
+  mode => {
+    it.each(Object.keys(DEFAULTS))('%s', name => {
+      const base = baselines[mode]
+      const accepted: Inputs[] = []
+      let rejected = 0
+      let namedItself = 0
+      fc.assert(
+        fc.property(valueArb(base[name]), value => {
+          const values = { ...base, [name]: value }
+          let inputs: Inputs
+          try {
+            inputs = getInputs(n => values[n] ?? '')
+          } catch (e) {
+            const named = namedBy(e)
+            const allowed = [name, ...(COUPLED[name] ?? [])]
+            // The error names the input (or one whose validity depends on it), and nothing the change did not touch.
+            expect(named.length).toBeGreaterThan(0)
+            expect(
+              named.filter(n => !allowed.includes(n)),
+              `${JSON.stringify(value)}: ${(e as Error).message}`
+            ).toEqual([])
+            rejected++
+            if (named.includes(name)) namedItself++
+            return
+          }
+          // Accepted: whatever goes into an env file is something the file holds exactly.
+          for (const [, v] of inputs.deploy?.env ?? [])
+            expect(v, 'a docker --env-file value must be one line without NUL').not.toMatch(/[\r\n\0]/)
+          const infraEnv = inputs.infra.infraEnv
+          if (infraEnv.length) {
+            const back = readEnvFile(mergeEnvFile('', infraEnv, 'infra-env').text)
+            for (const [k, v] of infraEnv) expect(back.get(k), `.env value of ${k}`).toBe(v)
+          }
+          accepted.push(inputs)
+        }),
+        { numRuns: RUNS }
+      )
 
-    // Every string that reaches a command line passes through a real sh unchanged (one sh for all of them).
-    const strings = [...new Set(accepted.flatMap(argvStrings))]
-    expect(throughSh(strings)).toEqual(strings)
+      // Every string that reaches a command line passes through a real sh unchanged (one sh for all of them).
+      const strings = [...new Set(accepted.flatMap(argvStrings))]
+      expect(throughSh(strings)).toEqual(strings)
 
-    // The commands the action builds from them give docker exactly those strings as arguments. Only accepted sets
-    // whose argv strings differ from each other are run (the rest would repeat the same check).
-    const distinct = new Map(accepted.map(i => [JSON.stringify(argvStrings(i)), i]))
-    const samples = [...distinct.values()].slice(0, 40)
-    const built = samples.flatMap(commandsOf)
-    const argvs = dockerArgvs(built.map(b => b.sh))
-    built.forEach((b, n) => {
-      expect(argvs[n].length, b.sh.sh).toBe(b.wants.length)
-      b.wants.forEach((want, k) => expect(matches(argvs[n][k], want), `${JSON.stringify(argvs[n][k])} != ${JSON.stringify(want)}`).toBe(true))
+      // The commands the action builds from them give docker exactly those strings as arguments. Only accepted sets
+      // whose argv strings differ from each other are run (the rest would repeat the same check).
+      const distinct = new Map(accepted.map(i => [JSON.stringify(argvStrings(i)), i]))
+      const samples = [...distinct.values()].slice(0, 40)
+      const built = samples.flatMap(commandsOf)
+      const argvs = dockerArgvs(built.map(b => b.sh))
+      built.forEach((b, n) => {
+        expect(argvs[n].length, b.sh.sh).toBe(b.wants.length)
+        b.wants.forEach((want, k) =>
+          expect(matches(argvs[n][k], want), `${JSON.stringify(argvs[n][k])} != ${JSON.stringify(want)}`).toBe(true)
+        )
+      })
+
+      // Not a vacuous pass: some values were rejected naming the input itself (every input has a rule, or none to break).
+      expect(rejected + accepted.length).toBe(RUNS)
+      if (rejected) expect(namedItself).toBeGreaterThan(0)
     })
-
-    // Not a vacuous pass: some values were rejected naming the input itself (every input has a rule, or none to break).
-    expect(rejected + accepted.length).toBe(RUNS)
-    if (rejected) expect(namedItself).toBeGreaterThan(0)
-  })
-})
+  }
+)

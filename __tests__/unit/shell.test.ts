@@ -39,7 +39,13 @@ describe('concurrently', () => {
   it('runs probes at the same time and prints their sections in order', () => {
     // The first probe waits for a file only the second one creates: run one after the other, it would give up.
     const flag = join(mkdtempSync(join(tmpdir(), 'ops-conc-')), 'flag')
-    const waiter = cmd('sh', '-c', 'i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done; echo saw it', 'sh', flag)
+    const waiter = cmd(
+      'sh',
+      '-c',
+      'i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done; echo saw it',
+      'sh',
+      flag
+    )
     const out = sh(concurrently(section('waiter', waiter), section('maker', cmd('touch', flag))).sh)
     expect(splitSections(out).get('waiter')).toEqual({ rc: 0, out: 'saw it' })
     expect(splitSections(out).get('maker')).toEqual({ rc: 0, out: '' })

@@ -5,14 +5,7 @@ import { composeV2 } from '../../src/commands/compose'
 import type { InfraInputs } from '../../src/context'
 import { InputErrors } from '../../src/errors'
 import { checkStackEnv, effectiveSettings, nginxImage, parseContainers, planInfra, type HostState } from '../../src/infra'
-import {
-  loadBundle,
-  planFiles,
-  renderStack,
-  ROUTED_SERVICES,
-  sha256,
-  type FileSet
-} from '../../src/stackfiles'
+import { loadBundle, planFiles, renderStack, ROUTED_SERVICES, sha256, type FileSet } from '../../src/stackfiles'
 import { placeholderUpstream } from '../../src/upstream'
 
 const ROOT = join(__dirname, '..', '..')
@@ -120,12 +113,14 @@ describe('renderStack', () => {
     expect(https).toHaveLength(1)
     expect(https[0]).toContain('server_name behindy.me www.behindy.me;')
     expect(https[0]).toMatch(/add_header Strict-Transport-Security \$hsts always;/)
-    expect(code(file(bundle, 'nginx/conf.d/00-zones.conf'))).toMatch(/map \$https \$hsts \{\s*on\s+"max-age=31536000; includeSubDomains";\s*default\s+"";\s*\}/)
+    expect(code(file(bundle, 'nginx/conf.d/00-zones.conf'))).toMatch(
+      /map \$https \$hsts \{\s*on\s+"max-age=31536000; includeSubDomains";\s*default\s+"";\s*\}/
+    )
     expect(https[0]).toContain('include routes/*.conf;')
     expect(https[0]).toContain('include snippets/common.conf;')
   })
 
-  it('every location with add_header of its own repeats HSTS (nginx would drop the server\'s there)', () => {
+  it("every location with add_header of its own repeats HSTS (nginx would drop the server's there)", () => {
     let checked = 0
     for (const [path, text] of [...bundle].filter(([p]) => p.startsWith('nginx/routes/') || p.startsWith('nginx/snippets/'))) {
       for (const body of blocks(text, /\blocation\b[^{]*\{/)) {
@@ -144,7 +139,9 @@ describe('renderStack', () => {
 
   it('TLS: HTTP for the domain redirects to https, ACME challenge still served over HTTP', () => {
     const servers = file(tls, 'nginx/conf.d/20-servers.conf')
-    const redirect = blocks(servers, /\bserver\s*\{/).filter(b => /server_name behindy\.me www\.behindy\.me;/.test(b) && /listen\s+80;/.test(b))
+    const redirect = blocks(servers, /\bserver\s*\{/).filter(
+      b => /server_name behindy\.me www\.behindy\.me;/.test(b) && /listen\s+80;/.test(b)
+    )
     expect(redirect).toHaveLength(1)
     expect(redirect[0]).toMatch(/location \/ \{\s*return 301 https:\/\/\$host\$request_uri;\s*\}/)
     expect(redirect[0]).toContain('include snippets/common.conf;')
@@ -191,7 +188,7 @@ describe('shipped nginx config', () => {
   const backend = file(bundle, 'nginx/routes/backend.conf')
   const story = file(bundle, 'nginx/routes/story.conf')
 
-  it('resolves app container names through docker\'s embedded DNS at request time, briefly cached', () => {
+  it("resolves app container names through docker's embedded DNS at request time, briefly cached", () => {
     expect(code(main)).toMatch(/^\s*resolver 127\.0\.0\.11 valid=5s ipv6=off;/m)
     expect(code(main)).toMatch(/^\s*resolver_timeout \d+s;/m)
   })
@@ -410,7 +407,11 @@ describe('compose/docker-compose.yml', () => {
     const line = script.split('\n').find(l => /\bredis-server\b/.test(l)) as string
     expect(line).toBeDefined()
     // Arguments of redis-server, up to the heredoc redirection: the last one is "-" (config from stdin).
-    const args = line.slice(line.indexOf('redis-server')).replace(/\s*<<-?\s*'?EOF'?\s*$/, '').trim().split(/\s+/)
+    const args = line
+      .slice(line.indexOf('redis-server'))
+      .replace(/\s*<<-?\s*'?EOF'?\s*$/, '')
+      .trim()
+      .split(/\s+/)
     expect(args[args.length - 1]).toBe('-')
     expect(line).not.toMatch(/REDIS_PASSWORD/)
     expect(script).toMatch(/^requirepass \$\$REDIS_PASSWORD$/m)
@@ -467,7 +468,10 @@ describe('planFiles', () => {
   })
 
   it('removes files nobody shipped from compose/ and nginx/ (hand edits, stray files), never from elsewhere', () => {
-    const files: FileSet = new Map([['nginx/conf.d/00-zones.conf', 'x'], ['compose/docker-compose.yml', 'y']])
+    const files: FileSet = new Map([
+      ['nginx/conf.d/00-zones.conf', 'x'],
+      ['compose/docker-compose.yml', 'y']
+    ])
     const host = new Map([
       ['nginx/conf.d/00-zones.conf', sha256('x')],
       ['compose/docker-compose.yml', sha256('y')],
@@ -475,7 +479,10 @@ describe('planFiles', () => {
       ['compose/docker-compose.override.yml', sha256('z')],
       ['upstreams/app_my-svc.locations', sha256('custom service')]
     ])
-    expect(planFiles(files, host, [...files.keys()]).remove.sort()).toEqual(['compose/docker-compose.override.yml', 'nginx/conf.d/zz-stray.conf'])
+    expect(planFiles(files, host, [...files.keys()]).remove.sort()).toEqual([
+      'compose/docker-compose.override.yml',
+      'nginx/conf.d/zz-stray.conf'
+    ])
   })
 
   it('empty host: everything is written', () => {
@@ -536,7 +543,18 @@ describe('planInfra', () => {
   }
 
   it('missing DB_PASS and REDIS_PASSWORD: one InputErrors naming both', () => {
-    const err = errorsOf(() => planInfra(inputs({ infraEnv: [['DB_USER', 'u'], ['DB_NAME', 'n']] }), host(), bundle))
+    const err = errorsOf(() =>
+      planInfra(
+        inputs({
+          infraEnv: [
+            ['DB_USER', 'u'],
+            ['DB_NAME', 'n']
+          ]
+        }),
+        host(),
+        bundle
+      )
+    )
     expect(err.message).toContain("Input 'infra-env'")
     expect(err.message).toContain('DB_PASS')
     expect(err.message).toContain('REDIS_PASSWORD')
@@ -546,7 +564,12 @@ describe('planInfra', () => {
 
   it('variables already in the host .env count', () => {
     const plan = planInfra(
-      inputs({ infraEnv: [['DB_USER', 'u'], ['DB_NAME', 'n']] }),
+      inputs({
+        infraEnv: [
+          ['DB_USER', 'u'],
+          ['DB_NAME', 'n']
+        ]
+      }),
       host({ envText: "# host secrets\nDB_PASS='p w'\nREDIS_PASSWORD=abcdef\n" }),
       bundle
     )
@@ -600,7 +623,11 @@ describe('planInfra', () => {
   })
 
   it('never overwrites an existing upstream file, even with different content', () => {
-    const plan = planInfra(inputs(), host({ hashes: new Map([['upstreams/app_backend.conf', sha256('upstream app_backend { server 10.0.0.5:8080; }')]]) }), bundle)
+    const plan = planInfra(
+      inputs(),
+      host({ hashes: new Map([['upstreams/app_backend.conf', sha256('upstream app_backend { server 10.0.0.5:8080; }')]]) }),
+      bundle
+    )
     expect(plan.write).not.toContain('upstreams/app_backend.conf')
     expect(plan.files.has('upstreams/app_backend.conf')).toBe(false)
     expect(plan.remove).not.toContain('upstreams/app_backend.conf')
@@ -625,7 +652,11 @@ describe('planInfra', () => {
     const first = planInfra(inputs(), host({ tls: false, settings: behindyMe }), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const second = planInfra(inputs(), host({ tls: true, certHash: 'c'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
+    const second = planInfra(
+      inputs(),
+      host({ tls: true, certHash: 'c'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }),
+      bundle
+    )
     expect(second.write).toEqual(['nginx/conf.d/20-servers.conf', '.ops-certificate', '.ops-manifest'])
     expect(second.files.get('.ops-certificate')).toBe(`${'c'.repeat(64)}\n`)
     expect(second.nginxChanged).toBe(true)
@@ -635,10 +666,18 @@ describe('planInfra', () => {
     const first = planInfra(inputs(), host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe }), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const same = planInfra(inputs(), host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
+    const same = planInfra(
+      inputs(),
+      host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }),
+      bundle
+    )
     expect(same.write).toEqual([])
     expect(same.nginxChanged).toBe(false)
-    const renewed = planInfra(inputs(), host({ tls: true, certHash: 'b'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
+    const renewed = planInfra(
+      inputs(),
+      host({ tls: true, certHash: 'b'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }),
+      bundle
+    )
     expect(renewed.write).toEqual(['.ops-certificate'])
     expect(renewed.nginxChanged).toBe(true)
   })
@@ -659,7 +698,11 @@ describe('planInfra', () => {
     const first = planInfra(inputs(), host(), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const second = planInfra(inputs(), host({ hashes, manifest, envText: first.envText, settings: { domain: '', httpPort: 8080, httpsPort: 443 } }), bundle)
+    const second = planInfra(
+      inputs(),
+      host({ hashes, manifest, envText: first.envText, settings: { domain: '', httpPort: 8080, httpsPort: 443 } }),
+      bundle
+    )
     expect(second.write).toEqual([])
     expect(second.envChangedKeys).toEqual(['HTTP_PORT'])
     expect(second.envText).toContain('HTTP_PORT=8080\n')
@@ -668,14 +711,21 @@ describe('planInfra', () => {
 })
 
 describe('effectiveSettings', () => {
-  const given = (settings: InfraInputs['settings']): InfraInputs => ({ opsDir: '/o', network: 'internal', settings, infraEnv: [], infraTimeoutS: 120, backups: { keep: 7, beforeInfra: true } })
+  const given = (settings: InfraInputs['settings']): InfraInputs => ({
+    opsDir: '/o',
+    network: 'internal',
+    settings,
+    infraEnv: [],
+    infraTimeoutS: 120,
+    backups: { keep: 7, beforeInfra: true }
+  })
   const env = new Map([
     ['DOMAIN', 'behindy.me'],
     ['HTTP_PORT', '8080'],
     ['HTTPS_PORT', '8443']
   ])
 
-  it('an app deploy that gives none of them keeps the host\'s: HTTPS stays on, nginx stays on its ports', () => {
+  it("an app deploy that gives none of them keeps the host's: HTTPS stays on, nginx stays on its ports", () => {
     expect(effectiveSettings(given({}), env)).toEqual({ domain: 'behindy.me', httpPort: 8080, httpsPort: 8443 })
   })
 
@@ -684,7 +734,7 @@ describe('effectiveSettings', () => {
     expect(effectiveSettings(given({}), new Map())).toEqual({ domain: '', httpPort: 80, httpsPort: 443 })
   })
 
-  it('refuses an HTTP port equal to the host\'s HTTPS port, naming the input', () => {
+  it("refuses an HTTP port equal to the host's HTTPS port, naming the input", () => {
     expect(() => effectiveSettings(given({ httpPort: 8443 }), env)).toThrow(/Input 'http-port': must differ/)
   })
 })

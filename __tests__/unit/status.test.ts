@@ -29,7 +29,16 @@ describe('parseUpstreamFiles', () => {
 describe('statusLines', () => {
   it('one markdown row per stack service and app, never deployed shown as such, pipes escaped', () => {
     const st: Status = {
-      stack: [{ service: 'db', container: 'behindy_db_1', image: 'postgres:15.10-bookworm', state: 'running', health: 'healthy', since: '2026-11-28T04:00:00.123Z' }],
+      stack: [
+        {
+          service: 'db',
+          container: 'behindy_db_1',
+          image: 'postgres:15.10-bookworm',
+          state: 'running',
+          health: 'healthy',
+          since: '2026-11-28T04:00:00.123Z'
+        }
+      ],
       services: [
         { service: 'frontend', deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '' },
         {
@@ -41,14 +50,23 @@ describe('statusLines', () => {
           since: '2026-11-28T04:01:00Z',
           direct: '200',
           nginx: '200',
-          lastDeploy: { time: '2026-11-28T04:01:02Z', mode: 'deploy', image: 'a|b', result: 'success', actor: 'octocat', sha: 'abcdef1234567' }
+          lastDeploy: {
+            time: '2026-11-28T04:01:02Z',
+            mode: 'deploy',
+            image: 'a|b',
+            result: 'success',
+            actor: 'octocat',
+            sha: 'abcdef1234567'
+          }
         }
       ]
     }
     const lines = statusLines(st)
     expect(lines).toContain('| db | behindy_db_1 | postgres:15.10-bookworm | running | healthy | 2026-11-28T04:00:00Z |')
     expect(lines).toContain('| frontend | — | — | not deployed | — | — | — | — |')
-    expect(lines).toContain('| backend | backend-1a2b3c4d | a\\|b | running | 2026-11-28T04:01:00Z | 200 | 200 | 2026-11-28T04:01:02Z deploy success by octocat (abcdef1) |')
+    expect(lines).toContain(
+      '| backend | backend-1a2b3c4d | a\\|b | running | 2026-11-28T04:01:00Z | 200 | 200 | 2026-11-28T04:01:02Z deploy success by octocat (abcdef1) |'
+    )
   })
 })
 
@@ -88,14 +106,19 @@ describe('composeActions (what compose up would do, for mode plan)', () => {
     ].join('\n')
   const host = (services: string[]): HostState =>
     ({ containers: services.map((service, i) => ({ id: `id${i}`, service, status: 'Up 1 minute (healthy)' })) }) as unknown as HostState
-  const plan = (text: string, write: string[], env: string[] = []): InfraPlan => ({ files: new Map([['compose/docker-compose.yml', text]]), write, envChangedKeys: env }) as unknown as InfraPlan
+  const plan = (text: string, write: string[], env: string[] = []): InfraPlan =>
+    ({ files: new Map([['compose/docker-compose.yml', text]]), write, envChangedKeys: env }) as unknown as InfraPlan
 
   it('creates what is missing, recreates what changed in the file or reads a changed .env key, leaves the rest', () => {
     const now = compose('${REDIS_MAXMEMORY:-256mb}')
     expect(composeActions(host(['db', 'redis', 'nginx']), plan(now, []), now)).toEqual([])
     expect(composeActions(host(['db', 'nginx']), plan(now, []), now)).toEqual([['redis', 'create']])
-    expect(composeActions(host(['db', 'redis', 'nginx']), plan(compose('512mb'), ['compose/docker-compose.yml']), now)).toEqual([['redis', 'recreate (its definition changed)']])
-    expect(composeActions(host(['db', 'redis', 'nginx']), plan(now, [], ['DB_PASS']), now)).toEqual([['db', 'recreate (.env DB_PASS changed)']])
+    expect(composeActions(host(['db', 'redis', 'nginx']), plan(compose('512mb'), ['compose/docker-compose.yml']), now)).toEqual([
+      ['redis', 'recreate (its definition changed)']
+    ])
+    expect(composeActions(host(['db', 'redis', 'nginx']), plan(now, [], ['DB_PASS']), now)).toEqual([
+      ['db', 'recreate (.env DB_PASS changed)']
+    ])
     expect(composeActions(host(['db', 'redis', 'nginx']), plan(now, [], ['UNUSED']), now)).toEqual([])
   })
 })

@@ -135,7 +135,6 @@ export const httpStatus = (via: string, url: string, timeoutS = 3, header = ''):
     header
   )
 
-
 export const stopContainer = (name: string, timeoutS: number): Sh => cmd('docker', 'stop', '--time', String(timeoutS), name)
 export const removeContainers = (names: string[]): Sh => cmd('docker', 'rm', '--force', '--volumes', ...names)
 
@@ -144,7 +143,8 @@ export const repositoryImages = (repository: string): Sh =>
   cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository)
 
 /** Removes images; ones still used by a container are skipped with a message, never forced. */
-export const removeImages = (refs: string[]): Sh => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs)
+export const removeImages = (refs: string[]): Sh =>
+  script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs)
 
 /** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
 export const appendLine = (path: string): Sh => script('cat >> "$1"', path)

@@ -25,7 +25,11 @@ export const dirWritable = (dir: string): Sh =>
 
 /** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
 export const hashFiles = (dir: string, subdirs: string[]): Sh =>
-  script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs)
+  script(
+    'cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0',
+    dir,
+    ...subdirs
+  )
 
 /** Prints a file, or nothing when it does not exist. */
 export const readFileIfExists = (path: string): Sh => script('[ -f "$1" ] && cat "$1"; exit 0', path)
@@ -74,7 +78,8 @@ export const projectContainers = (project: string): Sh =>
  * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
  * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
  */
-export const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}'
+export const INSPECT_FORMAT =
+  '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}'
 
 export const inspectContainers = (ids: string[]): Sh => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids))
 
