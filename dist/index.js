@@ -67577,7 +67577,7 @@ const _summary = new Summary();
  * @deprecated use `core.summary`
  */
 const markdownSummary = (/* unused pure expression or super */ null && (_summary));
-const summary = _summary;
+const summary_summary = _summary;
 //# sourceMappingURL=summary.js.map
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
 
@@ -70243,7 +70243,15 @@ async function backupDatabase(remote, opsDir, db, keep) {
 // Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
 const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
 const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
-const composeV1Version = () => cmd('docker-compose', 'version', '--short');
+/**
+ * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
+ * a Python program that needs ~0.6 s just to print its version, on every run.
+ */
+const composeV1Version = () => script('b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
+    'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
+    'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
+    'v=$(docker-compose version --short) || exit $?; ' +
+    '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"');
 /** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
 const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
     'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
@@ -70285,8 +70293,18 @@ const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Heal
 const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
 /** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
 const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
-/** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
-const reloadNginx = (id) => cmd('docker', 'kill', '--signal', 'HUP', id);
+/**
+ * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling
+ * `docker top` every 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves;
+ * prints that last `docker top`. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx
+ * refused the config); 5: docker top failed. One round trip for the whole reload.
+ */
+const reloadNginxAndWait = (id, timeoutS) => script('act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
+    'top=$(docker top "$1" -eo pid,args) || exit 5; before="$(act "$top") "; ' +
+    'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
+    'while :; do sleep 0.05; top=$(docker top "$1" -eo pid,args) || exit 5; now=$(act "$top"); new=${now:+yes}; ' +
+    'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
+    '[ -z "$new" ] || { printf "%s\\n" "$top"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done', id, String(timeoutS));
 /**
  * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a
  * domain (the hash tells a renewal apart). live/ is usually 0700 root, so when the SSH user cannot look, the check
@@ -70366,13 +70384,24 @@ const projectInspect = (project) => inspectLabelled(`com.docker.compose.project=
 /** Every container of the service. */
 const serviceContainers = (service) => inspectLabelled(`${SERVICE_LABEL}=${service}`);
 /**
- * An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000 when
- * nothing answered. Works with busybox and GNU wget, which both print the status line with -S.
+ * `probe URL`: one HTTP GET with wget (busybox or GNU, which both print the status line with -S), timeout $T, header
+ * $H; prints the status code, or 000 when nothing answered.
  */
-const httpStatus = (via, url, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', 'out=$(wget -S -q -O /dev/null -T "$2" -t 1 --header "${3:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
+const PROBE = 'probe() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${H:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
     'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
-    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"', 'sh', url, String(timeoutS), header);
-const stopContainer = (name, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), name);
+    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"; }; ';
+/** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
+const httpStatus = (via, url, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header);
+/**
+ * GETs a health URL and a route URL from inside another container in rounds 0.1 s apart, until `need` rounds in a
+ * row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the whole check. Prints
+ * `<health code> <route code>` per round, then `ok` if it got there.
+ */
+const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$5; H=$6; ok=0; i=0; ` +
+    'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do h=$(probe "$1"); r=$(probe "$2"); echo "$h $r"; ' +
+    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); [ $ok -ge "$3" ] || sleep 0.1; done; ' +
+    '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
+const stopContainers = (names, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), ...names);
 const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
 /** `repository:tag id created` of the images of one repository, newest first. */
 const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
@@ -70507,17 +70536,13 @@ async function workers(remote, id) {
  * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
  */
 async function reloadAndWait(remote, id, timeoutMs = 10_000) {
-    const before = new Set((await workers(remote, id)).active);
-    await remote.must(reloadNginx(id), 'reloading nginx');
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const now = await workers(remote, id);
-        if (now.active.length > 0 && now.active.every(pid => !before.has(pid)))
-            return now;
-        if (Date.now() > deadline)
-            throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
-        await sleep(100);
-    }
+    const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)));
+    if (r.code === 0)
+        return parseWorkers(r.stdout);
+    if (r.code === 4)
+        throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
+    const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes';
+    throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
 }
 /** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
 async function waitDrained(remote, id, timeoutMs) {
@@ -70530,7 +70555,7 @@ async function waitDrained(remote, id, timeoutMs) {
             warning(`${now.draining.length} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
             return false;
         }
-        await sleep(250);
+        await sleep(100);
     }
 }
 
@@ -71116,7 +71141,7 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
 
 
 const HISTORY = 'history.jsonl';
-const POLL_MS = 500;
+const POLL_MS = 200;
 const VERIFY_ROUNDS = 3;
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 const PREVIEW_PORT = 8504;
@@ -71205,10 +71230,7 @@ async function swap(remote, ctx) {
     // 9. Drain: let the old nginx workers finish with the old container, then stop it.
     await phase('Drain and stop old', () => drainAndStop(remote, d, nginxId, before.retire));
     // 10. History, images.
-    await phase('Record and prune', async () => {
-        await record('success');
-        await pruneImages(remote, d, image, before.live?.image);
-    });
+    await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, d, image, before.live?.image)]));
     return { container: name, image, previousImage: before.live?.image ?? '' };
 }
 async function pullImage(remote, image, d) {
@@ -71356,11 +71378,16 @@ const SERVICE_FILES = (service) => [upstreamPath(service), locationsPath(service
 async function writeAndReload(remote, opsDir, nginxId, files, onValid = () => undefined) {
     const entries = files.map(f => ({ ...f, mode: 0o644 }));
     const paths = entries.map(e => e.path);
-    await remote.must(unpackAndCommit(opsDir, paths), 'writing nginx upstream files', { stdin: await tarball(entries) });
-    const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF));
-    if (test.code !== 0) {
+    // One round trip: write, then nginx -t (on the old files if the write failed; that result is not used then).
+    const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))), { stdin: await tarball(entries) });
+    const s = splitSections(out.stdout);
+    const write = s.get('write');
+    if (write?.rc !== 0)
+        throw new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`);
+    const test = s.get('test');
+    if (test?.rc !== 0) {
         await remote.must(restoreFiles(paths.map(p => `${opsDir}/${p}`)), 'restoring the nginx files');
-        throw nginxTestFailed(test.stderr || test.stdout, 'nginx was not changed');
+        throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed');
     }
     onValid();
     await reloadAndWait(remote, nginxId);
@@ -71372,19 +71399,12 @@ function nginxTestFailed(output, consequence) {
 async function verify(remote, d, nginxId, port, header = '') {
     const base = `http://127.0.0.1:${port}`;
     const healthPath = publicPath(d.spec, d.spec.healthPath);
-    let ok = 0;
-    let last = '';
-    for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
-        const s = splitSections((await remote.run(concurrently(section('health', httpStatus(nginxId, base + healthPath, 3, header)), section('route', httpStatus(nginxId, base + d.spec.route, 3, header))))).stdout);
-        const h = s.get('health')?.out.trim() ?? '000';
-        const r = s.get('route')?.out.trim() ?? '000';
-        last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`;
-        ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0;
-        if (ok < VERIFY_ROUNDS)
-            await sleep(100);
-    }
+    const out = await remote.must(httpRounds(nginxId, base + healthPath, base + d.spec.route, VERIFY_ROUNDS, VERIFY_ROUNDS * 3, 3, header), 'probing through nginx');
+    const rounds = out.trim().split('\n');
+    const [h = '000', r = '000'] = (rounds.filter(l => l !== 'ok').at(-1) ?? '').split(' ');
+    const last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`;
     const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx';
-    if (ok < VERIFY_ROUNDS)
+    if (rounds.at(-1) !== 'ok')
         throw new HostError(`The new release does not answer well ${where}: ${last}`);
     info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`);
 }
@@ -71411,8 +71431,9 @@ async function drainAndStop(remote, d, nginxId, old) {
     const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000);
     if (drained)
         info('Old nginx workers have finished their requests.');
-    await Promise.all(old.map(c => remote.run(stopContainer(c.name, d.stopTimeoutS))));
-    await remote.must(removeContainers(old.map(c => c.name)), `removing ${old.map(c => c.name).join(', ')}`);
+    const names = old.map(c => c.name);
+    // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
+    await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`);
     info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`);
 }
 /** Seconds per phase for the history; with a label, only that service's phases of a multi-service run. */
@@ -72420,12 +72441,15 @@ class SshRemote {
     constructor(ssh) {
         this.ssh = ssh;
         const mark = () => (this.closed = true);
+        // Many small request/response exchanges: without TCP_NODELAY, Nagle plus delayed ACKs add ~40 ms to each.
+        ssh.connection?.setNoDelay(true);
         ssh.connection?.once('close', mark).once('end', mark);
     }
     async run(command, opts = {}) {
-        core_debug(`remote: ${command.sh}`);
+        const started = Date.now();
         const stdin = Buffer.isBuffer(opts.stdin) ? external_node_stream_.Readable.from([opts.stdin]) : opts.stdin;
         const r = await this.ssh.execCommand(command.sh, { stdin, noTrim: true });
+        core_debug(`remote (${Date.now() - started} ms, exit ${r.code}): ${command.sh}`);
         return { code: r.code ?? (r.signal ? 128 : 255), stdout: r.stdout, stderr: r.stderr.replace(/\r\n?/g, '\n') };
     }
     async must(command, what, opts = {}) {
@@ -73554,7 +73578,7 @@ async function run() {
         if (notes)
             setOutput('rolled-back', 'true');
         setFailed(message);
-        await summarize(phases, `❌ ${title} failed`, [message, ...(notes ? ['Rolled back:', ...notes] : [])]).catch(() => undefined);
+        await summarize(phases, `❌ ${title} failed`, [], failureMarkdown(message, notes)).catch(() => undefined);
     }
     finally {
         remote?.close();
@@ -73623,6 +73647,21 @@ async function deploy(remote, inputs, phases) {
     info(`${inputs.deploy?.service} now serves ${r.image} from ${r.container} at ${r.url}`);
     return [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`];
 }
+/**
+ * The failure in the job summary: the error with its fix as GitHub alerts, and what the rollback did (the previous
+ * release kept or restored) so nobody has to read the log to know what serves now.
+ */
+function failureMarkdown(message, notes) {
+    const quoted = (text) => text.split('\n').map(l => `> ${l}`);
+    const fixAt = message.lastIndexOf('\nFix: ');
+    const [error, fix] = fixAt < 0 ? [message, ''] : [message.slice(0, fixAt), message.slice(fixAt + 6)];
+    const blocks = [['> [!CAUTION]', ...quoted(error)].join('\n')];
+    if (fix)
+        blocks.push(['> [!TIP]', `> **Fix:** ${fix}`].join('\n'));
+    if (notes)
+        blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...notes.map(n => `> - ${n}`)].join('\n'));
+    return blocks.join('\n\n');
+}
 /** Mermaid gantt of the phases (the job summary renders it). */
 function gantt(phases) {
     const rows = phases.records.map((r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`);
@@ -73634,11 +73673,10 @@ async function summarize(phases, title, lines, markdown = '') {
         return;
     const run = runInfo();
     const links = [run.runUrl && `[run](${run.runUrl})`, run.commitUrl && `[commit](${run.commitUrl})`].filter(Boolean).join(' · ');
-    await summary
-        .addHeading(title, 3)
-        .addList(lines)
-        .addRaw(`${markdown ? `\n${markdown}\n` : ''}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
-        .write();
+    const summary = summary_summary.addHeading(title, 3);
+    if (lines.length)
+        summary.addList(lines);
+    await summary.addRaw(`${markdown ? `\n${markdown}\n` : ''}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true).write();
 }
 
 ;// CONCATENATED MODULE: ./src/index.ts

@@ -6,7 +6,18 @@
 //  - non-keepalive clients open a new connection per request and never retry.
 import http from 'node:http'
 
-export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeoutMs = 5000, pauseMs = 0 }) {
+// Options for the benchmark: `slowUrl` with `slowClients` more clients (half keep-alive) on it, and `onResult`,
+// called with { t (performance.now() at the end), ms, slow, kind ('ok' or the failure kind), status, version }.
+export function startLoad({
+  url,
+  keepaliveClients = 8,
+  plainClients = 8,
+  timeoutMs = 5000,
+  pauseMs = 0,
+  slowUrl,
+  slowClients = 0,
+  onResult = undefined
+}) {
   const stats = {
     total: 0,
     ok: 0,
@@ -19,16 +30,16 @@ export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeout
     latenciesMs: []
   }
   let running = true
-  const keepAgent = new http.Agent({ keepAlive: true, maxSockets: keepaliveClients })
+  const keepAgent = new http.Agent({ keepAlive: true, maxSockets: keepaliveClients + Math.ceil(slowClients / 2) })
 
   // Whether the request went out on a connection that already carried one. Node's req.reusedSocket misses a socket
   // handed to a request that waited in the agent's queue (reported as new), so count uses per socket instead.
   const USES = Symbol('uses')
-  const once = agent =>
+  const once = (agent, target) =>
     new Promise(resolve => {
       const started = performance.now()
       let reused = false
-      const req = http.get(url, { agent, timeout: timeoutMs }, res => {
+      const req = http.get(target, { agent, timeout: timeoutMs }, res => {
         let body = ''
         res.setEncoding('utf8')
         res.on('data', c => (body += c))
@@ -51,8 +62,18 @@ export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeout
     return 'other'
   }
 
-  const record = (r, how) => {
+  const record = (r, how, slow) => {
     stats.total++
+    if (onResult) {
+      const kind = r.error ? classify(r.error) : r.status >= 500 ? 'http5xx' : 'ok'
+      let version
+      try {
+        version = kind === 'ok' ? JSON.parse(r.body).version : undefined
+      } catch {
+        /* not the sample app */
+      }
+      onResult({ t: performance.now(), ms: r.ms, slow, kind, status: r.status, version })
+    }
     if (r.error) {
       const kind = classify(r.error)
       stats.failed++
@@ -78,22 +99,28 @@ export function startLoad({ url, keepaliveClients = 8, plainClients = 8, timeout
     }
   }
 
-  const loop = async keepalive => {
+  const loop = async (keepalive, slow = false) => {
+    const target = slow ? slowUrl : url
     while (running) {
-      let r = await once(keepalive ? keepAgent : false)
+      let r = await once(keepalive ? keepAgent : false, target)
       let how = keepalive ? 'keep-alive client' : 'new-connection client'
       if (r.error && keepalive && r.reused && !r.gotResponse && classify(r.error) === 'reset') {
         stats.rawResets++
         stats.retried++
-        r = await once(false) // like a browser: the retry goes on a new connection
+        r = await once(false, target) // like a browser: the retry goes on a new connection
         how = 'keep-alive client, retry'
       }
-      record(r, how)
+      record(r, how, slow)
       if (pauseMs) await new Promise(res => setTimeout(res, pauseMs))
     }
   }
 
-  const clients = [...Array(keepaliveClients)].map(() => loop(true)).concat([...Array(plainClients)].map(() => loop(false)))
+  const slowKeepalive = Math.ceil(slowClients / 2)
+  const clients = [
+    ...[...Array(keepaliveClients)].map(() => loop(true)),
+    ...[...Array(plainClients)].map(() => loop(false)),
+    ...[...Array(slowClients)].map((_, i) => loop(i < slowKeepalive, true))
+  ]
   return {
     stats,
     async stop() {

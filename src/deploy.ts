@@ -5,6 +5,7 @@ import { CATALOGUE, publicPath } from './catalogue'
 import {
   appendLine,
   IMAGE_LABEL,
+  httpRounds,
   httpStatus,
   imageId,
   pull,
@@ -13,7 +14,7 @@ import {
   repositoryImages,
   runContainer,
   serviceContainers,
-  stopContainer,
+  stopContainers,
   tail
 } from './commands/app'
 import { execIn, forgetPrevious, inspectContainers, readFileIfExists, restoreFiles, unpackAndCommit } from './commands/host'
@@ -26,7 +27,7 @@ import { acquireLock, type Lock } from './lock'
 import { reloadAndWait, waitDrained } from './nginx'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
-import { concurrently, section, sleep, splitSections } from './shell'
+import { concurrently, quiet, section, seq, sleep, splitSections } from './shell'
 import type { Remote } from './ssh'
 import {
   customServiceFiles,
@@ -41,7 +42,7 @@ import {
 } from './upstream'
 
 export const HISTORY = 'history.jsonl'
-const POLL_MS = 500
+const POLL_MS = 200
 const VERIFY_ROUNDS = 3
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 const PREVIEW_PORT = 8504
@@ -190,10 +191,7 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   await phase('Drain and stop old', () => drainAndStop(remote, d, nginxId, before.retire))
 
   // 10. History, images.
-  await phase('Record and prune', async () => {
-    await record('success')
-    await pruneImages(remote, d, image, before.live?.image)
-  })
+  await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, d, image, before.live?.image)]))
   return { container: name, image, previousImage: before.live?.image ?? '' }
 }
 
@@ -397,11 +395,19 @@ async function writeAndReload(
 ): Promise<void> {
   const entries = files.map(f => ({ ...f, mode: 0o644 }))
   const paths = entries.map(e => e.path)
-  await remote.must(unpackAndCommit(opsDir, paths), 'writing nginx upstream files', { stdin: await tarball(entries) })
-  const test = await remote.run(execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))
-  if (test.code !== 0) {
+  // One round trip: write, then nginx -t (on the old files if the write failed; that result is not used then).
+  const out = await remote.run(
+    seq(section('write', unpackAndCommit(opsDir, paths)), section('test', execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))),
+    { stdin: await tarball(entries) }
+  )
+  const s = splitSections(out.stdout)
+  const write = s.get('write')
+  if (write?.rc !== 0)
+    throw new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`)
+  const test = s.get('test')
+  if (test?.rc !== 0) {
     await remote.must(restoreFiles(paths.map(p => `${opsDir}/${p}`)), 'restoring the nginx files')
-    throw nginxTestFailed(test.stderr || test.stdout, 'nginx was not changed')
+    throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed')
   }
   onValid()
   await reloadAndWait(remote, nginxId)
@@ -418,27 +424,15 @@ function nginxTestFailed(output: string, consequence: string): HostError {
 async function verify(remote: Remote, d: DeployInputs, nginxId: string, port: number, header = ''): Promise<void> {
   const base = `http://127.0.0.1:${port}`
   const healthPath = publicPath(d.spec, d.spec.healthPath)
-  let ok = 0
-  let last = ''
-  for (let attempt = 0; attempt < VERIFY_ROUNDS * 3 && ok < VERIFY_ROUNDS; attempt++) {
-    const s = splitSections(
-      (
-        await remote.run(
-          concurrently(
-            section('health', httpStatus(nginxId, base + healthPath, 3, header)),
-            section('route', httpStatus(nginxId, base + d.spec.route, 3, header))
-          )
-        )
-      ).stdout
-    )
-    const h = s.get('health')?.out.trim() ?? '000'
-    const r = s.get('route')?.out.trim() ?? '000'
-    last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`
-    ok = /^2\d\d$/.test(h) && /^[1-4]\d\d$/.test(r) ? ok + 1 : 0
-    if (ok < VERIFY_ROUNDS) await sleep(100)
-  }
+  const out = await remote.must(
+    httpRounds(nginxId, base + healthPath, base + d.spec.route, VERIFY_ROUNDS, VERIFY_ROUNDS * 3, 3, header),
+    'probing through nginx'
+  )
+  const rounds = out.trim().split('\n')
+  const [h = '000', r = '000'] = (rounds.filter(l => l !== 'ok').at(-1) ?? '').split(' ')
+  const last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`
   const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx'
-  if (ok < VERIFY_ROUNDS) throw new HostError(`The new release does not answer well ${where}: ${last}`)
+  if (rounds.at(-1) !== 'ok') throw new HostError(`The new release does not answer well ${where}: ${last}`)
   core.info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`)
 }
 
@@ -477,8 +471,9 @@ async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, ol
   if (!old.length) return core.info('No previous container to stop.')
   const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000)
   if (drained) core.info('Old nginx workers have finished their requests.')
-  await Promise.all(old.map(c => remote.run(stopContainer(c.name, d.stopTimeoutS))))
-  await remote.must(removeContainers(old.map(c => c.name)), `removing ${old.map(c => c.name).join(', ')}`)
+  const names = old.map(c => c.name)
+  // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
+  await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`)
   core.info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`)
 }
 

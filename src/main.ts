@@ -34,7 +34,7 @@ export async function run(): Promise<void> {
     const notes = e instanceof RolledBack ? e.notes : undefined
     if (notes) core.setOutput('rolled-back', 'true')
     core.setFailed(message)
-    await summarize(phases, `❌ ${title} failed`, [message, ...(notes ? ['Rolled back:', ...notes] : [])]).catch(() => undefined)
+    await summarize(phases, `❌ ${title} failed`, [], failureMarkdown(message, notes)).catch(() => undefined)
   } finally {
     remote?.close()
     core.setOutput('duration-seconds', (phases.totalMs() / 1000).toFixed(1))
@@ -107,6 +107,21 @@ async function deploy(remote: Remote, inputs: Inputs, phases: Phases): Promise<s
   return [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`]
 }
 
+/**
+ * The failure in the job summary: the error with its fix as GitHub alerts, and what the rollback did (the previous
+ * release kept or restored) so nobody has to read the log to know what serves now.
+ */
+export function failureMarkdown(message: string, notes?: string[]): string {
+  const quoted = (text: string) => text.split('\n').map(l => `> ${l}`)
+  const fixAt = message.lastIndexOf('\nFix: ')
+  const [error, fix] = fixAt < 0 ? [message, ''] : [message.slice(0, fixAt), message.slice(fixAt + 6)]
+  const blocks = [['> [!CAUTION]', ...quoted(error)].join('\n')]
+  if (fix) blocks.push(['> [!TIP]', `> **Fix:** ${fix}`].join('\n'))
+  if (notes)
+    blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...notes.map(n => `> - ${n}`)].join('\n'))
+  return blocks.join('\n\n')
+}
+
 /** Mermaid gantt of the phases (the job summary renders it). */
 export function gantt(phases: Phases): string {
   const rows = phases.records.map(
@@ -120,9 +135,7 @@ async function summarize(phases: Phases, title: string, lines: string[], markdow
   if (!process.env.GITHUB_STEP_SUMMARY) return
   const run = runInfo()
   const links = [run.runUrl && `[run](${run.runUrl})`, run.commitUrl && `[commit](${run.commitUrl})`].filter(Boolean).join(' · ')
-  await core.summary
-    .addHeading(title, 3)
-    .addList(lines)
-    .addRaw(`${markdown ? `\n${markdown}\n` : ''}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true)
-    .write()
+  const summary = core.summary.addHeading(title, 3)
+  if (lines.length) summary.addList(lines)
+  await summary.addRaw(`${markdown ? `\n${markdown}\n` : ''}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true).write()
 }

@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { nginxProcesses, reloadNginx } from './commands/host'
+import { nginxProcesses, reloadNginxAndWait } from './commands/host'
 import { HostError } from './errors'
 import { sleep } from './shell'
 import type { Remote } from './ssh'
@@ -33,19 +33,15 @@ export async function workers(remote: Remote, id: string): Promise<NginxWorkers>
  * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
  */
 export async function reloadAndWait(remote: Remote, id: string, timeoutMs = 10_000): Promise<NginxWorkers> {
-  const before = new Set((await workers(remote, id)).active)
-  await remote.must(reloadNginx(id), 'reloading nginx')
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const now = await workers(remote, id)
-    if (now.active.length > 0 && now.active.every(pid => !before.has(pid))) return now
-    if (Date.now() > deadline)
-      throw new HostError(
-        `nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`,
-        'check `docker logs` of the nginx container'
-      )
-    await sleep(100)
-  }
+  const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)))
+  if (r.code === 0) return parseWorkers(r.stdout)
+  if (r.code === 4)
+    throw new HostError(
+      `nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`,
+      'check `docker logs` of the nginx container'
+    )
+  const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes'
+  throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`)
 }
 
 /** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
@@ -58,6 +54,6 @@ export async function waitDrained(remote: Remote, id: string, timeoutMs: number)
       core.warning(`${now.draining.length} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`)
       return false
     }
-    await sleep(250)
+    await sleep(100)
   }
 }

@@ -49,13 +49,16 @@ class SshRemote implements Remote {
 
   constructor(private readonly ssh: NodeSSH) {
     const mark = () => (this.closed = true)
+    // Many small request/response exchanges: without TCP_NODELAY, Nagle plus delayed ACKs add ~40 ms to each.
+    ssh.connection?.setNoDelay(true)
     ssh.connection?.once('close', mark).once('end', mark)
   }
 
   async run(command: Sh, opts: { stdin?: string | Buffer } = {}): Promise<RunResult> {
-    core.debug(`remote: ${command.sh}`)
+    const started = Date.now()
     const stdin = Buffer.isBuffer(opts.stdin) ? Readable.from([opts.stdin]) : opts.stdin
     const r = await this.ssh.execCommand(command.sh, { stdin, noTrim: true })
+    core.debug(`remote (${Date.now() - started} ms, exit ${r.code}): ${command.sh}`)
     return { code: r.code ?? (r.signal ? 128 : 255), stdout: r.stdout, stderr: r.stderr.replace(/\r\n?/g, '\n') }
   }
 

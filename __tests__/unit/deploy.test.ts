@@ -12,7 +12,7 @@ import { INSPECT_FORMAT } from '../../src/commands/host'
 import { parseInspect } from '../../src/containers'
 import { memoryMiB, previousImage, type HistoryRecord } from '../../src/deploy'
 import { lockScript } from '../../src/lock'
-import { gantt } from '../../src/main'
+import { failureMarkdown, gantt } from '../../src/main'
 import { Phases } from '../../src/phases'
 import type { Sh } from '../../src/shell'
 import { placeholderUpstream } from '../../src/upstream'
@@ -718,5 +718,24 @@ describe('imageRepository / imageTag', () => {
   ])('%s -> %s, tag %j', (image, repository, tag) => {
     expect(imageRepository(image)).toBe(repository)
     expect(imageTag(image)).toBe(tag)
+  })
+})
+
+describe('failureMarkdown (job summary of a failed run)', () => {
+  it('the error as a caution alert, its fix as a tip, the rollback as a warning with what it did', () => {
+    const md = failureMarkdown('frontend-1a2b3c4d exited before becoming healthy\n(last probe: none)\nFix: check the logs above', [
+      'removed the new container frontend-1a2b3c4d',
+      'frontend-9e8d7c6b kept serving'
+    ])
+    const blocks = md.split('\n\n')
+    expect(blocks).toEqual([
+      '> [!CAUTION]\n> frontend-1a2b3c4d exited before becoming healthy\n> (last probe: none)',
+      '> [!TIP]\n> **Fix:** check the logs above',
+      '> [!WARNING]\n> **Rolled back**: the previous release serves.\n> - removed the new container frontend-1a2b3c4d\n> - frontend-9e8d7c6b kept serving'
+    ])
+  })
+
+  it('no fix and no rollback: only the error', () => {
+    expect(failureMarkdown("Input 'image': is required")).toBe("> [!CAUTION]\n> Input 'image': is required")
   })
 })

@@ -4,7 +4,18 @@ import { cmd, noStderr, or, quiet, script, type Sh } from '../shell'
 
 export const dockerServerVersion = (): Sh => cmd('docker', 'version', '--format', '{{.Server.Version}}')
 export const composeV2Version = (): Sh => cmd('docker', 'compose', 'version', '--short')
-export const composeV1Version = (): Sh => cmd('docker-compose', 'version', '--short')
+/**
+ * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
+ * a Python program that needs ~0.6 s just to print its version, on every run.
+ */
+export const composeV1Version = (): Sh =>
+  script(
+    'b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
+      'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
+      'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
+      'v=$(docker-compose version --short) || exit $?; ' +
+      '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"'
+  )
 
 /** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
 export const diskFree = (opsDir: string): Sh =>
@@ -94,8 +105,23 @@ export const execIn = (id: string, ...argv: string[]): Sh => cmd('docker', 'exec
 /** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
 export const nginxProcesses = (id: string): Sh => cmd('docker', 'top', id, '-eo', 'pid,args')
 
-/** SIGHUP to nginx's master: re-reads the config; old workers finish their requests. */
-export const reloadNginx = (id: string): Sh => cmd('docker', 'kill', '--signal', 'HUP', id)
+/**
+ * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling
+ * `docker top` every 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves;
+ * prints that last `docker top`. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx
+ * refused the config); 5: docker top failed. One round trip for the whole reload.
+ */
+export const reloadNginxAndWait = (id: string, timeoutS: number): Sh =>
+  script(
+    'act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
+      'top=$(docker top "$1" -eo pid,args) || exit 5; before="$(act "$top") "; ' +
+      'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
+      'while :; do sleep 0.05; top=$(docker top "$1" -eo pid,args) || exit 5; now=$(act "$top"); new=${now:+yes}; ' +
+      'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
+      '[ -z "$new" ] || { printf "%s\\n" "$top"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done',
+    id,
+    String(timeoutS)
+  )
 
 /**
  * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a

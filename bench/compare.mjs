@@ -1,0 +1,308 @@
+#!/usr/bin/env node
+// `npm run bench`: ops-action against the alternatives, side by side in one run on the sandbox host.
+//
+// The frontend service is redeployed N times (N=10) by each strategy, alternating two versions of the sample app,
+// which boots in BOOT_S seconds (5) and drains in-flight requests on SIGTERM, under constant load through nginx:
+// 32 clients (14 keep-alive that retry a reset reused connection once, as browsers do; 14 that open a connection
+// per request; 4 on /slow, ~1 s per request, half of them keep-alive). Strategies:
+//  - ops-action: dist/index.js run as a runner runs it (mode deploy);
+//  - naive: docker stop + rm + run with the same name, then nginx reload (most ssh-action scripts);
+//  - behindy-today: start <svc>-green, fixed sleep (BEHINDY_SLEEP_S, 15 as the frontend's today), a probe loop
+//    that never fails, rename old -> -blue and green -> <svc>, reload, stop and remove the old one at once.
+// nginx resolves the app for naive and behindy-today when it (re)loads, as their `upstream { server frontend:3000; }`
+// does. Then one broken release (exits at start) per strategy: the share of requests that fail in the 10 s after.
+// Also: an infra no-op run (N times), and autocannon's steady-state figures for the route.
+// Prints a markdown table, writes it to bench/results.md and between the bench markers of README.md.
+import autocannon from 'autocannon'
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ROOT, runAction, sandbox, sandboxInputs } from '../scripts/run-action.mjs'
+import { startLoad } from '../scripts/load.mjs'
+
+const N = Number(process.env.N || 10)
+const BOOT_S = Number(process.env.BOOT_S || 5)
+const BEHINDY_SLEEP_S = Number(process.env.BEHINDY_SLEEP_S || 15)
+const PORT = Number(process.env.HTTP_PORT || 18080)
+const SETTLE_MS = 2000
+const BROKEN_WINDOW_MS = 10_000
+const c = sandbox()
+const REPO = `${c.images.sampleApp}`
+const SERVICE = 'frontend'
+const log = m => process.stderr.write(`[bench] ${m}\n`)
+
+// ---- the host, over the same SSH a runner would use ----
+// Runs a script on the host as the SSH user (the script on stdin, its arguments quoted).
+const host = (scriptText, ...args) =>
+  new Promise((resolve, reject) => {
+    const q = a => `'${String(a).replace(/'/g, `'\\''`)}'`
+    const p = spawn(
+      'ssh',
+      [
+        '-i',
+        c.keyPath,
+        '-p',
+        String(c.port),
+        '-o',
+        `UserKnownHostsFile=${join(ROOT, '.sandbox', 'known_hosts')}`,
+        '-o',
+        'BatchMode=yes',
+        `${c.username}@${c.host}`,
+        `sh -s -- ${args.map(q).join(' ')}`
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] }
+    )
+    let out = ''
+    p.stdout.on('data', d => (out += d))
+    p.stderr.on('data', d => (out += d))
+    p.on('error', reject)
+    p.on('close', code => (code === 0 ? resolve(out) : reject(new Error(`host script failed (exit ${code}):\n${out}`))))
+    p.stdin.end(scriptText)
+  })
+
+// Shell shared by the two scripted strategies: how they reach nginx and point it at the container named $SVC, the
+// way nginx resolves `upstream { server frontend:3000; }` when it loads (a static address until the next reload).
+const PRELUDE = `set -e
+SVC=${SERVICE}; PORT=3000; NET=internal; OPS=${c.opsDir}
+NGINX=$(docker ps -q --filter label=com.docker.compose.service=nginx)
+reload() {
+  ip=$(docker inspect --format '{{with index .NetworkSettings.Networks "internal"}}{{.IPAddress}}{{end}}' "$SVC" 2>/dev/null || true)
+  printf 'map "" $app_%s {\\n    default %s:%s;\\n}\\n' "$SVC" "\${ip:-127.0.0.1}" "$PORT" > "$OPS/upstreams/app_$SVC.conf.tmp"
+  mv "$OPS/upstreams/app_$SVC.conf.tmp" "$OPS/upstreams/app_$SVC.conf"
+  docker kill --signal HUP "$NGINX" >/dev/null
+}
+`
+// $1 image, $2 VERSION, $3 FAIL_MODE
+const NAIVE = `${PRELUDE}
+docker pull -q "$1" >/dev/null 2>&1 || true
+docker stop "$SVC" >/dev/null 2>&1 || true
+docker rm "$SVC" >/dev/null 2>&1 || true
+docker run -d --name "$SVC" --network "$NET" -e VERSION="$2" -e STARTUP_DELAY=${BOOT_S} -e FAIL_MODE="$3" "$1" >/dev/null
+reload
+`
+const BEHINDY = `${PRELUDE}
+docker pull -q "$1" >/dev/null 2>&1 || true
+docker rm -f "$SVC-green" >/dev/null 2>&1 || true
+docker run -d --name "$SVC-green" --network "$NET" --restart always -e VERSION="$2" -e STARTUP_DELAY=${BOOT_S} -e FAIL_MODE="$3" "$1" >/dev/null
+sleep ${BEHINDY_SLEEP_S}
+for i in $(seq 15); do
+  if docker exec "$NGINX" wget -q -O /dev/null -T 3 "http://$SVC-green:$PORT/" 2>/dev/null; then break; fi
+  sleep 3
+done
+docker rm -f "$SVC-blue" >/dev/null 2>&1 || true
+docker rename "$SVC" "$SVC-blue"
+docker rename "$SVC-green" "$SVC"
+reload
+code=$(docker exec "$NGINX" wget -S -q -O /dev/null -T 3 http://127.0.0.1/ 2>&1 | sed -n 's/^ *HTTP[^ ]* \\([0-9]*\\).*/\\1/p' | tail -n 1)
+[ -n "$code" ] || echo "no answer"
+docker stop "$SVC-blue" >/dev/null && docker rm "$SVC-blue" >/dev/null
+`
+// Hands the frontend route over to a scripted strategy: its container serves first, ops-action's are removed.
+const TAKEOVER = `${PRELUDE}
+docker rm -f "$SVC" "$SVC-green" "$SVC-blue" >/dev/null 2>&1 || true
+docker run -d --name "$SVC" --network "$NET" -e VERSION=takeover "$1" >/dev/null
+until docker exec "$NGINX" wget -q -O /dev/null -T 1 "http://$SVC:$PORT/" 2>/dev/null; do sleep 0.2; done
+reload
+sleep 1
+ids=$(docker ps -aq --filter label=ops-action.service=$SVC)
+[ -z "$ids" ] || docker rm -f $ids >/dev/null
+`
+// Back to ops-action: the scripted containers go once ops-action's first deploy serves.
+const HANDBACK = `docker rm -f ${SERVICE} ${SERVICE}-green ${SERVICE}-blue >/dev/null 2>&1 || true`
+
+const image = tag => `${REPO}:${tag}`
+const opsInputs = (tag, version, failMode = '') =>
+  sandboxInputs({
+    mode: 'deploy',
+    service: SERVICE,
+    image: image(tag),
+    env: `VERSION=${version}\nSTARTUP_DELAY=${BOOT_S}${failMode ? `\nFAIL_MODE=${failMode}` : ''}`,
+    registry: c.registry,
+    'registry-username': c.registryUsername,
+    'registry-password': c.registryPassword,
+    'http-port': String(PORT),
+    'https-port': String(PORT + 363),
+    'infra-env': 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
+  })
+const phasesOf = output =>
+  Object.fromEntries(
+    [...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/^Connect to .*/, 'Connect'), Number(m[2])])
+  )
+
+const strategies = {
+  'ops-action': async (tag, version, failMode) => {
+    const r = await runAction(opsInputs(tag, version, failMode))
+    if (r.code !== 0 && !failMode) throw new Error(`ops-action deploy failed:\n${r.output}`)
+    return { ms: r.ms, phases: phasesOf(r.output) }
+  },
+  naive: async (tag, version, failMode = '') => {
+    const t = performance.now()
+    await host(NAIVE, image(tag), version, failMode)
+    return { ms: performance.now() - t }
+  },
+  'behindy-today': async (tag, version, failMode = '') => {
+    const t = performance.now()
+    await host(BEHINDY, image(tag), version, failMode)
+    return { ms: performance.now() - t }
+  }
+}
+
+// ---- measurement ----
+const results = [] // every response of the current load: { t, ms, slow, kind, version }
+const load = () => {
+  results.length = 0
+  return startLoad({
+    url: `http://127.0.0.1:${PORT}/`,
+    slowUrl: `http://127.0.0.1:${PORT}/slow`,
+    keepaliveClients: 14,
+    plainClients: 14,
+    slowClients: 4,
+    onResult: r => results.push(r)
+  })
+}
+const sleep = ms => new Promise(res => setTimeout(res, ms))
+const pct = (xs, p) => {
+  if (!xs.length) return NaN
+  const s = Float64Array.from(xs).sort()
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
+}
+const median = xs => pct(xs, 50)
+const inWindow = (r, [a, b]) => r.t >= a && r.t < b
+/** Waits until the route has answered with `version`, then SETTLE_MS more; returns when it first did (or undefined). */
+async function settle(version, capMs = 60_000) {
+  const deadline = performance.now() + capMs
+  while (performance.now() < deadline) {
+    const first = results.find(r => r.version === version)
+    if (first) {
+      await sleep(SETTLE_MS)
+      return first.t
+    }
+    await sleep(100)
+  }
+  return undefined
+}
+/** Longest time between two successful fast-path responses inside a window. */
+function longestGap(window) {
+  let last = window[0]
+  let gap = 0
+  for (const r of results) {
+    if (r.t < window[0] || r.slow || r.kind !== 'ok') continue
+    if (r.t >= window[1]) break
+    gap = Math.max(gap, r.t - last)
+    last = r.t
+  }
+  return Math.max(gap, window[1] - last)
+}
+
+async function measure(name) {
+  const deploy = strategies[name]
+  const l = load()
+  await sleep(3000)
+  const steady = [performance.now() - 3000, performance.now()]
+  const runs = []
+  for (let i = 0; i < N; i++) {
+    const version = `${name}-${i + 1}`
+    const t0 = performance.now()
+    const r = await deploy(i % 2 ? 'v1' : 'v2', version)
+    const t1 = performance.now()
+    const first = await settle(version)
+    if (first === undefined) throw new Error(`${name}: version ${version} never served`)
+    runs.push({ ...r, swap: [t0, Math.max(t1, first) + 1000], window: [t0, performance.now()] })
+    log(`${name} ${i + 1}/${N}: ${(r.ms / 1000).toFixed(2)} s`)
+  }
+  // A release that exits at start; then the share of failed requests in the 10 s after the deploy returned.
+  const broken = await deploy(N % 2 ? 'v1' : 'v2', `${name}-broken`, 'exit')
+  const after = [performance.now(), performance.now() + BROKEN_WINDOW_MS]
+  await sleep(BROKEN_WINDOW_MS)
+  const restore = `${name}-restored`
+  await deploy('v1', restore)
+  await settle(restore, 120_000)
+  await l.stop()
+
+  const during = results.filter(r => runs.some(x => inWindow(r, x.window)))
+  const failures = { refused: 0, http5xx: 0, reset: 0, timeout: 0, other: 0 }
+  for (const r of during) if (r.kind !== 'ok') failures[r.kind]++
+  const fast = r => !r.slow && r.kind === 'ok'
+  const brokenAll = results.filter(r => inWindow(r, after))
+  return {
+    name,
+    total: during.length,
+    failed: Object.values(failures).reduce((a, b) => a + b, 0),
+    failures,
+    gapMs: Math.max(...runs.map(x => longestGap(x.swap))),
+    steady: results.filter(r => fast(r) && inWindow(r, steady)).map(r => r.ms),
+    swap: results.filter(r => fast(r) && runs.some(x => inWindow(r, x.swap))).map(r => r.ms),
+    wall: runs.map(x => x.ms / 1000),
+    phases: runs.map(x => x.phases).filter(Boolean),
+    brokenWall: broken.ms / 1000,
+    brokenFailed: brokenAll.filter(r => r.kind !== 'ok').length,
+    brokenTotal: brokenAll.length
+  }
+}
+
+// ---- run ----
+if (!existsSync(join(ROOT, 'dist', 'index.js'))) throw new Error('dist/index.js missing: npm run bundle')
+log(`N=${N}, app boot ${BOOT_S} s, behindy-today fixed sleep ${BEHINDY_SLEEP_S} s, load through nginx on :${PORT}`)
+const warm = await runAction(opsInputs('v1', 'warm-up'))
+if (warm.code !== 0) throw new Error(`warm-up deploy failed:\n${warm.output}`)
+await sleep(BOOT_S * 1000 + 1000)
+
+const cannon = await autocannon({ url: `http://127.0.0.1:${PORT}/`, connections: 32, duration: 5 })
+log(`autocannon steady state: ${cannon.requests.average} req/s, p50 ${cannon.latency.p50} ms, p99 ${cannon.latency.p99} ms`)
+
+const infraRuns = []
+for (let i = 0; i < N; i++) {
+  const r = await runAction(
+    sandboxInputs({
+      mode: 'infra',
+      'http-port': String(PORT),
+      'https-port': String(PORT + 363),
+      'infra-env': opsInputs('v1', '')['infra-env']
+    })
+  )
+  if (r.code !== 0 || r.outputs.changed !== 'false') throw new Error(`infra no-op run failed or changed something:\n${r.output}`)
+  infraRuns.push(r.ms / 1000)
+}
+log(`infra no-op: median ${median(infraRuns).toFixed(2)} s`)
+
+const rows = [await measure('ops-action')]
+await host(TAKEOVER, image('v1'))
+rows.push(await measure('naive'))
+rows.push(await measure('behindy-today'))
+await host(HANDBACK)
+const back = await runAction(opsInputs('v1', 'handback'))
+if (back.code !== 0) throw new Error(`hand-back deploy failed:\n${back.output}`)
+
+// ---- report ----
+const f1 = x => (Number.isFinite(x) ? x.toFixed(1) : '–')
+const f2 = x => (Number.isFinite(x) ? x.toFixed(2) : '–')
+const ops = rows[0]
+const phaseNames = Object.keys(ops.phases[0] ?? {})
+const phaseMedian = name => median(ops.phases.map(p => p[name] ?? 0))
+const boot = ops.phases.map(p => (p['Start container'] ?? 0) + (p['Health gate (direct)'] ?? 0))
+const overheads = ops.wall.map((w, i) => w - (ops.phases[i]['Pull image'] ?? 0) - boot[i])
+const lines = [
+  `Sandbox host (${new Date().toISOString().slice(0, 10)}): ${N} deploys per strategy of the sample app (boots in ${BOOT_S} s, drains on SIGTERM) under constant load through nginx: 32 clients (14 keep-alive, 14 new connection per request, 4 on a ~1 s endpoint).`,
+  '',
+  '| strategy | failed / total (refused, 5xx, reset, timeout) | longest gap | p50 / p99 steady | p50 / p99 during swap | deploy wall time (median) | broken release: failed after |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    r =>
+      `| ${r.name} | **${r.failed}** / ${r.total} (${r.failures.refused}, ${r.failures.http5xx}, ${r.failures.reset}, ${r.failures.timeout}${r.failures.other ? `, other ${r.failures.other}` : ''}) | ${f2(r.gapMs / 1000)} s | ${f1(median(r.steady))} / ${f1(pct(r.steady, 99))} ms | ${f1(median(r.swap))} / ${f1(pct(r.swap, 99))} ms | ${f2(median(r.wall))} s | ${r.brokenTotal ? ((100 * r.brokenFailed) / r.brokenTotal).toFixed(0) : '–'} % of ${r.brokenTotal} |`
+  ),
+  '',
+  `ops-action overhead (wall time − pull − app boot-to-healthy, i.e. start + health gate): **${f2(median(overheads))} s** median (min ${f2(Math.min(...overheads))}, max ${f2(Math.max(...overheads))}); infra no-op run: **${f2(median(infraRuns))} s** median; p99 during swap / steady: **${f2(pct(ops.swap, 99) / pct(ops.steady, 99))}×**. autocannon, 32 keep-alive connections for 5 s on the route at rest: ${Math.round(cannon.requests.average)} req/s, p50 ${cannon.latency.p50} ms, p99 ${cannon.latency.p99} ms, ${cannon.errors} errors, ${cannon.non2xx} non-2xx.`,
+  '',
+  '| ops-action phase (median) | s |',
+  '| --- | ---: |',
+  ...phaseNames.map(n => `| ${n} | ${f2(phaseMedian(n))} |`),
+  `| **wall time** (process start to exit) | ${f2(median(ops.wall))} |`
+]
+const table = lines.join('\n')
+console.log(table)
+writeFileSync(join(ROOT, 'bench', 'results.md'), `${table}\n`)
+const readme = join(ROOT, 'README.md')
+const text = readFileSync(readme, 'utf8')
+const marked = /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/
+if (marked.test(text)) writeFileSync(readme, text.replace(marked, `$1${table}\n$2`))
+log('written to bench/results.md and README.md')
