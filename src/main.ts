@@ -117,8 +117,7 @@ export function failureMarkdown(message: string, notes?: string[]): string {
   const [error, fix] = fixAt < 0 ? [message, ''] : [message.slice(0, fixAt), message.slice(fixAt + 6)]
   const blocks = [['> [!CAUTION]', ...quoted(error)].join('\n')]
   if (fix) blocks.push(['> [!TIP]', `> **Fix:** ${fix}`].join('\n'))
-  if (notes)
-    blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...notes.map(n => `> - ${n}`)].join('\n'))
+  if (notes) blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...notes.map(n => `> - ${n}`)].join('\n'))
   return blocks.join('\n\n')
 }
 
