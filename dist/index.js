@@ -69128,7 +69128,271 @@ function getIDToken(aud) {
 //# sourceMappingURL=core.js.map
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
 var lib = __nccwpck_require__(5472);
+;// CONCATENATED MODULE: ./src/shell.ts
+/**
+ * The only place where strings become shell. Every remote command is built as an argv array by a pure function in
+ * src/commands/ and turned into one POSIX-sh command line here; nothing else concatenates shell text.
+ */
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+/** Quotes one argument for POSIX sh so it reaches the program as the exact same bytes, inert. */
+function quote(arg) {
+    if (arg.includes('\0'))
+        throw new Error('a shell argument cannot contain a NUL byte');
+    if (arg !== '' && SAFE.test(arg))
+        return arg;
+    return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** One simple command from its argv. */
+function cmd(...argv) {
+    if (argv.length === 0)
+        throw new Error('empty command');
+    return { sh: argv.map(quote).join(' ') };
+}
+/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments ($1, $2, …) and never become code. */
+function script(text, ...args) {
+    return cmd('sh', '-c', text, 'sh', ...args);
+}
+/** Runs the commands in order, stopping at the first failure. */
+function and(...parts) {
+    return { sh: parts.map(p => `{ ${p.sh}; }`).join(' && ') };
+}
+/** Runs b only when a fails. */
+function or(a, b) {
+    return { sh: `{ ${a.sh}; } || { ${b.sh}; }` };
+}
+/** Runs every command, whatever the previous ones returned (for read-only probes). */
+function seq(...parts) {
+    return { sh: parts.map(p => `{ ${p.sh}; }`).join('; ') };
+}
+/**
+ * Runs the commands at the same time, each with its output in its own temp file, and prints the outputs in the
+ * given order once all have finished (for independent read-only probes: one round trip, the slowest one's time).
+ */
+function concurrently(...parts) {
+    const start = parts.map((p, i) => `{ ${p.sh}; } >"$t/${i}" 2>&1 &`).join(' ');
+    const files = parts.map((_, i) => `"$t/${i}"`).join(' ');
+    return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` };
+}
+/** Discards stdout and stderr. */
+function quiet(c) {
+    return { sh: `{ ${c.sh}; } >/dev/null 2>&1` };
+}
+/** Discards stderr only. */
+function noStderr(c) {
+    return { sh: `{ ${c.sh}; } 2>/dev/null` };
+}
+/** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
+function privately(c) {
+    return { sh: `umask 077 && { ${c.sh}; }` };
+}
+/** Prints a marker line so several probes can share one round trip and be split apart again. */
+function section(name, c) {
+    if (!/^[a-z0-9-]+$/.test(name))
+        throw new Error(`bad section name ${name}`);
+    return { sh: `echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"` };
+}
+/** Splits the output of a script made of section()s into name -> {rc, out}. */
+function splitSections(stdout) {
+    const result = new Map();
+    let name;
+    let buf = [];
+    for (const line of stdout.split('\n')) {
+        const start = /^@@ops ([a-z0-9-]+)$/.exec(line);
+        const end = /^@@ops-rc (\d+)$/.exec(line);
+        if (start) {
+            name = start[1];
+            buf = [];
+        }
+        else if (end && name !== undefined) {
+            result.set(name, { rc: Number(end[1]), out: buf.join('\n') });
+            name = undefined;
+        }
+        else if (name !== undefined) {
+            buf.push(line);
+        }
+    }
+    return result;
+}
+const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
+
+;// CONCATENATED MODULE: ./src/commands/host.ts
+
+// Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
+const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
+const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
+/**
+ * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
+ * a Python program that needs ~0.6 s just to print its version, on every run.
+ */
+const composeV1Version = () => script('b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
+    'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
+    'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
+    'v=$(docker-compose version --short) || exit $?; ' +
+    '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"');
+/** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
+const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
+    'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
+    'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
+/** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
+const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
+    'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
+/** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
+const hashFiles = (dir, subdirs) => script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
+/** Prints a file, or nothing when it does not exist. */
+const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', path);
+/**
+ * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
+ * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
+ * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
+ */
+const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
+    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
+    'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
+/** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
+const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
+/** Drops the `.ops-prev` copies once the new files are known good. */
+const forgetPrevious = (paths) => script('for f; do rm -f "$f.ops-prev"; done', ...paths);
+const removeFiles = (paths) => cmd('rm', '-f', '--', ...paths);
+const networkExists = (name) => quiet(cmd('docker', 'network', 'inspect', name));
+const createNetwork = (name) => cmd('docker', 'network', 'create', '--driver', 'bridge', name);
+const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
+/** `id<TAB>service<TAB>status` for each container of a compose project (v1 and v2 both set these labels). */
+const projectContainers = (project) => cmd('docker', 'ps', '-a', '--no-trunc', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Status}}');
+/**
+ * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
+ * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
+ */
+const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}';
+const inspectContainers = (ids) => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids));
+const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id);
+/** Last health-check outputs of a container. */
+const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
+const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
+/** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
+const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
+/**
+ * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling
+ * `docker top` every 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves;
+ * prints that last `docker top`. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx
+ * refused the config); 5: docker top failed. One round trip for the whole reload.
+ */
+const reloadNginxAndWait = (id, timeoutS) => script('act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
+    'top=$(docker top "$1" -eo pid,args) || exit 5; before="$(act "$top") "; ' +
+    'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
+    'while :; do sleep 0.05; top=$(docker top "$1" -eo pid,args) || exit 5; now=$(act "$top"); new=${now:+yes}; ' +
+    'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
+    '[ -z "$new" ] || { printf "%s\\n" "$top"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done', id, String(timeoutS));
+/**
+ * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a
+ * domain (the hash tells a renewal apart). live/ is usually 0700 root, so when the SSH user cannot look, the check
+ * runs as root in a throwaway container of the (local) nginx image.
+ */
+const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1; ' +
+    'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo "present $(cat "$f/fullchain.pem" "$f/privkey.pem" | sha256sum | cut -c1-64)"; ' +
+    'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
+    'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
+    '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo "present $(cat "$0/fullchain.pem" "$0/privkey.pem" | sha256sum | cut -c1-64)" || echo absent\' "$f"; fi', domain, image);
+
+;// CONCATENATED MODULE: ./src/commands/app.ts
+
+
+// Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
+/** Label that marks containers ops-action manages, valued with the service name. */
+const SERVICE_LABEL = 'ops-action.service';
+const IMAGE_LABEL = 'ops-action.image';
+/** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
+const SPEC_LABEL = 'ops-action.spec';
+/** Prints the image id when the image is on the host (exit 1 otherwise). */
+const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
+/**
+ * Pulls an image, logging in first when a registry is given: the password comes on stdin, the credentials live in a
+ * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
+ */
+const pull = (image, registry) => registry
+    ? privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
+        'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
+        'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
+    : cmd('docker', 'pull', '--quiet', image);
+/**
+ * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
+ * read it, so no secret is ever in a process's argv on the host. An inherited env goes the same way, host-side.
+ */
+const runContainer = (s) => {
+    const argv = [
+        'docker',
+        'run',
+        '--detach',
+        '--name',
+        s.name,
+        '--network',
+        s.network,
+        ...s.aliases.flatMap(a => ['--network-alias', a]),
+        '--restart',
+        'unless-stopped',
+        '--stop-timeout',
+        String(s.stopTimeoutS),
+        '--label',
+        `${SERVICE_LABEL}=${s.service}`,
+        '--label',
+        `${IMAGE_LABEL}=${s.image}`,
+        '--label',
+        `ops-action.port=${s.port}`,
+        ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
+        '--log-opt',
+        'max-size=10m',
+        '--log-opt',
+        'max-file=3',
+        ...(s.memory ? ['--memory', s.memory] : []),
+        ...(s.envFile ? ['--env-file', s.envFile] : [])
+    ];
+    const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'";
+    return privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
+        `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
+        `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
+        '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
+        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
+};
+/** inspectContainers() lines of every container (running or not) matching a `docker ps --filter label=…` value. */
+const inspectLabelled = (label) => script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', label, INSPECT_FORMAT);
+/** Every app container ops-action started, any service. */
+const allAppContainers = () => inspectLabelled(SERVICE_LABEL);
+/** Every container of the compose project (the stack). */
+const projectInspect = (project) => inspectLabelled(`com.docker.compose.project=${project}`);
+/** Every container of the service. */
+const serviceContainers = (service) => inspectLabelled(`${SERVICE_LABEL}=${service}`);
+/**
+ * `probe URL`: one HTTP GET with wget (busybox or GNU, which both print the status line with -S), timeout $T, header
+ * $H; prints the status code, or 000 when nothing answered.
+ */
+const PROBE = 'probe() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${H:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
+    'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
+    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"; }; ';
+/** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
+const httpStatus = (via, url, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header);
+/**
+ * GETs a health URL and a route URL (at the same time) from inside another container in rounds 0.05 s apart, until
+ * `need` rounds in a row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the
+ * whole check. Prints `<health code> <route code>` per round, then `ok` if it got there.
+ */
+const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$5; H=$6; ok=0; i=0; ` +
+    'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do ' +
+    'hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
+    'h=$(printf "%s\\n" "$hr" | sed -n "s/^h //p"); r=$(printf "%s\\n" "$hr" | sed -n "s/^r //p"); echo "$h $r"; ' +
+    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); [ $ok -ge "$3" ] || sleep 0.05; done; ' +
+    '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
+const stopContainers = (names, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), ...names);
+const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
+/** `repository:tag id created` of the images of one repository, newest first. */
+const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
+/** Removes images; ones still used by a container are skipped with a message, never forced. */
+const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
+/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
+const appendLine = (path) => script('cat >> "$1"', path);
+/** The last n lines of a file (nothing when it does not exist). */
+const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
+
 ;// CONCATENATED MODULE: ./src/catalogue.ts
+
 const CATALOGUE = {
     frontend: { port: 3000, route: '/', healthPath: '/', stripPrefix: false, aliases: [] },
     // /actuator/health answers 401 (Spring Security) and is outside /api/; this one is public.
@@ -69156,6 +69420,35 @@ function publicPath(spec, appPath) {
 /** Whether a request for appPath can reach the app through its route (else the health path is an input error). */
 function routeReaches(spec, appPath) {
     return spec.stripPrefix ? appPath.startsWith('/') : appPath.startsWith(spec.route) || appPath === spec.route.replace(/\/$/, '');
+}
+/**
+ * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
+ * defaults for the service; undefined when neither says.
+ */
+function deployedSpec(service, labels) {
+    let label;
+    try {
+        label = JSON.parse(labels[SPEC_LABEL] ?? '');
+    }
+    catch {
+        label = undefined; // containers of older versions carry no spec label
+    }
+    const cat = CATALOGUE[service];
+    const port = Number(labels['ops-action.port']) || cat?.port;
+    const route = label?.route ?? cat?.route;
+    const healthPath = label?.healthPath ?? cat?.healthPath;
+    if (!port || !route || !healthPath)
+        return undefined;
+    return {
+        spec: {
+            port,
+            route,
+            healthPath,
+            stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
+            aliases: label?.aliases ?? cat?.aliases ?? []
+        },
+        memory: label?.memory
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/errors.ts
@@ -69822,9 +70115,19 @@ function checkPrivateKey(key, passphrase) {
     }
     return text;
 }
-/** Masks env values, except ones so short or common (true, 8080) that masking them would garble the whole log. */
-function isMaskable(value) {
-    return value.length >= 3 && !/^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value);
+/** Names of variables that hold credentials (or URLs and DSNs, which often embed them). */
+const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|URL|URI|CONN/i;
+/**
+ * Whether an env value is masked in the log (the action never prints env values; this guards against a command's
+ * output echoing one). Masked: values of credential-like names, and values that look like tokens (8+ characters
+ * with letters and digits). Not masked: plain values such as `redis`, `production` or `Asia/Seoul`: masking would
+ * turn every mention of them in the log into *** (a container named behindy_redis_1 included), and GitHub already
+ * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log.
+ */
+function isMaskable(name, value) {
+    if (value.length < 3 || /^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value))
+        return false;
+    return SECRET_NAME.test(name) || (value.length >= 8 && /[A-Za-z]/.test(value) && /\d/.test(value) && !/\s/.test(value));
 }
 /** Variables of the host's .env that other inputs own (infra writes them from http-port, https-port and network). */
 const OWNED_ENV = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network', DOMAIN: 'domain' };
@@ -69888,8 +70191,8 @@ function getInputs(read = actionInput) {
     if (httpPort !== undefined && httpPort === httpsPort)
         c.fail('https-port', `must differ from http-port (both are ${httpPort})`);
     const infraEnv = c.check('infra-env', parseInfraEnv, []);
-    for (const [, value] of infraEnv)
-        if (isMaskable(value))
+    for (const [name, value] of infraEnv)
+        if (isMaskable(name, value))
             core_setSecret(value);
     const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120);
     const keepBackups = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7);
@@ -70052,8 +70355,8 @@ function deployInputs(c, mode, read) {
     }, '/');
     const aliases = c.check('aliases', v => parseAliases(v, service), []);
     const env = c.check('env', v => parseEnvInput(v, 'env'), []);
-    for (const [, value] of env)
-        if (isMaskable(value))
+    for (const [name, value] of env)
+        if (isMaskable(name, value))
             core_setSecret(value);
     const envFile = c.check('env-file', v => (v.trim() ? parseHostPath('env-file', v) : undefined), undefined);
     const registry = c.check('registry', v => {
@@ -70116,93 +70419,6 @@ function parseHostPath(name, v) {
     return s;
 }
 
-;// CONCATENATED MODULE: ./src/shell.ts
-/**
- * The only place where strings become shell. Every remote command is built as an argv array by a pure function in
- * src/commands/ and turned into one POSIX-sh command line here; nothing else concatenates shell text.
- */
-const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
-/** Quotes one argument for POSIX sh so it reaches the program as the exact same bytes, inert. */
-function quote(arg) {
-    if (arg.includes('\0'))
-        throw new Error('a shell argument cannot contain a NUL byte');
-    if (arg !== '' && SAFE.test(arg))
-        return arg;
-    return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-/** One simple command from its argv. */
-function cmd(...argv) {
-    if (argv.length === 0)
-        throw new Error('empty command');
-    return { sh: argv.map(quote).join(' ') };
-}
-/** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments ($1, $2, …) and never become code. */
-function script(text, ...args) {
-    return cmd('sh', '-c', text, 'sh', ...args);
-}
-/** Runs the commands in order, stopping at the first failure. */
-function and(...parts) {
-    return { sh: parts.map(p => `{ ${p.sh}; }`).join(' && ') };
-}
-/** Runs b only when a fails. */
-function or(a, b) {
-    return { sh: `{ ${a.sh}; } || { ${b.sh}; }` };
-}
-/** Runs every command, whatever the previous ones returned (for read-only probes). */
-function seq(...parts) {
-    return { sh: parts.map(p => `{ ${p.sh}; }`).join('; ') };
-}
-/**
- * Runs the commands at the same time, each with its output in its own temp file, and prints the outputs in the
- * given order once all have finished (for independent read-only probes: one round trip, the slowest one's time).
- */
-function concurrently(...parts) {
-    const start = parts.map((p, i) => `{ ${p.sh}; } >"$t/${i}" 2>&1 &`).join(' ');
-    const files = parts.map((_, i) => `"$t/${i}"`).join(' ');
-    return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` };
-}
-/** Discards stdout and stderr. */
-function quiet(c) {
-    return { sh: `{ ${c.sh}; } >/dev/null 2>&1` };
-}
-/** Discards stderr only. */
-function noStderr(c) {
-    return { sh: `{ ${c.sh}; } 2>/dev/null` };
-}
-/** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
-function privately(c) {
-    return { sh: `umask 077 && { ${c.sh}; }` };
-}
-/** Prints a marker line so several probes can share one round trip and be split apart again. */
-function section(name, c) {
-    if (!/^[a-z0-9-]+$/.test(name))
-        throw new Error(`bad section name ${name}`);
-    return { sh: `echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"` };
-}
-/** Splits the output of a script made of section()s into name -> {rc, out}. */
-function splitSections(stdout) {
-    const result = new Map();
-    let name;
-    let buf = [];
-    for (const line of stdout.split('\n')) {
-        const start = /^@@ops ([a-z0-9-]+)$/.exec(line);
-        const end = /^@@ops-rc (\d+)$/.exec(line);
-        if (start) {
-            name = start[1];
-            buf = [];
-        }
-        else if (end && name !== undefined) {
-            result.set(name, { rc: Number(end[1]), out: buf.join('\n') });
-            name = undefined;
-        }
-        else if (name !== undefined) {
-            buf.push(line);
-        }
-    }
-    return result;
-}
-const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
-
 ;// CONCATENATED MODULE: ./src/backup.ts
 
 
@@ -70237,180 +70453,6 @@ async function backupDatabase(remote, opsDir, db, keep) {
     setOutput('backup', path);
     return { path, bytes: Number(bytes) };
 }
-
-;// CONCATENATED MODULE: ./src/commands/host.ts
-
-// Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
-const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
-const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
-/**
- * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
- * a Python program that needs ~0.6 s just to print its version, on every run.
- */
-const composeV1Version = () => script('b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
-    'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
-    'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
-    'v=$(docker-compose version --short) || exit $?; ' +
-    '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"');
-/** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
-const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
-    'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
-    'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
-/** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
-const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
-    'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
-/** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
-const hashFiles = (dir, subdirs) => script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
-/** Prints a file, or nothing when it does not exist. */
-const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', path);
-/**
- * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
- * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
- * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
- */
-const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
-    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
-    'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
-/** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
-const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
-/** Drops the `.ops-prev` copies once the new files are known good. */
-const forgetPrevious = (paths) => script('for f; do rm -f "$f.ops-prev"; done', ...paths);
-const removeFiles = (paths) => cmd('rm', '-f', '--', ...paths);
-const networkExists = (name) => quiet(cmd('docker', 'network', 'inspect', name));
-const createNetwork = (name) => cmd('docker', 'network', 'create', '--driver', 'bridge', name);
-const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
-/** `id<TAB>service<TAB>status` for each container of a compose project (v1 and v2 both set these labels). */
-const projectContainers = (project) => cmd('docker', 'ps', '-a', '--no-trunc', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Status}}');
-/**
- * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
- * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
- */
-const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}';
-const inspectContainers = (ids) => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids));
-const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id);
-/** Last health-check outputs of a container. */
-const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
-const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
-/** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
-const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
-/**
- * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling
- * `docker top` every 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves;
- * prints that last `docker top`. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx
- * refused the config); 5: docker top failed. One round trip for the whole reload.
- */
-const reloadNginxAndWait = (id, timeoutS) => script('act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
-    'top=$(docker top "$1" -eo pid,args) || exit 5; before="$(act "$top") "; ' +
-    'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
-    'while :; do sleep 0.05; top=$(docker top "$1" -eo pid,args) || exit 5; now=$(act "$top"); new=${now:+yes}; ' +
-    'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
-    '[ -z "$new" ] || { printf "%s\\n" "$top"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done', id, String(timeoutS));
-/**
- * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a
- * domain (the hash tells a renewal apart). live/ is usually 0700 root, so when the SSH user cannot look, the check
- * runs as root in a throwaway container of the (local) nginx image.
- */
-const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1; ' +
-    'if [ -s "$f/fullchain.pem" ] && [ -s "$f/privkey.pem" ]; then echo "present $(cat "$f/fullchain.pem" "$f/privkey.pem" | sha256sum | cut -c1-64)"; ' +
-    'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
-    'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
-    '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo "present $(cat "$0/fullchain.pem" "$0/privkey.pem" | sha256sum | cut -c1-64)" || echo absent\' "$f"; fi', domain, image);
-
-;// CONCATENATED MODULE: ./src/commands/app.ts
-
-
-// Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
-/** Label that marks containers ops-action manages, valued with the service name. */
-const SERVICE_LABEL = 'ops-action.service';
-const IMAGE_LABEL = 'ops-action.image';
-/** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
-const SPEC_LABEL = 'ops-action.spec';
-/** Prints the image id when the image is on the host (exit 1 otherwise). */
-const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
-/**
- * Pulls an image, logging in first when a registry is given: the password comes on stdin, the credentials live in a
- * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
- */
-const pull = (image, registry) => registry
-    ? privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
-        'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
-        'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
-    : cmd('docker', 'pull', '--quiet', image);
-/**
- * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
- * read it, so no secret is ever in a process's argv on the host. An inherited env goes the same way, host-side.
- */
-const runContainer = (s) => {
-    const argv = [
-        'docker',
-        'run',
-        '--detach',
-        '--name',
-        s.name,
-        '--network',
-        s.network,
-        ...s.aliases.flatMap(a => ['--network-alias', a]),
-        '--restart',
-        'unless-stopped',
-        '--stop-timeout',
-        String(s.stopTimeoutS),
-        '--label',
-        `${SERVICE_LABEL}=${s.service}`,
-        '--label',
-        `${IMAGE_LABEL}=${s.image}`,
-        '--label',
-        `ops-action.port=${s.port}`,
-        ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
-        '--log-opt',
-        'max-size=10m',
-        '--log-opt',
-        'max-file=3',
-        ...(s.memory ? ['--memory', s.memory] : []),
-        ...(s.envFile ? ['--env-file', s.envFile] : [])
-    ];
-    const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'";
-    return privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
-        `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
-        `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
-        '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
-        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
-};
-/** inspectContainers() lines of every container (running or not) matching a `docker ps --filter label=…` value. */
-const inspectLabelled = (label) => script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', label, INSPECT_FORMAT);
-/** Every app container ops-action started, any service. */
-const allAppContainers = () => inspectLabelled(SERVICE_LABEL);
-/** Every container of the compose project (the stack). */
-const projectInspect = (project) => inspectLabelled(`com.docker.compose.project=${project}`);
-/** Every container of the service. */
-const serviceContainers = (service) => inspectLabelled(`${SERVICE_LABEL}=${service}`);
-/**
- * `probe URL`: one HTTP GET with wget (busybox or GNU, which both print the status line with -S), timeout $T, header
- * $H; prints the status code, or 000 when nothing answered.
- */
-const PROBE = 'probe() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${H:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
-    'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
-    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"; }; ';
-/** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
-const httpStatus = (via, url, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header);
-/**
- * GETs a health URL and a route URL from inside another container in rounds 0.1 s apart, until `need` rounds in a
- * row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the whole check. Prints
- * `<health code> <route code>` per round, then `ok` if it got there.
- */
-const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$5; H=$6; ok=0; i=0; ` +
-    'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do h=$(probe "$1"); r=$(probe "$2"); echo "$h $r"; ' +
-    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); [ $ok -ge "$3" ] || sleep 0.1; done; ' +
-    '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
-const stopContainers = (names, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), ...names);
-const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
-/** `repository:tag id created` of the images of one repository, newest first. */
-const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
-/** Removes images; ones still used by a container are skipped with a message, never forced. */
-const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
-/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
-const appendLine = (path) => script('cat >> "$1"', path);
-/** The last n lines of a file (nothing when it does not exist). */
-const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
 
 ;// CONCATENATED MODULE: ./src/commands/compose.ts
 
@@ -71140,6 +71182,7 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
 
 
 
+
 const HISTORY = 'history.jsonl';
 const POLL_MS = 200;
 const VERIFY_ROUNDS = 3;
@@ -71191,10 +71234,13 @@ async function swap(remote, ctx) {
         error
     });
     let switched = false;
+    let drained = Promise.resolve(true);
     try {
         // 5. Start the new container next to the old one.
         const inherit = ctx.inheritEnv ? before.live?.container : undefined;
-        await phase('Start container', () => start(remote, d, image, name, network, inherit));
+        // A rollback without a memory input keeps the limit of the release it replaces.
+        const memory = d.memory || (mode === 'rollback' ? before.retire.find(c => c.name === before.live?.container)?.memory : undefined);
+        await phase('Start container', () => start(remote, { ...d, memory }, image, name, network, inherit));
         // 6. Health gate, directly on the new container.
         const ip = await phase('Health gate (direct)', () => healthGate(remote, d, name, network, nginxId));
         // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
@@ -71211,8 +71257,11 @@ async function swap(remote, ctx) {
             await writeAndReload(remote, opsDir, nginxId, files, () => (switched = true));
             info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`);
         });
-        // 8. Verify through nginx, as clients see it.
-        await phase('Verify through nginx', () => verify(remote, d, nginxId, 80));
+        // 8. Verify through nginx, as clients see it. Meanwhile the old workers finish their requests (step 9 waits).
+        await phase('Verify through nginx', () => {
+            drained = before.retire.length ? waitDrained(remote, nginxId, d.drainTimeoutS * 1000).catch(() => false) : Promise.resolve(true);
+            return verify(remote, d, nginxId, 80);
+        });
     }
     catch (e) {
         // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
@@ -71226,9 +71275,11 @@ async function swap(remote, ctx) {
         await record('rolled-back', e.message).catch(() => undefined);
         throw new RolledBack(e, notes);
     }
-    await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
-    // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-    await phase('Drain and stop old', () => drainAndStop(remote, d, nginxId, before.retire));
+    // 9. Drain: once the old nginx workers are done with the old container, stop it.
+    await phase('Drain and stop old', () => Promise.all([
+        remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`))),
+        drainAndStop(remote, d, drained, before.retire)
+    ]));
     // 10. History, images.
     await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, d, image, before.live?.image)]));
     return { container: name, image, previousImage: before.live?.image ?? '' };
@@ -71306,7 +71357,8 @@ function appContainer(c, network) {
         restarts: c.restarts,
         health: c.health,
         ip: c.ips[network] ?? '',
-        image: c.labels[IMAGE_LABEL] ?? ''
+        image: c.labels[IMAGE_LABEL] ?? '',
+        memory: deployedSpec(c.labels[SERVICE_LABEL] ?? '', c.labels)?.memory
     };
 }
 async function inspectOne(remote, name, network) {
@@ -71425,11 +71477,10 @@ async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched,
         info(n);
     return notes;
 }
-async function drainAndStop(remote, d, nginxId, old) {
+async function drainAndStop(remote, d, drained, old) {
     if (!old.length)
         return info('No previous container to stop.');
-    const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000);
-    if (drained)
+    if (await drained)
         info('Old nginx workers have finished their requests.');
     const names = old.map(c => c.name);
     // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
@@ -73412,35 +73463,6 @@ function appRow(service, live, apps, history) {
         lastDeploy
     };
 }
-/**
- * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
- * defaults for the service; undefined when neither says.
- */
-function deployedSpec(service, labels) {
-    let label;
-    try {
-        label = JSON.parse(labels[SPEC_LABEL] ?? '');
-    }
-    catch {
-        label = undefined; // containers of older versions carry no spec label
-    }
-    const cat = CATALOGUE[service];
-    const port = Number(labels['ops-action.port']) || cat?.port;
-    const route = label?.route ?? cat?.route;
-    const healthPath = label?.healthPath ?? cat?.healthPath;
-    if (!port || !route || !healthPath)
-        return undefined;
-    return {
-        spec: {
-            port,
-            route,
-            healthPath,
-            stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
-            aliases: label?.aliases ?? cat?.aliases ?? []
-        },
-        memory: label?.memory
-    };
-}
 /** service -> the container its upstream file names (the 503 placeholder names none). */
 function parseUpstreamFiles(out) {
     const live = new Map();
@@ -73473,6 +73495,7 @@ function statusLines(st) {
 }
 
 ;// CONCATENATED MODULE: ./src/restart.ts
+
 
 
 

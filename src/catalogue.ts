@@ -1,3 +1,4 @@
+import { SPEC_LABEL, type DeployedSpec } from './commands/app'
 /** What ops-action knows about the Behindy services; any other service name must give port, route and health path. */
 export interface ServiceSpec {
   port: number
@@ -42,4 +43,32 @@ export function publicPath(spec: Pick<ServiceSpec, 'route' | 'stripPrefix'>, app
 /** Whether a request for appPath can reach the app through its route (else the health path is an input error). */
 export function routeReaches(spec: Pick<ServiceSpec, 'route' | 'stripPrefix'>, appPath: string): boolean {
   return spec.stripPrefix ? appPath.startsWith('/') : appPath.startsWith(spec.route) || appPath === spec.route.replace(/\/$/, '')
+}
+
+/**
+ * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
+ * defaults for the service; undefined when neither says.
+ */
+export function deployedSpec(service: string, labels: Record<string, string>): { spec: ServiceSpec; memory?: string } | undefined {
+  let label: DeployedSpec | undefined
+  try {
+    label = JSON.parse(labels[SPEC_LABEL] ?? '') as DeployedSpec
+  } catch {
+    label = undefined // containers of older versions carry no spec label
+  }
+  const cat = CATALOGUE[service] as ServiceSpec | undefined
+  const port = Number(labels['ops-action.port']) || cat?.port
+  const route = label?.route ?? cat?.route
+  const healthPath = label?.healthPath ?? cat?.healthPath
+  if (!port || !route || !healthPath) return undefined
+  return {
+    spec: {
+      port,
+      route,
+      healthPath,
+      stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
+      aliases: label?.aliases ?? cat?.aliases ?? []
+    },
+    memory: label?.memory
+  }
 }

@@ -273,9 +273,19 @@ export function checkPrivateKey(key: string, passphrase: string | undefined): st
   return text
 }
 
-/** Masks env values, except ones so short or common (true, 8080) that masking them would garble the whole log. */
-export function isMaskable(value: string): boolean {
-  return value.length >= 3 && !/^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value)
+/** Names of variables that hold credentials (or URLs and DSNs, which often embed them). */
+const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|URL|URI|CONN/i
+
+/**
+ * Whether an env value is masked in the log (the action never prints env values; this guards against a command's
+ * output echoing one). Masked: values of credential-like names, and values that look like tokens (8+ characters
+ * with letters and digits). Not masked: plain values such as `redis`, `production` or `Asia/Seoul`: masking would
+ * turn every mention of them in the log into *** (a container named behindy_redis_1 included), and GitHub already
+ * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log.
+ */
+export function isMaskable(name: string, value: string): boolean {
+  if (value.length < 3 || /^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value)) return false
+  return SECRET_NAME.test(name) || (value.length >= 8 && /[A-Za-z]/.test(value) && /\d/.test(value) && !/\s/.test(value))
 }
 
 /** Variables of the host's .env that other inputs own (infra writes them from http-port, https-port and network). */
@@ -349,7 +359,7 @@ export function getInputs(read: InputReader = actionInput): Inputs {
   const httpsPort = c.check('https-port', optional(parseInteger('https-port', 1, 65535)), undefined)
   if (httpPort !== undefined && httpPort === httpsPort) c.fail('https-port', `must differ from http-port (both are ${httpPort})`)
   const infraEnv = c.check('infra-env', parseInfraEnv, [])
-  for (const [, value] of infraEnv) if (isMaskable(value)) core.setSecret(value)
+  for (const [name, value] of infraEnv) if (isMaskable(name, value)) core.setSecret(value)
   const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120)
   const keepBackups = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7)
   const beforeInfra = c.check('backup-before-infra', parseBoolean('backup-before-infra'), true)
@@ -542,7 +552,7 @@ function deployInputs(c: Collector, mode: Mode, read: InputReader): DeployInputs
   )
   const aliases = c.check('aliases', v => parseAliases(v, service), [])
   const env = c.check('env', v => parseEnvInput(v, 'env'), [])
-  for (const [, value] of env) if (isMaskable(value)) core.setSecret(value)
+  for (const [name, value] of env) if (isMaskable(name, value)) core.setSecret(value)
   const envFile = c.check('env-file', v => (v.trim() ? parseHostPath('env-file', v) : undefined), undefined)
   const registry = c.check(
     'registry',

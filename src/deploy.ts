@@ -13,6 +13,7 @@ import {
   removeImages,
   repositoryImages,
   runContainer,
+  SERVICE_LABEL,
   serviceContainers,
   stopContainers,
   tail
@@ -22,6 +23,7 @@ import { NGINX_CONF } from './commands/compose'
 import { imageRepository, imageTag, type DeployInputs, type InfraInputs, type Inputs } from './context'
 import { HostError, RolledBack } from './errors'
 import { runInfo } from './runinfo'
+import { deployedSpec } from './catalogue'
 import { runInfra, type InfraResult } from './infra'
 import { acquireLock, type Lock } from './lock'
 import { reloadAndWait, waitDrained } from './nginx'
@@ -79,6 +81,8 @@ interface AppContainer {
   health: string
   ip: string
   image: string
+  /** The memory limit it was started with (its spec label). */
+  memory?: string
 }
 
 /** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
@@ -148,10 +152,13 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     })
 
   let switched = false
+  let drained = Promise.resolve(true)
   try {
     // 5. Start the new container next to the old one.
     const inherit = ctx.inheritEnv ? before.live?.container : undefined
-    await phase('Start container', () => start(remote, d, image, name, network, inherit))
+    // A rollback without a memory input keeps the limit of the release it replaces.
+    const memory = d.memory || (mode === 'rollback' ? before.retire.find(c => c.name === before.live?.container)?.memory : undefined)
+    await phase('Start container', () => start(remote, { ...d, memory }, image, name, network, inherit))
     // 6. Health gate, directly on the new container.
     const ip = await phase('Health gate (direct)', () => healthGate(remote, d, name, network, nginxId))
     // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
@@ -168,8 +175,11 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       await writeAndReload(remote, opsDir, nginxId, files, () => (switched = true))
       core.info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`)
     })
-    // 8. Verify through nginx, as clients see it.
-    await phase('Verify through nginx', () => verify(remote, d, nginxId, 80))
+    // 8. Verify through nginx, as clients see it. Meanwhile the old workers finish their requests (step 9 waits).
+    await phase('Verify through nginx', () => {
+      drained = before.retire.length ? waitDrained(remote, nginxId, d.drainTimeoutS * 1000).catch(() => false) : Promise.resolve(true)
+      return verify(remote, d, nginxId, 80)
+    })
   } catch (e) {
     // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
     // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
@@ -185,10 +195,13 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     await record('rolled-back', (e as Error).message).catch(() => undefined)
     throw new RolledBack(e as Error, notes)
   }
-  await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)))
-
-  // 9. Drain: let the old nginx workers finish with the old container, then stop it.
-  await phase('Drain and stop old', () => drainAndStop(remote, d, nginxId, before.retire))
+  // 9. Drain: once the old nginx workers are done with the old container, stop it.
+  await phase('Drain and stop old', () =>
+    Promise.all([
+      remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`))),
+      drainAndStop(remote, d, drained, before.retire)
+    ])
+  )
 
   // 10. History, images.
   await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, d, image, before.live?.image)]))
@@ -293,7 +306,8 @@ function appContainer(c: ContainerInfo, network: string): AppContainer {
     restarts: c.restarts,
     health: c.health,
     ip: c.ips[network] ?? '',
-    image: c.labels[IMAGE_LABEL] ?? ''
+    image: c.labels[IMAGE_LABEL] ?? '',
+    memory: deployedSpec(c.labels[SERVICE_LABEL] ?? '', c.labels)?.memory
   }
 }
 
@@ -467,10 +481,9 @@ async function rollBack(
   return notes
 }
 
-async function drainAndStop(remote: Remote, d: DeployInputs, nginxId: string, old: AppContainer[]): Promise<void> {
+async function drainAndStop(remote: Remote, d: DeployInputs, drained: Promise<boolean>, old: AppContainer[]): Promise<void> {
   if (!old.length) return core.info('No previous container to stop.')
-  const drained = await waitDrained(remote, nginxId, d.drainTimeoutS * 1000)
-  if (drained) core.info('Old nginx workers have finished their requests.')
+  if (await drained) core.info('Old nginx workers have finished their requests.')
   const names = old.map(c => c.name)
   // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
   await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`)

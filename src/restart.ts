@@ -8,7 +8,8 @@ import type { Lock } from './lock'
 import type { Phases } from './phases'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { deployedSpec, parseUpstreamFiles, upstreamFiles } from './status'
+import { parseUpstreamFiles, upstreamFiles } from './status'
+import { deployedSpec } from './catalogue'
 
 /** story first (backend calls it), then backend (the frontend calls it), then frontend; other services after. */
 export const RESTART_ORDER = ['story', 'backend', 'frontend']

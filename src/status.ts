@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
-import { CATALOGUE, publicPath, type ServiceSpec } from './catalogue'
-import { allAppContainers, httpStatus, projectInspect, SERVICE_LABEL, SPEC_LABEL, tail, type DeployedSpec } from './commands/app'
+import { CATALOGUE, deployedSpec, publicPath } from './catalogue'
+import { allAppContainers, httpStatus, projectInspect, SERVICE_LABEL, tail } from './commands/app'
 import { PROJECT } from './commands/compose'
 import { parseInspect, type ContainerInfo } from './containers'
 import type { InfraInputs } from './context'
@@ -124,34 +124,6 @@ function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], 
     direct: c ? '' : 'no container',
     nginx: '',
     lastDeploy
-  }
-}
-
-/**
- * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
- * defaults for the service; undefined when neither says.
- */
-export function deployedSpec(service: string, labels: Record<string, string>): { spec: ServiceSpec; memory?: string } | undefined {
-  let label: DeployedSpec | undefined
-  try {
-    label = JSON.parse(labels[SPEC_LABEL] ?? '') as DeployedSpec
-  } catch {
-    label = undefined // containers of older versions carry no spec label
-  }
-  const cat = CATALOGUE[service] as ServiceSpec | undefined
-  const port = Number(labels['ops-action.port']) || cat?.port
-  const route = label?.route ?? cat?.route
-  const healthPath = label?.healthPath ?? cat?.healthPath
-  if (!port || !route || !healthPath) return undefined
-  return {
-    spec: {
-      port,
-      route,
-      healthPath,
-      stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
-      aliases: label?.aliases ?? cat?.aliases ?? []
-    },
-    memory: label?.memory
   }
 }
 

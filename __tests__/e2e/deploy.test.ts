@@ -115,7 +115,7 @@ describe('mode deploy on the sandbox host', () => {
   })
 
   it('three deploys started at the same moment all succeed, one at a time', async () => {
-    const runs = await Promise.all([runAction(frontend('v1')), runAction(backend('v2')), runAction(story('v2'))])
+    const runs = await Promise.all([runAction(frontend('v1', { memory: '300m' })), runAction(backend('v2')), runAction(story('v2'))])
     for (const r of runs) expectOk(r)
     expect(runs.filter(r => /The host is busy: (deploy|rollback) of/.test(r.output)).length).toBeGreaterThanOrEqual(2)
     const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8')
@@ -161,5 +161,8 @@ describe('mode deploy on the sandbox host', () => {
     // Without an env input, the rollback keeps the env the serving container was started with.
     expect(run.output).toMatch(/with the env of frontend-[0-9a-f]{8}/)
     expect(JSON.parse((await http('/')).body).version).toBe('f-v1')
+    // Without a memory input, it keeps the limit too (the release it replaced ran with memory: 300m).
+    const [serving] = serviceContainers('frontend')
+    expect(sh('docker', ['inspect', '--format', '{{.HostConfig.Memory}}', serving]).trim()).toBe(String(300 * 1024 * 1024))
   })
 })

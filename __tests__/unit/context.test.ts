@@ -441,7 +441,7 @@ describe('getInputs: secret masking', () => {
       .map(l => l.slice('::add-mask::'.length))
   }
 
-  it('masks ssh-key, ssh-passphrase and infra-env secret values, but not true/8080', () => {
+  it('masks ssh-key, ssh-passphrase and infra-env secret values, but not true/8080 or plain names', () => {
     getInputs(
       reader({
         ...base(),
@@ -455,7 +455,7 @@ describe('getInputs: secret masking', () => {
     expect(m).toContain('pass')
     expect(m).toContain('s3cr3t-pw')
     expect(m).toContain(escapeData('r3dis%pw'))
-    expect(m).toContain('behindy')
+    expect(m).not.toContain('behindy') // DB_USER: a plain name with a plain value
     expect(m).not.toContain('true')
     expect(m).not.toContain('8080')
     expect(m).not.toContain('ab')
@@ -474,11 +474,31 @@ describe('getInputs: secret masking', () => {
 })
 
 describe('isMaskable', () => {
-  it.each(['true', 'False', 'YES', 'no', 'on', 'OFF', '8080', '1', '65535', 'ab', ''])('%j is not masked', v => {
-    expect(isMaskable(v)).toBe(false)
+  it.each(['true', 'False', 'YES', 'no', 'on', 'OFF', '8080', '1', '65535', 'ab', ''])('%j is never masked, even as a password', v => {
+    expect(isMaskable('DB_PASS', v)).toBe(false)
   })
-  it.each(['s3cr3t', 'abc', '123456', 'truely', 'behindy'])('%j is masked', v => {
-    expect(isMaskable(v)).toBe(true)
+  it.each([
+    ['DB_PASS', 'abc'],
+    ['REDIS_PASSWORD', 'behindy'],
+    ['OPENAI_API_KEY', 'sk-live'],
+    ['JWT_SECRET', 'truely'],
+    ['GITHUB_TOKEN', 'ghp'],
+    ['SPRING_DATASOURCE_URL', 'jdbc:postgresql://db:5432/behindy'],
+    ['SENTRY_DSN', 'https://x@o1.ingest.example/1'],
+    ['FEATURE_FLAGS', 'a1b2c3d4e5'], // looks like a token whatever its name
+    ['ANYTHING', 'sk-very-secret-token-4711']
+  ])('%s=%j is masked', (name, v) => {
+    expect(isMaskable(name, v)).toBe(true)
+  })
+  it.each([
+    ['SPRING_DATA_REDIS_HOST', 'redis'],
+    ['NODE_ENV', 'production'],
+    ['TZ', 'Asia/Seoul'],
+    ['DB_USER', 'behindy'],
+    ['LOG_LEVEL', 'info'],
+    ['GREETING', 'hello world 2024']
+  ])('%s=%j is not masked (plain value, plain name)', (name, v) => {
+    expect(isMaskable(name, v)).toBe(false)
   })
 })
 
@@ -714,7 +734,7 @@ describe('getInputs: mode deploy / rollback', () => {
         .filter(l => l.startsWith('::add-mask::'))
         .map(l => l.slice('::add-mask::'.length))
 
-    it('is parsed; values are masked except trivial ones', () => {
+    it('is parsed; secret values are masked, plain and trivial ones not', () => {
       const d = deployOf({
         env: 'SPRING_PROFILES=prod\nDB_PASS="s3cr3t pw"\nFEATURE=true\nPORT=8080\n# comment\nexport JWT_SECRET=jwt-s3cret'
       })
@@ -726,7 +746,7 @@ describe('getInputs: mode deploy / rollback', () => {
         ['JWT_SECRET', 'jwt-s3cret']
       ])
       const m = masked()
-      expect(m).toContain('prod')
+      expect(m).not.toContain('prod')
       expect(m).toContain('s3cr3t pw')
       expect(m).toContain('jwt-s3cret')
       expect(m).not.toContain('true')

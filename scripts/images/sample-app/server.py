@@ -73,6 +73,9 @@ class Server(ThreadingHTTPServer):
 
     allow_reuse_address = True
     daemon_threads = True
+    # listen() backlog: Python's default of 5 drops SYNs under a few dozen concurrent clients (1 s retransmits);
+    # Node (Next.js) uses 511, uvicorn 2048, Tomcat 100.
+    request_queue_size = 128
 
     def process_request(self, request, client_address):
         global inflight
