@@ -69268,20 +69268,51 @@ const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(line
 /** Last health-check outputs of a container. */
 const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
 const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
-/** The processes of a container as the host sees them (nginx workers show whether they are shutting down). */
-const nginxProcesses = (id) => cmd('docker', 'top', id, '-eo', 'pid,args');
 /**
- * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling
- * `docker top` every 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves;
- * prints that last `docker top`. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx
- * refused the config); 5: docker top failed. One round trip for the whole reload.
+ * Shell functions over the nginx container ($1): `top` prints `PID ARGS` of its processes (header first, as docker
+ * top does): the children of its PID 1 from the host's ps, cheap enough to poll, else (ps without --ppid, or /proc
+ * hidden) `docker top`; `act TEXT` lists the serving workers' pids, `draining TEXT` counts the shutting-down ones.
  */
-const reloadNginxAndWait = (id, timeoutS) => script('act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
-    'top=$(docker top "$1" -eo pid,args) || exit 5; before="$(act "$top") "; ' +
+const NGINX_PS = 'pid=$(docker inspect --format "{{.State.Pid}}" "$1") || exit 5; ' +
+    'top() { out=$(ps --ppid "$pid" -o pid=,args= 2>/dev/null); [ -n "$out" ] || out=$(docker top "$1" -eo pid,args | tail -n +2) || return 1; printf "PID COMMAND\\n%s\\n" "$out"; }; ' +
+    'act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
+    'draining() { printf "%s\\n" "$1" | grep -c "nginx: worker process is shutting down"; }; ';
+/**
+ * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling every
+ * 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves; prints those
+ * processes. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx refused the config); 5: the
+ * processes could not be listed. One round trip for the whole reload.
+ */
+const reloadNginxAndWait = (id, timeoutS) => script(NGINX_PS +
+    'ps=$(top "$1") || exit 5; before="$(act "$ps") "; ' +
     'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
-    'while :; do sleep 0.05; top=$(docker top "$1" -eo pid,args) || exit 5; now=$(act "$top"); new=${now:+yes}; ' +
+    'while :; do sleep 0.05; ps=$(top "$1") || exit 5; now=$(act "$ps"); new=${now:+yes}; ' +
     'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
-    '[ -z "$new" ] || { printf "%s\\n" "$top"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done', id, String(timeoutS));
+    '[ -z "$new" ] || { printf "%s\\n" "$ps"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done', id, String(timeoutS));
+/**
+ * Waits, polling every 0.1 s for up to timeoutS, until none of the containers has an established connection from
+ * nginx ($1) on its port (read from /proc/<pid>/net/tcp of the container: requests the old nginx workers still have
+ * in flight there), twice in a row. Unlike waiting for the old workers to exit, a websocket or a slow request to
+ * another service does not hold it up. Exit 4 at the timeout, printing how many are left; 6: /proc not readable
+ * (hidepid), so the caller falls back to waiting for the workers.
+ */
+const waitConnectionsDrained = (nginxId, port, containers, timeoutS) => script('n=$1 port=$2 t=$3; shift 3; ' +
+    'ips=$(docker inspect --format "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}" "$n") || exit 5; ' +
+    // /proc/net/tcp shows an IPv4 address as 8 hex digits, least significant byte first, and the port as 4.
+    'hex=$(for ip in $ips; do printf "%s\\n" "$ip" | awk -F. \'{ printf "%02X%02X%02X%02X ", $4, $3, $2, $1 }\'; done); ' +
+    'ph=$(printf "%04X" "$port"); pids=$(docker inspect --format "{{.State.Pid}}" "$@" 2>/dev/null); ' +
+    'end=$(( $(date +%s) + t )); zero=0; while :; do c=0; ' +
+    'for p in $pids; do [ "$p" -gt 0 ] || continue; [ -r "/proc/$p/net/tcp" ] || exit 6; ' +
+    'c=$(( c + $(awk -v lp=":$ph" -v ips=" $hex" \'$4 == "01" && substr($2, 9) == lp && index(ips, " " substr($3, 1, 8) " ") { k++ } END { print k + 0 }\' "/proc/$p/net/tcp") )); done; ' +
+    'if [ "$c" -eq 0 ]; then zero=$((zero + 1)); [ "$zero" -lt 2 ] || exit 0; else zero=0; fi; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo "$c"; exit 4; }; sleep 0.1; done', nginxId, String(port), String(timeoutS), ...containers);
+/**
+ * Waits, polling every 0.1 s for up to timeoutS, until no nginx worker of an older configuration is left (they exit
+ * once their requests are done). Exit 4 at the timeout, printing how many still work; 5: processes not listable.
+ */
+const waitNginxDrained = (id, timeoutS) => script(NGINX_PS +
+    'end=$(( $(date +%s) + $2 )); while :; do ps=$(top "$1") || exit 5; n=$(draining "$ps"); [ "$n" -gt 0 ] || exit 0; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo "$n"; exit 4; }; sleep 0.1; done', id, String(timeoutS));
 /**
  * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a
  * domain (the hash tells a renewal apart). live/ is usually 0700 root, so when the SSH user cannot look, the check
@@ -70554,8 +70585,7 @@ function runInfo(env = process.env) {
 
 
 
-
-/** Parses `docker top ID -eo pid,args` of the nginx container. */
+/** Parses the `PID ARGS` listing of the nginx container's processes (a header line first, as docker top prints). */
 function parseWorkers(out) {
     const active = [];
     const draining = [];
@@ -70569,9 +70599,6 @@ function parseWorkers(out) {
             active.push(m[1]);
     }
     return { active, draining };
-}
-async function workers(remote, id) {
-    return parseWorkers(await remote.must(nginxProcesses(id), 'listing nginx processes'));
 }
 /**
  * SIGHUP to nginx, then waits until the new configuration is live: every worker that served before is gone or
@@ -70588,17 +70615,29 @@ async function reloadAndWait(remote, id, timeoutMs = 10_000) {
 }
 /** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
 async function waitDrained(remote, id, timeoutMs) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const now = await workers(remote, id);
-        if (now.draining.length === 0)
-            return true;
-        if (Date.now() > deadline) {
-            warning(`${now.draining.length} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
-            return false;
-        }
-        await sleep(100);
+    const r = await remote.run(waitNginxDrained(id, Math.ceil(timeoutMs / 1000)));
+    if (r.code === 0)
+        return true;
+    if (r.code === 4) {
+        warning(`${r.stdout.trim()} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
+        return false;
     }
+    throw new HostError(`listing nginx processes failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+}
+/**
+ * Waits until nginx has no request in flight to the old containers (their established connections from nginx on
+ * the app port), up to timeoutMs; where the host hides other users' /proc entries, until the old workers are gone.
+ */
+async function waitRequestsDrained(remote, id, port, containers, timeoutMs) {
+    const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000)));
+    if (r.code === 0)
+        return true;
+    if (r.code === 4) {
+        warning(`${r.stdout.trim()} request(s) from nginx still in flight to the old container after ${timeoutMs / 1000} s; going on.`);
+        return false;
+    }
+    info(`Cannot see the old container's connections (exit ${r.code}): waiting for the old nginx workers instead.`);
+    return waitDrained(remote, id, timeoutMs);
 }
 
 ;// CONCATENATED MODULE: external "node:fs"
@@ -71259,7 +71298,9 @@ async function swap(remote, ctx) {
         });
         // 8. Verify through nginx, as clients see it. Meanwhile the old workers finish their requests (step 9 waits).
         await phase('Verify through nginx', () => {
-            drained = before.retire.length ? waitDrained(remote, nginxId, d.drainTimeoutS * 1000).catch(() => false) : Promise.resolve(true);
+            drained = before.retire.length
+                ? waitRequestsDrained(remote, nginxId, d.spec.port, before.retire.map(c => c.name), d.drainTimeoutS * 1000).catch(() => false)
+                : Promise.resolve(true);
             return verify(remote, d, nginxId, 80);
         });
     }
@@ -71481,7 +71522,7 @@ async function drainAndStop(remote, d, drained, old) {
     if (!old.length)
         return info('No previous container to stop.');
     if (await drained)
-        info('Old nginx workers have finished their requests.');
+        info('nginx has no request in flight to the old container any more.');
     const names = old.map(c => c.name);
     // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
     await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`);

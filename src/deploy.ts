@@ -26,7 +26,7 @@ import { runInfo } from './runinfo'
 import { deployedSpec } from './catalogue'
 import { runInfra, type InfraResult } from './infra'
 import { acquireLock, type Lock } from './lock'
-import { reloadAndWait, waitDrained } from './nginx'
+import { reloadAndWait, waitRequestsDrained } from './nginx'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
 import { concurrently, quiet, section, seq, sleep, splitSections } from './shell'
@@ -177,7 +177,15 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     })
     // 8. Verify through nginx, as clients see it. Meanwhile the old workers finish their requests (step 9 waits).
     await phase('Verify through nginx', () => {
-      drained = before.retire.length ? waitDrained(remote, nginxId, d.drainTimeoutS * 1000).catch(() => false) : Promise.resolve(true)
+      drained = before.retire.length
+        ? waitRequestsDrained(
+            remote,
+            nginxId,
+            d.spec.port,
+            before.retire.map(c => c.name),
+            d.drainTimeoutS * 1000
+          ).catch(() => false)
+        : Promise.resolve(true)
       return verify(remote, d, nginxId, 80)
     })
   } catch (e) {
@@ -483,7 +491,7 @@ async function rollBack(
 
 async function drainAndStop(remote: Remote, d: DeployInputs, drained: Promise<boolean>, old: AppContainer[]): Promise<void> {
   if (!old.length) return core.info('No previous container to stop.')
-  if (await drained) core.info('Old nginx workers have finished their requests.')
+  if (await drained) core.info('nginx has no request in flight to the old container any more.')
   const names = old.map(c => c.name)
   // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
   await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`)

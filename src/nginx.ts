@@ -1,7 +1,6 @@
 import * as core from '@actions/core'
-import { nginxProcesses, reloadNginxAndWait } from './commands/host'
+import { reloadNginxAndWait, waitConnectionsDrained, waitNginxDrained } from './commands/host'
 import { HostError } from './errors'
-import { sleep } from './shell'
 import type { Remote } from './ssh'
 
 export interface NginxWorkers {
@@ -11,7 +10,7 @@ export interface NginxWorkers {
   draining: string[]
 }
 
-/** Parses `docker top ID -eo pid,args` of the nginx container. */
+/** Parses the `PID ARGS` listing of the nginx container's processes (a header line first, as docker top prints). */
 export function parseWorkers(out: string): NginxWorkers {
   const active: string[] = []
   const draining: string[] = []
@@ -22,10 +21,6 @@ export function parseWorkers(out: string): NginxWorkers {
     else active.push(m[1])
   }
   return { active, draining }
-}
-
-export async function workers(remote: Remote, id: string): Promise<NginxWorkers> {
-  return parseWorkers(await remote.must(nginxProcesses(id), 'listing nginx processes'))
 }
 
 /**
@@ -46,14 +41,32 @@ export async function reloadAndWait(remote: Remote, id: string, timeoutMs = 10_0
 
 /** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
 export async function waitDrained(remote: Remote, id: string, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const now = await workers(remote, id)
-    if (now.draining.length === 0) return true
-    if (Date.now() > deadline) {
-      core.warning(`${now.draining.length} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`)
-      return false
-    }
-    await sleep(100)
+  const r = await remote.run(waitNginxDrained(id, Math.ceil(timeoutMs / 1000)))
+  if (r.code === 0) return true
+  if (r.code === 4) {
+    core.warning(`${r.stdout.trim()} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`)
+    return false
   }
+  throw new HostError(`listing nginx processes failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`)
+}
+
+/**
+ * Waits until nginx has no request in flight to the old containers (their established connections from nginx on
+ * the app port), up to timeoutMs; where the host hides other users' /proc entries, until the old workers are gone.
+ */
+export async function waitRequestsDrained(
+  remote: Remote,
+  id: string,
+  port: number,
+  containers: string[],
+  timeoutMs: number
+): Promise<boolean> {
+  const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000)))
+  if (r.code === 0) return true
+  if (r.code === 4) {
+    core.warning(`${r.stdout.trim()} request(s) from nginx still in flight to the old container after ${timeoutMs / 1000} s; going on.`)
+    return false
+  }
+  core.info(`Cannot see the old container's connections (exit ${r.code}): waiting for the old nginx workers instead.`)
+  return waitDrained(remote, id, timeoutMs)
 }

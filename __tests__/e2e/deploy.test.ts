@@ -7,6 +7,7 @@ import {
   expectOk,
   frontend,
   http,
+  HTTP_PORT,
   infraInputs,
   OPS_DIR,
   REGISTRY,
@@ -164,5 +165,31 @@ describe('mode deploy on the sandbox host', () => {
     // Without a memory input, it keeps the limit too (the release it replaced ran with memory: 300m).
     const [serving] = serviceContainers('frontend')
     expect(sh('docker', ['inspect', '--format', '{{.HostConfig.Memory}}', serving]).trim()).toBe(String(300 * 1024 * 1024))
+  })
+
+  it('the drain waits for the requests in flight to the old container, and only those: a long request to story does not hold it up', async () => {
+    // An old release that does not drain on SIGTERM (it exits at once): only waiting for its requests saves them.
+    expectOk(await runAction(frontend('v1', {}, 'VERSION=f-nodrain\nDRAIN_SECONDS=0')))
+    const get = async (path: string) => {
+      const r = await fetch(`http://127.0.0.1:${HTTP_PORT}${path}`, { signal: AbortSignal.timeout(40_000) })
+      return { status: r.status, body: await r.text(), at: Date.now() }
+    }
+    const other = get('/llm/slow?s=15') // through an old nginx worker to story, for longer than any deploy
+    const mine = get('/slow?s=4') // to the old frontend, in flight at the switch
+    await new Promise(r => setTimeout(r, 300))
+    const started = Date.now()
+    const r = await runAction(frontend('v2'))
+    expectOk(r)
+    const drain = Number(/✓ Drain and stop old \((\d+\.\d+) s\)/.exec(r.output)?.[1])
+    const m = await mine
+    expect(m.status, m.body).toBe(200)
+    expect(JSON.parse(m.body).version).toBe('f-nodrain')
+    expect(r.output).toContain('nginx has no request in flight to the old container any more.')
+    // Not held up by the story request, which outlives the deploy: the old workers were still busy with it.
+    const o = await other
+    expect(o.status, o.body).toBe(200)
+    expect(o.at).toBeGreaterThan(started + r.ms)
+    expect(drain).toBeLessThan(5)
+    console.log(`[drain] slow request to the old frontend: 200 after the switch; drain ${drain} s while a 15 s story request was in flight`)
   })
 })

@@ -4,7 +4,7 @@
 Env: PORT (3000), VERSION, STARTUP_DELAY (s, 0), HEALTH_PATH (/health),
 DRAIN_SECONDS (10), FAIL_MODE (never-healthy | exit | wrong-port | route-5xx).
 GET HEALTH_PATH -> 200 {"status":"ok","version":...}; any other path ->
-200 {"version":...,"path":...,"hostname":...}; /slow sleeps ~1 s first.
+200 {"version":...,"path":...,"hostname":...}; /slow sleeps first: ?s=N seconds (1, at most 60).
 SIGTERM/SIGINT: stop accepting, finish in-flight requests (<= DRAIN_SECONDS), exit 0.
 """
 import json
@@ -56,7 +56,11 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, {"status": "ok", "version": VERSION})
             return
         if path == "/slow" or path.startswith("/slow/"):
-            time.sleep(1)
+            query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
+            try:
+                time.sleep(min(60.0, max(0.0, float(query.get("s", "1")))))
+            except ValueError:
+                time.sleep(1)
         if FAIL_MODE == "route-5xx":
             self._send(500, {"error": "route-5xx", "version": VERSION, "path": self.path})
             return
