@@ -69268,6 +69268,9 @@ const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(line
 /** Last health-check outputs of a container. */
 const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
 const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
+/** nginx -t in the stack's running nginx container, found by its compose labels (before its id is known). */
+const stackNginxTest = (project, conf) => script('n=$(docker ps -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.service=nginx) && [ -n "$n" ] || ' +
+    '{ echo "no running nginx container"; exit 1; }; exec docker exec "$n" nginx -t -c "$2"', project, conf);
 /**
  * Shell functions over the nginx container ($1): `top` prints `PID ARGS` of its processes (header first, as docker
  * top does): the children of its PID 1 from the host's ps, cheap enough to poll, else (ps without --ppid, or /proc
@@ -69401,7 +69404,7 @@ const PROBE = 'probe() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${
 /** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
 const httpStatus = (via, url, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header);
 /**
- * GETs a health URL and a route URL (at the same time) from inside another container in rounds 0.05 s apart, until
+ * GETs a health URL and a route URL (at the same time) from inside another container, round after round, until
  * `need` rounds in a row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the
  * whole check. Prints `<health code> <route code>` per round, then `ok` if it got there.
  */
@@ -69409,7 +69412,7 @@ const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = 
     'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do ' +
     'hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
     'h=$(printf "%s\\n" "$hr" | sed -n "s/^h //p"); r=$(printf "%s\\n" "$hr" | sed -n "s/^r //p"); echo "$h $r"; ' +
-    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); [ $ok -ge "$3" ] || sleep 0.05; done; ' +
+    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); done; ' +
     '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
 const stopContainers = (names, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), ...names);
 const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
@@ -71240,9 +71243,22 @@ async function runDeploy(remote, inputs, phases) {
     phases.guard = () => lock.check();
     try {
         // 3. The stack, network and nginx config (a no-op when nothing changed).
+        // The preflight's reads go out beside infra's (one round trip saved); if infra changes anything, they are redone.
+        const early = remote.run(preflightProbe(d, opsDir, stackNginxTest(PROJECT, NGINX_CONF))).then(r => r.stdout);
+        early.catch(() => undefined);
         const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ');
         const inherit = mode === 'rollback' && d.env.length === 0;
-        const r = await swap(remote, { infra: inputs.infra, d, image, mode, inheritEnv: inherit, nginxId: infra.nginxId, lock, phases });
+        const r = await swap(remote, {
+            infra: inputs.infra,
+            d,
+            image,
+            mode,
+            inheritEnv: inherit,
+            nginxId: infra.nginxId,
+            lock,
+            phases,
+            early: infra.changed ? undefined : early
+        });
         return { ...r, url: serviceUrl(inputs, infra, d) };
     }
     finally {
@@ -71260,7 +71276,7 @@ async function swap(remote, ctx) {
     const { opsDir, network } = infraInputs;
     const phase = (name, fn) => phases.run(`${label}${name}`, fn);
     // 4. What serves now, and leftovers of interrupted runs.
-    const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId));
+    const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId, ctx.early));
     const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
     const record = (result, error) => appendHistory(remote, opsDir, {
         mode,
@@ -71349,8 +71365,11 @@ async function pullImage(remote, image, d) {
         throw new HostError(`Pulling ${image} failed: ${msg}`, fix);
     }
 }
-async function deploy_preflight(remote, d, opsDir, network, nginxId) {
-    const s = splitSections((await remote.run(concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo')), section('nginx-test', execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))))).stdout);
+/** What the preflight reads, in one round trip: the service's containers, its upstream file, memory, nginx -t. */
+const preflightProbe = (d, opsDir, nginxTest) => concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo')), section('nginx-test', nginxTest));
+async function deploy_preflight(remote, d, opsDir, network, nginxId, early) {
+    const probe = () => remote.run(preflightProbe(d, opsDir, execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))).then(r => r.stdout);
+    const s = splitSections(await (early ?? probe()));
     // nginx's config as it is on the host now (a hand edit or a stray file included by it): if it fails, the switch
     // could never be applied, so nothing starts.
     const nginxTest = s.get('nginx-test');

@@ -18,8 +18,8 @@ import {
   stopContainers,
   tail
 } from './commands/app'
-import { execIn, forgetPrevious, inspectContainers, readFileIfExists, restoreFiles, unpackAndCommit } from './commands/host'
-import { NGINX_CONF } from './commands/compose'
+import { execIn, forgetPrevious, inspectContainers, readFileIfExists, restoreFiles, stackNginxTest, unpackAndCommit } from './commands/host'
+import { NGINX_CONF, PROJECT } from './commands/compose'
 import { imageRepository, imageTag, type DeployInputs, type InfraInputs, type Inputs } from './context'
 import { HostError, RolledBack } from './errors'
 import { runInfo } from './runinfo'
@@ -29,7 +29,7 @@ import { acquireLock, type Lock } from './lock'
 import { reloadAndWait, waitRequestsDrained } from './nginx'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import type { Phases } from './phases'
-import { concurrently, quiet, section, seq, sleep, splitSections } from './shell'
+import { concurrently, quiet, section, seq, sleep, splitSections, type Sh } from './shell'
 import type { Remote } from './ssh'
 import {
   customServiceFiles,
@@ -102,9 +102,22 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
   phases.guard = () => lock.check()
   try {
     // 3. The stack, network and nginx config (a no-op when nothing changed).
+    // The preflight's reads go out beside infra's (one round trip saved); if infra changes anything, they are redone.
+    const early = remote.run(preflightProbe(d, opsDir, stackNginxTest(PROJECT, NGINX_CONF))).then(r => r.stdout)
+    early.catch(() => undefined)
     const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ')
     const inherit = mode === 'rollback' && d.env.length === 0
-    const r = await swap(remote, { infra: inputs.infra, d, image, mode, inheritEnv: inherit, nginxId: infra.nginxId, lock, phases })
+    const r = await swap(remote, {
+      infra: inputs.infra,
+      d,
+      image,
+      mode,
+      inheritEnv: inherit,
+      nginxId: infra.nginxId,
+      lock,
+      phases,
+      early: infra.changed ? undefined : early
+    })
     return { ...r, url: serviceUrl(inputs, infra, d) }
   } finally {
     phases.guard = () => undefined
@@ -124,6 +137,8 @@ export interface SwapContext {
   phases: Phases
   /** Prefix of the phase names (the ordered re-swap names the service). */
   label?: string
+  /** The preflight's reads, made while infra ran: still what the host has when infra changed nothing. */
+  early?: Promise<string>
 }
 
 /**
@@ -137,7 +152,7 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   const phase = <T>(name: string, fn: () => Promise<T>) => phases.run(`${label}${name}`, fn)
 
   // 4. What serves now, and leftovers of interrupted runs.
-  const before = await phase('Preflight', () => preflight(remote, d, opsDir, network, nginxId))
+  const before = await phase('Preflight', () => preflight(remote, d, opsDir, network, nginxId, ctx.early))
   const name = `${d.service}-${randomBytes(4).toString('hex')}`
   const record = (result: HistoryRecord['result'], error?: string) =>
     appendHistory(remote, opsDir, {
@@ -250,19 +265,25 @@ interface Before {
   retire: AppContainer[]
 }
 
-async function preflight(remote: Remote, d: DeployInputs, opsDir: string, network: string, nginxId: string): Promise<Before> {
-  const s = splitSections(
-    (
-      await remote.run(
-        concurrently(
-          section('containers', serviceContainers(d.service)),
-          section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
-          section('memory', readFileIfExists('/proc/meminfo')),
-          section('nginx-test', execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))
-        )
-      )
-    ).stdout
+/** What the preflight reads, in one round trip: the service's containers, its upstream file, memory, nginx -t. */
+const preflightProbe = (d: DeployInputs, opsDir: string, nginxTest: Sh): Sh =>
+  concurrently(
+    section('containers', serviceContainers(d.service)),
+    section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
+    section('memory', readFileIfExists('/proc/meminfo')),
+    section('nginx-test', nginxTest)
   )
+
+async function preflight(
+  remote: Remote,
+  d: DeployInputs,
+  opsDir: string,
+  network: string,
+  nginxId: string,
+  early?: Promise<string>
+): Promise<Before> {
+  const probe = () => remote.run(preflightProbe(d, opsDir, execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))).then(r => r.stdout)
+  const s = splitSections(await (early ?? probe()))
   // nginx's config as it is on the host now (a hand edit or a stray file included by it): if it fails, the switch
   // could never be applied, so nothing starts.
   const nginxTest = s.get('nginx-test')

@@ -129,7 +129,7 @@ export const httpStatus = (via: string, url: string, timeoutS = 3, header = ''):
   cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header)
 
 /**
- * GETs a health URL and a route URL (at the same time) from inside another container in rounds 0.05 s apart, until
+ * GETs a health URL and a route URL (at the same time) from inside another container, round after round, until
  * `need` rounds in a row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the
  * whole check. Prints `<health code> <route code>` per round, then `ok` if it got there.
  */
@@ -144,7 +144,7 @@ export const httpRounds = (via: string, healthUrl: string, routeUrl: string, nee
       'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do ' +
       'hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
       'h=$(printf "%s\\n" "$hr" | sed -n "s/^h //p"); r=$(printf "%s\\n" "$hr" | sed -n "s/^r //p"); echo "$h $r"; ' +
-      'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); [ $ok -ge "$3" ] || sleep 0.05; done; ' +
+      'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); done; ' +
       '[ $ok -lt "$3" ] || echo ok',
     'sh',
     healthUrl,

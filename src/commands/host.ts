@@ -102,6 +102,15 @@ export const healthLog = (id: string): Sh =>
 
 export const execIn = (id: string, ...argv: string[]): Sh => cmd('docker', 'exec', id, ...argv)
 
+/** nginx -t in the stack's running nginx container, found by its compose labels (before its id is known). */
+export const stackNginxTest = (project: string, conf: string): Sh =>
+  script(
+    'n=$(docker ps -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.service=nginx) && [ -n "$n" ] || ' +
+      '{ echo "no running nginx container"; exit 1; }; exec docker exec "$n" nginx -t -c "$2"',
+    project,
+    conf
+  )
+
 /**
  * Shell functions over the nginx container ($1): `top` prints `PID ARGS` of its processes (header first, as docker
  * top does): the children of its PID 1 from the host's ps, cheap enough to poll, else (ps without --ppid, or /proc
