@@ -292,6 +292,7 @@ const phaseNames = Object.keys(ops.phases[0] ?? {})
 const phaseMedian = name => median(ops.phases.map(p => p[name] ?? 0))
 const boot = ops.phases.map(p => (p['Start container'] ?? 0) + (p['Health gate (direct)'] ?? 0))
 const overheads = ops.wall.map((w, i) => w - (ops.phases[i]['Pull image'] ?? 0) - boot[i])
+const own = overheads.map((o, i) => o - (ops.phases[i]['Drain'] ?? 0))
 const lines = [
   `Sandbox host (${new Date().toISOString().slice(0, 10)}): ${N} deploys per strategy of the sample app (boots in ${BOOT_S} s, drains on SIGTERM) under constant load through nginx: 32 clients (14 keep-alive, 14 new connection per request, 4 on a ~1 s endpoint).`,
   '',
@@ -302,7 +303,7 @@ const lines = [
       `| ${r.name} | **${r.failed}** / ${r.total} (${r.failures.refused}, ${r.failures.http5xx}, ${r.failures.reset}, ${r.failures.timeout}${r.failures.other ? `, other ${r.failures.other}` : ''}) | ${f2(r.gapMs / 1000)} s | ${f1(median(r.steady))} / ${f1(pct(r.steady, 99))} ms | ${f1(median(r.swap))} / ${f1(pct(r.swap, 99))} ms | ${f2(median(r.wall))} s | ${r.brokenTotal ? ((100 * r.brokenFailed) / r.brokenTotal).toFixed(0) : '–'} % of ${r.brokenTotal} |`
   ),
   '',
-  `ops-action overhead (wall time − pull − app boot-to-healthy, i.e. start + health gate): **${f2(median(overheads))} s** median (min ${f2(Math.min(...overheads))}, max ${f2(Math.max(...overheads))}); infra no-op run: **${f2(median(infraRuns))} s** median; p99 during swap / steady: **${f2(pct(ops.swap, 99) / pct(ops.steady, 99))}×**. autocannon, 32 keep-alive connections for 5 s on the route at rest: ${Math.round(cannon.requests.average)} req/s, p50 ${cannon.latency.p50} ms, p99 ${cannon.latency.p99} ms, ${cannon.errors} errors, ${cannon.non2xx} non-2xx.`,
+  `ops-action overhead (wall time − pull − app boot-to-healthy, i.e. start + health gate): **${f2(median(overheads))} s** median (min ${f2(Math.min(...overheads))}, max ${f2(Math.max(...overheads))}), of which waiting for the requests in flight to the old container (phase Drain, ≤ 1 s with /slow) ${f2(median(ops.phases.map(p => p['Drain'] ?? 0)))} s: ${f2(median(own))} s without it; infra no-op run: **${f2(median(infraRuns))} s** median; p99 during swap / steady: **${f2(pct(ops.swap, 99) / pct(ops.steady, 99))}×**. autocannon, 32 keep-alive connections for 5 s on the route at rest: ${Math.round(cannon.requests.average)} req/s, p50 ${cannon.latency.p50} ms, p99 ${cannon.latency.p99} ms, ${cannon.errors} errors, ${cannon.non2xx} non-2xx.`,
   '',
   '| ops-action phase (median) | s |',
   '| --- | ---: |',

@@ -71332,11 +71332,13 @@ async function swap(remote, ctx) {
         await record('rolled-back', e.message).catch(() => undefined);
         throw new RolledBack(e, notes);
     }
-    // 9. Drain: once the old nginx workers are done with the old container, stop it.
-    await phase('Drain and stop old', () => Promise.all([
-        remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`))),
-        drainAndStop(remote, d, drained, before.retire)
-    ]));
+    // 9. Drain: nginx finishes its requests in flight to the old container (the wait began at the switch); then stop it.
+    await phase('Drain', async () => {
+        const [, done] = await Promise.all([remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`))), drained]);
+        if (before.retire.length && done)
+            info('nginx has no request in flight to the old container any more.');
+    });
+    await phase('Stop old', () => stopOld(remote, d, before.retire));
     // 10. History, images.
     await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, d, image, before.live?.image)]));
     return { container: name, image, previousImage: before.live?.image ?? '' };
@@ -71537,11 +71539,9 @@ async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched,
         info(n);
     return notes;
 }
-async function drainAndStop(remote, d, drained, old) {
+async function stopOld(remote, d, old) {
     if (!old.length)
         return info('No previous container to stop.');
-    if (await drained)
-        info('nginx has no request in flight to the old container any more.');
     const names = old.map(c => c.name);
     // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
     await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`);

@@ -218,13 +218,12 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     await record('rolled-back', (e as Error).message).catch(() => undefined)
     throw new RolledBack(e as Error, notes)
   }
-  // 9. Drain: once the old nginx workers are done with the old container, stop it.
-  await phase('Drain and stop old', () =>
-    Promise.all([
-      remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`))),
-      drainAndStop(remote, d, drained, before.retire)
-    ])
-  )
+  // 9. Drain: nginx finishes its requests in flight to the old container (the wait began at the switch); then stop it.
+  await phase('Drain', async () => {
+    const [, done] = await Promise.all([remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`))), drained])
+    if (before.retire.length && done) core.info('nginx has no request in flight to the old container any more.')
+  })
+  await phase('Stop old', () => stopOld(remote, d, before.retire))
 
   // 10. History, images.
   await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, d, image, before.live?.image)]))
@@ -510,9 +509,8 @@ async function rollBack(
   return notes
 }
 
-async function drainAndStop(remote: Remote, d: DeployInputs, drained: Promise<boolean>, old: AppContainer[]): Promise<void> {
+async function stopOld(remote: Remote, d: DeployInputs, old: AppContainer[]): Promise<void> {
   if (!old.length) return core.info('No previous container to stop.')
-  if (await drained) core.info('nginx has no request in flight to the old container any more.')
   const names = old.map(c => c.name)
   // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
   await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`)

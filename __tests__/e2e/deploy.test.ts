@@ -180,7 +180,7 @@ describe('mode deploy on the sandbox host', () => {
     const started = Date.now()
     const r = await runAction(frontend('v2'))
     expectOk(r)
-    const drain = Number(/✓ Drain and stop old \((\d+\.\d+) s\)/.exec(r.output)?.[1])
+    const drain = Number(/✓ Drain \((\d+\.\d+) s\)/.exec(r.output)?.[1])
     const m = await mine
     expect(m.status, m.body).toBe(200)
     expect(JSON.parse(m.body).version).toBe('f-nodrain')

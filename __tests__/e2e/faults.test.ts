@@ -110,7 +110,8 @@ describe('faults during a deploy', () => {
     ['during the health gate', /::group::Health gate \(direct\)/, 1500, 'STARTUP_DELAY=4'],
     ['during the preview check', /::group::Verify preview through nginx/, 150, ''],
     ['right after the switch', /nginx now routes \/ to/, 0, ''],
-    ['during the drain', /::group::Drain and stop old/, 200, ''],
+    ['during the drain', /::group::Drain\n/, 50, ''],
+    ['while the old container stops', /::group::Stop old/, 100, ''],
     ['during the history write', /::group::Record and prune/, 0, '']
   ]
 
