@@ -486,7 +486,7 @@ describe('isMaskable', () => {
     ['SPRING_DATASOURCE_URL', 'jdbc:postgresql://db:5432/behindy'],
     ['SENTRY_DSN', 'https://x@o1.ingest.example/1'],
     ['FEATURE_FLAGS', 'a1b2c3d4e5'], // looks like a token whatever its name
-    ['ANYTHING', 'sk-very-secret-token-4711']
+    ['ANYTHING', 'ghp_0a1b2c3d4e5f6a7b8c9d']
   ])('%s=%j is masked', (name, v) => {
     expect(isMaskable(name, v)).toBe(true)
   })
