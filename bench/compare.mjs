@@ -19,6 +19,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT, runAction, sandbox, sandboxInputs } from '../scripts/run-action.mjs'
 import { startLoad } from '../scripts/load.mjs'
+import { INFRA_ENV, median, pct, phasesOf } from './common.mjs'
 
 const N = Number(process.env.N || 10)
 const BOOT_S = Number(process.env.BOOT_S || 5)
@@ -104,7 +105,7 @@ docker rm -f "$SVC" "$SVC-green" "$SVC-blue" >/dev/null 2>&1 || true
 docker run -d --name "$SVC" --network "$NET" -e VERSION="$2" "$1" >/dev/null
 until docker exec "$NGINX" wget -q -O /dev/null -T 1 "http://$SVC:$PORT/" 2>/dev/null; do sleep 0.2; done
 reload
-sleep 1
+until docker exec "$NGINX" wget -q -O - -T 1 http://127.0.0.1/ 2>/dev/null | grep -q "\\"$2\\""; do sleep 0.1; done
 ids=$(docker ps -aq --filter label=ops-action.service=$SVC)
 [ -z "$ids" ] || docker rm -f $ids >/dev/null
 `
@@ -124,12 +125,8 @@ const opsInputs = (tag, version, failMode = '') =>
     'registry-password': c.registryPassword,
     'http-port': String(PORT),
     'https-port': String(PORT + 363),
-    'infra-env': 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
+    'infra-env': INFRA_ENV
   })
-const phasesOf = output =>
-  Object.fromEntries(
-    [...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/^Connect to .*/, 'Connect'), Number(m[2])])
-  )
 
 const strategies = {
   'ops-action': async (tag, version, failMode) => {
@@ -156,33 +153,32 @@ const restore = (name, version) => (name === 'ops-action' ? strategies[name]('v1
 
 // ---- measurement ----
 const results = [] // every response of the current load: { t, ms, slow, kind, version }
+const firstSeen = new Map() // version -> when the route first answered with it
 const load = () => {
   results.length = 0
+  firstSeen.clear()
   return startLoad({
     url: `http://127.0.0.1:${PORT}/`,
     slowUrl: `http://127.0.0.1:${PORT}/slow`,
     keepaliveClients: 14,
     plainClients: 14,
     slowClients: 4,
-    onResult: r => results.push(r)
+    onResult: r => {
+      results.push(r)
+      if (r.version && !firstSeen.has(r.version)) firstSeen.set(r.version, r.t)
+    }
   })
 }
 const sleep = ms => new Promise(res => setTimeout(res, ms))
-const pct = (xs, p) => {
-  if (!xs.length) return NaN
-  const s = Float64Array.from(xs).sort()
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
-}
-const median = xs => pct(xs, 50)
 const inWindow = (r, [a, b]) => r.t >= a && r.t < b
 /** Waits until the route has answered with `version`, then SETTLE_MS more; returns when it first did (or undefined). */
 async function settle(version, capMs = 60_000) {
   const deadline = performance.now() + capMs
   while (performance.now() < deadline) {
-    const first = results.find(r => r.version === version)
-    if (first) {
+    const first = firstSeen.get(version)
+    if (first !== undefined) {
       await sleep(SETTLE_MS)
-      return first.t
+      return first
     }
     await sleep(100)
   }
@@ -268,7 +264,7 @@ for (let i = 0; i < N; i++) {
       mode: 'infra',
       'http-port': String(PORT),
       'https-port': String(PORT + 363),
-      'infra-env': opsInputs('v1', '')['infra-env']
+      'infra-env': INFRA_ENV
     })
   )
   if (r.code !== 0 || r.outputs.changed !== 'false') throw new Error(`infra no-op run failed or changed something:\n${r.output}`)

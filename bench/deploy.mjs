@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT, runAction, sandboxInputs } from '../scripts/run-action.mjs'
 import { startLoad, summarize } from '../scripts/load.mjs'
+import { INFRA_ENV, median, phasesOf } from './common.mjs'
 
 const n = Number(process.env.N || 5)
 const port = process.env.HTTP_PORT || '18080'
@@ -21,13 +22,8 @@ const inputs = tag =>
     'registry-password': password,
     'http-port': port,
     'https-port': String(Number(port) + 363),
-    'infra-env': 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
+    'infra-env': INFRA_ENV
   })
-const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const phasesOf = output =>
-  Object.fromEntries(
-    [...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/^Connect to .*/, 'Connect'), Number(m[2])])
-  )
 
 const warm = await runAction(inputs('v1'))
 if (warm.code !== 0) throw new Error(`warm-up deploy failed:\n${warm.output}`)

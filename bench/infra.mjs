@@ -4,17 +4,15 @@
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { ROOT, runAction, sandboxInputs } from '../scripts/run-action.mjs'
+import { INFRA_ENV, median, phasesOf } from './common.mjs'
 
 const n = Number(process.env.N || 5)
 const inputs = sandboxInputs({
   mode: 'infra',
   'http-port': '18080',
   'https-port': '18443',
-  'infra-env': 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
+  'infra-env': INFRA_ENV
 })
-const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const phasesOf = output =>
-  Object.fromEntries([...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/ to .*/, ''), Number(m[2])]))
 
 async function timed(label) {
   const r = await runAction(inputs)

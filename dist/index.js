@@ -71247,13 +71247,12 @@ async function runDeploy(remote, inputs, phases) {
         const early = remote.run(preflightProbe(d, opsDir, stackNginxTest(PROJECT, NGINX_CONF))).then(r => r.stdout);
         early.catch(() => undefined);
         const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ');
-        const inherit = mode === 'rollback' && d.env.length === 0;
         const r = await swap(remote, {
             infra: inputs.infra,
             d,
             image,
             mode,
-            inheritEnv: inherit,
+            inherit: mode === 'rollback',
             nginxId: infra.nginxId,
             lock,
             phases,
@@ -71276,7 +71275,7 @@ async function swap(remote, ctx) {
     const { opsDir, network } = infraInputs;
     const phase = (name, fn) => phases.run(`${label}${name}`, fn);
     // 4. What serves now, and leftovers of interrupted runs.
-    const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId, ctx.early));
+    const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId, ctx.inherit, ctx.early));
     const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
     const record = (result, error) => appendHistory(remote, opsDir, {
         mode,
@@ -71292,10 +71291,8 @@ async function swap(remote, ctx) {
     let drained = Promise.resolve(true);
     try {
         // 5. Start the new container next to the old one.
-        const inherit = ctx.inheritEnv ? before.live?.container : undefined;
-        // A rollback without a memory input keeps the limit of the release it replaces.
-        const memory = d.memory || (mode === 'rollback' ? before.retire.find(c => c.name === before.live?.container)?.memory : undefined);
-        await phase('Start container', () => start(remote, { ...d, memory }, image, name, network, inherit));
+        const inheritEnv = ctx.inherit && !d.env.length ? before.live?.container : undefined;
+        await phase('Start container', () => start(remote, { ...d, memory: before.memory }, image, name, network, inheritEnv));
         // 6. Health gate, directly on the new container.
         const ip = await phase('Health gate (direct)', () => healthGate(remote, d, name, network, nginxId));
         // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
@@ -71369,7 +71366,7 @@ async function pullImage(remote, image, d) {
 }
 /** What the preflight reads, in one round trip: the service's containers, its upstream file, memory, nginx -t. */
 const preflightProbe = (d, opsDir, nginxTest) => concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo')), section('nginx-test', nginxTest));
-async function deploy_preflight(remote, d, opsDir, network, nginxId, early) {
+async function deploy_preflight(remote, d, opsDir, network, nginxId, inherit, early) {
     const probe = () => remote.run(preflightProbe(d, opsDir, execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))).then(r => r.stdout);
     const s = splitSections(await (early ?? probe()));
     // nginx's config as it is on the host now (a hand edit or a stray file included by it): if it fails, the switch
@@ -71395,16 +71392,17 @@ async function deploy_preflight(remote, d, opsDir, network, nginxId, early) {
         info(`${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`);
     else
         info(`${d.service} has not been deployed yet.`);
+    const memory = d.memory || (inherit ? liveContainer?.memory : undefined);
     const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '');
     if (available) {
         const mib = Number(available[1]) / 1024;
-        const need = d.memory ? memoryMiB(d.memory) : 256;
+        const need = memory ? memoryMiB(memory) : 256;
         if (mib < need)
             warning(`Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`);
         else
             info(`${Math.round(mib)} MiB of memory available.`);
     }
-    return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running] };
+    return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running], memory };
 }
 function memoryMiB(m) {
     const n = parseInt(m, 10);
@@ -73591,7 +73589,7 @@ async function restartServices(remote, infra, nginxId, lock, phases) {
             throw new HostError(`${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`, `deploy ${service} again`);
         const d = deployInputsOf(service, c.labels);
         try {
-            await swap(remote, { infra, d, image: l.image, mode: 'restart', inheritEnv: true, nginxId, lock, phases, label: `${service}: ` });
+            await swap(remote, { infra, d, image: l.image, mode: 'restart', inherit: true, nginxId, lock, phases, label: `${service}: ` });
         }
         catch (e) {
             const rest = order.slice(order.indexOf(service) + 1);

@@ -62,41 +62,30 @@ export function startLoad({
     return 'other'
   }
 
+  const versionOf = body => {
+    try {
+      return JSON.parse(body).version
+    } catch {
+      return undefined // not the sample app
+    }
+  }
+
   const record = (r, how, slow) => {
     stats.total++
-    if (onResult) {
-      const kind = r.error ? classify(r.error) : r.status >= 500 ? 'http5xx' : 'ok'
-      let version
-      try {
-        version = kind === 'ok' ? JSON.parse(r.body).version : undefined
-      } catch {
-        /* not the sample app */
-      }
-      onResult({ t: performance.now(), ms: r.ms, slow, kind, status: r.status, version })
-    }
-    if (r.error) {
-      const kind = classify(r.error)
+    const kind = r.error ? classify(r.error) : r.status >= 500 ? 'http5xx' : 'ok'
+    const version = kind === 'ok' ? versionOf(r.body) : undefined
+    onResult?.({ t: performance.now(), ms: r.ms, slow, kind, status: r.status, version })
+    if (kind !== 'ok') {
       stats.failed++
       stats.failures[kind]++
       const where = `${how}, ${r.reused ? 'reused' : 'new'} connection${r.gotResponse ? ', after the response began' : ''}`
-      if (stats.errors.length < 20)
-        stats.errors.push(`${kind}: ${r.error.code ?? ''} ${r.error.message} (${where}) at ${new Date().toISOString()}`)
-      return
-    }
-    if (r.status >= 500) {
-      stats.failed++
-      stats.failures.http5xx++
-      if (stats.errors.length < 20) stats.errors.push(`${r.status}: ${r.body.slice(0, 120)}`)
+      const what = r.error ? `${kind}: ${r.error.code ?? ''} ${r.error.message} (${where})` : `${r.status}: ${r.body.slice(0, 120)}`
+      if (stats.errors.length < 20) stats.errors.push(`${what} at ${new Date().toISOString()}`)
       return
     }
     stats.ok++
     stats.latenciesMs.push(r.ms)
-    try {
-      const v = JSON.parse(r.body).version
-      if (v) stats.versions[v] = (stats.versions[v] ?? 0) + 1
-    } catch {
-      /* not the sample app */
-    }
+    if (version) stats.versions[version] = (stats.versions[version] ?? 0) + 1
   }
 
   const loop = async (keepalive, slow = false) => {

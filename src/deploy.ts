@@ -106,13 +106,12 @@ export async function runDeploy(remote: Remote, inputs: Inputs, phases: Phases):
     const early = remote.run(preflightProbe(d, opsDir, stackNginxTest(PROJECT, NGINX_CONF))).then(r => r.stdout)
     early.catch(() => undefined)
     const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ')
-    const inherit = mode === 'rollback' && d.env.length === 0
     const r = await swap(remote, {
       infra: inputs.infra,
       d,
       image,
       mode,
-      inheritEnv: inherit,
+      inherit: mode === 'rollback',
       nginxId: infra.nginxId,
       lock,
       phases,
@@ -130,8 +129,8 @@ export interface SwapContext {
   d: DeployInputs
   image: string
   mode: HistoryRecord['mode']
-  /** Start the new container with the env of the one serving now (rollback without env, restart). */
-  inheritEnv: boolean
+  /** env and memory not given are those of the container serving now (rollback, restart). */
+  inherit: boolean
   nginxId: string
   lock: Lock
   phases: Phases
@@ -152,7 +151,7 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   const phase = <T>(name: string, fn: () => Promise<T>) => phases.run(`${label}${name}`, fn)
 
   // 4. What serves now, and leftovers of interrupted runs.
-  const before = await phase('Preflight', () => preflight(remote, d, opsDir, network, nginxId, ctx.early))
+  const before = await phase('Preflight', () => preflight(remote, d, opsDir, network, nginxId, ctx.inherit, ctx.early))
   const name = `${d.service}-${randomBytes(4).toString('hex')}`
   const record = (result: HistoryRecord['result'], error?: string) =>
     appendHistory(remote, opsDir, {
@@ -170,10 +169,8 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   let drained = Promise.resolve(true)
   try {
     // 5. Start the new container next to the old one.
-    const inherit = ctx.inheritEnv ? before.live?.container : undefined
-    // A rollback without a memory input keeps the limit of the release it replaces.
-    const memory = d.memory || (mode === 'rollback' ? before.retire.find(c => c.name === before.live?.container)?.memory : undefined)
-    await phase('Start container', () => start(remote, { ...d, memory }, image, name, network, inherit))
+    const inheritEnv = ctx.inherit && !d.env.length ? before.live?.container : undefined
+    await phase('Start container', () => start(remote, { ...d, memory: before.memory }, image, name, network, inheritEnv))
     // 6. Health gate, directly on the new container.
     const ip = await phase('Health gate (direct)', () => healthGate(remote, d, name, network, nginxId))
     // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
@@ -262,6 +259,8 @@ interface Before {
   live?: Live
   /** Running containers of the service (the one behind `live`, leftovers of interrupted runs): stopped once the new one serves. */
   retire: AppContainer[]
+  /** The new container's memory limit: the input's, or (inheriting) the serving container's. */
+  memory?: string
 }
 
 /** What the preflight reads, in one round trip: the service's containers, its upstream file, memory, nginx -t. */
@@ -279,6 +278,7 @@ async function preflight(
   opsDir: string,
   network: string,
   nginxId: string,
+  inherit: boolean,
   early?: Promise<string>
 ): Promise<Before> {
   const probe = () => remote.run(preflightProbe(d, opsDir, execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))).then(r => r.stdout)
@@ -307,17 +307,18 @@ async function preflight(
     )
   else core.info(`${d.service} has not been deployed yet.`)
 
+  const memory = d.memory || (inherit ? liveContainer?.memory : undefined)
   const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '')
   if (available) {
     const mib = Number(available[1]) / 1024
-    const need = d.memory ? memoryMiB(d.memory) : 256
+    const need = memory ? memoryMiB(memory) : 256
     if (mib < need)
       core.warning(
         `Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`
       )
     else core.info(`${Math.round(mib)} MiB of memory available.`)
   }
-  return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running] }
+  return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running], memory }
 }
 
 export function memoryMiB(m: string): number {

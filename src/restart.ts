@@ -44,7 +44,7 @@ export async function restartServices(remote: Remote, infra: InfraInputs, nginxI
       )
     const d = deployInputsOf(service, c.labels)
     try {
-      await swap(remote, { infra, d, image: l.image, mode: 'restart', inheritEnv: true, nginxId, lock, phases, label: `${service}: ` })
+      await swap(remote, { infra, d, image: l.image, mode: 'restart', inherit: true, nginxId, lock, phases, label: `${service}: ` })
     } catch (e) {
       const rest = order.slice(order.indexOf(service) + 1)
       ;(e as Error).message =

@@ -175,8 +175,7 @@ describe('mode deploy on the sandbox host', () => {
       return { status: r.status, body: await r.text(), at: Date.now() }
     }
     const other = get('/llm/slow?s=15') // through an old nginx worker to story, for longer than any deploy
-    const mine = get('/slow?s=4') // to the old frontend, in flight at the switch
-    await new Promise(r => setTimeout(r, 300))
+    const mine = get('/slow?s=4') // to the old frontend, in flight at the switch (~2 s into the deploy)
     const started = Date.now()
     const r = await runAction(frontend('v2'))
     expectOk(r)

@@ -42,25 +42,30 @@ function curl(args: string[]): string {
   return sh('curl', ['-s', '-o', '/dev/null', '-D', '-', '--max-time', '10', ...args])
 }
 
+/** A self-signed certificate for DOMAIN where certbot puts one (fullchain.pem, privkey.pem under live/). */
+function selfSignedCertificate(days: number): void {
+  sh('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    String(days),
+    '-subj',
+    `/CN=${DOMAIN}`,
+    '-keyout',
+    `${LIVE}/privkey.pem`,
+    '-out',
+    `${LIVE}/fullchain.pem`
+  ])
+}
+
 describe('TLS for a domain with a certificate on the host', () => {
   beforeAll(async () => {
     resetHost()
     mkdirSync(LIVE, { recursive: true })
-    sh('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${DOMAIN}`,
-      '-keyout',
-      `${LIVE}/privkey.pem`,
-      '-out',
-      `${LIVE}/fullchain.pem`
-    ])
+    selfSignedCertificate(2)
     mkdirSync(`${WEBROOT}/.well-known/acme-challenge`, { recursive: true })
     writeFileSync(`${WEBROOT}/.well-known/acme-challenge/token-123`, 'challenge-response')
     const r = await runAction(infraInputs({ domain: DOMAIN }))
@@ -105,21 +110,7 @@ describe('TLS for a domain with a certificate on the host', () => {
     expect(served()).toBe(onDisk())
     const nginx = stackContainers().nginx
     const started = startedAt([nginx])
-    sh('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '3',
-      '-subj',
-      `/CN=${DOMAIN}`,
-      '-keyout',
-      `${LIVE}/privkey.pem`,
-      '-out',
-      `${LIVE}/fullchain.pem`
-    ])
+    selfSignedCertificate(3) // a different certificate, as a renewal writes
     expect(served()).not.toBe(onDisk())
     const r = await runAction(infraInputs())
     expectOk(r)
