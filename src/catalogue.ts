@@ -1,4 +1,6 @@
-import { SPEC_LABEL, type DeployedSpec } from './commands/app'
+import { PORT_LABEL, SPEC_LABEL, type DeployedSpec } from './labels'
+import { memoryBytes } from './units'
+
 /** What ops-action knows about the Behindy services; any other service name must give port, route and health path. */
 export interface ServiceSpec {
   port: number
@@ -11,6 +13,9 @@ export interface ServiceSpec {
   /** Network aliases besides the service name. */
   aliases: string[]
 }
+
+/** The stack's own services (compose), besides the apps. */
+export const STACK_SERVICES = ['db', 'redis', 'nginx'] as const
 
 export const CATALOGUE: Record<string, ServiceSpec> = {
   frontend: { port: 3000, route: '/', healthPath: '/', stripPrefix: false, aliases: [] },
@@ -49,7 +54,7 @@ export function routeReaches(spec: Pick<ServiceSpec, 'route' | 'stripPrefix'>, a
  * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
  * defaults for the service; undefined when neither says.
  */
-export function deployedSpec(service: string, labels: Record<string, string>): { spec: ServiceSpec; memory?: string } | undefined {
+export function deployedSpec(service: string, labels: Record<string, string>): { spec: ServiceSpec; memory?: number } | undefined {
   let label: DeployedSpec | undefined
   try {
     label = JSON.parse(labels[SPEC_LABEL] ?? '') as DeployedSpec
@@ -57,7 +62,7 @@ export function deployedSpec(service: string, labels: Record<string, string>): {
     label = undefined // containers of older versions carry no spec label
   }
   const cat = CATALOGUE[service] as ServiceSpec | undefined
-  const port = Number(labels['ops-action.port']) || cat?.port
+  const port = Number(labels[PORT_LABEL]) || cat?.port
   const route = label?.route ?? cat?.route
   const healthPath = label?.healthPath ?? cat?.healthPath
   if (!port || !route || !healthPath) return undefined
@@ -69,6 +74,6 @@ export function deployedSpec(service: string, labels: Record<string, string>): {
       stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
       aliases: label?.aliases ?? cat?.aliases ?? []
     },
-    memory: label?.memory
+    memory: typeof label?.memory === 'string' ? memoryBytes(label.memory) : label?.memory
   }
 }

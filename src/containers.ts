@@ -1,12 +1,15 @@
 import * as core from '@actions/core'
-import { containerLogs, healthLog } from './commands/host'
+import { containerLogs, healthLog } from './commands/containers'
+import { COMPOSE_SERVICE_LABEL, SERVICE_LABEL } from './labels'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
 
-/** What `docker inspect` (INSPECT_FORMAT) says about a container. */
+/** What `docker inspect` (INSPECT_FORMAT) says about a container: the one container record of the action. */
 export interface ContainerInfo {
   name: string
   id: string
+  /** The app service (ops-action's label) or the stack service (compose's label); '' for neither. */
+  service: string
   status: string
   restarts: number
   /** healthy / unhealthy / starting, or none when the container has no HEALTHCHECK. */
@@ -32,18 +35,20 @@ export function parseInspect(out: string): ContainerInfo[] {
     .filter(l => l.startsWith('"'))
     .flatMap(line => {
       try {
-        const [name, id, state, restarts, networks, labels, image] = line.split('\t').map(f => JSON.parse(f) as unknown)
+        const [name, id, state, restarts, networks, rawLabels, image] = line.split('\t').map(f => JSON.parse(f) as unknown)
         const st = (state ?? {}) as RawState
         const nets = (networks ?? {}) as Record<string, { IPAddress?: string }>
+        const labels = (rawLabels ?? {}) as Record<string, string>
         return [
           {
             name: String(name).replace(/^\//, ''),
             id: String(id),
+            service: labels[SERVICE_LABEL] ?? labels[COMPOSE_SERVICE_LABEL] ?? '',
             status: st.Status ?? 'unknown',
             restarts: Number(restarts) || 0,
             health: st.Health?.Status ?? 'none',
             ips: Object.fromEntries(Object.entries(nets).map(([n, v]) => [n, v?.IPAddress ?? ''])),
-            labels: (labels ?? {}) as Record<string, string>,
+            labels,
             image: typeof image === 'string' ? image : '',
             startedAt: st.StartedAt ?? ''
           }

@@ -19,24 +19,46 @@ export class InputErrors extends Error {
   }
 }
 
-/** A failure on the host, with what to do about it. */
+/** A failure on the host, with what to do about it (rendered by the caller: the log line, the summary's tip). */
 export class HostError extends Error {
   constructor(
     message: string,
-    readonly fix?: string
+    readonly fix?: string,
+    options?: { cause?: unknown }
   ) {
-    super(fix ? `${message}\nFix: ${fix}` : message)
+    super(message, options)
     this.name = 'HostError'
   }
 }
 
-/** A release that failed and was undone: the cause's message, plus what the rollback did. */
+/** A release that failed and was undone: the cause, plus what the rollback did. */
 export class RolledBack extends Error {
   constructor(
-    cause: Error,
+    readonly cause: Error,
     readonly notes: string[]
   ) {
-    super(cause.message)
+    super(cause.message, { cause })
     this.name = 'RolledBack'
   }
 }
+
+/** What the run reports about an error: its message, the first fix and rollback notes along its cause chain. */
+export interface Failure {
+  message: string
+  fix?: string
+  notes?: string[]
+}
+
+export function failureOf(e: unknown): Failure {
+  const message = e instanceof Error ? e.message : String(e)
+  let fix: string | undefined
+  let notes: string[] | undefined
+  for (let c: unknown = e; c instanceof Error; c = c.cause) {
+    fix ??= c instanceof HostError ? c.fix : undefined
+    notes ??= c instanceof RolledBack ? c.notes : undefined
+  }
+  return { message, fix, notes }
+}
+
+/** The failure as one text: the message, then `Fix: …` on its own line. */
+export const failureText = (f: Failure): string => (f.fix ? `${f.message}\nFix: ${f.fix}` : f.message)

@@ -1,42 +1,19 @@
 import * as core from '@actions/core'
-import { script, type Sh } from './shell'
-import type { Remote, Running } from './ssh'
+import { HEARTBEAT_S, lockScript } from './commands/lock'
 import { HostError } from './errors'
+import { hostPath, OPS } from './paths'
+import type { Phases } from './phases'
 import { runInfo } from './runinfo'
-
-/** How often a holder proves it is alive, and after how long without a sign a waiter takes the lock over. */
-export const HEARTBEAT_S = 5
-export const STALE_S = 30
+import type { Remote, Running } from './ssh'
 
 /**
  * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
  *
- * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
- * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
- * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
- *
- * A holder that hangs, or whose connection died without sshd noticing (a runner VM that vanished leaves a half-open
- * TCP connection sshd may keep for hours), stops sending its heartbeat line every HEARTBEAT_S; each line touches the
- * holder file. A waiter that sees no heartbeat for STALE_S ends the holder's process (its pid is in the lock file),
- * which releases the lock, and takes it: a stale holder costs STALE_S, never lock-timeout.
+ * It is a kernel lock (flock) held by a process of this run's own SSH session (commands/lock.ts), which keeps it
+ * while its stdin stays open. When the run ends, is killed or loses its connection, sshd ends the session, the
+ * process exits and the kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
+ * A holder that hangs stops sending its heartbeat, and a waiter takes the lock over after STALE_S.
  */
-export const lockScript = (lockFile: string, holderFile: string, timeoutS: number, holder: string, staleS = STALE_S): Sh =>
-  script(
-    'mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
-      'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; end=$(( $(date +%s) + $3 )); ' +
-      'until flock -n 9; do ' +
-      'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
-      'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
-      '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
-      'printf "%s\\n" "$$" > "$1"; printf "%s\\n" "$4" > "$2"; echo LOCKED; ' +
-      'while read -r _; do touch "$2"; done',
-    lockFile,
-    holderFile,
-    String(timeoutS),
-    holder,
-    String(staleS)
-  )
-
 export interface Lock {
   /** Why the lock was lost, if it was (its session ended, or a waiter found this run stale). */
   lost(): string | undefined
@@ -57,7 +34,8 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
   let reported = false
   let staleReported = false
   const locked = new Promise<void>((resolve, reject) => {
-    held = remote.start(lockScript(`${opsDir}/.deploy.lock`, `${opsDir}/.deploy.lock.holder`, timeoutS, holderDescription(what)), text => {
+    const script = lockScript(hostPath(opsDir, OPS.lock), hostPath(opsDir, OPS.lockHolder), timeoutS, holderDescription(what))
+    held = remote.start(script, text => {
       out += text
       const busy = /^BUSY (.*)$/m.exec(out)
       if (busy && !reported) {
@@ -83,7 +61,7 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
     }, reject)
   })
   await locked
-  core.info(`Deploy lock taken (${opsDir}/.deploy.lock).`)
+  core.info(`Deploy lock taken (${hostPath(opsDir, OPS.lock)}).`)
   const running = held as Running
   let released = false
   let lost: string | undefined
@@ -111,5 +89,27 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
       running.end()
       await running.done.catch(() => undefined)
     }
+  }
+}
+
+export interface LockRequest {
+  opsDir: string
+  timeoutS: number
+  /** What the run does, shown to runs that wait (e.g. "deploy of frontend (image)"). */
+  what: string
+}
+
+/**
+ * Runs `fn` under the host-wide lock: taken as its own phase, checked before every later phase (a run that lost it
+ * stops there), released when `fn` ends, however it ends. Every mode that changes the host goes through here.
+ */
+export async function withLock<T>(remote: Remote, phases: Phases, req: LockRequest, fn: (lock: Lock) => Promise<T>): Promise<T> {
+  const lock = await phases.run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what))
+  phases.guard = () => lock.check()
+  try {
+    return await fn(lock)
+  } finally {
+    phases.guard = () => undefined
+    await lock.release()
   }
 }

@@ -1,7 +1,69 @@
 import * as core from '@actions/core'
-import { reloadNginxAndWait, waitConnectionsDrained, waitNginxDrained } from './commands/host'
+import { tarball } from './archive'
+import { forgetPrevious, restoreFiles, unpackAndCommit } from './commands/files'
+import { nginxTest, reloadNginxAndWait, waitConnectionsDrained, waitNginxDrained } from './commands/nginx'
 import { HostError } from './errors'
+import { hostPaths } from './paths'
+import { section, seq, splitSections } from './shell'
 import type { Remote } from './ssh'
+
+// nginx's side of a deploy: write its files and test them, reload and wait for the new workers, wait for the
+// requests in flight to an old container.
+
+export interface NginxFile {
+  /** Relative to ops-dir. */
+  path: string
+  content: string
+}
+
+/** A failing `nginx -t` as an error that says what it means for the run and how to fix it. */
+export function nginxTestFailed(output: string, consequence: string): HostError {
+  return new HostError(
+    `nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`,
+    'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config'
+  )
+}
+
+/**
+ * Writes nginx files atomically (the old ones kept as `.ops-prev`) and runs `nginx -t`, in one round trip. When the
+ * test fails the old files are put back and nothing was changed; when it passes the new files are in place and
+ * still unloaded (reloadAndWait applies them).
+ */
+export async function writeAndTest(remote: Remote, opsDir: string, nginxId: string, files: NginxFile[]): Promise<void> {
+  const entries = files.map(f => ({ ...f, mode: 0o644 }))
+  const paths = entries.map(e => e.path)
+  // The test runs on the old files if the write failed; its result is not used then.
+  const out = await remote.run(
+    seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }))),
+    { stdin: await tarball(entries) }
+  )
+  const s = splitSections(out.stdout)
+  const write = s.get('write')
+  if (write?.rc !== 0)
+    throw new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`)
+  const test = s.get('test')
+  if (test?.rc !== 0) {
+    await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the nginx files')
+    throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed')
+  }
+}
+
+/** Writes, tests and applies nginx files: writeAndTest, then reloadAndWait. */
+export async function writeAndReload(remote: Remote, opsDir: string, nginxId: string, files: NginxFile[]): Promise<void> {
+  await writeAndTest(remote, opsDir, nginxId, files)
+  await reloadAndWait(remote, nginxId)
+}
+
+/** Puts back the files writeAndTest replaced and reloads nginx with them. */
+export async function revertFiles(remote: Remote, opsDir: string, nginxId: string, paths: string[]): Promise<void> {
+  await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the previous nginx files')
+  await reloadAndWait(remote, nginxId)
+}
+
+/** Drops the `.ops-prev` copies of files once the new ones are known good (or were put back). */
+export async function forgetFiles(remote: Remote, opsDir: string, paths: string[]): Promise<void> {
+  await remote.run(forgetPrevious(hostPaths(opsDir, paths)))
+}
 
 export interface NginxWorkers {
   /** Workers serving with the current configuration. */

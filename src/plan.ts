@@ -1,10 +1,13 @@
 import * as core from '@actions/core'
 import { createTwoFilesPatch } from 'diff'
 import { parse as parseYaml } from 'yaml'
-import { imageId } from './commands/app'
-import { readFileIfExists } from './commands/host'
-import type { Inputs } from './context'
-import { COMPOSE_FILE, planInfra, preflight, STACK_SERVICES, type HostState, type InfraPlan } from './infra'
+import { STACK_SERVICES } from './catalogue'
+import { readFileIfExists } from './commands/files'
+import { imageId } from './commands/images'
+import { readHost, type HostState } from './hoststate'
+import { planInfra, type InfraPlan } from './infraplan'
+import type { Inputs } from './inputs'
+import { hostPath, OPS } from './paths'
 import type { Phases } from './phases'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
@@ -24,21 +27,20 @@ export interface PlanReport {
  */
 export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): Promise<PlanReport> {
   const bundle = loadBundle()
-  const host = await phases.run('Preflight', () => preflight(remote, inputs.infra, bundle))
+  const host = await phases.run('Preflight', () => readHost(remote, inputs.infra, bundle))
   const plan = await phases.run('Plan', () => planInfra(inputs.infra, host, bundle))
+  for (const n of plan.notes) core.info(n)
+  for (const w of plan.warnings) core.warning(w)
   const { opsDir } = inputs.infra
-  const d = inputs.deploy
+  const d = inputs.mode === 'deploy' || inputs.mode === 'rollback' ? inputs.app : undefined
+  const image = inputs.mode === 'deploy' ? inputs.image : undefined
 
   // Current content of every file the run would touch, the serving upstream and the image: one read-only round trip.
   const touched = [...plan.write, ...plan.remove]
   const probes = [
-    ...touched.map((p, i) => section(`f${i}`, readFileIfExists(`${opsDir}/${p}`))),
-    ...(d
-      ? [
-          section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
-          ...(d.image ? [section('image', imageId(d.image))] : [])
-        ]
-      : [])
+    ...touched.map((p, i) => section(`f${i}`, readFileIfExists(hostPath(opsDir, p)))),
+    ...(d ? [section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(d.service))))] : []),
+    ...(image ? [section('image', imageId(image))] : [])
   ]
   const s = probes.length
     ? splitSections((await remote.run(concurrently(...probes))).stdout)
@@ -57,16 +59,17 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
   }
   if (plan.envChangedKeys.length) changes.push(`.env: set ${plan.envChangedKeys.join(', ')} (values not shown)`)
   if (!host.networkExists) changes.push(`create docker network ${inputs.infra.network}`)
-  for (const [service, why] of composeActions(host, plan, current.get(COMPOSE_FILE))) changes.push(`compose would ${why} ${service}`)
-  const nginxRecreated = changes.some(c => /compose would (create|recreate) nginx/.test(c))
-  if (plan.nginxChanged && !nginxRecreated) changes.push('reload nginx (nginx -t first)')
+  const actions = composeActions(host, plan, current.get(OPS.compose))
+  for (const [service, why] of actions) changes.push(`compose would ${why} ${service}`)
+  // Every compose action creates or recreates: a new nginx starts with the new config, no reload needed.
+  if (plan.nginxChanged && !actions.some(([service]) => service === 'nginx')) changes.push('reload nginx (nginx -t first)')
 
   if (d) {
     const live = liveOf(s.get('upstream')?.out ?? '')
-    if (d.image) changes.push(s.get('image')?.rc === 0 ? `use ${d.image} (already on the host)` : `pull ${d.image}`)
+    if (image) changes.push(s.get('image')?.rc === 0 ? `use ${image} (already on the host)` : `pull ${image}`)
     else changes.push(`roll ${d.service} back to the previous image in the history`)
     changes.push(
-      `start a new ${d.service}-<8 hex> container${d.image ? ` from ${d.image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`
+      `start a new ${d.service}-<8 hex> container${image ? ` from ${image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`
     )
     changes.push(
       `switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`
@@ -80,7 +83,6 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
     core.info(diff)
     core.endGroup()
   }
-  core.setOutput('changes', String(changes.length))
   return { changes, diff }
 }
 
@@ -98,9 +100,9 @@ function patch(path: string, before: string, after: string): string {
  * change; a plan cannot see one that the files do not show.)
  */
 export function composeActions(host: HostState, plan: InfraPlan, currentCompose: string | undefined): Array<[string, string]> {
-  const wanted = services(plan.files.get(COMPOSE_FILE) ?? '')
+  const wanted = services(plan.files.get(OPS.compose) ?? '')
   const now = services(currentCompose ?? '')
-  const composeChanged = plan.write.includes(COMPOSE_FILE)
+  const composeChanged = plan.write.includes(OPS.compose)
   const out: Array<[string, string]> = []
   for (const service of STACK_SERVICES) {
     const running = host.containers.some(c => c.service === service)

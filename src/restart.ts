@@ -1,15 +1,16 @@
 import * as core from '@actions/core'
-import { allAppContainers } from './commands/app'
+import { deployedSpec } from './catalogue'
+import { allAppContainers } from './commands/containers'
+import { upstreamFiles } from './commands/files'
 import { parseInspect } from './containers'
-import { DEFAULTS, type DeployInputs, type InfraInputs } from './context'
 import { swap } from './deploy'
 import { HostError } from './errors'
+import { DEFAULTS, type AppInputs, type InfraInputs } from './inputs'
 import type { Lock } from './lock'
 import type { Phases } from './phases'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { parseUpstreamFiles, upstreamFiles } from './status'
-import { deployedSpec } from './catalogue'
+import { parseUpstreamFiles } from './upstream'
 
 /** story first (backend calls it), then backend (the frontend calls it), then frontend; other services after. */
 export const RESTART_ORDER = ['story', 'backend', 'frontend']
@@ -42,30 +43,29 @@ export async function restartServices(remote: Remote, infra: InfraInputs, nginxI
         `${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`,
         `deploy ${service} again`
       )
-    const d = deployInputsOf(service, c.labels)
-    try {
-      await swap(remote, { infra, d, image: l.image, mode: 'restart', inherit: true, nginxId, lock, phases, label: `${service}: ` })
-    } catch (e) {
+    const release = { app: appInputsOf(service, c.labels), image: l.image, mode: 'restart' as const, inherit: true }
+    await swap(remote, { infra, release, nginxId, lock, phases, label: `${service}: ` }).catch((e: Error) => {
       const rest = order.slice(order.indexOf(service) + 1)
-      ;(e as Error).message =
-        `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${(e as Error).message}`
-      throw e
-    }
+      throw new HostError(
+        `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${e.message}`,
+        undefined,
+        { cause: e }
+      )
+    })
     done.push(service)
   }
   core.info(`Re-swapped ${done.join(' → ')}.`)
   return [`re-swapped ${done.join(' → ')}`]
 }
 
-/** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */
-export function deployInputsOf(service: string, labels: Record<string, string>): DeployInputs {
+/** The app inputs that start the same container again: its labels, else the catalogue's defaults. */
+export function appInputsOf(service: string, labels: Record<string, string>): AppInputs {
   const deployed = deployedSpec(service, labels)
   if (!deployed)
     throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`)
   const seconds = (name: string) => Number(DEFAULTS[name])
   return {
     service,
-    image: '',
     spec: deployed.spec,
     env: [],
     healthTimeoutS: seconds('health-timeout'),

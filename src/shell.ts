@@ -3,8 +3,14 @@
  * src/commands/ and turned into one POSIX-sh command line here; nothing else concatenates shell text.
  */
 
-/** A command line for the remote POSIX shell, built only by this module. */
-export type Sh = { readonly sh: string }
+declare const built: unique symbol
+/**
+ * A command line for the remote POSIX shell. Only this module can make one: the brand's key is not exported, so an
+ * object literal elsewhere does not type-check as Sh.
+ */
+export type Sh = { readonly sh: string; readonly [built]: true }
+
+const make = (sh: string): Sh => ({ sh }) as Sh
 
 const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/
 
@@ -18,7 +24,7 @@ export function quote(arg: string): string {
 /** One simple command from its argv. */
 export function cmd(...argv: string[]): Sh {
   if (argv.length === 0) throw new Error('empty command')
-  return { sh: argv.map(quote).join(' ') }
+  return make(argv.map(quote).join(' '))
 }
 
 /** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments ($1, $2, …) and never become code. */
@@ -28,17 +34,17 @@ export function script(text: string, ...args: string[]): Sh {
 
 /** Runs the commands in order, stopping at the first failure. */
 export function and(...parts: Sh[]): Sh {
-  return { sh: parts.map(p => `{ ${p.sh}; }`).join(' && ') }
+  return make(parts.map(p => `{ ${p.sh}; }`).join(' && '))
 }
 
 /** Runs b only when a fails. */
 export function or(a: Sh, b: Sh): Sh {
-  return { sh: `{ ${a.sh}; } || { ${b.sh}; }` }
+  return make(`{ ${a.sh}; } || { ${b.sh}; }`)
 }
 
 /** Runs every command, whatever the previous ones returned (for read-only probes). */
 export function seq(...parts: Sh[]): Sh {
-  return { sh: parts.map(p => `{ ${p.sh}; }`).join('; ') }
+  return make(parts.map(p => `{ ${p.sh}; }`).join('; '))
 }
 
 /**
@@ -48,28 +54,28 @@ export function seq(...parts: Sh[]): Sh {
 export function concurrently(...parts: Sh[]): Sh {
   const start = parts.map((p, i) => `{ ${p.sh}; } >"$t/${i}" 2>&1 &`).join(' ')
   const files = parts.map((_, i) => `"$t/${i}"`).join(' ')
-  return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` }
+  return make(`t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }`)
 }
 
 /** Discards stdout and stderr. */
 export function quiet(c: Sh): Sh {
-  return { sh: `{ ${c.sh}; } >/dev/null 2>&1` }
+  return make(`{ ${c.sh}; } >/dev/null 2>&1`)
 }
 
 /** Discards stderr only. */
 export function noStderr(c: Sh): Sh {
-  return { sh: `{ ${c.sh}; } 2>/dev/null` }
+  return make(`{ ${c.sh}; } 2>/dev/null`)
 }
 
 /** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
 export function privately(c: Sh): Sh {
-  return { sh: `umask 077 && { ${c.sh}; }` }
+  return make(`umask 077 && { ${c.sh}; }`)
 }
 
 /** Prints a marker line so several probes can share one round trip and be split apart again. */
 export function section(name: string, c: Sh): Sh {
   if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`bad section name ${name}`)
-  return { sh: `echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"` }
+  return make(`echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"`)
 }
 
 /** Splits the output of a script made of section()s into name -> {rc, out}. */

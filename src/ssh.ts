@@ -1,10 +1,23 @@
 import * as core from '@actions/core'
 import { NodeSSH } from 'node-ssh'
 import { PassThrough, Readable } from 'node:stream'
-import type { ConnectionInputs } from './context'
 import { HostError } from './errors'
-import { checkHostKey, fingerprintOf, keyTypeOf } from './hostkey'
+import { checkHostKey, fingerprintOf, keyTypeOf, type KnownHostEntry } from './hostkey'
 import { sleep, type Sh } from './shell'
+
+/** Where and how to connect (inputs/connection.ts reads them). */
+export interface ConnectionInputs {
+  host: string
+  port: number
+  username: string
+  privateKey: string
+  passphrase?: string
+  knownHosts?: KnownHostEntry[]
+  fingerprint?: string
+  skipHostKeyCheck: boolean
+  connectTimeoutMs: number
+  connectRetries: number
+}
 
 export interface RunResult {
   code: number

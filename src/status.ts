@@ -1,14 +1,15 @@
 import * as core from '@actions/core'
-import { CATALOGUE, deployedSpec, publicPath } from './catalogue'
-import { allAppContainers, httpStatus, projectInspect, SERVICE_LABEL, tail } from './commands/app'
-import { PROJECT } from './commands/compose'
+import { CATALOGUE, deployedSpec, publicPath, STACK_SERVICES } from './catalogue'
+import { allAppContainers, projectInspect } from './commands/containers'
+import { upstreamFiles } from './commands/files'
+import { httpStatus } from './commands/http'
 import { parseInspect, type ContainerInfo } from './containers'
-import type { InfraInputs } from './context'
-import { HISTORY, parseHistory, type HistoryRecord } from './deploy'
-import { STACK_SERVICES } from './infra'
-import { concurrently, script, section, splitSections, type Sh } from './shell'
+import { historyTail, parseHistory, type HistoryRecord } from './history'
+import type { InfraInputs } from './inputs'
+import { PROJECT } from './labels'
+import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { liveOf, type Live } from './upstream'
+import { parseUpstreamFiles, type Live } from './upstream'
 
 export interface StackRow {
   service: string
@@ -37,13 +38,6 @@ export interface Status {
   services: AppRow[]
 }
 
-/** Prints every upstreams/app_<svc>.conf as `@@file <svc>` followed by its content. */
-export const upstreamFiles = (opsDir: string): Sh =>
-  script(
-    'cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done',
-    opsDir
-  )
-
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
 export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<Status> {
   const s = splitSections(
@@ -53,7 +47,7 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
           section('stack', projectInspect(PROJECT)),
           section('apps', allAppContainers()),
           section('upstreams', upstreamFiles(inputs.opsDir)),
-          section('history', tail(`${inputs.opsDir}/${HISTORY}`, 1000))
+          section('history', historyTail(inputs.opsDir, 1000))
         )
       )
     ).stdout
@@ -62,16 +56,16 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
   const apps = parseInspect(s.get('apps')?.out ?? '')
   const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '')
   const history = parseHistory(s.get('history')?.out ?? '')
-  const nginx = stackContainers.find(c => c.labels['com.docker.compose.service'] === 'nginx' && c.status === 'running')
+  const nginx = stackContainers.find(c => c.service === 'nginx' && c.status === 'running')
 
   const stack: StackRow[] = STACK_SERVICES.map(service => {
-    const c = stackContainers.find(x => x.labels['com.docker.compose.service'] === service)
+    const c = stackContainers.find(x => x.service === service)
     return c
       ? { service, container: c.name, image: c.image, state: c.status, health: c.health, since: c.startedAt }
       : { service, container: '', image: '', state: 'missing', health: '', since: '' }
   })
 
-  const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.labels[SERVICE_LABEL])])].filter(Boolean)
+  const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.service)])].filter(Boolean)
   const rows: AppRow[] = names.map(service => appRow(service, live.get(service), apps, history))
 
   // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
@@ -125,18 +119,6 @@ function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], 
     nginx: '',
     lastDeploy
   }
-}
-
-/** service -> the container its upstream file names (the 503 placeholder names none). */
-export function parseUpstreamFiles(out: string): Map<string, Live> {
-  const live = new Map<string, Live>()
-  for (const chunk of out.split(/^@@file /m).slice(1)) {
-    const nl = chunk.indexOf('\n')
-    const service = chunk.slice(0, nl < 0 ? undefined : nl).trim()
-    const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1))
-    if (service && l) live.set(service, l)
-  }
-  return live
 }
 
 const cell = (v: string | undefined) => (v ? v.replace(/\|/g, '\\|') : '—')

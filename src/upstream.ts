@@ -74,3 +74,15 @@ export function customServiceFiles(service: string, route: string, hasLive: bool
   if (!hasLive) files.push({ path: upstreamPath(service), content: placeholderUpstream(service) })
   return files
 }
+
+/** service -> the container its upstream file names (the 503 placeholder names none). */
+export function parseUpstreamFiles(out: string): Map<string, Live> {
+  const live = new Map<string, Live>()
+  for (const chunk of out.split(/^@@file /m).slice(1)) {
+    const nl = chunk.indexOf('\n')
+    const service = chunk.slice(0, nl < 0 ? undefined : nl).trim()
+    const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1))
+    if (service && l) live.set(service, l)
+  }
+  return live
+}

@@ -1,10 +1,9 @@
-import { cmd, type Sh } from '../shell'
+import { PROJECT } from '../labels'
+import { hostPath, OPS } from '../paths'
+import { cmd, or, quiet, type Sh } from '../shell'
+import { NGINX_TEST_ARGV } from './nginx'
 
-/** Where the nginx container sees the action's nginx/ directory. */
-export const NGINX_CONF = '/etc/nginx/ops/nginx.conf'
-
-/** The compose project name of the stack: containers are behindy_db_1 (v1) / behindy-db-1 (v2). */
-export const PROJECT = 'behindy'
+// The stack: compose and its docker network. Pure: each returns a command; nothing here runs anything.
 
 /** How compose is invoked on the host: v2 plugin or v1 standalone. */
 export interface Compose {
@@ -16,7 +15,7 @@ export const composeV2 = (version: string): Compose => ({ argv: ['docker', 'comp
 export const composeV1 = (version: string): Compose => ({ argv: ['docker-compose'], version })
 
 function compose(c: Compose, opsDir: string, ...args: string[]): Sh {
-  return cmd(...c.argv, '--env-file', `${opsDir}/.env`, '-p', PROJECT, '-f', `${opsDir}/compose/docker-compose.yml`, ...args)
+  return cmd(...c.argv, '--env-file', hostPath(opsDir, OPS.env), '-p', PROJECT, '-f', hostPath(opsDir, OPS.compose), ...args)
 }
 
 /** Creates or recreates only the services whose configuration changed; running, unchanged ones are left alone. */
@@ -27,4 +26,8 @@ export const composeConfig = (c: Compose, opsDir: string): Sh => compose(c, opsD
 
 /** Runs `nginx -t` in a throwaway container of the nginx service (used when nginx is not running yet). */
 export const composeNginxTest = (c: Compose, opsDir: string): Sh =>
-  compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', 'nginx', '-t', '-c', NGINX_CONF)
+  compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', ...NGINX_TEST_ARGV)
+
+export const networkExists = (name: string): Sh => quiet(cmd('docker', 'network', 'inspect', name))
+export const createNetwork = (name: string): Sh => cmd('docker', 'network', 'create', '--driver', 'bridge', name)
+export const ensureNetwork = (name: string): Sh => or(networkExists(name), createNetwork(name))

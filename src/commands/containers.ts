@@ -1,0 +1,102 @@
+import { COMPOSE_PROJECT_LABEL, IMAGE_LABEL, PORT_LABEL, SERVICE_LABEL, SPEC_LABEL, type DeployedSpec } from '../labels'
+import { cmd, noStderr, privately, script, type Sh } from '../shell'
+
+// Commands for containers: start, inspect, logs, stop and remove. Pure: each returns a command; nothing here runs anything.
+
+export interface RunSpec {
+  name: string
+  service: string
+  image: string
+  network: string
+  aliases: string[]
+  port: number
+  stopTimeoutS: number
+  memory?: string
+  /** An env file already on the host, passed before the inline env. */
+  envFile?: string
+  /** What a later re-swap needs to start the same container again, recorded as a label. */
+  spec?: DeployedSpec
+  /** A container whose own env (what it was started with, minus its image's defaults) the new one inherits. */
+  inheritEnvFrom?: string
+}
+
+/**
+ * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
+ * read it, so no secret is ever in a process's argv on the host. An inherited env goes the same way, host-side.
+ */
+export const runContainer = (s: RunSpec): Sh => {
+  const argv = [
+    'docker',
+    'run',
+    '--detach',
+    '--name',
+    s.name,
+    '--network',
+    s.network,
+    ...s.aliases.flatMap(a => ['--network-alias', a]),
+    '--restart',
+    'unless-stopped',
+    '--stop-timeout',
+    String(s.stopTimeoutS),
+    '--label',
+    `${SERVICE_LABEL}=${s.service}`,
+    '--label',
+    `${IMAGE_LABEL}=${s.image}`,
+    '--label',
+    `${PORT_LABEL}=${s.port}`,
+    ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
+    '--log-opt',
+    'max-size=10m',
+    '--log-opt',
+    'max-file=3',
+    ...(s.memory ? ['--memory', s.memory] : []),
+    ...(s.envFile ? ['--env-file', s.envFile] : [])
+  ]
+  const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'"
+  return privately(
+    script(
+      'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
+        `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
+        `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
+        '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
+        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"',
+      s.image,
+      s.inheritEnvFrom ?? '',
+      ...argv
+    )
+  )
+}
+
+
+/**
+ * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
+ * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
+ */
+export const INSPECT_FORMAT =
+  '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}'
+
+export const inspectContainers = (ids: string[]): Sh => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids))
+
+/** inspectContainers() lines of every container (running or not) matching a `docker ps --filter label=…` value. */
+const inspectLabelled = (label: string): Sh =>
+  script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', label, INSPECT_FORMAT)
+
+/** Every app container ops-action started, any service. */
+export const allAppContainers = (): Sh => inspectLabelled(SERVICE_LABEL)
+
+/** Every container of the compose project (the stack). */
+export const projectInspect = (project: string): Sh => inspectLabelled(`${COMPOSE_PROJECT_LABEL}=${project}`)
+
+/** Every container of the service. */
+export const serviceContainers = (service: string): Sh => inspectLabelled(`${SERVICE_LABEL}=${service}`)
+
+export const containerLogs = (id: string, lines: number): Sh => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id)
+
+/** Last health-check outputs of a container. */
+export const healthLog = (id: string): Sh =>
+  cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id)
+
+export const execIn = (id: string, ...argv: string[]): Sh => cmd('docker', 'exec', id, ...argv)
+
+export const stopContainers = (names: string[], timeoutS: number): Sh => cmd('docker', 'stop', '--time', String(timeoutS), ...names)
+export const removeContainers = (names: string[]): Sh => cmd('docker', 'rm', '--force', '--volumes', ...names)

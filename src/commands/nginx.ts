@@ -1,0 +1,95 @@
+import { cmd, script, type Sh } from '../shell'
+import { COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, PROJECT } from '../labels'
+
+// nginx inside its container: config test, reload and the waits for its workers and connections. Pure.
+
+/** Where the nginx container sees the action's nginx/ directory. */
+export const NGINX_CONF = '/etc/nginx/ops/nginx.conf'
+
+const TEST_ARGV = ['nginx', '-t', '-c', NGINX_CONF]
+
+/** Where `nginx -t` runs: a running nginx container (by id), or the stack's running one found by its compose labels. */
+export type NginxAt = { container: string } | 'stack'
+
+/** `nginx -t` of the action's config, in the given nginx container. */
+export const nginxTest = (at: NginxAt): Sh =>
+  at === 'stack'
+    ? script(
+        'n=$(docker ps -q --filter "label=$1" --filter "label=$2") && [ -n "$n" ] || { echo "no running nginx container"; exit 1; }; ' +
+          'shift 2; exec docker exec "$n" "$@"',
+        `${COMPOSE_PROJECT_LABEL}=${PROJECT}`,
+        `${COMPOSE_SERVICE_LABEL}=nginx`,
+        ...TEST_ARGV
+      )
+    : cmd('docker', 'exec', at.container, ...TEST_ARGV)
+
+/** The compose run arguments of `nginx -t` in a throwaway container of the nginx service (before nginx runs). */
+export const NGINX_TEST_ARGV: readonly string[] = TEST_ARGV
+
+/**
+ * Shell functions over the nginx container ($1): `top` prints `PID ARGS` of its processes (header first, as docker
+ * top does): the children of its PID 1 from the host's ps, cheap enough to poll, else (ps without --ppid, or /proc
+ * hidden) `docker top`; `act TEXT` lists the serving workers' pids, `draining TEXT` counts the shutting-down ones.
+ */
+const NGINX_PS =
+  'pid=$(docker inspect --format "{{.State.Pid}}" "$1") || exit 5; ' +
+  'top() { out=$(ps --ppid "$pid" -o pid=,args= 2>/dev/null); [ -n "$out" ] || out=$(docker top "$1" -eo pid,args | tail -n +2) || return 1; printf "PID COMMAND\\n%s\\n" "$out"; }; ' +
+  'act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
+  'draining() { printf "%s\\n" "$1" | grep -c "nginx: worker process is shutting down"; }; '
+
+/**
+ * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling every
+ * 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves; prints those
+ * processes. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx refused the config); 5: the
+ * processes could not be listed. One round trip for the whole reload.
+ */
+export const reloadNginxAndWait = (id: string, timeoutS: number): Sh =>
+  script(
+    NGINX_PS +
+      'ps=$(top "$1") || exit 5; before="$(act "$ps") "; ' +
+      'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
+      'while :; do sleep 0.05; ps=$(top "$1") || exit 5; now=$(act "$ps"); new=${now:+yes}; ' +
+      'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
+      '[ -z "$new" ] || { printf "%s\\n" "$ps"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done',
+    id,
+    String(timeoutS)
+  )
+
+/**
+ * Waits, polling every 0.1 s for up to timeoutS, until none of the containers has an established connection from
+ * nginx ($1) on its port (read from /proc/<pid>/net/tcp of the container: requests the old nginx workers still have
+ * in flight there), twice in a row. Unlike waiting for the old workers to exit, a websocket or a slow request to
+ * another service does not hold it up. Exit 4 at the timeout, printing how many are left; 6: /proc not readable
+ * (hidepid), so the caller falls back to waiting for the workers.
+ */
+export const waitConnectionsDrained = (nginxId: string, port: number, containers: string[], timeoutS: number): Sh =>
+  script(
+    'n=$1 port=$2 t=$3; shift 3; ' +
+      'ips=$(docker inspect --format "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}" "$n") || exit 5; ' +
+      // /proc/net/tcp shows an IPv4 address as 8 hex digits, least significant byte first, and the port as 4.
+      'hex=$(for ip in $ips; do printf "%s\\n" "$ip" | awk -F. \'{ printf "%02X%02X%02X%02X ", $4, $3, $2, $1 }\'; done); ' +
+      'ph=$(printf "%04X" "$port"); pids=$(docker inspect --format "{{.State.Pid}}" "$@" 2>/dev/null); ' +
+      'end=$(( $(date +%s) + t )); zero=0; while :; do c=0; ' +
+      'for p in $pids; do [ "$p" -gt 0 ] || continue; [ -r "/proc/$p/net/tcp" ] || exit 6; ' +
+      'c=$(( c + $(awk -v lp=":$ph" -v ips=" $hex" \'$4 == "01" && substr($2, 9) == lp && index(ips, " " substr($3, 1, 8) " ") { k++ } END { print k + 0 }\' "/proc/$p/net/tcp") )); done; ' +
+      'if [ "$c" -eq 0 ]; then zero=$((zero + 1)); [ "$zero" -lt 2 ] || exit 0; else zero=0; fi; ' +
+      '[ "$(date +%s)" -lt "$end" ] || { echo "$c"; exit 4; }; sleep 0.1; done',
+    nginxId,
+    String(port),
+    String(timeoutS),
+    ...containers
+  )
+
+/**
+ * Waits, polling every 0.1 s for up to timeoutS, until no nginx worker of an older configuration is left (they exit
+ * once their requests are done). Exit 4 at the timeout, printing how many still work; 5: processes not listable.
+ */
+export const waitNginxDrained = (id: string, timeoutS: number): Sh =>
+  script(
+    NGINX_PS +
+      'end=$(( $(date +%s) + $2 )); while :; do ps=$(top "$1") || exit 5; n=$(draining "$ps"); [ "$n" -gt 0 ] || exit 0; ' +
+      '[ "$(date +%s)" -lt "$end" ] || { echo "$n"; exit 4; }; sleep 0.1; done',
+    id,
+    String(timeoutS)
+  )
+

@@ -1,0 +1,79 @@
+import * as core from '@actions/core'
+import { appendLine, readFileIfExists, tail } from './commands/files'
+import { HostError } from './errors'
+import { hostPath, OPS } from './paths'
+import type { PhaseRecord } from './phases'
+import { runInfo } from './runinfo'
+import type { Remote } from './ssh'
+import { liveOf, upstreamPath } from './upstream'
+
+/** One line of `<ops-dir>/history.jsonl`. */
+export interface HistoryRecord {
+  time: string
+  mode: 'deploy' | 'rollback' | 'restart'
+  service: string
+  image: string
+  previousImage: string
+  container: string
+  result: 'success' | 'rolled-back' | 'failed'
+  repository?: string
+  sha?: string
+  actor?: string
+  runUrl?: string
+  phases: Record<string, number>
+  error?: string
+}
+
+/** Appends a record, stamped with the time and who ran it (O_APPEND keeps concurrent writers' lines whole). */
+export async function appendHistory(remote: Remote, opsDir: string, r: Omit<HistoryRecord, 'time'>): Promise<void> {
+  const { repository, sha, actor, runUrl } = runInfo()
+  const full: HistoryRecord = { time: new Date().toISOString(), ...r, repository, sha, actor, runUrl }
+  await remote.must(appendLine(hostPath(opsDir, OPS.history)), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` })
+}
+
+/** The history's last `lines` records (the host keeps every line; reading the tail is enough for every use). */
+export const historyTail = (opsDir: string, lines = 500) => tail(hostPath(opsDir, OPS.history), lines)
+
+export async function readHistory(remote: Remote, opsDir: string, lines = 500): Promise<HistoryRecord[]> {
+  return parseHistory(await remote.must(historyTail(opsDir, lines), 'reading the deploy history'))
+}
+
+/** history.jsonl lines; a damaged line is skipped. */
+export function parseHistory(text: string): HistoryRecord[] {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .flatMap(l => {
+      try {
+        return [JSON.parse(l) as HistoryRecord]
+      } catch {
+        return []
+      }
+    })
+}
+
+/** The image a rollback returns to: the newest successful release of the service other than the one serving now. */
+export function previousImage(history: HistoryRecord[], service: string, current: string | undefined): string | undefined {
+  const releases = history.filter(h => h.service === service && h.result === 'success')
+  const serving = current ?? releases.at(-1)?.image
+  return [...releases].reverse().find(h => h.image !== serving)?.image
+}
+
+/** Reads the history and the serving upstream, and names the image mode rollback returns to. */
+export async function rollbackTarget(remote: Remote, opsDir: string, service: string): Promise<string> {
+  const history = await readHistory(remote, opsDir)
+  const live = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, upstreamPath(service))), 'reading the upstream'))
+  const target = previousImage(history, service, live?.image)
+  if (!target)
+    throw new HostError(
+      `No previous image of ${service} in the deploy history (${hostPath(opsDir, OPS.history)}) to roll back to.`,
+      'deploy the wanted image with mode deploy'
+    )
+  core.info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`)
+  return target
+}
+
+/** Seconds per phase for the history; with a label, only that service's phases of a multi-service run. */
+export function phaseSeconds(records: PhaseRecord[], label = ''): Record<string, number> {
+  return Object.fromEntries(records.filter(r => r.name.startsWith(label)).map(r => [r.name, Math.round(r.ms) / 1000]))
+}

@@ -1,0 +1,26 @@
+/** Container labels: the ones ops-action puts on app containers, and the ones compose puts on the stack's. */
+
+/** Marks containers ops-action manages, valued with the service name. */
+export const SERVICE_LABEL = 'ops-action.service'
+/** The image reference the container was started from. */
+export const IMAGE_LABEL = 'ops-action.image'
+/** The app's port inside the container. */
+export const PORT_LABEL = 'ops-action.port'
+/** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
+export const SPEC_LABEL = 'ops-action.spec'
+
+export const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
+export const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
+
+/** What SPEC_LABEL holds. */
+export interface DeployedSpec {
+  route: string
+  healthPath: string
+  stripPrefix: boolean
+  aliases?: string[]
+  /** Bytes (older releases recorded the input's text, such as "768m"). */
+  memory?: number | string
+}
+
+/** The compose project name of the stack: containers are behindy_db_1 (v1) / behindy-db-1 (v2). */
+export const PROJECT = 'behindy'

@@ -1,0 +1,46 @@
+import * as core from '@actions/core'
+import { STACK_SERVICES } from './catalogue'
+import { inspectContainers } from './commands/containers'
+import { parseInspect, showLogs, type ContainerInfo } from './containers'
+import { HostError } from './errors'
+import { sleep } from './shell'
+import type { Remote } from './ssh'
+
+export function isStackService(s: string): boolean {
+  return (STACK_SERVICES as readonly string[]).includes(s)
+}
+
+/** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
+export async function waitHealthy(remote: Remote, containers: ContainerInfo[], timeoutS: number): Promise<void> {
+  const ids = containers.filter(c => isStackService(c.service)).map(c => c.id)
+  const deadline = Date.now() + timeoutS * 1000
+  const baseline = new Map<string, number>()
+  for (;;) {
+    const rows = parseInspect((await remote.run(inspectContainers(ids))).stdout)
+    for (const c of rows) if (!baseline.has(c.id)) baseline.set(c.id, c.restarts)
+    const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0))
+    if (broken)
+      return failWithLogs(
+        remote,
+        broken.id,
+        broken.service,
+        `${broken.service} crashed (${broken.status}, restarted ${broken.restarts}×)`
+      )
+    if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
+      core.info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '))
+      return
+    }
+    if (Date.now() > deadline) {
+      const state = rows.map(c => `${c.service} ${c.status}/${c.health}`).join(', ')
+      const bad = rows.find(c => c.health !== 'healthy')
+      if (!bad) throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`)
+      return failWithLogs(remote, bad.id, bad.service, `${bad.service} not healthy after ${timeoutS} s (${state})`)
+    }
+    await sleep(1000)
+  }
+}
+
+async function failWithLogs(remote: Remote, id: string, service: string, what: string): Promise<never> {
+  await showLogs(remote, id, service, 50)
+  throw new HostError(what, `see the ${service} log lines above`)
+}
