@@ -69126,13 +69126,12 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(5472);
 ;// CONCATENATED MODULE: ./src/shell.ts
 /**
  * The only place where strings become shell. Every remote command is built as an argv array by a pure function in
  * src/commands/ and turned into one POSIX-sh command line here; nothing else concatenates shell text.
  */
+const make = (sh) => ({ sh });
 const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
 /** Quotes one argument for POSIX sh so it reaches the program as the exact same bytes, inert. */
 function quote(arg) {
@@ -69143,26 +69142,26 @@ function quote(arg) {
     return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 /** One simple command from its argv. */
-function cmd(...argv) {
+function shell_cmd(...argv) {
     if (argv.length === 0)
         throw new Error('empty command');
-    return { sh: argv.map(quote).join(' ') };
+    return make(argv.map(quote).join(' '));
 }
 /** A fixed script run as `sh -c SCRIPT sh ARGS…`, so variable values stay arguments ($1, $2, …) and never become code. */
 function script(text, ...args) {
-    return cmd('sh', '-c', text, 'sh', ...args);
+    return shell_cmd('sh', '-c', text, 'sh', ...args);
 }
 /** Runs the commands in order, stopping at the first failure. */
 function and(...parts) {
-    return { sh: parts.map(p => `{ ${p.sh}; }`).join(' && ') };
+    return make(parts.map(p => `{ ${p.sh}; }`).join(' && '));
 }
 /** Runs b only when a fails. */
 function or(a, b) {
-    return { sh: `{ ${a.sh}; } || { ${b.sh}; }` };
+    return make(`{ ${a.sh}; } || { ${b.sh}; }`);
 }
 /** Runs every command, whatever the previous ones returned (for read-only probes). */
 function seq(...parts) {
-    return { sh: parts.map(p => `{ ${p.sh}; }`).join('; ') };
+    return make(parts.map(p => `{ ${p.sh}; }`).join('; '));
 }
 /**
  * Runs the commands at the same time, each with its output in its own temp file, and prints the outputs in the
@@ -69171,25 +69170,25 @@ function seq(...parts) {
 function concurrently(...parts) {
     const start = parts.map((p, i) => `{ ${p.sh}; } >"$t/${i}" 2>&1 &`).join(' ');
     const files = parts.map((_, i) => `"$t/${i}"`).join(' ');
-    return { sh: `t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }` };
+    return make(`t=$(mktemp -d) && { ${start} wait; cat ${files}; rm -rf "$t"; }`);
 }
 /** Discards stdout and stderr. */
 function quiet(c) {
-    return { sh: `{ ${c.sh}; } >/dev/null 2>&1` };
+    return make(`{ ${c.sh}; } >/dev/null 2>&1`);
 }
 /** Discards stderr only. */
 function noStderr(c) {
-    return { sh: `{ ${c.sh}; } 2>/dev/null` };
+    return make(`{ ${c.sh}; } 2>/dev/null`);
 }
 /** Runs the command with a restrictive umask so files it creates are private (0600 / 0700). */
 function privately(c) {
-    return { sh: `umask 077 && { ${c.sh}; }` };
+    return make(`umask 077 && { ${c.sh}; }`);
 }
 /** Prints a marker line so several probes can share one round trip and be split apart again. */
 function section(name, c) {
     if (!/^[a-z0-9-]+$/.test(name))
         throw new Error(`bad section name ${name}`);
-    return { sh: `echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"` };
+    return make(`echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"`);
 }
 /** Splits the output of a script made of section()s into name -> {rc, out}. */
 function splitSections(stdout) {
@@ -69215,24 +69214,315 @@ function splitSections(stdout) {
 }
 const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
 
-;// CONCATENATED MODULE: ./src/commands/host.ts
+;// CONCATENATED MODULE: ./src/commands/backup.ts
 
-// Read-only probes of the host and small file operations. Each returns a command; nothing here runs anything.
-const dockerServerVersion = () => cmd('docker', 'version', '--format', '{{.Server.Version}}');
-const composeV2Version = () => cmd('docker', 'compose', 'version', '--short');
 /**
- * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
- * a Python program that needs ~0.6 s just to print its version, on every run.
+ * pg_dump (custom format) of the stack's database into `<ops-dir>/backups/<db>-<UTC time>.dump`, mode 0600, written
+ * to a temp name and renamed when complete; then keeps the newest `keep` dumps. pg_dump runs inside the db
+ * container as the database's own user over its local socket, with DB_USER/DB_NAME from the container's env: no
+ * credential on any command line. Prints `<path> <bytes>`.
  */
-const composeV1Version = () => script('b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
-    'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
-    'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
-    'v=$(docker-compose version --short) || exit $?; ' +
-    '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"');
-/** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
-const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
-    'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
-    'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
+const dumpDatabase = (opsDir, db, stamp, keep) => script('set -e; umask 077; mkdir -p "$1/backups"; name=$(docker exec "$2" sh -c \'printf %s "$POSTGRES_DB"\' | tr -c "A-Za-z0-9_.-" _); ' +
+    'f="$1/backups/${name:-db}-$3.dump"; ' +
+    'docker exec "$2" sh -c \'exec pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Fc\' > "$f.partial" || { rm -f "$f.partial"; exit 1; }; ' +
+    '[ -s "$f.partial" ] || { rm -f "$f.partial"; echo "pg_dump wrote nothing" >&2; exit 1; }; mv "$f.partial" "$f"; ' +
+    'ls -1t "$1/backups/"*.dump | tail -n +$(($4 + 1)) | while read -r old; do rm -f "$old"; done; ' +
+    'printf "%s %s\\n" "$f" "$(wc -c < "$f")"', opsDir, db, stamp, String(keep));
+
+;// CONCATENATED MODULE: ./src/labels.ts
+/** Container labels: the ones ops-action puts on app containers, and the ones compose puts on the stack's. */
+/** Marks containers ops-action manages, valued with the service name. */
+const SERVICE_LABEL = 'ops-action.service';
+/** The image reference the container was started from. */
+const IMAGE_LABEL = 'ops-action.image';
+/** The app's port inside the container. */
+const PORT_LABEL = 'ops-action.port';
+/** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
+const SPEC_LABEL = 'ops-action.spec';
+const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project';
+const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service';
+/** The compose project name of the stack: containers are behindy_db_1 (v1) / behindy-db-1 (v2). */
+const PROJECT = 'behindy';
+
+;// CONCATENATED MODULE: ./src/commands/containers.ts
+
+
+/**
+ * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
+ * read it, so no secret is ever in a process's argv on the host. An inherited env goes the same way, host-side.
+ */
+const runContainer = (s) => {
+    const argv = [
+        'docker',
+        'run',
+        '--detach',
+        '--name',
+        s.name,
+        '--network',
+        s.network,
+        ...s.aliases.flatMap(a => ['--network-alias', a]),
+        '--restart',
+        'unless-stopped',
+        '--stop-timeout',
+        String(s.stopTimeoutS),
+        '--label',
+        `${SERVICE_LABEL}=${s.service}`,
+        '--label',
+        `${IMAGE_LABEL}=${s.image}`,
+        '--label',
+        `${PORT_LABEL}=${s.port}`,
+        ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
+        '--log-opt',
+        'max-size=10m',
+        '--log-opt',
+        'max-file=3',
+        ...(s.memory ? ['--memory', s.memory] : []),
+        ...(s.envFile ? ['--env-file', s.envFile] : [])
+    ];
+    const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'";
+    return privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
+        `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
+        `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
+        '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
+        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
+};
+/**
+ * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
+ * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
+ */
+const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}';
+const inspectContainers = (ids) => noStderr(shell_cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids));
+/** inspectContainers() lines of every container (running or not) matching a `docker ps --filter label=…` value. */
+const inspectLabelled = (label) => script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', label, INSPECT_FORMAT);
+/** Every app container ops-action started, any service. */
+const allAppContainers = () => inspectLabelled(SERVICE_LABEL);
+/** Every container of the compose project (the stack). */
+const projectInspect = (project) => inspectLabelled(`${COMPOSE_PROJECT_LABEL}=${project}`);
+/** Every container of the service. */
+const serviceContainers = (service) => inspectLabelled(`${SERVICE_LABEL}=${service}`);
+const containerLogs = (id, lines) => shell_cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id);
+/** Last health-check outputs of a container. */
+const healthLog = (id) => shell_cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
+const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
+const stopContainers = (names, timeoutS) => shell_cmd('docker', 'stop', '--time', String(timeoutS), ...names);
+const removeContainers = (names) => shell_cmd('docker', 'rm', '--force', '--volumes', ...names);
+
+;// CONCATENATED MODULE: ./src/containers.ts
+
+
+
+
+/** Parses the output of inspectContainers / serviceContainers; lines that are not inspect output are skipped. */
+function parseInspect(out) {
+    return out
+        .split('\n')
+        .filter(l => l.startsWith('"'))
+        .flatMap(line => {
+        try {
+            const [name, id, state, restarts, networks, rawLabels, image] = line.split('\t').map(f => JSON.parse(f));
+            const st = (state ?? {});
+            const nets = (networks ?? {});
+            const labels = (rawLabels ?? {});
+            return [
+                {
+                    name: String(name).replace(/^\//, ''),
+                    id: String(id),
+                    service: labels[SERVICE_LABEL] ?? labels[COMPOSE_SERVICE_LABEL] ?? '',
+                    status: st.Status ?? 'unknown',
+                    restarts: Number(restarts) || 0,
+                    health: st.Health?.Status ?? 'none',
+                    ips: Object.fromEntries(Object.entries(nets).map(([n, v]) => [n, v?.IPAddress ?? ''])),
+                    labels,
+                    image: typeof image === 'string' ? image : '',
+                    startedAt: st.StartedAt ?? ''
+                }
+            ];
+        }
+        catch {
+            return [];
+        }
+    });
+}
+/** Prints a container's last log lines and its last health-check outputs in one log group (one round trip). */
+async function showLogs(remote, id, title, lines, extra) {
+    const s = splitSections((await remote.run(concurrently(section('logs', containerLogs(id, lines)), section('health', healthLog(id))))).stdout);
+    startGroup(`${title}: last ${lines} log lines`);
+    info(s.get('logs')?.out.trim() || '(no output)');
+    const health = s.get('health')?.out.trim();
+    if (health)
+        info(`health checks:\n${health}`);
+    if (extra)
+        info(extra);
+    endGroup();
+}
+
+;// CONCATENATED MODULE: ./src/errors.ts
+/** An input problem found before anything touches the host. The message names the input. */
+class InputError extends Error {
+    input;
+    constructor(input, message) {
+        super(`Input '${input}': ${message}`);
+        this.input = input;
+        this.name = 'InputError';
+    }
+}
+/** Several input problems reported together, so a user fixes them in one go. */
+class InputErrors extends Error {
+    errors;
+    warnings;
+    constructor(errors, 
+    /** What was said about the inputs that were valid (the caller prints them with the errors). */
+    warnings = []) {
+        super(errors.length === 1 ? errors[0].message : `${errors.length} inputs are invalid:\n${errors.map(e => `  - ${e.message}`).join('\n')}`);
+        this.errors = errors;
+        this.warnings = warnings;
+        this.name = 'InputErrors';
+    }
+}
+/** A failure on the host, with what to do about it (rendered by the caller: the log line, the summary's tip). */
+class HostError extends Error {
+    fix;
+    constructor(message, fix, options) {
+        super(message, options);
+        this.fix = fix;
+        this.name = 'HostError';
+    }
+}
+/** A release that failed and was undone: the cause, plus what the rollback did. */
+class RolledBack extends Error {
+    cause;
+    notes;
+    constructor(cause, notes) {
+        super(cause.message, { cause });
+        this.cause = cause;
+        this.notes = notes;
+        this.name = 'RolledBack';
+    }
+}
+function failureOf(e) {
+    const message = e instanceof Error ? e.message : String(e);
+    let fix;
+    let notes;
+    for (let c = e; c instanceof Error; c = c.cause) {
+        fix ??= c instanceof HostError ? c.fix : undefined;
+        notes ??= c instanceof RolledBack ? c.notes : undefined;
+    }
+    return { message, fix, notes };
+}
+/** The failure as one text: the message, then `Fix: …` on its own line. */
+const failureText = (f) => (f.fix ? `${f.message}\nFix: ${f.fix}` : f.message);
+
+;// CONCATENATED MODULE: ./src/backup.ts
+
+
+
+
+
+
+/** Takes a backup of the running db container (`db` is its id or name), keeping the newest `keep`. */
+async function backupDatabase(remote, opsDir, db, keep) {
+    const started = Date.now();
+    const stamp = new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+    const out = await remote.must(dumpDatabase(opsDir, db, stamp, keep), 'pg_dump of the database', {
+        fix: 'check that db is running and healthy (mode status), and the free disk space'
+    });
+    const [path, bytes] = out.trim().split('\n').at(-1)?.split(' ') ?? [];
+    if (!path || !Number(bytes))
+        throw new HostError(`pg_dump gave no backup file (output: ${out.trim()})`);
+    info(`Backup: ${path} (${(Number(bytes) / 1024 / 1024).toFixed(2)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s); keeping the newest ${keep}.`);
+    return { path, bytes: Number(bytes) };
+}
+/** `mode: backup`: finds the stack's db container and dumps it (under the lock, which the caller holds). */
+async function runBackup(remote, opsDir, keep, phases) {
+    const stack = parseInspect(await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers')));
+    const db = stack.find(c => c.service === 'db');
+    if (!db || db.status !== 'running')
+        throw new HostError(`The stack's db container is ${db?.status ?? 'missing'}: nothing to back up.`, 'run mode infra first');
+    return phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.name, keep));
+}
+
+;// CONCATENATED MODULE: ./src/units.ts
+/** Memory sizes as docker takes them: a whole number with an optional unit b, k, m or g (powers of 1024). */
+const MEMORY_RE = /^([1-9][0-9]*)([bkmg]?)$/;
+/** Bytes of a memory size like 768m or 1g; undefined when it is not one. */
+function memoryBytes(text) {
+    const m = MEMORY_RE.exec(text.trim().toLowerCase());
+    if (!m)
+        return undefined;
+    return Number(m[1]) * 1024 ** 'bkmg'.indexOf(m[2] || 'b');
+}
+/** A byte count as MiB for messages ("768 MiB"). */
+const mib = (bytes) => `${Math.round(bytes / 1024 ** 2)} MiB`;
+
+;// CONCATENATED MODULE: ./src/catalogue.ts
+
+
+/** The stack's own services (compose), besides the apps. */
+const STACK_SERVICES = ['db', 'redis', 'nginx'];
+const CATALOGUE = {
+    frontend: { port: 3000, route: '/', healthPath: '/', stripPrefix: false, aliases: [] },
+    // /actuator/health answers 401 (Spring Security) and is outside /api/; this one is public.
+    backend: { port: 8080, route: '/api/', healthPath: '/api/ai-stories/health', stripPrefix: false, aliases: [] },
+    // The backend calls the story server at http://llmserver:8000.
+    story: { port: 8000, route: '/llm/', healthPath: '/health', stripPrefix: true, aliases: ['llmserver'] }
+};
+const REPOS = {
+    'behindy-front': 'frontend',
+    'behindy-frontend': 'frontend',
+    'behindy-back': 'backend',
+    'behindy-backend': 'backend',
+    'behindy-story': 'story',
+    'behindy-llmserver': 'story'
+};
+/** The service a repository deploys (`owner/behindy-back` -> backend), if it can be told from the name. */
+function serviceFromRepository(repository) {
+    const name = (repository ?? '').split('/').pop()?.toLowerCase() ?? '';
+    return REPOS[name];
+}
+/** The path to request through nginx to reach `appPath` on the service. */
+function publicPath(spec, appPath) {
+    return spec.stripPrefix ? spec.route.replace(/\/$/, '') + appPath : appPath;
+}
+/** Whether a request for appPath can reach the app through its route (else the health path is an input error). */
+function routeReaches(spec, appPath) {
+    return spec.stripPrefix ? appPath.startsWith('/') : appPath.startsWith(spec.route) || appPath === spec.route.replace(/\/$/, '');
+}
+/**
+ * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
+ * defaults for the service; undefined when neither says.
+ */
+function deployedSpec(service, labels) {
+    let label;
+    try {
+        label = JSON.parse(labels[SPEC_LABEL] ?? '');
+    }
+    catch {
+        label = undefined; // containers of older versions carry no spec label
+    }
+    const cat = CATALOGUE[service];
+    const port = Number(labels[PORT_LABEL]) || cat?.port;
+    const route = label?.route ?? cat?.route;
+    const healthPath = label?.healthPath ?? cat?.healthPath;
+    if (!port || !route || !healthPath)
+        return undefined;
+    return {
+        spec: {
+            port,
+            route,
+            healthPath,
+            stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
+            aliases: label?.aliases ?? cat?.aliases ?? []
+        },
+        memory: typeof label?.memory === 'string' ? memoryBytes(label.memory) : label?.memory
+    };
+}
+
+;// CONCATENATED MODULE: ./src/commands/files.ts
+
+// Files on the host: reading, hashing and atomic replacement. Pure: each returns a command; nothing here runs anything.
 /** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
 const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
     'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
@@ -69252,25 +69542,423 @@ const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-sta
 const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
 /** Drops the `.ops-prev` copies once the new files are known good. */
 const forgetPrevious = (paths) => script('for f; do rm -f "$f.ops-prev"; done', ...paths);
-const removeFiles = (paths) => cmd('rm', '-f', '--', ...paths);
-const networkExists = (name) => quiet(cmd('docker', 'network', 'inspect', name));
-const createNetwork = (name) => cmd('docker', 'network', 'create', '--driver', 'bridge', name);
-const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
-/** `id<TAB>service<TAB>status` for each container of a compose project (v1 and v2 both set these labels). */
-const projectContainers = (project) => cmd('docker', 'ps', '-a', '--no-trunc', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Status}}');
+const removeFiles = (paths) => shell_cmd('rm', '-f', '--', ...paths);
+/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
+const appendLine = (path) => script('cat >> "$1"', path);
+/** The last n lines of a file (nothing when it does not exist). */
+const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
+/** Prints every upstreams/app_<svc>.conf of ops-dir as `@@file <svc>` followed by its content. */
+const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir);
+
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = require("node:path");
+;// CONCATENATED MODULE: ./src/paths.ts
+
+/** Files and directories of ops-dir on the host, relative to it. */
+const OPS = {
+    env: '.env',
+    history: 'history.jsonl',
+    lock: '.deploy.lock',
+    lockHolder: '.deploy.lock.holder',
+    manifest: '.ops-manifest',
+    /** sha256 of the certificate nginx was last given (a renewal changes it). */
+    certificate: '.ops-certificate',
+    compose: 'compose/docker-compose.yml',
+    backups: 'backups',
+    upstreams: 'upstreams'
+};
+/** An absolute path on the host under ops-dir. */
+const hostPath = (opsDir, relative) => external_node_path_namespaceObject.posix.join(opsDir, relative);
+/** Absolute host paths of several ops-dir files. */
+const hostPaths = (opsDir, relatives) => relatives.map(r => hostPath(opsDir, r));
+
+;// CONCATENATED MODULE: ./src/runinfo.ts
+function runInfo(env = process.env) {
+    const base = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}` : undefined;
+    return {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        actor: env.GITHUB_ACTOR,
+        runUrl: base && env.GITHUB_RUN_ID ? `${base}/actions/runs/${env.GITHUB_RUN_ID}` : undefined,
+        commitUrl: base && env.GITHUB_SHA ? `${base}/commit/${env.GITHUB_SHA}` : undefined
+    };
+}
+
+;// CONCATENATED MODULE: ./src/upstream.ts
+/** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
 /**
- * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
- * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
+ * Upstream names: `app_<svc>` is the container serving clients, an nginx variable (`$app_<svc>`, `-` spelled `_`)
+ * holding `host:port`, defined in its own file under upstreams/. On the preview port, the X-Ops-Upstream request
+ * header names the container instead (nginx/conf.d/05-upstream-vars.conf).
  */
-const INSPECT_FORMAT = '{{json .Name}}\t{{json .Id}}\t{{json .State}}\t{{json .RestartCount}}\t{{json .NetworkSettings.Networks}}\t{{json .Config.Labels}}\t{{json .Config.Image}}';
-const inspectContainers = (ids) => noStderr(cmd('docker', 'inspect', '--format', INSPECT_FORMAT, ...ids));
-const containerLogs = (id, lines) => cmd('docker', 'logs', '--tail', String(lines), '--timestamps', id);
-/** Last health-check outputs of a container. */
-const healthLog = (id) => cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
-const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
-/** nginx -t in the stack's running nginx container, found by its compose labels (before its id is known). */
-const stackNginxTest = (project, conf) => script('n=$(docker ps -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.service=nginx) && [ -n "$n" ] || ' +
-    '{ echo "no running nginx container"; exit 1; }; exec docker exec "$n" nginx -t -c "$2"', project, conf);
+const upstreamName = (service) => `app_${service.replace(/-/g, '_')}`;
+const upstreamPath = (service) => `upstreams/app_${service}.conf`;
+/** The request header that picks the container on nginx's preview port. */
+const PREVIEW_HEADER = 'X-Ops-Upstream';
+const locationsPath = (service) => `upstreams/app_${service}.locations`;
+const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
+/** The nginx variable that picks the live or preview upstream of a service. */
+const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
+/** `$name` = `target` for every request (a map with only a default is nginx's constant variable). */
+const variable = (name, target) => `map "" $${name} {\n    default ${target};\n}`;
+/** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
+function placeholderUpstream(service) {
+    return [
+        `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
+        variable(upstreamName(service), '127.0.0.1:8503'),
+        ''
+    ].join('\n');
+}
+/**
+ * An upstream pointing at one container by its name, which nginx resolves through docker's DNS (the `resolver` in
+ * nginx.conf) when requests come, not when it starts: nginx starts and reloads whether or not the container exists,
+ * and follows the container to its new address when dockerd restarts it.
+ */
+function upstreamConf(name, port, live) {
+    return [
+        `# ops-action: ${name} -> container ${live.container} (${live.image})`,
+        `# live: ${JSON.stringify(live)}`,
+        variable(name, `${live.container}:${port}`),
+        ''
+    ].join('\n');
+}
+/** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
+function liveOf(conf) {
+    const m = /^# live: (\{.*\})$/m.exec(conf);
+    if (!m)
+        return undefined;
+    try {
+        const v = JSON.parse(m[1]);
+        return typeof v.container === 'string' && typeof v.image === 'string' ? v : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Route and upstream variable of a service outside the catalogue (the catalogue's ship in nginx/). */
+function customServiceFiles(service, route, hasLive) {
+    const v = upstreamVar(service);
+    const files = [
+        {
+            path: varsPath(service),
+            content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default $${upstreamName(service)};\n}\n`
+        },
+        {
+            path: locationsPath(service),
+            content: `# ops-action: route ${route} -> ${service}\nlocation ${route} {\n    include snippets/proxy.conf;\n    proxy_pass http://${v};\n}\n`
+        }
+    ];
+    if (!hasLive)
+        files.push({ path: upstreamPath(service), content: placeholderUpstream(service) });
+    return files;
+}
+/** service -> the container its upstream file names (the 503 placeholder names none). */
+function parseUpstreamFiles(out) {
+    const live = new Map();
+    for (const chunk of out.split(/^@@file /m).slice(1)) {
+        const nl = chunk.indexOf('\n');
+        const service = chunk.slice(0, nl < 0 ? undefined : nl).trim();
+        const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1));
+        if (service && l)
+            live.set(service, l);
+    }
+    return live;
+}
+
+;// CONCATENATED MODULE: ./src/history.ts
+
+
+
+
+
+
+/** Appends a record, stamped with the time and who ran it (O_APPEND keeps concurrent writers' lines whole). */
+async function appendHistory(remote, opsDir, r) {
+    const { repository, sha, actor, runUrl } = runInfo();
+    const full = { time: new Date().toISOString(), ...r, repository, sha, actor, runUrl };
+    await remote.must(appendLine(hostPath(opsDir, OPS.history)), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` });
+}
+/** The history's last `lines` records (the host keeps every line; reading the tail is enough for every use). */
+const historyTail = (opsDir, lines = 500) => tail(hostPath(opsDir, OPS.history), lines);
+async function readHistory(remote, opsDir, lines = 500) {
+    return parseHistory(await remote.must(historyTail(opsDir, lines), 'reading the deploy history'));
+}
+/** history.jsonl lines; a damaged line is skipped. */
+function parseHistory(text) {
+    return text
+        .split('\n')
+        .filter(Boolean)
+        .flatMap(l => {
+        try {
+            return [JSON.parse(l)];
+        }
+        catch {
+            return [];
+        }
+    });
+}
+/** The image a rollback returns to: the newest successful release of the service other than the one serving now. */
+function previousImage(history, service, current) {
+    const releases = history.filter(h => h.service === service && h.result === 'success');
+    const serving = current ?? releases.at(-1)?.image;
+    return [...releases].reverse().find(h => h.image !== serving)?.image;
+}
+/** Reads the history and the serving upstream, and names the image mode rollback returns to. */
+async function rollbackTarget(remote, opsDir, service) {
+    const history = await readHistory(remote, opsDir);
+    const live = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, upstreamPath(service))), 'reading the upstream'));
+    const target = previousImage(history, service, live?.image);
+    if (!target)
+        throw new HostError(`No previous image of ${service} in the deploy history (${hostPath(opsDir, OPS.history)}) to roll back to.`, 'deploy the wanted image with mode deploy');
+    info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`);
+    return target;
+}
+/** Seconds per phase for the history; with a label, only that service's phases of a multi-service run. */
+function phaseSeconds(records, label = '') {
+    return Object.fromEntries(records.filter(r => r.name.startsWith(label)).map(r => [r.name, Math.round(r.ms) / 1000]));
+}
+
+;// CONCATENATED MODULE: ./src/commands/images.ts
+
+// Commands for images: look up, pull, list and remove. Pure: each returns a command; nothing here runs anything.
+/** Prints the image id when the image is on the host (exit 1 otherwise). */
+const imageId = (image) => noStderr(shell_cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
+/**
+ * Pulls an image, logging in first when a registry is given: the password comes on stdin, the credentials live in a
+ * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
+ */
+const pull = (image, registry) => registry
+    ? privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
+        'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
+        'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
+    : shell_cmd('docker', 'pull', '--quiet', image);
+/** `repository:tag id created` of the images of one repository, newest first. */
+const repositoryImages = (repository) => shell_cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
+/** Removes images; ones still used by a container are skipped with a message, never forced. */
+const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
+
+;// CONCATENATED MODULE: ./src/inputs/collector.ts
+
+
+/** Every input's default, as declared in action.yml (a unit test keeps the two equal). */
+const DEFAULTS = {
+    mode: 'deploy',
+    host: '',
+    port: '22',
+    username: 'ubuntu',
+    'ssh-key': '',
+    'ssh-passphrase': '',
+    'known-hosts': '',
+    'host-fingerprint': '',
+    'insecure-skip-host-key-check': 'false',
+    'connect-timeout': '20',
+    'connect-retries': '3',
+    'ops-dir': '/opt/behindy-ops',
+    network: 'internal',
+    domain: '',
+    'http-port': '',
+    'https-port': '',
+    'infra-env': '',
+    'infra-timeout': '120',
+    'keep-backups': '7',
+    'backup-before-infra': 'true',
+    'restart-services': 'false',
+    'dry-run': 'false',
+    service: '',
+    image: '',
+    'app-port': '',
+    route: '',
+    'health-path': '',
+    aliases: '',
+    env: '',
+    'env-file': '',
+    registry: '',
+    'registry-username': '',
+    'registry-password': '',
+    'health-timeout': '180',
+    'drain-timeout': '30',
+    'stop-timeout': '30',
+    'lock-timeout': '600',
+    'keep-images': '3',
+    memory: ''
+};
+/** Reads an input as the runner passes it (INPUT_<NAME>), falling back to the action.yml default when empty. */
+const actionInput = name => {
+    const value = getInput(name, { trimWhitespace: false });
+    return value.trim() === '' ? (DEFAULTS[name] ?? '') : value;
+};
+/** A host name label: letters, digits and '-', not starting or ending with '-' (so never an option to a program). */
+const LABEL = String.raw `[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?`;
+/** A host name: labels joined by dots (the one grammar for host, domain, registry and image references). */
+const HOST_NAME = String.raw `${LABEL}(?:\.${LABEL})*`;
+const HOST_PATH_RE = /^(\/[A-Za-z0-9._-]+)+$/;
+/** Reads inputs and collects every problem, so all of them are reported together. */
+class Collector {
+    read;
+    errors = [];
+    warnings = [];
+    constructor(read) {
+        this.read = read;
+    }
+    raw(name) {
+        return this.read(name);
+    }
+    text(name) {
+        return this.read(name).trim();
+    }
+    check(name, parse, fallback) {
+        try {
+            return parse(this.read(name));
+        }
+        catch (e) {
+            if (e instanceof InputError) {
+                this.errors.push(e);
+                return fallback;
+            }
+            throw e;
+        }
+    }
+    fail(name, message) {
+        this.errors.push(new InputError(name, message));
+    }
+    warn(message) {
+        this.warnings.push(message);
+    }
+}
+function parseInteger(name, min, max, unit = '') {
+    return v => {
+        const s = v.trim();
+        if (!/^\d+$/.test(s))
+            throw new InputError(name, `'${s}' is not a whole number${unit ? ` of ${unit}` : ''}`);
+        const n = Number(s);
+        if (n < min || n > max)
+            throw new InputError(name, `${n} is out of range (${min}–${max}${unit ? ` ${unit}` : ''})`);
+        return n;
+    };
+}
+/** An input whose empty value means "not given" (undefined). */
+function optional(parse) {
+    return v => (v.trim() === '' ? undefined : parse(v));
+}
+function parseBoolean(name) {
+    return v => {
+        const s = v.trim();
+        if (['true', 'True', 'TRUE'].includes(s))
+            return true;
+        if (['false', 'False', 'FALSE'].includes(s))
+            return false;
+        throw new InputError(name, `'${s}' is not a boolean (use true or false)`);
+    };
+}
+function parseHostPath(name, v) {
+    const s = v.trim();
+    if (!HOST_PATH_RE.test(s) || s.split('/').some(seg => seg === '.' || seg === '..')) {
+        throw new InputError(name, `'${s}' must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'`);
+    }
+    return s;
+}
+
+;// CONCATENATED MODULE: ./src/images.ts
+
+
+
+
+// Image references (docker's grammar), pulling with its errors explained, and pruning old images.
+/** A registry host: a name with a port, a dotted name, or localhost. */
+const REGISTRY_HOST = String.raw `(?:${LABEL}(?:\.${LABEL})*:[0-9]{1,5}|${LABEL}(?:\.${LABEL})+|localhost)`;
+const COMPONENT = String.raw `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`;
+const IMAGE_RE = new RegExp(String.raw `^(?:${REGISTRY_HOST}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`);
+/** Whether a text is an image reference like registry.example.com/name:tag or name@sha256:<64 hex>. */
+const isImageReference = (s) => s.length <= 255 && IMAGE_RE.test(s);
+/** The tag of an image reference ('' for a digest-only reference, 'latest' when none is given). */
+function imageTag(image) {
+    const noDigest = image.split('@')[0];
+    const last = noDigest.split('/').pop();
+    if (last.includes(':'))
+        return last.split(':')[1];
+    return image.includes('@') ? '' : 'latest';
+}
+/** The repository of an image reference, without tag or digest (registry:port/name). */
+function imageRepository(image) {
+    const noDigest = image.split('@')[0];
+    const tag = imageTag(noDigest);
+    return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest;
+}
+/** Pulls the image (logging in to its registry for this run only), with a fix for each way it usually fails. */
+async function pullImage(remote, image, registry) {
+    const mutable = imageTag(image) === 'latest';
+    if (!mutable && (await remote.run(imageId(image))).code === 0)
+        return info(`${image} is already on the host: no pull.`);
+    info(`Pulling ${image}${registry ? ` (logged in to ${registry.server} for this run only)` : ''}…`);
+    const r = await remote.run(pull(image, registry), { stdin: registry ? `${registry.password}\n` : undefined });
+    if (r.code === 3) {
+        const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr);
+        throw new HostError(`Login to ${registry?.server} as ${registry?.username} failed: ${r.stderr.trim()}`, unreachable
+            ? `check that the host can reach the registry ${registry?.server} (DNS, firewall, is it up?)`
+            : 'check registry-username and registry-password (a token with read access to the image)');
+    }
+    if (r.code !== 0) {
+        const msg = (r.stderr || r.stdout).trim();
+        const fix = /no space left/i.test(msg)
+            ? 'free disk space on the host (docker system prune -a)'
+            : /not found|manifest unknown|does not exist/i.test(msg)
+                ? 'check the image name and tag (was it pushed?)'
+                : /denied|unauthorized/i.test(msg)
+                    ? 'set registry, registry-username and registry-password for a private image'
+                    : 'check that the host can reach the registry';
+        throw new HostError(`Pulling ${image} failed: ${msg}`, fix);
+    }
+}
+/** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
+async function pruneImages(remote, keepImages, image, previous) {
+    const repository = imageRepository(image);
+    const rows = (await remote.must(repositoryImages(repository), 'listing images'))
+        .split('\n')
+        .filter(Boolean)
+        .map(l => l.split(' ')[0])
+        .filter(ref => !ref.endsWith(':<none>'));
+    const keep = new Set([image, previous ?? '', ...rows.slice(0, keepImages)]);
+    const drop = rows.filter(ref => !keep.has(ref));
+    if (!drop.length)
+        return info(`${rows.length} image(s) of ${repository} on the host; nothing to prune.`);
+    const out = await remote.must(removeImages(drop), 'removing old images');
+    info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`);
+}
+
+// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
+var tar_stream = __nccwpck_require__(6118);
+;// CONCATENATED MODULE: ./src/archive.ts
+
+/** A tar archive of the given files (the host unpacks it with its own tar). */
+async function tarball(entries) {
+    const p = (0,tar_stream.pack)();
+    const chunks = [];
+    const done = new Promise((resolve, reject) => {
+        p.on('data', (c) => chunks.push(c));
+        p.on('end', () => resolve(Buffer.concat(chunks)));
+        p.on('error', reject);
+    });
+    const mtime = new Date();
+    for (const e of entries)
+        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
+    p.finalize();
+    return done;
+}
+
+;// CONCATENATED MODULE: ./src/commands/nginx.ts
+
+
+// nginx inside its container: config test, reload and the waits for its workers and connections. Pure.
+/** Where the nginx container sees the action's nginx/ directory. */
+const NGINX_CONF = '/etc/nginx/ops/nginx.conf';
+const TEST_ARGV = ['nginx', '-t', '-c', NGINX_CONF];
+/** `nginx -t` of the action's config, in the given nginx container. */
+const nginxTest = (at) => at === 'stack'
+    ? script('n=$(docker ps -q --filter "label=$1" --filter "label=$2") && [ -n "$n" ] || { echo "no running nginx container"; exit 1; }; ' +
+        'shift 2; exec docker exec "$n" "$@"', `${COMPOSE_PROJECT_LABEL}=${PROJECT}`, `${COMPOSE_SERVICE_LABEL}=nginx`, ...TEST_ARGV)
+    : shell_cmd('docker', 'exec', at.container, ...TEST_ARGV);
+/** The compose run arguments of `nginx -t` in a throwaway container of the nginx service (before nginx runs). */
+const NGINX_TEST_ARGV = TEST_ARGV;
 /**
  * Shell functions over the nginx container ($1): `top` prints `PID ARGS` of its processes (header first, as docker
  * top does): the children of its PID 1 from the host's ps, cheap enough to poll, else (ps without --ppid, or /proc
@@ -69316,6 +70004,47 @@ const waitConnectionsDrained = (nginxId, port, containers, timeoutS) => script('
 const waitNginxDrained = (id, timeoutS) => script(NGINX_PS +
     'end=$(( $(date +%s) + $2 )); while :; do ps=$(top "$1") || exit 5; n=$(draining "$ps"); [ "$n" -gt 0 ] || exit 0; ' +
     '[ "$(date +%s)" -lt "$end" ] || { echo "$n"; exit 4; }; sleep 0.1; done', id, String(timeoutS));
+
+;// CONCATENATED MODULE: ./src/commands/compose.ts
+
+
+
+
+const composeV2 = (version) => ({ argv: ['docker', 'compose'], version });
+const composeV1 = (version) => ({ argv: ['docker-compose'], version });
+function compose(c, opsDir, ...args) {
+    return shell_cmd(...c.argv, '--env-file', hostPath(opsDir, OPS.env), '-p', PROJECT, '-f', hostPath(opsDir, OPS.compose), ...args);
+}
+/** Creates or recreates only the services whose configuration changed; running, unchanged ones are left alone. */
+const composeUp = (c, opsDir) => compose(c, opsDir, 'up', '-d', '--remove-orphans');
+/** Validates the compose file with the host's .env (prints nothing on success). */
+const composeConfig = (c, opsDir) => compose(c, opsDir, 'config', '-q');
+/** Runs `nginx -t` in a throwaway container of the nginx service (used when nginx is not running yet). */
+const composeNginxTest = (c, opsDir) => compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', ...NGINX_TEST_ARGV);
+const networkExists = (name) => quiet(shell_cmd('docker', 'network', 'inspect', name));
+const createNetwork = (name) => shell_cmd('docker', 'network', 'create', '--driver', 'bridge', name);
+const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
+
+;// CONCATENATED MODULE: ./src/commands/probes.ts
+
+// Read-only probes of the host. Pure: each returns a command; nothing here runs anything.
+const dockerServerVersion = () => shell_cmd('docker', 'version', '--format', '{{.Server.Version}}');
+const composeV2Version = () => shell_cmd('docker', 'compose', 'version', '--short');
+/**
+ * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
+ * a Python program that needs ~0.6 s just to print its version, on every run.
+ */
+const composeV1Version = () => script('b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
+    'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
+    'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
+    'v=$(docker-compose version --short) || exit $?; ' +
+    '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"');
+/** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
+const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
+    'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
+    'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
+/** The kernel's memory figures (MemAvailable). */
+const memInfo = () => shell_cmd('cat', '/proc/meminfo');
 /**
  * Prints `present <sha256 of fullchain.pem and privkey.pem>` or `absent` for the Let's Encrypt certificate of a
  * domain (the hash tells a renewal apart). live/ is usually 0700 root, so when the SSH user cannot look, the check
@@ -69326,202 +70055,6 @@ const certificateExists = (domain, image) => script('f=/etc/letsencrypt/live/$1;
     'elif [ ! -e /etc/letsencrypt/live ] || [ -x /etc/letsencrypt/live ]; then echo absent; ' +
     'else docker run --rm --pull never --network none --entrypoint sh -v /etc/letsencrypt:/etc/letsencrypt:ro "$2" ' +
     '-c \'[ -s "$0/fullchain.pem" ] && [ -s "$0/privkey.pem" ] && echo "present $(cat "$0/fullchain.pem" "$0/privkey.pem" | sha256sum | cut -c1-64)" || echo absent\' "$f"; fi', domain, image);
-
-;// CONCATENATED MODULE: ./src/commands/app.ts
-
-
-// Commands for an app container and its images. Pure: each returns a command; nothing here runs anything.
-/** Label that marks containers ops-action manages, valued with the service name. */
-const SERVICE_LABEL = 'ops-action.service';
-const IMAGE_LABEL = 'ops-action.image';
-/** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
-const SPEC_LABEL = 'ops-action.spec';
-/** Prints the image id when the image is on the host (exit 1 otherwise). */
-const imageId = (image) => noStderr(cmd('docker', 'image', 'inspect', '--format', '{{.Id}}', image));
-/**
- * Pulls an image, logging in first when a registry is given: the password comes on stdin, the credentials live in a
- * docker config directory of this run only, which is removed afterwards (concurrent runs never share or keep them).
- */
-const pull = (image, registry) => registry
-    ? privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; ' +
-        'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
-        'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
-    : cmd('docker', 'pull', '--quiet', image);
-/**
- * Starts the container. The inline env arrives on stdin into a 0600 temp file that is removed as soon as docker has
- * read it, so no secret is ever in a process's argv on the host. An inherited env goes the same way, host-side.
- */
-const runContainer = (s) => {
-    const argv = [
-        'docker',
-        'run',
-        '--detach',
-        '--name',
-        s.name,
-        '--network',
-        s.network,
-        ...s.aliases.flatMap(a => ['--network-alias', a]),
-        '--restart',
-        'unless-stopped',
-        '--stop-timeout',
-        String(s.stopTimeoutS),
-        '--label',
-        `${SERVICE_LABEL}=${s.service}`,
-        '--label',
-        `${IMAGE_LABEL}=${s.image}`,
-        '--label',
-        `ops-action.port=${s.port}`,
-        ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
-        '--log-opt',
-        'max-size=10m',
-        '--log-opt',
-        'max-file=3',
-        ...(s.memory ? ['--memory', s.memory] : []),
-        ...(s.envFile ? ['--env-file', s.envFile] : [])
-    ];
-    const envOf = "--format '{{range .Config.Env}}{{println .}}{{end}}'";
-    return privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; : > "$d/inherited"; i=$1; from=$2; shift 2; ' +
-        `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
-        `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
-        '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
-        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
-};
-/** inspectContainers() lines of every container (running or not) matching a `docker ps --filter label=…` value. */
-const inspectLabelled = (label) => script('ids=$(docker ps -aq --filter "label=$1"); [ -z "$ids" ] && exit 0; exec docker inspect --format "$2" $ids', label, INSPECT_FORMAT);
-/** Every app container ops-action started, any service. */
-const allAppContainers = () => inspectLabelled(SERVICE_LABEL);
-/** Every container of the compose project (the stack). */
-const projectInspect = (project) => inspectLabelled(`com.docker.compose.project=${project}`);
-/** Every container of the service. */
-const serviceContainers = (service) => inspectLabelled(`${SERVICE_LABEL}=${service}`);
-/**
- * `probe URL`: one HTTP GET with wget (busybox or GNU, which both print the status line with -S), timeout $T, header
- * $H; prints the status code, or 000 when nothing answered.
- */
-const PROBE = 'probe() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${H:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
-    'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
-    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"; }; ';
-/** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
-const httpStatus = (via, url, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header);
-/**
- * GETs a health URL and a route URL (at the same time) from inside another container, round after round, until
- * `need` rounds in a row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the
- * whole check. Prints `<health code> <route code>` per round, then `ok` if it got there.
- */
-const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = '') => cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$5; H=$6; ok=0; i=0; ` +
-    'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do ' +
-    'hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
-    'h=$(printf "%s\\n" "$hr" | sed -n "s/^h //p"); r=$(printf "%s\\n" "$hr" | sed -n "s/^r //p"); echo "$h $r"; ' +
-    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); done; ' +
-    '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
-const stopContainers = (names, timeoutS) => cmd('docker', 'stop', '--time', String(timeoutS), ...names);
-const removeContainers = (names) => cmd('docker', 'rm', '--force', '--volumes', ...names);
-/** `repository:tag id created` of the images of one repository, newest first. */
-const repositoryImages = (repository) => cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
-/** Removes images; ones still used by a container are skipped with a message, never forced. */
-const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
-/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
-const appendLine = (path) => script('cat >> "$1"', path);
-/** The last n lines of a file (nothing when it does not exist). */
-const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
-
-;// CONCATENATED MODULE: ./src/catalogue.ts
-
-const CATALOGUE = {
-    frontend: { port: 3000, route: '/', healthPath: '/', stripPrefix: false, aliases: [] },
-    // /actuator/health answers 401 (Spring Security) and is outside /api/; this one is public.
-    backend: { port: 8080, route: '/api/', healthPath: '/api/ai-stories/health', stripPrefix: false, aliases: [] },
-    // The backend calls the story server at http://llmserver:8000.
-    story: { port: 8000, route: '/llm/', healthPath: '/health', stripPrefix: true, aliases: ['llmserver'] }
-};
-const REPOS = {
-    'behindy-front': 'frontend',
-    'behindy-frontend': 'frontend',
-    'behindy-back': 'backend',
-    'behindy-backend': 'backend',
-    'behindy-story': 'story',
-    'behindy-llmserver': 'story'
-};
-/** The service a repository deploys (`owner/behindy-back` -> backend), if it can be told from the name. */
-function serviceFromRepository(repository) {
-    const name = (repository ?? '').split('/').pop()?.toLowerCase() ?? '';
-    return REPOS[name];
-}
-/** The path to request through nginx to reach `appPath` on the service. */
-function publicPath(spec, appPath) {
-    return spec.stripPrefix ? spec.route.replace(/\/$/, '') + appPath : appPath;
-}
-/** Whether a request for appPath can reach the app through its route (else the health path is an input error). */
-function routeReaches(spec, appPath) {
-    return spec.stripPrefix ? appPath.startsWith('/') : appPath.startsWith(spec.route) || appPath === spec.route.replace(/\/$/, '');
-}
-/**
- * How a container was deployed (port, route, health path, aliases, memory limit): its labels, else the catalogue's
- * defaults for the service; undefined when neither says.
- */
-function deployedSpec(service, labels) {
-    let label;
-    try {
-        label = JSON.parse(labels[SPEC_LABEL] ?? '');
-    }
-    catch {
-        label = undefined; // containers of older versions carry no spec label
-    }
-    const cat = CATALOGUE[service];
-    const port = Number(labels['ops-action.port']) || cat?.port;
-    const route = label?.route ?? cat?.route;
-    const healthPath = label?.healthPath ?? cat?.healthPath;
-    if (!port || !route || !healthPath)
-        return undefined;
-    return {
-        spec: {
-            port,
-            route,
-            healthPath,
-            stripPrefix: label?.stripPrefix ?? cat?.stripPrefix ?? false,
-            aliases: label?.aliases ?? cat?.aliases ?? []
-        },
-        memory: label?.memory
-    };
-}
-
-;// CONCATENATED MODULE: ./src/errors.ts
-/** An input problem found before anything touches the host. The message names the input. */
-class InputError extends Error {
-    input;
-    constructor(input, message) {
-        super(`Input '${input}': ${message}`);
-        this.input = input;
-        this.name = 'InputError';
-    }
-}
-/** Several input problems reported together, so a user fixes them in one go. */
-class InputErrors extends Error {
-    errors;
-    constructor(errors) {
-        super(errors.length === 1 ? errors[0].message : `${errors.length} inputs are invalid:\n${errors.map(e => `  - ${e.message}`).join('\n')}`);
-        this.errors = errors;
-        this.name = 'InputErrors';
-    }
-}
-/** A failure on the host, with what to do about it. */
-class HostError extends Error {
-    fix;
-    constructor(message, fix) {
-        super(fix ? `${message}\nFix: ${fix}` : message);
-        this.fix = fix;
-        this.name = 'HostError';
-    }
-}
-/** A release that failed and was undone: the cause's message, plus what the rollback did. */
-class RolledBack extends Error {
-    notes;
-    constructor(cause, notes) {
-        super(cause.message);
-        this.notes = notes;
-        this.name = 'RolledBack';
-    }
-}
 
 // EXTERNAL MODULE: ./node_modules/dotenv/dist/index.cjs
 var dist = __nccwpck_require__(8230);
@@ -69617,8 +70150,1198 @@ function redisPasswordProblem(value) {
         : undefined;
 }
 
+;// CONCATENATED MODULE: ./src/hoststate.ts
+
+
+
+
+
+
+
+
+
+
+
+// What infra reads from the host before it changes anything: docker, compose, disk, ops-dir, files, network, stack.
+const MIN_FREE_KB = 1024 * 1024;
+const WARN_FREE_KB = 5 * 1024 * 1024;
+/** One round trip of read-only probes; every failure says how to fix it. */
+async function readHost(remote, inputs, bundle) {
+    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', OPS.upstreams, OPS.manifest, OPS.certificate])), section('manifest', readFileIfExists(hostPath(inputs.opsDir, OPS.manifest))), section('network', networkExists(inputs.network)), section('containers', projectInspect(PROJECT)));
+    const s = splitSections((await remote.run(probes)).stdout);
+    const get = (name) => s.get(name) ?? { rc: 255, out: '' };
+    const docker = get('docker');
+    if (docker.rc !== 0) {
+        if (/permission denied/i.test(docker.out)) {
+            throw new HostError('The SSH user cannot reach the docker daemon (permission denied on /var/run/docker.sock).', 'add the user to the docker group on the host: sudo usermod -aG docker <user>, then log in again');
+        }
+        if (/not found/i.test(docker.out))
+            throw new HostError('docker is not installed on the host.', 'install Docker Engine (https://docs.docker.com/engine/install/)');
+        throw new HostError(`docker is not usable on the host: ${docker.out.trim()}`, 'make sure dockerd runs: sudo systemctl start docker');
+    }
+    const v2 = get('compose-v2');
+    const v1 = get('compose-v1');
+    const compose = v2.rc === 0 ? composeV2(v2.out.trim()) : v1.rc === 0 ? composeV1(v1.out.trim()) : undefined;
+    if (!compose)
+        throw new HostError('Neither `docker compose` (v2) nor `docker-compose` (v1) is installed on the host.', 'install the compose plugin: sudo apt-get install docker-compose-plugin');
+    info(`docker ${docker.out.trim()}, compose ${compose.argv.join(' ')} ${compose.version}`);
+    for (const line of get('disk').out.trim().split('\n')) {
+        const [path, kb] = line.split(' ');
+        const free = Number(kb);
+        if (!Number.isFinite(free))
+            continue;
+        if (free < MIN_FREE_KB)
+            throw new HostError(`Only ${Math.round(free / 1024)} MiB free on ${path}.`, 'free disk space: docker system prune -a (removes unused images)');
+        if (free < WARN_FREE_KB)
+            warning(`Only ${Math.round(free / 1024)} MiB free on ${path}.`);
+        else
+            info(`${(free / 1024 / 1024).toFixed(1)} GiB free on ${path}`);
+    }
+    const opsdir = get('opsdir').out.trim();
+    if (opsdir.startsWith('denied')) {
+        throw new HostError(`ops-dir ${inputs.opsDir} is not writable by the SSH user (${opsdir.slice(7)} is not writable).`, `sudo install -d -o <user> -m 0750 ${inputs.opsDir}`);
+    }
+    // The .env holds secrets: read in a call of its own, never logged.
+    const envText = opsdir === 'exists' ? await remote.must(readFileIfExists(hostPath(inputs.opsDir, OPS.env)), 'reading .env') : '';
+    const hashes = new Map();
+    for (const line of get('hashes').out.split('\n')) {
+        const m = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line);
+        if (m)
+            hashes.set(m[2], m[1]);
+    }
+    const settings = effectiveSettings(inputs, readEnvFile(envText));
+    let tls = false;
+    let certHash = '';
+    if (settings.domain) {
+        const image = nginxImage(readEnvFile(envText), bundle.get(OPS.compose) ?? '');
+        const cert = await remote.run(certificateExists(settings.domain, image));
+        const present = /^present ([0-9a-f]{64})$/m.exec(cert.stdout);
+        tls = Boolean(present);
+        certHash = present?.[1] ?? '';
+        if (!tls)
+            warning(`No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`);
+        else
+            info(`Certificate for ${settings.domain} found: HTTPS enabled.`);
+    }
+    return {
+        compose,
+        envText,
+        hashes,
+        manifest: get('manifest').out.split('\n').filter(Boolean),
+        networkExists: get('network').rc === 0,
+        containers: parseInspect(get('containers').out),
+        settings,
+        tls,
+        certHash
+    };
+}
+/**
+ * domain, http-port and https-port: the input when given, else what the host has (its .env, written by earlier runs),
+ * else the default. So an app repo's deploy, which does not repeat them, never turns HTTPS off or moves nginx.
+ */
+function effectiveSettings(inputs, env) {
+    const port = (key) => (/^\d+$/.test(env.get(key) ?? '') ? Number(env.get(key)) : undefined);
+    const given = inputs.settings;
+    const settings = {
+        domain: given.domain ?? env.get('DOMAIN') ?? '',
+        httpPort: given.httpPort ?? port('HTTP_PORT') ?? 80,
+        httpsPort: given.httpsPort ?? port('HTTPS_PORT') ?? 443
+    };
+    if (settings.httpPort === settings.httpsPort) {
+        throw new InputError(given.httpsPort === undefined ? 'http-port' : 'https-port', `must differ from the HTTPS port the host uses (both would be ${settings.httpPort})`);
+    }
+    const from = (v) => (v === undefined ? ' (from the host)' : '');
+    info(`Settings: domain ${settings.domain || 'none (HTTP only)'}${from(given.domain)}, HTTP port ${settings.httpPort}${from(given.httpPort)}, HTTPS port ${settings.httpsPort}${from(given.httpsPort)}`);
+    return settings;
+}
+/** The nginx image the stack runs: NGINX_IMAGE from .env, else the compose file's default. */
+function nginxImage(env, composeText) {
+    return env.get('NGINX_IMAGE') || /\$\{NGINX_IMAGE:-([^}]+)\}/.exec(composeText)?.[1] || 'nginx';
+}
+
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = require("node:fs");
+;// CONCATENATED MODULE: ./src/stackfiles.ts
+
+
+
+
+/** The app services whose routes ship with the action (their upstream starts as the 503 placeholder). */
+const ROUTED_SERVICES = Object.keys(CATALOGUE);
+/** Where the action's own files live: the checkout of the action (dist/.. at run time). */
+function actionRoot() {
+    return process.env.OPS_ACTION_ROOT || (0,external_node_path_namespaceObject.join)(__dirname, '..');
+}
+function walk(dir, base, out) {
+    for (const name of (0,external_node_fs_namespaceObject.readdirSync)(dir).sort()) {
+        const full = (0,external_node_path_namespaceObject.join)(dir, name);
+        if ((0,external_node_fs_namespaceObject.statSync)(full).isDirectory())
+            walk(full, base, out);
+        else
+            out.set((0,external_node_path_namespaceObject.relative)(base, full).split(external_node_path_namespaceObject.sep).join('/'), (0,external_node_fs_namespaceObject.readFileSync)(full, 'utf8'));
+    }
+}
+/** Reads compose/ and nginx/ of the action checkout. */
+function loadBundle(root = actionRoot()) {
+    const files = new Map();
+    walk((0,external_node_path_namespaceObject.join)(root, 'compose'), root, files);
+    walk((0,external_node_path_namespaceObject.join)(root, 'nginx'), root, files);
+    return files;
+}
+/** Turns the bundle into the exact file set for ops-dir: templates rendered, template sources left out. */
+function renderStack(bundle, opts) {
+    const out = new Map();
+    for (const [path, content] of bundle)
+        if (!path.startsWith('nginx/templates/'))
+            out.set(path, content);
+    const template = opts.tls ? 'nginx/templates/servers-tls.conf' : 'nginx/templates/servers-http.conf';
+    const source = bundle.get(template);
+    if (source === undefined)
+        throw new Error(`the action bundle lacks ${template}`);
+    const reason = opts.domain ? `no certificate for ${opts.domain} on the host yet` : 'no domain set';
+    out.set('nginx/conf.d/20-servers.conf', source.replaceAll('{{domain}}', opts.domain).replaceAll('{{reason}}', reason));
+    return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
+}
+function sha256(content) {
+    return (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex');
+}
+/** Directories of ops-dir that infra owns whole: a file there that the action does not ship is removed. */
+const MANAGED_DIRS = ['compose', 'nginx'];
+/** Compares the wanted files with the host's (path -> sha256) and the previous manifest. */
+function planFiles(wanted, onHost, previousManifest) {
+    const write = [...wanted].filter(([p, c]) => onHost.get(p) !== sha256(c)).map(([p]) => p);
+    const stray = [...onHost.keys()].filter(p => MANAGED_DIRS.some(d => p.startsWith(`${d}/`)));
+    const remove = [...new Set([...previousManifest, ...stray])].filter(p => !wanted.has(p) && onHost.has(p));
+    return { write, remove, unchanged: wanted.size - write.length };
+}
+
+;// CONCATENATED MODULE: ./src/infraplan.ts
+
+
+
+
+
+/** Variables the stack cannot start without. */
+const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'];
+/** Everything the run will write, computed locally; input errors surface here, before any change. */
+function planInfra(inputs, host, bundle) {
+    const files = renderStack(bundle, { domain: host.settings.domain, tls: host.tls });
+    // The certificate nginx loaded, as a file of the run: when certbot renews it, this file changes and nginx reloads.
+    if (host.tls)
+        files.set(OPS.certificate, `${host.certHash}\n`);
+    files.set(OPS.manifest, [...files.keys()].join('\n') + '\n');
+    // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
+    for (const service of ROUTED_SERVICES) {
+        const path = upstreamPath(service);
+        if (!host.hashes.has(path))
+            files.set(path, placeholderUpstream(service));
+    }
+    const updates = [
+        ...inputs.infraEnv,
+        ['HTTP_PORT', String(host.settings.httpPort)],
+        ['HTTPS_PORT', String(host.settings.httpsPort)],
+        ['DOMAIN', host.settings.domain],
+        ['OPS_NETWORK', inputs.network]
+    ];
+    const merged = mergeEnvFile(host.envText, updates, 'infra-env');
+    checkStackEnv(readEnvFile(merged.text));
+    const plan = planFiles(files, host.hashes, host.manifest);
+    const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === OPS.certificate);
+    const notes = [];
+    if (plan.write.includes(OPS.certificate) && host.hashes.has(OPS.certificate))
+        notes.push(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`);
+    notes.push(`${plan.write.length} file(s) to write, ${plan.remove.length} to remove, ${plan.unchanged} unchanged.`);
+    for (const p of plan.write)
+        notes.push(`  ${host.hashes.has(p) ? 'update' : 'create'} ${p}`);
+    for (const p of plan.remove)
+        notes.push(`  remove ${p}`);
+    if (merged.changed.length)
+        notes.push(`  .env: set ${merged.changed.join(', ')}`);
+    const warnings = [];
+    const dbKeys = merged.changed.filter(k => ['DB_USER', 'DB_PASS', 'DB_NAME'].includes(k));
+    if (dbKeys.length && host.containers.some(c => c.service === 'db')) {
+        warnings.push(`${dbKeys.join(', ')} changed, but postgres applies POSTGRES_USER/PASSWORD/DB only when it initialises an empty data volume: the existing database keeps its old user and password. Change them in postgres too (ALTER USER … PASSWORD …).`);
+    }
+    return {
+        notes,
+        warnings,
+        files,
+        write: plan.write,
+        remove: plan.remove,
+        unchanged: plan.unchanged,
+        envText: merged.text,
+        envChangedKeys: merged.changed,
+        nginxChanged
+    };
+}
+/** All problems with the stack's variables at once, naming where to set them. */
+function checkStackEnv(env) {
+    const errors = [];
+    const missing = REQUIRED_ENV.filter(k => !env.get(k));
+    if (missing.length) {
+        errors.push(new InputError('infra-env', `missing required variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (set them in infra-env or in <ops-dir>/.env on the host); nothing was changed`));
+    }
+    const redis = redisPasswordProblem(env.get('REDIS_PASSWORD') ?? '');
+    if (redis)
+        errors.push(new InputError('infra-env', redis));
+    if (errors.length)
+        throw new InputErrors(errors);
+}
+/** The files a run writes (and .env when it changes), relative to ops-dir: what a failed validation puts back. */
+function touched(plan) {
+    return plan.envChangedKeys.length ? [...plan.write, OPS.env] : plan.write;
+}
+
+;// CONCATENATED MODULE: ./src/nginx.ts
+
+
+
+
+
+
+
+/** A failing `nginx -t` as an error that says what it means for the run and how to fix it. */
+function nginxTestFailed(output, consequence) {
+    return new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config');
+}
+/**
+ * Writes nginx files atomically (the old ones kept as `.ops-prev`) and runs `nginx -t`, in one round trip. When the
+ * test fails the old files are put back and nothing was changed; when it passes the new files are in place and
+ * still unloaded (reloadAndWait applies them).
+ */
+async function writeAndTest(remote, opsDir, nginxId, files) {
+    const entries = files.map(f => ({ ...f, mode: 0o644 }));
+    const paths = entries.map(e => e.path);
+    // The test runs on the old files if the write failed; its result is not used then.
+    const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }))), {
+        stdin: await tarball(entries)
+    });
+    const s = splitSections(out.stdout);
+    const write = s.get('write');
+    if (write?.rc !== 0)
+        throw new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`);
+    const test = s.get('test');
+    if (test?.rc !== 0) {
+        await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the nginx files');
+        throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed');
+    }
+}
+/** Writes, tests and applies nginx files: writeAndTest, then reloadAndWait. */
+async function writeAndReload(remote, opsDir, nginxId, files) {
+    await writeAndTest(remote, opsDir, nginxId, files);
+    await reloadAndWait(remote, nginxId);
+}
+/** Puts back the files writeAndTest replaced and reloads nginx with them. */
+async function revertFiles(remote, opsDir, nginxId, paths) {
+    await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the previous nginx files');
+    await reloadAndWait(remote, nginxId);
+}
+/** Drops the `.ops-prev` copies of files once the new ones are known good (or were put back). */
+async function forgetFiles(remote, opsDir, paths) {
+    await remote.run(forgetPrevious(hostPaths(opsDir, paths)));
+}
+/** Parses the `PID ARGS` listing of the nginx container's processes (a header line first, as docker top prints). */
+function parseWorkers(out) {
+    const active = [];
+    const draining = [];
+    for (const line of out.split('\n').slice(1)) {
+        const m = /^\s*(\d+)\s+nginx: worker process(.*)$/.exec(line);
+        if (!m)
+            continue;
+        if (/shutting down/.test(m[2]))
+            draining.push(m[1]);
+        else
+            active.push(m[1]);
+    }
+    return { active, draining };
+}
+/**
+ * SIGHUP to nginx, then waits until the new configuration is live: every worker that served before is gone or
+ * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
+ */
+async function reloadAndWait(remote, id, timeoutMs = 10_000) {
+    const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)));
+    if (r.code === 0)
+        return parseWorkers(r.stdout);
+    if (r.code === 4)
+        throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
+    const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes';
+    throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+}
+/** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
+async function waitDrained(remote, id, timeoutMs) {
+    const r = await remote.run(waitNginxDrained(id, Math.ceil(timeoutMs / 1000)));
+    if (r.code === 0)
+        return true;
+    if (r.code === 4) {
+        warning(`${r.stdout.trim()} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
+        return false;
+    }
+    throw new HostError(`listing nginx processes failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+}
+/**
+ * Waits until nginx has no request in flight to the old containers (their established connections from nginx on
+ * the app port), up to timeoutMs; where the host hides other users' /proc entries, until the old workers are gone.
+ */
+async function waitRequestsDrained(remote, id, port, containers, timeoutMs) {
+    const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000)));
+    if (r.code === 0)
+        return true;
+    if (r.code === 4) {
+        warning(`${r.stdout.trim()} request(s) from nginx still in flight to the old container after ${timeoutMs / 1000} s; going on.`);
+        return false;
+    }
+    info(`Cannot see the old container's connections (exit ${r.code}): waiting for the old nginx workers instead.`);
+    return waitDrained(remote, id, timeoutMs);
+}
+
+;// CONCATENATED MODULE: ./src/stackhealth.ts
+
+
+
+
+
+
+function isStackService(s) {
+    return STACK_SERVICES.includes(s);
+}
+/** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
+async function waitHealthy(remote, containers, timeoutS) {
+    const ids = containers.filter(c => isStackService(c.service)).map(c => c.id);
+    const deadline = Date.now() + timeoutS * 1000;
+    const baseline = new Map();
+    for (;;) {
+        const rows = parseInspect((await remote.run(inspectContainers(ids))).stdout);
+        for (const c of rows)
+            if (!baseline.has(c.id))
+                baseline.set(c.id, c.restarts);
+        const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0));
+        if (broken)
+            return failWithLogs(remote, broken.id, broken.service, `${broken.service} crashed (${broken.status}, restarted ${broken.restarts}×)`);
+        if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
+            info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '));
+            return;
+        }
+        if (Date.now() > deadline) {
+            const state = rows.map(c => `${c.service} ${c.status}/${c.health}`).join(', ');
+            const bad = rows.find(c => c.health !== 'healthy');
+            if (!bad)
+                throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`);
+            return failWithLogs(remote, bad.id, bad.service, `${bad.service} not healthy after ${timeoutS} s (${state})`);
+        }
+        await sleep(1000);
+    }
+}
+async function failWithLogs(remote, id, service, what) {
+    await showLogs(remote, id, service, 50);
+    throw new HostError(what, `see the ${service} log lines above`);
+}
+
+;// CONCATENATED MODULE: ./src/infra.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** A change as a line of the log and the summary. */
+function describeChange(c) {
+    switch (c.kind) {
+        case 'wrote':
+        case 'removed':
+            return `${c.kind} ${c.path}`;
+        case 'placeholder':
+            return `created placeholder ${c.path}`;
+        case 'env':
+            return `.env: set ${c.keys.join(', ')}`;
+        case 'network':
+            return `created docker network ${c.name}`;
+        case 'backup':
+            return `backed up the database to ${c.path}`;
+        case 'created':
+        case 'recreated':
+            return `${c.kind} ${c.service}`;
+        case 'reloaded':
+            return 'reloaded nginx';
+    }
+}
+/** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
+async function runInfra(remote, inputs, phases, label = '') {
+    const { opsDir } = inputs;
+    const phase = (name, fn) => phases.run(`${label}${name}`, fn);
+    const bundle = loadBundle();
+    // 1. What the host has, and what it should have (computed here; nothing is changed yet).
+    const host = await phase('Preflight', () => readHost(remote, inputs, bundle));
+    const plan = await phase('Plan', () => logPlan(planInfra(inputs, host, bundle)));
+    // 2. Files and network.
+    const files = await phase('Upload files', () => upload(remote, opsDir, plan));
+    const network = await phase('Network', () => ensureNetworkOf(remote, host, inputs.network));
+    // 3. compose config and nginx -t on what was written; a failure puts the previous files back.
+    await phase('Validate config', () => validate(remote, opsDir, host, plan)).catch(async (e) => {
+        await remote.must(restoreFiles(hostPaths(opsDir, touched(plan))), 'restoring the previous files');
+        throw e;
+    });
+    if (touched(plan).length)
+        await remote.must(forgetPrevious(hostPaths(opsDir, touched(plan))), 'cleaning up');
+    // 4. A change of the compose file or .env may make compose recreate db: a backup of it first.
+    const db = host.containers.find(c => c.service === 'db' && c.status === 'running');
+    const backup = inputs.backups.beforeInfra && db && (plan.write.includes(OPS.compose) || plan.envChangedKeys.length)
+        ? await phase('Back up the database', () => backupDatabase(remote, opsDir, db.id, inputs.backups.keep))
+        : undefined;
+    const before = [...files, ...network, ...(backup ? [{ kind: 'backup', path: backup.path }] : [])];
+    // 5. The stack: compose up only when something compose acts on changed; then everything healthy.
+    const stack = await phase('Start stack', () => startStack(remote, opsDir, host, plan, before));
+    await phase('Wait until healthy', () => waitHealthy(remote, stack.containers, inputs.infraTimeoutS));
+    // 6. nginx picks up a changed config by a reload (unless it was just created with it).
+    const reload = await phase('Reload nginx', () => reloadIfChanged(remote, host, plan, stack.containers));
+    const changes = [...before, ...stack.changes, ...reload];
+    if (changes.length === 0) {
+        info(`No changes: ${plan.unchanged} files identical, network present, ${STACK_SERVICES.join('/')} up to date (same containers, nothing restarted).`);
+    }
+    else {
+        info(`Changes:\n${changes.map(c => `  - ${describeChange(c)}`).join('\n')}`);
+    }
+    const nginxId = stack.containers.find(c => c.service === 'nginx')?.id;
+    if (!nginxId)
+        throw new HostError('the nginx container of the stack is missing after compose up');
+    return { changes, changed: changes.length > 0, nginxId, tls: host.tls, settings: host.settings };
+}
+function logPlan(plan) {
+    for (const n of plan.notes)
+        info(n);
+    for (const w of plan.warnings)
+        warning(w);
+    return plan;
+}
+/**
+ * Nothing compose would act on: no file or .env change, nothing changed so far, and exactly one container per stack
+ * service, each up and healthy. Then `compose up` (about a second with v1) can be skipped.
+ */
+function stackSettled(host, plan, changes) {
+    if (plan.write.length || plan.remove.length || plan.envChangedKeys.length || changes.length)
+        return false;
+    const stack = host.containers.filter(c => isStackService(c.service));
+    return (stack.length === STACK_SERVICES.length &&
+        STACK_SERVICES.every(s => stack.some(c => c.service === s && c.status === 'running' && c.health === 'healthy')));
+}
+async function ensureNetworkOf(remote, host, name) {
+    if (host.networkExists) {
+        info(`Network ${name} exists.`);
+        return [];
+    }
+    await remote.must(ensureNetwork(name), `creating docker network ${name}`);
+    info(`Created network ${name}.`);
+    return [{ kind: 'network', name }];
+}
+/** compose up (unless settled), and which stack services it created or recreated. */
+async function startStack(remote, opsDir, host, plan, changes) {
+    if (stackSettled(host, plan, changes)) {
+        info('Files, .env and network unchanged and db/redis/nginx up and healthy: compose up not needed.');
+        return { containers: host.containers, changes: [] };
+    }
+    const up = await remote.run(composeUp(host.compose, opsDir));
+    const log = `${up.stdout}${up.stderr}`.trim();
+    if (log)
+        info(log);
+    if (up.code !== 0)
+        throw new HostError(`docker compose up failed (exit ${up.code})`, 'see the compose output above');
+    const now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'));
+    const made = now
+        .filter(c => isStackService(c.service))
+        .flatMap((c) => {
+        const before = host.containers.find(b => b.service === c.service);
+        if (!before)
+            return [{ kind: 'created', service: c.service }];
+        return before.id !== c.id ? [{ kind: 'recreated', service: c.service }] : [];
+    });
+    return { containers: now, changes: made };
+}
+async function reloadIfChanged(remote, host, plan, containers) {
+    const nginx = containers.find(c => c.service === 'nginx');
+    const before = host.containers.find(c => c.service === 'nginx');
+    if (!plan.nginxChanged) {
+        info('nginx config unchanged: no reload.');
+        return [];
+    }
+    if (!nginx || !before || before.id !== nginx.id) {
+        info('nginx was (re)created with the new config: no reload needed.');
+        return [];
+    }
+    await reloadAndWait(remote, nginx.id);
+    info('nginx reloaded: new workers serve the new config; old ones finish their requests.');
+    return [{ kind: 'reloaded' }];
+}
+/** Sends every changed file in one archive and swaps them into place in one command. */
+async function upload(remote, opsDir, plan) {
+    const entries = plan.write.map(path => ({ path, content: plan.files.get(path), mode: 0o644 }));
+    if (plan.envChangedKeys.length)
+        entries.push({ path: OPS.env, content: plan.envText, mode: 0o600 });
+    if (entries.length) {
+        await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing files into ${opsDir}`, { stdin: await tarball(entries) });
+    }
+    if (plan.remove.length)
+        await remote.must(removeFiles(hostPaths(opsDir, plan.remove)), 'removing stale files');
+    if (!entries.length && !plan.remove.length)
+        info('All files up to date.');
+    return [
+        ...plan.write.map(path => ({ kind: path.startsWith(`${OPS.upstreams}/`) ? 'placeholder' : 'wrote', path })),
+        ...plan.remove.map(path => ({ kind: 'removed', path })),
+        ...(plan.envChangedKeys.length ? [{ kind: 'env', keys: plan.envChangedKeys }] : [])
+    ];
+}
+/** compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads. */
+async function validate(remote, opsDir, host, plan) {
+    if (plan.write.includes(OPS.compose) || plan.envChangedKeys.length) {
+        await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)');
+    }
+    if (!plan.nginxChanged)
+        return info('nginx config unchanged.');
+    const running = host.containers.find(c => c.service === 'nginx' && c.status === 'running');
+    const test = running ? nginxTest({ container: running.id }) : composeNginxTest(host.compose, opsDir);
+    const r = await remote.run(test);
+    if (r.code !== 0) {
+        throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${(r.stderr || r.stdout).trim()}`);
+    }
+    info((r.stderr || r.stdout).trim() || 'nginx -t: ok');
+}
+
+;// CONCATENATED MODULE: ./src/commands/lock.ts
+
+/** How often a holder proves it is alive, and after how long without a sign a waiter takes the lock over. */
+const HEARTBEAT_S = 5;
+const STALE_S = 30;
+/**
+ * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
+ *
+ * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
+ * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
+ * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
+ *
+ * A holder that hangs, or whose connection died without sshd noticing (a runner VM that vanished leaves a half-open
+ * TCP connection sshd may keep for hours), stops sending its heartbeat line every HEARTBEAT_S; each line touches the
+ * holder file. A waiter that sees no heartbeat for STALE_S ends the holder's process (its pid is in the lock file),
+ * which releases the lock, and takes it: a stale holder costs STALE_S, never lock-timeout.
+ */
+const lockScript = (lockFile, holderFile, timeoutS, holder, staleS = STALE_S) => script('mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
+    'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; end=$(( $(date +%s) + $3 )); ' +
+    'until flock -n 9; do ' +
+    'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
+    'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
+    'printf "%s\\n" "$$" > "$1"; printf "%s\\n" "$4" > "$2"; echo LOCKED; ' +
+    'while read -r _; do touch "$2"; done', lockFile, holderFile, String(timeoutS), holder, String(staleS));
+
+;// CONCATENATED MODULE: ./src/lock.ts
+
+
+
+
+
+/** Who is deploying: shown to runs that wait for the lock. */
+function holderDescription(what) {
+    const run = runInfo();
+    return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`;
+}
+async function acquireLock(remote, opsDir, timeoutS, what) {
+    let held;
+    let out = '';
+    let reported = false;
+    let staleReported = false;
+    const locked = new Promise((resolve, reject) => {
+        const script = lockScript(hostPath(opsDir, OPS.lock), hostPath(opsDir, OPS.lockHolder), timeoutS, holderDescription(what));
+        held = remote.start(script, text => {
+            out += text;
+            const busy = /^BUSY (.*)$/m.exec(out);
+            if (busy && !reported) {
+                reported = true;
+                info(`The host is busy: ${busy[1] || 'another run holds the deploy lock'}. Waiting up to ${timeoutS} s…`);
+            }
+            const stale = /^STALE (\d+)$/m.exec(out);
+            if (stale && !staleReported) {
+                staleReported = true;
+                warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`);
+            }
+            if (/^LOCKED$/m.test(out))
+                resolve();
+        });
+        held.done.then(r => {
+            if (r.code === 75)
+                reject(new HostError(`Timed out after ${timeoutS} s waiting for the deploy lock (${/^BUSY (.*)$/m.exec(out)?.[1] ?? 'held by another run'}).`, 'wait for that run to finish, or raise lock-timeout'));
+            else
+                reject(new HostError(`Could not take the deploy lock (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`));
+        }, reject);
+    });
+    await locked;
+    info(`Deploy lock taken (${hostPath(opsDir, OPS.lock)}).`);
+    const running = held;
+    let released = false;
+    let lost;
+    const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000);
+    heartbeat.unref();
+    void running.done
+        .then(r => (lost = `its holder process ended (exit ${r.code})`), (e) => (lost = e.message))
+        .then(() => {
+        clearInterval(heartbeat);
+        if (!released)
+            warning(`Lost the deploy lock: ${lost}.`);
+    });
+    const lostReason = () => (released ? undefined : lost);
+    return {
+        lost: lostReason,
+        check() {
+            const why = lostReason();
+            if (why)
+                throw new HostError(`This run lost the deploy lock (${why}); it stopped before changing more on the host.`, 'run it again');
+        },
+        async release() {
+            released = true;
+            clearInterval(heartbeat);
+            running.end();
+            await running.done.catch(() => undefined);
+        }
+    };
+}
+/**
+ * Runs `fn` under the host-wide lock: taken as its own phase, checked before every later phase (a run that lost it
+ * stops there), released when `fn` ends, however it ends. Every mode that changes the host goes through here.
+ */
+async function withLock(remote, phases, req, fn) {
+    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what));
+    phases.guard = () => lock.check();
+    try {
+        return await fn(lock);
+    }
+    finally {
+        phases.guard = () => undefined;
+        await lock.release();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/preflight.ts
+
+
+
+
+
+
+
+
+
+
+
+
+/** Reads the service's containers, its upstream file, the free memory and `nginx -t` (at the given nginx). */
+async function probeService(remote, service, opsDir, nginx) {
+    const out = await remote.run(concurrently(section('containers', serviceContainers(service)), section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(service)))), section('memory', memInfo()), section('nginx-test', nginxTest(nginx))));
+    const s = splitSections(out.stdout);
+    const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '');
+    return {
+        containers: parseInspect(s.get('containers')?.out ?? ''),
+        live: liveOf(s.get('upstream')?.out ?? ''),
+        memAvailableBytes: available ? Number(available[1]) * 1024 : undefined,
+        nginxTest: s.get('nginx-test') ?? { rc: 255, out: 'no answer from nginx -t' }
+    };
+}
+/**
+ * Step 4 of a deploy: fails when nginx's config does not pass `nginx -t` (the switch could never be applied), removes
+ * stopped leftovers of interrupted runs, says what serves now, and warns when memory is short for the overlap.
+ */
+async function preflight(remote, state, service, memory, inherit) {
+    if (state.nginxTest.rc !== 0)
+        throw nginxTestFailed(state.nginxTest.out, 'nginx was not changed and nothing was started');
+    const { containers, live } = state;
+    // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
+    // writing the upstream file and reloading nginx leaves nginx on the container the file no longer names), so it is
+    // stopped like the old release: after the switch, once nginx's old workers are done with it.
+    const leftovers = containers.filter(c => c.name !== live?.container);
+    const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')];
+    if (stopped.length) {
+        info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`);
+        await remote.must(removeContainers(stopped.map(c => c.name)), 'removing leftover containers');
+    }
+    if (running.length)
+        info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`);
+    const serving = containers.find(c => c.name === live?.container);
+    if (live)
+        info(`${service} is served by ${live.container} (${live.image})${serving ? `, ${serving.status}` : ', which no longer exists'}.`);
+    else
+        info(`${service} has not been deployed yet.`);
+    const limit = memory ?? (inherit && serving ? deployedSpec(service, serving.labels)?.memory : undefined);
+    if (state.memAvailableBytes !== undefined) {
+        const need = limit ?? 256 * 1024 ** 2;
+        if (state.memAvailableBytes < need)
+            warning(`Only ${mib(state.memAvailableBytes)} of memory available for the overlap of old and new ${service} containers (want ≥ ${mib(need)}); the host may swap or the OOM killer may step in.`);
+        else
+            info(`${mib(state.memAvailableBytes)} of memory available.`);
+    }
+    return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit };
+}
+
+;// CONCATENATED MODULE: ./src/commands/http.ts
+
+// HTTP probes run from inside a container on the docker network (nginx's, which has wget). Pure.
+/**
+ * `probe URL`: one HTTP GET with wget (busybox or GNU, which both print the status line with -S), timeout $T, header
+ * $H; prints the status code, or 000 when nothing answered.
+ */
+const PROBE = 'probe() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${H:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; ' +
+    'code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
+    '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; echo "$code"; }; ';
+/** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
+const httpStatus = (via, url, timeoutS = 3, header = '') => shell_cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header);
+/**
+ * GETs a health URL and a route URL (at the same time) from inside another container, round after round, until
+ * `need` rounds in a row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the
+ * whole check. Prints `<health code> <route code>` per round, then `ok` if it got there.
+ */
+const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = '') => shell_cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$5; H=$6; ok=0; i=0; ` +
+    'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do ' +
+    'hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
+    'h=$(printf "%s\\n" "$hr" | sed -n "s/^h //p"); r=$(printf "%s\\n" "$hr" | sed -n "s/^r //p"); echo "$h $r"; ' +
+    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); done; ' +
+    '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
+
+;// CONCATENATED MODULE: ./src/release.ts
+
+
+
+
+
+
+
+
+// The new release's container: start it, gate it on its health path, verify it through nginx, and remove it
+// (failed) or the old one (replaced).
+const POLL_MS = 200;
+const VERIFY_ROUNDS = 3;
+/** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
+const PREVIEW_PORT = 8504;
+/** `<service>-<8 hex>`: a new name for every release, so old and new run side by side. */
+const newContainerName = (service) => `${service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+async function startContainer(remote, r) {
+    const { app } = r;
+    const aliases = [app.service, ...app.spec.aliases];
+    const memory = r.memory === undefined ? undefined : String(r.memory);
+    // docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked).
+    const envText = app.env.map(([k, v]) => `${k}=${v}\n`).join('');
+    const command = runContainer({
+        name: r.name,
+        service: app.service,
+        image: r.image,
+        network: r.network,
+        aliases,
+        port: app.spec.port,
+        spec: {
+            route: app.spec.route,
+            healthPath: app.spec.healthPath,
+            stripPrefix: app.spec.stripPrefix,
+            aliases: app.spec.aliases,
+            memory: r.memory
+        },
+        stopTimeoutS: app.stopTimeoutS,
+        memory,
+        envFile: app.envFile,
+        inheritEnvFrom: r.inheritEnvFrom
+    });
+    await remote.must(command, `starting ${r.name}`, { stdin: envText });
+    const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : '';
+    info(`Started ${r.name} from ${r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
+}
+async function inspectOne(remote, name) {
+    return parseInspect((await remote.run(inspectContainers([name]))).stdout)[0];
+}
+/** Polls the new container until its health path answers 2xx; an exit, a restart or the timeout fails at once. Returns its address. */
+async function healthGate(remote, app, name, network, nginxId) {
+    const deadline = Date.now() + app.healthTimeoutS * 1000;
+    let lastProbe = 'no probe yet';
+    const fail = (message) => new HostError(`${message} (last health probe: ${lastProbe})`);
+    for (;;) {
+        const c = await inspectOne(remote, name);
+        if (!c)
+            throw fail(`${name} disappeared`);
+        const { status, restarts, health } = c;
+        const ip = c.ips[network] ?? '';
+        if (status === 'exited' || status === 'dead' || restarts > 0)
+            throw fail(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`);
+        if (health === 'unhealthy')
+            throw fail(`${name}'s own HEALTHCHECK reports unhealthy`);
+        if (status === 'running' && ip) {
+            const url = `http://${ip}:${app.spec.port}${app.spec.healthPath}`;
+            const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim();
+            lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`;
+            if (/^2\d\d$/.test(code)) {
+                info(`${lastProbe}: healthy.`);
+                return ip;
+            }
+        }
+        if (Date.now() > deadline)
+            throw fail(`${name} did not become healthy within ${app.healthTimeoutS} s`);
+        await sleep(POLL_MS);
+    }
+}
+/**
+ * The route answers through nginx (a port of the nginx container): health path 2xx, route without a 5xx, 3× in a
+ * row. On the preview port, `header` picks the new container.
+ */
+async function verify(remote, app, nginxId, port, header = '') {
+    const base = `http://127.0.0.1:${port}`;
+    const healthPath = publicPath(app.spec, app.spec.healthPath);
+    const out = await remote.must(httpRounds(nginxId, base + healthPath, base + app.spec.route, VERIFY_ROUNDS, VERIFY_ROUNDS * 3, 3, header), 'probing through nginx');
+    const rounds = out.trim().split('\n');
+    const [h = '000', r = '000'] = (rounds.filter(l => l !== 'ok').at(-1) ?? '').split(' ');
+    const last = `GET ${healthPath} -> ${h}, GET ${app.spec.route} -> ${r}`;
+    const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx';
+    if (rounds.at(-1) !== 'ok')
+        throw new HostError(`The new release does not answer well ${where}: ${last}`);
+    info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`);
+}
+/** Shows a failed release's state and last log lines, then removes it. */
+async function removeFailed(remote, name) {
+    const c = await inspectOne(remote, name);
+    await showLogs(remote, name, name, 100, `state: ${c ? `${c.status}, restarted ${c.restarts}×, health ${c.health}` : 'gone'}`);
+    await remote.run(removeContainers([name]));
+}
+/** Stops (SIGTERM, up to stop-timeout) and removes the containers a release replaced. */
+async function stopOld(remote, old, stopTimeoutS) {
+    if (!old.length)
+        return info('No previous container to stop.');
+    const names = old.map(c => c.name);
+    // The removal runs whether or not the stop succeeded.
+    await remote.must(seq(quiet(stopContainers(names, stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`);
+    info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`);
+}
+
+;// CONCATENATED MODULE: ./src/deploy.ts
+
+
+
+
+
+
+
+
+
+
+
+/** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
+async function runDeploy(remote, inputs, phases) {
+    const { app, infra } = inputs;
+    // 1. The image: found (rollback) and pulled outside the lock, since that changes nothing anyone sees.
+    const image = inputs.mode === 'rollback'
+        ? await phases.run('Find previous image', () => rollbackTarget(remote, infra.opsDir, app.service))
+        : inputs.image;
+    await phases.run('Pull image', () => pullImage(remote, image, app.registry));
+    // 2. Everything that changes the host happens under the host-wide lock.
+    const what = `${inputs.mode} of ${app.service} (${image})`;
+    return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: inputs.lockTimeoutS, what }, async (lock) => {
+        // 3. The stack, network and nginx config (a no-op when nothing changed). The service's state is read beside it
+        // (one round trip saved) and used when infra changed nothing.
+        const [stack, seen] = await Promise.all([
+            runInfra(remote, infra, phases, 'Infra: '),
+            probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
+        ]);
+        const release = { app, image, mode: inputs.mode, inherit: inputs.mode === 'rollback' };
+        const r = await swap(remote, { infra, release, nginxId: stack.nginxId, lock, phases, seen: stack.changed ? undefined : seen });
+        return { ...r, url: serviceUrl(inputs.connection.host, stack, app) };
+    });
+}
+/**
+ * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, drain, record. A
+ * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
+ * switch puts the previous upstream back first.
+ */
+async function swap(remote, ctx) {
+    const { infra, release, nginxId, phases, label = '' } = ctx;
+    const { app, image } = release;
+    const { opsDir, network } = infra;
+    const phase = (name, fn) => phases.run(`${label}${name}`, fn);
+    const name = newContainerName(app.service);
+    // 4. What serves now, and leftovers of interrupted runs.
+    const before = await phase('Preflight', async () => {
+        const state = ctx.seen ?? (await probeService(remote, app.service, opsDir, { container: nginxId }));
+        return preflight(remote, state, app.service, app.memory, release.inherit);
+    });
+    const record = (result, error) => appendHistory(remote, opsDir, {
+        mode: release.mode,
+        service: app.service,
+        image,
+        previousImage: before.live?.image ?? '',
+        container: name,
+        result,
+        phases: phaseSeconds(phases.records, label),
+        error
+    });
+    const failed = (stage) => (e) => abandon(remote, ctx, { before, name, stage, record }, e);
+    // 5. Start the new container next to the old one.
+    const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined;
+    await phase('Start container', () => startContainer(remote, { name, app, image, network, memory: before.memory, inheritEnvFrom })).catch(failed('before switch'));
+    // 6. Health gate, directly on the new container.
+    const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(failed('before switch'));
+    // 7. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
+    await phase('Verify preview through nginx', async () => {
+        // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
+        if (!CATALOGUE[app.service])
+            await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined));
+        await verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`);
+    }).catch(failed('before switch'));
+    // 8. Switch: the upstream file names the new container and passes nginx -t (else the old file is back), then
+    // nginx reloads and clients go to the new container.
+    const upstream = {
+        path: upstreamPath(app.service),
+        content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
+    };
+    await phase('Switch nginx', () => writeAndTest(remote, opsDir, nginxId, [upstream])).catch(failed('before switch'));
+    await phase('Reload nginx', async () => {
+        await reloadAndWait(remote, nginxId);
+        info(`nginx now routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
+    }).catch(failed('switched'));
+    // 9. Verify through nginx, as clients see it, while nginx finishes its requests in flight to the old container.
+    const drained = await phase('Verify through nginx', async () => {
+        const [, done] = await Promise.all([
+            verify(remote, app, nginxId, 80),
+            before.retire.length
+                ? waitRequestsDrained(remote, nginxId, app.spec.port, before.retire.map(c => c.name), app.drainTimeoutS * 1000).catch(() => false)
+                : true
+        ]);
+        return done;
+    }).catch(failed('switched'));
+    // 10. Drain done: the switch is final; the old container stops.
+    await phase('Drain', async () => {
+        await forgetFiles(remote, opsDir, serviceFiles(app.service));
+        if (before.retire.length && drained)
+            info('nginx has no request in flight to the old container any more.');
+    });
+    await phase('Stop old', () => stopOld(remote, before.retire, app.stopTimeoutS));
+    // 11. History, images.
+    await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, app.keepImages, image, before.live?.image)]));
+    return { container: name, image, previousImage: before.live?.image ?? '' };
+}
+/**
+ * A swap that failed: nginx back on the old container (once switched), the new container removed, the attempt
+ * recorded; throws RolledBack. Cut off from the host (connection gone, or the lock lost to a run that found this
+ * one stale) it does not roll back, since that could not run or would undo another run's work: what is left is
+ * safe and the next run clears it.
+ */
+async function abandon(remote, ctx, a, e) {
+    const { app } = ctx.release;
+    const switched = a.stage === 'switched';
+    const cut = !remote.connected()
+        ? 'the connection to the host was lost'
+        : ctx.lock.lost() && `the deploy lock was lost (${ctx.lock.lost()})`;
+    if (cut) {
+        const routed = switched ? a.name : (a.before.live?.container ?? 'its 503 placeholder');
+        throw new HostError(`${e.message}\nThen ${cut}, so this run cannot roll back. nginx routes ${app.spec.route} to ${routed}; the next deploy of ${app.service} removes what this one left.`, 'run the deploy again', { cause: e });
+    }
+    const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back`, async () => {
+        const live = a.before.live;
+        const notes = [];
+        if (switched) {
+            await revertFiles(remote, ctx.infra.opsDir, ctx.nginxId, [upstreamPath(app.service)]);
+            await forgetFiles(remote, ctx.infra.opsDir, serviceFiles(app.service));
+            notes.push(`nginx routes ${app.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`);
+        }
+        await removeFailed(remote, a.name);
+        notes.push(`removed the new container ${a.name}`, live ? `${live.container} kept serving` : `${app.service} stays undeployed`);
+        for (const n of notes)
+            info(n);
+        return notes;
+    });
+    await a.record('rolled-back', e.message).catch(() => undefined);
+    throw new RolledBack(e, notes);
+}
+/** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
+const serviceFiles = (service) => [upstreamPath(service), locationsPath(service), varsPath(service)];
+function serviceUrl(host, infra, app) {
+    const i = infra.settings;
+    if (infra.tls)
+        return `https://${i.domain}${i.httpsPort === 443 ? '' : `:${i.httpsPort}`}${app.spec.route}`;
+    return `http://${i.domain || host}${i.httpPort === 80 ? '' : `:${i.httpPort}`}${app.spec.route}`;
+}
+
+;// CONCATENATED MODULE: ./src/inputs/app.ts
+
+
+
+
+
+
+const SERVICE_RE = /^[a-z][a-z0-9-]{0,30}$/;
+const ALIAS_RE = /^[a-z][a-z0-9-]{0,62}$/;
+/** Names the stack owns on the shared network: an app alias with one of them would hijack its traffic. */
+const RESERVED_NAMES = ['db', 'redis', 'nginx', 'postgres'];
+/** The network name of every catalogue service and alias, with the service that owns it (llmserver -> story). */
+const APP_NAMES = Object.fromEntries(Object.entries(CATALOGUE).flatMap(([service, spec]) => [service, ...spec.aliases].map(name => [name, service])));
+/** docker refuses a memory limit below 6 MiB; above 1 TiB is a typo. */
+const MIN_MEMORY = 6 * 1024 ** 2;
+const MAX_MEMORY = 1024 ** 4;
+const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
+const HEALTH_RE = /^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/;
+/** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
+const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/'];
+const hasDotSegment = (path) => path
+    .split('?')[0]
+    .split('/')
+    .some(seg => seg === '.' || seg === '..');
+const REGISTRY_RE = new RegExp(`^${REGISTRY_HOST}$|^${LABEL}$`);
+function parseAliases(v, service) {
+    const list = v.split(/[\s,]+/).filter(Boolean);
+    for (const a of list) {
+        if (!ALIAS_RE.test(a))
+            throw new InputError('aliases', `'${a}' is not a valid network alias (lowercase letters, digits, '-')`);
+        if (RESERVED_NAMES.includes(a))
+            throw new InputError('aliases', `'${a}' is the name of a stack service on the shared network`);
+        if (APP_NAMES[a] && APP_NAMES[a] !== service)
+            throw new InputError('aliases', `'${a}' is the network name of ${APP_NAMES[a]} (it would take ${APP_NAMES[a]}'s traffic)`);
+    }
+    return list;
+}
+/** The app's inputs, checked in the order of action.yml; `image` is '' for mode rollback. */
+function appInputs(c, mode, read, repository) {
+    const service = c.check('service', v => {
+        const s = v.trim() || serviceFromRepository(repository);
+        if (!s) {
+            throw new InputError('service', `is required: it cannot be told from the repository name '${repository ?? ''}' (known: behindy-front, behindy-back, behindy-story)`);
+        }
+        if (!SERVICE_RE.test(s))
+            throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`);
+        if (RESERVED_NAMES.includes(s))
+            throw new InputError('service', `'${s}' is a stack service name; pick another`);
+        if (APP_NAMES[s] && APP_NAMES[s] !== s)
+            throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`);
+        return s;
+    }, '');
+    const known = CATALOGUE[service];
+    const image = imageInput(c, mode);
+    const port = c.check('app-port', v => {
+        if (!v.trim()) {
+            if (known)
+                return known.port;
+            throw new InputError('app-port', `is required for service '${service}' (not in the catalogue: frontend, backend, story)`);
+        }
+        return parseInteger('app-port', 1, 65535)(v);
+    }, 0);
+    const route = c.check('route', v => {
+        const s = v.trim();
+        if (!s) {
+            if (known)
+                return known.route;
+            throw new InputError('route', `is required for service '${service}' (a path prefix like /things/)`);
+        }
+        if (!ROUTE_RE.test(s) || hasDotSegment(s))
+            throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -; no '.' or '..' segments)`);
+        if (known && s !== known.route)
+            throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`);
+        if (!known && RESERVED_ROUTES.some(r => s === r || (s.startsWith(r) && r !== '/'))) {
+            throw new InputError('route', `'${s}' is already routed by nginx (${RESERVED_ROUTES.join(', ')} are taken); pick another prefix`);
+        }
+        return s;
+    }, '/');
+    const stripPrefix = known?.stripPrefix ?? false;
+    const healthPath = c.check('health-path', v => {
+        const s = v.trim() || known?.healthPath;
+        if (!s)
+            throw new InputError('health-path', `is required for service '${service}'`);
+        if (!HEALTH_RE.test(s) || hasDotSegment(s))
+            throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`);
+        if (route && !routeReaches({ route, stripPrefix }, s)) {
+            throw new InputError('health-path', `'${s}' cannot be reached through the route ${route} (it must start with ${route})`);
+        }
+        return s;
+    }, '/');
+    const aliases = c.check('aliases', v => parseAliases(v, service), []);
+    const env = c.check('env', v => parseEnvInput(v, 'env'), []);
+    const envFile = c.check('env-file', v => (v.trim() ? parseHostPath('env-file', v) : undefined), undefined);
+    const registry = c.check('registry', v => {
+        const server = v.trim();
+        const username = read('registry-username').trim();
+        const password = read('registry-password');
+        if (!server) {
+            if (username || password.trim())
+                throw new InputError('registry', 'is required when registry-username/registry-password are set (use docker.io for Docker Hub)');
+            return undefined;
+        }
+        if (!REGISTRY_RE.test(server))
+            throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`);
+        if (!username)
+            throw new InputError('registry-username', `is required to log in to ${server}`);
+        if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(username))
+            throw new InputError('registry-username', 'must be one line without control characters');
+        if (!password.trim())
+            throw new InputError('registry-password', `is required to log in to ${server}`);
+        if (/[\r\n]/.test(password.trim()))
+            throw new InputError('registry-password', 'must be one line');
+        return { server, username, password: password.trim() };
+    }, undefined);
+    const healthTimeoutS = c.check('health-timeout', parseInteger('health-timeout', 1, 3600, 'seconds'), 180);
+    const drainTimeoutS = c.check('drain-timeout', parseInteger('drain-timeout', 0, 600, 'seconds'), 30);
+    const stopTimeoutS = c.check('stop-timeout', parseInteger('stop-timeout', 0, 600, 'seconds'), 30);
+    const keepImages = c.check('keep-images', parseInteger('keep-images', 1, 50), 3);
+    const memory = c.check('memory', v => {
+        const s = v.trim().toLowerCase();
+        if (!s)
+            return undefined;
+        const bytes = memoryBytes(s);
+        if (bytes === undefined)
+            throw new InputError('memory', `'${s}' is not a memory size like 768m or 1g`);
+        if (bytes < MIN_MEMORY)
+            throw new InputError('memory', `'${s}' is below docker's minimum memory limit of 6m`);
+        if (bytes > MAX_MEMORY)
+            throw new InputError('memory', `'${s}' is more memory than any host has (at most 1024g)`);
+        return bytes;
+    }, undefined);
+    const app = {
+        service,
+        spec: { port, route, healthPath, stripPrefix, aliases: [...new Set([...(known?.aliases ?? []), ...aliases])] },
+        env,
+        envFile,
+        registry,
+        healthTimeoutS,
+        drainTimeoutS,
+        stopTimeoutS,
+        keepImages,
+        memory
+    };
+    return { app, image };
+}
+/** The image of mode deploy (mode rollback takes it from the history and refuses one). */
+function imageInput(c, mode) {
+    return c.check('image', v => {
+        if (mode === 'rollback') {
+            if (v.trim())
+                throw new InputError('image', 'is not used by mode rollback (it returns to the previous image in the history)');
+            return '';
+        }
+        if (!v.trim())
+            throw new InputError('image', 'is required for mode deploy');
+        const img = parseImage(v);
+        if (imageTag(img) === 'latest')
+            c.warn(`image ${img} uses the tag 'latest': a rollback cannot tell releases apart. Deploy an immutable tag (e.g. the commit sha) or a digest.`);
+        return img;
+    }, '');
+}
+function parseImage(v) {
+    const s = v.trim();
+    if (!isImageReference(s)) {
+        throw new InputError('image', `'${s.slice(0, 80)}' is not an image reference like registry.example.com/name:tag or name@sha256:<64 hex>`);
+    }
+    return s;
+}
+
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(5472);
 ;// CONCATENATED MODULE: ./src/hostkey.ts
 /**
  * Host-key verification for the SSH connection (pure: no I/O).
@@ -69658,12 +71381,12 @@ function keyTypeOf(keyBlob) {
     }
     return name;
 }
-function sha256(data) {
+function hostkey_sha256(data) {
     return (0,external_node_crypto_.createHash)('sha256').update(data).digest();
 }
 /** `SHA256:` + unpadded base64 of sha256(blob) — identical to `ssh-keygen -lf`. */
 function fingerprintOf(keyBlob) {
-    return 'SHA256:' + sha256(keyBlob).toString('base64').replace(/=+$/, '');
+    return 'SHA256:' + hostkey_sha256(keyBlob).toString('base64').replace(/=+$/, '');
 }
 function preview(s, max = 60) {
     const oneLine = s.replace(/\s+/g, ' ');
@@ -69919,7 +71642,7 @@ function checkHostKey(opts, keyBlob) {
             return { ok: false, reason: e.message };
         }
         const want = Buffer.from(expected.slice('SHA256:'.length), 'base64');
-        const got = sha256(keyBlob);
+        const got = hostkey_sha256(keyBlob);
         if (want.length === got.length && (0,external_node_crypto_.timingSafeEqual)(want, got)) {
             return { ok: true, via: 'fingerprint' };
         }
@@ -69954,144 +71677,14 @@ function checkHostKey(opts, keyBlob) {
     return { ok: false, reason: failures.join('\n') };
 }
 
-;// CONCATENATED MODULE: ./src/context.ts
+;// CONCATENATED MODULE: ./src/inputs/connection.ts
 
 
 
 
-
-
-const MODES = ['deploy', 'infra', 'rollback', 'status', 'backup', 'plan'];
-/** Modes about the host as a whole: no service, no image. */
-const HOST_MODES = ['infra', 'status', 'backup', 'plan'];
-/** Every input's default, as declared in action.yml (a unit test keeps the two equal). */
-const DEFAULTS = {
-    mode: 'deploy',
-    host: '',
-    port: '22',
-    username: 'ubuntu',
-    'ssh-key': '',
-    'ssh-passphrase': '',
-    'known-hosts': '',
-    'host-fingerprint': '',
-    'insecure-skip-host-key-check': 'false',
-    'connect-timeout': '20',
-    'connect-retries': '3',
-    'ops-dir': '/opt/behindy-ops',
-    network: 'internal',
-    domain: '',
-    'http-port': '',
-    'https-port': '',
-    'infra-env': '',
-    'infra-timeout': '120',
-    'keep-backups': '7',
-    'backup-before-infra': 'true',
-    'restart-services': 'false',
-    'dry-run': 'false',
-    service: '',
-    image: '',
-    'app-port': '',
-    route: '',
-    'health-path': '',
-    aliases: '',
-    env: '',
-    'env-file': '',
-    registry: '',
-    'registry-username': '',
-    'registry-password': '',
-    'health-timeout': '180',
-    'drain-timeout': '30',
-    'stop-timeout': '30',
-    'lock-timeout': '600',
-    'keep-images': '3',
-    memory: ''
-};
-/** Inputs that only mode deploy / rollback use (a warning names them when given to mode infra). */
-const DEPLOY_ONLY = [
-    'service',
-    'image',
-    'app-port',
-    'route',
-    'health-path',
-    'aliases',
-    'env',
-    'env-file',
-    'registry',
-    'registry-username',
-    'registry-password',
-    'health-timeout',
-    'drain-timeout',
-    'stop-timeout',
-    'keep-images',
-    'memory'
-];
-/** Inputs whose values are secrets: masked in the log the moment they are read. */
-const SECRET_INPUTS = ['ssh-key', 'ssh-passphrase', 'registry-password'];
-/** Reads an input as the runner passes it (INPUT_<NAME>), falling back to the action.yml default when empty. */
-const actionInput = name => {
-    const value = getInput(name, { trimWhitespace: false });
-    return value.trim() === '' ? (DEFAULTS[name] ?? '') : value;
-};
-const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOST_RE = new RegExp(`^${HOST_NAME}$`);
 const IPV6_RE = /^[0-9A-Fa-f:.]+$/;
 const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
-const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-/** docker's predefined networks: no user-defined bridge, so no network aliases (and `host`/`none` share or cut the network). */
-const BUILTIN_NETWORKS = ['bridge', 'host', 'none', 'default'];
-const OPS_DIR_RE = /^(\/[A-Za-z0-9._-]+)+$/;
-class Collector {
-    read;
-    errors = [];
-    constructor(read) {
-        this.read = read;
-    }
-    raw(name) {
-        return this.read(name);
-    }
-    text(name) {
-        return this.read(name).trim();
-    }
-    check(name, parse, fallback) {
-        try {
-            return parse(this.read(name));
-        }
-        catch (e) {
-            if (e instanceof InputError) {
-                this.errors.push(e);
-                return fallback;
-            }
-            throw e;
-        }
-    }
-    fail(name, message) {
-        this.errors.push(new InputError(name, message));
-    }
-}
-function parseInteger(name, min, max, unit = '') {
-    return v => {
-        const s = v.trim();
-        if (!/^\d+$/.test(s))
-            throw new InputError(name, `'${s}' is not a whole number${unit ? ` of ${unit}` : ''}`);
-        const n = Number(s);
-        if (n < min || n > max)
-            throw new InputError(name, `${n} is out of range (${min}–${max}${unit ? ` ${unit}` : ''})`);
-        return n;
-    };
-}
-/** An input whose empty value means "not given" (undefined). */
-function optional(parse) {
-    return v => (v.trim() === '' ? undefined : parse(v));
-}
-function parseBoolean(name) {
-    return v => {
-        const s = v.trim();
-        if (['true', 'True', 'TRUE'].includes(s))
-            return true;
-        if (['false', 'False', 'FALSE'].includes(s))
-            return false;
-        throw new InputError(name, `'${s}' is not a boolean (use true or false)`);
-    };
-}
 function parseHost(v) {
     const s = v.trim();
     if (s === '')
@@ -70106,29 +71699,6 @@ function parseUsername(v) {
     const s = v.trim();
     if (!USER_RE.test(s))
         throw new InputError('username', `'${s}' is not a valid user name`);
-    return s;
-}
-function parseOpsDir(v) {
-    return parseHostPath('ops-dir', v.trim().replace(/\/+$/, '') || v);
-}
-function parseNetwork(v) {
-    const s = v.trim();
-    if (!NETWORK_RE.test(s))
-        throw new InputError('network', `'${s}' is not a valid docker network name`);
-    if (BUILTIN_NETWORKS.includes(s)) {
-        throw new InputError('network', `'${s}' is one of docker's predefined networks (${BUILTIN_NETWORKS.join(', ')}); the stack needs its own network (e.g. internal) for its service names and aliases`);
-    }
-    return s;
-}
-/** '' keeps the host's domain (undefined); `none` turns HTTPS off (''). */
-function parseDomain(v) {
-    const s = v.trim().toLowerCase();
-    if (s === '')
-        return undefined;
-    if (s === 'none')
-        return '';
-    if (s.length > 253 || !HOST_RE.test(s) || !s.includes('.'))
-        throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`);
     return s;
 }
 /** Checks a private key locally (format and passphrase), so a bad key fails before any connection. */
@@ -70149,19 +71719,70 @@ function checkPrivateKey(key, passphrase) {
     }
     return text;
 }
-/** Names of variables that hold credentials (or URLs and DSNs, which often embed them). */
-const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|URL|URI|CONN/i;
-/**
- * Whether an env value is masked in the log (the action never prints env values; this guards against a command's
- * output echoing one). Masked: values of credential-like names, and values that look like tokens (8+ characters
- * with letters and digits). Not masked: plain values such as `redis`, `production` or `Asia/Seoul`: masking would
- * turn every mention of them in the log into *** (a container named behindy_redis_1 included), and GitHub already
- * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log.
- */
-function isMaskable(name, value) {
-    if (value.length < 3 || /^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value))
-        return false;
-    return SECRET_NAME.test(name) || (value.length >= 8 && /[A-Za-z]/.test(value) && /\d/.test(value) && !/\s/.test(value));
+/** host, port, username, the key and how to verify the host: what connect() needs. */
+function connectionInputs(c) {
+    const host = c.check('host', parseHost, '');
+    const port = c.check('port', parseInteger('port', 1, 65535), 0);
+    const username = c.check('username', parseUsername, '');
+    const passphrase = c.raw('ssh-passphrase') || undefined;
+    const privateKey = c.check('ssh-key', v => checkPrivateKey(v, passphrase), '');
+    const skipHostKeyCheck = c.check('insecure-skip-host-key-check', parseBoolean('insecure-skip-host-key-check'), false);
+    const fingerprint = c.check('host-fingerprint', v => (v.trim() ? normalizeFingerprint(v) : undefined), undefined);
+    const knownHosts = c.check('known-hosts', v => {
+        if (v.trim() === '')
+            return undefined;
+        const entries = parseKnownHosts(v);
+        if (host && port && !entries.some(e => e.marker === undefined && hostMatches(e.patterns, host, port))) {
+            throw new InputError('known-hosts', `has no entry for ${port === 22 ? host : `[${host}]:${port}`} (get one with: ssh-keyscan -p ${port} ${host})`);
+        }
+        return entries;
+    }, undefined);
+    const connectTimeoutS = c.check('connect-timeout', parseInteger('connect-timeout', 1, 600, 'seconds'), 20);
+    const connectRetries = c.check('connect-retries', parseInteger('connect-retries', 0, 10), 3);
+    return {
+        host,
+        port,
+        username,
+        privateKey,
+        passphrase,
+        knownHosts,
+        fingerprint,
+        skipHostKeyCheck,
+        connectTimeoutMs: connectTimeoutS * 1000,
+        connectRetries
+    };
+}
+
+;// CONCATENATED MODULE: ./src/inputs/infra.ts
+
+
+
+const DOMAIN_RE = new RegExp(`^${HOST_NAME}$`);
+const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+/** docker's predefined networks: no user-defined bridge, so no network aliases (and `host`/`none` share or cut the network). */
+const BUILTIN_NETWORKS = ['bridge', 'host', 'none', 'default'];
+function parseOpsDir(v) {
+    return parseHostPath('ops-dir', v.trim().replace(/\/+$/, '') || v);
+}
+function parseNetwork(v) {
+    const s = v.trim();
+    if (!NETWORK_RE.test(s))
+        throw new InputError('network', `'${s}' is not a valid docker network name`);
+    if (BUILTIN_NETWORKS.includes(s)) {
+        throw new InputError('network', `'${s}' is one of docker's predefined networks (${BUILTIN_NETWORKS.join(', ')}); the stack needs its own network (e.g. internal) for its service names and aliases`);
+    }
+    return s;
+}
+/** '' keeps the host's domain (undefined); `none` turns HTTPS off (''). */
+function parseDomain(v) {
+    const s = v.trim().toLowerCase();
+    if (s === '')
+        return undefined;
+    if (s === 'none')
+        return '';
+    if (s.length > 253 || !DOMAIN_RE.test(s) || !s.includes('.'))
+        throw new InputError('domain', `'${s.slice(0, 80)}' is not a domain name like example.com`);
+    return s;
 }
 /** Variables of the host's .env that other inputs own (infra writes them from http-port, https-port and network). */
 const OWNED_ENV = { HTTP_PORT: 'http-port', HTTPS_PORT: 'https-port', OPS_NETWORK: 'network', DOMAIN: 'domain' };
@@ -70181,12 +71802,55 @@ function parseInfraEnv(v) {
     }
     return entries;
 }
-function getInputs(read = actionInput) {
-    for (const name of SECRET_INPUTS) {
-        const value = read(name);
-        if (value.trim() !== '')
-            core_setSecret(value);
-    }
+/** ops-dir, network, domain and ports, infra-env, timeouts and backups: every run ensures the stack with them. */
+function infraInputs(c) {
+    const opsDir = c.check('ops-dir', parseOpsDir, '');
+    const network = c.check('network', parseNetwork, '');
+    const domain = c.check('domain', parseDomain, undefined);
+    const httpPort = c.check('http-port', optional(parseInteger('http-port', 1, 65535)), undefined);
+    const httpsPort = c.check('https-port', optional(parseInteger('https-port', 1, 65535)), undefined);
+    if (httpPort !== undefined && httpPort === httpsPort)
+        c.fail('https-port', `must differ from http-port (both are ${httpPort})`);
+    const infraEnv = c.check('infra-env', parseInfraEnv, []);
+    const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120);
+    const keep = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7);
+    const beforeInfra = c.check('backup-before-infra', parseBoolean('backup-before-infra'), true);
+    return { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep, beforeInfra } };
+}
+
+;// CONCATENATED MODULE: ./src/inputs/index.ts
+
+
+
+
+
+const MODES = ['deploy', 'infra', 'rollback', 'status', 'backup', 'plan'];
+/** Modes about the host as a whole: no service, no image. */
+const HOST_MODES = ['infra', 'status', 'backup', 'plan'];
+/** Inputs that only mode deploy / rollback use (a warning names them when given to mode infra). */
+const DEPLOY_ONLY = [
+    'service',
+    'image',
+    'app-port',
+    'route',
+    'health-path',
+    'aliases',
+    'env',
+    'env-file',
+    'registry',
+    'registry-username',
+    'registry-password',
+    'health-timeout',
+    'drain-timeout',
+    'stop-timeout',
+    'keep-images',
+    'memory'
+];
+/**
+ * Reads and checks every input; all problems are thrown together as InputErrors, before anything touches the host.
+ * `repository` (owner/name) tells the service when the input does not.
+ */
+function getInputs(read = actionInput, repository = process.env.GITHUB_REPOSITORY) {
     const c = new Collector(read);
     const mode = c.check('mode', v => {
         const s = v.trim();
@@ -70197,1415 +71861,65 @@ function getInputs(read = actionInput) {
     if (HOST_MODES.includes(mode)) {
         const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name]);
         if (given.length)
-            warning(`Ignored in mode ${mode} (they belong to mode deploy/rollback): ${given.join(', ')}`);
+            c.warn(`Ignored in mode ${mode} (they belong to mode deploy/rollback): ${given.join(', ')}`);
     }
-    const host = c.check('host', parseHost, '');
-    const port = c.check('port', parseInteger('port', 1, 65535), 0);
-    const username = c.check('username', parseUsername, '');
-    const passphrase = c.raw('ssh-passphrase') || undefined;
-    const privateKey = c.check('ssh-key', v => checkPrivateKey(v, passphrase), '');
-    const skipHostKeyCheck = c.check('insecure-skip-host-key-check', parseBoolean('insecure-skip-host-key-check'), false);
-    const fingerprint = c.check('host-fingerprint', v => (v.trim() ? normalizeFingerprint(v) : undefined), undefined);
-    const knownHosts = c.check('known-hosts', v => {
-        if (v.trim() === '')
-            return undefined;
-        const entries = parseKnownHosts(v);
-        if (host && port && !entries.some(e => e.marker === undefined && hostMatches(e.patterns, host, port))) {
-            throw new InputError('known-hosts', `has no entry for ${port === 22 ? host : `[${host}]:${port}`} (get one with: ssh-keyscan -p ${port} ${host})`);
-        }
-        return entries;
-    }, undefined);
-    const connectTimeoutS = c.check('connect-timeout', parseInteger('connect-timeout', 1, 600, 'seconds'), 20);
-    const connectRetries = c.check('connect-retries', parseInteger('connect-retries', 0, 10), 3);
-    const opsDir = c.check('ops-dir', parseOpsDir, '');
-    const network = c.check('network', parseNetwork, '');
-    const domain = c.check('domain', parseDomain, undefined);
-    const httpPort = c.check('http-port', optional(parseInteger('http-port', 1, 65535)), undefined);
-    const httpsPort = c.check('https-port', optional(parseInteger('https-port', 1, 65535)), undefined);
-    if (httpPort !== undefined && httpPort === httpsPort)
-        c.fail('https-port', `must differ from http-port (both are ${httpPort})`);
-    const infraEnv = c.check('infra-env', parseInfraEnv, []);
-    for (const [name, value] of infraEnv)
-        if (isMaskable(name, value))
-            core_setSecret(value);
-    const infraTimeoutS = c.check('infra-timeout', parseInteger('infra-timeout', 1, 3600, 'seconds'), 120);
-    const keepBackups = c.check('keep-backups', parseInteger('keep-backups', 1, 365), 7);
-    const beforeInfra = c.check('backup-before-infra', parseBoolean('backup-before-infra'), true);
+    const connection = connectionInputs(c);
+    const infra = infraInputs(c);
     const lockTimeoutS = c.check('lock-timeout', parseInteger('lock-timeout', 0, 7200, 'seconds'), 600);
     const restartServices = c.check('restart-services', parseBoolean('restart-services'), false);
     if (restartServices && mode !== 'infra')
         c.fail('restart-services', `is for mode infra (this run is mode ${mode})`);
     const dryRun = c.check('dry-run', parseBoolean('dry-run'), false);
-    const deploy = HOST_MODES.includes(mode) ? undefined : deployInputs(c, mode, read);
+    const base = { connection, infra, lockTimeoutS, dryRun, warnings: c.warnings };
+    const run = () => {
+        if (mode === 'deploy')
+            return { ...base, mode, ...appInputs(c, mode, read, repository) };
+        if (mode === 'rollback')
+            return { ...base, mode, app: appInputs(c, mode, read, repository).app };
+        if (mode === 'infra')
+            return { ...base, mode, restartServices };
+        return { ...base, mode };
+    };
+    const inputs = run();
     if (c.errors.length)
-        throw new InputErrors(c.errors);
-    return {
-        mode,
-        connection: {
-            host,
-            port,
-            username,
-            privateKey,
-            passphrase,
-            knownHosts,
-            fingerprint,
-            skipHostKeyCheck,
-            connectTimeoutMs: connectTimeoutS * 1000,
-            connectRetries
-        },
-        infra: {
-            opsDir,
-            network,
-            settings: { domain, httpPort, httpsPort },
-            infraEnv,
-            infraTimeoutS,
-            backups: { keep: keepBackups, beforeInfra }
-        },
-        lockTimeoutS,
-        restartServices,
-        dryRun,
-        deploy
-    };
-}
-const SERVICE_RE = /^[a-z][a-z0-9-]{0,30}$/;
-const ALIAS_RE = /^[a-z][a-z0-9-]{0,62}$/;
-/** Names the stack owns on the shared network: an app alias with one of them would hijack its traffic. */
-const RESERVED_NAMES = ['db', 'redis', 'nginx', 'postgres'];
-/** The network name of every catalogue service and alias, with the service that owns it (llmserver -> story). */
-const APP_NAMES = Object.fromEntries(Object.entries(CATALOGUE).flatMap(([service, spec]) => [service, ...spec.aliases].map(name => [name, service])));
-/** A host name label: letters, digits and '-', not starting or ending with '-' (so never an option to docker). */
-const LABEL = String.raw `[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?`;
-const DOMAIN = String.raw `(?:${LABEL}(?:\.${LABEL})*:[0-9]{1,5}|${LABEL}(?:\.${LABEL})+|localhost)`;
-const COMPONENT = String.raw `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`;
-const IMAGE_RE = new RegExp(String.raw `^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`);
-/** docker refuses a memory limit below 6 MiB; above 1 TiB is a typo. */
-const MIN_MEMORY = 6 * 1024 ** 2;
-const MAX_MEMORY = 1024 ** 4;
-const ROUTE_RE = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
-const HEALTH_RE = /^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~=&%-]*)?$/;
-/** Prefixes the shipped nginx config routes already (a custom service cannot take them). */
-const RESERVED_ROUTES = ['/', '/api/', '/llm/', '/ws', '/swagger-ui/', '/v3/api-docs', '/healthz', '/.well-known/'];
-const hasDotSegment = (path) => path
-    .split('?')[0]
-    .split('/')
-    .some(seg => seg === '.' || seg === '..');
-const REGISTRY_RE = new RegExp(`^${DOMAIN}$|^${LABEL}$`);
-function parseImage(v) {
-    const s = v.trim();
-    if (s.length > 255 || !IMAGE_RE.test(s)) {
-        throw new InputError('image', `'${s.slice(0, 80)}' is not an image reference like registry.example.com/name:tag or name@sha256:<64 hex>`);
-    }
-    return s;
-}
-/** The tag of an image reference ('' for a digest-only reference, 'latest' when none is given). */
-function imageTag(image) {
-    const noDigest = image.split('@')[0];
-    const last = noDigest.split('/').pop();
-    if (last.includes(':'))
-        return last.split(':')[1];
-    return image.includes('@') ? '' : 'latest';
-}
-/** The repository of an image reference, without tag or digest (registry:port/name). */
-function imageRepository(image) {
-    const noDigest = image.split('@')[0];
-    const tag = imageTag(noDigest);
-    return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest;
-}
-function parseAliases(v, service) {
-    const list = v.split(/[\s,]+/).filter(Boolean);
-    for (const a of list) {
-        if (!ALIAS_RE.test(a))
-            throw new InputError('aliases', `'${a}' is not a valid network alias (lowercase letters, digits, '-')`);
-        if (RESERVED_NAMES.includes(a))
-            throw new InputError('aliases', `'${a}' is the name of a stack service on the shared network`);
-        if (APP_NAMES[a] && APP_NAMES[a] !== service)
-            throw new InputError('aliases', `'${a}' is the network name of ${APP_NAMES[a]} (it would take ${APP_NAMES[a]}'s traffic)`);
-    }
-    return list;
-}
-function deployInputs(c, mode, read) {
-    const service = c.check('service', v => {
-        const s = v.trim() || serviceFromRepository(process.env.GITHUB_REPOSITORY);
-        if (!s) {
-            throw new InputError('service', `is required: it cannot be told from the repository name '${process.env.GITHUB_REPOSITORY ?? ''}' (known: behindy-front, behindy-back, behindy-story)`);
-        }
-        if (!SERVICE_RE.test(s))
-            throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`);
-        if (RESERVED_NAMES.includes(s))
-            throw new InputError('service', `'${s}' is a stack service name; pick another`);
-        if (APP_NAMES[s] && APP_NAMES[s] !== s)
-            throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`);
-        return s;
-    }, '');
-    const known = CATALOGUE[service];
-    const image = c.check('image', v => {
-        if (mode === 'rollback') {
-            if (v.trim())
-                throw new InputError('image', 'is not used by mode rollback (it returns to the previous image in the history)');
-            return '';
-        }
-        if (!v.trim())
-            throw new InputError('image', 'is required for mode deploy');
-        const img = parseImage(v);
-        if (imageTag(img) === 'latest')
-            warning(`image ${img} uses the tag 'latest': a rollback cannot tell releases apart. Deploy an immutable tag (e.g. the commit sha) or a digest.`);
-        return img;
-    }, '');
-    const port = c.check('app-port', v => {
-        if (!v.trim()) {
-            if (known)
-                return known.port;
-            throw new InputError('app-port', `is required for service '${service}' (not in the catalogue: frontend, backend, story)`);
-        }
-        return parseInteger('app-port', 1, 65535)(v);
-    }, 0);
-    const route = c.check('route', v => {
-        const s = v.trim();
-        if (!s) {
-            if (known)
-                return known.route;
-            throw new InputError('route', `is required for service '${service}' (a path prefix like /things/)`);
-        }
-        if (!ROUTE_RE.test(s) || hasDotSegment(s))
-            throw new InputError('route', `'${s}' must be a path prefix starting and ending with '/' (letters, digits, . _ ~ -; no '.' or '..' segments)`);
-        if (known && s !== known.route)
-            throw new InputError('route', `${service}'s route is ${known.route} (fixed by the shipped nginx config)`);
-        if (!known && RESERVED_ROUTES.some(r => s === r || (s.startsWith(r) && r !== '/'))) {
-            throw new InputError('route', `'${s}' is already routed by nginx (${RESERVED_ROUTES.join(', ')} are taken); pick another prefix`);
-        }
-        return s;
-    }, '/');
-    const stripPrefix = known?.stripPrefix ?? false;
-    const healthPath = c.check('health-path', v => {
-        const s = v.trim() || known?.healthPath;
-        if (!s)
-            throw new InputError('health-path', `is required for service '${service}'`);
-        if (!HEALTH_RE.test(s) || hasDotSegment(s))
-            throw new InputError('health-path', `'${s}' must be a path starting with '/' (letters, digits, . _ ~ - /)`);
-        if (route && !routeReaches({ route, stripPrefix }, s)) {
-            throw new InputError('health-path', `'${s}' cannot be reached through the route ${route} (it must start with ${route})`);
-        }
-        return s;
-    }, '/');
-    const aliases = c.check('aliases', v => parseAliases(v, service), []);
-    const env = c.check('env', v => parseEnvInput(v, 'env'), []);
-    for (const [name, value] of env)
-        if (isMaskable(name, value))
-            core_setSecret(value);
-    const envFile = c.check('env-file', v => (v.trim() ? parseHostPath('env-file', v) : undefined), undefined);
-    const registry = c.check('registry', v => {
-        const server = v.trim();
-        const username = read('registry-username').trim();
-        const password = read('registry-password');
-        if (!server) {
-            if (username || password.trim())
-                throw new InputError('registry', 'is required when registry-username/registry-password are set (use docker.io for Docker Hub)');
-            return undefined;
-        }
-        if (!REGISTRY_RE.test(server))
-            throw new InputError('registry', `'${server}' is not a registry host like ghcr.io or registry.example.com:5000`);
-        if (!username)
-            throw new InputError('registry-username', `is required to log in to ${server}`);
-        if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(username))
-            throw new InputError('registry-username', 'must be one line without control characters');
-        if (!password.trim())
-            throw new InputError('registry-password', `is required to log in to ${server}`);
-        if (/[\r\n]/.test(password.trim()))
-            throw new InputError('registry-password', 'must be one line');
-        return { server, username, password: password.trim() };
-    }, undefined);
-    const healthTimeoutS = c.check('health-timeout', parseInteger('health-timeout', 1, 3600, 'seconds'), 180);
-    const drainTimeoutS = c.check('drain-timeout', parseInteger('drain-timeout', 0, 600, 'seconds'), 30);
-    const stopTimeoutS = c.check('stop-timeout', parseInteger('stop-timeout', 0, 600, 'seconds'), 30);
-    const keepImages = c.check('keep-images', parseInteger('keep-images', 1, 50), 3);
-    const memory = c.check('memory', v => {
-        const s = v.trim().toLowerCase();
-        if (!s)
-            return undefined;
-        if (!/^[1-9][0-9]*[bkmg]?$/.test(s))
-            throw new InputError('memory', `'${s}' is not a memory size like 768m or 1g`);
-        const bytes = Number(s.replace(/[bkmg]$/, '')) * 1024 ** 'bkmg'.indexOf(/[bkmg]$/.test(s) ? s.slice(-1) : 'b');
-        if (bytes < MIN_MEMORY)
-            throw new InputError('memory', `'${s}' is below docker's minimum memory limit of 6m`);
-        if (bytes > MAX_MEMORY)
-            throw new InputError('memory', `'${s}' is more memory than any host has (at most 1024g)`);
-        return s;
-    }, undefined);
-    return {
-        service,
-        image,
-        spec: { port, route, healthPath, stripPrefix, aliases: [...new Set([...(known?.aliases ?? []), ...aliases])] },
-        env,
-        envFile,
-        registry,
-        healthTimeoutS,
-        drainTimeoutS,
-        stopTimeoutS,
-        keepImages,
-        memory
-    };
-}
-function parseHostPath(name, v) {
-    const s = v.trim();
-    if (!OPS_DIR_RE.test(s) || s.split('/').some(seg => seg === '.' || seg === '..')) {
-        throw new InputError(name, `'${s}' must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'`);
-    }
-    return s;
+        throw new InputErrors(c.errors, c.warnings);
+    return inputs;
 }
 
-;// CONCATENATED MODULE: ./src/backup.ts
 
+;// CONCATENATED MODULE: ./src/inputs/mask.ts
 
-
-const BACKUP_DIR = 'backups';
+/** Names of variables that hold credentials (or URLs and DSNs, which often embed them). */
+const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|URL|URI|CONN/i;
 /**
- * pg_dump (custom format) of the stack's database into `<ops-dir>/backups/<db>-<UTC time>.dump`, mode 0600, written
- * to a temp name and renamed when complete; then keeps the newest `keep` dumps. pg_dump runs inside the db
- * container as the database's own user over its local socket, with DB_USER/DB_NAME from the container's env: no
- * credential on any command line. Prints `<path> <bytes>`.
+ * Whether an env value is masked in the log (the action never prints env values; this guards against a command's
+ * output echoing one). Masked: values of credential-like names, and values that look like tokens (8+ characters
+ * with letters and digits). Not masked: plain values such as `redis`, `production` or `Asia/Seoul`: masking would
+ * turn every mention of them in the log into *** (a container named behindy_redis_1 included), and GitHub already
+ * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log.
  */
-const dumpDatabase = (opsDir, db, stamp, keep) => script('set -e; umask 077; mkdir -p "$1/backups"; name=$(docker exec "$2" sh -c \'printf %s "$POSTGRES_DB"\' | tr -c "A-Za-z0-9_.-" _); ' +
-    'f="$1/backups/${name:-db}-$3.dump"; ' +
-    'docker exec "$2" sh -c \'exec pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Fc\' > "$f.partial" || { rm -f "$f.partial"; exit 1; }; ' +
-    '[ -s "$f.partial" ] || { rm -f "$f.partial"; echo "pg_dump wrote nothing" >&2; exit 1; }; mv "$f.partial" "$f"; ' +
-    'ls -1t "$1/backups/"*.dump | tail -n +$(($4 + 1)) | while read -r old; do rm -f "$old"; done; ' +
-    'printf "%s %s\\n" "$f" "$(wc -c < "$f")"', opsDir, db, stamp, String(keep));
-/** Takes a backup of the running db container (`db` is its id or name). */
-async function backupDatabase(remote, opsDir, db, keep) {
-    const started = Date.now();
-    const stamp = new Date()
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z');
-    const out = await remote.must(dumpDatabase(opsDir, db, stamp, keep), 'pg_dump of the database', {
-        fix: 'check that db is running and healthy (mode status), and the free disk space'
-    });
-    const [path, bytes] = out.trim().split('\n').at(-1)?.split(' ') ?? [];
-    if (!path || !Number(bytes))
-        throw new HostError(`pg_dump gave no backup file (output: ${out.trim()})`);
-    info(`Backup: ${path} (${(Number(bytes) / 1024 / 1024).toFixed(2)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s); keeping the newest ${keep}.`);
-    setOutput('backup', path);
-    return { path, bytes: Number(bytes) };
-}
-
-;// CONCATENATED MODULE: ./src/commands/compose.ts
-
-/** Where the nginx container sees the action's nginx/ directory. */
-const NGINX_CONF = '/etc/nginx/ops/nginx.conf';
-/** The compose project name of the stack: containers are behindy_db_1 (v1) / behindy-db-1 (v2). */
-const PROJECT = 'behindy';
-const composeV2 = (version) => ({ argv: ['docker', 'compose'], version });
-const composeV1 = (version) => ({ argv: ['docker-compose'], version });
-function compose(c, opsDir, ...args) {
-    return cmd(...c.argv, '--env-file', `${opsDir}/.env`, '-p', PROJECT, '-f', `${opsDir}/compose/docker-compose.yml`, ...args);
-}
-/** Creates or recreates only the services whose configuration changed; running, unchanged ones are left alone. */
-const composeUp = (c, opsDir) => compose(c, opsDir, 'up', '-d', '--remove-orphans');
-/** Validates the compose file with the host's .env (prints nothing on success). */
-const composeConfig = (c, opsDir) => compose(c, opsDir, 'config', '-q');
-/** Runs `nginx -t` in a throwaway container of the nginx service (used when nginx is not running yet). */
-const composeNginxTest = (c, opsDir) => compose(c, opsDir, 'run', '--rm', '--no-deps', '-T', 'nginx', 'nginx', '-t', '-c', NGINX_CONF);
-
-;// CONCATENATED MODULE: ./src/containers.ts
-
-
-
-/** Parses the output of inspectContainers / serviceContainers; lines that are not inspect output are skipped. */
-function parseInspect(out) {
-    return out
-        .split('\n')
-        .filter(l => l.startsWith('"'))
-        .flatMap(line => {
-        try {
-            const [name, id, state, restarts, networks, labels, image] = line.split('\t').map(f => JSON.parse(f));
-            const st = (state ?? {});
-            const nets = (networks ?? {});
-            return [
-                {
-                    name: String(name).replace(/^\//, ''),
-                    id: String(id),
-                    status: st.Status ?? 'unknown',
-                    restarts: Number(restarts) || 0,
-                    health: st.Health?.Status ?? 'none',
-                    ips: Object.fromEntries(Object.entries(nets).map(([n, v]) => [n, v?.IPAddress ?? ''])),
-                    labels: (labels ?? {}),
-                    image: typeof image === 'string' ? image : '',
-                    startedAt: st.StartedAt ?? ''
-                }
-            ];
-        }
-        catch {
-            return [];
-        }
-    });
-}
-/** Prints a container's last log lines and its last health-check outputs in one log group (one round trip). */
-async function showLogs(remote, id, title, lines, extra) {
-    const s = splitSections((await remote.run(concurrently(section('logs', containerLogs(id, lines)), section('health', healthLog(id))))).stdout);
-    startGroup(`${title}: last ${lines} log lines`);
-    info(s.get('logs')?.out.trim() || '(no output)');
-    const health = s.get('health')?.out.trim();
-    if (health)
-        info(`health checks:\n${health}`);
-    if (extra)
-        info(extra);
-    endGroup();
-}
-
-// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
-var tar_stream = __nccwpck_require__(6118);
-;// CONCATENATED MODULE: ./src/archive.ts
-
-/** A tar archive of the given files (the host unpacks it with its own tar). */
-async function tarball(entries) {
-    const p = (0,tar_stream.pack)();
-    const chunks = [];
-    const done = new Promise((resolve, reject) => {
-        p.on('data', (c) => chunks.push(c));
-        p.on('end', () => resolve(Buffer.concat(chunks)));
-        p.on('error', reject);
-    });
-    const mtime = new Date();
-    for (const e of entries)
-        p.entry({ name: e.path, mode: e.mode, mtime }, e.content);
-    p.finalize();
-    return done;
-}
-
-;// CONCATENATED MODULE: ./src/runinfo.ts
-function runInfo(env = process.env) {
-    const base = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}` : undefined;
-    return {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        actor: env.GITHUB_ACTOR,
-        runUrl: base && env.GITHUB_RUN_ID ? `${base}/actions/runs/${env.GITHUB_RUN_ID}` : undefined,
-        commitUrl: base && env.GITHUB_SHA ? `${base}/commit/${env.GITHUB_SHA}` : undefined
-    };
-}
-
-;// CONCATENATED MODULE: ./src/nginx.ts
-
-
-
-/** Parses the `PID ARGS` listing of the nginx container's processes (a header line first, as docker top prints). */
-function parseWorkers(out) {
-    const active = [];
-    const draining = [];
-    for (const line of out.split('\n').slice(1)) {
-        const m = /^\s*(\d+)\s+nginx: worker process(.*)$/.exec(line);
-        if (!m)
-            continue;
-        if (/shutting down/.test(m[2]))
-            draining.push(m[1]);
-        else
-            active.push(m[1]);
-    }
-    return { active, draining };
-}
-/**
- * SIGHUP to nginx, then waits until the new configuration is live: every worker that served before is gone or
- * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
- */
-async function reloadAndWait(remote, id, timeoutMs = 10_000) {
-    const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)));
-    if (r.code === 0)
-        return parseWorkers(r.stdout);
-    if (r.code === 4)
-        throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
-    const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes';
-    throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
-}
-/** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
-async function waitDrained(remote, id, timeoutMs) {
-    const r = await remote.run(waitNginxDrained(id, Math.ceil(timeoutMs / 1000)));
-    if (r.code === 0)
-        return true;
-    if (r.code === 4) {
-        warning(`${r.stdout.trim()} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
+function isMaskable(name, value) {
+    if (value.length < 3 || /^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value))
         return false;
-    }
-    throw new HostError(`listing nginx processes failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+    return SECRET_NAME.test(name) || (value.length >= 8 && /[A-Za-z]/.test(value) && /\d/.test(value) && !/\s/.test(value));
 }
 /**
- * Waits until nginx has no request in flight to the old containers (their established connections from nginx on
- * the app port), up to timeoutMs; where the host hides other users' /proc entries, until the old workers are gone.
+ * Masks every secret the run holds in the log, once, before anything can print it: the key, its passphrase, the
+ * registry password, and the env and infra-env values isMaskable picks.
  */
-async function waitRequestsDrained(remote, id, port, containers, timeoutMs) {
-    const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000)));
-    if (r.code === 0)
-        return true;
-    if (r.code === 4) {
-        warning(`${r.stdout.trim()} request(s) from nginx still in flight to the old container after ${timeoutMs / 1000} s; going on.`);
-        return false;
-    }
-    info(`Cannot see the old container's connections (exit ${r.code}): waiting for the old nginx workers instead.`);
-    return waitDrained(remote, id, timeoutMs);
-}
-
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = require("node:fs");
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = require("node:path");
-;// CONCATENATED MODULE: ./src/stackfiles.ts
-
-
-
-
-/** The app services whose routes ship with the action (their upstream starts as the 503 placeholder). */
-const ROUTED_SERVICES = Object.keys(CATALOGUE);
-/** Where the action's own files live: the checkout of the action (dist/.. at run time). */
-function actionRoot() {
-    return process.env.OPS_ACTION_ROOT || (0,external_node_path_namespaceObject.join)(__dirname, '..');
-}
-function walk(dir, base, out) {
-    for (const name of (0,external_node_fs_namespaceObject.readdirSync)(dir).sort()) {
-        const full = (0,external_node_path_namespaceObject.join)(dir, name);
-        if ((0,external_node_fs_namespaceObject.statSync)(full).isDirectory())
-            walk(full, base, out);
-        else
-            out.set((0,external_node_path_namespaceObject.relative)(base, full).split(external_node_path_namespaceObject.sep).join('/'), (0,external_node_fs_namespaceObject.readFileSync)(full, 'utf8'));
-    }
-}
-/** Reads compose/ and nginx/ of the action checkout. */
-function loadBundle(root = actionRoot()) {
-    const files = new Map();
-    walk((0,external_node_path_namespaceObject.join)(root, 'compose'), root, files);
-    walk((0,external_node_path_namespaceObject.join)(root, 'nginx'), root, files);
-    return files;
-}
-/** Turns the bundle into the exact file set for ops-dir: templates rendered, template sources left out. */
-function renderStack(bundle, opts) {
-    const out = new Map();
-    for (const [path, content] of bundle)
-        if (!path.startsWith('nginx/templates/'))
-            out.set(path, content);
-    const template = opts.tls ? 'nginx/templates/servers-tls.conf' : 'nginx/templates/servers-http.conf';
-    const source = bundle.get(template);
-    if (source === undefined)
-        throw new Error(`the action bundle lacks ${template}`);
-    const reason = opts.domain ? `no certificate for ${opts.domain} on the host yet` : 'no domain set';
-    out.set('nginx/conf.d/20-servers.conf', source.replaceAll('{{domain}}', opts.domain).replaceAll('{{reason}}', reason));
-    return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
-}
-function stackfiles_sha256(content) {
-    return (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex');
-}
-/** Directories of ops-dir that infra owns whole: a file there that the action does not ship is removed. */
-const MANAGED_DIRS = ['compose', 'nginx'];
-/** Compares the wanted files with the host's (path -> sha256) and the previous manifest. */
-function planFiles(wanted, onHost, previousManifest) {
-    const write = [...wanted].filter(([p, c]) => onHost.get(p) !== stackfiles_sha256(c)).map(([p]) => p);
-    const stray = [...onHost.keys()].filter(p => MANAGED_DIRS.some(d => p.startsWith(`${d}/`)));
-    const remove = [...new Set([...previousManifest, ...stray])].filter(p => !wanted.has(p) && onHost.has(p));
-    return { write, remove, unchanged: wanted.size - write.length };
-}
-
-;// CONCATENATED MODULE: ./src/upstream.ts
-/** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
-/**
- * Upstream names: `app_<svc>` is the container serving clients, an nginx variable (`$app_<svc>`, `-` spelled `_`)
- * holding `host:port`, defined in its own file under upstreams/. On the preview port, the X-Ops-Upstream request
- * header names the container instead (nginx/conf.d/05-upstream-vars.conf).
- */
-const upstreamName = (service) => `app_${service.replace(/-/g, '_')}`;
-const upstreamPath = (service) => `upstreams/app_${service}.conf`;
-/** The request header that picks the container on nginx's preview port. */
-const PREVIEW_HEADER = 'X-Ops-Upstream';
-const locationsPath = (service) => `upstreams/app_${service}.locations`;
-const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
-/** The nginx variable that picks the live or preview upstream of a service. */
-const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
-/** `$name` = `target` for every request (a map with only a default is nginx's constant variable). */
-const variable = (name, target) => `map "" $${name} {\n    default ${target};\n}`;
-/** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
-function placeholderUpstream(service) {
-    return [
-        `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-        variable(upstreamName(service), '127.0.0.1:8503'),
-        ''
-    ].join('\n');
-}
-/**
- * An upstream pointing at one container by its name, which nginx resolves through docker's DNS (the `resolver` in
- * nginx.conf) when requests come, not when it starts: nginx starts and reloads whether or not the container exists,
- * and follows the container to its new address when dockerd restarts it.
- */
-function upstreamConf(name, port, live) {
-    return [
-        `# ops-action: ${name} -> container ${live.container} (${live.image})`,
-        `# live: ${JSON.stringify(live)}`,
-        variable(name, `${live.container}:${port}`),
-        ''
-    ].join('\n');
-}
-/** Which container an upstream file points at (undefined for the 503 placeholder or an unreadable file). */
-function liveOf(conf) {
-    const m = /^# live: (\{.*\})$/m.exec(conf);
-    if (!m)
-        return undefined;
-    try {
-        const v = JSON.parse(m[1]);
-        return typeof v.container === 'string' && typeof v.image === 'string' ? v : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-/** Route and upstream variable of a service outside the catalogue (the catalogue's ship in nginx/). */
-function customServiceFiles(service, route, hasLive) {
-    const v = upstreamVar(service);
-    const files = [
-        {
-            path: varsPath(service),
-            content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default $${upstreamName(service)};\n}\n`
-        },
-        {
-            path: locationsPath(service),
-            content: `# ops-action: route ${route} -> ${service}\nlocation ${route} {\n    include snippets/proxy.conf;\n    proxy_pass http://${v};\n}\n`
-        }
+function maskSecrets(inputs) {
+    const { connection, infra } = inputs;
+    const app = inputs.mode === 'deploy' || inputs.mode === 'rollback' ? inputs.app : undefined;
+    const secrets = [
+        connection.privateKey,
+        ...connection.privateKey.split('\n').filter(l => l.length >= 8 && !/^-----/.test(l)),
+        connection.passphrase ?? '',
+        app?.registry?.password ?? '',
+        ...[...infra.infraEnv, ...(app?.env ?? [])].filter(([name, value]) => isMaskable(name, value)).map(([, value]) => value)
     ];
-    if (!hasLive)
-        files.push({ path: upstreamPath(service), content: placeholderUpstream(service) });
-    return files;
-}
-
-;// CONCATENATED MODULE: ./src/infra.ts
-
-
-
-
-
-
-
-
-
-
-
-
-/** Variables the stack cannot start without. */
-const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'];
-const STACK_SERVICES = ['db', 'redis', 'nginx'];
-const MANIFEST = '.ops-manifest';
-/** sha256 of the certificate nginx was last given (see planInfra). */
-const CERT_STATE = '.ops-certificate';
-const ENV_FILE = '.env';
-const COMPOSE_FILE = 'compose/docker-compose.yml';
-const MIN_FREE_KB = 1024 * 1024;
-const WARN_FREE_KB = 5 * 1024 * 1024;
-/** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
-async function runInfra(remote, inputs, phases, label = '') {
-    const bundle = loadBundle();
-    const host = await phases.run(`${label}Preflight`, () => preflight(remote, inputs, bundle));
-    const plan = await phases.run(`${label}Plan`, () => planInfra(inputs, host, bundle));
-    const changes = [];
-    await phases.run(`${label}Upload files`, () => upload(remote, inputs.opsDir, plan, changes));
-    await phases.run(`${label}Network`, async () => {
-        if (host.networkExists)
-            return info(`Network ${inputs.network} exists.`);
-        await remote.must(ensureNetwork(inputs.network), `creating docker network ${inputs.network}`);
-        changes.push(`created docker network ${inputs.network}`);
-        info(`Created network ${inputs.network}.`);
-    });
-    try {
-        await phases.run(`${label}Validate config`, () => validate(remote, inputs.opsDir, host, plan));
-    }
-    catch (e) {
-        await remote.must(restoreFiles(touched(inputs.opsDir, plan)), 'restoring the previous files');
-        throw e;
-    }
-    if (touched(inputs.opsDir, plan).length)
-        await remote.must(forgetPrevious(touched(inputs.opsDir, plan)), 'cleaning up');
-    // A change of the compose file or .env may make compose recreate db: take a backup of it first.
-    const db = host.containers.find(c => c.service === 'db' && /^Up /.test(c.status));
-    if (inputs.backups.beforeInfra && db && (plan.write.includes(COMPOSE_FILE) || plan.envChangedKeys.length)) {
-        await phases.run(`${label}Back up the database`, async () => {
-            const b = await backupDatabase(remote, inputs.opsDir, db.id, inputs.backups.keep);
-            changes.push(`backed up the database to ${b.path}`);
-        });
-    }
-    const after = await phases.run(`${label}Start stack`, async () => {
-        if (stackSettled(host, plan, changes)) {
-            info('Files, .env and network unchanged and db/redis/nginx up and healthy: compose up not needed.');
-            return host.containers;
-        }
-        const up = await remote.run(composeUp(host.compose, inputs.opsDir));
-        const log = `${up.stdout}${up.stderr}`.trim();
-        if (log)
-            info(log);
-        if (up.code !== 0)
-            throw new HostError(`docker compose up failed (exit ${up.code})`, 'see the compose output above');
-        const now = parseContainers(await remote.must(projectContainers(PROJECT), 'listing the stack containers'));
-        for (const c of now.filter(c => isStackService(c.service))) {
-            const before = host.containers.find(b => b.service === c.service);
-            if (!before)
-                changes.push(`created ${c.service}`);
-            else if (before.id !== c.id)
-                changes.push(`recreated ${c.service}`);
-        }
-        return now;
-    });
-    await phases.run(`${label}Wait until healthy`, () => waitHealthy(remote, after, inputs.infraTimeoutS));
-    await phases.run(`${label}Reload nginx`, async () => {
-        const nginx = after.find(c => c.service === 'nginx');
-        const before = host.containers.find(c => c.service === 'nginx');
-        if (!plan.nginxChanged)
-            return info('nginx config unchanged: no reload.');
-        if (!nginx || !before || before.id !== nginx.id)
-            return info('nginx was (re)created with the new config: no reload needed.');
-        await reloadAndWait(remote, nginx.id);
-        changes.push('reloaded nginx');
-        info('nginx reloaded: new workers serve the new config; old ones finish their requests.');
-    });
-    if (changes.length === 0) {
-        info(`No changes: ${plan.unchanged} files identical, network present, ${STACK_SERVICES.join('/')} up to date (same containers, nothing restarted).`);
-    }
-    else {
-        info(`Changes:\n${changes.map(c => `  - ${c}`).join('\n')}`);
-    }
-    const nginxId = after.find(c => c.service === 'nginx')?.id;
-    if (!nginxId)
-        throw new HostError('the nginx container of the stack is missing after compose up');
-    return { changed: changes.length > 0, changes, nginxId, tls: host.tls, settings: host.settings };
-}
-/**
- * Nothing compose would act on: no file or .env change, nothing created so far, and exactly one container per stack
- * service, each up and healthy. Then `compose up` (about a second with v1) can be skipped.
- */
-function stackSettled(host, plan, changes) {
-    if (plan.write.length || plan.remove.length || plan.envChangedKeys.length || changes.length)
-        return false;
-    const stack = host.containers.filter(c => isStackService(c.service));
-    return (stack.length === STACK_SERVICES.length &&
-        STACK_SERVICES.every(s => stack.some(c => c.service === s && /^Up .*\(healthy\)/.test(c.status))));
-}
-function isStackService(s) {
-    return STACK_SERVICES.includes(s);
-}
-function parseContainers(out) {
-    return out
-        .split('\n')
-        .filter(l => l.trim())
-        .map(l => {
-        const [id, service, status] = l.split('\t');
-        return { id, service, status };
-    });
-}
-/** One round trip of read-only probes; every failure says how to fix it. */
-async function preflight(remote, inputs, bundle) {
-    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', 'upstreams', MANIFEST, CERT_STATE])), section('manifest', readFileIfExists(`${inputs.opsDir}/${MANIFEST}`)), section('network', networkExists(inputs.network)), section('containers', projectContainers(PROJECT)));
-    const s = splitSections((await remote.run(probes)).stdout);
-    const get = (name) => s.get(name) ?? { rc: 255, out: '' };
-    const docker = get('docker');
-    if (docker.rc !== 0) {
-        if (/permission denied/i.test(docker.out)) {
-            throw new HostError('The SSH user cannot reach the docker daemon (permission denied on /var/run/docker.sock).', 'add the user to the docker group on the host: sudo usermod -aG docker <user>, then log in again');
-        }
-        if (/not found/i.test(docker.out))
-            throw new HostError('docker is not installed on the host.', 'install Docker Engine (https://docs.docker.com/engine/install/)');
-        throw new HostError(`docker is not usable on the host: ${docker.out.trim()}`, 'make sure dockerd runs: sudo systemctl start docker');
-    }
-    const v2 = get('compose-v2');
-    const v1 = get('compose-v1');
-    const compose = v2.rc === 0 ? composeV2(v2.out.trim()) : v1.rc === 0 ? composeV1(v1.out.trim()) : undefined;
-    if (!compose)
-        throw new HostError('Neither `docker compose` (v2) nor `docker-compose` (v1) is installed on the host.', 'install the compose plugin: sudo apt-get install docker-compose-plugin');
-    info(`docker ${docker.out.trim()}, compose ${compose.argv.join(' ')} ${compose.version}`);
-    for (const line of get('disk').out.trim().split('\n')) {
-        const [path, kb] = line.split(' ');
-        const free = Number(kb);
-        if (!Number.isFinite(free))
-            continue;
-        if (free < MIN_FREE_KB)
-            throw new HostError(`Only ${Math.round(free / 1024)} MiB free on ${path}.`, 'free disk space: docker system prune -a (removes unused images)');
-        if (free < WARN_FREE_KB)
-            warning(`Only ${Math.round(free / 1024)} MiB free on ${path}.`);
-        else
-            info(`${(free / 1024 / 1024).toFixed(1)} GiB free on ${path}`);
-    }
-    const opsdir = get('opsdir').out.trim();
-    if (opsdir.startsWith('denied')) {
-        throw new HostError(`ops-dir ${inputs.opsDir} is not writable by the SSH user (${opsdir.slice(7)} is not writable).`, `sudo install -d -o <user> -m 0750 ${inputs.opsDir}`);
-    }
-    // The .env holds secrets: read in a call of its own, never logged.
-    const envText = opsdir === 'exists' ? await remote.must(readFileIfExists(`${inputs.opsDir}/${ENV_FILE}`), 'reading .env') : '';
-    const hashes = new Map();
-    for (const line of get('hashes').out.split('\n')) {
-        const m = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line);
-        if (m)
-            hashes.set(m[2], m[1]);
-    }
-    const settings = effectiveSettings(inputs, readEnvFile(envText));
-    let tls = false;
-    let certHash = '';
-    if (settings.domain) {
-        const image = nginxImage(readEnvFile(envText), bundle.get(COMPOSE_FILE) ?? '');
-        const cert = await remote.run(certificateExists(settings.domain, image));
-        const present = /^present ([0-9a-f]{64})$/m.exec(cert.stdout);
-        tls = Boolean(present);
-        certHash = present?.[1] ?? '';
-        if (!tls)
-            warning(`No certificate for ${settings.domain} under /etc/letsencrypt/live on the host: nginx serves HTTP only. Obtain one with certbot (webroot /var/www/certbot), then run infra again.`);
-        else
-            info(`Certificate for ${settings.domain} found: HTTPS enabled.`);
-    }
-    return {
-        compose,
-        envText,
-        hashes,
-        manifest: get('manifest').out.split('\n').filter(Boolean),
-        networkExists: get('network').rc === 0,
-        containers: parseContainers(get('containers').out),
-        settings,
-        tls,
-        certHash
-    };
-}
-/**
- * domain, http-port and https-port: the input when given, else what the host has (its .env, written by earlier runs),
- * else the default. So an app repo's deploy, which does not repeat them, never turns HTTPS off or moves nginx.
- */
-function effectiveSettings(inputs, env) {
-    const port = (key) => (/^\d+$/.test(env.get(key) ?? '') ? Number(env.get(key)) : undefined);
-    const given = inputs.settings;
-    const settings = {
-        domain: given.domain ?? env.get('DOMAIN') ?? '',
-        httpPort: given.httpPort ?? port('HTTP_PORT') ?? 80,
-        httpsPort: given.httpsPort ?? port('HTTPS_PORT') ?? 443
-    };
-    if (settings.httpPort === settings.httpsPort) {
-        throw new InputError(given.httpsPort === undefined ? 'http-port' : 'https-port', `must differ from the HTTPS port the host uses (both would be ${settings.httpPort})`);
-    }
-    const from = (v) => (v === undefined ? ' (from the host)' : '');
-    info(`Settings: domain ${settings.domain || 'none (HTTP only)'}${from(given.domain)}, HTTP port ${settings.httpPort}${from(given.httpPort)}, HTTPS port ${settings.httpsPort}${from(given.httpsPort)}`);
-    return settings;
-}
-/** The nginx image the stack runs: NGINX_IMAGE from .env, else the compose file's default. */
-function nginxImage(env, composeText) {
-    return env.get('NGINX_IMAGE') || /\$\{NGINX_IMAGE:-([^}]+)\}/.exec(composeText)?.[1] || 'nginx';
-}
-/** Everything the run will write, computed locally; input errors surface here, before any change. */
-function planInfra(inputs, host, bundle) {
-    const files = renderStack(bundle, { domain: host.settings.domain, tls: host.tls });
-    // The certificate nginx loaded, as a file of the run: when certbot renews it, this file changes and nginx reloads.
-    if (host.tls)
-        files.set(CERT_STATE, `${host.certHash}\n`);
-    files.set(MANIFEST, [...files.keys()].join('\n') + '\n');
-    // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
-    for (const service of ROUTED_SERVICES) {
-        const path = upstreamPath(service);
-        if (!host.hashes.has(path))
-            files.set(path, placeholderUpstream(service));
-    }
-    const updates = [
-        ...inputs.infraEnv,
-        ['HTTP_PORT', String(host.settings.httpPort)],
-        ['HTTPS_PORT', String(host.settings.httpsPort)],
-        ['DOMAIN', host.settings.domain],
-        ['OPS_NETWORK', inputs.network]
-    ];
-    const merged = mergeEnvFile(host.envText, updates, 'infra-env');
-    checkStackEnv(readEnvFile(merged.text));
-    const plan = planFiles(files, host.hashes, host.manifest);
-    const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === CERT_STATE);
-    if (plan.write.includes(CERT_STATE) && host.hashes.has(CERT_STATE))
-        info(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`);
-    info(`${plan.write.length} file(s) to write, ${plan.remove.length} to remove, ${plan.unchanged} unchanged.`);
-    for (const p of plan.write)
-        info(`  ${host.hashes.has(p) ? 'update' : 'create'} ${p}`);
-    for (const p of plan.remove)
-        info(`  remove ${p}`);
-    if (merged.changed.length)
-        info(`  .env: set ${merged.changed.join(', ')}`);
-    const dbKeys = merged.changed.filter(k => ['DB_USER', 'DB_PASS', 'DB_NAME'].includes(k));
-    if (dbKeys.length && host.containers.some(c => c.service === 'db')) {
-        warning(`${dbKeys.join(', ')} changed, but postgres applies POSTGRES_USER/PASSWORD/DB only when it initialises an empty data volume: the existing database keeps its old user and password. Change them in postgres too (ALTER USER … PASSWORD …).`);
-    }
-    return {
-        files,
-        write: plan.write,
-        remove: plan.remove,
-        unchanged: plan.unchanged,
-        envText: merged.text,
-        envChangedKeys: merged.changed,
-        nginxChanged
-    };
-}
-/** All problems with the stack's variables at once, naming where to set them. */
-function checkStackEnv(env) {
-    const errors = [];
-    const missing = REQUIRED_ENV.filter(k => !env.get(k));
-    if (missing.length) {
-        errors.push(new InputError('infra-env', `missing required variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (set them in infra-env or in <ops-dir>/.env on the host); nothing was changed`));
-    }
-    const redis = redisPasswordProblem(env.get('REDIS_PASSWORD') ?? '');
-    if (redis)
-        errors.push(new InputError('infra-env', redis));
-    if (errors.length)
-        throw new InputErrors(errors);
-}
-function touched(opsDir, plan) {
-    const paths = plan.envChangedKeys.length ? [...plan.write, ENV_FILE] : plan.write;
-    return paths.map(p => `${opsDir}/${p}`);
-}
-/** Sends every changed file in one archive and swaps them into place in one command. */
-async function upload(remote, opsDir, plan, changes) {
-    const entries = plan.write.map(path => ({ path, content: plan.files.get(path), mode: 0o644 }));
-    if (plan.envChangedKeys.length)
-        entries.push({ path: ENV_FILE, content: plan.envText, mode: 0o600 });
-    if (entries.length) {
-        await remote.must(unpackAndCommit(opsDir, entries.map(e => e.path)), `writing files into ${opsDir}`, { stdin: await tarball(entries) });
-    }
-    if (plan.remove.length)
-        await remote.must(removeFiles(plan.remove.map(p => `${opsDir}/${p}`)), 'removing stale files');
-    for (const p of plan.write)
-        changes.push(`${p.startsWith('upstreams/') ? 'created placeholder' : 'wrote'} ${p}`);
-    for (const p of plan.remove)
-        changes.push(`removed ${p}`);
-    if (plan.envChangedKeys.length)
-        changes.push(`.env: set ${plan.envChangedKeys.join(', ')}`);
-    if (!entries.length && !plan.remove.length)
-        info('All files up to date.');
-}
-/** compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads. */
-async function validate(remote, opsDir, host, plan) {
-    if (plan.write.includes(COMPOSE_FILE) || plan.envChangedKeys.length) {
-        await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)');
-    }
-    if (!plan.nginxChanged)
-        return info('nginx config unchanged.');
-    const running = host.containers.find(c => c.service === 'nginx' && c.status.startsWith('Up'));
-    const test = running ? execIn(running.id, 'nginx', '-t', '-c', NGINX_CONF) : composeNginxTest(host.compose, opsDir);
-    const r = await remote.run(test);
-    if (r.code !== 0) {
-        throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${(r.stderr || r.stdout).trim()}`);
-    }
-    info((r.stderr || r.stdout).trim() || 'nginx -t: ok');
-}
-/** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
-async function waitHealthy(remote, containers, timeoutS) {
-    const ids = containers.filter(c => isStackService(c.service)).map(c => c.id);
-    const deadline = Date.now() + timeoutS * 1000;
-    const baseline = new Map();
-    for (;;) {
-        const rows = parseInspect((await remote.run(inspectContainers(ids))).stdout);
-        const service = (c) => c.labels['com.docker.compose.service'];
-        for (const c of rows)
-            if (!baseline.has(c.id))
-                baseline.set(c.id, c.restarts);
-        const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0));
-        if (broken)
-            return failWithLogs(remote, broken.id, service(broken), `${service(broken)} crashed (${broken.status}, restarted ${broken.restarts}×)`);
-        if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
-            info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '));
-            return;
-        }
-        if (Date.now() > deadline) {
-            const state = rows.map(c => `${service(c)} ${c.status}/${c.health}`).join(', ');
-            const bad = rows.find(c => c.health !== 'healthy');
-            if (!bad)
-                throw new HostError(`Timed out after ${timeoutS} s waiting for the stack (${state}).`);
-            return failWithLogs(remote, bad.id, service(bad), `${service(bad)} not healthy after ${timeoutS} s (${state})`);
-        }
-        await sleep(1000);
-    }
-}
-async function failWithLogs(remote, id, service, what) {
-    await showLogs(remote, id, service, 50);
-    throw new HostError(what, `see the ${service} log lines above`);
-}
-
-;// CONCATENATED MODULE: ./src/lock.ts
-
-
-
-
-/** How often a holder proves it is alive, and after how long without a sign a waiter takes the lock over. */
-const HEARTBEAT_S = 5;
-const STALE_S = 30;
-/**
- * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
- *
- * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
- * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
- * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
- *
- * A holder that hangs, or whose connection died without sshd noticing (a runner VM that vanished leaves a half-open
- * TCP connection sshd may keep for hours), stops sending its heartbeat line every HEARTBEAT_S; each line touches the
- * holder file. A waiter that sees no heartbeat for STALE_S ends the holder's process (its pid is in the lock file),
- * which releases the lock, and takes it: a stale holder costs STALE_S, never lock-timeout.
- */
-const lockScript = (lockFile, holderFile, timeoutS, holder, staleS = STALE_S) => script('mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
-    'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; end=$(( $(date +%s) + $3 )); ' +
-    'until flock -n 9; do ' +
-    'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
-    'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
-    '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
-    'printf "%s\\n" "$$" > "$1"; printf "%s\\n" "$4" > "$2"; echo LOCKED; ' +
-    'while read -r _; do touch "$2"; done', lockFile, holderFile, String(timeoutS), holder, String(staleS));
-/** Who is deploying: shown to runs that wait for the lock. */
-function holderDescription(what) {
-    const run = runInfo();
-    return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`;
-}
-async function acquireLock(remote, opsDir, timeoutS, what) {
-    let held;
-    let out = '';
-    let reported = false;
-    let staleReported = false;
-    const locked = new Promise((resolve, reject) => {
-        held = remote.start(lockScript(`${opsDir}/.deploy.lock`, `${opsDir}/.deploy.lock.holder`, timeoutS, holderDescription(what)), text => {
-            out += text;
-            const busy = /^BUSY (.*)$/m.exec(out);
-            if (busy && !reported) {
-                reported = true;
-                info(`The host is busy: ${busy[1] || 'another run holds the deploy lock'}. Waiting up to ${timeoutS} s…`);
-            }
-            const stale = /^STALE (\d+)$/m.exec(out);
-            if (stale && !staleReported) {
-                staleReported = true;
-                warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`);
-            }
-            if (/^LOCKED$/m.test(out))
-                resolve();
-        });
-        held.done.then(r => {
-            if (r.code === 75)
-                reject(new HostError(`Timed out after ${timeoutS} s waiting for the deploy lock (${/^BUSY (.*)$/m.exec(out)?.[1] ?? 'held by another run'}).`, 'wait for that run to finish, or raise lock-timeout'));
-            else
-                reject(new HostError(`Could not take the deploy lock (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`));
-        }, reject);
-    });
-    await locked;
-    info(`Deploy lock taken (${opsDir}/.deploy.lock).`);
-    const running = held;
-    let released = false;
-    let lost;
-    const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000);
-    heartbeat.unref();
-    void running.done
-        .then(r => (lost = `its holder process ended (exit ${r.code})`), (e) => (lost = e.message))
-        .then(() => {
-        clearInterval(heartbeat);
-        if (!released)
-            warning(`Lost the deploy lock: ${lost}.`);
-    });
-    const lostReason = () => (released ? undefined : lost);
-    return {
-        lost: lostReason,
-        check() {
-            const why = lostReason();
-            if (why)
-                throw new HostError(`This run lost the deploy lock (${why}); it stopped before changing more on the host.`, 'run it again');
-        },
-        async release() {
-            released = true;
-            clearInterval(heartbeat);
-            running.end();
-            await running.done.catch(() => undefined);
-        }
-    };
-}
-
-;// CONCATENATED MODULE: ./src/deploy.ts
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-const HISTORY = 'history.jsonl';
-const POLL_MS = 200;
-const VERIFY_ROUNDS = 3;
-/** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
-const PREVIEW_PORT = 8504;
-/** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
-async function runDeploy(remote, inputs, phases) {
-    const d = inputs.deploy;
-    const { opsDir } = inputs.infra;
-    const mode = d.image ? 'deploy' : 'rollback';
-    // 1. The image: resolved (rollback) and pulled outside the lock, since that changes nothing anyone sees.
-    const image = mode === 'rollback' ? await phases.run('Find previous image', () => rollbackTarget(remote, opsDir, d.service)) : d.image;
-    await phases.run('Pull image', () => pullImage(remote, image, d));
-    // 2. Everything that changes the host happens under the host-wide lock.
-    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, `${mode} of ${d.service} (${image})`));
-    phases.guard = () => lock.check();
-    try {
-        // 3. The stack, network and nginx config (a no-op when nothing changed).
-        // The preflight's reads go out beside infra's (one round trip saved); if infra changes anything, they are redone.
-        const early = remote.run(preflightProbe(d, opsDir, stackNginxTest(PROJECT, NGINX_CONF))).then(r => r.stdout);
-        early.catch(() => undefined);
-        const infra = await runInfra(remote, inputs.infra, phases, 'Infra: ');
-        const r = await swap(remote, {
-            infra: inputs.infra,
-            d,
-            image,
-            mode,
-            inherit: mode === 'rollback',
-            nginxId: infra.nginxId,
-            lock,
-            phases,
-            early: infra.changed ? undefined : early
-        });
-        return { ...r, url: serviceUrl(inputs, infra, d) };
-    }
-    finally {
-        phases.guard = () => undefined;
-        await lock.release();
-    }
-}
-/**
- * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, drain, record. A
- * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
- * switch puts the previous upstream back first.
- */
-async function swap(remote, ctx) {
-    const { infra: infraInputs, d, image, mode, nginxId, lock, phases, label = '' } = ctx;
-    const { opsDir, network } = infraInputs;
-    const phase = (name, fn) => phases.run(`${label}${name}`, fn);
-    // 4. What serves now, and leftovers of interrupted runs.
-    const before = await phase('Preflight', () => deploy_preflight(remote, d, opsDir, network, nginxId, ctx.inherit, ctx.early));
-    const name = `${d.service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
-    const record = (result, error) => appendHistory(remote, opsDir, {
-        mode,
-        service: d.service,
-        image,
-        previousImage: before.live?.image ?? '',
-        container: name,
-        result,
-        phases: phaseSeconds(phases, label),
-        error
-    });
-    let switched = false;
-    let drained = Promise.resolve(true);
-    try {
-        // 5. Start the new container next to the old one.
-        const inheritEnv = ctx.inherit && !d.env.length ? before.live?.container : undefined;
-        await phase('Start container', () => start(remote, { ...d, memory: before.memory }, image, name, network, inheritEnv));
-        // 6. Health gate, directly on the new container.
-        const ip = await phase('Health gate (direct)', () => healthGate(remote, d, name, network, nginxId));
-        // 7a. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
-        await phase('Verify preview through nginx', async () => {
-            // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-            if (!CATALOGUE[d.service])
-                await writeAndReload(remote, opsDir, nginxId, customServiceFiles(d.service, d.spec.route, before.live !== undefined));
-            await verify(remote, d, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${d.spec.port}`);
-        });
-        // 7b. Switch: clients go to the new container.
-        await phase('Switch nginx', async () => {
-            const live = { container: name, image };
-            const files = [{ path: upstreamPath(d.service), content: upstreamConf(upstreamName(d.service), d.spec.port, live) }];
-            await writeAndReload(remote, opsDir, nginxId, files, () => (switched = true));
-            info(`nginx now routes ${d.spec.route} to ${name}:${d.spec.port} (now ${ip}).`);
-        });
-        // 8. Verify through nginx, as clients see it. Meanwhile the old workers finish their requests (step 9 waits).
-        await phase('Verify through nginx', () => {
-            drained = before.retire.length
-                ? waitRequestsDrained(remote, nginxId, d.spec.port, before.retire.map(c => c.name), d.drainTimeoutS * 1000).catch(() => false)
-                : Promise.resolve(true);
-            return verify(remote, d, nginxId, 80);
-        });
-    }
-    catch (e) {
-        // Cut off from the host (connection gone, or the lock lost to a run that found this one stale): no rollback from
-        // here, since it could not run or would undo another run's work. What is left is safe and the next run clears it.
-        const cut = !remote.connected() ? 'the connection to the host was lost' : lock.lost() && `the deploy lock was lost (${lock.lost()})`;
-        if (cut) {
-            const routed = switched ? name : (before.live?.container ?? 'its 503 placeholder');
-            throw new HostError(`${e.message}\nThen ${cut}, so this run cannot roll back. nginx routes ${d.spec.route} to ${routed}; the next deploy of ${d.service} removes what this one left.`, 'run the deploy again');
-        }
-        const notes = await phase('Roll back', () => rollBack(remote, d, infraInputs, nginxId, name, switched, before.live));
-        await record('rolled-back', e.message).catch(() => undefined);
-        throw new RolledBack(e, notes);
-    }
-    // 9. Drain: nginx finishes its requests in flight to the old container (the wait began at the switch); then stop it.
-    await phase('Drain', async () => {
-        const [, done] = await Promise.all([remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`))), drained]);
-        if (before.retire.length && done)
-            info('nginx has no request in flight to the old container any more.');
-    });
-    await phase('Stop old', () => stopOld(remote, d, before.retire));
-    // 10. History, images.
-    await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, d, image, before.live?.image)]));
-    return { container: name, image, previousImage: before.live?.image ?? '' };
-}
-async function pullImage(remote, image, d) {
-    const mutable = imageTag(image) === 'latest';
-    if (!mutable && (await remote.run(imageId(image))).code === 0)
-        return info(`${image} is already on the host: no pull.`);
-    info(`Pulling ${image}${d.registry ? ` (logged in to ${d.registry.server} for this run only)` : ''}…`);
-    const r = await remote.run(pull(image, d.registry), { stdin: d.registry ? `${d.registry.password}\n` : undefined });
-    if (r.code === 3) {
-        const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr);
-        throw new HostError(`Login to ${d.registry?.server} as ${d.registry?.username} failed: ${r.stderr.trim()}`, unreachable
-            ? `check that the host can reach the registry ${d.registry?.server} (DNS, firewall, is it up?)`
-            : 'check registry-username and registry-password (a token with read access to the image)');
-    }
-    if (r.code !== 0) {
-        const msg = (r.stderr || r.stdout).trim();
-        const fix = /no space left/i.test(msg)
-            ? 'free disk space on the host (docker system prune -a)'
-            : /not found|manifest unknown|does not exist/i.test(msg)
-                ? 'check the image name and tag (was it pushed?)'
-                : /denied|unauthorized/i.test(msg)
-                    ? 'set registry, registry-username and registry-password for a private image'
-                    : 'check that the host can reach the registry';
-        throw new HostError(`Pulling ${image} failed: ${msg}`, fix);
-    }
-}
-/** What the preflight reads, in one round trip: the service's containers, its upstream file, memory, nginx -t. */
-const preflightProbe = (d, opsDir, nginxTest) => concurrently(section('containers', serviceContainers(d.service)), section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)), section('memory', readFileIfExists('/proc/meminfo')), section('nginx-test', nginxTest));
-async function deploy_preflight(remote, d, opsDir, network, nginxId, inherit, early) {
-    const probe = () => remote.run(preflightProbe(d, opsDir, execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))).then(r => r.stdout);
-    const s = splitSections(await (early ?? probe()));
-    // nginx's config as it is on the host now (a hand edit or a stray file included by it): if it fails, the switch
-    // could never be applied, so nothing starts.
-    const nginxTest = s.get('nginx-test');
-    if (!nginxTest || nginxTest.rc !== 0)
-        throw nginxTestFailed(nginxTest?.out ?? 'no answer from nginx -t', 'nginx was not changed and nothing was started');
-    const containers = parseInspect(s.get('containers')?.out ?? '').map(c => appContainer(c, network));
-    const live = liveOf(s.get('upstream')?.out ?? '');
-    // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
-    // writing the upstream file and reloading nginx leaves nginx on the container the file no longer names), so it is
-    // stopped like the old release: after the switch, once nginx's old workers are done with it.
-    const leftovers = containers.filter(c => c.name !== live?.container);
-    const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')];
-    if (stopped.length) {
-        info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`);
-        await remote.must(removeContainers(stopped.map(c => c.name)), 'removing leftover containers');
-    }
-    if (running.length)
-        info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`);
-    const liveContainer = containers.find(c => c.name === live?.container);
-    if (live)
-        info(`${d.service} is served by ${live.container} (${live.image})${liveContainer ? `, ${liveContainer.status}` : ', which no longer exists'}.`);
-    else
-        info(`${d.service} has not been deployed yet.`);
-    const memory = d.memory || (inherit ? liveContainer?.memory : undefined);
-    const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '');
-    if (available) {
-        const mib = Number(available[1]) / 1024;
-        const need = memory ? memoryMiB(memory) : 256;
-        if (mib < need)
-            warning(`Only ${Math.round(mib)} MiB of memory available for the overlap of old and new ${d.service} containers (want ≥ ${Math.round(need)} MiB); the host may swap or the OOM killer may step in.`);
-        else
-            info(`${Math.round(mib)} MiB of memory available.`);
-    }
-    return { live, retire: [...(liveContainer ? [liveContainer] : []), ...running], memory };
-}
-function memoryMiB(m) {
-    const n = parseInt(m, 10);
-    const unit = m.slice(-1);
-    return unit === 'g' ? n * 1024 : unit === 'm' ? n : unit === 'k' ? n / 1024 : n / 1024 / 1024;
-}
-function appContainer(c, network) {
-    return {
-        name: c.name,
-        id: c.id,
-        status: c.status,
-        restarts: c.restarts,
-        health: c.health,
-        ip: c.ips[network] ?? '',
-        image: c.labels[IMAGE_LABEL] ?? '',
-        memory: deployedSpec(c.labels[SERVICE_LABEL] ?? '', c.labels)?.memory
-    };
-}
-async function inspectOne(remote, name, network) {
-    const [c] = parseInspect((await remote.run(inspectContainers([name]))).stdout);
-    return c && appContainer(c, network);
-}
-async function start(remote, d, image, name, network, inheritEnvFrom) {
-    // docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked).
-    const envText = d.env.map(([k, v]) => `${k}=${v}\n`).join('');
-    await remote.must(runContainer({
-        name,
-        service: d.service,
-        image,
-        network,
-        aliases: [d.service, ...d.spec.aliases],
-        port: d.spec.port,
-        spec: {
-            route: d.spec.route,
-            healthPath: d.spec.healthPath,
-            stripPrefix: d.spec.stripPrefix,
-            aliases: d.spec.aliases,
-            memory: d.memory
-        },
-        stopTimeoutS: d.stopTimeoutS,
-        memory: d.memory,
-        envFile: d.envFile,
-        inheritEnvFrom
-    }), `starting ${name}`, { stdin: envText });
-    info(`Started ${name} from ${image} on ${network} as ${[d.service, ...d.spec.aliases].join(', ')}${inheritEnvFrom ? `, with the env of ${inheritEnvFrom}` : ''}.`);
-}
-/** Polls the new container until its health path answers 2xx; an exit, a restart or the timeout fails at once. */
-async function healthGate(remote, d, name, network, nginxId) {
-    const deadline = Date.now() + d.healthTimeoutS * 1000;
-    const state = { lastProbe: 'no probe yet' };
-    for (;;) {
-        const c = await inspectOne(remote, name, network);
-        if (!c)
-            throw new GateError(`${name} disappeared`, state.lastProbe);
-        const { status, restarts, health, ip } = c;
-        if (status === 'exited' || status === 'dead' || restarts > 0) {
-            throw new GateError(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`, state.lastProbe);
-        }
-        if (health === 'unhealthy')
-            throw new GateError(`${name}'s own HEALTHCHECK reports unhealthy`, state.lastProbe);
-        if (status === 'running' && ip) {
-            const url = `http://${ip}:${d.spec.port}${d.spec.healthPath}`;
-            const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim();
-            state.lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`;
-            if (/^2\d\d$/.test(code)) {
-                info(`${state.lastProbe}: healthy.`);
-                return ip;
-            }
-        }
-        if (Date.now() > deadline)
-            throw new GateError(`${name} did not become healthy within ${d.healthTimeoutS} s`, state.lastProbe);
-        await sleep(POLL_MS);
-    }
-}
-class GateError extends HostError {
-    lastProbe;
-    constructor(message, lastProbe) {
-        super(`${message} (last health probe: ${lastProbe})`);
-        this.lastProbe = lastProbe;
-    }
-}
-/** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
-const SERVICE_FILES = (service) => [upstreamPath(service), locationsPath(service), varsPath(service)];
-/** Writes nginx files atomically, checks nginx -t (putting the old files back if it fails), reloads and waits. */
-async function writeAndReload(remote, opsDir, nginxId, files, onValid = () => undefined) {
-    const entries = files.map(f => ({ ...f, mode: 0o644 }));
-    const paths = entries.map(e => e.path);
-    // One round trip: write, then nginx -t (on the old files if the write failed; that result is not used then).
-    const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', execIn(nginxId, 'nginx', '-t', '-c', NGINX_CONF))), { stdin: await tarball(entries) });
-    const s = splitSections(out.stdout);
-    const write = s.get('write');
-    if (write?.rc !== 0)
-        throw new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`);
-    const test = s.get('test');
-    if (test?.rc !== 0) {
-        await remote.must(restoreFiles(paths.map(p => `${opsDir}/${p}`)), 'restoring the nginx files');
-        throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed');
-    }
-    onValid();
-    await reloadAndWait(remote, nginxId);
-}
-function nginxTestFailed(output, consequence) {
-    return new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config');
-}
-/** The route answers through nginx (on a port of the nginx container): health path 2xx, route without a 5xx, 3× in a row. */
-async function verify(remote, d, nginxId, port, header = '') {
-    const base = `http://127.0.0.1:${port}`;
-    const healthPath = publicPath(d.spec, d.spec.healthPath);
-    const out = await remote.must(httpRounds(nginxId, base + healthPath, base + d.spec.route, VERIFY_ROUNDS, VERIFY_ROUNDS * 3, 3, header), 'probing through nginx');
-    const rounds = out.trim().split('\n');
-    const [h = '000', r = '000'] = (rounds.filter(l => l !== 'ok').at(-1) ?? '').split(' ');
-    const last = `GET ${healthPath} -> ${h}, GET ${d.spec.route} -> ${r}`;
-    const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx';
-    if (rounds.at(-1) !== 'ok')
-        throw new HostError(`The new release does not answer well ${where}: ${last}`);
-    info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`);
-}
-async function rollBack(remote, d, { opsDir, network }, nginxId, name, switched, live) {
-    const notes = [];
-    if (switched) {
-        await remote.must(restoreFiles([`${opsDir}/${upstreamPath(d.service)}`]), 'restoring the previous upstream');
-        await reloadAndWait(remote, nginxId);
-        await remote.run(forgetPrevious(SERVICE_FILES(d.service).map(p => `${opsDir}/${p}`)));
-        notes.push(`nginx routes ${d.spec.route} to ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} again`);
-    }
-    const state = await inspectOne(remote, name, network);
-    await showLogs(remote, name, name, 100, `state: ${state ? `${state.status}, restarted ${state.restarts}×, health ${state.health}` : 'gone'}`);
-    await remote.run(removeContainers([name]));
-    notes.push(`removed the new container ${name}`);
-    notes.push(live ? `${live.container} kept serving` : `${d.service} stays undeployed`);
-    for (const n of notes)
-        info(n);
-    return notes;
-}
-async function stopOld(remote, d, old) {
-    if (!old.length)
-        return info('No previous container to stop.');
-    const names = old.map(c => c.name);
-    // docker stop sends SIGTERM and waits up to stop-timeout; the removal runs whether or not the stop succeeded.
-    await remote.must(seq(quiet(stopContainers(names, d.stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`);
-    info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`);
-}
-/** Seconds per phase for the history; with a label, only that service's phases of a multi-service run. */
-function phaseSeconds(phases, label = '') {
-    return Object.fromEntries(phases.records.filter(r => r.name.startsWith(label)).map(r => [r.name, Math.round(r.ms) / 1000]));
-}
-async function appendHistory(remote, opsDir, r) {
-    const { repository, sha, actor, runUrl } = runInfo();
-    const full = { time: new Date().toISOString(), ...r, repository, sha, actor, runUrl };
-    await remote.must(appendLine(`${opsDir}/${HISTORY}`), 'recording the deploy', { stdin: `${JSON.stringify(full)}\n` });
-}
-async function readHistory(remote, opsDir, lines = 500) {
-    return parseHistory(await remote.must(tail(`${opsDir}/${HISTORY}`, lines), 'reading the deploy history'));
-}
-/** history.jsonl lines; a damaged line is skipped. */
-function parseHistory(text) {
-    return text
-        .split('\n')
-        .filter(Boolean)
-        .flatMap(l => {
-        try {
-            return [JSON.parse(l)];
-        }
-        catch {
-            return [];
-        }
-    });
-}
-/** The image a rollback returns to: the newest successful release of the service other than the one serving now. */
-function previousImage(history, service, current) {
-    const releases = history.filter(h => h.service === service && h.result === 'success');
-    const serving = current ?? releases.at(-1)?.image;
-    return [...releases].reverse().find(h => h.image !== serving)?.image;
-}
-async function rollbackTarget(remote, opsDir, service) {
-    const history = await readHistory(remote, opsDir);
-    const live = liveOf(await remote.must(readFileIfExists(`${opsDir}/${upstreamPath(service)}`), 'reading the upstream'));
-    const target = previousImage(history, service, live?.image);
-    if (!target)
-        throw new HostError(`No previous image of ${service} in the deploy history (${opsDir}/${HISTORY}) to roll back to.`, 'deploy the wanted image with mode deploy');
-    info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`);
-    return target;
-}
-/** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
-async function pruneImages(remote, d, image, previous) {
-    const repository = imageRepository(image);
-    const rows = (await remote.must(repositoryImages(repository), 'listing images'))
-        .split('\n')
-        .filter(Boolean)
-        .map(l => l.split(' ')[0])
-        .filter(ref => !ref.endsWith(':<none>'));
-    const keep = new Set([image, previous ?? '', ...rows.slice(0, d.keepImages)]);
-    const drop = rows.filter(ref => !keep.has(ref));
-    if (!drop.length)
-        return info(`${rows.length} image(s) of ${repository} on the host; nothing to prune.`);
-    const out = await remote.must(removeImages(drop), 'removing old images');
-    info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`);
-}
-function serviceUrl(inputs, infra, d) {
-    const i = infra.settings;
-    if (infra.tls)
-        return `https://${i.domain}${i.httpsPort === 443 ? '' : `:${i.httpsPort}`}${d.spec.route}`;
-    return `http://${i.domain || inputs.connection.host}${i.httpPort === 80 ? '' : `:${i.httpPort}`}${d.spec.route}`;
+    for (const s of new Set(secrets))
+        if (s.trim())
+            core_setSecret(s);
 }
 
 ;// CONCATENATED MODULE: ./src/phases.ts
@@ -71644,6 +71958,867 @@ class Phases {
 }
 function seconds(ms) {
     return `${(ms / 1000).toFixed(2)} s`;
+}
+
+;// CONCATENATED MODULE: ./node_modules/diff/libesm/diff/base.js
+class Diff {
+    diff(oldStr, newStr, 
+    // Type below is not accurate/complete - see above for full possibilities - but it compiles
+    options = {}) {
+        let callback;
+        if (typeof options === 'function') {
+            callback = options;
+            options = {};
+        }
+        else if ('callback' in options) {
+            callback = options.callback;
+        }
+        // Allow subclasses to massage the input prior to running
+        const oldString = this.castInput(oldStr, options);
+        const newString = this.castInput(newStr, options);
+        const oldTokens = this.removeEmpty(this.tokenize(oldString, options));
+        const newTokens = this.removeEmpty(this.tokenize(newString, options));
+        return this.diffWithOptionsObj(oldTokens, newTokens, options, callback);
+    }
+    diffWithOptionsObj(oldTokens, newTokens, options, callback) {
+        var _a;
+        const done = (value) => {
+            value = this.postProcess(value, options);
+            if (callback) {
+                setTimeout(function () { callback(value); }, 0);
+                return undefined;
+            }
+            else {
+                return value;
+            }
+        };
+        const newLen = newTokens.length, oldLen = oldTokens.length;
+        let editLength = 1;
+        let maxEditLength = newLen + oldLen;
+        if (options.maxEditLength != null) {
+            maxEditLength = Math.min(maxEditLength, options.maxEditLength);
+        }
+        const maxExecutionTime = (_a = options.timeout) !== null && _a !== void 0 ? _a : Infinity;
+        const abortAfterTimestamp = Date.now() + maxExecutionTime;
+        const bestPath = [{ oldPos: -1, lastComponent: undefined }];
+        // Seed editLength = 0, i.e. the content starts with the same values
+        let newPos = this.extractCommon(bestPath[0], newTokens, oldTokens, 0, options);
+        if (bestPath[0].oldPos + 1 >= oldLen && newPos + 1 >= newLen) {
+            // Identity per the equality and tokenizer
+            return done(this.buildValues(bestPath[0].lastComponent, newTokens, oldTokens));
+        }
+        // Once we hit the right edge of the edit graph on some diagonal k, we can
+        // definitely reach the end of the edit graph in no more than k edits, so
+        // there's no point in considering any moves to diagonal k+1 any more (from
+        // which we're guaranteed to need at least k+1 more edits).
+        // Similarly, once we've reached the bottom of the edit graph, there's no
+        // point considering moves to lower diagonals.
+        // We record this fact by setting minDiagonalToConsider and
+        // maxDiagonalToConsider to some finite value once we've hit the edge of
+        // the edit graph.
+        // This optimization is not faithful to the original algorithm presented in
+        // Myers's paper, which instead pointlessly extends D-paths off the end of
+        // the edit graph - see page 7 of Myers's paper which notes this point
+        // explicitly and illustrates it with a diagram. This has major performance
+        // implications for some common scenarios. For instance, to compute a diff
+        // where the new text simply appends d characters on the end of the
+        // original text of length n, the true Myers algorithm will take O(n+d^2)
+        // time while this optimization needs only O(n+d) time.
+        let minDiagonalToConsider = -Infinity, maxDiagonalToConsider = Infinity;
+        // Main worker method. checks all permutations of a given edit length for acceptance.
+        const execEditLength = () => {
+            for (let diagonalPath = Math.max(minDiagonalToConsider, -editLength); diagonalPath <= Math.min(maxDiagonalToConsider, editLength); diagonalPath += 2) {
+                let basePath;
+                const removePath = bestPath[diagonalPath - 1], addPath = bestPath[diagonalPath + 1];
+                if (removePath) {
+                    // No one else is going to attempt to use this value, clear it
+                    // @ts-expect-error - perf optimisation. This type-violating value will never be read.
+                    bestPath[diagonalPath - 1] = undefined;
+                }
+                let canAdd = false;
+                if (addPath) {
+                    // what newPos will be after we do an insertion:
+                    const addPathNewPos = addPath.oldPos - diagonalPath;
+                    canAdd = addPath && 0 <= addPathNewPos && addPathNewPos < newLen;
+                }
+                const canRemove = removePath && removePath.oldPos + 1 < oldLen;
+                if (!canAdd && !canRemove) {
+                    // If this path is a terminal then prune
+                    // @ts-expect-error - perf optimisation. This type-violating value will never be read.
+                    bestPath[diagonalPath] = undefined;
+                    continue;
+                }
+                // Select the diagonal that we want to branch from. We select the prior
+                // path whose position in the old string is the farthest from the origin
+                // and does not pass the bounds of the diff graph
+                if (!canRemove || (canAdd && removePath.oldPos < addPath.oldPos)) {
+                    basePath = this.addToPath(addPath, true, false, 0, options);
+                }
+                else {
+                    basePath = this.addToPath(removePath, false, true, 1, options);
+                }
+                newPos = this.extractCommon(basePath, newTokens, oldTokens, diagonalPath, options);
+                if (basePath.oldPos + 1 >= oldLen && newPos + 1 >= newLen) {
+                    // If we have hit the end of both strings, then we are done
+                    return done(this.buildValues(basePath.lastComponent, newTokens, oldTokens)) || true;
+                }
+                else {
+                    bestPath[diagonalPath] = basePath;
+                    if (basePath.oldPos + 1 >= oldLen) {
+                        maxDiagonalToConsider = Math.min(maxDiagonalToConsider, diagonalPath - 1);
+                    }
+                    if (newPos + 1 >= newLen) {
+                        minDiagonalToConsider = Math.max(minDiagonalToConsider, diagonalPath + 1);
+                    }
+                }
+            }
+            editLength++;
+        };
+        // Performs the length of edit iteration. Is a bit fugly as this has to support the
+        // sync and async mode which is never fun. Loops over execEditLength until a value
+        // is produced, or until the edit length exceeds options.maxEditLength (if given),
+        // in which case it will return undefined.
+        if (callback) {
+            (function exec() {
+                setTimeout(function () {
+                    if (editLength > maxEditLength || Date.now() > abortAfterTimestamp) {
+                        return callback(undefined);
+                    }
+                    if (!execEditLength()) {
+                        exec();
+                    }
+                }, 0);
+            }());
+        }
+        else {
+            while (editLength <= maxEditLength && Date.now() <= abortAfterTimestamp) {
+                const ret = execEditLength();
+                if (ret) {
+                    return ret;
+                }
+            }
+        }
+    }
+    addToPath(path, added, removed, oldPosInc, options) {
+        const last = path.lastComponent;
+        if (last && !options.oneChangePerToken && last.added === added && last.removed === removed) {
+            return {
+                oldPos: path.oldPos + oldPosInc,
+                lastComponent: { count: last.count + 1, added: added, removed: removed, previousComponent: last.previousComponent }
+            };
+        }
+        else {
+            return {
+                oldPos: path.oldPos + oldPosInc,
+                lastComponent: { count: 1, added: added, removed: removed, previousComponent: last }
+            };
+        }
+    }
+    extractCommon(basePath, newTokens, oldTokens, diagonalPath, options) {
+        const newLen = newTokens.length, oldLen = oldTokens.length;
+        let oldPos = basePath.oldPos, newPos = oldPos - diagonalPath, commonCount = 0;
+        while (newPos + 1 < newLen && oldPos + 1 < oldLen && this.equals(oldTokens[oldPos + 1], newTokens[newPos + 1], options)) {
+            newPos++;
+            oldPos++;
+            commonCount++;
+            if (options.oneChangePerToken) {
+                basePath.lastComponent = { count: 1, previousComponent: basePath.lastComponent, added: false, removed: false };
+            }
+        }
+        if (commonCount && !options.oneChangePerToken) {
+            basePath.lastComponent = { count: commonCount, previousComponent: basePath.lastComponent, added: false, removed: false };
+        }
+        basePath.oldPos = oldPos;
+        return newPos;
+    }
+    equals(left, right, options) {
+        if (options.comparator) {
+            return options.comparator(left, right);
+        }
+        else {
+            return left === right
+                || (!!options.ignoreCase && left.toLowerCase() === right.toLowerCase());
+        }
+    }
+    removeEmpty(array) {
+        const ret = [];
+        for (let i = 0; i < array.length; i++) {
+            if (array[i]) {
+                ret.push(array[i]);
+            }
+        }
+        return ret;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    castInput(value, options) {
+        return value;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    tokenize(value, options) {
+        return Array.from(value);
+    }
+    join(chars) {
+        // Assumes ValueT is string, which is the case for most subclasses.
+        // When it's false, e.g. in diffArrays, this method needs to be overridden (e.g. with a no-op)
+        // Yes, the casts are verbose and ugly, because this pattern - of having the base class SORT OF
+        // assume tokens and values are strings, but not completely - is weird and janky.
+        return chars.join('');
+    }
+    postProcess(changeObjects, 
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    options) {
+        return changeObjects;
+    }
+    get useLongestToken() {
+        return false;
+    }
+    buildValues(lastComponent, newTokens, oldTokens) {
+        // First we convert our linked list of components in reverse order to an
+        // array in the right order:
+        const components = [];
+        let nextComponent;
+        while (lastComponent) {
+            components.push(lastComponent);
+            nextComponent = lastComponent.previousComponent;
+            delete lastComponent.previousComponent;
+            lastComponent = nextComponent;
+        }
+        components.reverse();
+        const componentLen = components.length;
+        let componentPos = 0, newPos = 0, oldPos = 0;
+        for (; componentPos < componentLen; componentPos++) {
+            const component = components[componentPos];
+            if (!component.removed) {
+                if (!component.added && this.useLongestToken) {
+                    let value = newTokens.slice(newPos, newPos + component.count);
+                    value = value.map(function (value, i) {
+                        const oldValue = oldTokens[oldPos + i];
+                        return oldValue.length > value.length ? oldValue : value;
+                    });
+                    component.value = this.join(value);
+                }
+                else {
+                    component.value = this.join(newTokens.slice(newPos, newPos + component.count));
+                }
+                newPos += component.count;
+                // Common case
+                if (!component.added) {
+                    oldPos += component.count;
+                }
+            }
+            else {
+                component.value = this.join(oldTokens.slice(oldPos, oldPos + component.count));
+                oldPos += component.count;
+            }
+        }
+        return components;
+    }
+}
+
+;// CONCATENATED MODULE: ./node_modules/diff/libesm/diff/line.js
+
+
+class LineDiff extends Diff {
+    constructor() {
+        super(...arguments);
+        this.tokenize = tokenize;
+    }
+    equals(left, right, options) {
+        // If we're ignoring whitespace, we need to normalise lines by stripping
+        // whitespace before checking equality. (This has an annoying interaction
+        // with newlineIsToken that requires special handling: if newlines get their
+        // own token, then we DON'T want to trim the *newline* tokens down to empty
+        // strings, since this would cause us to treat whitespace-only line content
+        // as equal to a separator between lines, which would be weird and
+        // inconsistent with the documented behavior of the options.)
+        if (options.ignoreWhitespace) {
+            if (!options.newlineIsToken || !left.includes('\n')) {
+                left = left.trim();
+            }
+            if (!options.newlineIsToken || !right.includes('\n')) {
+                right = right.trim();
+            }
+        }
+        else if (options.ignoreNewlineAtEof && !options.newlineIsToken) {
+            if (left.endsWith('\n')) {
+                left = left.slice(0, -1);
+            }
+            if (right.endsWith('\n')) {
+                right = right.slice(0, -1);
+            }
+        }
+        return super.equals(left, right, options);
+    }
+}
+const lineDiff = new LineDiff();
+function diffLines(oldStr, newStr, options) {
+    return lineDiff.diff(oldStr, newStr, options);
+}
+function diffTrimmedLines(oldStr, newStr, options) {
+    options = generateOptions(options, { ignoreWhitespace: true });
+    return lineDiff.diff(oldStr, newStr, options);
+}
+// Exported standalone so it can be used from jsonDiff too.
+function tokenize(value, options) {
+    if (options.stripTrailingCr) {
+        // remove one \r before \n to match GNU diff's --strip-trailing-cr behavior
+        value = value.replace(/\r\n/g, '\n');
+    }
+    const retLines = [], linesAndNewlines = value.split(/(\n|\r\n)/);
+    // Ignore the final empty token that occurs if the string ends with a new line
+    if (!linesAndNewlines[linesAndNewlines.length - 1]) {
+        linesAndNewlines.pop();
+    }
+    // Merge the content and line separators into single tokens
+    for (let i = 0; i < linesAndNewlines.length; i++) {
+        const line = linesAndNewlines[i];
+        if (i % 2 && !options.newlineIsToken) {
+            retLines[retLines.length - 1] += line;
+        }
+        else {
+            retLines.push(line);
+        }
+    }
+    return retLines;
+}
+
+;// CONCATENATED MODULE: ./node_modules/diff/libesm/patch/create.js
+
+/**
+ * Returns true if the filename contains characters that require C-style
+ * quoting (as used by Git and GNU diffutils in diff output).
+ */
+function needsQuoting(s) {
+    for (let i = 0; i < s.length; i++) {
+        if (s[i] < '\x20' || s[i] > '\x7e' || s[i] === '"' || s[i] === '\\') {
+            return true;
+        }
+    }
+    return false;
+}
+/**
+ * C-style quotes a filename, encoding special characters as escape sequences
+ * and non-ASCII bytes as octal escapes. This is the inverse of
+ * `parseQuotedFileName` in parse.ts.
+ *
+ * Non-ASCII bytes are encoded as UTF-8 before being emitted as octal escapes.
+ * This matches the behaviour of both Git and GNU diffutils, which always emit
+ * UTF-8 octal escapes regardless of the underlying filesystem encoding (e.g.
+ * Git for Windows converts from NTFS's UTF-16 to UTF-8 internally).
+ *
+ * If the filename doesn't need quoting, returns it as-is.
+ */
+function quoteFileNameIfNeeded(s) {
+    if (!needsQuoting(s)) {
+        return s;
+    }
+    let result = '"';
+    const bytes = new TextEncoder().encode(s);
+    let i = 0;
+    while (i < bytes.length) {
+        const b = bytes[i];
+        // See https://en.wikipedia.org/wiki/Escape_sequences_in_C#Escape_sequences
+        if (b === 0x07) {
+            result += '\\a';
+        }
+        else if (b === 0x08) {
+            result += '\\b';
+        }
+        else if (b === 0x09) {
+            result += '\\t';
+        }
+        else if (b === 0x0a) {
+            result += '\\n';
+        }
+        else if (b === 0x0b) {
+            result += '\\v';
+        }
+        else if (b === 0x0c) {
+            result += '\\f';
+        }
+        else if (b === 0x0d) {
+            result += '\\r';
+        }
+        else if (b === 0x22) {
+            result += '\\"';
+        }
+        else if (b === 0x5c) {
+            result += '\\\\';
+        }
+        else if (b >= 0x20 && b <= 0x7e) {
+            // Just a printable ASCII character that is neither a double quote nor a
+            // backslash; no need to escape it.
+            result += String.fromCharCode(b);
+        }
+        else {
+            // Either part of a non-ASCII character or a control character without a
+            // special escape sequence; needs escaping as a 3-digit octal escape
+            result += '\\' + b.toString(8).padStart(3, '0');
+        }
+        i++;
+    }
+    result += '"';
+    return result;
+}
+const INCLUDE_HEADERS = {
+    includeIndex: true,
+    includeUnderline: true,
+    includeFileHeaders: true
+};
+const FILE_HEADERS_ONLY = {
+    includeIndex: false,
+    includeUnderline: false,
+    includeFileHeaders: true
+};
+const OMIT_HEADERS = {
+    includeIndex: false,
+    includeUnderline: false,
+    includeFileHeaders: false
+};
+function structuredPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, options) {
+    let optionsObj;
+    if (!options) {
+        optionsObj = {};
+    }
+    else if (typeof options === 'function') {
+        optionsObj = { callback: options };
+    }
+    else {
+        optionsObj = options;
+    }
+    if (typeof optionsObj.context === 'undefined') {
+        optionsObj.context = 4;
+    }
+    // We copy this into its own variable to placate TypeScript, which thinks
+    // optionsObj.context might be undefined in the callbacks below.
+    const context = optionsObj.context;
+    // @ts-expect-error (runtime check for something that is correctly a static type error)
+    if (optionsObj.newlineIsToken) {
+        throw new Error('newlineIsToken may not be used with patch-generation functions, only with diffing functions');
+    }
+    if (!optionsObj.callback) {
+        return diffLinesResultToPatch(diffLines(oldStr, newStr, optionsObj));
+    }
+    else {
+        const { callback } = optionsObj;
+        diffLines(oldStr, newStr, Object.assign(Object.assign({}, optionsObj), { callback: (diff) => {
+                const patch = diffLinesResultToPatch(diff);
+                // TypeScript is unhappy without the cast because it does not understand that `patch` may
+                // be undefined here only if `callback` is StructuredPatchCallbackAbortable:
+                callback(patch);
+            } }));
+    }
+    function diffLinesResultToPatch(diff) {
+        // STEP 1: Build up the patch with no "\ No newline at end of file" lines and with the arrays
+        //         of lines containing trailing newline characters. We'll tidy up later...
+        if (!diff) {
+            return;
+        }
+        diff.push({ value: '', lines: [] }); // Append an empty value to make cleanup easier
+        function contextLines(lines) {
+            return lines.map(function (entry) { return ' ' + entry; });
+        }
+        const hunks = [];
+        let oldRangeStart = 0, newRangeStart = 0, curRange = [], oldLine = 1, newLine = 1;
+        for (let i = 0; i < diff.length; i++) {
+            const current = diff[i], lines = current.lines || splitLines(current.value);
+            current.lines = lines;
+            if (current.added || current.removed) {
+                // If we have previous context, start with that
+                if (!oldRangeStart) {
+                    const prev = diff[i - 1];
+                    oldRangeStart = oldLine;
+                    newRangeStart = newLine;
+                    if (prev) {
+                        curRange = context > 0 ? contextLines(prev.lines.slice(-context)) : [];
+                        oldRangeStart -= curRange.length;
+                        newRangeStart -= curRange.length;
+                    }
+                }
+                // Output our changes
+                for (const line of lines) {
+                    curRange.push((current.added ? '+' : '-') + line);
+                }
+                // Track the updated file position
+                if (current.added) {
+                    newLine += lines.length;
+                }
+                else {
+                    oldLine += lines.length;
+                }
+            }
+            else {
+                // Identical context lines. Track line changes
+                if (oldRangeStart) {
+                    // Close out any changes that have been output (or join overlapping)
+                    if (lines.length <= context * 2 && i < diff.length - 2) {
+                        // Overlapping
+                        for (const line of contextLines(lines)) {
+                            curRange.push(line);
+                        }
+                    }
+                    else {
+                        // end the range and output
+                        const contextSize = Math.min(lines.length, context);
+                        for (const line of contextLines(lines.slice(0, contextSize))) {
+                            curRange.push(line);
+                        }
+                        const hunk = {
+                            oldStart: oldRangeStart,
+                            oldLines: (oldLine - oldRangeStart + contextSize),
+                            newStart: newRangeStart,
+                            newLines: (newLine - newRangeStart + contextSize),
+                            lines: curRange
+                        };
+                        hunks.push(hunk);
+                        oldRangeStart = 0;
+                        newRangeStart = 0;
+                        curRange = [];
+                    }
+                }
+                oldLine += lines.length;
+                newLine += lines.length;
+            }
+        }
+        // Step 2: eliminate the trailing `\n` from each line of each hunk, and, where needed, add
+        //         "\ No newline at end of file".
+        for (const hunk of hunks) {
+            for (let i = 0; i < hunk.lines.length; i++) {
+                if (hunk.lines[i].endsWith('\n')) {
+                    hunk.lines[i] = hunk.lines[i].slice(0, -1);
+                }
+                else {
+                    hunk.lines.splice(i + 1, 0, '\\ No newline at end of file');
+                    i++; // Skip the line we just added, then continue iterating
+                }
+            }
+        }
+        return {
+            oldFileName: oldFileName, newFileName: newFileName,
+            oldHeader: oldHeader, newHeader: newHeader,
+            hunks: hunks
+        };
+    }
+}
+/**
+ * creates a unified diff patch.
+ *
+ * @param patch either a single structured patch object (as returned by `structuredPatch`) or an
+ *   array of them (as returned by `parsePatch`).
+ * @param headerOptions behaves the same as the `headerOptions` option of `createTwoFilesPatch`.
+ *   Ignored for patches where `isGit` is `true`.
+ *
+ * When a patch has `isGit: true`, `formatPatch` output is changed to more closely match Git's
+ * output: it emits a `diff --git` header, emits Git extended headers as appropriate based on
+ * properties like `isRename`, `isCreate`, `newMode`, etc, and will omit `---`/`+++` file
+ * headers for patches with no hunks (e.g. renames without content changes).
+ */
+function formatPatch(patch, headerOptions) {
+    var _a, _b, _c, _d, _e, _f;
+    if (!headerOptions) {
+        headerOptions = INCLUDE_HEADERS;
+    }
+    if (Array.isArray(patch)) {
+        if (patch.length > 1 && !headerOptions.includeFileHeaders && !patch.every(p => p.isGit)) {
+            throw new Error('Cannot omit file headers on a multi-file patch. '
+                + '(The result would be unparseable; how would a tool trying to apply '
+                + 'the patch know which changes are to which file?)');
+        }
+        return patch.map(p => formatPatch(p, headerOptions)).join('\n');
+    }
+    const ret = [];
+    // Git patches have a fixed header format (diff --git, extended headers,
+    // and ---/+++ when hunks are present), so headerOptions is ignored.
+    if (patch.isGit) {
+        headerOptions = INCLUDE_HEADERS;
+        // Emit Git-style diff --git header and extended headers.
+        // Git never puts /dev/null in the "diff --git" line; for file
+        // creations/deletions it uses the real filename on both sides.
+        if (!patch.oldFileName) {
+            throw new Error('oldFileName must be specified for Git patches');
+        }
+        if (!patch.newFileName) {
+            throw new Error('newFileName must be specified for Git patches');
+        }
+        let gitOldName = patch.oldFileName;
+        let gitNewName = patch.newFileName;
+        if (patch.isCreate && gitOldName === '/dev/null') {
+            gitOldName = gitNewName.replace(/^b\//, 'a/');
+        }
+        else if (patch.isDelete && gitNewName === '/dev/null') {
+            gitNewName = gitOldName.replace(/^a\//, 'b/');
+        }
+        ret.push('diff --git ' + quoteFileNameIfNeeded(gitOldName) + ' ' + quoteFileNameIfNeeded(gitNewName));
+        if (patch.isDelete) {
+            ret.push('deleted file mode ' + ((_a = patch.oldMode) !== null && _a !== void 0 ? _a : '100644'));
+        }
+        if (patch.isCreate) {
+            ret.push('new file mode ' + ((_b = patch.newMode) !== null && _b !== void 0 ? _b : '100644'));
+        }
+        if (patch.oldMode && patch.newMode && !patch.isDelete && !patch.isCreate) {
+            ret.push('old mode ' + patch.oldMode);
+            ret.push('new mode ' + patch.newMode);
+        }
+        if (patch.isRename) {
+            ret.push('rename from ' + quoteFileNameIfNeeded(((_c = patch.oldFileName) !== null && _c !== void 0 ? _c : '').replace(/^a\//, '')));
+            ret.push('rename to ' + quoteFileNameIfNeeded(((_d = patch.newFileName) !== null && _d !== void 0 ? _d : '').replace(/^b\//, '')));
+        }
+        if (patch.isCopy) {
+            ret.push('copy from ' + quoteFileNameIfNeeded(((_e = patch.oldFileName) !== null && _e !== void 0 ? _e : '').replace(/^a\//, '')));
+            ret.push('copy to ' + quoteFileNameIfNeeded(((_f = patch.newFileName) !== null && _f !== void 0 ? _f : '').replace(/^b\//, '')));
+        }
+    }
+    else {
+        if (headerOptions.includeIndex && patch.oldFileName == patch.newFileName && patch.oldFileName !== undefined) {
+            ret.push('Index: ' + patch.oldFileName);
+        }
+        if (headerOptions.includeUnderline) {
+            ret.push('===================================================================');
+        }
+    }
+    // Emit --- / +++ file headers. For Git patches with no hunks (e.g.
+    // pure renames, mode-only changes), Git omits these, so we do too.
+    const hasHunks = patch.hunks.length > 0;
+    if (headerOptions.includeFileHeaders && patch.oldFileName !== undefined && patch.newFileName !== undefined
+        && (!patch.isGit || hasHunks)) {
+        ret.push('--- ' + quoteFileNameIfNeeded(patch.oldFileName) + (patch.oldHeader ? '\t' + patch.oldHeader : ''));
+        ret.push('+++ ' + quoteFileNameIfNeeded(patch.newFileName) + (patch.newHeader ? '\t' + patch.newHeader : ''));
+    }
+    for (let i = 0; i < patch.hunks.length; i++) {
+        const hunk = patch.hunks[i];
+        // Unified Diff Format quirk: If the chunk size is 0,
+        // the first number is one lower than one would expect.
+        // https://www.artima.com/weblogs/viewpost.jsp?thread=164293
+        const oldStart = hunk.oldLines === 0 ? hunk.oldStart - 1 : hunk.oldStart;
+        const newStart = hunk.newLines === 0 ? hunk.newStart - 1 : hunk.newStart;
+        ret.push('@@ -' + oldStart + ',' + hunk.oldLines
+            + ' +' + newStart + ',' + hunk.newLines
+            + ' @@');
+        for (const line of hunk.lines) {
+            ret.push(line);
+        }
+    }
+    return ret.join('\n') + '\n';
+}
+function createTwoFilesPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, options) {
+    if (typeof options === 'function') {
+        options = { callback: options };
+    }
+    if (!(options === null || options === void 0 ? void 0 : options.callback)) {
+        const patchObj = structuredPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, options);
+        if (!patchObj) {
+            return;
+        }
+        return formatPatch(patchObj, options === null || options === void 0 ? void 0 : options.headerOptions);
+    }
+    else {
+        const { callback } = options;
+        structuredPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, Object.assign(Object.assign({}, options), { callback: patchObj => {
+                if (!patchObj) {
+                    callback(undefined);
+                }
+                else {
+                    callback(formatPatch(patchObj, options.headerOptions));
+                }
+            } }));
+    }
+}
+function createPatch(fileName, oldStr, newStr, oldHeader, newHeader, options) {
+    return createTwoFilesPatch(fileName, fileName, oldStr, newStr, oldHeader, newHeader, options);
+}
+/**
+ * Split `text` into an array of lines, including the trailing newline character (where present)
+ */
+function splitLines(text) {
+    const hasTrailingNl = text.endsWith('\n');
+    const result = text.split('\n').map(line => line + '\n');
+    if (hasTrailingNl) {
+        result.pop();
+    }
+    else {
+        result.push(result.pop().slice(0, -1));
+    }
+    return result;
+}
+
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var yaml_dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/plan.ts
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * `mode: plan` (or `dry-run: true` with any mode): what the run would do, computed from the same read-only preflight
+ * and local plan as the real run. Nothing on the host is written, started, stopped or reloaded, and no lock is taken.
+ */
+async function runPlan(remote, inputs, phases) {
+    const bundle = loadBundle();
+    const host = await phases.run('Preflight', () => readHost(remote, inputs.infra, bundle));
+    const plan = await phases.run('Plan', () => planInfra(inputs.infra, host, bundle));
+    for (const n of plan.notes)
+        info(n);
+    for (const w of plan.warnings)
+        warning(w);
+    const { opsDir } = inputs.infra;
+    const d = inputs.mode === 'deploy' || inputs.mode === 'rollback' ? inputs.app : undefined;
+    const image = inputs.mode === 'deploy' ? inputs.image : undefined;
+    // Current content of every file the run would touch, the serving upstream and the image: one read-only round trip.
+    const touched = [...plan.write, ...plan.remove];
+    const probes = [
+        ...touched.map((p, i) => section(`f${i}`, readFileIfExists(hostPath(opsDir, p)))),
+        ...(d ? [section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(d.service))))] : []),
+        ...(image ? [section('image', imageId(image))] : [])
+    ];
+    const s = probes.length
+        ? splitSections((await remote.run(concurrently(...probes))).stdout)
+        : new Map();
+    const current = new Map(touched.map((p, i) => [p, s.get(`f${i}`)?.out ?? '']));
+    const changes = [];
+    const diffs = [];
+    for (const p of plan.write) {
+        changes.push(`${host.hashes.has(p) ? 'update' : 'create'} ${p}`);
+        diffs.push(patch(p, host.hashes.has(p) ? withNewline(current.get(p) ?? '') : '', plan.files.get(p) ?? ''));
+    }
+    for (const p of plan.remove) {
+        changes.push(`remove ${p}`);
+        diffs.push(patch(p, withNewline(current.get(p) ?? ''), ''));
+    }
+    if (plan.envChangedKeys.length)
+        changes.push(`.env: set ${plan.envChangedKeys.join(', ')} (values not shown)`);
+    if (!host.networkExists)
+        changes.push(`create docker network ${inputs.infra.network}`);
+    const actions = composeActions(host, plan, current.get(OPS.compose));
+    for (const [service, why] of actions)
+        changes.push(`compose would ${why} ${service}`);
+    // Every compose action creates or recreates: a new nginx starts with the new config, no reload needed.
+    if (plan.nginxChanged && !actions.some(([service]) => service === 'nginx'))
+        changes.push('reload nginx (nginx -t first)');
+    if (d) {
+        const live = liveOf(s.get('upstream')?.out ?? '');
+        if (image)
+            changes.push(s.get('image')?.rc === 0 ? `use ${image} (already on the host)` : `pull ${image}`);
+        else
+            changes.push(`roll ${d.service} back to the previous image in the history`);
+        changes.push(`start a new ${d.service}-<8 hex> container${image ? ` from ${image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`);
+        changes.push(`switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`);
+    }
+    info(changes.length ? `The run would:\n${changes.map(c => `  - ${c}`).join('\n')}` : 'The run would change nothing.');
+    const diff = diffs.join('');
+    if (diff) {
+        startGroup(`Diff of ${plan.write.length + plan.remove.length} file(s)`);
+        info(diff);
+        endGroup();
+    }
+    return { changes, diff };
+}
+function withNewline(text) {
+    return text === '' || text.endsWith('\n') ? text : `${text}\n`;
+}
+function patch(path, before, after) {
+    return createTwoFilesPatch(`a/${path}`, `b/${path}`, before, after, '', '', { context: 3 });
+}
+/**
+ * What `compose up` would do to db, redis and nginx: create a missing one; recreate one whose definition in the
+ * compose file changed or that reads a variable of .env that changes. (Compose also recreates on an image digest
+ * change; a plan cannot see one that the files do not show.)
+ */
+function composeActions(host, plan, currentCompose) {
+    const wanted = services(plan.files.get(OPS.compose) ?? '');
+    const now = services(currentCompose ?? '');
+    const composeChanged = plan.write.includes(OPS.compose);
+    const out = [];
+    for (const service of STACK_SERVICES) {
+        const running = host.containers.some(c => c.service === service);
+        const text = JSON.stringify(wanted[service] ?? null);
+        if (!running)
+            out.push([service, 'create']);
+        else if (composeChanged && text !== JSON.stringify(now[service] ?? null))
+            out.push([service, 'recreate (its definition changed)']);
+        else if (plan.envChangedKeys.some(k => new RegExp(`\\$\\{${k}(?::?[-?][^}]*)?\\}`).test(text)))
+            out.push([service, `recreate (.env ${plan.envChangedKeys.filter(k => text.includes(`\${${k}`)).join(', ')} changed)`]);
+    }
+    return out;
+}
+function services(composeText) {
+    try {
+        return (0,yaml_dist/* parse */.qg)(composeText)?.services ?? {};
+    }
+    catch {
+        return {};
+    }
+}
+
+;// CONCATENATED MODULE: ./src/restart.ts
+
+
+
+
+
+
+
+
+
+
+/** story first (backend calls it), then backend (the frontend calls it), then frontend; other services after. */
+const RESTART_ORDER = ['story', 'backend', 'frontend'];
+function restartOrder(services) {
+    const known = RESTART_ORDER.filter(s => services.includes(s));
+    return [...known, ...services.filter(s => !RESTART_ORDER.includes(s)).sort()];
+}
+/**
+ * `restart-services: true` in mode infra: after the stack is ensured, every deployed app is swapped for a fresh
+ * container of its current image and env, one at a time in RESTART_ORDER, each through the zero-downtime path of a
+ * deploy. The first failure stops the sequence (that service is rolled back as a deploy would be).
+ */
+async function restartServices(remote, infra, nginxId, lock, phases) {
+    const s = splitSections((await remote.run(concurrently(section('upstreams', upstreamFiles(infra.opsDir)), section('apps', allAppContainers())))).stdout);
+    const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '');
+    const containers = parseInspect(s.get('apps')?.out ?? '');
+    const order = restartOrder([...live.keys()]);
+    if (!order.length)
+        return ['restart-services: no app is deployed yet'];
+    info(`Re-swapping ${order.join(' → ')} with their current images.`);
+    const done = [];
+    for (const service of order) {
+        const l = live.get(service);
+        const c = containers.find(x => x.name === l?.container && x.status === 'running');
+        if (!l || !c)
+            throw new HostError(`${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`, `deploy ${service} again`);
+        const release = { app: appInputsOf(service, c.labels), image: l.image, mode: 'restart', inherit: true };
+        await swap(remote, { infra, release, nginxId, lock, phases, label: `${service}: ` }).catch((e) => {
+            const rest = order.slice(order.indexOf(service) + 1);
+            throw new HostError(`Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${e.message}`, undefined, { cause: e });
+        });
+        done.push(service);
+    }
+    info(`Re-swapped ${done.join(' → ')}.`);
+    return [`re-swapped ${done.join(' → ')}`];
+}
+/** The app inputs that start the same container again: its labels, else the catalogue's defaults. */
+function appInputsOf(service, labels) {
+    const deployed = deployedSpec(service, labels);
+    if (!deployed)
+        throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`);
+    const seconds = (name) => Number(DEFAULTS[name]);
+    return {
+        service,
+        spec: deployed.spec,
+        env: [],
+        healthTimeoutS: seconds('health-timeout'),
+        drainTimeoutS: seconds('drain-timeout'),
+        stopTimeoutS: seconds('stop-timeout'),
+        keepImages: seconds('keep-images'),
+        memory: deployed.memory
+    };
 }
 
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
@@ -72646,799 +73821,6 @@ async function connect(c, pause = sleep) {
     }
 }
 
-;// CONCATENATED MODULE: ./node_modules/diff/libesm/diff/base.js
-class Diff {
-    diff(oldStr, newStr, 
-    // Type below is not accurate/complete - see above for full possibilities - but it compiles
-    options = {}) {
-        let callback;
-        if (typeof options === 'function') {
-            callback = options;
-            options = {};
-        }
-        else if ('callback' in options) {
-            callback = options.callback;
-        }
-        // Allow subclasses to massage the input prior to running
-        const oldString = this.castInput(oldStr, options);
-        const newString = this.castInput(newStr, options);
-        const oldTokens = this.removeEmpty(this.tokenize(oldString, options));
-        const newTokens = this.removeEmpty(this.tokenize(newString, options));
-        return this.diffWithOptionsObj(oldTokens, newTokens, options, callback);
-    }
-    diffWithOptionsObj(oldTokens, newTokens, options, callback) {
-        var _a;
-        const done = (value) => {
-            value = this.postProcess(value, options);
-            if (callback) {
-                setTimeout(function () { callback(value); }, 0);
-                return undefined;
-            }
-            else {
-                return value;
-            }
-        };
-        const newLen = newTokens.length, oldLen = oldTokens.length;
-        let editLength = 1;
-        let maxEditLength = newLen + oldLen;
-        if (options.maxEditLength != null) {
-            maxEditLength = Math.min(maxEditLength, options.maxEditLength);
-        }
-        const maxExecutionTime = (_a = options.timeout) !== null && _a !== void 0 ? _a : Infinity;
-        const abortAfterTimestamp = Date.now() + maxExecutionTime;
-        const bestPath = [{ oldPos: -1, lastComponent: undefined }];
-        // Seed editLength = 0, i.e. the content starts with the same values
-        let newPos = this.extractCommon(bestPath[0], newTokens, oldTokens, 0, options);
-        if (bestPath[0].oldPos + 1 >= oldLen && newPos + 1 >= newLen) {
-            // Identity per the equality and tokenizer
-            return done(this.buildValues(bestPath[0].lastComponent, newTokens, oldTokens));
-        }
-        // Once we hit the right edge of the edit graph on some diagonal k, we can
-        // definitely reach the end of the edit graph in no more than k edits, so
-        // there's no point in considering any moves to diagonal k+1 any more (from
-        // which we're guaranteed to need at least k+1 more edits).
-        // Similarly, once we've reached the bottom of the edit graph, there's no
-        // point considering moves to lower diagonals.
-        // We record this fact by setting minDiagonalToConsider and
-        // maxDiagonalToConsider to some finite value once we've hit the edge of
-        // the edit graph.
-        // This optimization is not faithful to the original algorithm presented in
-        // Myers's paper, which instead pointlessly extends D-paths off the end of
-        // the edit graph - see page 7 of Myers's paper which notes this point
-        // explicitly and illustrates it with a diagram. This has major performance
-        // implications for some common scenarios. For instance, to compute a diff
-        // where the new text simply appends d characters on the end of the
-        // original text of length n, the true Myers algorithm will take O(n+d^2)
-        // time while this optimization needs only O(n+d) time.
-        let minDiagonalToConsider = -Infinity, maxDiagonalToConsider = Infinity;
-        // Main worker method. checks all permutations of a given edit length for acceptance.
-        const execEditLength = () => {
-            for (let diagonalPath = Math.max(minDiagonalToConsider, -editLength); diagonalPath <= Math.min(maxDiagonalToConsider, editLength); diagonalPath += 2) {
-                let basePath;
-                const removePath = bestPath[diagonalPath - 1], addPath = bestPath[diagonalPath + 1];
-                if (removePath) {
-                    // No one else is going to attempt to use this value, clear it
-                    // @ts-expect-error - perf optimisation. This type-violating value will never be read.
-                    bestPath[diagonalPath - 1] = undefined;
-                }
-                let canAdd = false;
-                if (addPath) {
-                    // what newPos will be after we do an insertion:
-                    const addPathNewPos = addPath.oldPos - diagonalPath;
-                    canAdd = addPath && 0 <= addPathNewPos && addPathNewPos < newLen;
-                }
-                const canRemove = removePath && removePath.oldPos + 1 < oldLen;
-                if (!canAdd && !canRemove) {
-                    // If this path is a terminal then prune
-                    // @ts-expect-error - perf optimisation. This type-violating value will never be read.
-                    bestPath[diagonalPath] = undefined;
-                    continue;
-                }
-                // Select the diagonal that we want to branch from. We select the prior
-                // path whose position in the old string is the farthest from the origin
-                // and does not pass the bounds of the diff graph
-                if (!canRemove || (canAdd && removePath.oldPos < addPath.oldPos)) {
-                    basePath = this.addToPath(addPath, true, false, 0, options);
-                }
-                else {
-                    basePath = this.addToPath(removePath, false, true, 1, options);
-                }
-                newPos = this.extractCommon(basePath, newTokens, oldTokens, diagonalPath, options);
-                if (basePath.oldPos + 1 >= oldLen && newPos + 1 >= newLen) {
-                    // If we have hit the end of both strings, then we are done
-                    return done(this.buildValues(basePath.lastComponent, newTokens, oldTokens)) || true;
-                }
-                else {
-                    bestPath[diagonalPath] = basePath;
-                    if (basePath.oldPos + 1 >= oldLen) {
-                        maxDiagonalToConsider = Math.min(maxDiagonalToConsider, diagonalPath - 1);
-                    }
-                    if (newPos + 1 >= newLen) {
-                        minDiagonalToConsider = Math.max(minDiagonalToConsider, diagonalPath + 1);
-                    }
-                }
-            }
-            editLength++;
-        };
-        // Performs the length of edit iteration. Is a bit fugly as this has to support the
-        // sync and async mode which is never fun. Loops over execEditLength until a value
-        // is produced, or until the edit length exceeds options.maxEditLength (if given),
-        // in which case it will return undefined.
-        if (callback) {
-            (function exec() {
-                setTimeout(function () {
-                    if (editLength > maxEditLength || Date.now() > abortAfterTimestamp) {
-                        return callback(undefined);
-                    }
-                    if (!execEditLength()) {
-                        exec();
-                    }
-                }, 0);
-            }());
-        }
-        else {
-            while (editLength <= maxEditLength && Date.now() <= abortAfterTimestamp) {
-                const ret = execEditLength();
-                if (ret) {
-                    return ret;
-                }
-            }
-        }
-    }
-    addToPath(path, added, removed, oldPosInc, options) {
-        const last = path.lastComponent;
-        if (last && !options.oneChangePerToken && last.added === added && last.removed === removed) {
-            return {
-                oldPos: path.oldPos + oldPosInc,
-                lastComponent: { count: last.count + 1, added: added, removed: removed, previousComponent: last.previousComponent }
-            };
-        }
-        else {
-            return {
-                oldPos: path.oldPos + oldPosInc,
-                lastComponent: { count: 1, added: added, removed: removed, previousComponent: last }
-            };
-        }
-    }
-    extractCommon(basePath, newTokens, oldTokens, diagonalPath, options) {
-        const newLen = newTokens.length, oldLen = oldTokens.length;
-        let oldPos = basePath.oldPos, newPos = oldPos - diagonalPath, commonCount = 0;
-        while (newPos + 1 < newLen && oldPos + 1 < oldLen && this.equals(oldTokens[oldPos + 1], newTokens[newPos + 1], options)) {
-            newPos++;
-            oldPos++;
-            commonCount++;
-            if (options.oneChangePerToken) {
-                basePath.lastComponent = { count: 1, previousComponent: basePath.lastComponent, added: false, removed: false };
-            }
-        }
-        if (commonCount && !options.oneChangePerToken) {
-            basePath.lastComponent = { count: commonCount, previousComponent: basePath.lastComponent, added: false, removed: false };
-        }
-        basePath.oldPos = oldPos;
-        return newPos;
-    }
-    equals(left, right, options) {
-        if (options.comparator) {
-            return options.comparator(left, right);
-        }
-        else {
-            return left === right
-                || (!!options.ignoreCase && left.toLowerCase() === right.toLowerCase());
-        }
-    }
-    removeEmpty(array) {
-        const ret = [];
-        for (let i = 0; i < array.length; i++) {
-            if (array[i]) {
-                ret.push(array[i]);
-            }
-        }
-        return ret;
-    }
-    // eslint-disable-next-line @typescript-eslint/no-unused-vars
-    castInput(value, options) {
-        return value;
-    }
-    // eslint-disable-next-line @typescript-eslint/no-unused-vars
-    tokenize(value, options) {
-        return Array.from(value);
-    }
-    join(chars) {
-        // Assumes ValueT is string, which is the case for most subclasses.
-        // When it's false, e.g. in diffArrays, this method needs to be overridden (e.g. with a no-op)
-        // Yes, the casts are verbose and ugly, because this pattern - of having the base class SORT OF
-        // assume tokens and values are strings, but not completely - is weird and janky.
-        return chars.join('');
-    }
-    postProcess(changeObjects, 
-    // eslint-disable-next-line @typescript-eslint/no-unused-vars
-    options) {
-        return changeObjects;
-    }
-    get useLongestToken() {
-        return false;
-    }
-    buildValues(lastComponent, newTokens, oldTokens) {
-        // First we convert our linked list of components in reverse order to an
-        // array in the right order:
-        const components = [];
-        let nextComponent;
-        while (lastComponent) {
-            components.push(lastComponent);
-            nextComponent = lastComponent.previousComponent;
-            delete lastComponent.previousComponent;
-            lastComponent = nextComponent;
-        }
-        components.reverse();
-        const componentLen = components.length;
-        let componentPos = 0, newPos = 0, oldPos = 0;
-        for (; componentPos < componentLen; componentPos++) {
-            const component = components[componentPos];
-            if (!component.removed) {
-                if (!component.added && this.useLongestToken) {
-                    let value = newTokens.slice(newPos, newPos + component.count);
-                    value = value.map(function (value, i) {
-                        const oldValue = oldTokens[oldPos + i];
-                        return oldValue.length > value.length ? oldValue : value;
-                    });
-                    component.value = this.join(value);
-                }
-                else {
-                    component.value = this.join(newTokens.slice(newPos, newPos + component.count));
-                }
-                newPos += component.count;
-                // Common case
-                if (!component.added) {
-                    oldPos += component.count;
-                }
-            }
-            else {
-                component.value = this.join(oldTokens.slice(oldPos, oldPos + component.count));
-                oldPos += component.count;
-            }
-        }
-        return components;
-    }
-}
-
-;// CONCATENATED MODULE: ./node_modules/diff/libesm/diff/line.js
-
-
-class LineDiff extends Diff {
-    constructor() {
-        super(...arguments);
-        this.tokenize = tokenize;
-    }
-    equals(left, right, options) {
-        // If we're ignoring whitespace, we need to normalise lines by stripping
-        // whitespace before checking equality. (This has an annoying interaction
-        // with newlineIsToken that requires special handling: if newlines get their
-        // own token, then we DON'T want to trim the *newline* tokens down to empty
-        // strings, since this would cause us to treat whitespace-only line content
-        // as equal to a separator between lines, which would be weird and
-        // inconsistent with the documented behavior of the options.)
-        if (options.ignoreWhitespace) {
-            if (!options.newlineIsToken || !left.includes('\n')) {
-                left = left.trim();
-            }
-            if (!options.newlineIsToken || !right.includes('\n')) {
-                right = right.trim();
-            }
-        }
-        else if (options.ignoreNewlineAtEof && !options.newlineIsToken) {
-            if (left.endsWith('\n')) {
-                left = left.slice(0, -1);
-            }
-            if (right.endsWith('\n')) {
-                right = right.slice(0, -1);
-            }
-        }
-        return super.equals(left, right, options);
-    }
-}
-const lineDiff = new LineDiff();
-function diffLines(oldStr, newStr, options) {
-    return lineDiff.diff(oldStr, newStr, options);
-}
-function diffTrimmedLines(oldStr, newStr, options) {
-    options = generateOptions(options, { ignoreWhitespace: true });
-    return lineDiff.diff(oldStr, newStr, options);
-}
-// Exported standalone so it can be used from jsonDiff too.
-function tokenize(value, options) {
-    if (options.stripTrailingCr) {
-        // remove one \r before \n to match GNU diff's --strip-trailing-cr behavior
-        value = value.replace(/\r\n/g, '\n');
-    }
-    const retLines = [], linesAndNewlines = value.split(/(\n|\r\n)/);
-    // Ignore the final empty token that occurs if the string ends with a new line
-    if (!linesAndNewlines[linesAndNewlines.length - 1]) {
-        linesAndNewlines.pop();
-    }
-    // Merge the content and line separators into single tokens
-    for (let i = 0; i < linesAndNewlines.length; i++) {
-        const line = linesAndNewlines[i];
-        if (i % 2 && !options.newlineIsToken) {
-            retLines[retLines.length - 1] += line;
-        }
-        else {
-            retLines.push(line);
-        }
-    }
-    return retLines;
-}
-
-;// CONCATENATED MODULE: ./node_modules/diff/libesm/patch/create.js
-
-/**
- * Returns true if the filename contains characters that require C-style
- * quoting (as used by Git and GNU diffutils in diff output).
- */
-function needsQuoting(s) {
-    for (let i = 0; i < s.length; i++) {
-        if (s[i] < '\x20' || s[i] > '\x7e' || s[i] === '"' || s[i] === '\\') {
-            return true;
-        }
-    }
-    return false;
-}
-/**
- * C-style quotes a filename, encoding special characters as escape sequences
- * and non-ASCII bytes as octal escapes. This is the inverse of
- * `parseQuotedFileName` in parse.ts.
- *
- * Non-ASCII bytes are encoded as UTF-8 before being emitted as octal escapes.
- * This matches the behaviour of both Git and GNU diffutils, which always emit
- * UTF-8 octal escapes regardless of the underlying filesystem encoding (e.g.
- * Git for Windows converts from NTFS's UTF-16 to UTF-8 internally).
- *
- * If the filename doesn't need quoting, returns it as-is.
- */
-function quoteFileNameIfNeeded(s) {
-    if (!needsQuoting(s)) {
-        return s;
-    }
-    let result = '"';
-    const bytes = new TextEncoder().encode(s);
-    let i = 0;
-    while (i < bytes.length) {
-        const b = bytes[i];
-        // See https://en.wikipedia.org/wiki/Escape_sequences_in_C#Escape_sequences
-        if (b === 0x07) {
-            result += '\\a';
-        }
-        else if (b === 0x08) {
-            result += '\\b';
-        }
-        else if (b === 0x09) {
-            result += '\\t';
-        }
-        else if (b === 0x0a) {
-            result += '\\n';
-        }
-        else if (b === 0x0b) {
-            result += '\\v';
-        }
-        else if (b === 0x0c) {
-            result += '\\f';
-        }
-        else if (b === 0x0d) {
-            result += '\\r';
-        }
-        else if (b === 0x22) {
-            result += '\\"';
-        }
-        else if (b === 0x5c) {
-            result += '\\\\';
-        }
-        else if (b >= 0x20 && b <= 0x7e) {
-            // Just a printable ASCII character that is neither a double quote nor a
-            // backslash; no need to escape it.
-            result += String.fromCharCode(b);
-        }
-        else {
-            // Either part of a non-ASCII character or a control character without a
-            // special escape sequence; needs escaping as a 3-digit octal escape
-            result += '\\' + b.toString(8).padStart(3, '0');
-        }
-        i++;
-    }
-    result += '"';
-    return result;
-}
-const INCLUDE_HEADERS = {
-    includeIndex: true,
-    includeUnderline: true,
-    includeFileHeaders: true
-};
-const FILE_HEADERS_ONLY = {
-    includeIndex: false,
-    includeUnderline: false,
-    includeFileHeaders: true
-};
-const OMIT_HEADERS = {
-    includeIndex: false,
-    includeUnderline: false,
-    includeFileHeaders: false
-};
-function structuredPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, options) {
-    let optionsObj;
-    if (!options) {
-        optionsObj = {};
-    }
-    else if (typeof options === 'function') {
-        optionsObj = { callback: options };
-    }
-    else {
-        optionsObj = options;
-    }
-    if (typeof optionsObj.context === 'undefined') {
-        optionsObj.context = 4;
-    }
-    // We copy this into its own variable to placate TypeScript, which thinks
-    // optionsObj.context might be undefined in the callbacks below.
-    const context = optionsObj.context;
-    // @ts-expect-error (runtime check for something that is correctly a static type error)
-    if (optionsObj.newlineIsToken) {
-        throw new Error('newlineIsToken may not be used with patch-generation functions, only with diffing functions');
-    }
-    if (!optionsObj.callback) {
-        return diffLinesResultToPatch(diffLines(oldStr, newStr, optionsObj));
-    }
-    else {
-        const { callback } = optionsObj;
-        diffLines(oldStr, newStr, Object.assign(Object.assign({}, optionsObj), { callback: (diff) => {
-                const patch = diffLinesResultToPatch(diff);
-                // TypeScript is unhappy without the cast because it does not understand that `patch` may
-                // be undefined here only if `callback` is StructuredPatchCallbackAbortable:
-                callback(patch);
-            } }));
-    }
-    function diffLinesResultToPatch(diff) {
-        // STEP 1: Build up the patch with no "\ No newline at end of file" lines and with the arrays
-        //         of lines containing trailing newline characters. We'll tidy up later...
-        if (!diff) {
-            return;
-        }
-        diff.push({ value: '', lines: [] }); // Append an empty value to make cleanup easier
-        function contextLines(lines) {
-            return lines.map(function (entry) { return ' ' + entry; });
-        }
-        const hunks = [];
-        let oldRangeStart = 0, newRangeStart = 0, curRange = [], oldLine = 1, newLine = 1;
-        for (let i = 0; i < diff.length; i++) {
-            const current = diff[i], lines = current.lines || splitLines(current.value);
-            current.lines = lines;
-            if (current.added || current.removed) {
-                // If we have previous context, start with that
-                if (!oldRangeStart) {
-                    const prev = diff[i - 1];
-                    oldRangeStart = oldLine;
-                    newRangeStart = newLine;
-                    if (prev) {
-                        curRange = context > 0 ? contextLines(prev.lines.slice(-context)) : [];
-                        oldRangeStart -= curRange.length;
-                        newRangeStart -= curRange.length;
-                    }
-                }
-                // Output our changes
-                for (const line of lines) {
-                    curRange.push((current.added ? '+' : '-') + line);
-                }
-                // Track the updated file position
-                if (current.added) {
-                    newLine += lines.length;
-                }
-                else {
-                    oldLine += lines.length;
-                }
-            }
-            else {
-                // Identical context lines. Track line changes
-                if (oldRangeStart) {
-                    // Close out any changes that have been output (or join overlapping)
-                    if (lines.length <= context * 2 && i < diff.length - 2) {
-                        // Overlapping
-                        for (const line of contextLines(lines)) {
-                            curRange.push(line);
-                        }
-                    }
-                    else {
-                        // end the range and output
-                        const contextSize = Math.min(lines.length, context);
-                        for (const line of contextLines(lines.slice(0, contextSize))) {
-                            curRange.push(line);
-                        }
-                        const hunk = {
-                            oldStart: oldRangeStart,
-                            oldLines: (oldLine - oldRangeStart + contextSize),
-                            newStart: newRangeStart,
-                            newLines: (newLine - newRangeStart + contextSize),
-                            lines: curRange
-                        };
-                        hunks.push(hunk);
-                        oldRangeStart = 0;
-                        newRangeStart = 0;
-                        curRange = [];
-                    }
-                }
-                oldLine += lines.length;
-                newLine += lines.length;
-            }
-        }
-        // Step 2: eliminate the trailing `\n` from each line of each hunk, and, where needed, add
-        //         "\ No newline at end of file".
-        for (const hunk of hunks) {
-            for (let i = 0; i < hunk.lines.length; i++) {
-                if (hunk.lines[i].endsWith('\n')) {
-                    hunk.lines[i] = hunk.lines[i].slice(0, -1);
-                }
-                else {
-                    hunk.lines.splice(i + 1, 0, '\\ No newline at end of file');
-                    i++; // Skip the line we just added, then continue iterating
-                }
-            }
-        }
-        return {
-            oldFileName: oldFileName, newFileName: newFileName,
-            oldHeader: oldHeader, newHeader: newHeader,
-            hunks: hunks
-        };
-    }
-}
-/**
- * creates a unified diff patch.
- *
- * @param patch either a single structured patch object (as returned by `structuredPatch`) or an
- *   array of them (as returned by `parsePatch`).
- * @param headerOptions behaves the same as the `headerOptions` option of `createTwoFilesPatch`.
- *   Ignored for patches where `isGit` is `true`.
- *
- * When a patch has `isGit: true`, `formatPatch` output is changed to more closely match Git's
- * output: it emits a `diff --git` header, emits Git extended headers as appropriate based on
- * properties like `isRename`, `isCreate`, `newMode`, etc, and will omit `---`/`+++` file
- * headers for patches with no hunks (e.g. renames without content changes).
- */
-function formatPatch(patch, headerOptions) {
-    var _a, _b, _c, _d, _e, _f;
-    if (!headerOptions) {
-        headerOptions = INCLUDE_HEADERS;
-    }
-    if (Array.isArray(patch)) {
-        if (patch.length > 1 && !headerOptions.includeFileHeaders && !patch.every(p => p.isGit)) {
-            throw new Error('Cannot omit file headers on a multi-file patch. '
-                + '(The result would be unparseable; how would a tool trying to apply '
-                + 'the patch know which changes are to which file?)');
-        }
-        return patch.map(p => formatPatch(p, headerOptions)).join('\n');
-    }
-    const ret = [];
-    // Git patches have a fixed header format (diff --git, extended headers,
-    // and ---/+++ when hunks are present), so headerOptions is ignored.
-    if (patch.isGit) {
-        headerOptions = INCLUDE_HEADERS;
-        // Emit Git-style diff --git header and extended headers.
-        // Git never puts /dev/null in the "diff --git" line; for file
-        // creations/deletions it uses the real filename on both sides.
-        if (!patch.oldFileName) {
-            throw new Error('oldFileName must be specified for Git patches');
-        }
-        if (!patch.newFileName) {
-            throw new Error('newFileName must be specified for Git patches');
-        }
-        let gitOldName = patch.oldFileName;
-        let gitNewName = patch.newFileName;
-        if (patch.isCreate && gitOldName === '/dev/null') {
-            gitOldName = gitNewName.replace(/^b\//, 'a/');
-        }
-        else if (patch.isDelete && gitNewName === '/dev/null') {
-            gitNewName = gitOldName.replace(/^a\//, 'b/');
-        }
-        ret.push('diff --git ' + quoteFileNameIfNeeded(gitOldName) + ' ' + quoteFileNameIfNeeded(gitNewName));
-        if (patch.isDelete) {
-            ret.push('deleted file mode ' + ((_a = patch.oldMode) !== null && _a !== void 0 ? _a : '100644'));
-        }
-        if (patch.isCreate) {
-            ret.push('new file mode ' + ((_b = patch.newMode) !== null && _b !== void 0 ? _b : '100644'));
-        }
-        if (patch.oldMode && patch.newMode && !patch.isDelete && !patch.isCreate) {
-            ret.push('old mode ' + patch.oldMode);
-            ret.push('new mode ' + patch.newMode);
-        }
-        if (patch.isRename) {
-            ret.push('rename from ' + quoteFileNameIfNeeded(((_c = patch.oldFileName) !== null && _c !== void 0 ? _c : '').replace(/^a\//, '')));
-            ret.push('rename to ' + quoteFileNameIfNeeded(((_d = patch.newFileName) !== null && _d !== void 0 ? _d : '').replace(/^b\//, '')));
-        }
-        if (patch.isCopy) {
-            ret.push('copy from ' + quoteFileNameIfNeeded(((_e = patch.oldFileName) !== null && _e !== void 0 ? _e : '').replace(/^a\//, '')));
-            ret.push('copy to ' + quoteFileNameIfNeeded(((_f = patch.newFileName) !== null && _f !== void 0 ? _f : '').replace(/^b\//, '')));
-        }
-    }
-    else {
-        if (headerOptions.includeIndex && patch.oldFileName == patch.newFileName && patch.oldFileName !== undefined) {
-            ret.push('Index: ' + patch.oldFileName);
-        }
-        if (headerOptions.includeUnderline) {
-            ret.push('===================================================================');
-        }
-    }
-    // Emit --- / +++ file headers. For Git patches with no hunks (e.g.
-    // pure renames, mode-only changes), Git omits these, so we do too.
-    const hasHunks = patch.hunks.length > 0;
-    if (headerOptions.includeFileHeaders && patch.oldFileName !== undefined && patch.newFileName !== undefined
-        && (!patch.isGit || hasHunks)) {
-        ret.push('--- ' + quoteFileNameIfNeeded(patch.oldFileName) + (patch.oldHeader ? '\t' + patch.oldHeader : ''));
-        ret.push('+++ ' + quoteFileNameIfNeeded(patch.newFileName) + (patch.newHeader ? '\t' + patch.newHeader : ''));
-    }
-    for (let i = 0; i < patch.hunks.length; i++) {
-        const hunk = patch.hunks[i];
-        // Unified Diff Format quirk: If the chunk size is 0,
-        // the first number is one lower than one would expect.
-        // https://www.artima.com/weblogs/viewpost.jsp?thread=164293
-        const oldStart = hunk.oldLines === 0 ? hunk.oldStart - 1 : hunk.oldStart;
-        const newStart = hunk.newLines === 0 ? hunk.newStart - 1 : hunk.newStart;
-        ret.push('@@ -' + oldStart + ',' + hunk.oldLines
-            + ' +' + newStart + ',' + hunk.newLines
-            + ' @@');
-        for (const line of hunk.lines) {
-            ret.push(line);
-        }
-    }
-    return ret.join('\n') + '\n';
-}
-function createTwoFilesPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, options) {
-    if (typeof options === 'function') {
-        options = { callback: options };
-    }
-    if (!(options === null || options === void 0 ? void 0 : options.callback)) {
-        const patchObj = structuredPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, options);
-        if (!patchObj) {
-            return;
-        }
-        return formatPatch(patchObj, options === null || options === void 0 ? void 0 : options.headerOptions);
-    }
-    else {
-        const { callback } = options;
-        structuredPatch(oldFileName, newFileName, oldStr, newStr, oldHeader, newHeader, Object.assign(Object.assign({}, options), { callback: patchObj => {
-                if (!patchObj) {
-                    callback(undefined);
-                }
-                else {
-                    callback(formatPatch(patchObj, options.headerOptions));
-                }
-            } }));
-    }
-}
-function createPatch(fileName, oldStr, newStr, oldHeader, newHeader, options) {
-    return createTwoFilesPatch(fileName, fileName, oldStr, newStr, oldHeader, newHeader, options);
-}
-/**
- * Split `text` into an array of lines, including the trailing newline character (where present)
- */
-function splitLines(text) {
-    const hasTrailingNl = text.endsWith('\n');
-    const result = text.split('\n').map(line => line + '\n');
-    if (hasTrailingNl) {
-        result.pop();
-    }
-    else {
-        result.push(result.pop().slice(0, -1));
-    }
-    return result;
-}
-
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var yaml_dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/plan.ts
-
-
-
-
-
-
-
-
-
-/**
- * `mode: plan` (or `dry-run: true` with any mode): what the run would do, computed from the same read-only preflight
- * and local plan as the real run. Nothing on the host is written, started, stopped or reloaded, and no lock is taken.
- */
-async function runPlan(remote, inputs, phases) {
-    const bundle = loadBundle();
-    const host = await phases.run('Preflight', () => preflight(remote, inputs.infra, bundle));
-    const plan = await phases.run('Plan', () => planInfra(inputs.infra, host, bundle));
-    const { opsDir } = inputs.infra;
-    const d = inputs.deploy;
-    // Current content of every file the run would touch, the serving upstream and the image: one read-only round trip.
-    const touched = [...plan.write, ...plan.remove];
-    const probes = [
-        ...touched.map((p, i) => section(`f${i}`, readFileIfExists(`${opsDir}/${p}`))),
-        ...(d
-            ? [
-                section('upstream', readFileIfExists(`${opsDir}/${upstreamPath(d.service)}`)),
-                ...(d.image ? [section('image', imageId(d.image))] : [])
-            ]
-            : [])
-    ];
-    const s = probes.length
-        ? splitSections((await remote.run(concurrently(...probes))).stdout)
-        : new Map();
-    const current = new Map(touched.map((p, i) => [p, s.get(`f${i}`)?.out ?? '']));
-    const changes = [];
-    const diffs = [];
-    for (const p of plan.write) {
-        changes.push(`${host.hashes.has(p) ? 'update' : 'create'} ${p}`);
-        diffs.push(patch(p, host.hashes.has(p) ? withNewline(current.get(p) ?? '') : '', plan.files.get(p) ?? ''));
-    }
-    for (const p of plan.remove) {
-        changes.push(`remove ${p}`);
-        diffs.push(patch(p, withNewline(current.get(p) ?? ''), ''));
-    }
-    if (plan.envChangedKeys.length)
-        changes.push(`.env: set ${plan.envChangedKeys.join(', ')} (values not shown)`);
-    if (!host.networkExists)
-        changes.push(`create docker network ${inputs.infra.network}`);
-    for (const [service, why] of composeActions(host, plan, current.get(COMPOSE_FILE)))
-        changes.push(`compose would ${why} ${service}`);
-    const nginxRecreated = changes.some(c => /compose would (create|recreate) nginx/.test(c));
-    if (plan.nginxChanged && !nginxRecreated)
-        changes.push('reload nginx (nginx -t first)');
-    if (d) {
-        const live = liveOf(s.get('upstream')?.out ?? '');
-        if (d.image)
-            changes.push(s.get('image')?.rc === 0 ? `use ${d.image} (already on the host)` : `pull ${d.image}`);
-        else
-            changes.push(`roll ${d.service} back to the previous image in the history`);
-        changes.push(`start a new ${d.service}-<8 hex> container${d.image ? ` from ${d.image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`);
-        changes.push(`switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`);
-    }
-    info(changes.length ? `The run would:\n${changes.map(c => `  - ${c}`).join('\n')}` : 'The run would change nothing.');
-    const diff = diffs.join('');
-    if (diff) {
-        startGroup(`Diff of ${plan.write.length + plan.remove.length} file(s)`);
-        info(diff);
-        endGroup();
-    }
-    setOutput('changes', String(changes.length));
-    return { changes, diff };
-}
-function withNewline(text) {
-    return text === '' || text.endsWith('\n') ? text : `${text}\n`;
-}
-function patch(path, before, after) {
-    return createTwoFilesPatch(`a/${path}`, `b/${path}`, before, after, '', '', { context: 3 });
-}
-/**
- * What `compose up` would do to db, redis and nginx: create a missing one; recreate one whose definition in the
- * compose file changed or that reads a variable of .env that changes. (Compose also recreates on an image digest
- * change; a plan cannot see one that the files do not show.)
- */
-function composeActions(host, plan, currentCompose) {
-    const wanted = services(plan.files.get(COMPOSE_FILE) ?? '');
-    const now = services(currentCompose ?? '');
-    const composeChanged = plan.write.includes(COMPOSE_FILE);
-    const out = [];
-    for (const service of STACK_SERVICES) {
-        const running = host.containers.some(c => c.service === service);
-        const text = JSON.stringify(wanted[service] ?? null);
-        if (!running)
-            out.push([service, 'create']);
-        else if (composeChanged && text !== JSON.stringify(now[service] ?? null))
-            out.push([service, 'recreate (its definition changed)']);
-        else if (plan.envChangedKeys.some(k => new RegExp(`\\$\\{${k}(?::?[-?][^}]*)?\\}`).test(text)))
-            out.push([service, `recreate (.env ${plan.envChangedKeys.filter(k => text.includes(`\${${k}`)).join(', ')} changed)`]);
-    }
-    return out;
-}
-function services(composeText) {
-    try {
-        return (0,yaml_dist/* parse */.qg)(composeText)?.services ?? {};
-    }
-    catch {
-        return {};
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/status.ts
 
 
@@ -73449,23 +73831,22 @@ function services(composeText) {
 
 
 
-/** Prints every upstreams/app_<svc>.conf as `@@file <svc>` followed by its content. */
-const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir);
+
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
 async function runStatus(remote, inputs) {
-    const s = splitSections((await remote.run(concurrently(section('stack', projectInspect(PROJECT)), section('apps', allAppContainers()), section('upstreams', upstreamFiles(inputs.opsDir)), section('history', tail(`${inputs.opsDir}/${HISTORY}`, 1000))))).stdout);
+    const s = splitSections((await remote.run(concurrently(section('stack', projectInspect(PROJECT)), section('apps', allAppContainers()), section('upstreams', upstreamFiles(inputs.opsDir)), section('history', historyTail(inputs.opsDir, 1000))))).stdout);
     const stackContainers = parseInspect(s.get('stack')?.out ?? '');
     const apps = parseInspect(s.get('apps')?.out ?? '');
     const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '');
     const history = parseHistory(s.get('history')?.out ?? '');
-    const nginx = stackContainers.find(c => c.labels['com.docker.compose.service'] === 'nginx' && c.status === 'running');
+    const nginx = stackContainers.find(c => c.service === 'nginx' && c.status === 'running');
     const stack = STACK_SERVICES.map(service => {
-        const c = stackContainers.find(x => x.labels['com.docker.compose.service'] === service);
+        const c = stackContainers.find(x => x.service === service);
         return c
             ? { service, container: c.name, image: c.image, state: c.status, health: c.health, since: c.startedAt }
             : { service, container: '', image: '', state: 'missing', health: '', since: '' };
     });
-    const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.labels[SERVICE_LABEL])])].filter(Boolean);
+    const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.service)])].filter(Boolean);
     const rows = names.map(service => appRow(service, live.get(service), apps, history));
     // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
     if (nginx) {
@@ -73521,18 +73902,6 @@ function appRow(service, live, apps, history) {
         lastDeploy
     };
 }
-/** service -> the container its upstream file names (the 503 placeholder names none). */
-function parseUpstreamFiles(out) {
-    const live = new Map();
-    for (const chunk of out.split(/^@@file /m).slice(1)) {
-        const nl = chunk.indexOf('\n');
-        const service = chunk.slice(0, nl < 0 ? undefined : nl).trim();
-        const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1));
-        if (service && l)
-            live.set(service, l);
-    }
-    return live;
-}
 const cell = (v) => (v ? v.replace(/\|/g, '\\|') : '—');
 const since = (t) => (t && !t.startsWith('0001') ? t.replace(/\.\d+Z$/, 'Z') : '');
 /** The status as log lines and markdown tables (the job summary). */
@@ -73552,73 +73921,40 @@ function statusLines(st) {
     ];
 }
 
-;// CONCATENATED MODULE: ./src/restart.ts
+;// CONCATENATED MODULE: ./src/summary.ts
 
 
 
-
-
-
-
-
-
-/** story first (backend calls it), then backend (the frontend calls it), then frontend; other services after. */
-const RESTART_ORDER = ['story', 'backend', 'frontend'];
-function restartOrder(services) {
-    const known = RESTART_ORDER.filter(s => services.includes(s));
-    return [...known, ...services.filter(s => !RESTART_ORDER.includes(s)).sort()];
-}
 /**
- * `restart-services: true` in mode infra: after the stack is ensured, every deployed app is swapped for a fresh
- * container of its current image and env, one at a time in RESTART_ORDER, each through the zero-downtime path of a
- * deploy. The first failure stops the sequence (that service is rolled back as a deploy would be).
+ * The failure in the job summary: the error with its fix as GitHub alerts, and what the rollback did (the previous
+ * release kept or restored) so nobody has to read the log to know what serves now.
  */
-async function restartServices(remote, infra, nginxId, lock, phases) {
-    const s = splitSections((await remote.run(concurrently(section('upstreams', upstreamFiles(infra.opsDir)), section('apps', allAppContainers())))).stdout);
-    const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '');
-    const containers = parseInspect(s.get('apps')?.out ?? '');
-    const order = restartOrder([...live.keys()]);
-    if (!order.length)
-        return ['restart-services: no app is deployed yet'];
-    info(`Re-swapping ${order.join(' → ')} with their current images.`);
-    const done = [];
-    for (const service of order) {
-        const l = live.get(service);
-        const c = containers.find(x => x.name === l?.container && x.status === 'running');
-        if (!l || !c)
-            throw new HostError(`${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`, `deploy ${service} again`);
-        const d = deployInputsOf(service, c.labels);
-        try {
-            await swap(remote, { infra, d, image: l.image, mode: 'restart', inherit: true, nginxId, lock, phases, label: `${service}: ` });
-        }
-        catch (e) {
-            const rest = order.slice(order.indexOf(service) + 1);
-            e.message =
-                `Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${e.message}`;
-            throw e;
-        }
-        done.push(service);
-    }
-    info(`Re-swapped ${done.join(' → ')}.`);
-    return [`re-swapped ${done.join(' → ')}`];
+function failureMarkdown(f) {
+    const quoted = (text) => text.split('\n').map(l => `> ${l}`);
+    const blocks = [['> [!CAUTION]', ...quoted(f.message)].join('\n')];
+    if (f.fix)
+        blocks.push(['> [!TIP]', `> **Fix:** ${f.fix}`].join('\n'));
+    if (f.notes)
+        blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...f.notes.map(n => `> - ${n}`)].join('\n'));
+    return blocks.join('\n\n');
 }
-/** The deploy inputs that start the same container again: its labels, else the catalogue's defaults. */
-function deployInputsOf(service, labels) {
-    const deployed = deployedSpec(service, labels);
-    if (!deployed)
-        throw new HostError(`${service}'s container carries no route or port (deployed by an older version?)`, `deploy ${service} again`);
-    const seconds = (name) => Number(DEFAULTS[name]);
-    return {
-        service,
-        image: '',
-        spec: deployed.spec,
-        env: [],
-        healthTimeoutS: seconds('health-timeout'),
-        drainTimeoutS: seconds('drain-timeout'),
-        stopTimeoutS: seconds('stop-timeout'),
-        keepImages: seconds('keep-images'),
-        memory: deployed.memory
-    };
+/** Mermaid gantt of the phases (the job summary renders it). */
+function gantt(phases) {
+    const rows = phases.records.map((r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`);
+    return ['```mermaid', 'gantt', '    dateFormat x', '    axisFormat %S.%L s', ...rows, '```'].join('\n');
+}
+/** The total time in the log; the job summary (title, lines, markdown, phase table, gantt, links) when there is one. */
+async function summarize(phases, title, report) {
+    info(`Total ${seconds(phases.totalMs())}`);
+    if (!process.env.GITHUB_STEP_SUMMARY)
+        return;
+    const run = runInfo();
+    const links = [run.runUrl && `[run](${run.runUrl})`, run.commitUrl && `[commit](${run.commitUrl})`].filter(Boolean).join(' · ');
+    const summary = summary_summary.addHeading(title, 3);
+    if (report.lines.length)
+        summary.addList(report.lines);
+    const markdown = report.markdown ? `\n${report.markdown}\n` : '';
+    await summary.addRaw(`${markdown}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true).write();
 }
 
 ;// CONCATENATED MODULE: ./src/main.ts
@@ -73636,128 +73972,100 @@ function deployInputsOf(service, labels) {
 
 
 
-
-
-/** The action: read and check every input, connect, run the mode, report. One setFailed, here. */
+/** The action: read and check every input, connect, run the mode, report. Outputs are set here only; one setFailed. */
 async function run() {
     const phases = new Phases();
     let remote;
     let title = 'ops-action';
     try {
         const inputs = getInputs();
+        maskSecrets(inputs);
+        for (const w of inputs.warnings)
+            warning(w);
+        const what = inputs.mode === 'deploy' || inputs.mode === 'rollback' ? `${inputs.mode} of ${inputs.app.service}` : inputs.mode;
+        title = `ops-action ${what}${inputs.dryRun ? ' (dry run)' : ''}`;
         const c = inputs.connection;
-        title = `${inputs.deploy ? `ops-action ${inputs.mode} of ${inputs.deploy.service}` : `ops-action ${inputs.mode}`}${inputs.dryRun ? ' (dry run)' : ''}`;
         remote = await phases.run(`Connect to ${c.username}@${c.host}:${c.port}`, () => connect(c));
-        const modes = { infra, status: main_status, backup, plan, deploy, rollback: deploy };
-        const report = await (inputs.dryRun ? plan : modes[inputs.mode])(remote, inputs, phases);
-        const [lines, markdown] = Array.isArray(report) ? [report, ''] : [report.lines, report.markdown];
-        await summarize(phases, `✅ ${title}`, lines, markdown);
+        const report = await (inputs.dryRun ? plan(remote, inputs, phases) : runMode(remote, inputs, phases));
+        await summarize(phases, `✅ ${title}`, report);
     }
     catch (e) {
-        const message = e instanceof Error ? e.message : String(e);
-        const notes = e instanceof RolledBack ? e.notes : undefined;
-        if (notes)
+        if (e instanceof InputErrors)
+            for (const w of e.warnings)
+                warning(w);
+        const failure = failureOf(e);
+        if (failure.notes)
             setOutput('rolled-back', 'true');
-        setFailed(message);
-        await summarize(phases, `❌ ${title} failed`, [], failureMarkdown(message, notes)).catch(() => undefined);
+        setFailed(failureText(failure));
+        await summarize(phases, `❌ ${title} failed`, { lines: [], markdown: failureMarkdown(failure) }).catch(() => undefined);
     }
     finally {
         remote?.close();
         setOutput('duration-seconds', (phases.totalMs() / 1000).toFixed(1));
     }
 }
-async function infra(remote, inputs, phases) {
-    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, inputs.infra.opsDir, inputs.lockTimeoutS, 'mode infra'));
-    phases.guard = () => lock.check();
-    try {
-        const result = await runInfra(remote, inputs.infra, phases);
-        setOutput('changed', String(result.changed));
-        const lines = result.changed ? result.changes : ['no changes'];
-        if (inputs.restartServices)
-            lines.push(...(await restartServices(remote, inputs.infra, result.nginxId, lock, phases)));
-        return lines;
-    }
-    finally {
-        phases.guard = () => undefined;
-        await lock.release();
+/** Each mode, and the outputs it sets. */
+async function runMode(remote, inputs, phases) {
+    const { opsDir } = inputs.infra;
+    const lock = { opsDir, timeoutS: inputs.lockTimeoutS, what: `mode ${inputs.mode}` };
+    switch (inputs.mode) {
+        case 'infra':
+            return withLock(remote, phases, lock, async (held) => {
+                const r = await runInfra(remote, inputs.infra, phases);
+                setOutput('changed', String(r.changed));
+                const backup = r.changes.find(c => c.kind === 'backup');
+                if (backup)
+                    setOutput('backup', backup.path);
+                const lines = r.changed ? r.changes.map(describeChange) : ['no changes'];
+                if (inputs.restartServices)
+                    lines.push(...(await restartServices(remote, inputs.infra, r.nginxId, held, phases)));
+                return { lines };
+            });
+        case 'backup':
+            return withLock(remote, phases, lock, async () => {
+                const b = await runBackup(remote, opsDir, inputs.infra.backups.keep, phases);
+                setOutput('backup', b.path);
+                return {
+                    lines: [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${inputs.infra.backups.keep}`]
+                };
+            });
+        case 'status': {
+            const st = await phases.run('Read the host', () => runStatus(remote, inputs.infra));
+            setOutput('status', JSON.stringify(st));
+            const down = [
+                ...st.stack.filter(r => r.state !== 'running' || !['healthy', 'none'].includes(r.health)).map(r => r.service),
+                ...st.services.filter(r => r.deployed && (r.state !== 'running' || !/^2/.test(r.nginx))).map(r => r.service)
+            ];
+            const verdict = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy';
+            info(verdict);
+            return { lines: [verdict], markdown: statusLines(st).join('\n') };
+        }
+        case 'plan':
+            return plan(remote, inputs, phases);
+        case 'deploy':
+        case 'rollback': {
+            const r = await runDeploy(remote, inputs, phases);
+            setOutput('container', r.container);
+            setOutput('image', r.image);
+            setOutput('previous-image', r.previousImage);
+            setOutput('url', r.url);
+            setOutput('rolled-back', 'false');
+            info(`${inputs.app.service} now serves ${r.image} from ${r.container} at ${r.url}`);
+            return {
+                lines: [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`]
+            };
+        }
     }
 }
+/** mode plan, or dry-run of any mode: what would happen, with the diff; nothing changes. */
 async function plan(remote, inputs, phases) {
     const p = await runPlan(remote, inputs, phases);
+    setOutput('changes', String(p.changes.length));
     const diff = p.diff ? `\n<details><summary>diff</summary>\n\n\`\`\`diff\n${p.diff}\`\`\`\n</details>\n` : '';
     return {
         lines: p.changes.length ? p.changes : ['nothing to do'],
         markdown: `${p.changes.length} change(s); nothing was changed on the host.\n${diff}`
     };
-}
-async function backup(remote, inputs, phases) {
-    const { opsDir, backups } = inputs.infra;
-    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, opsDir, inputs.lockTimeoutS, 'mode backup'));
-    phases.guard = () => lock.check();
-    try {
-        const stack = parseInspect(await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers')));
-        const db = stack.find(c => c.labels['com.docker.compose.service'] === 'db');
-        if (!db || db.status !== 'running')
-            throw new HostError(`The stack's db container is ${db?.status ?? 'missing'}: nothing to back up.`, 'run mode infra first');
-        const b = await phases.run('pg_dump', () => backupDatabase(remote, opsDir, db.name, backups.keep));
-        return [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${backups.keep}`];
-    }
-    finally {
-        phases.guard = () => undefined;
-        await lock.release();
-    }
-}
-async function main_status(remote, inputs, phases) {
-    const st = await phases.run('Read the host', () => runStatus(remote, inputs.infra));
-    setOutput('status', JSON.stringify(st));
-    const down = [
-        ...st.stack.filter(r => r.state !== 'running' || !['healthy', 'none'].includes(r.health)).map(r => r.service),
-        ...st.services.filter(r => r.deployed && (r.state !== 'running' || !/^2/.test(r.nginx))).map(r => r.service)
-    ];
-    const verdict = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy';
-    info(verdict);
-    return { lines: [verdict], markdown: statusLines(st).join('\n') };
-}
-async function deploy(remote, inputs, phases) {
-    const r = await runDeploy(remote, inputs, phases);
-    setOutput('container', r.container);
-    setOutput('image', r.image);
-    setOutput('previous-image', r.previousImage);
-    setOutput('url', r.url);
-    setOutput('rolled-back', 'false');
-    info(`${inputs.deploy?.service} now serves ${r.image} from ${r.container} at ${r.url}`);
-    return [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`];
-}
-/**
- * The failure in the job summary: the error with its fix as GitHub alerts, and what the rollback did (the previous
- * release kept or restored) so nobody has to read the log to know what serves now.
- */
-function failureMarkdown(message, notes) {
-    const quoted = (text) => text.split('\n').map(l => `> ${l}`);
-    const fixAt = message.lastIndexOf('\nFix: ');
-    const [error, fix] = fixAt < 0 ? [message, ''] : [message.slice(0, fixAt), message.slice(fixAt + 6)];
-    const blocks = [['> [!CAUTION]', ...quoted(error)].join('\n')];
-    if (fix)
-        blocks.push(['> [!TIP]', `> **Fix:** ${fix}`].join('\n'));
-    if (notes)
-        blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...notes.map(n => `> - ${n}`)].join('\n'));
-    return blocks.join('\n\n');
-}
-/** Mermaid gantt of the phases (the job summary renders it). */
-function gantt(phases) {
-    const rows = phases.records.map((r, i) => `    ${r.name.replace(/[:#;]/g, ' ')} :${r.ok ? '' : 'crit, '}p${i}, ${r.startMs}, ${r.startMs + Math.max(r.ms, 1)}`);
-    return ['```mermaid', 'gantt', '    dateFormat x', '    axisFormat %S.%L s', ...rows, '```'].join('\n');
-}
-async function summarize(phases, title, lines, markdown = '') {
-    info(`Total ${seconds(phases.totalMs())}`);
-    if (!process.env.GITHUB_STEP_SUMMARY)
-        return;
-    const run = runInfo();
-    const links = [run.runUrl && `[run](${run.runUrl})`, run.commitUrl && `[commit](${run.commitUrl})`].filter(Boolean).join(' · ');
-    const summary = summary_summary.addHeading(title, 3);
-    if (lines.length)
-        summary.addList(lines);
-    await summary.addRaw(`${markdown ? `\n${markdown}\n` : ''}\n${phases.table()}\n\n${gantt(phases)}\n\n${links}\n`, true).write();
 }
 
 ;// CONCATENATED MODULE: ./src/index.ts

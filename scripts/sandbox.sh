@@ -7,6 +7,7 @@
 #   bash scripts/sandbox.sh status    show what is running
 #   bash scripts/sandbox.sh differences   print how the stand-in images differ
 #   bash scripts/sandbox.sh reset-stack   remove what ops-action created (stack, volume, network, ops-dir)
+#   bash scripts/sandbox.sh local-action-env   print a .env of INPUT_* lines for `npm run local-action`
 #   bash scripts/sandbox.sh stop|start sshd|registry|dockerd   one daemon, for fault-injection tests
 #
 # What `up` provides (state in <repo>/.sandbox, gitignored):
@@ -728,6 +729,21 @@ cmd_daemon() {
   esac
 }
 
+# Prints a .env for `npm run local-action` (GitHub's local runner): the sandbox's connection as INPUT_* lines, mode
+# status unless MODE is set. dotenv reads the multi-line key in double quotes.
+cmd_local_action_env() {
+  [[ -f $STATE_DIR/connection.json ]] || die "no $STATE_DIR/connection.json: run 'sandbox.sh up' first"
+  node -e '
+    const c = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))
+    const key = require("fs").readFileSync(c.keyPath, "utf8").trim()
+    const lines = {
+      MODE: process.env.MODE || "status", HOST: c.host, PORT: c.port, USERNAME: c.username,
+      "SSH-KEY": key, "KNOWN-HOSTS": c.knownHostsLine, "OPS-DIR": c.opsDir
+    }
+    for (const [k, v] of Object.entries(lines)) console.log(`INPUT_${k}="${String(v)}"`)
+  ' "$STATE_DIR/connection.json"
+}
+
 main() {
   local cmd="${1:-up}"
   case "$cmd" in
@@ -736,9 +752,10 @@ main() {
     status) cmd_status ;;
     differences) cmd_differences ;;
     reset-stack) cmd_reset_stack ;;
+    local-action-env) cmd_local_action_env ;;
     stop|start) cmd_daemon "$cmd" "${2:-}" ;;
     -h|--help|help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$cmd' (use: up | down | status | differences | reset-stack | stop|start <daemon>)" ;;
+    *) die "unknown command '$cmd' (use: up | down | status | differences | reset-stack | local-action-env | stop|start <daemon>)" ;;
   esac
 }
 

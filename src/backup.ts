@@ -32,7 +32,9 @@ export async function backupDatabase(remote: Remote, opsDir: string, db: string,
 
 /** `mode: backup`: finds the stack's db container and dumps it (under the lock, which the caller holds). */
 export async function runBackup(remote: Remote, opsDir: string, keep: number, phases: Phases): Promise<Backup> {
-  const stack = parseInspect(await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers')))
+  const stack = parseInspect(
+    await phases.run('Find the database', () => remote.must(projectInspect(PROJECT), 'listing the stack containers'))
+  )
   const db = stack.find(c => c.service === 'db')
   if (!db || db.status !== 'running')
     throw new HostError(`The stack's db container is ${db?.status ?? 'missing'}: nothing to back up.`, 'run mode infra first')

@@ -101,9 +101,9 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
 
   // 5. Start the new container next to the old one.
   const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined
-  await phase('Start container', () =>
-    startContainer(remote, { name, app, image, network, memory: before.memory, inheritEnvFrom })
-  ).catch(failed('before switch'))
+  await phase('Start container', () => startContainer(remote, { name, app, image, network, memory: before.memory, inheritEnvFrom })).catch(
+    failed('before switch')
+  )
   // 6. Health gate, directly on the new container.
   const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(failed('before switch'))
   // 7. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
@@ -115,7 +115,10 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   }).catch(failed('before switch'))
   // 8. Switch: the upstream file names the new container and passes nginx -t (else the old file is back), then
   // nginx reloads and clients go to the new container.
-  const upstream = { path: upstreamPath(app.service), content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image }) }
+  const upstream = {
+    path: upstreamPath(app.service),
+    content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
+  }
   await phase('Switch nginx', () => writeAndTest(remote, opsDir, nginxId, [upstream])).catch(failed('before switch'))
   await phase('Reload nginx', async () => {
     await reloadAndWait(remote, nginxId)
@@ -126,7 +129,13 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     const [, done] = await Promise.all([
       verify(remote, app, nginxId, 80),
       before.retire.length
-        ? waitRequestsDrained(remote, nginxId, app.spec.port, before.retire.map(c => c.name), app.drainTimeoutS * 1000).catch(() => false)
+        ? waitRequestsDrained(
+            remote,
+            nginxId,
+            app.spec.port,
+            before.retire.map(c => c.name),
+            app.drainTimeoutS * 1000
+          ).catch(() => false)
         : true
     ])
     return done
@@ -160,7 +169,9 @@ interface Attempt {
 async function abandon(remote: Remote, ctx: SwapContext, a: Attempt, e: Error): Promise<never> {
   const { app } = ctx.release
   const switched = a.stage === 'switched'
-  const cut = !remote.connected() ? 'the connection to the host was lost' : ctx.lock.lost() && `the deploy lock was lost (${ctx.lock.lost()})`
+  const cut = !remote.connected()
+    ? 'the connection to the host was lost'
+    : ctx.lock.lost() && `the deploy lock was lost (${ctx.lock.lost()})`
   if (cut) {
     const routed = switched ? a.name : (a.before.live?.container ?? 'its 503 placeholder')
     throw new HostError(

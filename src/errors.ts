@@ -11,7 +11,11 @@ export class InputError extends Error {
 
 /** Several input problems reported together, so a user fixes them in one go. */
 export class InputErrors extends Error {
-  constructor(readonly errors: InputError[]) {
+  constructor(
+    readonly errors: InputError[],
+    /** What was said about the inputs that were valid (the caller prints them with the errors). */
+    readonly warnings: string[] = []
+  ) {
     super(
       errors.length === 1 ? errors[0].message : `${errors.length} inputs are invalid:\n${errors.map(e => `  - ${e.message}`).join('\n')}`
     )

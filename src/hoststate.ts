@@ -165,4 +165,3 @@ export function effectiveSettings(inputs: InfraInputs, env: Map<string, string>)
 export function nginxImage(env: Map<string, string>, composeText: string): string {
   return env.get('NGINX_IMAGE') || /\$\{NGINX_IMAGE:-([^}]+)\}/.exec(composeText)?.[1] || 'nginx'
 }
-

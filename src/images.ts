@@ -32,7 +32,6 @@ export function imageRepository(image: string): string {
   return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest
 }
 
-
 /** Pulls the image (logging in to its registry for this run only), with a fix for each way it usually fails. */
 export async function pullImage(remote: Remote, image: string, registry: RegistryLogin | undefined): Promise<void> {
   const mutable = imageTag(image) === 'latest'
@@ -75,4 +74,3 @@ export async function pruneImages(remote: Remote, keepImages: number, image: str
   const out = await remote.must(removeImages(drop), 'removing old images')
   core.info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`)
 }
-

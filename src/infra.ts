@@ -64,11 +64,11 @@ export interface InfraResult {
 /** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
 export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phases, label = ''): Promise<InfraResult> {
   const { opsDir } = inputs
-  const phase = <T>(name: string, fn: () => Promise<T>) => phases.run(`${label}${name}`, fn)
+  const phase = <T>(name: string, fn: () => T | Promise<T>) => phases.run(`${label}${name}`, fn)
   const bundle = loadBundle()
   // 1. What the host has, and what it should have (computed here; nothing is changed yet).
   const host = await phase('Preflight', () => readHost(remote, inputs, bundle))
-  const plan = await phase('Plan', async () => logPlan(planInfra(inputs, host, bundle)))
+  const plan = await phase('Plan', () => logPlan(planInfra(inputs, host, bundle)))
 
   // 2. Files and network.
   const files = await phase('Upload files', () => upload(remote, opsDir, plan))
@@ -153,11 +153,13 @@ async function startStack(
   if (log) core.info(log)
   if (up.code !== 0) throw new HostError(`docker compose up failed (exit ${up.code})`, 'see the compose output above')
   const now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'))
-  const made = now.filter(c => isStackService(c.service)).flatMap((c): InfraChange[] => {
-    const before = host.containers.find(b => b.service === c.service)
-    if (!before) return [{ kind: 'created', service: c.service }]
-    return before.id !== c.id ? [{ kind: 'recreated', service: c.service }] : []
-  })
+  const made = now
+    .filter(c => isStackService(c.service))
+    .flatMap((c): InfraChange[] => {
+      const before = host.containers.find(b => b.service === c.service)
+      if (!before) return [{ kind: 'created', service: c.service }]
+      return before.id !== c.id ? [{ kind: 'recreated', service: c.service }] : []
+    })
   return { containers: now, changes: made }
 }
 
@@ -216,4 +218,3 @@ async function validate(remote: Remote, opsDir: string, host: HostState, plan: I
   }
   core.info((r.stderr || r.stdout).trim() || 'nginx -t: ok')
 }
-

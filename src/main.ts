@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { runBackup } from './backup'
 import { runDeploy } from './deploy'
-import { failureOf, failureText } from './errors'
+import { failureOf, failureText, InputErrors } from './errors'
 import { describeChange, runInfra } from './infra'
 import { getInputs, type Inputs } from './inputs'
 import { maskSecrets } from './inputs/mask'
@@ -29,6 +29,7 @@ export async function run(): Promise<void> {
     const report = await (inputs.dryRun ? plan(remote, inputs, phases) : runMode(remote, inputs, phases))
     await summarize(phases, `✅ ${title}`, report)
   } catch (e) {
+    if (e instanceof InputErrors) for (const w of e.warnings) core.warning(w)
     const failure = failureOf(e)
     if (failure.notes) core.setOutput('rolled-back', 'true')
     core.setFailed(failureText(failure))
@@ -58,7 +59,9 @@ async function runMode(remote: Remote, inputs: Inputs, phases: Phases): Promise<
       return withLock(remote, phases, lock, async () => {
         const b = await runBackup(remote, opsDir, inputs.infra.backups.keep, phases)
         core.setOutput('backup', b.path)
-        return { lines: [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${inputs.infra.backups.keep}`] }
+        return {
+          lines: [`backup: ${b.path} (${(b.bytes / 1024 / 1024).toFixed(2)} MiB)`, `keeping the newest ${inputs.infra.backups.keep}`]
+        }
       })
     case 'status': {
       const st = await phases.run('Read the host', () => runStatus(remote, inputs.infra))

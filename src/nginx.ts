@@ -33,10 +33,9 @@ export async function writeAndTest(remote: Remote, opsDir: string, nginxId: stri
   const entries = files.map(f => ({ ...f, mode: 0o644 }))
   const paths = entries.map(e => e.path)
   // The test runs on the old files if the write failed; its result is not used then.
-  const out = await remote.run(
-    seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }))),
-    { stdin: await tarball(entries) }
-  )
+  const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }))), {
+    stdin: await tarball(entries)
+  })
   const s = splitSections(out.stdout)
   const write = s.get('write')
   if (write?.rc !== 0)

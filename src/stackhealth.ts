@@ -20,12 +20,7 @@ export async function waitHealthy(remote: Remote, containers: ContainerInfo[], t
     for (const c of rows) if (!baseline.has(c.id)) baseline.set(c.id, c.restarts)
     const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0))
     if (broken)
-      return failWithLogs(
-        remote,
-        broken.id,
-        broken.service,
-        `${broken.service} crashed (${broken.status}, restarted ${broken.restarts}×)`
-      )
+      return failWithLogs(remote, broken.id, broken.service, `${broken.service} crashed (${broken.status}, restarted ${broken.restarts}×)`)
     if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
       core.info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '))
       return

@@ -17,8 +17,7 @@ export function failureMarkdown(f: Failure): string {
   const quoted = (text: string) => text.split('\n').map(l => `> ${l}`)
   const blocks = [['> [!CAUTION]', ...quoted(f.message)].join('\n')]
   if (f.fix) blocks.push(['> [!TIP]', `> **Fix:** ${f.fix}`].join('\n'))
-  if (f.notes)
-    blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...f.notes.map(n => `> - ${n}`)].join('\n'))
+  if (f.notes) blocks.push(['> [!WARNING]', '> **Rolled back**: the previous release serves.', ...f.notes.map(n => `> - ${n}`)].join('\n'))
   return blocks.join('\n\n')
 }
 

@@ -4,7 +4,7 @@ import { createServer, connect as tcpConnect, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { DEFAULTS, getInputs } from '../../src/context'
+import { DEFAULTS, getInputs } from '../../src/inputs'
 import { connection, runAction, visibleLog, type ActionRun } from './sandbox'
 
 /**

@@ -3,7 +3,7 @@
 // ever executed them; after real infra and deploy runs with every accepted payload, no marker exists anywhere, and the
 // values arrived byte for byte (postgres and redis accept the hostile passwords, the container has the hostile env).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { getInputs } from '../../src/context'
+import { getInputs } from '../../src/inputs'
 // @ts-expect-error plain ESM helper: the runner's INPUT_* environment, action.yml defaults filled in
 import { runnerEnv } from '../../scripts/run-action.mjs'
 import { InputError, InputErrors } from '../../src/errors'

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse as parseYaml } from 'yaml'
-import { DEFAULTS } from '../../src/context'
+import { DEFAULTS } from '../../src/inputs'
 
 interface ActionInput {
   description?: unknown

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { parse as parseYaml } from 'yaml'
-import { DEFAULTS, getInputs, MODES } from '../../src/context'
+import { DEFAULTS, getInputs, MODES } from '../../src/inputs'
 
 // Every workflow that uses the action (examples/, this repository's own workflows, the README's yaml blocks) may only
 // give inputs action.yml declares, must give its required ones, and may only read outputs it declares.

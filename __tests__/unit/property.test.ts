@@ -1,16 +1,16 @@
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
-import { pull, runContainer } from '../../src/commands/app'
-import { composeConfig, composeV2 } from '../../src/commands/compose'
-import { createNetwork } from '../../src/commands/host'
-import { DEFAULTS, getInputs, type Inputs } from '../../src/context'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { composeConfig, composeV2, createNetwork } from '../../src/commands/compose'
+import { runContainer } from '../../src/commands/containers'
+import { pull } from '../../src/commands/images'
 import { mergeEnvFile, readEnvFile } from '../../src/envfile'
 import { InputError, InputErrors } from '../../src/errors'
+import { DEFAULTS, getInputs, type Inputs } from '../../src/inputs'
 import { quote, type Sh } from '../../src/shell'
+import { captureStdout, dockerArgvs, useTempDir } from './helpers'
 
 /**
  * For every input getInputs reads, starting from a valid input set (mode deploy, mode infra) and replacing that one
@@ -90,20 +90,45 @@ const COUPLED: Record<string, string[]> = {
   'ssh-key': ['ssh-passphrase']
 }
 
-let dir: string
-let fakeBin: string
+/** Inputs mode deploy/rollback alone uses: mode infra ignores them (a warning names them), whatever their value. */
+const DEPLOY_ONLY = [
+  'service',
+  'image',
+  'app-port',
+  'route',
+  'health-path',
+  'aliases',
+  'env',
+  'env-file',
+  'registry',
+  'registry-username',
+  'registry-password',
+  'health-timeout',
+  'drain-timeout',
+  'stop-timeout',
+  'keep-images',
+  'memory'
+]
+/**
+ * Inputs no value of which is an error, by mode: the ones mode infra ignores, and ssh-passphrase (the baseline key
+ * has none, and a passphrase given for a key without one is not used). Every other input has a rule.
+ */
+const NO_RULE: Record<'deploy' | 'infra', string[]> = { deploy: ['ssh-passphrase'], infra: [...DEPLOY_ONLY, 'ssh-passphrase'] }
+
+/** The inputs a warning of getInputs names as ignored (`Ignored in mode infra (…): a, b`). */
+const ignoredBy = (warnings: string[]): string[] =>
+  warnings.flatMap(w =>
+    (/^Ignored in mode \w+ \(they belong to mode deploy\/rollback\): (.*)$/.exec(w)?.[1] ?? '').split(', ').filter(Boolean)
+  )
+
+const tmp = useTempDir('property-test')
 let baselines: Record<'deploy' | 'infra', Record<string, string>>
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'property-test-'))
+  const dir = tmp()
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'prop@test', '-f', join(dir, 'id')])
   const key = readFileSync(join(dir, 'id'), 'utf8')
   const fingerprint = execFileSync('ssh-keygen', ['-lf', join(dir, 'id.pub')], { encoding: 'utf8' }).split(/\s+/)[1]
-  // A docker that records its argv (count-prefixed, NUL-separated) instead of running anything.
-  fakeBin = join(dir, 'bin')
-  execFileSync('mkdir', [fakeBin])
-  writeFileSync(join(fakeBin, 'docker'), '#!/bin/sh\nprintf \'%s\\0\' "$#" "$@" >> "$ARGV_FILE"\n')
-  chmodSync(join(fakeBin, 'docker'), 0o755)
 
   const connection = {
     host: 'ops.example.com',
@@ -148,21 +173,16 @@ beforeAll(() => {
   }
 })
 
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true })
-})
+// Nothing here should print (getInputs returns its warnings), but keep the test output readable if something does.
+captureStdout()
 
-// getInputs masks secrets and warns through @actions/core, which writes to stdout: keep the test output readable.
-beforeEach(() => {
-  vi.spyOn(process.stdout, 'write').mockImplementation((() => true) as typeof process.stdout.write)
-})
-afterEach(() => {
-  vi.restoreAllMocks()
-})
+/** The app inputs of a deploy (undefined for host modes). */
+const appOf = (i: Inputs) => (i.mode === 'deploy' || i.mode === 'rollback' ? i.app : undefined)
+const imageOf = (i: Inputs) => (i.mode === 'deploy' ? i.image : '')
 
 /** The strings of the parsed inputs that reach a remote command line as arguments. */
 function argvStrings(i: Inputs): string[] {
-  const d = i.deploy
+  const d = appOf(i)
   return [
     i.infra.opsDir,
     i.infra.network,
@@ -170,14 +190,14 @@ function argvStrings(i: Inputs): string[] {
     ...(d
       ? [
           d.service,
-          d.image,
+          imageOf(i),
           d.spec.route,
           d.spec.healthPath,
           ...d.spec.aliases,
           d.envFile ?? '',
           d.registry?.server ?? '',
           d.registry?.username ?? '',
-          d.memory ?? ''
+          d.memory === undefined ? '' : String(d.memory)
         ]
       : [])
   ]
@@ -200,7 +220,9 @@ function throughSh(values: string[]): string[] {
 
 /** The commands the action builds from the inputs that take input values as arguments. */
 function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
-  const d = i.deploy
+  const d = appOf(i)
+  const image = imageOf(i)
+  const memory = d?.memory === undefined ? undefined : String(d.memory)
   const opsDir = i.infra.opsDir
   const list: Array<{ sh: Sh; wants: string[][] }> = [
     { sh: createNetwork(i.infra.network), wants: [['network', 'create', '--driver', 'bridge', i.infra.network]] },
@@ -215,12 +237,12 @@ function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
       sh: runContainer({
         name,
         service: d.service,
-        image: d.image,
+        image,
         network: i.infra.network,
         aliases: d.spec.aliases,
         port: d.spec.port,
         stopTimeoutS: d.stopTimeoutS,
-        memory: d.memory,
+        memory,
         envFile: d.envFile
       }),
       wants: [
@@ -239,60 +261,37 @@ function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
           '--label',
           `ops-action.service=${d.service}`,
           '--label',
-          `ops-action.image=${d.image}`,
+          `ops-action.image=${image}`,
           '--label',
           `ops-action.port=${d.spec.port}`,
           '--log-opt',
           'max-size=10m',
           '--log-opt',
           'max-file=3',
-          ...(d.memory ? ['--memory', d.memory] : []),
+          ...(memory ? ['--memory', memory] : []),
           ...(d.envFile ? ['--env-file', d.envFile] : []),
           '--env-file',
           '*',
           '--env-file',
           '*',
-          d.image
+          image
         ]
       ]
     })
-    if (d.image) {
+    if (image) {
       list.push({
-        sh: pull(d.image, d.registry),
+        sh: pull(image, d.registry),
         wants: d.registry
           ? [
               ['--config', '*', 'login', '--username', d.registry.username, '--password-stdin', d.registry.server],
-              ['--config', '*', 'pull', '--quiet', d.image],
+              ['--config', '*', 'pull', '--quiet', image],
               ['--config', '*', 'logout', d.registry.server]
             ]
-          : [['pull', '--quiet', d.image]]
+          : [['pull', '--quiet', image]]
       })
     }
   }
   return list
-}
-
-/** Runs the commands in one sh with the recording docker first on PATH; returns each command's docker argvs. */
-function dockerArgvs(commands: Sh[]): string[][][] {
-  const argvDir = mkdtempSync(join(dir, 'argv-'))
-  const text = commands.map((c, n) => `ARGV_FILE=${argvDir}/${n}; export ARGV_FILE; ( ${c.sh} ) </dev/null >/dev/null 2>&1`).join('\n')
-  execFileSync('sh', ['-c', text], { env: { ...process.env, PATH: `${fakeBin}:${process.env.PATH}` } })
-  const files = new Set(readdirSync(argvDir))
-  const result = commands.map((_, n) => {
-    if (!files.has(String(n))) return []
-    const fields = readFileSync(join(argvDir, String(n)), 'utf8')
-      .split('\0')
-      .slice(0, -1)
-    const calls: string[][] = []
-    for (let k = 0; k < fields.length;) {
-      const count = Number(fields[k])
-      calls.push(fields.slice(k + 1, k + 1 + count))
-      k += 1 + count
-    }
-    return calls
-  })
-  rmSync(argvDir, { recursive: true, force: true })
-  return result
 }
 
 /** `*` in a wanted argv matches any one argument (temp file names). */
@@ -348,8 +347,11 @@ describe.each(['deploy', 'infra'] as const)(
             if (named.includes(name)) namedItself++
             return
           }
-          // Accepted: whatever goes into an env file is something the file holds exactly.
-          for (const [, v] of inputs.deploy?.env ?? [])
+          // Accepted. An input mode infra ignores is named in a warning exactly when it differs from its default.
+          if (mode === 'infra' && DEPLOY_ONLY.includes(name))
+            expect(ignoredBy(inputs.warnings), JSON.stringify(value)).toEqual(value.trim() === DEFAULTS[name] ? [] : [name])
+          // Whatever goes into an env file is something the file holds exactly.
+          for (const [, v] of appOf(inputs)?.env ?? [])
             expect(v, 'a docker --env-file value must be one line without NUL').not.toMatch(/[\r\n\0]/)
           const infraEnv = inputs.infra.infraEnv
           if (infraEnv.length) {
@@ -378,9 +380,17 @@ describe.each(['deploy', 'infra'] as const)(
         )
       })
 
-      // Not a vacuous pass: some values were rejected naming the input itself (every input has a rule, or none to break).
-      expect(rejected + accepted.length).toBe(RUNS)
-      if (rejected) expect(namedItself).toBeGreaterThan(0)
+      // Not a vacuous pass. An input without a rule in this mode was never rejected, whatever the value (a rule
+      // there would break configurations that work). Every other input has a rule the generated values broke, and
+      // some of those rejections named the input itself (not only an input coupled to it): a rule that vanished, or
+      // an error that named the wrong input, fails here.
+      if (NO_RULE[mode].includes(name)) {
+        expect(rejected, `${name} is never an error in mode ${mode}`).toBe(0)
+        expect(accepted).toHaveLength(RUNS)
+      } else {
+        expect(rejected, `no value of ${name} was rejected in mode ${mode}: has it lost its rule?`).toBeGreaterThan(0)
+        expect(namedItself, `no rejection of a value of ${name} named ${name}`).toBeGreaterThan(0)
+      }
     })
   }
 )

@@ -1,30 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { SPEC_LABEL } from '../../src/commands/app'
-import type { HostState, InfraPlan } from '../../src/infra'
-import { composeActions } from '../../src/plan'
-import { deployInputsOf, restartOrder } from '../../src/restart'
-import { parseUpstreamFiles, statusLines, type Status } from '../../src/status'
+import { SPEC_LABEL } from '../../src/labels'
+import type { InfraInputs } from '../../src/inputs'
+import { runStatus, statusLines, type Status } from '../../src/status'
 import { placeholderUpstream, upstreamConf } from '../../src/upstream'
+import { appContainer, captureStdout, FakeRemote, sectionsOut, stackContainer } from './helpers'
 
-describe('parseUpstreamFiles', () => {
-  it('maps each service to the container its upstream file names; placeholders name none', () => {
-    const out = [
-      '@@file backend',
-      upstreamConf('app_backend', 8080, { container: 'backend-1a2b3c4d', image: 'ghcr.io/b/back:1' }),
-      '@@file frontend',
-      placeholderUpstream('frontend'),
-      '@@file my-svc',
-      upstreamConf('app_my_svc', 9000, { container: 'my-svc-00ff00ff', image: 'x/y:z' })
-    ].join('\n')
-    const live = parseUpstreamFiles(out)
-    expect([...live.keys()]).toEqual(['backend', 'my-svc'])
-    expect(live.get('backend')).toEqual({ container: 'backend-1a2b3c4d', image: 'ghcr.io/b/back:1' })
-  })
-
-  it('an empty upstreams dir: nothing deployed', () => {
-    expect(parseUpstreamFiles('').size).toBe(0)
-  })
-})
+captureStdout()
 
 describe('statusLines', () => {
   it('one markdown row per stack service and app, never deployed shown as such, pipes escaped', () => {
@@ -70,55 +51,69 @@ describe('statusLines', () => {
   })
 })
 
-describe('ordered re-swap', () => {
-  it('story, backend, frontend first, in that order; other services after, by name', () => {
-    expect(restartOrder(['frontend', 'zeta', 'backend', 'alpha', 'story'])).toEqual(['story', 'backend', 'frontend', 'alpha', 'zeta'])
-    expect(restartOrder(['frontend'])).toEqual(['frontend'])
-    expect(restartOrder([])).toEqual([])
-  })
+describe('runStatus (against a fake host)', () => {
+  const infra: InfraInputs = {
+    opsDir: '/opt/ops',
+    network: 'internal',
+    settings: {},
+    infraEnv: [],
+    infraTimeoutS: 120,
+    backups: { keep: 7, beforeInfra: true }
+  }
+  const story = { route: '/llm/', healthPath: '/health', stripPrefix: true, aliases: ['llmserver'] }
 
-  it('starts the same container again: route, health path, aliases and memory from its label, else the catalogue', () => {
-    const spec = { route: '/things/', healthPath: '/things/health', stripPrefix: false, aliases: ['things-api'], memory: '256m' }
-    const d = deployInputsOf('things', { 'ops-action.port': '9000', [SPEC_LABEL]: JSON.stringify(spec) })
-    expect(d.spec).toEqual({ port: 9000, route: '/things/', healthPath: '/things/health', stripPrefix: false, aliases: ['things-api'] })
-    expect(d.memory).toBe('256m')
-    expect(d.env).toEqual([])
-    const story = deployInputsOf('story', {})
-    expect(story.spec).toMatchObject({ port: 8000, route: '/llm/', stripPrefix: true, aliases: ['llmserver'] })
-    expect(story.healthTimeoutS).toBe(180)
-    expect(() => deployInputsOf('things', {})).toThrow(/carries no route or port/)
-  })
-})
-
-describe('composeActions (what compose up would do, for mode plan)', () => {
-  const compose = (redisMem: string) =>
-    [
-      'services:',
-      '  db:',
-      '    image: postgres:15',
-      '    environment:',
-      '      POSTGRES_PASSWORD: ${DB_PASS:?DB_PASS must be set}',
-      '  redis:',
-      '    image: redis:7',
-      `    environment: { REDIS_MAXMEMORY: "${redisMem}" }`,
-      '  nginx:',
-      '    image: nginx:1.27'
-    ].join('\n')
-  const host = (services: string[]): HostState =>
-    ({ containers: services.map((service, i) => ({ id: `id${i}`, service, status: 'Up 1 minute (healthy)' })) }) as unknown as HostState
-  const plan = (text: string, write: string[], env: string[] = []): InfraPlan =>
-    ({ files: new Map([['compose/docker-compose.yml', text]]), write, envChangedKeys: env }) as unknown as InfraPlan
-
-  it('creates what is missing, recreates what changed in the file or reads a changed .env key, leaves the rest', () => {
-    const now = compose('${REDIS_MAXMEMORY:-256mb}')
-    expect(composeActions(host(['db', 'redis', 'nginx']), plan(now, []), now)).toEqual([])
-    expect(composeActions(host(['db', 'nginx']), plan(now, []), now)).toEqual([['redis', 'create']])
-    expect(composeActions(host(['db', 'redis', 'nginx']), plan(compose('512mb'), ['compose/docker-compose.yml']), now)).toEqual([
-      ['redis', 'recreate (its definition changed)']
+  it('the stack, every app (deployed or not) and their health directly and through nginx, read-only', async () => {
+    const history = [
+      { time: '2026-11-28T04:01:02Z', mode: 'deploy', service: 'story', image: 'st:1', result: 'success', actor: 'octocat' },
+      { time: '2026-11-28T05:00:00Z', mode: 'deploy', service: 'story', image: 'st:2', result: 'rolled-back' }
+    ]
+    const remote = new FakeRemote([
+      [
+        /@@ops stack/,
+        {
+          stdout: sectionsOut({
+            stack: [
+              stackContainer('db', { name: 'behindy-db-1', image: 'postgres:15' }),
+              stackContainer('nginx', { name: 'behindy-nginx-1', id: 'nginx-id', health: null })
+            ].join('\n'),
+            apps: [
+              appContainer('story', { name: 'story-0a0b0c0d', port: 8000, labels: { [SPEC_LABEL]: JSON.stringify(story) } }),
+              appContainer('backend', { name: 'backend-11112222', status: 'exited', port: 8080 })
+            ].join('\n'),
+            upstreams: [
+              '@@file story',
+              upstreamConf('app_story', 8000, { container: 'story-0a0b0c0d', image: 'st:1' }),
+              '@@file backend',
+              upstreamConf('app_backend', 8080, { container: 'backend-11112222', image: 'bk:1' }),
+              '@@file frontend',
+              placeholderUpstream('frontend')
+            ].join('\n'),
+            history: history.map(h => JSON.stringify(h)).join('\n')
+          })
+        }
+      ],
+      [/@@ops direct-/, { stdout: sectionsOut({ 'direct-2': '200', 'nginx-2': '502' }) }]
     ])
-    expect(composeActions(host(['db', 'redis', 'nginx']), plan(now, [], ['DB_PASS']), now)).toEqual([
-      ['db', 'recreate (.env DB_PASS changed)']
+    const st: Status = await runStatus(remote, infra)
+    expect(remote.unmatched).toEqual([])
+    expect(st.stack.map(r => [r.service, r.container, r.state, r.health])).toEqual([
+      ['db', 'behindy-db-1', 'running', 'healthy'],
+      ['redis', '', 'missing', ''],
+      ['nginx', 'behindy-nginx-1', 'running', 'none']
     ])
-    expect(composeActions(host(['db', 'redis', 'nginx']), plan(now, [], ['UNUSED']), now)).toEqual([])
+    const rows = new Map(st.services.map(r => [r.service, r]))
+    expect([...rows.keys()]).toEqual(['frontend', 'backend', 'story'])
+    expect(rows.get('frontend')).toMatchObject({ deployed: false, state: 'not deployed' })
+    // Only a running container is probed: one probe pair, from inside nginx, by container name, and through /llm/.
+    expect(rows.get('backend')).toMatchObject({ deployed: true, container: 'backend-11112222', state: 'exited', direct: '', nginx: '' })
+    expect(rows.get('story')).toMatchObject({ deployed: true, image: 'st:1', state: 'running', direct: '200', nginx: '502' })
+    expect(rows.get('story')?.lastDeploy).toMatchObject({ time: '2026-11-28T05:00:00Z', result: 'rolled-back' })
+    const [probes] = remote.matching(/@@ops direct-/)
+    expect(probes.sh).toContain('docker exec nginx-id sh -c')
+    expect(probes.sh).toContain('http://story-0a0b0c0d:8000/health')
+    expect(probes.sh).toContain('http://127.0.0.1:80/llm/health')
+    expect(probes.sh).not.toContain('backend-11112222')
+    // Nothing but reads.
+    expect(remote.calls).toHaveLength(2)
   })
 })

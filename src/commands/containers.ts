@@ -67,7 +67,6 @@ export const runContainer = (s: RunSpec): Sh => {
   )
 }
 
-
 /**
  * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
  * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).

@@ -41,4 +41,3 @@ export const httpRounds = (via: string, healthUrl: string, routeUrl: string, nee
     String(timeoutS),
     header
   )
-

@@ -30,4 +30,3 @@ export const repositoryImages = (repository: string): Sh =>
 /** Removes images; ones still used by a container are skipped with a message, never forced. */
 export const removeImages = (refs: string[]): Sh =>
   script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs)
-

@@ -92,4 +92,3 @@ export const waitNginxDrained = (id: string, timeoutS: number): Sh =>
     id,
     String(timeoutS)
   )
-

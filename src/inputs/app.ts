@@ -190,7 +190,6 @@ export function appInputs(
   return { app, image }
 }
 
-
 /** The image of mode deploy (mode rollback takes it from the history and refuses one). */
 function imageInput(c: Collector, mode: 'deploy' | 'rollback'): string {
   return c.check(

@@ -45,7 +45,6 @@ export function checkPrivateKey(key: string, passphrase: string | undefined): st
   return text
 }
 
-
 /** host, port, username, the key and how to verify the host: what connect() needs. */
 export function connectionInputs(c: Collector): ConnectionInputs {
   const host = c.check('host', parseHost, '')

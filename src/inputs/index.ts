@@ -87,7 +87,7 @@ export function getInputs(read: InputReader = actionInput, repository = process.
     return { ...base, mode }
   }
   const inputs = run()
-  if (c.errors.length) throw new InputErrors(c.errors)
+  if (c.errors.length) throw new InputErrors(c.errors, c.warnings)
   return inputs
 }
 

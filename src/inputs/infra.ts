@@ -69,7 +69,6 @@ export function parseInfraEnv(v: string): EnvEntries {
   return entries
 }
 
-
 /** ops-dir, network, domain and ports, infra-env, timeouts and backups: every run ensures the stack with them. */
 export function infraInputs(c: Collector): InfraInputs {
   const opsDir = c.check('ops-dir', parseOpsDir, '')

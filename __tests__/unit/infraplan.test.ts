@@ -1,0 +1,263 @@
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { composeV2 } from '../../src/commands/compose'
+import { InputErrors } from '../../src/errors'
+import type { HostState } from '../../src/hoststate'
+import { checkStackEnv, planInfra, touched } from '../../src/infraplan'
+import type { InfraInputs } from '../../src/inputs'
+import { loadBundle, renderStack, ROUTED_SERVICES, sha256 } from '../../src/stackfiles'
+import { placeholderUpstream } from '../../src/upstream'
+import { captureStdout, stackInfo } from './helpers'
+
+const bundle = loadBundle(join(__dirname, '..', '..'))
+const stdout = captureStdout()
+
+describe('planInfra', () => {
+  const fullEnv: Array<[string, string]> = [
+    ['DB_USER', 'behindy'],
+    ['DB_PASS', 'db-s3cret'],
+    ['DB_NAME', 'behindy'],
+    ['REDIS_PASSWORD', 'r3dis-s3cret']
+  ]
+
+  const behindyMe = { domain: 'behindy.me', httpPort: 80, httpsPort: 443 }
+
+  function inputs(over: Partial<InfraInputs> = {}): InfraInputs {
+    return {
+      opsDir: '/opt/behindy-ops',
+      network: 'internal',
+      settings: {},
+      infraEnv: fullEnv,
+      infraTimeoutS: 120,
+      backups: { keep: 7, beforeInfra: true },
+      ...over
+    }
+  }
+
+  function host(over: Partial<HostState> = {}): HostState {
+    return {
+      compose: composeV2('2.29.1'),
+      envText: '',
+      hashes: new Map(),
+      manifest: [],
+      networkExists: true,
+      containers: [],
+      settings: { domain: '', httpPort: 80, httpsPort: 443 },
+      tls: false,
+      certHash: '',
+      ...over
+    }
+  }
+
+  function errorsOf(fn: () => unknown): InputErrors {
+    try {
+      fn()
+    } catch (e) {
+      expect(e).toBeInstanceOf(InputErrors)
+      return e as InputErrors
+    }
+    throw new Error('expected InputErrors')
+  }
+
+  it('missing DB_PASS and REDIS_PASSWORD: one InputErrors naming both', () => {
+    const err = errorsOf(() =>
+      planInfra(
+        inputs({
+          infraEnv: [
+            ['DB_USER', 'u'],
+            ['DB_NAME', 'n']
+          ]
+        }),
+        host(),
+        bundle
+      )
+    )
+    expect(err.message).toContain("Input 'infra-env'")
+    expect(err.message).toContain('DB_PASS')
+    expect(err.message).toContain('REDIS_PASSWORD')
+    expect(err.message).not.toContain('DB_USER')
+    expect(err.message).toContain('nothing was changed')
+  })
+
+  it('variables already in the host .env count', () => {
+    const plan = planInfra(
+      inputs({
+        infraEnv: [
+          ['DB_USER', 'u'],
+          ['DB_NAME', 'n']
+        ]
+      }),
+      host({ envText: "# host secrets\nDB_PASS='p w'\nREDIS_PASSWORD=abcdef\n" }),
+      bundle
+    )
+    expect(plan.envText).toContain("DB_PASS='p w'")
+    expect(plan.envText.startsWith('# host secrets\n')).toBe(true)
+    expect(plan.envChangedKeys).toEqual(['DB_USER', 'DB_NAME', 'HTTP_PORT', 'HTTPS_PORT', 'DOMAIN', 'OPS_NETWORK'])
+  })
+
+  it.each(['with space', 'quo"te', "quo'te", 'back\\slash'])('REDIS_PASSWORD %j is rejected', pw => {
+    const env: Array<[string, string]> = [...fullEnv.filter(([k]) => k !== 'REDIS_PASSWORD'), ['REDIS_PASSWORD', pw]]
+    let err: unknown
+    try {
+      planInfra(inputs({ infraEnv: env }), host(), bundle)
+    } catch (e) {
+      err = e
+    }
+    // A value mixing ' with other specials is refused earlier (by envLine) — still an infra-env input error.
+    expect((err as Error).message).toMatch(/Input 'infra-env'/)
+    if (!pw.includes("'")) {
+      expect(err).toBeInstanceOf(InputErrors)
+      expect((err as Error).message).toContain('REDIS_PASSWORD must not contain')
+    }
+  })
+
+  it('checkStackEnv reports missing variables and a bad REDIS_PASSWORD together', () => {
+    const err = errorsOf(() => checkStackEnv(new Map([['REDIS_PASSWORD', 'a b']])))
+    expect(err.errors).toHaveLength(2)
+    expect(err.message).toContain('DB_USER, DB_PASS, DB_NAME')
+    expect(err.message).toContain('REDIS_PASSWORD must not contain')
+    expect(() => checkStackEnv(new Map(fullEnv))).not.toThrow()
+  })
+
+  it('first run writes everything, with the placeholder upstreams and the manifest', () => {
+    const plan = planInfra(inputs(), host(), bundle)
+    const rendered = renderStack(bundle, { domain: '', tls: false })
+    for (const p of rendered.keys()) expect(plan.write).toContain(p)
+    for (const s of ROUTED_SERVICES) {
+      expect(plan.write).toContain(`upstreams/app_${s}.conf`)
+      expect(plan.files.get(`upstreams/app_${s}.conf`)).toBe(placeholderUpstream(s))
+      expect(placeholderUpstream(s)).toMatch(new RegExp(`^map "" \\$app_${s} \\{\\s*default 127\\.0\\.0\\.1:8503;`, 'm'))
+    }
+    expect(plan.write).toContain('.ops-manifest')
+    const manifest = (plan.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    expect(manifest).toEqual([...rendered.keys()])
+    expect(manifest.some(p => p.startsWith('upstreams/'))).toBe(false)
+    expect(plan.remove).toEqual([])
+    expect(plan.nginxChanged).toBe(true)
+    expect(plan.envText).toBe(
+      'DB_USER=behindy\nDB_PASS=db-s3cret\nDB_NAME=behindy\nREDIS_PASSWORD=r3dis-s3cret\nHTTP_PORT=80\nHTTPS_PORT=443\nDOMAIN=\nOPS_NETWORK=internal\n'
+    )
+  })
+
+  it('never overwrites an existing upstream file, even with different content', () => {
+    const plan = planInfra(
+      inputs(),
+      host({ hashes: new Map([['upstreams/app_backend.conf', sha256('upstream app_backend { server 10.0.0.5:8080; }')]]) }),
+      bundle
+    )
+    expect(plan.write).not.toContain('upstreams/app_backend.conf')
+    expect(plan.files.has('upstreams/app_backend.conf')).toBe(false)
+    expect(plan.remove).not.toContain('upstreams/app_backend.conf')
+    expect(plan.write).toContain('upstreams/app_frontend.conf')
+    expect(plan.write).toContain('upstreams/app_story.conf')
+  })
+
+  it('a second run against the first run’s result writes nothing', () => {
+    const first = planInfra(inputs(), host({ tls: true, settings: behindyMe }), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const second = planInfra(inputs(), host({ tls: true, settings: behindyMe, hashes, manifest, envText: first.envText }), bundle)
+    expect(second.write).toEqual([])
+    expect(second.remove).toEqual([])
+    expect(second.envChangedKeys).toEqual([])
+    expect(second.envText).toBe(first.envText)
+    expect(second.nginxChanged).toBe(false)
+    expect(second.unchanged).toBe(first.files.size - ROUTED_SERVICES.length)
+  })
+
+  it('a certificate appearing rewrites only the servers file (and reloads nginx)', () => {
+    const first = planInfra(inputs(), host({ tls: false, settings: behindyMe }), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const second = planInfra(
+      inputs(),
+      host({ tls: true, certHash: 'c'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }),
+      bundle
+    )
+    expect(second.write).toEqual(['nginx/conf.d/20-servers.conf', '.ops-certificate', '.ops-manifest'])
+    expect(second.files.get('.ops-certificate')).toBe(`${'c'.repeat(64)}\n`)
+    expect(second.nginxChanged).toBe(true)
+  })
+
+  it('a renewed certificate (same domain, new files) changes only .ops-certificate, and nginx reloads', () => {
+    const first = planInfra(inputs(), host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe }), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const same = planInfra(
+      inputs(),
+      host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }),
+      bundle
+    )
+    expect(same.write).toEqual([])
+    expect(same.nginxChanged).toBe(false)
+    const renewed = planInfra(
+      inputs(),
+      host({ tls: true, certHash: 'b'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }),
+      bundle
+    )
+    expect(renewed.write).toEqual(['.ops-certificate'])
+    expect(renewed.nginxChanged).toBe(true)
+  })
+
+  it('a file the previous run shipped but this one does not is removed', () => {
+    const first = planInfra(inputs(), host(), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    hashes.set('nginx/conf.d/99-old.conf', sha256('old'))
+    const manifest = [...(first.files.get('.ops-manifest') as string).split('\n').filter(Boolean), 'nginx/conf.d/99-old.conf']
+    hashes.set('.ops-manifest', sha256(manifest.join('\n') + '\n'))
+    const second = planInfra(inputs(), host({ hashes, manifest, envText: first.envText }), bundle)
+    expect(second.remove).toEqual(['nginx/conf.d/99-old.conf'])
+    expect(second.write).toEqual(['.ops-manifest'])
+    expect(second.nginxChanged).toBe(true)
+  })
+
+  it('changing http-port only changes .env', () => {
+    const first = planInfra(inputs(), host(), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const second = planInfra(
+      inputs(),
+      host({ hashes, manifest, envText: first.envText, settings: { domain: '', httpPort: 8080, httpsPort: 443 } }),
+      bundle
+    )
+    expect(second.write).toEqual([])
+    expect(second.envChangedKeys).toEqual(['HTTP_PORT'])
+    expect(second.envText).toContain('HTTP_PORT=8080\n')
+    expect(second.nginxChanged).toBe(false)
+  })
+
+  it('is pure: it prints nothing, and says what it found in notes and warnings', () => {
+    const plan = planInfra(inputs(), host(), bundle)
+    expect(stdout.text()).toBe('')
+    expect(plan.notes[0]).toBe(`${plan.write.length} file(s) to write, 0 to remove, 0 unchanged.`)
+    expect(plan.notes).toContain('  create compose/docker-compose.yml')
+    expect(plan.notes.at(-1)).toBe('  .env: set DB_USER, DB_PASS, DB_NAME, REDIS_PASSWORD, HTTP_PORT, HTTPS_PORT, DOMAIN, OPS_NETWORK')
+    expect(plan.warnings).toEqual([])
+  })
+
+  it('changed database credentials with db running: a warning that postgres keeps its old ones', () => {
+    const first = planInfra(inputs(), host(), bundle)
+    const changed = inputs({ infraEnv: [...fullEnv.filter(([k]) => k !== 'DB_PASS'), ['DB_PASS', 'n3w-pass']] })
+    const running = host({ envText: first.envText, containers: [stackInfo('db'), stackInfo('nginx')] })
+    const plan = planInfra(changed, running, bundle)
+    expect(plan.envChangedKeys).toEqual(['DB_PASS'])
+    expect(plan.warnings).toHaveLength(1)
+    expect(plan.warnings[0]).toMatch(/^DB_PASS changed, but postgres applies POSTGRES_USER\/PASSWORD\/DB only when it initialises/)
+    // Without a db container (a first run), nothing to warn about.
+    expect(planInfra(changed, host({ envText: first.envText }), bundle).warnings).toEqual([])
+  })
+
+  it('a renewed certificate is a note; touched() is what a failed validation puts back (with .env when it changes)', () => {
+    const first = planInfra(inputs(), host({ tls: true, certHash: 'a'.repeat(64), settings: behindyMe }), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const renewed = planInfra(
+      inputs(),
+      host({ tls: true, certHash: 'b'.repeat(64), settings: behindyMe, hashes, manifest, envText: first.envText }),
+      bundle
+    )
+    expect(renewed.notes[0]).toBe('The certificate of behindy.me changed on the host (renewed?): nginx will reload it.')
+    expect(touched(renewed)).toEqual(['.ops-certificate'])
+    expect(touched(first)).toEqual([...first.write, '.env'])
+  })
+})
