@@ -69547,8 +69547,8 @@ const removeFiles = (paths) => shell_cmd('rm', '-f', '--', ...paths);
 const appendLine = (path) => script('cat >> "$1"', path);
 /** The last n lines of a file (nothing when it does not exist). */
 const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
-/** Prints every upstreams/app_<svc>.conf of ops-dir as `@@file <svc>` followed by its content. */
-const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in app_*.conf; do [ -f "$f" ] || continue; s=${f#app_}; echo "@@file ${s%.conf}"; cat "$f"; echo; done', opsDir);
+/** Prints every file of ops-dir's upstreams/ (nginx's per-service files) as `@@file <name>` followed by its content. */
+const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.conf *.locations; do [ -f "$f" ] || continue; echo "@@file $f"; cat "$f"; echo; done', opsDir);
 
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = require("node:path");
@@ -69587,9 +69587,9 @@ function runInfo(env = process.env) {
 ;// CONCATENATED MODULE: ./src/upstream.ts
 /** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
 /**
- * Upstream names: `app_<svc>` is the container serving clients, an nginx variable (`$app_<svc>`, `-` spelled `_`)
- * holding `host:port`, defined in its own file under upstreams/. On the preview port, the X-Ops-Upstream request
- * header names the container instead (nginx/conf.d/05-upstream-vars.conf).
+ * Upstream names: `app_<svc>` (`-` spelled `_`) is the upstream block of the container serving clients, defined in
+ * its own file under upstreams/. On the preview port, the X-Ops-Upstream request header names the container instead
+ * (nginx/conf.d/05-upstream-vars.conf).
  */
 const upstreamName = (service) => `app_${service.replace(/-/g, '_')}`;
 const upstreamPath = (service) => `upstreams/app_${service}.conf`;
@@ -69599,26 +69599,33 @@ const locationsPath = (service) => `upstreams/app_${service}.locations`;
 const varsPath = (service) => `upstreams/app_${service}_vars.conf`;
 /** The nginx variable that picks the live or preview upstream of a service. */
 const upstreamVar = (service) => `$up_${service.replace(/-/g, '_')}`;
-/** `$name` = `target` for every request (a map with only a default is nginx's constant variable). */
-const variable = (name, target) => `map "" $${name} {\n    default ${target};\n}`;
+/**
+ * The upstream block `name` with one server. An app container is named with `resolve` (nginx resolves it through
+ * docker's DNS itself and follows a new address) and its connections are kept alive, closed by nginx after 4 s idle:
+ * before the apps' own idle timeouts (Node's and uvicorn's 5 s), so nginx never reuses a connection the app closes.
+ */
+function upstreamBlock(name, server, keepalive) {
+    const pool = keepalive ? ['    keepalive 16;', '    keepalive_timeout 4s;'] : [];
+    return [`upstream ${name} {`, `    zone ${name} 64k;`, `    server ${server};`, ...pool, '}'].join('\n');
+}
 /** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
 function placeholderUpstream(service) {
     return [
         `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-        variable(upstreamName(service), '127.0.0.1:8503'),
+        upstreamBlock(upstreamName(service), '127.0.0.1:8503', false),
         ''
     ].join('\n');
 }
 /**
  * An upstream pointing at one container by its name, which nginx resolves through docker's DNS (the `resolver` in
- * nginx.conf) when requests come, not when it starts: nginx starts and reloads whether or not the container exists,
- * and follows the container to its new address when dockerd restarts it.
+ * nginx.conf) itself, not only when it starts: nginx starts and reloads whether or not the container exists, and
+ * follows the container to its new address when dockerd restarts it.
  */
 function upstreamConf(name, port, live) {
     return [
         `# ops-action: ${name} -> container ${live.container} (${live.image})`,
         `# live: ${JSON.stringify(live)}`,
-        variable(name, `${live.container}:${port}`),
+        upstreamBlock(name, `${live.container}:${port} resolve`, true),
         ''
     ].join('\n');
 }
@@ -69641,7 +69648,7 @@ function customServiceFiles(service, route, hasLive) {
     const files = [
         {
             path: varsPath(service),
-            content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default $${upstreamName(service)};\n}\n`
+            content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default ${upstreamName(service)};\n}\n`
         },
         {
             path: locationsPath(service),
@@ -69652,17 +69659,47 @@ function customServiceFiles(service, route, hasLive) {
         files.push({ path: upstreamPath(service), content: placeholderUpstream(service) });
     return files;
 }
-/** service -> the container its upstream file names (the 503 placeholder names none). */
-function parseUpstreamFiles(out) {
-    const live = new Map();
+/** The output of upstreamFiles(): file name (in upstreams/) -> content. */
+function splitFiles(out) {
+    const files = new Map();
     for (const chunk of out.split(/^@@file /m).slice(1)) {
         const nl = chunk.indexOf('\n');
-        const service = chunk.slice(0, nl < 0 ? undefined : nl).trim();
-        const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1));
+        const name = chunk.slice(0, nl < 0 ? undefined : nl).trim();
+        if (name)
+            files.set(name, nl < 0 ? '' : chunk.slice(nl + 1));
+    }
+    return files;
+}
+const SERVICE_FILE = /^app_([a-z][a-z0-9-]*)\.conf$/;
+/** service -> the container its upstream file names (the 503 placeholder names none), from upstreamFiles(). */
+function parseUpstreamFiles(out) {
+    const live = new Map();
+    for (const [name, content] of splitFiles(out)) {
+        const service = SERVICE_FILE.exec(name)?.[1];
+        const l = liveOf(content);
         if (service && l)
             live.set(service, l);
     }
     return live;
+}
+/**
+ * A file of upstreams/ as ops-action wrote it before upstream blocks (`map "" $app_<svc> { default host:port; }`),
+ * rewritten for today's config: the same container (or placeholder) as an upstream block, a custom service's map
+ * to the block's name. Undefined when the file is current (or not ops-action's).
+ */
+function migrateUpstreamFile(name, content) {
+    const service = SERVICE_FILE.exec(name)?.[1];
+    if (service) {
+        if (/^upstream /m.test(content))
+            return undefined;
+        const live = liveOf(content);
+        const port = /^\s*default [^;\s]+:(\d+);/m.exec(content)?.[1];
+        return live && port ? upstreamConf(upstreamName(service), Number(port), live) : placeholderUpstream(service);
+    }
+    if (!name.endsWith('_vars.conf'))
+        return undefined;
+    const fixed = content.replace(/default \$(app_[a-z0-9_]+);/, 'default $1;');
+    return fixed === content ? undefined : fixed;
 }
 
 ;// CONCATENATED MODULE: ./src/history.ts
@@ -69983,20 +70020,26 @@ const reloadNginxAndWait = (id, timeoutS) => script(NGINX_PS +
 /**
  * Waits, polling every 0.1 s for up to timeoutS, until none of the containers has an established connection from
  * nginx ($1) on its port (read from /proc/<pid>/net/tcp of the container: requests the old nginx workers still have
- * in flight there), twice in a row. Unlike waiting for the old workers to exit, a websocket or a slow request to
- * another service does not hold it up. Exit 4 at the timeout, printing how many are left; 6: /proc not readable
- * (hidepid), so the caller falls back to waiting for the workers.
+ * in flight there), twice in a row, and no worker of an older configuration is left — or, after workersS, one is
+ * left only for other requests: an old worker keeps reused client connections open for keepalive_min_timeout and
+ * may send their next requests to the old container until then; after it, only requests in flight. So a websocket
+ * or a slow request to another service holds it up for workersS at most. Exit 4 at the timeout, printing how many
+ * connections are left; 5: processes not listable; 6: /proc not readable (hidepid), so the caller falls back to
+ * waiting for the workers.
  */
-const waitConnectionsDrained = (nginxId, port, containers, timeoutS) => script('n=$1 port=$2 t=$3; shift 3; ' +
+const waitConnectionsDrained = (nginxId, port, containers, timeoutS, workersS) => script(NGINX_PS +
+    'n=$1 port=$2 t=$3 w=$4; shift 4; ' +
     'ips=$(docker inspect --format "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}" "$n") || exit 5; ' +
     // /proc/net/tcp shows an IPv4 address as 8 hex digits, least significant byte first, and the port as 4.
     'hex=$(for ip in $ips; do printf "%s\\n" "$ip" | awk -F. \'{ printf "%02X%02X%02X%02X ", $4, $3, $2, $1 }\'; done); ' +
     'ph=$(printf "%04X" "$port"); pids=$(docker inspect --format "{{.State.Pid}}" "$@" 2>/dev/null); ' +
-    'end=$(( $(date +%s) + t )); zero=0; while :; do c=0; ' +
+    'now=$(date +%s); end=$(( now + t )); wend=$(( now + w )); zero=0; while :; do c=0; ' +
     'for p in $pids; do [ "$p" -gt 0 ] || continue; [ -r "/proc/$p/net/tcp" ] || exit 6; ' +
     'c=$(( c + $(awk -v lp=":$ph" -v ips=" $hex" \'$4 == "01" && substr($2, 9) == lp && index(ips, " " substr($3, 1, 8) " ") { k++ } END { print k + 0 }\' "/proc/$p/net/tcp") )); done; ' +
-    'if [ "$c" -eq 0 ]; then zero=$((zero + 1)); [ "$zero" -lt 2 ] || exit 0; else zero=0; fi; ' +
-    '[ "$(date +%s)" -lt "$end" ] || { echo "$c"; exit 4; }; sleep 0.1; done', nginxId, String(port), String(timeoutS), ...containers);
+    'if [ "$c" -eq 0 ]; then zero=$((zero + 1)); ' +
+    'if [ "$zero" -ge 2 ]; then [ "$(date +%s)" -ge "$wend" ] && exit 0; ps=$(top "$n") || exit 5; [ "$(draining "$ps")" -gt 0 ] || exit 0; fi; ' +
+    'else zero=0; fi; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo "$c"; exit 4; }; sleep 0.1; done', nginxId, String(port), String(timeoutS), String(workersS), ...containers);
 /**
  * Waits, polling every 0.1 s for up to timeoutS, until no nginx worker of an older configuration is left (they exit
  * once their requests are done). Exit 4 at the timeout, printing how many still work; 5: processes not listable.
@@ -70162,12 +70205,13 @@ function redisPasswordProblem(value) {
 
 
 
+
 // What infra reads from the host before it changes anything: docker, compose, disk, ops-dir, files, network, stack.
 const MIN_FREE_KB = 1024 * 1024;
 const WARN_FREE_KB = 5 * 1024 * 1024;
 /** One round trip of read-only probes; every failure says how to fix it. */
 async function readHost(remote, inputs, bundle) {
-    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', OPS.upstreams, OPS.manifest, OPS.certificate])), section('manifest', readFileIfExists(hostPath(inputs.opsDir, OPS.manifest))), section('network', networkExists(inputs.network)), section('containers', projectInspect(PROJECT)));
+    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', OPS.upstreams, OPS.manifest, OPS.certificate])), section('manifest', readFileIfExists(hostPath(inputs.opsDir, OPS.manifest))), section('network', networkExists(inputs.network)), section('containers', projectInspect(PROJECT)), section('upstreams', upstreamFiles(inputs.opsDir)));
     const s = splitSections((await remote.run(probes)).stdout);
     const get = (name) => s.get(name) ?? { rc: 255, out: '' };
     const docker = get('docker');
@@ -70230,6 +70274,7 @@ async function readHost(remote, inputs, bundle) {
         manifest: get('manifest').out.split('\n').filter(Boolean),
         networkExists: get('network').rc === 0,
         containers: parseInspect(get('containers').out),
+        upstreams: splitFiles(get('upstreams').out),
         settings,
         tls,
         certHash
@@ -70332,11 +70377,17 @@ function planInfra(inputs, host, bundle) {
     if (host.tls)
         files.set(OPS.certificate, `${host.certHash}\n`);
     files.set(OPS.manifest, [...files.keys()].join('\n') + '\n');
-    // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
+    // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet, and
+    // rewrites files of an older ops-action in today's format (same container).
     for (const service of ROUTED_SERVICES) {
         const path = upstreamPath(service);
         if (!host.hashes.has(path))
             files.set(path, placeholderUpstream(service));
+    }
+    for (const [name, content] of host.upstreams) {
+        const migrated = migrateUpstreamFile(name, content);
+        if (migrated !== undefined)
+            files.set(`${OPS.upstreams}/${name}`, migrated);
     }
     const updates = [
         ...inputs.infraEnv,
@@ -70402,9 +70453,23 @@ function touched(plan) {
 
 
 
+/**
+ * nginx.conf's keepalive_min_timeout: how long a reload's old workers keep serving reused client connections (with
+ * the old config, so to the old container). A unit test keeps the two equal.
+ */
+const KEEPALIVE_MIN_TIMEOUT_S = 10;
+/** The oldest nginx the shipped config runs on: keepalive_min_timeout came in 1.27.4, upstream `server … resolve` in 1.27.3. */
+const MIN_NGINX = '1.27.4';
+/** What `nginx -t` says when the nginx is older than the shipped config needs; undefined for any other failure. */
+function nginxTooOld(output) {
+    if (!/unknown directive "keepalive_min_timeout"|invalid parameter "resolve"|unknown directive "keepalive_timeout" in .*upstreams/.test(output))
+        return undefined;
+    return new HostError(`The host's nginx is older than ${MIN_NGINX}, which the shipped config needs (keepalive_min_timeout, upstream servers with resolve):\n${output.trim()}`, 'set NGINX_IMAGE in infra-env to nginx:1.30.6-alpine or newer (or remove it to get the compose default), then run mode infra');
+}
 /** A failing `nginx -t` as an error that says what it means for the run and how to fix it. */
 function nginxTestFailed(output, consequence) {
-    return new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config');
+    return (nginxTooOld(output) ??
+        new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config'));
 }
 /**
  * Writes nginx files atomically (the old ones kept as `.ops-prev`) and runs `nginx -t`, in one round trip. When the
@@ -70486,7 +70551,8 @@ async function waitDrained(remote, id, timeoutMs) {
  * the app port), up to timeoutMs; where the host hides other users' /proc entries, until the old workers are gone.
  */
 async function waitRequestsDrained(remote, id, port, containers, timeoutMs) {
-    const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000)));
+    const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, Math.ceil(timeoutMs / 1000));
+    const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000), workersS));
     if (r.code === 0)
         return true;
     if (r.code === 4) {
@@ -70587,7 +70653,7 @@ async function runInfra(remote, inputs, phases, label = '') {
     const host = await phase('Preflight', () => readHost(remote, inputs, bundle));
     const plan = await phase('Plan', () => logPlan(planInfra(inputs, host, bundle)));
     // 2. Files and network.
-    const files = await phase('Upload files', () => upload(remote, opsDir, plan));
+    const files = await phase('Upload files', () => upload(remote, opsDir, plan, host));
     const network = await phase('Network', () => ensureNetworkOf(remote, host, inputs.network));
     // 3. compose config and nginx -t on what was written; a failure puts the previous files back.
     await phase('Validate config', () => validate(remote, opsDir, host, plan)).catch(async (e) => {
@@ -70685,7 +70751,7 @@ async function reloadIfChanged(remote, host, plan, containers) {
     return [{ kind: 'reloaded' }];
 }
 /** Sends every changed file in one archive and swaps them into place in one command. */
-async function upload(remote, opsDir, plan) {
+async function upload(remote, opsDir, plan, host) {
     const entries = plan.write.map(path => ({ path, content: plan.files.get(path), mode: 0o644 }));
     if (plan.envChangedKeys.length)
         entries.push({ path: OPS.env, content: plan.envText, mode: 0o600 });
@@ -70697,25 +70763,36 @@ async function upload(remote, opsDir, plan) {
     if (!entries.length && !plan.remove.length)
         info('All files up to date.');
     return [
-        ...plan.write.map(path => ({ kind: path.startsWith(`${OPS.upstreams}/`) ? 'placeholder' : 'wrote', path })),
+        ...plan.write.map(path => ({
+            kind: path.startsWith(`${OPS.upstreams}/`) && !host.hashes.has(path) ? 'placeholder' : 'wrote',
+            path
+        })),
         ...plan.remove.map(path => ({ kind: 'removed', path })),
         ...(plan.envChangedKeys.length ? [{ kind: 'env', keys: plan.envChangedKeys }] : [])
     ];
 }
-/** compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads. */
+/**
+ * compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads: in the running nginx,
+ * or, when the compose file or .env changed (nginx's image may change with them) or nginx is not running, in a
+ * throwaway container of the nginx the stack will run.
+ */
 async function validate(remote, opsDir, host, plan) {
-    if (plan.write.includes(OPS.compose) || plan.envChangedKeys.length) {
+    const stackChanged = plan.write.includes(OPS.compose) || plan.envChangedKeys.length > 0;
+    if (stackChanged)
         await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)');
-    }
-    if (!plan.nginxChanged)
+    if (!plan.nginxChanged && !stackChanged)
         return info('nginx config unchanged.');
     const running = host.containers.find(c => c.service === 'nginx' && c.status === 'running');
-    const test = running ? nginxTest({ container: running.id }) : composeNginxTest(host.compose, opsDir);
+    const test = running && !stackChanged ? nginxTest({ container: running.id }) : composeNginxTest(host.compose, opsDir);
     const r = await remote.run(test);
+    const out = (r.stderr || r.stdout).trim();
     if (r.code !== 0) {
-        throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${(r.stderr || r.stdout).trim()}`);
+        const tooOld = nginxTooOld(out);
+        if (tooOld)
+            throw tooOld;
+        throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${out}`);
     }
-    info((r.stderr || r.stdout).trim() || 'nginx -t: ok');
+    info(out || 'nginx -t: ok');
 }
 
 ;// CONCATENATED MODULE: ./src/commands/lock.ts

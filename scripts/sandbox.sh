@@ -16,12 +16,15 @@
 #   - sshd on 127.0.0.1:2222 (own config + host key, key auth only)
 #   - /opt/behindy-ops owned by deploy, mode 0750
 #   - registry (Debian docker-registry) on 127.0.0.1:5000, plain HTTP, htpasswd user `ci`
-#   - images postgres:15.10-bookworm, redis:7.4.1-alpine, nginx:1.27.3-alpine
+#   - compose: the v2 plugin (Debian sid's docker-compose 2.40, a static binary) or v1
+#   - images postgres:15.10-bookworm, redis:7.4.1-alpine, nginx:1.30.6-alpine
 #     (pulled if Docker Hub answers within 20 s, otherwise built locally from
-#     scripts/images/* on a debootstrapped Debian bookworm base), and the sample
+#     scripts/images/* on a debootstrapped Debian bookworm or sid base), and the sample
 #     app ops-sandbox/sample-app:latest, pushed as 127.0.0.1:5000/behindy/sample-app:v1/:v2
 #
-# Env knobs: SANDBOX_NO_PULL=1 (don't try Docker Hub), SANDBOX_DEBIAN_MIRROR=<url>.
+# Env knobs: SANDBOX_NO_PULL=1 (don't try Docker Hub), SANDBOX_DEBIAN_MIRROR=<url>,
+#   SANDBOX_COMPOSE=v2 (default: the compose v2 plugin, as Docker Engine hosts run it) or v1 (only
+#   docker-compose 1.29, as Ubuntu's docker.io hosts run it).
 #
 # DIFFERENCES between the locally built stand-ins and the official images
 # (only relevant when Docker Hub is unreachable; printed by `differences`):
@@ -45,14 +48,19 @@
 #   config file that omits protected-mode the stock default "yes" applies
 #   (no effect once requirepass is set). Startup log says it loaded a config
 #   file. uid/gid 999, WORKDIR /data, privilege drop via gosu as upstream.
-# nginx:1.27.3-alpine -> Debian nginx 1.22.1: no `http2 on;` directive (use
-#   `listen 443 ssl http2`), no HTTP/3, no njs/dynamic modules; compiled-in
+# nginx:1.30.6-alpine -> Debian sid's nginx 1.30.6 (glibc, built by Debian's
+#   gcc; Debian's module set: no njs, HTTP/3 as Debian builds it). Compiled-in
 #   temp paths are /var/lib/nginx/* (owned by nginx; /var/cache/nginx also
 #   exists). Entrypoint runs /docker-entrypoint.d/*.sh|*.envsh and renders
 #   /etc/nginx/templates/*.template with envsubst, but none of upstream's
 #   stock scripts ship (no IPv6 listen auto-add, no worker tuning), so
 #   default.conf listens on IPv4 :80 only. nginx.conf/default.conf, user
-#   nginx (uid 101), log symlinks, STOPSIGNAL SIGQUIT as upstream.
+#   nginx (uid 101), log symlinks, STOPSIGNAL SIGQUIT as upstream; GNU wget
+#   instead of busybox's.
+# compose -> the v2 plugin is Debian sid's docker-compose 2.40.3 (Docker's
+#   own docker-compose-plugin on EC2), driving bookworm's dockerd 20.10
+#   (EC2: a current Docker Engine). SANDBOX_COMPOSE=v1: Debian's
+#   docker-compose 1.29.2 only.
 # sample app (ops-sandbox/sample-app, 127.0.0.1:5000/behindy/sample-app:v1/v2)
 #   -> python3 http.server, not Node/Next.js; HTTP/1.0 (no keep-alive);
 #   runs as nextjs (uid 1001) with wget, no curl.
@@ -78,9 +86,13 @@ SAMPLE_REPO="$REGISTRY/behindy/sample-app"
 
 PG_IMAGE=postgres:15.10-bookworm
 REDIS_IMAGE=redis:7.4.1-alpine
-NGINX_IMAGE=nginx:1.27.3-alpine
+NGINX_IMAGE=nginx:1.30.6-alpine
 SAMPLE_IMAGE=ops-sandbox/sample-app:latest
 BASE_IMAGE=ops-sandbox/debian:bookworm
+# Debian unstable: today's nginx (1.30) and compose v2 (2.40). Its Release file may be past Valid-Until on a mirror.
+SID_IMAGE=ops-sandbox/debian:sid
+COMPOSE=${SANDBOX_COMPOSE:-v2}
+COMPOSE_PLUGIN=/usr/libexec/docker/cli-plugins/docker-compose
 
 # package -> command that proves it (or an equivalent) is already there. On a
 # GitHub ubuntu runner docker comes from Docker's own packages (moby/docker-ce),
@@ -491,22 +503,29 @@ debian_mirror() {
   echo "${url:-http://deb.debian.org/debian}"
 }
 
+# ensure_base_image [suite]: a minbase debootstrap of Debian <suite> (bookworm, sid) imported as ops-sandbox/debian:<suite>
 ensure_base_image() {
-  image_exists "$BASE_IMAGE" && return 0
-  local tarball="$STATE_DIR/cache/debian-bookworm-minbase.tar" mirror
+  local suite="${1:-bookworm}" image="ops-sandbox/debian:${1:-bookworm}"
+  image_exists "$image" && return 0
+  local tarball="$STATE_DIR/cache/debian-$suite-minbase.tar" mirror
   mirror="$(debian_mirror)"
   if [[ ! -s $tarball ]]; then
-    log "debootstrap bookworm (minbase) from $mirror (~30 s)"
-    local root="$STATE_DIR/cache/rootfs"
+    log "debootstrap $suite (minbase) from $mirror (~30 s)"
+    local root="$STATE_DIR/cache/rootfs-$suite"
     mkdir -p "$STATE_DIR/cache"
     rm -rf "$root"
     local keyring=()
     host_is_debian || keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
-    debootstrap "${keyring[@]}" --variant=minbase bookworm "$root" "$mirror" >"$LOG_DIR/debootstrap.log" 2>&1 ||
-      die "debootstrap failed; see $LOG_DIR/debootstrap.log"
+    debootstrap "${keyring[@]}" --variant=minbase "$suite" "$root" "$mirror" >"$LOG_DIR/debootstrap-$suite.log" 2>&1 ||
+      die "debootstrap $suite failed; see $LOG_DIR/debootstrap-$suite.log"
     # Like the old docker "mkimage" tweaks: no service starts, no docs, slim apt.
     printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"; chmod 0755 "$root/usr/sbin/policy-rc.d"
-    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$mirror" "$mirror" >"$root/etc/apt/sources.list"
+    if [[ $suite == bookworm ]]; then
+      printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$mirror" "$mirror" >"$root/etc/apt/sources.list"
+    else
+      printf 'deb %s %s main\n' "$mirror" "$suite" >"$root/etc/apt/sources.list"
+      printf 'Acquire::Check-Valid-Until "false";\n' >"$root/etc/apt/apt.conf.d/90-sandbox-valid-until"
+    fi
     printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$root/etc/apt/apt.conf.d/90-sandbox-norecommends"
     printf 'path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\npath-include /usr/share/locale/locale.alias\n' \
       >"$root/etc/dpkg/dpkg.cfg.d/90-sandbox-nodoc"
@@ -514,9 +533,45 @@ ensure_base_image() {
     tar --numeric-owner -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$root"
   fi
-  log "importing $BASE_IMAGE from $tarball"
+  log "importing $image from $tarball"
   "$DOCKER" import -c 'CMD ["bash"]' -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    "$tarball" "$BASE_IMAGE" >/dev/null
+    "$tarball" "$image" >/dev/null
+}
+
+# sid_apt ARGS...: apt-get against Debian sid with a state of its own under .sandbox (the host's apt is untouched).
+sid_apt() {
+  local d="$STATE_DIR/apt-sid"
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s sid main\n' "$(debian_mirror)" >"$d/sources.list"
+  apt-get -q -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$d/lists" \
+    -o Dir::Cache="$d/cache" -o Acquire::Check-Valid-Until=false -o APT::Get::List-Cleanup=0 "$@"
+}
+
+# The compose v2 plugin (SANDBOX_COMPOSE=v2, the default) from sid's docker-compose package, or none (v1).
+setup_compose() {
+  if [[ $COMPOSE == v1 ]]; then
+    [[ -f $COMPOSE_PLUGIN.ops-sandbox ]] && rm -f "$COMPOSE_PLUGIN" "$COMPOSE_PLUGIN.ops-sandbox"
+    docker compose version >/dev/null 2>&1 && die "SANDBOX_COMPOSE=v1, but a compose v2 plugin answers 'docker compose' (not installed by this script): remove it"
+    info "compose: v1 only ($(docker-compose version --short))"
+    return 0
+  fi
+  [[ $COMPOSE == v2 ]] || die "SANDBOX_COMPOSE must be v1 or v2 (got '$COMPOSE')"
+  if ! docker compose version >/dev/null 2>&1; then
+    local deb="$STATE_DIR/cache/docker-compose-sid.deb" x="$STATE_DIR/cache/docker-compose-sid"
+    if [[ ! -s $deb ]]; then
+      log "fetching docker-compose (v2) from Debian sid"
+      mkdir -p "$STATE_DIR/cache"
+      sid_apt update >"$LOG_DIR/apt-sid.log" 2>&1 || die "apt-get update for sid failed (log: $LOG_DIR/apt-sid.log)"
+      (cd "$STATE_DIR/cache" && sid_apt download docker-compose >>"$LOG_DIR/apt-sid.log" 2>&1) ||
+        die "downloading docker-compose from sid failed (log: $LOG_DIR/apt-sid.log)"
+      mv "$STATE_DIR"/cache/docker-compose_*.deb "$deb"
+    fi
+    rm -rf "$x" && dpkg-deb -x "$deb" "$x"
+    install -D -m 0755 "$x/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_PLUGIN"
+    touch "$COMPOSE_PLUGIN.ops-sandbox"
+    rm -rf "$x"
+  fi
+  info "compose: v2 plugin $(docker compose version --short) (docker-compose $(docker-compose version --short 2>/dev/null || echo absent) stays as v1)"
 }
 
 # build_image <tag> <dir> [build-args...]: rebuild only if the dir hash changed
@@ -528,7 +583,7 @@ build_image() {
     info "$tag: up to date (built locally, hash $hash)"
     return 0
   fi
-  ensure_base_image
+  ensure_base_image "$(sed -n 's|^FROM ops-sandbox/debian:||p' "$dir/Dockerfile" | head -n 1)"
   log "building $tag from ${dir#"$REPO_DIR"/}"
   local args=() a
   for a in "$@"; do args+=(--build-arg "$a"); done
@@ -628,6 +683,7 @@ cmd_up() {
   log "sandbox up (state: $STATE_DIR)"
   install_packages
   start_docker
+  setup_compose
   setup_deploy_user
   setup_sshd
   check_ssh

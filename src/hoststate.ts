@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { composeV1, composeV2, networkExists, type Compose } from './commands/compose'
 import { projectInspect } from './commands/containers'
-import { dirWritable, hashFiles, readFileIfExists } from './commands/files'
+import { dirWritable, hashFiles, readFileIfExists, upstreamFiles } from './commands/files'
 import { certificateExists, composeV1Version, composeV2Version, diskFree, dockerServerVersion } from './commands/probes'
 import { parseInspect, type ContainerInfo } from './containers'
 import { readEnvFile } from './envfile'
@@ -12,6 +12,7 @@ import { hostPath, OPS } from './paths'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
 import type { FileSet } from './stackfiles'
+import { splitFiles } from './upstream'
 
 // What infra reads from the host before it changes anything: docker, compose, disk, ops-dir, files, network, stack.
 
@@ -27,6 +28,8 @@ export interface HostState {
   networkExists: boolean
   /** The stack's containers. */
   containers: ContainerInfo[]
+  /** Files of upstreams/ (name -> content): each service's upstream, written by its deploys. */
+  upstreams: Map<string, string>
   /** domain and ports in effect: the inputs, else the host's .env, else the defaults. */
   settings: Settings
   tls: boolean
@@ -51,7 +54,8 @@ export async function readHost(remote: Remote, inputs: InfraInputs, bundle: File
     section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', OPS.upstreams, OPS.manifest, OPS.certificate])),
     section('manifest', readFileIfExists(hostPath(inputs.opsDir, OPS.manifest))),
     section('network', networkExists(inputs.network)),
-    section('containers', projectInspect(PROJECT))
+    section('containers', projectInspect(PROJECT)),
+    section('upstreams', upstreamFiles(inputs.opsDir))
   )
   const s = splitSections((await remote.run(probes)).stdout)
   const get = (name: string) => s.get(name) ?? { rc: 255, out: '' }
@@ -130,6 +134,7 @@ export async function readHost(remote: Remote, inputs: InfraInputs, bundle: File
     manifest: get('manifest').out.split('\n').filter(Boolean),
     networkExists: get('network').rc === 0,
     containers: parseInspect(get('containers').out),
+    upstreams: splitFiles(get('upstreams').out),
     settings,
     tls,
     certHash

@@ -12,7 +12,7 @@ import { readHost, type HostState, type Settings } from './hoststate'
 import { planInfra, touched, type InfraPlan } from './infraplan'
 import type { InfraInputs } from './inputs'
 import { PROJECT } from './labels'
-import { reloadAndWait } from './nginx'
+import { nginxTooOld, reloadAndWait } from './nginx'
 import { hostPaths, OPS } from './paths'
 import type { Phases } from './phases'
 import type { Remote } from './ssh'
@@ -71,7 +71,7 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
   const plan = await phase('Plan', () => logPlan(planInfra(inputs, host, bundle)))
 
   // 2. Files and network.
-  const files = await phase('Upload files', () => upload(remote, opsDir, plan))
+  const files = await phase('Upload files', () => upload(remote, opsDir, plan, host))
   const network = await phase('Network', () => ensureNetworkOf(remote, host, inputs.network))
   // 3. compose config and nginx -t on what was written; a failure puts the previous files back.
   await phase('Validate config', () => validate(remote, opsDir, host, plan)).catch(async e => {
@@ -180,7 +180,7 @@ async function reloadIfChanged(remote: Remote, host: HostState, plan: InfraPlan,
 }
 
 /** Sends every changed file in one archive and swaps them into place in one command. */
-async function upload(remote: Remote, opsDir: string, plan: InfraPlan): Promise<InfraChange[]> {
+async function upload(remote: Remote, opsDir: string, plan: InfraPlan, host: HostState): Promise<InfraChange[]> {
   const entries: ArchiveEntry[] = plan.write.map(path => ({ path, content: plan.files.get(path) as string, mode: 0o644 }))
   if (plan.envChangedKeys.length) entries.push({ path: OPS.env, content: plan.envText, mode: 0o600 })
   if (entries.length) {
@@ -196,25 +196,32 @@ async function upload(remote: Remote, opsDir: string, plan: InfraPlan): Promise<
   if (plan.remove.length) await remote.must(removeFiles(hostPaths(opsDir, plan.remove)), 'removing stale files')
   if (!entries.length && !plan.remove.length) core.info('All files up to date.')
   return [
-    ...plan.write.map(path => ({ kind: path.startsWith(`${OPS.upstreams}/`) ? ('placeholder' as const) : ('wrote' as const), path })),
+    ...plan.write.map(path => ({
+      kind: path.startsWith(`${OPS.upstreams}/`) && !host.hashes.has(path) ? ('placeholder' as const) : ('wrote' as const),
+      path
+    })),
     ...plan.remove.map(path => ({ kind: 'removed' as const, path })),
     ...(plan.envChangedKeys.length ? [{ kind: 'env' as const, keys: plan.envChangedKeys }] : [])
   ]
 }
 
-/** compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads. */
+/**
+ * compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads: in the running nginx,
+ * or, when the compose file or .env changed (nginx's image may change with them) or nginx is not running, in a
+ * throwaway container of the nginx the stack will run.
+ */
 async function validate(remote: Remote, opsDir: string, host: HostState, plan: InfraPlan): Promise<void> {
-  if (plan.write.includes(OPS.compose) || plan.envChangedKeys.length) {
-    await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)')
-  }
-  if (!plan.nginxChanged) return core.info('nginx config unchanged.')
+  const stackChanged = plan.write.includes(OPS.compose) || plan.envChangedKeys.length > 0
+  if (stackChanged) await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)')
+  if (!plan.nginxChanged && !stackChanged) return core.info('nginx config unchanged.')
   const running = host.containers.find(c => c.service === 'nginx' && c.status === 'running')
-  const test = running ? nginxTest({ container: running.id }) : composeNginxTest(host.compose, opsDir)
+  const test = running && !stackChanged ? nginxTest({ container: running.id }) : composeNginxTest(host.compose, opsDir)
   const r = await remote.run(test)
+  const out = (r.stderr || r.stdout).trim()
   if (r.code !== 0) {
-    throw new HostError(
-      `The nginx config test failed; the previous files were restored and nothing was reloaded:\n${(r.stderr || r.stdout).trim()}`
-    )
+    const tooOld = nginxTooOld(out)
+    if (tooOld) throw tooOld
+    throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${out}`)
   }
-  core.info((r.stderr || r.stdout).trim() || 'nginx -t: ok')
+  core.info(out || 'nginx -t: ok')
 }

@@ -4,7 +4,7 @@ import type { HostState } from './hoststate'
 import type { InfraInputs } from './inputs'
 import { OPS } from './paths'
 import { planFiles, renderStack, ROUTED_SERVICES, type FileSet } from './stackfiles'
-import { placeholderUpstream, upstreamPath } from './upstream'
+import { migrateUpstreamFile, placeholderUpstream, upstreamPath } from './upstream'
 
 /** Variables the stack cannot start without. */
 export const REQUIRED_ENV = ['DB_USER', 'DB_PASS', 'DB_NAME', 'REDIS_PASSWORD'] as const
@@ -29,10 +29,15 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   // The certificate nginx loaded, as a file of the run: when certbot renews it, this file changes and nginx reloads.
   if (host.tls) files.set(OPS.certificate, `${host.certHash}\n`)
   files.set(OPS.manifest, [...files.keys()].join('\n') + '\n')
-  // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet.
+  // A service's upstream belongs to its deploys; infra only puts the 503 placeholder where none exists yet, and
+  // rewrites files of an older ops-action in today's format (same container).
   for (const service of ROUTED_SERVICES) {
     const path = upstreamPath(service)
     if (!host.hashes.has(path)) files.set(path, placeholderUpstream(service))
+  }
+  for (const [name, content] of host.upstreams) {
+    const migrated = migrateUpstreamFile(name, content)
+    if (migrated !== undefined) files.set(`${OPS.upstreams}/${name}`, migrated)
   }
   const updates: EnvEntries = [
     ...inputs.infraEnv,

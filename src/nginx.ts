@@ -16,11 +16,37 @@ export interface NginxFile {
   content: string
 }
 
+/**
+ * nginx.conf's keepalive_min_timeout: how long a reload's old workers keep serving reused client connections (with
+ * the old config, so to the old container). A unit test keeps the two equal.
+ */
+export const KEEPALIVE_MIN_TIMEOUT_S = 10
+
+/** The oldest nginx the shipped config runs on: keepalive_min_timeout came in 1.27.4, upstream `server … resolve` in 1.27.3. */
+export const MIN_NGINX = '1.27.4'
+
+/** What `nginx -t` says when the nginx is older than the shipped config needs; undefined for any other failure. */
+export function nginxTooOld(output: string): HostError | undefined {
+  if (
+    !/unknown directive "keepalive_min_timeout"|invalid parameter "resolve"|unknown directive "keepalive_timeout" in .*upstreams/.test(
+      output
+    )
+  )
+    return undefined
+  return new HostError(
+    `The host's nginx is older than ${MIN_NGINX}, which the shipped config needs (keepalive_min_timeout, upstream servers with resolve):\n${output.trim()}`,
+    'set NGINX_IMAGE in infra-env to nginx:1.30.6-alpine or newer (or remove it to get the compose default), then run mode infra'
+  )
+}
+
 /** A failing `nginx -t` as an error that says what it means for the run and how to fix it. */
 export function nginxTestFailed(output: string, consequence: string): HostError {
-  return new HostError(
-    `nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`,
-    'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config'
+  return (
+    nginxTooOld(output) ??
+    new HostError(
+      `nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`,
+      'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config'
+    )
   )
 }
 
@@ -122,7 +148,8 @@ export async function waitRequestsDrained(
   containers: string[],
   timeoutMs: number
 ): Promise<boolean> {
-  const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000)))
+  const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, Math.ceil(timeoutMs / 1000))
+  const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000), workersS))
   if (r.code === 0) return true
   if (r.code === 4) {
     core.warning(`${r.stdout.trim()} request(s) from nginx still in flight to the old container after ${timeoutMs / 1000} s; going on.`)

@@ -6,9 +6,9 @@ export interface Live {
 }
 
 /**
- * Upstream names: `app_<svc>` is the container serving clients, an nginx variable (`$app_<svc>`, `-` spelled `_`)
- * holding `host:port`, defined in its own file under upstreams/. On the preview port, the X-Ops-Upstream request
- * header names the container instead (nginx/conf.d/05-upstream-vars.conf).
+ * Upstream names: `app_<svc>` (`-` spelled `_`) is the upstream block of the container serving clients, defined in
+ * its own file under upstreams/. On the preview port, the X-Ops-Upstream request header names the container instead
+ * (nginx/conf.d/05-upstream-vars.conf).
  */
 export const upstreamName = (service: string): string => `app_${service.replace(/-/g, '_')}`
 export const upstreamPath = (service: string): string => `upstreams/app_${service}.conf`
@@ -20,28 +20,35 @@ export const varsPath = (service: string): string => `upstreams/app_${service}_v
 /** The nginx variable that picks the live or preview upstream of a service. */
 export const upstreamVar = (service: string): string => `$up_${service.replace(/-/g, '_')}`
 
-/** `$name` = `target` for every request (a map with only a default is nginx's constant variable). */
-const variable = (name: string, target: string): string => `map "" $${name} {\n    default ${target};\n}`
+/**
+ * The upstream block `name` with one server. An app container is named with `resolve` (nginx resolves it through
+ * docker's DNS itself and follows a new address) and its connections are kept alive, closed by nginx after 4 s idle:
+ * before the apps' own idle timeouts (Node's and uvicorn's 5 s), so nginx never reuses a connection the app closes.
+ */
+function upstreamBlock(name: string, server: string, keepalive: boolean): string {
+  const pool = keepalive ? ['    keepalive 16;', '    keepalive_timeout 4s;'] : []
+  return [`upstream ${name} {`, `    zone ${name} 64k;`, `    server ${server};`, ...pool, '}'].join('\n')
+}
 
 /** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
 export function placeholderUpstream(service: string): string {
   return [
     `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-    variable(upstreamName(service), '127.0.0.1:8503'),
+    upstreamBlock(upstreamName(service), '127.0.0.1:8503', false),
     ''
   ].join('\n')
 }
 
 /**
  * An upstream pointing at one container by its name, which nginx resolves through docker's DNS (the `resolver` in
- * nginx.conf) when requests come, not when it starts: nginx starts and reloads whether or not the container exists,
- * and follows the container to its new address when dockerd restarts it.
+ * nginx.conf) itself, not only when it starts: nginx starts and reloads whether or not the container exists, and
+ * follows the container to its new address when dockerd restarts it.
  */
 export function upstreamConf(name: string, port: number, live: Live): string {
   return [
     `# ops-action: ${name} -> container ${live.container} (${live.image})`,
     `# live: ${JSON.stringify(live)}`,
-    variable(name, `${live.container}:${port}`),
+    upstreamBlock(name, `${live.container}:${port} resolve`, true),
     ''
   ].join('\n')
 }
@@ -64,7 +71,7 @@ export function customServiceFiles(service: string, route: string, hasLive: bool
   const files = [
     {
       path: varsPath(service),
-      content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default $${upstreamName(service)};\n}\n`
+      content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default ${upstreamName(service)};\n}\n`
     },
     {
       path: locationsPath(service),
@@ -75,14 +82,44 @@ export function customServiceFiles(service: string, route: string, hasLive: bool
   return files
 }
 
-/** service -> the container its upstream file names (the 503 placeholder names none). */
-export function parseUpstreamFiles(out: string): Map<string, Live> {
-  const live = new Map<string, Live>()
+/** The output of upstreamFiles(): file name (in upstreams/) -> content. */
+export function splitFiles(out: string): Map<string, string> {
+  const files = new Map<string, string>()
   for (const chunk of out.split(/^@@file /m).slice(1)) {
     const nl = chunk.indexOf('\n')
-    const service = chunk.slice(0, nl < 0 ? undefined : nl).trim()
-    const l = liveOf(nl < 0 ? '' : chunk.slice(nl + 1))
+    const name = chunk.slice(0, nl < 0 ? undefined : nl).trim()
+    if (name) files.set(name, nl < 0 ? '' : chunk.slice(nl + 1))
+  }
+  return files
+}
+
+const SERVICE_FILE = /^app_([a-z][a-z0-9-]*)\.conf$/
+
+/** service -> the container its upstream file names (the 503 placeholder names none), from upstreamFiles(). */
+export function parseUpstreamFiles(out: string): Map<string, Live> {
+  const live = new Map<string, Live>()
+  for (const [name, content] of splitFiles(out)) {
+    const service = SERVICE_FILE.exec(name)?.[1]
+    const l = liveOf(content)
     if (service && l) live.set(service, l)
   }
   return live
+}
+
+/**
+ * A file of upstreams/ as ops-action wrote it before upstream blocks (`map "" $app_<svc> { default host:port; }`),
+ * rewritten for today's config: the same container (or placeholder) as an upstream block, a custom service's map
+ * to the block's name. Undefined when the file is current (or not ops-action's).
+ */
+export function migrateUpstreamFile(name: string, content: string): string | undefined {
+  const service = SERVICE_FILE.exec(name)?.[1]
+  if (service) {
+    if (/^upstream /m.test(content)) return undefined
+    const live = liveOf(content)
+    const port = /^\s*default [^;\s]+:(\d+);/m.exec(content)?.[1]
+    return live && port ? upstreamConf(upstreamName(service), Number(port), live) : placeholderUpstream(service)
+  }
+  if (!name.endsWith('_vars.conf')) return undefined
+  const fixed = content.replace(/default \$(app_[a-z0-9_]+);/, 'default $1;')
+  return fixed === content ? undefined : fixed
 }

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { get } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // @ts-expect-error plain ESM helper shared with the benchmark
@@ -163,9 +164,25 @@ export function redisCli(args: string[], password?: string): { code: number; out
   ])
 }
 
+/**
+ * One GET on a connection of its own (no keep-alive pool): after a reload it is served by nginx's new workers, while
+ * a reused connection may still be an old worker's for keepalive_min_timeout (with the old config).
+ */
 export async function http(path: string, port = HTTP_PORT): Promise<{ status: number; body: string; headers: Headers }> {
-  const r = await fetch(`http://127.0.0.1:${port}${path}`, { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
-  return { status: r.status, body: await r.text(), headers: r.headers }
+  return new Promise((resolve, reject) => {
+    const req = get({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000 }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const headers = new Headers()
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v)
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers })
+      })
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer in 10 s`)))
+    req.on('error', reject)
+  })
 }
 
 /** Lines in sshd's log that show a successful login (to prove a refused run never logged in). */

@@ -156,8 +156,9 @@ describe('swap (against a fake host)', () => {
     const conf = execFileSync('tar', ['-xOf', '-', 'upstreams/app_backend.conf'], { input: write.stdin as Buffer, encoding: 'utf8' })
     expect(liveOf(conf)).toEqual({ container: name, image: IMAGE })
     expect(write.sh).toContain(`docker exec ${NGINX} nginx -t -c /etc/nginx/ops/nginx.conf`)
-    // nginx's requests to the old container are waited for, by name, before it stops.
-    expect(remote.matching(STEP.drainWait)[0].sh).toMatch(new RegExp(`' sh ${NGINX} 8080 2 ${OLD}$`))
+    // nginx's requests to the old container are waited for, by name, before it stops; old workers for at most
+    // keepalive_min_timeout + 1 s (here capped by the 2 s drain-timeout).
+    expect(remote.matching(STEP.drainWait)[0].sh).toMatch(new RegExp(`' sh ${NGINX} 8080 2 2 ${OLD}$`))
     expect(history(remote)).toEqual([
       expect.objectContaining({
         mode: 'deploy',

@@ -434,7 +434,7 @@ export class FakeRemote implements Remote {
   }
 }
 
-/** What readHost's one round trip of probes prints (docker, compose, disk, ops-dir, hashes, manifest, network, stack). */
+/** What readHost's one round trip of probes prints (docker, compose, disk, ops-dir, hashes, manifest, network, stack, upstreams). */
 export function hostProbeOut(
   over: Partial<{
     docker: string | { rc: number; out: string }
@@ -448,6 +448,8 @@ export function hostProbeOut(
     network: boolean
     /** `docker inspect` lines of the stack's containers. */
     containers: string[]
+    /** Files of upstreams/ (name -> content), as upstreamFiles() prints them. */
+    upstreams: Map<string, string>
   }> = {}
 ): string {
   return sectionsOut({
@@ -459,6 +461,7 @@ export function hostProbeOut(
     hashes: [...(over.hashes ?? new Map())].map(([p, h]) => `${h}  ${p}`).join('\n'),
     manifest: (over.manifest ?? []).join('\n'),
     network: { rc: over.network === false ? 1 : 0, out: '' },
-    containers: (over.containers ?? []).join('\n')
+    containers: (over.containers ?? []).join('\n'),
+    upstreams: [...(over.upstreams ?? new Map())].map(([name, content]) => `@@file ${name}\n${content}\n`).join('')
   })
 }

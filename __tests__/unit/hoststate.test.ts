@@ -4,6 +4,7 @@ import { HostError } from '../../src/errors'
 import { effectiveSettings, nginxImage, readHost } from '../../src/hoststate'
 import type { InfraInputs } from '../../src/inputs'
 import { loadBundle, type FileSet } from '../../src/stackfiles'
+import { migrateUpstreamFile, placeholderUpstream, upstreamConf } from '../../src/upstream'
 import { captureStdout, FakeRemote, hostProbeOut, stackContainer } from './helpers'
 
 const bundle = loadBundle(join(__dirname, '..', '..'))
@@ -54,9 +55,9 @@ describe('nginxImage', () => {
   })
 
   it('else the compose default', () => {
-    expect(nginxImage(new Map(), compose)).toBe('nginx:1.27.3-alpine')
-    expect(nginxImage(new Map([['NGINX_IMAGE', '']]), compose)).toBe('nginx:1.27.3-alpine')
-    expect(nginxImage(new Map([['REDIS_IMAGE', 'redis:8']]), compose)).toBe('nginx:1.27.3-alpine')
+    expect(nginxImage(new Map(), compose)).toBe('nginx:1.30.6-alpine')
+    expect(nginxImage(new Map([['NGINX_IMAGE', '']]), compose)).toBe('nginx:1.30.6-alpine')
+    expect(nginxImage(new Map([['REDIS_IMAGE', 'redis:8']]), compose)).toBe('nginx:1.30.6-alpine')
   })
 
   it('else plain nginx', () => {
@@ -98,6 +99,41 @@ describe('readHost (against a fake host)', () => {
     expect(host.tls).toBe(false)
     // .env holds secrets: never logged.
     expect(stdout.text()).not.toContain('DB_USER=u')
+    // No upstreams/ yet.
+    expect(host.upstreams.size).toBe(0)
+  })
+
+  it('reads every file of upstreams/ by file name, in the same round trip', async () => {
+    const live = upstreamConf('app_backend', 8080, { container: 'backend-1a2b3c4d', image: 'b:1' })
+    const legacy = 'map "" $app_frontend {\n    default 127.0.0.1:8503;\n}\n'
+    const vars = 'map $server_port $up_my_svc {\n    8504    $http_x_ops_upstream;\n    default $app_my_svc;\n}\n'
+    const remote = new FakeRemote([
+      [
+        probe,
+        {
+          stdout: hostProbeOut({
+            upstreams: new Map([
+              ['app_backend.conf', live],
+              ['app_frontend.conf', legacy],
+              ['app_my-svc_vars.conf', vars]
+            ])
+          })
+        }
+      ],
+      [envRead, {}]
+    ])
+    const host = await readHost(remote, given({}), bundle)
+    expect(remote.unmatched).toEqual([])
+    expect(remote.matching(probe)[0].sh).toContain('for f in *.conf *.locations; do')
+    expect([...host.upstreams.keys()]).toEqual(['app_backend.conf', 'app_frontend.conf', 'app_my-svc_vars.conf'])
+    // Each file as it is (upstreamFiles() ends each with a blank line), and the migration sees it as it is.
+    expect(host.upstreams.get('app_backend.conf')?.trimEnd()).toBe(live.trimEnd())
+    expect(host.upstreams.get('app_frontend.conf')?.trimEnd()).toBe(legacy.trimEnd())
+    expect(host.upstreams.get('app_my-svc_vars.conf')?.trimEnd()).toBe(vars.trimEnd())
+    expect(migrateUpstreamFile('app_backend.conf', host.upstreams.get('app_backend.conf') as string)).toBeUndefined()
+    expect(migrateUpstreamFile('app_frontend.conf', host.upstreams.get('app_frontend.conf') as string)).toBe(
+      placeholderUpstream('frontend')
+    )
   })
 
   it('compose v1 when v2 is missing; a fresh ops-dir has no .env to read', async () => {

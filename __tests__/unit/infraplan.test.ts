@@ -6,7 +6,7 @@ import type { HostState } from '../../src/hoststate'
 import { checkStackEnv, planInfra, touched } from '../../src/infraplan'
 import type { InfraInputs } from '../../src/inputs'
 import { loadBundle, renderStack, ROUTED_SERVICES, sha256 } from '../../src/stackfiles'
-import { placeholderUpstream } from '../../src/upstream'
+import { customServiceFiles, liveOf, placeholderUpstream, upstreamConf } from '../../src/upstream'
 import { captureStdout, stackInfo } from './helpers'
 
 const bundle = loadBundle(join(__dirname, '..', '..'))
@@ -39,6 +39,7 @@ describe('planInfra', () => {
       compose: composeV2('2.29.1'),
       envText: '',
       hashes: new Map(),
+      upstreams: new Map(),
       manifest: [],
       networkExists: true,
       containers: [],
@@ -126,7 +127,9 @@ describe('planInfra', () => {
     for (const s of ROUTED_SERVICES) {
       expect(plan.write).toContain(`upstreams/app_${s}.conf`)
       expect(plan.files.get(`upstreams/app_${s}.conf`)).toBe(placeholderUpstream(s))
-      expect(placeholderUpstream(s)).toMatch(new RegExp(`^map "" \\$app_${s} \\{\\s*default 127\\.0\\.0\\.1:8503;`, 'm'))
+      expect(placeholderUpstream(s)).toMatch(
+        new RegExp(`^upstream app_${s} \\{\\s*zone app_${s} 64k;\\s*server 127\\.0\\.0\\.1:8503;`, 'm')
+      )
     }
     expect(plan.write).toContain('.ops-manifest')
     const manifest = (plan.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
@@ -150,6 +153,73 @@ describe('planInfra', () => {
     expect(plan.remove).not.toContain('upstreams/app_backend.conf')
     expect(plan.write).toContain('upstreams/app_frontend.conf')
     expect(plan.write).toContain('upstreams/app_story.conf')
+  })
+
+  it('rewrites an upstream file of an older ops-action in today’s format (same container), and leaves current ones alone', () => {
+    const first = planInfra(inputs(), host(), bundle)
+    const live = { container: 'frontend-1a2b3c4d', image: 'ghcr.io/behindy/front:abc' }
+    const legacy = [
+      `# ops-action: app_frontend -> container ${live.container} (${live.image})`,
+      `# live: ${JSON.stringify(live)}`,
+      'map "" $app_frontend {',
+      `    default ${live.container}:3000;`,
+      '}',
+      ''
+    ].join('\n')
+    const current = upstreamConf('app_backend', 8080, { container: 'backend-11112222', image: 'bk:1' })
+    // A settled host (the first run's files), whose frontend was deployed by an older ops-action.
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    hashes.set('upstreams/app_frontend.conf', sha256(legacy))
+    hashes.set('upstreams/app_backend.conf', sha256(current))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const upstreams = new Map([
+      ['app_frontend.conf', `${legacy}\n`],
+      ['app_backend.conf', `${current}\n`],
+      ['app_story.conf', placeholderUpstream('story')]
+    ])
+    const plan = planInfra(inputs(), host({ hashes, manifest, envText: first.envText, upstreams }), bundle)
+    expect(plan.write).toEqual(['upstreams/app_frontend.conf'])
+    const migrated = plan.files.get('upstreams/app_frontend.conf') as string
+    expect(migrated).toBe(upstreamConf('app_frontend', 3000, live))
+    expect(migrated).toMatch(/^upstream app_frontend \{\s*zone app_frontend 64k;\s*server frontend-1a2b3c4d:3000 resolve;/m)
+    // Still the same container for status, restart and rollback.
+    expect(liveOf(migrated)).toEqual(live)
+    expect(plan.files.has('upstreams/app_backend.conf')).toBe(false)
+    expect(plan.files.has('upstreams/app_story.conf')).toBe(false)
+    expect(plan.remove).toEqual([])
+    expect(plan.nginxChanged).toBe(true)
+    expect(plan.notes).toContain('  update upstreams/app_frontend.conf')
+    // Not a file of the stack: it stays out of the manifest, so a later run never removes it.
+    expect(plan.files.get('.ops-manifest')).toBe(first.files.get('.ops-manifest'))
+    // Migrated once: against its result, nothing more to write.
+    hashes.set('upstreams/app_frontend.conf', sha256(migrated))
+    upstreams.set('app_frontend.conf', `${migrated}\n`)
+    const again = planInfra(inputs(), host({ hashes, manifest, envText: first.envText, upstreams }), bundle)
+    expect(again.write).toEqual([])
+    expect(again.nginxChanged).toBe(false)
+  })
+
+  it('rewrites a legacy placeholder and a custom service’s legacy map; other files of upstreams/ are left alone', () => {
+    const first = planInfra(inputs(), host(), bundle)
+    const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+    const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+    const legacyPlaceholder = '# story is not deployed yet\nmap "" $app_story {\n    default 127.0.0.1:8503;\n}\n'
+    const [vars, locations] = customServiceFiles('my-svc', '/things/', true)
+    const legacyVars = vars.content.replace('default app_my_svc;', 'default $app_my_svc;')
+    const upstreams = new Map([
+      ['app_story.conf', legacyPlaceholder],
+      ['app_my-svc_vars.conf', legacyVars],
+      ['app_my-svc.locations', locations.content]
+    ])
+    for (const [name, content] of upstreams) hashes.set(`upstreams/${name}`, sha256(content))
+    const plan = planInfra(inputs(), host({ hashes, manifest, envText: first.envText, upstreams }), bundle)
+    expect(plan.write.sort()).toEqual(['upstreams/app_my-svc_vars.conf', 'upstreams/app_story.conf'])
+    expect(plan.files.get('upstreams/app_story.conf')).toBe(placeholderUpstream('story'))
+    expect(plan.files.get('upstreams/app_my-svc_vars.conf')).toBe(vars.content)
+    expect(plan.files.has('upstreams/app_my-svc.locations')).toBe(false)
+    // A custom service's files are its deploys': never removed by infra.
+    expect(plan.remove).toEqual([])
+    expect(plan.nginxChanged).toBe(true)
   })
 
   it('a second run against the first run’s result writes nothing', () => {

@@ -54,7 +54,7 @@ describe('restartServices (against a fake host)', () => {
   })
 
   it('a service routed to a container that is not running stops the sequence before anything changes', async () => {
-    const upstreams = ['@@file story', upstreamConf('app_story', 8000, { container: 'story-0a0b0c0d', image: 'st:1' })].join('\n')
+    const upstreams = ['@@file app_story.conf', upstreamConf('app_story', 8000, { container: 'story-0a0b0c0d', image: 'st:1' })].join('\n')
     const remote = hostWith(upstreams, [appContainer('story', { name: 'story-0a0b0c0d', status: 'exited' })])
     const e = (await restartServices(remote, infra, 'nginx-id', lock, new Phases()).catch((x: unknown) => x)) as HostError
     expect(e).toBeInstanceOf(HostError)

@@ -2,7 +2,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse as parseYaml } from 'yaml'
 import { loadBundle, planFiles, renderStack, ROUTED_SERVICES, sha256, type FileSet } from '../../src/stackfiles'
-import { placeholderUpstream } from '../../src/upstream'
+import { KEEPALIVE_MIN_TIMEOUT_S } from '../../src/nginx'
+import { placeholderUpstream, upstreamConf, upstreamName } from '../../src/upstream'
 
 const ROOT = join(__dirname, '..', '..')
 const bundle = loadBundle(ROOT)
@@ -187,6 +188,19 @@ describe('shipped nginx config', () => {
     expect(code(main)).toMatch(/^\s*proxy_next_upstream error timeout http_502 http_503;/m)
   })
 
+  it("keeps reused client connections open across a reload longer than the apps' idle timeouts", () => {
+    expect(code(main)).toMatch(new RegExp(`^\\s*keepalive_min_timeout ${KEEPALIVE_MIN_TIMEOUT_S}s;`, 'm'))
+    expect(code(main)).toMatch(/^\s*keepalive_timeout 65s;/m)
+  })
+
+  it('the default nginx image is one that has `server … resolve` (1.27.3) and keepalive_min_timeout (1.27.4)', () => {
+    const compose = file(bundle, 'compose/docker-compose.yml')
+    const m = /\$\{NGINX_IMAGE:-nginx:(\d+)\.(\d+)\.(\d+)-alpine\}/.exec(compose)
+    expect(m, 'NGINX_IMAGE default').not.toBeNull()
+    const [major, minor, patch] = (m as RegExpExecArray).slice(1).map(Number)
+    expect(major * 1e6 + minor * 1e3 + patch).toBeGreaterThanOrEqual(1_027_004)
+  })
+
   it('snippets/proxy.conf clears Connection for keep-alive and includes the forwarding headers', () => {
     expect(code(proxy)).toContain('proxy_set_header Connection "";')
     expect(code(proxy)).toContain('include snippets/proxy-headers.conf;')
@@ -263,6 +277,9 @@ describe('shipped nginx config', () => {
     return maps
   }
 
+  /** Names of the upstream blocks a file of upstreams/ defines. */
+  const upstreamsIn = (text: string): string[] => [...code(text).matchAll(/^\s*upstream\s+([a-z0-9_]+)\s*\{/gm)].map(m => m[1])
+
   it('every proxy_pass goes to an upstream of a routed service via its map, never a docker host name', () => {
     const maps = upstreamMaps()
     const targets = new Set<string>()
@@ -271,7 +288,8 @@ describe('shipped nginx config', () => {
         const t = /^http:\/\/\$up_([a-z0-9_]+)$/.exec(m[1])
         expect(t, `${path}: proxy_pass ${m[1]}`).not.toBeNull()
         const svc = (t as RegExpExecArray)[1]
-        expect(maps.get(svc)?.dflt, `${path}: $up_${svc} has a map`).toBe(`$app_${svc}`)
+        // The map's default is the literal name of an upstream block (proxy_pass picks the block it names).
+        expect(maps.get(svc)?.dflt, `${path}: $up_${svc} has a map`).toBe(`app_${svc}`)
         targets.add(svc)
       }
       // Upstreams live in upstreams/ (written by deploys); the bundle defines none, and names no container.
@@ -282,20 +300,29 @@ describe('shipped nginx config', () => {
     }
     expect([...targets].sort()).toEqual([...ROUTED_SERVICES].sort())
     for (const s of ROUTED_SERVICES) expect(bundle.has(`nginx/routes/${s}.conf`)).toBe(true)
+    // The block each map names is the one its upstreams/ file defines, placeholder or deployed.
+    for (const s of ROUTED_SERVICES) {
+      const name = maps.get(s.replace(/-/g, '_'))?.dflt
+      expect(name, s).toBe(upstreamName(s))
+      expect(upstreamsIn(placeholderUpstream(s)), `placeholder of ${s}`).toEqual([name])
+      expect(upstreamsIn(upstreamConf(upstreamName(s), 8080, { container: `${s}-1a2b3c4d`, image: 'x:1' })), s).toEqual([name])
+    }
   })
 
-  it('every $up_X variable used has a map: $app_X by default, the X-Ops-Upstream header names on the preview port 8504', () => {
+  it('every $up_X variable used has a map: upstream app_X by default, the X-Ops-Upstream header names on the preview port 8504', () => {
     const maps = upstreamMaps()
     const used = new Set<string>()
     for (const [, text] of nginxFiles) for (const m of code(text).matchAll(/\$up_([a-z0-9_]+)/g)) used.add(m[1])
     expect(used.size).toBeGreaterThan(0)
     for (const svc of used) {
-      expect(maps.get(svc), `map for $up_${svc}`).toEqual({ dflt: `$app_${svc}`, preview: '$http_x_ops_upstream' })
+      expect(maps.get(svc), `map for $up_${svc}`).toEqual({ dflt: `app_${svc}`, preview: '$http_x_ops_upstream' })
     }
     for (const s of ROUTED_SERVICES) expect(maps.has(s), s).toBe(true)
     // The maps are in http context (conf.d/), before the servers that use them.
     const vars = code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))
     for (const s of ROUTED_SERVICES) expect(vars).toContain(`map $server_port $up_${s} {`)
+    // No $app_X variable is left anywhere (upstream files define blocks, not variables).
+    for (const [path, text] of nginxFiles) expect(code(text), path).not.toMatch(/\$app_/)
   })
 
   it('includes the per-service upstream files from ops-upstreams', () => {
@@ -305,11 +332,14 @@ describe('shipped nginx config', () => {
 })
 
 describe('placeholder upstream', () => {
-  it('points $app_<service> at the local 503 server', () => {
+  it('is the upstream block app_<service> of the local 503 server', () => {
     const p = placeholderUpstream('frontend')
-    const body = blocks(p, /map "" \$app_frontend\s*\{/)
+    const body = blocks(p, /\bupstream app_frontend\s*\{/)
     expect(body).toHaveLength(1)
-    expect(body[0]).toMatch(/^\s*default 127\.0\.0\.1:8503;$/m)
+    expect(body[0]).toMatch(/^\s*zone app_frontend 64k;$/m)
+    expect(body[0]).toMatch(/^\s*server 127\.0\.0\.1:8503;$/m)
+    expect([...body[0].matchAll(/^\s*server\s/gm)]).toHaveLength(1)
+    expect(code(p)).not.toMatch(/^\s*map\s/m)
     expect(p.endsWith('\n')).toBe(true)
   })
 

@@ -81,11 +81,11 @@ describe('runStatus (against a fake host)', () => {
               appContainer('backend', { name: 'backend-11112222', status: 'exited', port: 8080 })
             ].join('\n'),
             upstreams: [
-              '@@file story',
+              '@@file app_story.conf',
               upstreamConf('app_story', 8000, { container: 'story-0a0b0c0d', image: 'st:1' }),
-              '@@file backend',
+              '@@file app_backend.conf',
               upstreamConf('app_backend', 8080, { container: 'backend-11112222', image: 'bk:1' }),
-              '@@file frontend',
+              '@@file app_frontend.conf',
               placeholderUpstream('frontend')
             ].join('\n'),
             history: history.map(h => JSON.stringify(h)).join('\n')

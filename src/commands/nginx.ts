@@ -58,25 +58,32 @@ export const reloadNginxAndWait = (id: string, timeoutS: number): Sh =>
 /**
  * Waits, polling every 0.1 s for up to timeoutS, until none of the containers has an established connection from
  * nginx ($1) on its port (read from /proc/<pid>/net/tcp of the container: requests the old nginx workers still have
- * in flight there), twice in a row. Unlike waiting for the old workers to exit, a websocket or a slow request to
- * another service does not hold it up. Exit 4 at the timeout, printing how many are left; 6: /proc not readable
- * (hidepid), so the caller falls back to waiting for the workers.
+ * in flight there), twice in a row, and no worker of an older configuration is left — or, after workersS, one is
+ * left only for other requests: an old worker keeps reused client connections open for keepalive_min_timeout and
+ * may send their next requests to the old container until then; after it, only requests in flight. So a websocket
+ * or a slow request to another service holds it up for workersS at most. Exit 4 at the timeout, printing how many
+ * connections are left; 5: processes not listable; 6: /proc not readable (hidepid), so the caller falls back to
+ * waiting for the workers.
  */
-export const waitConnectionsDrained = (nginxId: string, port: number, containers: string[], timeoutS: number): Sh =>
+export const waitConnectionsDrained = (nginxId: string, port: number, containers: string[], timeoutS: number, workersS: number): Sh =>
   script(
-    'n=$1 port=$2 t=$3; shift 3; ' +
+    NGINX_PS +
+      'n=$1 port=$2 t=$3 w=$4; shift 4; ' +
       'ips=$(docker inspect --format "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}" "$n") || exit 5; ' +
       // /proc/net/tcp shows an IPv4 address as 8 hex digits, least significant byte first, and the port as 4.
       'hex=$(for ip in $ips; do printf "%s\\n" "$ip" | awk -F. \'{ printf "%02X%02X%02X%02X ", $4, $3, $2, $1 }\'; done); ' +
       'ph=$(printf "%04X" "$port"); pids=$(docker inspect --format "{{.State.Pid}}" "$@" 2>/dev/null); ' +
-      'end=$(( $(date +%s) + t )); zero=0; while :; do c=0; ' +
+      'now=$(date +%s); end=$(( now + t )); wend=$(( now + w )); zero=0; while :; do c=0; ' +
       'for p in $pids; do [ "$p" -gt 0 ] || continue; [ -r "/proc/$p/net/tcp" ] || exit 6; ' +
       'c=$(( c + $(awk -v lp=":$ph" -v ips=" $hex" \'$4 == "01" && substr($2, 9) == lp && index(ips, " " substr($3, 1, 8) " ") { k++ } END { print k + 0 }\' "/proc/$p/net/tcp") )); done; ' +
-      'if [ "$c" -eq 0 ]; then zero=$((zero + 1)); [ "$zero" -lt 2 ] || exit 0; else zero=0; fi; ' +
+      'if [ "$c" -eq 0 ]; then zero=$((zero + 1)); ' +
+      'if [ "$zero" -ge 2 ]; then [ "$(date +%s)" -ge "$wend" ] && exit 0; ps=$(top "$n") || exit 5; [ "$(draining "$ps")" -gt 0 ] || exit 0; fi; ' +
+      'else zero=0; fi; ' +
       '[ "$(date +%s)" -lt "$end" ] || { echo "$c"; exit 4; }; sleep 0.1; done',
     nginxId,
     String(port),
     String(timeoutS),
+    String(workersS),
     ...containers
   )
 
