@@ -62,8 +62,10 @@
 #   (EC2: a current Docker Engine). SANDBOX_COMPOSE=v1: Debian's
 #   docker-compose 1.29.2 only.
 # sample app (ops-sandbox/sample-app, 127.0.0.1:5000/behindy/sample-app:v1/v2)
-#   -> python3 http.server, not Node/Next.js; HTTP/1.0 (no keep-alive);
-#   runs as nextjs (uid 1001) with wget, no curl.
+#   -> python3 http.server, not Node/Next.js; HTTP/1.1 with keep-alive (idle
+#   connections closed after 5 s, as Node's default; on SIGTERM idle ones at
+#   once, busy ones after their response); runs as nextjs (uid 1001) with
+#   wget, no curl.
 # END DIFFERENCES
 
 set -euo pipefail

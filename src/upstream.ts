@@ -20,21 +20,49 @@ export const varsPath = (service: string): string => `upstreams/app_${service}_v
 /** The nginx variable that picks the live or preview upstream of a service. */
 export const upstreamVar = (service: string): string => `$up_${service.replace(/-/g, '_')}`
 
+/** The unix socket of a service's fallback server (see upstreamConf), inside the nginx container. */
+export const fallbackSocket = (name: string): string => `/tmp/ops-${name}.sock`
+
 /**
- * The upstream block `name` with one server. An app container is named with `resolve` (nginx resolves it through
- * docker's DNS itself and follows a new address) and its connections are kept alive, closed by nginx after 4 s idle:
- * before the apps' own idle timeouts (Node's and uvicorn's 5 s), so nginx never reuses a connection the app closes.
+ * The upstream block `name`. An app container is named with `resolve` (nginx resolves it through docker's DNS
+ * itself and follows a new address) and its connections are kept alive, closed by nginx after 4 s idle: before the
+ * apps' own idle timeouts (Node's and uvicorn's 5 s), so nginx never reuses a connection the app closes.
  */
-function upstreamBlock(name: string, server: string, keepalive: boolean): string {
-  const pool = keepalive ? ['    keepalive 16;', '    keepalive_timeout 4s;'] : []
-  return [`upstream ${name} {`, `    zone ${name} 64k;`, `    server ${server};`, ...pool, '}'].join('\n')
+function upstreamBlock(name: string, servers: string[], keepalive: boolean): string {
+  const pool = keepalive ? ['    keepalive 32;', '    keepalive_timeout 4s;'] : []
+  return [`upstream ${name} {`, `    zone ${name} 64k;`, ...servers.map(s => `    server ${s};`), ...pool, '}'].join('\n')
+}
+
+/**
+ * The same container for requests the upstream block cannot place: a worker resolves a `resolve` server a moment
+ * after each reload and has no address until then ("no live upstreams", a 502), and after dockerd moved the
+ * container its old address fails until the next lookup. This server, the block's backup, looks the container up
+ * per request (as nginx did before upstream blocks) and passes the request on unchanged.
+ */
+function fallbackServer(name: string, target: string): string {
+  return [
+    'server {',
+    `    listen unix:${fallbackSocket(name)};`,
+    '    access_log off;',
+    '    location / {',
+    `        set $ops_target ${target};`,
+    '        proxy_pass http://$ops_target;',
+    '        proxy_set_header Host $http_host;',
+    '        proxy_set_header Upgrade $http_upgrade;',
+    '        proxy_set_header Connection $connection_upgrade;',
+    '        proxy_buffering off;',
+    '        proxy_read_timeout 7d;',
+    '        proxy_send_timeout 7d;',
+    '    }',
+    '}'
+  ].join('\n')
 }
 
 /** The upstream for a service that has no container yet: nginx's own 503 page (see nginx/conf.d/10-undeployed.conf). */
 export function placeholderUpstream(service: string): string {
   return [
     `# ${service} is not deployed yet: nginx answers 503 for its route. A deploy of ${service} replaces this file.`,
-    upstreamBlock(upstreamName(service), '127.0.0.1:8503', false),
+    upstreamBlock(upstreamName(service), ['127.0.0.1:8503'], false),
     ''
   ].join('\n')
 }
@@ -48,7 +76,8 @@ export function upstreamConf(name: string, port: number, live: Live): string {
   return [
     `# ops-action: ${name} -> container ${live.container} (${live.image})`,
     `# live: ${JSON.stringify(live)}`,
-    upstreamBlock(name, `${live.container}:${port} resolve`, true),
+    upstreamBlock(name, [`${live.container}:${port} resolve`, `unix:${fallbackSocket(name)} backup`], true),
+    fallbackServer(name, `${live.container}:${port}`),
     ''
   ].join('\n')
 }

@@ -37,6 +37,11 @@ describe('mode deploy on the sandbox host', () => {
     console.log(sh('sh', ['-c', `tail -n 20 ${OPS_DIR}/history.jsonl | cut -c1-220`]))
   })
 
+  /** Deploys each release in order (what a test starts from, so that `-t` runs it alone). */
+  async function given(...releases: Array<Record<string, string>>): Promise<void> {
+    for (const inputs of releases) expectOk(await runAction(inputs))
+  }
+
   it('deploys story, backend and frontend for the first time, pulling with registry login; every route answers through nginx', async () => {
     for (const [i, inputs] of [story('v1'), backend('v1'), frontend('v1')].entries()) {
       const r = await runAction(inputs)
@@ -61,13 +66,15 @@ describe('mode deploy on the sandbox host', () => {
     expect(tryRun('sh', ['-c', 'grep -rl --include=config.json "127.0.0.1:5000" /tmp /home/deploy/.docker 2>/dev/null']).out).toBe('')
   })
 
-  it('backend reaches story at llmserver:8000 (alias) and story at story:8000', () => {
+  it('backend reaches story at llmserver:8000 (alias) and story at story:8000', async () => {
+    await given(story('v1'), backend('v1'))
     const [back] = serviceContainers('backend')
     expect(sh('docker', ['exec', back, 'wget', '-q', '-O', '-', 'http://llmserver:8000/health'])).toContain('s-v1')
     expect(sh('docker', ['exec', back, 'wget', '-q', '-O', '-', 'http://story:8000/health'])).toContain('s-v1')
   })
 
   it('v1 -> v2 under constant load: 0 failed requests, secrets in no argv and no output', async () => {
+    await given(frontend('v1'))
     const { result, leaks, samples } = await watchArgv([SECRET, registryPassword()], () => underLoad(frontend('v2')))
     expectOk(result.run)
     expect(result.load.failed, result.load.errors.join('\n')).toBe(0)
@@ -105,6 +112,7 @@ describe('mode deploy on the sandbox host', () => {
     ]
   ])('a broken release (%s)', (_name, extra, env, message) => {
     it('fails with the container logs, the previous version keeps serving with 0 failed requests, nothing left over', async () => {
+      await given(frontend('v2'))
       const { run, load } = await underLoad(frontend('v1', extra, env))
       expect(run.code).toBe(1)
       expect(run.output).toMatch(message)
@@ -146,6 +154,8 @@ describe('mode deploy on the sandbox host', () => {
   })
 
   it('mode rollback returns to the previous image under load with 0 failed requests', async () => {
+    // The history: v2, then v1 with a memory limit, which serves.
+    await given(frontend('v2'), frontend('v1', { memory: '300m' }))
     const c = connection()
     expect(c.host).toBe('127.0.0.1')
     const { run, load } = await underLoad(
@@ -173,7 +183,7 @@ describe('mode deploy on the sandbox host', () => {
 
   it('the drain waits for the requests in flight to the old container, and only those: a long request to story does not hold it up', async () => {
     // An old release that does not drain on SIGTERM (it exits at once): only waiting for its requests saves them.
-    expectOk(await runAction(frontend('v1', {}, 'VERSION=f-nodrain\nDRAIN_SECONDS=0')))
+    await given(story('v1'), frontend('v1', {}, 'VERSION=f-nodrain\nDRAIN_SECONDS=0'))
     const get = async (path: string) => {
       const r = await fetch(`http://127.0.0.1:${HTTP_PORT}${path}`, { signal: AbortSignal.timeout(40_000) })
       return { status: r.status, body: await r.text(), at: Date.now() }

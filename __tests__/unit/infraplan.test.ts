@@ -181,7 +181,10 @@ describe('planInfra', () => {
     expect(plan.write).toEqual(['upstreams/app_frontend.conf'])
     const migrated = plan.files.get('upstreams/app_frontend.conf') as string
     expect(migrated).toBe(upstreamConf('app_frontend', 3000, live))
-    expect(migrated).toMatch(/^upstream app_frontend \{\s*zone app_frontend 64k;\s*server frontend-1a2b3c4d:3000 resolve;/m)
+    expect(migrated).toMatch(
+      /^upstream app_frontend \{\s*zone app_frontend 64k;\s*server frontend-1a2b3c4d:3000 resolve;\s*server unix:\/tmp\/ops-app_frontend\.sock backup;/m
+    )
+    expect(migrated).toMatch(/^\s*listen unix:\/tmp\/ops-app_frontend\.sock;$/m)
     // Still the same container for status, restart and rollback.
     expect(liveOf(migrated)).toEqual(live)
     expect(plan.files.has('upstreams/app_backend.conf')).toBe(false)

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { parse as parseYaml } from 'yaml'
 import { loadBundle, planFiles, renderStack, ROUTED_SERVICES, sha256, type FileSet } from '../../src/stackfiles'
 import { KEEPALIVE_MIN_TIMEOUT_S } from '../../src/nginx'
-import { placeholderUpstream, upstreamConf, upstreamName } from '../../src/upstream'
+import { fallbackSocket, placeholderUpstream, upstreamConf, upstreamName } from '../../src/upstream'
 
 const ROOT = join(__dirname, '..', '..')
 const bundle = loadBundle(ROOT)
@@ -370,6 +370,87 @@ describe('placeholder upstream', () => {
     }
     // The map that picks the _next upstreams keys on this very port.
     expect(code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))).toMatch(/^\s*8504\s+\$http_x_ops_upstream;/m)
+  })
+})
+
+describe('deployed upstream', () => {
+  const zones = code(file(bundle, 'nginx/conf.d/00-zones.conf'))
+  /** Variables the shipped http context defines with `map`. */
+  const mapped = new Set(
+    [...nginxFiles].flatMap(([, text]) => [...code(text).matchAll(/\bmap\s+\S+\s+\$([a-z0-9_]+)\s*\{/g)].map(m => m[1]))
+  )
+  const deployed: [string, number][] = [
+    ...ROUTED_SERVICES.map((s, i): [string, number] => [upstreamName(s), 8080 + i]),
+    ['app_my_svc', 9000]
+  ]
+
+  it('its fallback server listens on the backup socket and proxies to the same container:port, looked up per request', () => {
+    const sockets = new Set<string>()
+    for (const [name, port] of deployed) {
+      const conf = upstreamConf(name, port, { container: `${name}-1a2b3c4d`, image: 'x:1' })
+      const up = blocks(conf, new RegExp(`\\bupstream ${name}\\s*\\{`))
+      expect(up, name).toHaveLength(1)
+      const servers = [...up[0].matchAll(/^\s*server\s+([^;]+);/gm)].map(m => m[1].trim().split(/\s+/))
+      expect(servers, name).toHaveLength(2)
+      // The container by name (resolved by the worker), and the fallback as backup (used only when that one fails).
+      const primary = servers.filter(s => s.includes('resolve'))
+      const backup = servers.filter(s => s.includes('backup'))
+      expect(primary, name).toHaveLength(1)
+      expect(backup, name).toHaveLength(1)
+      expect(primary[0], name).toEqual([`${name}-1a2b3c4d:${port}`, 'resolve'])
+      const target = primary[0][0]
+      expect(backup[0][0], name).toMatch(/^unix:\//)
+      const socket = backup[0][0].slice('unix:'.length)
+      expect(socket, name).toBe(fallbackSocket(name))
+      sockets.add(socket)
+
+      // Exactly one server block, listening on nothing but that socket (never a TCP port a client could reach).
+      const fb = blocks(conf, /\bserver\s*\{/)
+      expect(fb, name).toHaveLength(1)
+      expect(
+        [...topLevel(fb[0]).matchAll(/^\s*listen\s+([^;]+);/gm)].map(m => m[1].trim()),
+        name
+      ).toEqual([`unix:${socket}`])
+      const loc = blocks(fb[0], /\blocation \/\s*\{/)
+      expect(loc, name).toHaveLength(1)
+
+      // proxy_pass through a variable: nginx resolves the name per request with the resolver of nginx.conf,
+      // rather than once at startup; the variable is set to the very container:port the resolve server names.
+      const passes = [...loc[0].matchAll(/^\s*proxy_pass\s+([^;]+);/gm)].map(m => m[1].trim())
+      expect(passes, name).toHaveLength(1)
+      const v = /^http:\/\/\$([a-z0-9_]+)$/.exec(passes[0])
+      expect(v, `${name}: proxy_pass ${passes[0]}`).not.toBeNull()
+      const sets = [...loc[0].matchAll(/^\s*set\s+\$([a-z0-9_]+)\s+([^;\s]+);/gm)].map(m => [m[1], m[2]])
+      expect(
+        sets.filter(([k]) => k === (v as RegExpExecArray)[1]),
+        name
+      ).toEqual([[(v as RegExpExecArray)[1], target]])
+
+      // The request reaches the app as the client sent it: its Host, and WebSocket upgrades.
+      expect(loc[0], name).toMatch(/^\s*proxy_set_header Host \$http_host;$/m)
+      expect(loc[0], name).toMatch(/^\s*proxy_set_header Upgrade \$http_upgrade;$/m)
+      expect(loc[0], name).toMatch(/^\s*proxy_set_header Connection \$connection_upgrade;$/m)
+
+      // Every variable it uses is nginx's own ($http_*), set right there, or mapped by the shipped config.
+      const own = new Set(sets.map(([k]) => k))
+      for (const [, u] of code(fb[0]).matchAll(/\$([a-z0-9_]+)/g)) {
+        if (u.startsWith('http_') || own.has(u)) continue
+        expect(mapped.has(u), `${name}: $${u} is defined by a map of the shipped config`).toBe(true)
+      }
+    }
+    // No two services listen on the same socket (nginx -t would fail on a duplicate listen).
+    expect(sockets.size).toBe(deployed.length)
+  })
+
+  it('$connection_upgrade, which the fallback server uses, comes from nginx/conf.d/00-zones.conf, in the same http context as the upstream files', () => {
+    expect(zones).toMatch(/map \$http_upgrade \$connection_upgrade \{\s*default upgrade;\s*''\s+close;\s*\}/)
+    const main = code(file(bundle, 'nginx/nginx.conf'))
+    const http = blocks(main, /\bhttp\s*\{/)
+    expect(http).toHaveLength(1)
+    // Both in http context, where a server block and a map belong.
+    expect(topLevel(http[0])).toContain('include conf.d/*.conf;')
+    expect(topLevel(http[0])).toContain('include /etc/nginx/ops-upstreams/*.conf;')
+    expect(http[0]).toMatch(/^\s*resolver\s+\S+/m)
   })
 })
 

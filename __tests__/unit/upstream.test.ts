@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import {
   customServiceFiles,
+  fallbackSocket,
   liveOf,
   migrateUpstreamFile,
   parseUpstreamFiles,
@@ -17,9 +18,15 @@ describe('upstream files', () => {
     const live = { container: 'backend-1a2b3c4d', image: 'ghcr.io/behindy/back:abc' }
     const conf = upstreamConf('app_backend', 8080, live)
     // An upstream block naming the container (resolved by nginx itself through docker's DNS), never an address that
-    // may change, with its connections kept alive (closed by nginx before the app's own 5 s idle timeout).
+    // may change, with its connections kept alive (closed by nginx before the app's own 5 s idle timeout), and the
+    // service's fallback server as backup (for a worker that has not resolved the container yet).
     expect(conf).toMatch(
-      /^upstream app_backend \{\n\s*zone app_backend 64k;\n\s*server backend-1a2b3c4d:8080 resolve;\n\s*keepalive 16;\n\s*keepalive_timeout 4s;\n\}$/m
+      /^upstream app_backend \{\n\s*zone app_backend 64k;\n\s*server backend-1a2b3c4d:8080 resolve;\n\s*server unix:\/tmp\/ops-app_backend\.sock backup;\n\s*keepalive 32;\n\s*keepalive_timeout 4s;\n\}$/m
+    )
+    expect(fallbackSocket('app_backend')).toBe('/tmp/ops-app_backend.sock')
+    // Then the fallback server itself, which looks the container up per request.
+    expect(conf).toMatch(
+      /^\}\nserver \{\n\s*listen unix:\/tmp\/ops-app_backend\.sock;\n\s*access_log off;\n\s*location \/ \{\n\s*set \$ops_target backend-1a2b3c4d:8080;\n\s*proxy_pass http:\/\/\$ops_target;\n\s*proxy_set_header Host \$http_host;\n\s*proxy_set_header Upgrade \$http_upgrade;\n\s*proxy_set_header Connection \$connection_upgrade;\n\s*proxy_buffering off;\n\s*proxy_read_timeout 7d;\n\s*proxy_send_timeout 7d;\n\s*\}\n\}\n$/m
     )
     expect(conf.split('\n').slice(0, 2)).toEqual([
       '# ops-action: app_backend -> container backend-1a2b3c4d (ghcr.io/behindy/back:abc)',
@@ -35,6 +42,10 @@ describe('upstream files', () => {
     expect(p).toMatch(/^upstream app_my_svc \{\n\s*zone app_my_svc 64k;\n\s*server 127\.0\.0\.1:8503;\n\}$/m)
     expect(p).not.toContain('keepalive')
     expect(p).not.toContain('resolve')
+    // No fallback server either: there is no container to look up.
+    expect(p).not.toContain('backup')
+    expect(p).not.toContain('unix:')
+    expect(p).not.toMatch(/^server\s*\{/m)
     expect(p.endsWith('\n')).toBe(true)
   })
 
@@ -162,6 +173,7 @@ describe('migrateUpstreamFile', () => {
     const migrated = migrateUpstreamFile('app_backend.conf', legacyLive('backend', live.container, live.image, 8080))
     expect(migrated).toBe(upstreamConf('app_backend', 8080, live))
     expect(migrated).toMatch(/^\s*server backend-1a2b3c4d:8080 resolve;$/m)
+    expect(migrated).toMatch(/^\s*server unix:\/tmp\/ops-app_backend\.sock backup;$/m)
     expect(liveOf(migrated as string)).toEqual(live)
     expect(parseUpstreamFiles(`@@file app_backend.conf\n${migrated}`).get('backend')).toEqual(live)
   })

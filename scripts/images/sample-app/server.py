@@ -3,9 +3,13 @@
 
 Env: PORT (3000), VERSION, STARTUP_DELAY (s, 0), HEALTH_PATH (/health),
 DRAIN_SECONDS (10), FAIL_MODE (never-healthy | exit | wrong-port | route-5xx).
-GET HEALTH_PATH -> 200 {"status":"ok","version":...}; any other path ->
-200 {"version":...,"path":...,"hostname":...}; /slow sleeps first: ?s=N seconds (1, at most 60).
-SIGTERM/SIGINT: stop accepting, finish in-flight requests (<= DRAIN_SECONDS), exit 0.
+GET HEALTH_PATH -> 200 {"status":"ok","version":...}; /stats -> connections accepted and requests
+served; any other path -> 200 {"version":...,"path":...,"hostname":...}; /slow sleeps first: ?s=N
+seconds (1, at most 60).
+HTTP/1.1 with keep-alive, as Node (Next.js), Tomcat and uvicorn serve: an idle connection is closed
+after IDLE_TIMEOUT (5 s, Node's default).
+SIGTERM/SIGINT: stop accepting, close idle keep-alive connections, finish in-flight requests
+(<= DRAIN_SECONDS; each answered with Connection: close), exit 0.
 """
 import json
 import os
@@ -22,11 +26,15 @@ STARTUP_DELAY = float(os.environ.get("STARTUP_DELAY") or 0)
 HEALTH_PATH = os.environ.get("HEALTH_PATH") or "/health"
 DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS") or 10)
 FAIL_MODE = (os.environ.get("FAIL_MODE") or "").strip()
+IDLE_TIMEOUT = float(os.environ.get("IDLE_TIMEOUT") or 5)
 HOSTNAME = socket.gethostname()
 
 stop_requested = threading.Event()
 inflight_lock = threading.Condition()
 inflight = 0
+# Open connections that wait for their next request (socket -> True), closed at once on SIGTERM.
+idle = {}
+counters = {"connections": 0, "requests": 0}
 
 
 def log(msg):
@@ -35,7 +43,41 @@ def log(msg):
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "ops-sandbox-sample-app"
-    protocol_version = "HTTP/1.0"  # one request per connection: drains cleanly
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # an idle keep-alive connection is closed after this long
+    # TCP_NODELAY, as Node, uvicorn and Tomcat set: the status line, headers and body go out in separate writes, and
+    # on a kept-alive connection Nagle's algorithm would hold the body for the peer's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+
+    def setup(self):
+        super().setup()
+        with inflight_lock:
+            counters["connections"] += 1
+
+    def handle_one_request(self):
+        # Between requests the connection is idle: SIGTERM closes it then, never under a request.
+        with inflight_lock:
+            if stop_requested.is_set():
+                self.close_connection = True
+                return
+            idle[self.connection] = True
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        finally:
+            with inflight_lock:
+                idle.pop(self.connection, None)
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        with inflight_lock:
+            counters["requests"] += 1
+        if len(self.raw_requestline) > 65536 or not self.parse_request():
+            return
+        getattr(self, "do_" + self.command, self._handle)()
+        self.wfile.flush()
 
     def _send(self, status, body):
         data = (json.dumps(body) + "\n").encode()
@@ -43,6 +85,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-App-Version", VERSION)
+        if stop_requested.is_set():
+            self.close_connection = True
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -54,6 +99,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(500, {"status": "unhealthy", "version": VERSION})
             else:
                 self._send(200, {"status": "ok", "version": VERSION})
+            return
+        if path == "/stats":
+            with inflight_lock:
+                self._send(200, {"version": VERSION, **counters})
             return
         if path == "/slow" or path.startswith("/slow/"):
             query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
@@ -126,6 +175,12 @@ def main():
 
     httpd.shutdown()       # stop the accept loop
     httpd.server_close()   # close the listening socket: new connections are refused
+    with inflight_lock:    # idle keep-alive connections go now; busy ones after their response
+        for conn in list(idle):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
     deadline = time.monotonic() + DRAIN_SECONDS
     with inflight_lock:
         while inflight > 0:
