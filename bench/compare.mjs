@@ -63,13 +63,13 @@ const host = (scriptText, ...args) =>
 
 // Shell shared by the two scripted strategies: how they reach nginx and point it at the container named $SVC, the
 // way nginx resolves `upstream { server frontend:3000; }` when it loads (a static address until the next reload).
+// Written in place, so the file keeps its owner (ops-action's deploy user hard-links it on its next write).
 const PRELUDE = `set -e
 SVC=${SERVICE}; PORT=3000; NET=internal; OPS=${c.opsDir}
 NGINX=$(docker ps -q --filter label=com.docker.compose.service=nginx)
 reload() {
   ip=$(docker inspect --format '{{with index .NetworkSettings.Networks "internal"}}{{.IPAddress}}{{end}}' "$SVC" 2>/dev/null || true)
-  printf 'map "" $app_%s {\\n    default %s:%s;\\n}\\n' "$SVC" "\${ip:-127.0.0.1}" "$PORT" > "$OPS/upstreams/app_$SVC.conf.tmp"
-  mv "$OPS/upstreams/app_$SVC.conf.tmp" "$OPS/upstreams/app_$SVC.conf"
+  printf 'upstream app_%s {\\n    server %s:%s;\\n}\\n' "$SVC" "\${ip:-127.0.0.1}" "$PORT" > "$OPS/upstreams/app_$SVC.conf"
   docker kill --signal HUP "$NGINX" >/dev/null
 }
 `
@@ -107,7 +107,7 @@ until docker exec "$NGINX" wget -q -O /dev/null -T 1 "http://$SVC:$PORT/" 2>/dev
 reload
 until docker exec "$NGINX" wget -q -O - -T 1 http://127.0.0.1/ 2>/dev/null | grep -q "\\"$2\\""; do sleep 0.1; done
 ids=$(docker ps -aq --filter label=ops-action.service=$SVC)
-[ -z "$ids" ] || docker rm -f $ids >/dev/null
+[ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
 `
 // Back to ops-action: the scripted containers go once ops-action's first deploy serves.
 const HANDBACK = `docker rm -f ${SERVICE} ${SERVICE}-green ${SERVICE}-blue >/dev/null 2>&1 || true`
