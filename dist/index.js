@@ -69621,6 +69621,7 @@ function fallbackServer(name, target) {
         'server {',
         `    listen unix:${fallbackSocket(name)};`,
         '    access_log off;',
+        '    gzip off;',
         '    location / {',
         `        set $ops_target ${target};`,
         '        proxy_pass http://$ops_target;',

@@ -551,13 +551,21 @@ sid_apt() {
 
 # The compose v2 plugin (SANDBOX_COMPOSE=v2, the default) from sid's docker-compose package, or none (v1).
 setup_compose() {
+  local d
   if [[ $COMPOSE == v1 ]]; then
     [[ -f $COMPOSE_PLUGIN.ops-sandbox ]] && rm -f "$COMPOSE_PLUGIN" "$COMPOSE_PLUGIN.ops-sandbox"
-    docker compose version >/dev/null 2>&1 && die "SANDBOX_COMPOSE=v1, but a compose v2 plugin answers 'docker compose' (not installed by this script): remove it"
+    # A plugin this script did not install (Docker's packages on a GitHub runner) is set aside, and put back for v2.
+    for d in /usr/libexec/docker/cli-plugins /usr/local/lib/docker/cli-plugins /usr/lib/docker/cli-plugins; do
+      [[ -e $d/docker-compose ]] && mv "$d/docker-compose" "$d/docker-compose.ops-sandbox-off"
+    done
+    docker compose version >/dev/null 2>&1 && die "SANDBOX_COMPOSE=v1, but a compose v2 plugin still answers 'docker compose': remove it"
     info "compose: v1 only ($(docker-compose version --short))"
     return 0
   fi
   [[ $COMPOSE == v2 ]] || die "SANDBOX_COMPOSE must be v1 or v2 (got '$COMPOSE')"
+  for d in /usr/libexec/docker/cli-plugins /usr/local/lib/docker/cli-plugins /usr/lib/docker/cli-plugins; do
+    [[ -e $d/docker-compose.ops-sandbox-off && ! -e $d/docker-compose ]] && mv "$d/docker-compose.ops-sandbox-off" "$d/docker-compose"
+  done
   if ! docker compose version >/dev/null 2>&1; then
     local deb="$STATE_DIR/cache/docker-compose-sid.deb" x="$STATE_DIR/cache/docker-compose-sid"
     if [[ ! -s $deb ]]; then

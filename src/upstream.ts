@@ -44,6 +44,7 @@ function fallbackServer(name: string, target: string): string {
     'server {',
     `    listen unix:${fallbackSocket(name)};`,
     '    access_log off;',
+    '    gzip off;',
     '    location / {',
     `        set $ops_target ${target};`,
     '        proxy_pass http://$ops_target;',

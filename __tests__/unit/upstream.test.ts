@@ -26,7 +26,7 @@ describe('upstream files', () => {
     expect(fallbackSocket('app_backend')).toBe('/tmp/ops-app_backend.sock')
     // Then the fallback server itself, which looks the container up per request.
     expect(conf).toMatch(
-      /^\}\nserver \{\n\s*listen unix:\/tmp\/ops-app_backend\.sock;\n\s*access_log off;\n\s*location \/ \{\n\s*set \$ops_target backend-1a2b3c4d:8080;\n\s*proxy_pass http:\/\/\$ops_target;\n\s*proxy_set_header Host \$http_host;\n\s*proxy_set_header Upgrade \$http_upgrade;\n\s*proxy_set_header Connection \$connection_upgrade;\n\s*proxy_buffering off;\n\s*proxy_read_timeout 7d;\n\s*proxy_send_timeout 7d;\n\s*\}\n\}\n$/m
+      /^\}\nserver \{\n\s*listen unix:\/tmp\/ops-app_backend\.sock;\n\s*access_log off;\n\s*gzip off;\n\s*location \/ \{\n\s*set \$ops_target backend-1a2b3c4d:8080;\n\s*proxy_pass http:\/\/\$ops_target;\n\s*proxy_set_header Host \$http_host;\n\s*proxy_set_header Upgrade \$http_upgrade;\n\s*proxy_set_header Connection \$connection_upgrade;\n\s*proxy_buffering off;\n\s*proxy_read_timeout 7d;\n\s*proxy_send_timeout 7d;\n\s*\}\n\}\n$/m
     )
     expect(conf.split('\n').slice(0, 2)).toEqual([
       '# ops-action: app_backend -> container backend-1a2b3c4d (ghcr.io/behindy/back:abc)',
