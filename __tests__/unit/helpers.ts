@@ -7,9 +7,11 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, vi } from 'vitest'
+import { composeV2 } from '../../src/commands/compose'
 import { INSPECT_FORMAT } from '../../src/commands/containers'
 import type { ContainerInfo } from '../../src/containers'
 import { HostError } from '../../src/errors'
+import type { HostState } from '../../src/hoststate'
 import { COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, IMAGE_LABEL, PORT_LABEL, PROJECT, SERVICE_LABEL } from '../../src/labels'
 import type { Sh } from '../../src/shell'
 import type { Remote, RunResult, Running } from '../../src/ssh'
@@ -464,4 +466,21 @@ export function hostProbeOut(
     containers: (over.containers ?? []).join('\n'),
     upstreams: [...(over.upstreams ?? new Map())].map(([name, content]) => `@@file ${name}\n${content}\n`).join('')
   })
+}
+
+/** What readHost would say about a host with the stack up, nothing written yet by infra, and HTTP only. */
+export function hostState(over: Partial<HostState> = {}): HostState {
+  return {
+    compose: composeV2('2.29.1'),
+    envText: '',
+    hashes: new Map(),
+    upstreams: new Map(),
+    manifest: [],
+    networkExists: true,
+    containers: [],
+    settings: { domain: '', httpPort: 80, httpsPort: 443 },
+    tls: false,
+    certHash: '',
+    ...over
+  }
 }

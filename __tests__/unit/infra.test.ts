@@ -9,24 +9,13 @@ import { planInfra, type InfraPlan } from '../../src/infraplan'
 import type { InfraInputs } from '../../src/inputs'
 import { Phases } from '../../src/phases'
 import { loadBundle, sha256 } from '../../src/stackfiles'
-import { captureStdout, FakeRemote, hostProbeOut, stackContainer, stackInfo, type Rule } from './helpers'
+import { captureStdout, FakeRemote, hostProbeOut, hostState, stackContainer, stackInfo, type Rule } from './helpers'
 
 const ROOT = join(__dirname, '..', '..')
 captureStdout()
 
 describe('stackSettled (compose up can be skipped)', () => {
-  const host = (containers: ContainerInfo[]): HostState => ({
-    compose: composeV1('1.29.2'),
-    envText: '',
-    hashes: new Map(),
-    upstreams: new Map(),
-    manifest: [],
-    networkExists: true,
-    containers,
-    settings: { domain: '', httpPort: 80, httpsPort: 443 },
-    tls: false,
-    certHash: ''
-  })
+  const host = (containers: ContainerInfo[]): HostState => hostState({ compose: composeV1('1.29.2'), containers })
   const plan = (over: Partial<InfraPlan> = {}): InfraPlan => ({
     files: new Map(),
     write: [],
@@ -109,22 +98,7 @@ describe('runInfra (against a fake host)', () => {
   }
   const bundle = loadBundle(ROOT)
   /** What a previous run left on the host: every file as this run would write it, and its .env. */
-  const previous = planInfra(
-    inputs,
-    {
-      compose: composeV1('1.29.2'),
-      envText: '',
-      hashes: new Map(),
-      upstreams: new Map(),
-      manifest: [],
-      networkExists: true,
-      containers: [],
-      settings: { domain: '', httpPort: 80, httpsPort: 443 },
-      tls: false,
-      certHash: ''
-    },
-    bundle
-  )
+  const previous = planInfra(inputs, hostState({ compose: composeV1('1.29.2') }), bundle)
   const settledHashes = () => new Map([...previous.files].map(([p, c]) => [p, sha256(c)]))
   const manifest = (previous.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
   const stack = (nginxId = 'nginx-1') => [

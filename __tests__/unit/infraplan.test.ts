@@ -1,13 +1,11 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { composeV2 } from '../../src/commands/compose'
 import { InputErrors } from '../../src/errors'
-import type { HostState } from '../../src/hoststate'
 import { checkStackEnv, planInfra, touched } from '../../src/infraplan'
 import type { InfraInputs } from '../../src/inputs'
 import { loadBundle, renderStack, ROUTED_SERVICES, sha256 } from '../../src/stackfiles'
 import { customServiceFiles, liveOf, placeholderUpstream, upstreamConf } from '../../src/upstream'
-import { captureStdout, stackInfo } from './helpers'
+import { captureStdout, hostState, stackInfo } from './helpers'
 
 const bundle = loadBundle(join(__dirname, '..', '..'))
 const stdout = captureStdout()
@@ -34,21 +32,7 @@ describe('planInfra', () => {
     }
   }
 
-  function host(over: Partial<HostState> = {}): HostState {
-    return {
-      compose: composeV2('2.29.1'),
-      envText: '',
-      hashes: new Map(),
-      upstreams: new Map(),
-      manifest: [],
-      networkExists: true,
-      containers: [],
-      settings: { domain: '', httpPort: 80, httpsPort: 443 },
-      tls: false,
-      certHash: '',
-      ...over
-    }
-  }
+  const host = hostState
 
   function errorsOf(fn: () => unknown): InputErrors {
     try {

@@ -8,7 +8,7 @@ import { runContainer } from '../../src/commands/containers'
 import { pull } from '../../src/commands/images'
 import { mergeEnvFile, readEnvFile } from '../../src/envfile'
 import { InputError, InputErrors } from '../../src/errors'
-import { DEFAULTS, getInputs, type Inputs } from '../../src/inputs'
+import { DEFAULTS, DEPLOY_ONLY, getInputs, type Inputs } from '../../src/inputs'
 import { quote, type Sh } from '../../src/shell'
 import { captureStdout, dockerArgvs, useTempDir } from './helpers'
 
@@ -90,25 +90,6 @@ const COUPLED: Record<string, string[]> = {
   'ssh-key': ['ssh-passphrase']
 }
 
-/** Inputs mode deploy/rollback alone uses: mode infra ignores them (a warning names them), whatever their value. */
-const DEPLOY_ONLY = [
-  'service',
-  'image',
-  'app-port',
-  'route',
-  'health-path',
-  'aliases',
-  'env',
-  'env-file',
-  'registry',
-  'registry-username',
-  'registry-password',
-  'health-timeout',
-  'drain-timeout',
-  'stop-timeout',
-  'keep-images',
-  'memory'
-]
 /**
  * Inputs no value of which is an error, by mode: the ones mode infra ignores, and ssh-passphrase (the baseline key
  * has none, and a passphrase given for a key without one is not used). Every other input has a rule.

@@ -35,7 +35,7 @@ export type Inputs =
 export type AppRun = Extract<Inputs, { mode: 'deploy' | 'rollback' }>
 
 /** Inputs that only mode deploy / rollback use (a warning names them when given to mode infra). */
-const DEPLOY_ONLY = [
+export const DEPLOY_ONLY: readonly string[] = [
   'service',
   'image',
   'app-port',
