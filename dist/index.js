@@ -73815,6 +73815,13 @@ var external_node_stream_ = __nccwpck_require__(7075);
 
 
 
+/** What Remote.must returns: the stdout, or a HostError naming `what` with the exit code and the output's last lines. */
+function stdoutOrThrow(r, what, fix) {
+    if (r.code === 0)
+        return r.stdout;
+    const detail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-20).join('\n');
+    throw new HostError(`${what} failed (exit ${r.code})${detail ? `:\n${detail}` : ''}`, fix);
+}
 /** Why a connection attempt failed, and whether trying again can help. */
 class ConnectError extends Error {
     retryable;
@@ -73842,12 +73849,7 @@ class SshRemote {
         return { code: r.code ?? (r.signal ? 128 : 255), stdout: r.stdout, stderr: r.stderr.replace(/\r\n?/g, '\n') };
     }
     async must(command, what, opts = {}) {
-        const r = await this.run(command, opts);
-        if (r.code !== 0) {
-            const detail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-20).join('\n');
-            throw new HostError(`${what} failed (exit ${r.code})${detail ? `:\n${detail}` : ''}`, opts.fix);
-        }
-        return r.stdout;
+        return stdoutOrThrow(await this.run(command, opts), what, opts.fix);
     }
     start(command, onStdout) {
         core_debug(`remote (held): ${command.sh}`);

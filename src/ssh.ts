@@ -46,6 +46,13 @@ export interface Running {
   end(): void
 }
 
+/** What Remote.must returns: the stdout, or a HostError naming `what` with the exit code and the output's last lines. */
+export function stdoutOrThrow(r: RunResult, what: string, fix?: string): string {
+  if (r.code === 0) return r.stdout
+  const detail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-20).join('\n')
+  throw new HostError(`${what} failed (exit ${r.code})${detail ? `:\n${detail}` : ''}`, fix)
+}
+
 /** Why a connection attempt failed, and whether trying again can help. */
 export class ConnectError extends Error {
   constructor(
@@ -76,12 +83,7 @@ class SshRemote implements Remote {
   }
 
   async must(command: Sh, what: string, opts: { stdin?: string | Buffer; fix?: string } = {}): Promise<string> {
-    const r = await this.run(command, opts)
-    if (r.code !== 0) {
-      const detail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-20).join('\n')
-      throw new HostError(`${what} failed (exit ${r.code})${detail ? `:\n${detail}` : ''}`, opts.fix)
-    }
-    return r.stdout
+    return stdoutOrThrow(await this.run(command, opts), what, opts.fix)
   }
 
   start(command: Sh, onStdout: (text: string) => void): Running {

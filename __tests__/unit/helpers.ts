@@ -10,11 +10,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, vi } from 'vitest'
 import { composeV2 } from '../../src/commands/compose'
 import { INSPECT_FORMAT } from '../../src/commands/containers'
 import type { ContainerInfo } from '../../src/containers'
-import { HostError } from '../../src/errors'
 import type { HostState } from '../../src/hoststate'
 import { COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, IMAGE_LABEL, PORT_LABEL, PROJECT, SERVICE_LABEL } from '../../src/labels'
 import type { Sh } from '../../src/shell'
-import type { Remote, RunResult, Running } from '../../src/ssh'
+import { stdoutOrThrow, type Remote, type RunResult, type Running } from '../../src/ssh'
 
 // ---------------------------------------------------------------------------------------------------------------
 // stdout
@@ -379,12 +378,7 @@ export class FakeRemote implements Remote {
 
   /** As the real one: the stdout, or a HostError naming `what` with the exit code and the output's last lines. */
   async must(command: Sh, what: string, opts: { stdin?: string | Buffer; fix?: string } = {}): Promise<string> {
-    const r = await this.run(command, opts)
-    if (r.code !== 0) {
-      const detail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-20).join('\n')
-      throw new HostError(`${what} failed (exit ${r.code})${detail ? `:\n${detail}` : ''}`, opts.fix)
-    }
-    return r.stdout
+    return stdoutOrThrow(await this.run(command, opts), what, opts.fix)
   }
 
   /** A held command prints `heldOutput` (the lock script's LOCKED by default) and runs until end() or endHeld(). */
