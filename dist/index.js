@@ -60120,7 +60120,7 @@ var Scalar = __nccwpck_require__(3301);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
 var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
+var lexer = __nccwpck_require__(2742);
 var lineCounter = __nccwpck_require__(6628);
 var parser = __nccwpck_require__(3456);
 var publicApi = __nccwpck_require__(4047);
@@ -61588,7 +61588,7 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 361:
+/***/ 2742:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -62376,7 +62376,7 @@ exports.LineCounter = LineCounter;
 
 var node_process = __nccwpck_require__(932);
 var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
+var lexer = __nccwpck_require__(2742);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -69190,6 +69190,24 @@ function section(name, c) {
         throw new Error(`bad section name ${name}`);
     return make(`echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"`);
 }
+/**
+ * Like section(), but the whole exits with the command's status: `and(checked(…), checked(…))` prints each step's
+ * section and stops at the first that fails.
+ */
+function checked(name, c) {
+    if (!/^[a-z0-9-]+$/.test(name))
+        throw new Error(`bad section name ${name}`);
+    return make(`echo '@@ops ${name}'; { ${c.sh}; } 2>&1; r=$?; echo "@@ops-rc $r"; [ $r -eq 0 ]`);
+}
+/**
+ * Starts the command as a job of its own on the host that outlives the SSH session (a new session via setsid where
+ * the host has it; stdin, stdout and stderr off the channel, so the channel closes at once), its output appended to
+ * `log`. Returns at once.
+ */
+function detached(c, log) {
+    const job = quote(c.sh);
+    return make(`if command -v setsid >/dev/null 2>&1; then setsid sh -c ${job} >>${quote(log)} 2>&1 </dev/null & else nohup sh -c ${job} >>${quote(log)} 2>&1 </dev/null & fi`);
+}
 /** Splits the output of a script made of section()s into name -> {rc, out}. */
 function splitSections(stdout) {
     const result = new Map();
@@ -69304,8 +69322,13 @@ const containerLogs = (id, lines) => shell_cmd('docker', 'logs', '--tail', Strin
 /** Last health-check outputs of a container. */
 const healthLog = (id) => shell_cmd('docker', 'inspect', '--format', '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}{{end}}{{end}}', id);
 const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
-const stopContainers = (names, timeoutS) => shell_cmd('docker', 'stop', '--time', String(timeoutS), ...names);
-const removeContainers = (names) => shell_cmd('docker', 'rm', '--force', '--volumes', ...names);
+/**
+ * Each container gets SIGTERM and up to timeoutS to exit. One already gone is no error: a retirement in the
+ * background (retireContainers) and the next run may both reach for the same leftover.
+ */
+const stopContainers = (names, timeoutS) => script('t=$1; shift; rc=0; for c; do e=$(docker stop --time "$t" "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc', String(timeoutS), ...names);
+/** Removes the containers (with their anonymous volumes); one already gone is no error (see stopContainers). */
+const removeContainers = (names) => script('rc=0; for c; do e=$(docker rm --force --volumes "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc', ...names);
 
 ;// CONCATENATED MODULE: ./src/containers.ts
 
@@ -69528,6 +69551,8 @@ const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo ex
     'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
 /** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
 const hashFiles = (dir, subdirs) => script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
+/** Prints a file base64-encoded (nothing when it does not exist): its bytes survive sharing a round trip with sections. */
+const readFileBase64IfExists = (path) => script('[ -f "$1" ] || exit 0; base64 <"$1"', path);
 /** Prints a file, or nothing when it does not exist. */
 const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', path);
 /**
@@ -69565,6 +69590,8 @@ const OPS = {
     certificate: '.ops-certificate',
     compose: 'compose/docker-compose.yml',
     backups: 'backups',
+    /** What the background retirements of old containers did (commands/retire.ts). */
+    retireLog: 'retire.log',
     upstreams: 'upstreams'
 };
 /** An absolute path on the host under ops-dir. */
@@ -70239,7 +70266,9 @@ const MIN_FREE_KB = 1024 * 1024;
 const WARN_FREE_KB = 5 * 1024 * 1024;
 /** One round trip of read-only probes; every failure says how to fix it. */
 async function readHost(remote, inputs, bundle) {
-    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', OPS.upstreams, OPS.manifest, OPS.certificate])), section('manifest', readFileIfExists(hostPath(inputs.opsDir, OPS.manifest))), section('network', networkExists(inputs.network)), section('containers', projectInspect(PROJECT)), section('upstreams', upstreamFiles(inputs.opsDir)));
+    const probes = concurrently(section('docker', dockerServerVersion()), section('compose-v2', composeV2Version()), section('compose-v1', composeV1Version()), section('disk', diskFree(inputs.opsDir)), section('opsdir', dirWritable(inputs.opsDir)), section('hashes', hashFiles(inputs.opsDir, ['compose', 'nginx', OPS.upstreams, OPS.manifest, OPS.certificate])), section('manifest', readFileIfExists(hostPath(inputs.opsDir, OPS.manifest))), section('network', networkExists(inputs.network)), section('containers', projectInspect(PROJECT)), section('upstreams', upstreamFiles(inputs.opsDir)), 
+    // The .env holds secrets: read with the rest (one round trip), never logged.
+    section('env', readFileBase64IfExists(hostPath(inputs.opsDir, OPS.env))));
     const s = splitSections((await remote.run(probes)).stdout);
     const get = (name) => s.get(name) ?? { rc: 255, out: '' };
     const docker = get('docker');
@@ -70273,8 +70302,10 @@ async function readHost(remote, inputs, bundle) {
     if (opsdir.startsWith('denied')) {
         throw new HostError(`ops-dir ${inputs.opsDir} is not writable by the SSH user (${opsdir.slice(7)} is not writable).`, `sudo install -d -o <user> -m 0750 ${inputs.opsDir}`);
     }
-    // The .env holds secrets: read in a call of its own, never logged.
-    const envText = opsdir === 'exists' ? await remote.must(readFileIfExists(hostPath(inputs.opsDir, OPS.env)), 'reading .env') : '';
+    const env = get('env');
+    if (opsdir === 'exists' && env.rc !== 0)
+        throw new HostError(`reading ${hostPath(inputs.opsDir, OPS.env)} failed: ${env.out.trim()}`);
+    const envText = opsdir === 'exists' ? Buffer.from(env.out, 'base64').toString('utf8') : '';
     const hashes = new Map();
     for (const line of get('hashes').out.split('\n')) {
         const m = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line);
@@ -70480,7 +70511,6 @@ function touched(plan) {
 
 
 
-
 /**
  * nginx.conf's keepalive_min_timeout: how long a reload's old workers keep serving reused client connections (with
  * the old config, so to the old container). A unit test keeps the two equal.
@@ -70521,6 +70551,35 @@ async function writeAndTest(remote, opsDir, nginxId, files) {
         throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed');
     }
 }
+/** A switch that failed: before the new files were live (nothing changed) or at the reload (the new files are in place). */
+class SwitchFailed extends HostError {
+    switched;
+    constructor(switched, error) {
+        super(error.message, error.fix, { cause: error });
+        this.switched = switched;
+    }
+}
+/**
+ * writeAndTest and reloadAndWait in one round trip: the files are written, `nginx -t` passes and nginx reloads
+ * (new workers up, the old ones finishing), or it stops at the first step that fails. A failing write or test puts
+ * the old files back (SwitchFailed, switched false); a failing reload leaves the new files (switched true).
+ */
+async function switchNginx(remote, opsDir, nginxId, files, timeoutMs = 10_000) {
+    const entries = files.map(f => ({ ...f, mode: 0o644 }));
+    const paths = entries.map(e => e.path);
+    const out = await remote.run(and(checked('write', unpackAndCommit(opsDir, paths)), checked('test', nginxTest({ container: nginxId })), checked('reload', reloadNginxAndWait(nginxId, Math.ceil(timeoutMs / 1000)))), { stdin: await tarball(entries) });
+    const s = splitSections(out.stdout);
+    const [write, test, reload] = [s.get('write'), s.get('test'), s.get('reload')];
+    if (write?.rc !== 0)
+        throw new SwitchFailed(false, new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`));
+    if (test?.rc !== 0) {
+        await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the nginx files');
+        throw new SwitchFailed(false, nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed'));
+    }
+    if (reload?.rc !== 0)
+        throw new SwitchFailed(true, reloadFailed(reload?.rc ?? out.code, reload?.out ?? out.stderr, timeoutMs));
+    return parseWorkers(reload.out);
+}
 /** Writes, tests and applies nginx files: writeAndTest, then reloadAndWait. */
 async function writeAndReload(remote, opsDir, nginxId, files) {
     await writeAndTest(remote, opsDir, nginxId, files);
@@ -70558,37 +70617,13 @@ async function reloadAndWait(remote, id, timeoutMs = 10_000) {
     const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)));
     if (r.code === 0)
         return parseWorkers(r.stdout);
-    if (r.code === 4)
-        throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
-    const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes';
-    throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+    throw reloadFailed(r.code, r.stderr || r.stdout, timeoutMs);
 }
-/** Waits until the workers of older configurations have finished their requests, up to timeoutMs. */
-async function waitDrained(remote, id, timeoutMs) {
-    const r = await remote.run(waitNginxDrained(id, Math.ceil(timeoutMs / 1000)));
-    if (r.code === 0)
-        return true;
-    if (r.code === 4) {
-        warning(`${r.stdout.trim()} old nginx worker(s) still finishing requests after ${timeoutMs / 1000} s; going on.`);
-        return false;
-    }
-    throw new HostError(`listing nginx processes failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
-}
-/**
- * Waits until nginx has no request in flight to the old containers (their established connections from nginx on
- * the app port), up to timeoutMs; where the host hides other users' /proc entries, until the old workers are gone.
- */
-async function waitRequestsDrained(remote, id, port, containers, timeoutMs) {
-    const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, Math.ceil(timeoutMs / 1000));
-    const r = await remote.run(waitConnectionsDrained(id, port, containers, Math.ceil(timeoutMs / 1000), workersS));
-    if (r.code === 0)
-        return true;
-    if (r.code === 4) {
-        warning(`${r.stdout.trim()} request(s) from nginx still in flight to the old container after ${timeoutMs / 1000} s; going on.`);
-        return false;
-    }
-    info(`Cannot see the old container's connections (exit ${r.code}): waiting for the old nginx workers instead.`);
-    return waitDrained(remote, id, timeoutMs);
+function reloadFailed(code, output, timeoutMs) {
+    if (code === 4)
+        return new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
+    const what = code === 3 ? 'reloading nginx' : 'listing nginx processes';
+    return new HostError(`${what} failed (exit ${code}): ${output.trim()}`);
 }
 
 ;// CONCATENATED MODULE: ./src/stackhealth.ts
@@ -70698,7 +70733,9 @@ async function runInfra(remote, inputs, phases, label = '') {
     const before = [...files, ...network, ...(backup ? [{ kind: 'backup', path: backup.path }] : [])];
     // 5. The stack: compose up only when something compose acts on changed; then everything healthy.
     const stack = await phase('Start stack', () => startStack(remote, opsDir, host, plan, before));
-    await phase('Wait until healthy', () => waitHealthy(remote, stack.containers, inputs.infraTimeoutS));
+    // Settled: Preflight just read db, redis and nginx healthy, and nothing was started since.
+    if (!stack.settled)
+        await phase('Wait until healthy', () => waitHealthy(remote, stack.containers, inputs.infraTimeoutS));
     // 6. nginx picks up a changed config by a reload (unless it was just created with it).
     const reload = await phase('Reload nginx', () => reloadIfChanged(remote, host, plan, stack.containers));
     const changes = [...before, ...stack.changes, ...reload];
@@ -70744,7 +70781,7 @@ async function ensureNetworkOf(remote, host, name) {
 async function startStack(remote, opsDir, host, plan, changes) {
     if (stackSettled(host, plan, changes)) {
         info('Files, .env and network unchanged and db/redis/nginx up and healthy: compose up not needed.');
-        return { containers: host.containers, changes: [] };
+        return { containers: host.containers, changes: [], settled: true };
     }
     const up = await remote.run(composeUp(host.compose, opsDir));
     const log = `${up.stdout}${up.stderr}`.trim();
@@ -70761,7 +70798,7 @@ async function startStack(remote, opsDir, host, plan, changes) {
             return [{ kind: 'created', service: c.service }];
         return before.id !== c.id ? [{ kind: 'recreated', service: c.service }] : [];
     });
-    return { containers: now, changes: made };
+    return { containers: now, changes: made, settled: false };
 }
 async function reloadIfChanged(remote, host, plan, containers) {
     const nginx = containers.find(c => c.service === 'nginx');
@@ -71018,6 +71055,42 @@ const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = 
     'h=$(printf "%s\\n" "$hr" | sed -n "s/^h //p"); r=$(printf "%s\\n" "$hr" | sed -n "s/^r //p"); echo "$h $r"; ' +
     'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); done; ' +
     '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
+/** The health gate's poll: what `docker inspect` says, then (running, with an address on the network) one probe. */
+const GATE_FORMAT = '{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{range $k, $v := .NetworkSettings.Networks}} {{$k}}={{$v.IPAddress}}{{end}}';
+/**
+ * The whole health gate in one round trip: polls the container every 0.1 s until its health path answers 2xx from
+ * inside `via`, it exits, restarts or reports unhealthy, or timeoutS pass. Prints one line at the end:
+ * `healthy <ip> <code>`, `exited <status> <restarts> <last code>`, `unhealthy <last code>`, `gone <last code>` or
+ * `timeout <last code> <ip>` (last code: the last probe's status, 000 when nothing answered, none before any probe).
+ */
+const healthGateLoop = (g) => script('n=$1 net=$2 via=$3 port=$4 path=$5 t=$6 p=$7 f=$8; end=$(( $(date +%s) + t )); last=none; ip=; ' +
+    'while :; do s=$(docker inspect --format "$f" "$n" 2>/dev/null) || { echo "gone $last"; exit 0; }; ' +
+    'set -- $s; st=$1 rs=$2 hs=$3; shift 3; ip=; for w; do case $w in "$net="*) ip=${w#*=} ;; esac; done; ' +
+    'case $st in exited|dead) echo "exited $st $rs $last"; exit 0 ;; esac; ' +
+    '[ "$rs" -gt 0 ] && { echo "exited $st $rs $last"; exit 0; }; ' +
+    '[ "$hs" = unhealthy ] && { echo "unhealthy $last"; exit 0; }; ' +
+    'if [ "$st" = running ] && [ -n "$ip" ]; then ' +
+    'last=$(docker exec "$via" sh -c "$p" sh "http://$ip:$port$path" 2>/dev/null) || last=000; ' +
+    'case $last in 2??) echo "healthy $ip $last"; exit 0 ;; esac; fi; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo "timeout $last $ip"; exit 0; }; sleep 0.1; done', g.container, g.network, g.via, String(g.port), g.path, String(g.timeoutS), `${PROBE}T=2; H=; probe "$1"`, GATE_FORMAT);
+
+;// CONCATENATED MODULE: ./src/commands/retire.ts
+
+
+
+const stamp = (text) => script('echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1"', text);
+const rotate = (log) => script('[ -f "$1" ] && [ "$(wc -c <"$1")" -gt 262144 ] && mv -f "$1" "$1.1"; exit 0', log);
+/**
+ * Starts a job on the host that outlives this run: it waits until nginx has no request in flight to the old
+ * containers and no reloaded-away worker can send them one any more (waitConnectionsDrained; where /proc is hidden,
+ * until the old workers are gone), then stops (SIGTERM, stop-timeout) and removes them. A run that starts before it
+ * is done finds them still running and retires them the same way; the stop and the removal tolerate either having
+ * done it first.
+ */
+const retireContainers = (r) => {
+    const names = r.containers.join(' ');
+    return seq(rotate(r.log), detached(seq(stamp(`retiring ${names}: waiting until nginx is done with them`), or(waitConnectionsDrained(r.nginxId, r.port, r.containers, r.drainTimeoutS, r.workersS), waitNginxDrained(r.nginxId, r.drainTimeoutS)), stamp(`stopping ${names} (stop-timeout ${r.stopTimeoutS} s)`), stopContainers(r.containers, r.stopTimeoutS), removeContainers(r.containers), stamp(`removed ${names}`)), r.log));
+};
 
 ;// CONCATENATED MODULE: ./src/release.ts
 
@@ -71028,9 +71101,10 @@ const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = 
 
 
 
+
+
 // The new release's container: start it, gate it on its health path, verify it through nginx, and remove it
 // (failed) or the old one (replaced).
-const POLL_MS = 200;
 const VERIFY_ROUNDS = 3;
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 const PREVIEW_PORT = 8504;
@@ -71068,33 +71142,43 @@ async function startContainer(remote, r) {
 async function inspectOne(remote, name) {
     return parseInspect((await remote.run(inspectContainers([name]))).stdout)[0];
 }
-/** Polls the new container until its health path answers 2xx; an exit, a restart or the timeout fails at once. Returns its address. */
+/** Polls the new container until its health path answers 2xx (in one round trip); an exit, a restart or the timeout fails at once. Returns its address. */
 async function healthGate(remote, app, name, network, nginxId) {
-    const deadline = Date.now() + app.healthTimeoutS * 1000;
-    let lastProbe = 'no probe yet';
-    const fail = (message) => new HostError(`${message} (last health probe: ${lastProbe})`);
-    for (;;) {
-        const c = await inspectOne(remote, name);
-        if (!c)
-            throw fail(`${name} disappeared`);
-        const { status, restarts, health } = c;
-        const ip = c.ips[network] ?? '';
-        if (status === 'exited' || status === 'dead' || restarts > 0)
-            throw fail(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`);
-        if (health === 'unhealthy')
-            throw fail(`${name}'s own HEALTHCHECK reports unhealthy`);
-        if (status === 'running' && ip) {
-            const url = `http://${ip}:${app.spec.port}${app.spec.healthPath}`;
-            const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim();
-            lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`;
-            if (/^2\d\d$/.test(code)) {
-                info(`${lastProbe}: healthy.`);
-                return ip;
-            }
+    const { path, port } = { path: app.spec.healthPath, port: app.spec.port };
+    const out = await remote.must(healthGateLoop({ container: name, network, via: nginxId, port, path, timeoutS: app.healthTimeoutS }), `waiting for ${name} to become healthy`);
+    const gate = parseGate(out);
+    const probe = (code, ip) => code === 'none' ? 'no probe yet' : `GET http://${ip || '<ip>'}:${port}${path} -> ${code === '000' ? 'no answer' : code}`;
+    switch (gate.kind) {
+        case 'healthy':
+            info(`${probe(gate.code, gate.ip)}: healthy.`);
+            return gate.ip;
+        case 'exited': {
+            const how = gate.status === 'running' || gate.status === 'restarting' ? `restarted ${gate.restarts}×` : gate.status;
+            throw new HostError(`${name} ${how} before becoming healthy (last health probe: ${probe(gate.code, '')})`);
         }
-        if (Date.now() > deadline)
-            throw fail(`${name} did not become healthy within ${app.healthTimeoutS} s`);
-        await sleep(POLL_MS);
+        case 'unhealthy':
+            throw new HostError(`${name}'s own HEALTHCHECK reports unhealthy (last health probe: ${probe(gate.code, '')})`);
+        case 'gone':
+            throw new HostError(`${name} disappeared (last health probe: ${probe(gate.code, '')})`);
+        case 'timeout':
+            throw new HostError(`${name} did not become healthy within ${app.healthTimeoutS} s (last health probe: ${probe(gate.code, gate.ip)})`);
+    }
+}
+/** The last line healthGateLoop printed, as a value. */
+function parseGate(out) {
+    const w = (out.trim().split('\n').at(-1) ?? '').split(' ');
+    switch (w[0]) {
+        case 'healthy':
+            return { kind: 'healthy', ip: w[1] ?? '', code: w[2] ?? '' };
+        case 'exited':
+            return { kind: 'exited', status: w[1] ?? '', restarts: Number(w[2] ?? 0), code: w[3] ?? 'none' };
+        case 'unhealthy':
+        case 'gone':
+            return { kind: w[0], code: w[1] ?? 'none' };
+        case 'timeout':
+            return { kind: 'timeout', code: w[1] ?? 'none', ip: w[2] ?? '' };
+        default:
+            throw new HostError(`the health gate printed nothing it knows: ${out.trim() || '(nothing)'}`);
     }
 }
 /**
@@ -71119,14 +71203,27 @@ async function removeFailed(remote, name) {
     await showLogs(remote, name, name, 100, `state: ${c ? `${c.status}, restarted ${c.restarts}×, health ${c.health}` : 'gone'}`);
     await remote.run(removeContainers([name]));
 }
-/** Stops (SIGTERM, up to stop-timeout) and removes the containers a release replaced. */
-async function stopOld(remote, old, stopTimeoutS) {
+/**
+ * The containers a release replaced stop and go in a job of their own on the host (commands/retire.ts) once nginx is
+ * done with them: old nginx workers keep reused client connections, which may still send requests to the old
+ * container, for keepalive_min_timeout after the reload. The run does not wait for that.
+ */
+async function retireOld(remote, opsDir, nginxId, app, old) {
     if (!old.length)
         return info('No previous container to stop.');
-    const names = old.map(c => c.name);
-    // The removal runs whether or not the stop succeeded.
-    await remote.must(seq(quiet(stopContainers(names, stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`);
-    info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`);
+    const containers = old.map(c => c.name);
+    const log = hostPath(opsDir, OPS.retireLog);
+    const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, app.drainTimeoutS);
+    await remote.must(retireContainers({
+        nginxId,
+        port: app.spec.port,
+        containers,
+        drainTimeoutS: app.drainTimeoutS,
+        workersS,
+        stopTimeoutS: app.stopTimeoutS,
+        log
+    }), `starting the retirement of ${containers.join(', ')}`);
+    info(`${old.map(c => `${c.name} (${c.image})`).join(', ')}: stopped (SIGTERM, stop-timeout ${app.stopTimeoutS} s) and removed in the background on the host once nginx has no request in flight to it and none of its reloaded-away workers can send one (≤ ${workersS} s; drain-timeout ${app.drainTimeoutS} s); log: ${log}.`);
 }
 
 ;// CONCATENATED MODULE: ./src/deploy.ts
@@ -71164,7 +71261,7 @@ async function runDeploy(remote, inputs, phases) {
     });
 }
 /**
- * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, drain, record. A
+ * Steps 4-11 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, verify, retire, record. A
  * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
  * switch puts the previous upstream back first.
  */
@@ -71202,34 +71299,22 @@ async function swap(remote, ctx) {
             await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined));
         await verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`);
     }).catch(failed('before switch'));
-    // 8. Switch: the upstream file names the new container and passes nginx -t (else the old file is back), then
-    // nginx reloads and clients go to the new container.
+    // 8. Switch, in one round trip: the upstream file names the new container and passes nginx -t (else the old file
+    // is back), then nginx reloads and clients go to the new container.
     const upstream = {
         path: upstreamPath(app.service),
         content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
     };
-    await phase('Switch nginx', () => writeAndTest(remote, opsDir, nginxId, [upstream])).catch(failed('before switch'));
-    await phase('Reload nginx', async () => {
-        await reloadAndWait(remote, nginxId);
+    await phase('Switch nginx', async () => {
+        await switchNginx(remote, opsDir, nginxId, [upstream]);
         info(`nginx now routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
-    }).catch(failed('switched'));
-    // 9. Verify through nginx, as clients see it, while nginx finishes its requests in flight to the old container.
-    const drained = await phase('Verify through nginx', async () => {
-        const [, done] = await Promise.all([
-            verify(remote, app, nginxId, 80),
-            before.retire.length
-                ? waitRequestsDrained(remote, nginxId, app.spec.port, before.retire.map(c => c.name), app.drainTimeoutS * 1000).catch(() => false)
-                : true
-        ]);
-        return done;
-    }).catch(failed('switched'));
-    // 10. Drain done: the switch is final; the old container stops.
-    await phase('Drain', async () => {
-        await forgetFiles(remote, opsDir, serviceFiles(app.service));
-        if (before.retire.length && drained)
-            info('nginx has no request in flight to the old container any more.');
+    }).catch(e => failed(e instanceof SwitchFailed && !e.switched ? 'before switch' : 'switched')(e));
+    // 9. Verify through nginx, as clients see it.
+    await phase('Verify through nginx', () => verify(remote, app, nginxId, 80)).catch(failed('switched'));
+    // 10. The switch is final. The old container stops in the background once nginx is done with it.
+    await phase('Retire old', async () => {
+        await Promise.all([forgetFiles(remote, opsDir, serviceFiles(app.service)), retireOld(remote, opsDir, nginxId, app, before.retire)]);
     });
-    await phase('Stop old', () => stopOld(remote, before.retire, app.stopTimeoutS));
     // 11. History, images.
     await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, app.keepImages, image, before.live?.image)]));
     return { container: name, image, previousImage: before.live?.image ?? '' };

@@ -6,10 +6,10 @@ import { pullImage, pruneImages } from './images'
 import { runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
-import { forgetFiles, reloadAndWait, revertFiles, waitRequestsDrained, writeAndReload, writeAndTest } from './nginx'
+import { forgetFiles, revertFiles, SwitchFailed, switchNginx, writeAndReload } from './nginx'
 import type { Phases } from './phases'
 import { preflight, probeService, type Before, type ServiceState } from './preflight'
-import { healthGate, newContainerName, PREVIEW_PORT, removeFailed, startContainer, stopOld, verify } from './release'
+import { healthGate, newContainerName, PREVIEW_PORT, removeFailed, retireOld, startContainer, verify } from './release'
 import type { Remote } from './ssh'
 import { customServiceFiles, locationsPath, PREVIEW_HEADER, upstreamConf, upstreamName, upstreamPath, varsPath } from './upstream'
 
@@ -70,7 +70,7 @@ export interface SwapContext {
 type Stage = 'before switch' | 'switched'
 
 /**
- * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, drain, record. A
+ * Steps 4-11 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, verify, retire, record. A
  * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
  * switch puts the previous upstream back first.
  */
@@ -113,40 +113,23 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined))
     await verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`)
   }).catch(failed('before switch'))
-  // 8. Switch: the upstream file names the new container and passes nginx -t (else the old file is back), then
-  // nginx reloads and clients go to the new container.
+  // 8. Switch, in one round trip: the upstream file names the new container and passes nginx -t (else the old file
+  // is back), then nginx reloads and clients go to the new container.
   const upstream = {
     path: upstreamPath(app.service),
     content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
   }
-  await phase('Switch nginx', () => writeAndTest(remote, opsDir, nginxId, [upstream])).catch(failed('before switch'))
-  await phase('Reload nginx', async () => {
-    await reloadAndWait(remote, nginxId)
+  await phase('Switch nginx', async () => {
+    await switchNginx(remote, opsDir, nginxId, [upstream])
     core.info(`nginx now routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`)
-  }).catch(failed('switched'))
-  // 9. Verify through nginx, as clients see it, while nginx finishes its requests in flight to the old container.
-  const drained = await phase('Verify through nginx', async () => {
-    const [, done] = await Promise.all([
-      verify(remote, app, nginxId, 80),
-      before.retire.length
-        ? waitRequestsDrained(
-            remote,
-            nginxId,
-            app.spec.port,
-            before.retire.map(c => c.name),
-            app.drainTimeoutS * 1000
-          ).catch(() => false)
-        : true
-    ])
-    return done
-  }).catch(failed('switched'))
+  }).catch(e => failed(e instanceof SwitchFailed && !e.switched ? 'before switch' : 'switched')(e))
+  // 9. Verify through nginx, as clients see it.
+  await phase('Verify through nginx', () => verify(remote, app, nginxId, 80)).catch(failed('switched'))
 
-  // 10. Drain done: the switch is final; the old container stops.
-  await phase('Drain', async () => {
-    await forgetFiles(remote, opsDir, serviceFiles(app.service))
-    if (before.retire.length && drained) core.info('nginx has no request in flight to the old container any more.')
+  // 10. The switch is final. The old container stops in the background once nginx is done with it.
+  await phase('Retire old', async () => {
+    await Promise.all([forgetFiles(remote, opsDir, serviceFiles(app.service)), retireOld(remote, opsDir, nginxId, app, before.retire)])
   })
-  await phase('Stop old', () => stopOld(remote, before.retire, app.stopTimeoutS))
 
   // 11. History, images.
   await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, app.keepImages, image, before.live?.image)]))

@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { composeV1, composeV2, networkExists, type Compose } from './commands/compose'
 import { projectInspect } from './commands/containers'
-import { dirWritable, hashFiles, readFileIfExists, upstreamFiles } from './commands/files'
+import { dirWritable, hashFiles, readFileBase64IfExists, readFileIfExists, upstreamFiles } from './commands/files'
 import { certificateExists, composeV1Version, composeV2Version, diskFree, dockerServerVersion } from './commands/probes'
 import { parseInspect, type ContainerInfo } from './containers'
 import { readEnvFile } from './envfile'
@@ -55,7 +55,9 @@ export async function readHost(remote: Remote, inputs: InfraInputs, bundle: File
     section('manifest', readFileIfExists(hostPath(inputs.opsDir, OPS.manifest))),
     section('network', networkExists(inputs.network)),
     section('containers', projectInspect(PROJECT)),
-    section('upstreams', upstreamFiles(inputs.opsDir))
+    section('upstreams', upstreamFiles(inputs.opsDir)),
+    // The .env holds secrets: read with the rest (one round trip), never logged.
+    section('env', readFileBase64IfExists(hostPath(inputs.opsDir, OPS.env)))
   )
   const s = splitSections((await remote.run(probes)).stdout)
   const get = (name: string) => s.get(name) ?? { rc: 255, out: '' }
@@ -103,8 +105,9 @@ export async function readHost(remote: Remote, inputs: InfraInputs, bundle: File
     )
   }
 
-  // The .env holds secrets: read in a call of its own, never logged.
-  const envText = opsdir === 'exists' ? await remote.must(readFileIfExists(hostPath(inputs.opsDir, OPS.env)), 'reading .env') : ''
+  const env = get('env')
+  if (opsdir === 'exists' && env.rc !== 0) throw new HostError(`reading ${hostPath(inputs.opsDir, OPS.env)} failed: ${env.out.trim()}`)
+  const envText = opsdir === 'exists' ? Buffer.from(env.out, 'base64').toString('utf8') : ''
   const hashes = new Map<string, string>()
   for (const line of get('hashes').out.split('\n')) {
     const m = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line)

@@ -90,7 +90,8 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
 
   // 5. The stack: compose up only when something compose acts on changed; then everything healthy.
   const stack = await phase('Start stack', () => startStack(remote, opsDir, host, plan, before))
-  await phase('Wait until healthy', () => waitHealthy(remote, stack.containers, inputs.infraTimeoutS))
+  // Settled: Preflight just read db, redis and nginx healthy, and nothing was started since.
+  if (!stack.settled) await phase('Wait until healthy', () => waitHealthy(remote, stack.containers, inputs.infraTimeoutS))
   // 6. nginx picks up a changed config by a reload (unless it was just created with it).
   const reload = await phase('Reload nginx', () => reloadIfChanged(remote, host, plan, stack.containers))
 
@@ -143,10 +144,10 @@ async function startStack(
   host: HostState,
   plan: InfraPlan,
   changes: InfraChange[]
-): Promise<{ containers: ContainerInfo[]; changes: InfraChange[] }> {
+): Promise<{ containers: ContainerInfo[]; changes: InfraChange[]; settled: boolean }> {
   if (stackSettled(host, plan, changes)) {
     core.info('Files, .env and network unchanged and db/redis/nginx up and healthy: compose up not needed.')
-    return { containers: host.containers, changes: [] }
+    return { containers: host.containers, changes: [], settled: true }
   }
   const up = await remote.run(composeUp(host.compose, opsDir))
   const log = `${up.stdout}${up.stderr}`.trim()
@@ -160,7 +161,7 @@ async function startStack(
       if (!before) return [{ kind: 'created', service: c.service }]
       return before.id !== c.id ? [{ kind: 'recreated', service: c.service }] : []
     })
-  return { containers: now, changes: made }
+  return { containers: now, changes: made, settled: false }
 }
 
 async function reloadIfChanged(remote: Remote, host: HostState, plan: InfraPlan, containers: ContainerInfo[]): Promise<InfraChange[]> {

@@ -11,6 +11,8 @@ export const OPS = {
   certificate: '.ops-certificate',
   compose: 'compose/docker-compose.yml',
   backups: 'backups',
+  /** What the background retirements of old containers did (commands/retire.ts). */
+  retireLog: 'retire.log',
   upstreams: 'upstreams'
 } as const
 

@@ -1,18 +1,19 @@
 import * as core from '@actions/core'
 import { randomBytes } from 'node:crypto'
-import { inspectContainers, removeContainers, runContainer, stopContainers } from './commands/containers'
-import { httpRounds, httpStatus } from './commands/http'
+import { inspectContainers, removeContainers, runContainer } from './commands/containers'
+import { healthGateLoop, httpRounds } from './commands/http'
+import { retireContainers } from './commands/retire'
 import { publicPath } from './catalogue'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import { HostError } from './errors'
 import type { AppInputs } from './inputs'
-import { quiet, seq, sleep } from './shell'
+import { KEEPALIVE_MIN_TIMEOUT_S } from './nginx'
+import { hostPath, OPS } from './paths'
 import type { Remote } from './ssh'
 
 // The new release's container: start it, gate it on its health path, verify it through nginx, and remove it
 // (failed) or the old one (replaced).
 
-const POLL_MS = 200
 const VERIFY_ROUNDS = 3
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 export const PREVIEW_PORT = 8504
@@ -66,30 +67,54 @@ export async function inspectOne(remote: Remote, name: string): Promise<Containe
   return parseInspect((await remote.run(inspectContainers([name]))).stdout)[0]
 }
 
-/** Polls the new container until its health path answers 2xx; an exit, a restart or the timeout fails at once. Returns its address. */
+/** Polls the new container until its health path answers 2xx (in one round trip); an exit, a restart or the timeout fails at once. Returns its address. */
 export async function healthGate(remote: Remote, app: AppInputs, name: string, network: string, nginxId: string): Promise<string> {
-  const deadline = Date.now() + app.healthTimeoutS * 1000
-  let lastProbe = 'no probe yet'
-  const fail = (message: string) => new HostError(`${message} (last health probe: ${lastProbe})`)
-  for (;;) {
-    const c = await inspectOne(remote, name)
-    if (!c) throw fail(`${name} disappeared`)
-    const { status, restarts, health } = c
-    const ip = c.ips[network] ?? ''
-    if (status === 'exited' || status === 'dead' || restarts > 0)
-      throw fail(`${name} ${status === 'running' || status === 'restarting' ? `restarted ${restarts}×` : status} before becoming healthy`)
-    if (health === 'unhealthy') throw fail(`${name}'s own HEALTHCHECK reports unhealthy`)
-    if (status === 'running' && ip) {
-      const url = `http://${ip}:${app.spec.port}${app.spec.healthPath}`
-      const code = (await remote.run(httpStatus(nginxId, url, 2))).stdout.trim()
-      lastProbe = `GET ${url} -> ${code === '000' ? 'no answer' : code}`
-      if (/^2\d\d$/.test(code)) {
-        core.info(`${lastProbe}: healthy.`)
-        return ip
-      }
+  const { path, port } = { path: app.spec.healthPath, port: app.spec.port }
+  const out = await remote.must(
+    healthGateLoop({ container: name, network, via: nginxId, port, path, timeoutS: app.healthTimeoutS }),
+    `waiting for ${name} to become healthy`
+  )
+  const gate = parseGate(out)
+  const probe = (code: string, ip: string) =>
+    code === 'none' ? 'no probe yet' : `GET http://${ip || '<ip>'}:${port}${path} -> ${code === '000' ? 'no answer' : code}`
+  switch (gate.kind) {
+    case 'healthy':
+      core.info(`${probe(gate.code, gate.ip)}: healthy.`)
+      return gate.ip
+    case 'exited': {
+      const how = gate.status === 'running' || gate.status === 'restarting' ? `restarted ${gate.restarts}×` : gate.status
+      throw new HostError(`${name} ${how} before becoming healthy (last health probe: ${probe(gate.code, '')})`)
     }
-    if (Date.now() > deadline) throw fail(`${name} did not become healthy within ${app.healthTimeoutS} s`)
-    await sleep(POLL_MS)
+    case 'unhealthy':
+      throw new HostError(`${name}'s own HEALTHCHECK reports unhealthy (last health probe: ${probe(gate.code, '')})`)
+    case 'gone':
+      throw new HostError(`${name} disappeared (last health probe: ${probe(gate.code, '')})`)
+    case 'timeout':
+      throw new HostError(`${name} did not become healthy within ${app.healthTimeoutS} s (last health probe: ${probe(gate.code, gate.ip)})`)
+  }
+}
+
+export type GateResult =
+  | { kind: 'healthy'; ip: string; code: string }
+  | { kind: 'exited'; status: string; restarts: number; code: string }
+  | { kind: 'unhealthy' | 'gone'; code: string }
+  | { kind: 'timeout'; code: string; ip: string }
+
+/** The last line healthGateLoop printed, as a value. */
+export function parseGate(out: string): GateResult {
+  const w = (out.trim().split('\n').at(-1) ?? '').split(' ')
+  switch (w[0]) {
+    case 'healthy':
+      return { kind: 'healthy', ip: w[1] ?? '', code: w[2] ?? '' }
+    case 'exited':
+      return { kind: 'exited', status: w[1] ?? '', restarts: Number(w[2] ?? 0), code: w[3] ?? 'none' }
+    case 'unhealthy':
+    case 'gone':
+      return { kind: w[0], code: w[1] ?? 'none' }
+    case 'timeout':
+      return { kind: 'timeout', code: w[1] ?? 'none', ip: w[2] ?? '' }
+    default:
+      throw new HostError(`the health gate printed nothing it knows: ${out.trim() || '(nothing)'}`)
   }
 }
 
@@ -119,11 +144,29 @@ export async function removeFailed(remote: Remote, name: string): Promise<void> 
   await remote.run(removeContainers([name]))
 }
 
-/** Stops (SIGTERM, up to stop-timeout) and removes the containers a release replaced. */
-export async function stopOld(remote: Remote, old: ContainerInfo[], stopTimeoutS: number): Promise<void> {
+/**
+ * The containers a release replaced stop and go in a job of their own on the host (commands/retire.ts) once nginx is
+ * done with them: old nginx workers keep reused client connections, which may still send requests to the old
+ * container, for keepalive_min_timeout after the reload. The run does not wait for that.
+ */
+export async function retireOld(remote: Remote, opsDir: string, nginxId: string, app: AppInputs, old: ContainerInfo[]): Promise<void> {
   if (!old.length) return core.info('No previous container to stop.')
-  const names = old.map(c => c.name)
-  // The removal runs whether or not the stop succeeded.
-  await remote.must(seq(quiet(stopContainers(names, stopTimeoutS)), removeContainers(names)), `removing ${names.join(', ')}`)
-  core.info(`Stopped and removed ${old.map(c => `${c.name} (${c.image})`).join(', ')}.`)
+  const containers = old.map(c => c.name)
+  const log = hostPath(opsDir, OPS.retireLog)
+  const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, app.drainTimeoutS)
+  await remote.must(
+    retireContainers({
+      nginxId,
+      port: app.spec.port,
+      containers,
+      drainTimeoutS: app.drainTimeoutS,
+      workersS,
+      stopTimeoutS: app.stopTimeoutS,
+      log
+    }),
+    `starting the retirement of ${containers.join(', ')}`
+  )
+  core.info(
+    `${old.map(c => `${c.name} (${c.image})`).join(', ')}: stopped (SIGTERM, stop-timeout ${app.stopTimeoutS} s) and removed in the background on the host once nginx has no request in flight to it and none of its reloaded-away workers can send one (≤ ${workersS} s; drain-timeout ${app.drainTimeoutS} s); log: ${log}.`
+  )
 }

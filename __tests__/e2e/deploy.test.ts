@@ -13,6 +13,7 @@ import {
   REGISTRY,
   registryPassword,
   resetHost,
+  retirementsDone,
   runAction,
   SECRET,
   serviceContainers,
@@ -181,28 +182,36 @@ describe('mode deploy on the sandbox host', () => {
     expect(sh('docker', ['inspect', '--format', '{{.HostConfig.Memory}}', serving]).trim()).toBe(String(300 * 1024 * 1024))
   })
 
-  it('the drain waits for the requests in flight to the old container, and only those: a long request to story does not hold it up', async () => {
+  it('the old container is retired in the background once nginx is done with it: a request in flight to it is answered, a long request to story does not hold it up', async () => {
     // An old release that does not drain on SIGTERM (it exits at once): only waiting for its requests saves them.
     await given(story('v1'), frontend('v1', {}, 'VERSION=f-nodrain\nDRAIN_SECONDS=0'))
+    const [old] = serviceContainers('frontend')
     const get = async (path: string) => {
       const r = await fetch(`http://127.0.0.1:${HTTP_PORT}${path}`, { signal: AbortSignal.timeout(40_000) })
       return { status: r.status, body: await r.text(), at: Date.now() }
     }
-    const other = get('/llm/slow?s=15') // through an old nginx worker to story, for longer than any deploy
-    const mine = get('/slow?s=4') // to the old frontend, in flight at the switch (~2 s into the deploy)
+    const other = get('/llm/slow?s=20') // through an old nginx worker to story, for longer than the retirement may wait
+    const mine = get('/slow?s=5') // to the old frontend, in flight at the switch and after the run ends
     const started = Date.now()
     const r = await runAction(frontend('v2'))
     expectOk(r)
-    const drain = Number(/✓ Drain \((\d+\.\d+) s\)/.exec(r.output)?.[1])
+    const ended = started + r.ms
+    expect(r.output).toMatch(new RegExp(`${old} \\(.*\\): stopped .* in the background on the host once nginx has no request in flight to it`))
+    // The run does not wait for the old container: it ends while the request to it is still in flight.
     const m = await mine
+    expect(ended).toBeLessThan(m.at)
     expect(m.status, m.body).toBe(200)
     expect(JSON.parse(m.body).version).toBe('f-nodrain')
-    expect(r.output).toContain('nginx has no request in flight to the old container any more.')
-    // Not held up by the story request, which outlives the deploy: the old workers were still busy with it.
+    // The retirement waited for that request, then stopped the old container; not for the story request.
+    expect(retirementsDone()).toBe(true)
+    const log = sh('cat', [`${OPS_DIR}/retire.log`])
+    const stopped = Date.parse(new RegExp(`^(\\S+) stopping ${old}`, 'm').exec(log)?.[1] ?? '')
+    expect(stopped).toBeGreaterThanOrEqual(Math.floor(m.at / 1000) * 1000)
     const o = await other
     expect(o.status, o.body).toBe(200)
-    expect(o.at).toBeGreaterThan(started + r.ms)
-    expect(drain).toBeLessThan(5)
-    console.log(`[drain] slow request to the old frontend: 200 after the switch; drain ${drain} s while a 15 s story request was in flight`)
+    expect(stopped).toBeLessThan(o.at)
+    console.log(
+      `[retire] run ended ${((m.at - ended) / 1000).toFixed(1)} s before the slow request to the old frontend got its 200; old container stopped ${((stopped - ended) / 1000).toFixed(1)} s after the run, ${((o.at - stopped) / 1000).toFixed(1)} s before a 20 s story request ended`
+    )
   })
 })

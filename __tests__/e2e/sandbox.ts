@@ -256,7 +256,22 @@ export function expectOk(r: ActionRun): void {
   if (r.code !== 0) throw new Error(`action failed (exit ${r.code}):\n${r.output}`)
 }
 
+/** Background retirements of old containers (commands/retire.ts) still running on the host, by their job's text. */
+export const retirementsRunning = (): number => Number(tryRun('pgrep', ['-c', '-f', 'until nginx is done with them']).out.trim() || 0)
+
+/** Waits (up to timeoutMs) until no old container is being retired in the background; false at the timeout. */
+export function retirementsDone(timeoutMs = 45_000): boolean {
+  const end = Date.now() + timeoutMs
+  while (retirementsRunning() > 0) {
+    if (Date.now() > end) return false
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100)
+  }
+  return true
+}
+
+/** The service's containers once the background retirements are done (a deploy returns before the old one goes). */
 export function serviceContainers(service: string): string[] {
+  if (!retirementsDone()) throw new Error('old containers still being retired after 45 s')
   return sh('docker', ['ps', '-a', '--filter', `label=ops-action.service=${service}`, '--format', '{{.Names}}'])
     .trim()
     .split('\n')

@@ -97,5 +97,20 @@ export const healthLog = (id: string): Sh =>
 
 export const execIn = (id: string, ...argv: string[]): Sh => cmd('docker', 'exec', id, ...argv)
 
-export const stopContainers = (names: string[], timeoutS: number): Sh => cmd('docker', 'stop', '--time', String(timeoutS), ...names)
-export const removeContainers = (names: string[]): Sh => cmd('docker', 'rm', '--force', '--volumes', ...names)
+/**
+ * Each container gets SIGTERM and up to timeoutS to exit. One already gone is no error: a retirement in the
+ * background (retireContainers) and the next run may both reach for the same leftover.
+ */
+export const stopContainers = (names: string[], timeoutS: number): Sh =>
+  script(
+    't=$1; shift; rc=0; for c; do e=$(docker stop --time "$t" "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc',
+    String(timeoutS),
+    ...names
+  )
+
+/** Removes the containers (with their anonymous volumes); one already gone is no error (see stopContainers). */
+export const removeContainers = (names: string[]): Sh =>
+  script(
+    'rc=0; for c; do e=$(docker rm --force --volumes "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc',
+    ...names
+  )

@@ -18,6 +18,9 @@ export const hashFiles = (dir: string, subdirs: string[]): Sh =>
     ...subdirs
   )
 
+/** Prints a file base64-encoded (nothing when it does not exist): its bytes survive sharing a round trip with sections. */
+export const readFileBase64IfExists = (path: string): Sh => script('[ -f "$1" ] || exit 0; base64 <"$1"', path)
+
 /** Prints a file, or nothing when it does not exist. */
 export const readFileIfExists = (path: string): Sh => script('[ -f "$1" ] && cat "$1"; exit 0', path)
 

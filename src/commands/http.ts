@@ -1,4 +1,4 @@
-import { cmd, type Sh } from '../shell'
+import { cmd, script, type Sh } from '../shell'
 
 // HTTP probes run from inside a container on the docker network (nginx's, which has wget). Pure.
 
@@ -40,4 +40,46 @@ export const httpRounds = (via: string, healthUrl: string, routeUrl: string, nee
     String(max),
     String(timeoutS),
     header
+  )
+
+/** The health gate's poll: what `docker inspect` says, then (running, with an address on the network) one probe. */
+const GATE_FORMAT =
+  '{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{range $k, $v := .NetworkSettings.Networks}} {{$k}}={{$v.IPAddress}}{{end}}'
+
+export interface GateSpec {
+  container: string
+  network: string
+  /** The container the probes run in (nginx's, on the same network). */
+  via: string
+  port: number
+  path: string
+  timeoutS: number
+}
+
+/**
+ * The whole health gate in one round trip: polls the container every 0.1 s until its health path answers 2xx from
+ * inside `via`, it exits, restarts or reports unhealthy, or timeoutS pass. Prints one line at the end:
+ * `healthy <ip> <code>`, `exited <status> <restarts> <last code>`, `unhealthy <last code>`, `gone <last code>` or
+ * `timeout <last code> <ip>` (last code: the last probe's status, 000 when nothing answered, none before any probe).
+ */
+export const healthGateLoop = (g: GateSpec): Sh =>
+  script(
+    'n=$1 net=$2 via=$3 port=$4 path=$5 t=$6 p=$7 f=$8; end=$(( $(date +%s) + t )); last=none; ip=; ' +
+      'while :; do s=$(docker inspect --format "$f" "$n" 2>/dev/null) || { echo "gone $last"; exit 0; }; ' +
+      'set -- $s; st=$1 rs=$2 hs=$3; shift 3; ip=; for w; do case $w in "$net="*) ip=${w#*=} ;; esac; done; ' +
+      'case $st in exited|dead) echo "exited $st $rs $last"; exit 0 ;; esac; ' +
+      '[ "$rs" -gt 0 ] && { echo "exited $st $rs $last"; exit 0; }; ' +
+      '[ "$hs" = unhealthy ] && { echo "unhealthy $last"; exit 0; }; ' +
+      'if [ "$st" = running ] && [ -n "$ip" ]; then ' +
+      'last=$(docker exec "$via" sh -c "$p" sh "http://$ip:$port$path" 2>/dev/null) || last=000; ' +
+      'case $last in 2??) echo "healthy $ip $last"; exit 0 ;; esac; fi; ' +
+      '[ "$(date +%s)" -lt "$end" ] || { echo "timeout $last $ip"; exit 0; }; sleep 0.1; done',
+    g.container,
+    g.network,
+    g.via,
+    String(g.port),
+    g.path,
+    String(g.timeoutS),
+    `${PROBE}T=2; H=; probe "$1"`,
+    GATE_FORMAT
   )
