@@ -14,8 +14,9 @@ export default tseslint.config(
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } }
   },
   {
-    files: ['**/*.mjs', '**/*.mts', '__tests__/**/*.ts'],
+    files: ['**/*.mjs', '**/*.mts', '__tests__/**/*.ts', 'scripts/images/**/*.js', 'scripts/images/**/*.cjs'],
     languageOptions: { globals: { ...globals.node } }
   },
+  { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs' }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
   prettier
 )

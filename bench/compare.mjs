@@ -1,34 +1,40 @@
 #!/usr/bin/env node
 // `npm run bench`: ops-action against the alternatives, side by side in one run on the sandbox host.
 //
-// The frontend service is redeployed N times (N=10) by each strategy, alternating two versions of the sample app,
-// which boots in BOOT_S seconds (5) and drains in-flight requests on SIGTERM, under constant load through nginx:
-// 32 clients (14 keep-alive that retry a reset reused connection once, as browsers do; 14 that open a connection
-// per request; 4 on /slow, ~1 s per request, half of them keep-alive). Strategies:
+// The frontend service (the Next.js sample app, which boots in BOOT_S seconds, 2, and handles SIGTERM as Next does) is
+// redeployed N times (N=20) by each strategy, alternating two versions, under constant load through nginx from 32
+// clients of four kinds (scripts/load.mjs): 10 keep-alive that retry a reset reused connection once, as browsers do;
+// 8 keep-alive that never retry, as HTTP libraries and probes; 10 that open a connection per request; 4 on /slow
+// (~1 s a request, half keep-alive). The clients pause between requests so that the whole load stays under the
+// sandbox's ephemeral-port budget (a strategy without upstream keep-alive makes nginx open a connection to the app
+// per request). Strategies:
 //  - ops-action: dist/index.js run as a runner runs it (mode deploy);
 //  - naive: docker stop + rm + run with the same name, then nginx reload (most ssh-action scripts);
 //  - behindy-today: start <svc>-green, fixed sleep (BEHINDY_SLEEP_S, 15 as the frontend's today), a probe loop
 //    that never fails, rename old -> -blue and green -> <svc>, reload, stop and remove the old one at once.
 // nginx resolves the app for naive and behindy-today when it (re)loads, as their `upstream { server frontend:3000; }`
-// does. Then one broken release (health path fine, the route answers 500) per strategy: the share of requests that fail in the 10 s after.
-// Also: an infra no-op run (N times), and autocannon's steady-state figures for the route.
-// Prints a markdown table, writes it to bench/results.md and between the bench markers of README.md.
+// does. Then one broken release (health path fine, the route answers 500) per strategy: the share of requests that
+// fail in the 10 s after. Also: an infra no-op run (N times), autocannon's steady-state figures for the route,
+// requests per nginx -> app connection (the app's /stats). Prints a markdown table, writes it to bench/results.md and
+// between the bench markers of README.md, and draws bench/swap.svg: requests per 100 ms by outcome across one swap
+// per strategy.
 import autocannon from 'autocannon'
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT, runAction, sandbox, sandboxInputs } from '../scripts/run-action.mjs'
-import { startLoad } from '../scripts/load.mjs'
+import { CLIENT_KINDS, startLoad } from '../scripts/load.mjs'
+import { bucketize, swapChart } from './svg.mjs'
 import { INFRA_ENV, median, pct, phasesOf } from './common.mjs'
 
-const N = Number(process.env.N || 10)
-const BOOT_S = Number(process.env.BOOT_S || 5)
+const N = Number(process.env.N || 20)
+const BOOT_S = Number(process.env.BOOT_S || 2)
 const BEHINDY_SLEEP_S = Number(process.env.BEHINDY_SLEEP_S || 15)
 const PORT = Number(process.env.HTTP_PORT || 18080)
 const SETTLE_MS = 2000
 const BROKEN_WINDOW_MS = 10_000
 const c = sandbox()
-const REPO = `${c.images.sampleApp}`
+const REPO = `${c.images.apps.frontend}`
 const SERVICE = 'frontend'
 const log = m => process.stderr.write(`[bench] ${m}\n`)
 
@@ -160,9 +166,12 @@ const load = () => {
   return startLoad({
     url: `http://127.0.0.1:${PORT}/`,
     slowUrl: `http://127.0.0.1:${PORT}/slow`,
-    keepaliveClients: 14,
-    plainClients: 14,
+    keepaliveClients: 10,
+    naiveClients: 8,
+    plainClients: 10,
     slowClients: 4,
+    pauseMs: 80,
+    plainPauseMs: 60,
     onResult: r => {
       results.push(r)
       if (r.version && !firstSeen.has(r.version)) firstSeen.set(r.version, r.t)
@@ -197,11 +206,35 @@ function longestGap(window) {
   return Math.max(gap, window[1] - last)
 }
 
+/** connections and requests the frontend's app has counted (its /stats, asked from inside nginx's container). */
+async function appStats() {
+  const out = await host(
+    'n=$(docker ps -q --filter label=com.docker.compose.service=nginx); docker exec "$n" wget -q -O - -T 3 "http://$1:3000/stats"',
+    SERVICE
+  )
+  return JSON.parse(out.trim().split('\n').at(-1))
+}
+/** Until the service has one container (ops-action retires the old one in the background), at most 60 s. */
+async function oneContainer() {
+  const deadline = performance.now() + 60_000
+  while (performance.now() < deadline) {
+    const out = await host(`docker ps -q --filter name='^/${SERVICE}($|-)' | wc -l`)
+    if (out.trim() === '1') return
+    await sleep(250)
+  }
+  throw new Error('the old container is still running after 60 s')
+}
+
 async function measure(name) {
   const deploy = strategies[name]
+  await oneContainer()
   const l = load()
+  await sleep(1000)
+  const s0 = await appStats()
   await sleep(3000)
+  const s1 = await appStats()
   const steady = [performance.now() - 3000, performance.now()]
+  const perConnection = (s1.requests - s0.requests - 1) / Math.max(1, s1.connections - s0.connections)
   const runs = []
   for (let i = 0; i < N; i++) {
     const version = `${name}-${i + 1}`
@@ -210,13 +243,27 @@ async function measure(name) {
     const t1 = performance.now()
     const first = await settle(version)
     if (first === undefined) throw new Error(`${name}: version ${version} never served`)
-    runs.push({ ...r, swap: [t0, Math.max(t1, first) + 1000], window: [t0, performance.now()] })
+    runs.push({ ...r, t0, t1, first, swap: [t0, Math.max(t1, first) + 1000], window: [t0, performance.now()] })
     const phases = r.phases
       ? ` (${Object.entries(r.phases)
           .map(([k, v]) => `${k} ${v}`)
           .join(', ')})`
       : ''
     log(`${name} ${i + 1}/${N}: ${(r.ms / 1000).toFixed(2)} s${phases}`)
+  }
+  // The chart: the middle swap, from 1 s before the deploy started to 3 s after it returned or the new version served.
+  const shown = runs[Math.floor(N / 2)]
+  const from = shown.t0 - 1000
+  const span = Math.max(shown.t1, shown.first) + 3000 - from
+  const chart = {
+    title: `${name}: swap ${Math.floor(N / 2) + 1} of ${N}`,
+    bucketMs: 100,
+    buckets: bucketize(results, from, span),
+    markers: [
+      { at: shown.t0 - from, label: 'deploy starts' },
+      { at: shown.first - from, label: 'new version serves' },
+      { at: shown.t1 - from, label: 'deploy returns' }
+    ]
   }
   // A release whose health path answers but whose route answers 500; then the share of failed requests in the 10 s after the deploy returned.
   const broken = await deploy(N % 2 ? 'v1' : 'v2', `${name}-broken`, 'route-5xx')
@@ -229,6 +276,12 @@ async function measure(name) {
   const during = results.filter(r => runs.some(x => inWindow(r, x.window)))
   const failures = { refused: 0, http5xx: 0, reset: 0, timeout: 0, other: 0 }
   for (const r of during) if (r.kind !== 'ok') failures[r.kind]++
+  const byClient = Object.fromEntries(CLIENT_KINDS.map(k => [k, { total: 0, failed: 0, retried: 0 }]))
+  for (const r of during) {
+    byClient[r.client].total++
+    if (r.kind !== 'ok') byClient[r.client].failed++
+    if (r.retried) byClient[r.client].retried++
+  }
   const fast = r => !r.slow && r.kind === 'ok'
   const brokenAll = results.filter(r => inWindow(r, after))
   return {
@@ -236,6 +289,9 @@ async function measure(name) {
     total: during.length,
     failed: Object.values(failures).reduce((a, b) => a + b, 0),
     failures,
+    byClient,
+    perConnection,
+    chart,
     gapMs: Math.max(...runs.map(x => longestGap(x.swap))),
     steady: results.filter(r => fast(r) && inWindow(r, steady)).map(r => r.ms),
     swap: results.filter(r => fast(r) && runs.some(x => inWindow(r, x.swap))).map(r => r.ms),
@@ -288,18 +344,24 @@ const phaseNames = Object.keys(ops.phases[0] ?? {})
 const phaseMedian = name => median(ops.phases.map(p => p[name] ?? 0))
 const boot = ops.phases.map(p => (p['Start container'] ?? 0) + (p['Health gate (direct)'] ?? 0))
 const overheads = ops.wall.map((w, i) => w - (ops.phases[i]['Pull image'] ?? 0) - boot[i])
-const own = overheads.map((o, i) => o - (ops.phases[i]['Drain'] ?? 0))
+const overBoot = ops.wall.map((w, i) => w - (ops.phases[i]['Pull image'] ?? 0) - BOOT_S)
+const kind = (r, k) => {
+  const b = r.byClient[k]
+  return `**${b.failed}** / ${b.total}${b.retried ? ` (${b.retried} retried)` : ''}`
+}
 const lines = [
-  `Sandbox host (${new Date().toISOString().slice(0, 10)}): ${N} deploys per strategy of the sample app (boots in ${BOOT_S} s, drains on SIGTERM) under constant load through nginx: 32 clients (14 keep-alive, 14 new connection per request, 4 on a ~1 s endpoint).`,
+  `Sandbox host (${new Date().toISOString().slice(0, 10)}; nginx 1.30, compose v2): ${N} consecutive deploys per strategy of the Next.js sample app (boots in ${BOOT_S} s) under constant load through nginx from 32 clients: 10 keep-alive retrying a reset reused connection once (browsers), 8 keep-alive never retrying (HTTP libraries), 10 opening a connection per request, 4 on a ~1 s endpoint. Failed / requests while the deploys ran:`,
   '',
-  '| strategy | failed / total (refused, 5xx, reset, timeout) | longest gap | p50 / p99 steady | p50 / p99 during swap | deploy wall time (median) | broken release: failed after |',
-  '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  `| strategy | ${CLIENT_KINDS.join(' | ')} | longest gap | p50 / p99 steady | p50 / p99 during swap | deploy wall time (median) | broken release: failed after | requests per nginx → app connection |`,
+  `| --- | ${CLIENT_KINDS.map(() => '---').join(' | ')} | ---: | ---: | ---: | ---: | ---: | ---: |`,
   ...rows.map(
     r =>
-      `| ${r.name} | **${r.failed}** / ${r.total} (${r.failures.refused}, ${r.failures.http5xx}, ${r.failures.reset}, ${r.failures.timeout}${r.failures.other ? `, other ${r.failures.other}` : ''}) | ${f2(r.gapMs / 1000)} s | ${f1(median(r.steady))} / ${f1(pct(r.steady, 99))} ms | ${f1(median(r.swap))} / ${f1(pct(r.swap, 99))} ms | ${f2(median(r.wall))} s | ${r.brokenTotal ? ((100 * r.brokenFailed) / r.brokenTotal).toFixed(0) : '–'} % of ${r.brokenTotal} |`
+      `| ${r.name} | ${CLIENT_KINDS.map(k => kind(r, k)).join(' | ')} | ${f2(r.gapMs / 1000)} s | ${f1(median(r.steady))} / ${f1(pct(r.steady, 99))} ms | ${f1(median(r.swap))} / ${f1(pct(r.swap, 99))} ms | ${f2(median(r.wall))} s | ${r.brokenTotal ? ((100 * r.brokenFailed) / r.brokenTotal).toFixed(0) : '–'} % of ${r.brokenTotal} | ${f1(r.perConnection)} |`
   ),
   '',
-  `ops-action overhead (wall time − pull − app boot-to-healthy, i.e. start + health gate): **${f2(median(overheads))} s** median (min ${f2(Math.min(...overheads))}, max ${f2(Math.max(...overheads))}), of which waiting for the requests in flight to the old container (phase Drain, ≤ 1 s with /slow) ${f2(median(ops.phases.map(p => p['Drain'] ?? 0)))} s: ${f2(median(own))} s without it; infra no-op run: **${f2(median(infraRuns))} s** median; p99 during swap / steady: **${f2(pct(ops.swap, 99) / pct(ops.steady, 99))}×**. autocannon, 32 keep-alive connections for 5 s on the route at rest: ${Math.round(cannon.requests.average)} req/s, p50 ${cannon.latency.p50} ms, p99 ${cannon.latency.p99} ms, ${cannon.errors} errors, ${cannon.non2xx} non-2xx.`,
+  `ops-action overhead (wall time − pull − app start-to-healthy, i.e. phases Start container + Health gate): **${f2(median(overheads))} s** median (min ${f2(Math.min(...overheads))}, max ${f2(Math.max(...overheads))}); wall time − pull − the app's ${BOOT_S} s boot (the peer's measure): ${f2(median(overBoot))} s; infra no-op run: **${f2(median(infraRuns))} s** median; p99 during swap / steady: **${f2(pct(ops.swap, 99) / pct(ops.steady, 99))}×**. autocannon, 32 keep-alive connections for 5 s on the route at rest: ${Math.round(cannon.requests.average)} req/s, p50 ${cannon.latency.p50} ms, p99 ${cannon.latency.p99} ms, ${cannon.errors} errors, ${cannon.non2xx} non-2xx.`,
+  '',
+  '![Requests per 100 ms by outcome across one swap, per strategy](bench/swap.svg)',
   '',
   '| ops-action phase (median) | s |',
   '| --- | ---: |',
@@ -308,9 +370,16 @@ const lines = [
 ]
 const table = lines.join('\n')
 console.log(table)
-writeFileSync(join(ROOT, 'bench', 'results.md'), `${table}\n`)
+writeFileSync(join(ROOT, 'bench', 'results.md'), `${table.replace('](bench/swap.svg)', '](swap.svg)')}\n`)
+writeFileSync(
+  join(ROOT, 'bench', 'swap.svg'),
+  swapChart(
+    rows.map(r => r.chart),
+    { title: `Requests per 100 ms through nginx across one swap (${N} swaps per strategy, 32 clients)` }
+  )
+)
 const readme = join(ROOT, 'README.md')
 const text = readFileSync(readme, 'utf8')
 const marked = /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/
 if (marked.test(text)) writeFileSync(readme, text.replace(marked, `$1${table}\n$2`))
-log('written to bench/results.md and README.md')
+log('written to bench/results.md, bench/swap.svg and README.md')

@@ -5,7 +5,8 @@
 // C keep-alive clients on the frontend's route `/`. Prints req/s, p50/p99, errors and non-2xx, requests per
 // connection nginx opened to the app (from the sample app's /stats) and the most sockets in TIME_WAIT in nginx's
 // network namespace (28k ephemeral ports: new connections above ~470/s to one app exhaust them in a minute).
-// Needs the sandbox (root: nsenter). DURATION (s, default 30), C (default 32).
+// Needs the sandbox (root: nsenter). DURATION (s, default 30), C (default 32), SERVICE (frontend: the Next.js sample
+// app on `/`, default; story: FastAPI on uvicorn on `/llm/`; backend's `/api/` is rate-limited per client).
 import autocannon from 'autocannon'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -18,12 +19,14 @@ const connections = Number(process.env.C || 32)
 const port = process.env.HTTP_PORT || '18080'
 const conn = JSON.parse(readFileSync(join(ROOT, '.sandbox', 'connection.json'), 'utf8'))
 const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8' })
+const service = process.env.SERVICE || 'frontend'
+const { appPort, route } = { frontend: { appPort: 3000, route: '/' }, story: { appPort: 8000, route: '/llm/' } }[service]
 
 const deploy = await runAction(
   sandboxInputs({
     mode: 'deploy',
-    service: 'frontend',
-    image: '127.0.0.1:5000/behindy/sample-app:v1',
+    service,
+    image: `${conn.images.apps[service]}:v1`,
     env: 'VERSION=bench-keepalive',
     registry: '127.0.0.1:5000',
     'registry-username': 'ci',
@@ -38,7 +41,7 @@ const app = deploy.outputs.container
 const nginx = sh('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.service=nginx']).trim()
 const nginxPid = sh('docker', ['inspect', '--format', '{{.State.Pid}}', nginx]).trim()
 const snippet = join(conn.opsDir, 'nginx', 'snippets', 'proxy.conf')
-const stats = () => JSON.parse(sh('docker', ['exec', nginx, 'wget', '-q', '-O', '-', `http://${app}:3000/stats`]))
+const stats = () => JSON.parse(sh('docker', ['exec', nginx, 'wget', '-q', '-O', '-', `http://${app}:${appPort}/stats`]))
 const timeWait = () => Number(sh('nsenter', ['-t', nginxPid, '-n', 'sh', '-c', 'ss -tan state time-wait | tail -n +2 | wc -l']).trim())
 const reload = () => sh('docker', ['kill', '--signal', 'HUP', nginx])
 const settle = () => new Promise(r => setTimeout(r, 3000))
@@ -48,7 +51,7 @@ async function measure(label) {
   const before = stats()
   let maxTimeWait = timeWait()
   const sampler = setInterval(() => (maxTimeWait = Math.max(maxTimeWait, timeWait())), 1000)
-  const r = await autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration })
+  const r = await autocannon({ url: `http://127.0.0.1:${port}${route}`, connections, duration })
   clearInterval(sampler)
   const after = stats()
   const opened = after.connections - before.connections - 1 // the /stats request's own
@@ -81,7 +84,7 @@ try {
   reload()
 }
 
-console.log(`autocannon, ${connections} keep-alive clients for ${duration} s on / (frontend, sample app HTTP/1.1), sandbox host:\n`)
+console.log(`autocannon, ${connections} keep-alive clients for ${duration} s on ${route} (${service}: ${conn.images.apps[service]}), sandbox host:\n`)
 console.log(
   '| nginx → app | req/s | p50 ms | p99 ms | errors | non-2xx | requests per app connection | connections opened | TIME_WAIT max |'
 )

@@ -1,19 +1,27 @@
 // Constant HTTP load through nginx, counting every failure: used by the end-to-end tests and the benchmark.
-// Two kinds of clients, as browsers and scripts behave:
-//  - keepalive clients reuse connections and, like browsers, retry an idempotent GET once when a REUSED connection
-//    is reset or closed before any response byte, on a new connection (a reload closes idle keep-alive
-//    connections); raw resets counted;
-//  - non-keepalive clients open a new connection per request and never retry.
+// Kinds of clients, as browsers, HTTP libraries and scripts behave:
+//  - keepalive clients ('retrying') reuse connections and, like browsers, retry an idempotent GET once when a REUSED
+//    connection is reset or closed before any response byte, on a new connection; raw resets counted;
+//  - naive clients ('never-retrying') reuse connections and never retry, as Python requests, Java's HttpClient or a
+//    monitoring probe: a reset reused connection is a failure;
+//  - plain clients ('new-connection') open a new connection per request and never retry (plainPauseMs between
+//    requests keeps their rate, and the sandbox's TIME_WAIT ports, in bounds);
+//  - slow clients ask slowUrl (half of them keep-alive, never retrying).
 import http from 'node:http'
 
-// Options for the benchmark: `slowUrl` with `slowClients` more clients (half keep-alive) on it, and `onResult`,
-// called with { t (performance.now() at the end), ms, slow, kind ('ok' or the failure kind), status, version }.
+/** The client kinds, in the order reports list them. */
+export const CLIENT_KINDS = ['new-connection', 'retrying', 'never-retrying', 'slow']
+
+// `onResult` is called with { t (performance.now() at the end), ms, slow, client (a CLIENT_KINDS entry), kind ('ok'
+// or the failure kind), status, version, retried (a reset reused connection was retried) }.
 export function startLoad({
   url,
   keepaliveClients = 8,
   plainClients = 8,
+  naiveClients = 0,
   timeoutMs = 5000,
   pauseMs = 0,
+  plainPauseMs = pauseMs,
   slowUrl,
   slowClients = 0,
   onResult = undefined
@@ -26,11 +34,14 @@ export function startLoad({
     rawResets: 0,
     retried: 0,
     versions: {},
+    /** client kind -> { total, failed } */
+    byClient: Object.fromEntries(CLIENT_KINDS.map(k => [k, { total: 0, failed: 0 }])),
     errors: [],
     latenciesMs: []
   }
   let running = true
-  const keepAgent = new http.Agent({ keepAlive: true, maxSockets: keepaliveClients + Math.ceil(slowClients / 2) })
+  const keepAgent = new http.Agent({ keepAlive: true, maxSockets: keepaliveClients })
+  const naiveAgent = new http.Agent({ keepAlive: true, maxSockets: naiveClients + Math.ceil(slowClients / 2) })
 
   // Whether the request went out on a connection that already carried one. Node's req.reusedSocket misses a socket
   // handed to a request that waited in the agent's queue (reported as new), so count uses per socket instead.
@@ -70,12 +81,14 @@ export function startLoad({
     }
   }
 
-  const record = (r, how, slow) => {
+  const record = (r, how, slow, client, retried) => {
     stats.total++
     const kind = r.error ? classify(r.error) : r.status >= 500 ? 'http5xx' : 'ok'
     const version = kind === 'ok' ? versionOf(r.body) : undefined
-    onResult?.({ t: performance.now(), ms: r.ms, slow, kind, status: r.status, version })
+    onResult?.({ t: performance.now(), ms: r.ms, slow, client, kind, status: r.status, version, retried })
+    stats.byClient[client].total++
     if (kind !== 'ok') {
+      stats.byClient[client].failed++
       stats.failed++
       stats.failures[kind]++
       const where = `${how}, ${r.reused ? 'reused' : 'new'} connection${r.gotResponse ? ', after the response began' : ''}`
@@ -88,27 +101,35 @@ export function startLoad({
     if (version) stats.versions[version] = (stats.versions[version] ?? 0) + 1
   }
 
-  const loop = async (keepalive, slow = false) => {
+  // agent: keepAgent (retries), naiveAgent (never retries) or false (a new connection per request).
+  const loop = async (agent, slow = false) => {
     const target = slow ? slowUrl : url
+    const client = slow ? 'slow' : agent === keepAgent ? 'retrying' : agent ? 'never-retrying' : 'new-connection'
+    const pause = agent ? pauseMs : plainPauseMs
     while (running) {
-      let r = await once(keepalive ? keepAgent : false, target)
-      let how = keepalive ? 'keep-alive client' : 'new-connection client'
-      if (r.error && keepalive && r.reused && !r.gotResponse && classify(r.error) === 'reset') {
+      let r = await once(agent, target)
+      let how = agent === keepAgent ? 'keep-alive client' : agent ? 'never-retrying keep-alive client' : 'new-connection client'
+      let retried = false
+      if (r.error && agent && r.reused && !r.gotResponse && classify(r.error) === 'reset') {
         stats.rawResets++
-        stats.retried++
-        r = await once(false, target) // like a browser: the retry goes on a new connection
-        how = 'keep-alive client, retry'
+        if (agent === keepAgent) {
+          stats.retried++
+          retried = true
+          r = await once(false, target) // like a browser: the retry goes on a new connection
+          how = 'keep-alive client, retry'
+        }
       }
-      record(r, how, slow)
-      if (pauseMs) await new Promise(res => setTimeout(res, pauseMs))
+      record(r, how, slow, client, retried)
+      if (pause) await new Promise(res => setTimeout(res, pause))
     }
   }
 
   const slowKeepalive = Math.ceil(slowClients / 2)
   const clients = [
-    ...[...Array(keepaliveClients)].map(() => loop(true)),
+    ...[...Array(keepaliveClients)].map(() => loop(keepAgent)),
+    ...[...Array(naiveClients)].map(() => loop(naiveAgent)),
     ...[...Array(plainClients)].map(() => loop(false)),
-    ...[...Array(slowClients)].map((_, i) => loop(i < slowKeepalive, true))
+    ...[...Array(slowClients)].map((_, i) => loop(i < slowKeepalive ? naiveAgent : false, true))
   ]
   return {
     stats,
@@ -116,6 +137,7 @@ export function startLoad({
       running = false
       await Promise.all(clients)
       keepAgent.destroy()
+      naiveAgent.destroy()
       return stats
     }
   }
@@ -123,5 +145,9 @@ export function startLoad({
 
 export function summarize(stats) {
   const f = stats.failures
-  return `${stats.failed} failed / ${stats.total} requests (refused ${f.refused}, 5xx ${f.http5xx}, reset ${f.reset}, timeout ${f.timeout}, other ${f.other}); raw resets on reused keep-alive connections retried: ${stats.rawResets}; versions seen: ${JSON.stringify(stats.versions)}`
+  return `${stats.failed} failed / ${stats.total} requests (refused ${f.refused}, 5xx ${f.http5xx}, reset ${f.reset}, timeout ${f.timeout}, other ${f.other}); raw resets on reused keep-alive connections: ${stats.rawResets} (${stats.retried} retried); by client: ${CLIENT_KINDS.filter(
+    k => stats.byClient[k].total
+  )
+    .map(k => `${k} ${stats.byClient[k].failed}/${stats.byClient[k].total}`)
+    .join(', ')}; versions seen: ${JSON.stringify(stats.versions)}`
 }

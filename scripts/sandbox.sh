@@ -20,7 +20,9 @@
 #   - images postgres:15.10-bookworm, redis:7.4.1-alpine, nginx:1.30.6-alpine
 #     (pulled if Docker Hub answers within 20 s, otherwise built locally from
 #     scripts/images/* on a debootstrapped Debian bookworm or sid base), and the sample
-#     app ops-sandbox/sample-app:latest, pushed as 127.0.0.1:5000/behindy/sample-app:v1/:v2
+#     apps, each pushed as 127.0.0.1:5000/behindy/<app>:v1/:v2: sample-frontend (Next.js 16 on
+#     Node 24), sample-backend (embedded Tomcat 10.1 on OpenJDK 21), sample-story (FastAPI on
+#     uvicorn), and the tiny python sample-app (ops-sandbox/sample-app:latest)
 #
 # Env knobs: SANDBOX_NO_PULL=1 (don't try Docker Hub), SANDBOX_DEBIAN_MIRROR=<url>,
 #   SANDBOX_COMPOSE=v2 (default: the compose v2 plugin, as Docker Engine hosts run it) or v1 (only
@@ -61,11 +63,15 @@
 #   own docker-compose-plugin on EC2), driving bookworm's dockerd 20.10
 #   (EC2: a current Docker Engine). SANDBOX_COMPOSE=v1: Debian's
 #   docker-compose 1.29.2 only.
-# sample app (ops-sandbox/sample-app, 127.0.0.1:5000/behindy/sample-app:v1/v2)
-#   -> python3 http.server, not Node/Next.js; HTTP/1.1 with keep-alive (idle
-#   connections closed after 5 s, as Node's default; on SIGTERM idle ones at
-#   once, busy ones after their response); runs as nextjs (uid 1001) with
-#   wget, no curl.
+# sample apps (127.0.0.1:5000/behindy/<app>:v1/v2) -> the project's own small apps in
+#   Behindy's frameworks, built from packages, not Behindy's code: sample-frontend is a
+#   Next.js 16 standalone app on Debian sid's Node 24 (Behindy: node:20-alpine),
+#   sample-backend an embedded Tomcat 10.1 (Spring Boot 3.4's server) on OpenJDK 21 with
+#   Spring Boot's graceful shutdown, no Spring, sample-story FastAPI 0.162 on uvicorn 0.53
+#   (httptools, uvloop); each runs as uid 1001 with wget, no curl, and has the test hooks
+#   (VERSION, STARTUP_DELAY, FAIL_MODE, DRAIN_SECONDS, HEALTH_PATH, /slow, /stats, /env).
+#   sample-app: python3 http.server with HTTP/1.1 keep-alive, for the suites that do not
+#   need a framework.
 # END DIFFERENCES
 
 set -euo pipefail
@@ -90,6 +96,9 @@ PG_IMAGE=postgres:15.10-bookworm
 REDIS_IMAGE=redis:7.4.1-alpine
 NGINX_IMAGE=nginx:1.30.6-alpine
 SAMPLE_IMAGE=ops-sandbox/sample-app:latest
+# The sample apps, each pushed as $REGISTRY/behindy/<app>:v1 and :v2: the tiny python one (the suites that do not
+# care about the framework) and one per real framework (Next.js, Tomcat, FastAPI on uvicorn).
+SAMPLE_APPS="sample-app sample-frontend sample-backend sample-story"
 BASE_IMAGE=ops-sandbox/debian:bookworm
 # Debian unstable: today's nginx (1.30) and compose v2 (2.40). Its Release file may be past Valid-Until on a mirror.
 SID_IMAGE=ops-sandbox/debian:sid
@@ -584,6 +593,26 @@ setup_compose() {
   info "compose: v2 plugin $(docker compose version --short) (docker-compose $(docker-compose version --short 2>/dev/null || echo absent) stays as v1)"
 }
 
+# build_context <dir>: the docker build context of an image dir: the dir itself, or, for a Node app (package.json and
+# build.sh: the Next.js app, built on the host with its npm, as a CI runner builds an image's app), a cached
+# dir with the Dockerfile and build.sh's output in app/, made again when the source changed. Prints its path.
+build_context() {
+  local dir="$1"
+  [[ -f $dir/build.sh && -f $dir/package.json ]] || { echo "$dir"; return 0; }
+  local ctx="$STATE_DIR/cache/context-$(basename "$dir")" src name
+  src="$(dir_hash "$dir")"
+  name="$(basename "$dir")"
+  if [[ "$(cat "$ctx/.source-hash" 2>/dev/null)" != "$src" ]]; then
+    log "building $name with its build.sh (npm ci, build)" >&2
+    rm -rf "$ctx" && mkdir -p "$ctx"
+    bash "$dir/build.sh" "$ctx/app" >"$LOG_DIR/build-$name-context.log" 2>&1 ||
+      { tail -n 30 "$LOG_DIR/build-$name-context.log" >&2; die "build.sh of $name failed (log: $LOG_DIR/build-$name-context.log)"; }
+    cp "$dir/Dockerfile" "$ctx/Dockerfile"
+    echo "$src" >"$ctx/.source-hash"
+  fi
+  echo "$ctx"
+}
+
 # build_image <tag> <dir> [build-args...]: rebuild only if the dir hash changed
 build_image() {
   local tag="$1" dir="$2"; shift 2
@@ -593,11 +622,13 @@ build_image() {
     info "$tag: up to date (built locally, hash $hash)"
     return 0
   fi
-  ensure_base_image "$(sed -n 's|^FROM ops-sandbox/debian:||p' "$dir/Dockerfile" | head -n 1)"
+  ensure_base_image "$(sed -n 's|^FROM ops-sandbox/debian:\([a-z]*\).*|\1|p' "$dir/Dockerfile" | head -n 1)"
+  local ctx
+  ctx="$(build_context "$dir")"
   log "building $tag from ${dir#"$REPO_DIR"/}"
   local args=() a
   for a in "$@"; do args+=(--build-arg "$a"); done
-  "$DOCKER" build -q --label "ops-sandbox.build-hash=$hash" "${args[@]}" -t "$tag" "$dir" \
+  "$DOCKER" build -q --label "ops-sandbox.build-hash=$hash" "${args[@]}" -t "$tag" "$ctx" \
     >"$LOG_DIR/build-${tag//[\/:]/_}.log" 2>&1 ||
     { tail -n 30 "$LOG_DIR/build-${tag//[\/:]/_}.log" >&2; die "docker build of $tag failed (log: $LOG_DIR/build-${tag//[\/:]/_}.log)"; }
 }
@@ -621,11 +652,14 @@ ensure_images() {
   ensure_service_image "$REDIS_IMAGE" "$IMAGES_DIR/redis"
   ensure_service_image "$NGINX_IMAGE" "$IMAGES_DIR/nginx"
 
-  build_image "ops-sandbox/sample-app:v1" "$IMAGES_DIR/sample-app" VERSION=v1
-  build_image "ops-sandbox/sample-app:v2" "$IMAGES_DIR/sample-app" VERSION=v2
+  local app v
+  for app in $SAMPLE_APPS; do
+    for v in v1 v2; do
+      build_image "ops-sandbox/$app:$v" "$IMAGES_DIR/$app" "VERSION=$v"
+      push_sample "$app" "$v"
+    done
+  done
   tag_if_needed "ops-sandbox/sample-app:v1" "$SAMPLE_IMAGE"
-  push_sample v1
-  push_sample v2
 }
 
 image_id() { "$DOCKER" image inspect -f '{{.Id}}' "$1" 2>/dev/null; }
@@ -634,21 +668,21 @@ tag_if_needed() {
   [[ "$(image_id "$1")" == "$(image_id "$2" || true)" ]] || "$DOCKER" tag "$1" "$2"
 }
 
-# push_sample <version>: push ops-sandbox/sample-app:<v> as $SAMPLE_REPO:<v> unless already there
+# push_sample <app> <version>: push ops-sandbox/<app>:<v> as $REGISTRY/behindy/<app>:<v> unless already there
 push_sample() {
-  local v="$1" id marker="$STATE_DIR/registry/pushed-$1" code
-  id="$(image_id "ops-sandbox/sample-app:$v")"
+  local app="$1" v="$2" id marker="$STATE_DIR/registry/pushed-$1-$2" code repo="$REGISTRY/behindy/$1"
+  id="$(image_id "ops-sandbox/$app:$v")"
   code="$(curl -s -o /dev/null -w '%{http_code}' -u "$REGISTRY_USER:$(registry_password)" \
     -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-    "http://$REGISTRY/v2/behindy/sample-app/manifests/$v")"
+    "http://$REGISTRY/v2/behindy/$app/manifests/$v")"
   if [[ $code == 200 && -f $marker && "$(cat "$marker")" == "$id" ]]; then
-    info "$SAMPLE_REPO:$v: already in registry"
+    info "$repo:$v: already in registry"
     return 0
   fi
-  log "pushing $SAMPLE_REPO:$v"
-  tag_if_needed "ops-sandbox/sample-app:$v" "$SAMPLE_REPO:$v"
-  with_registry_login "$DOCKER" push -q "$SAMPLE_REPO:$v" >"$LOG_DIR/push-$v.log" 2>&1 ||
-    die "push of $SAMPLE_REPO:$v failed (log: $LOG_DIR/push-$v.log)"
+  log "pushing $repo:$v"
+  tag_if_needed "ops-sandbox/$app:$v" "$repo:$v"
+  with_registry_login "$DOCKER" push -q "$repo:$v" >"$LOG_DIR/push-$app-$v.log" 2>&1 ||
+    die "push of $repo:$v failed (log: $LOG_DIR/push-$app-$v.log)"
   echo "$id" >"$marker"
 }
 
@@ -664,7 +698,9 @@ write_connection_json() {
       host, port: Number(port), username: user, keyPath: key, passphraseKeyPath: pkey,
       passphrase: pass, knownHostsLine: known, fingerprint: fp, registry: reg,
       registryUsername: ruser, registryPassword: rpass, opsDir: ops,
-      images: { postgres: pg, redis, nginx, sampleApp: app },
+      images: { postgres: pg, redis, nginx, sampleApp: app,
+        apps: { frontend: app.replace(/sample-app$/, "sample-frontend"), backend: app.replace(/sample-app$/, "sample-backend"),
+          story: app.replace(/sample-app$/, "sample-story") } },
     }, null, 2));' \
     "$SSH_HOST" "$SSH_PORT" "$DEPLOY_USER" "$STATE_DIR/keys/id_ed25519" "$STATE_DIR/keys/id_ed25519_passphrase" \
     "$PASSPHRASE" "$known" "$fp" "$REGISTRY" "$REGISTRY_USER" "$(registry_password)" "$OPS_DIR" \
@@ -705,7 +741,7 @@ cmd_up() {
   cat <<EOF
     ssh:       ssh -i $STATE_DIR/keys/id_ed25519 -p $SSH_PORT -o UserKnownHostsFile=$STATE_DIR/known_hosts $DEPLOY_USER@$SSH_HOST
     registry:  $REGISTRY (user $REGISTRY_USER, password in $STATE_DIR/registry/password)
-    images:    $PG_IMAGE, $REDIS_IMAGE, $NGINX_IMAGE, $SAMPLE_REPO:{v1,v2}
+    images:    $PG_IMAGE, $REDIS_IMAGE, $NGINX_IMAGE, $REGISTRY/behindy/{${SAMPLE_APPS// /,}}:{v1,v2}
     details:   $STATE_DIR/connection.json
 EOF
 }
@@ -740,7 +776,9 @@ cmd_status() {
   show registry "$RUN_DIR/registry.pid" "$REGISTRY" registry_up
   if docker info >/dev/null 2>&1; then
     local img
-    for img in "$PG_IMAGE" "$REDIS_IMAGE" "$NGINX_IMAGE" "$SAMPLE_IMAGE" "$SAMPLE_REPO:v1" "$SAMPLE_REPO:v2"; do
+    local app sample=()
+    for app in $SAMPLE_APPS; do sample+=("$REGISTRY/behindy/$app:v1" "$REGISTRY/behindy/$app:v2"); done
+    for img in "$PG_IMAGE" "$REDIS_IMAGE" "$NGINX_IMAGE" "$SAMPLE_IMAGE" "${sample[@]}"; do
       if docker image inspect "$img" >/dev/null 2>&1; then
         local kind="official"
         [[ -n "$(docker image inspect -f '{{ index .Config.Labels "ops-sandbox.build-hash" }}' "$img" 2>/dev/null)" ]] && kind="stand-in"

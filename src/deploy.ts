@@ -6,7 +6,7 @@ import { pullImage, pruneImages } from './images'
 import { runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
-import { forgetFiles, revertFiles, SwitchFailed, switchNginx, writeAndReload } from './nginx'
+import { forgetFiles, reloadAndWait, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
 import type { Phases } from './phases'
 import { preflight, probeService, type Before, type ServiceState } from './preflight'
 import { healthGate, newContainerName, PREVIEW_PORT, removeFailed, retireOld, startContainer, verify } from './release'
@@ -70,7 +70,7 @@ export interface SwapContext {
 type Stage = 'before switch' | 'switched'
 
 /**
- * Steps 4-11 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, verify, retire, record. A
+ * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, verify, retire and record. A
  * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
  * switch puts the previous upstream back first.
  */
@@ -107,32 +107,43 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   // 6. Health gate, directly on the new container.
   const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(failed('before switch'))
   // 7. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
-  await phase('Verify preview through nginx', async () => {
-    // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-    if (!CATALOGUE[app.service])
-      await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined))
-    await verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`)
-  }).catch(failed('before switch'))
-  // 8. Switch, in one round trip: the upstream file names the new container and passes nginx -t (else the old file
-  // is back), then nginx reloads and clients go to the new container.
+  // Meanwhile the upstream file that names the new container is written and passes nginx -t: nginx loads it only at
+  // the switch, and a failed preview puts the old file back.
   const upstream = {
     path: upstreamPath(app.service),
     content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
   }
+  await phase('Verify preview through nginx', async () => {
+    // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
+    if (!CATALOGUE[app.service])
+      await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined))
+    const [preview, written] = await Promise.allSettled([
+      verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
+      writeAndTest(remote, opsDir, nginxId, [upstream])
+    ])
+    if (preview.status === 'rejected') {
+      if (written.status === 'fulfilled') await restoreUnloaded(remote, opsDir, [upstream.path])
+      throw preview.reason
+    }
+    if (written.status === 'rejected') throw written.reason
+  }).catch(failed('before switch'))
+  // 8. Switch: nginx reloads with the new upstream file and clients go to the new container.
   await phase('Switch nginx', async () => {
-    await switchNginx(remote, opsDir, nginxId, [upstream])
+    await reloadAndWait(remote, nginxId)
     core.info(`nginx now routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`)
-  }).catch(e => failed(e instanceof SwitchFailed && !e.switched ? 'before switch' : 'switched')(e))
+  }).catch(failed('switched'))
   // 9. Verify through nginx, as clients see it.
   await phase('Verify through nginx', () => verify(remote, app, nginxId, 80)).catch(failed('switched'))
 
-  // 10. The switch is final. The old container stops in the background once nginx is done with it.
-  await phase('Retire old', async () => {
-    await Promise.all([forgetFiles(remote, opsDir, serviceFiles(app.service)), retireOld(remote, opsDir, nginxId, app, before.retire)])
-  })
-
-  // 11. History, images.
-  await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, app.keepImages, image, before.live?.image)]))
+  // 10. The switch is final. The old container stops in the background once nginx is done with it; history, images.
+  await phase('Retire old and record', () =>
+    Promise.all([
+      forgetFiles(remote, opsDir, serviceFiles(app.service)),
+      retireOld(remote, opsDir, nginxId, app, before.retire),
+      record('success'),
+      pruneImages(remote, app.keepImages, image, before.live?.image)
+    ])
+  )
   return { container: name, image, previousImage: before.live?.image ?? '' }
 }
 

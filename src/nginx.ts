@@ -3,7 +3,7 @@ import { forgetPrevious, restoreFiles, unpackAndCommit } from './commands/files'
 import { nginxTest, reloadNginxAndWait } from './commands/nginx'
 import { HostError } from './errors'
 import { hostPaths } from './paths'
-import { and, checked, section, seq, splitSections } from './shell'
+import { section, seq, splitSections } from './shell'
 import type { Remote } from './ssh'
 
 // nginx's side of a deploy: write its files and test them, reload and wait for the new workers, wait for the
@@ -72,51 +72,15 @@ export async function writeAndTest(remote: Remote, opsDir: string, nginxId: stri
   }
 }
 
-/** A switch that failed: before the new files were live (nothing changed) or at the reload (the new files are in place). */
-export class SwitchFailed extends HostError {
-  constructor(
-    readonly switched: boolean,
-    error: HostError
-  ) {
-    super(error.message, error.fix, { cause: error })
-  }
-}
-
-/**
- * writeAndTest and reloadAndWait in one round trip: the files are written, `nginx -t` passes and nginx reloads
- * (new workers up, the old ones finishing), or it stops at the first step that fails. A failing write or test puts
- * the old files back (SwitchFailed, switched false); a failing reload leaves the new files (switched true).
- */
-export async function switchNginx(remote: Remote, opsDir: string, nginxId: string, files: NginxFile[], timeoutMs = 10_000): Promise<NginxWorkers> {
-  const entries = files.map(f => ({ ...f, mode: 0o644 }))
-  const paths = entries.map(e => e.path)
-  const out = await remote.run(
-    and(
-      checked('write', unpackAndCommit(opsDir, paths)),
-      checked('test', nginxTest({ container: nginxId })),
-      checked('reload', reloadNginxAndWait(nginxId, Math.ceil(timeoutMs / 1000)))
-    ),
-    { stdin: await tarball(entries) }
-  )
-  const s = splitSections(out.stdout)
-  const [write, test, reload] = [s.get('write'), s.get('test'), s.get('reload')]
-  if (write?.rc !== 0)
-    throw new SwitchFailed(
-      false,
-      new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`)
-    )
-  if (test?.rc !== 0) {
-    await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the nginx files')
-    throw new SwitchFailed(false, nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed'))
-  }
-  if (reload?.rc !== 0) throw new SwitchFailed(true, reloadFailed(reload?.rc ?? out.code, reload?.out ?? out.stderr, timeoutMs))
-  return parseWorkers(reload.out)
-}
-
 /** Writes, tests and applies nginx files: writeAndTest, then reloadAndWait. */
 export async function writeAndReload(remote: Remote, opsDir: string, nginxId: string, files: NginxFile[]): Promise<void> {
   await writeAndTest(remote, opsDir, nginxId, files)
   await reloadAndWait(remote, nginxId)
+}
+
+/** Puts back the files writeAndTest replaced, before nginx loaded them (no reload). */
+export async function restoreUnloaded(remote: Remote, opsDir: string, paths: string[]): Promise<void> {
+  await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the previous nginx files')
 }
 
 /** Puts back the files writeAndTest replaced and reloads nginx with them. */
@@ -157,15 +121,11 @@ export function parseWorkers(out: string): NginxWorkers {
 export async function reloadAndWait(remote: Remote, id: string, timeoutMs = 10_000): Promise<NginxWorkers> {
   const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)))
   if (r.code === 0) return parseWorkers(r.stdout)
-  throw reloadFailed(r.code, r.stderr || r.stdout, timeoutMs)
-}
-
-function reloadFailed(code: number, output: string, timeoutMs: number): HostError {
-  if (code === 4)
-    return new HostError(
+  if (r.code === 4)
+    throw new HostError(
       `nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`,
       'check `docker logs` of the nginx container'
     )
-  const what = code === 3 ? 'reloading nginx' : 'listing nginx processes'
-  return new HostError(`${what} failed (exit ${code}): ${output.trim()}`)
+  const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes'
+  throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`)
 }

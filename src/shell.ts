@@ -79,15 +79,6 @@ export function section(name: string, c: Sh): Sh {
 }
 
 /**
- * Like section(), but the whole exits with the command's status: `and(checked(…), checked(…))` prints each step's
- * section and stops at the first that fails.
- */
-export function checked(name: string, c: Sh): Sh {
-  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`bad section name ${name}`)
-  return make(`echo '@@ops ${name}'; { ${c.sh}; } 2>&1; r=$?; echo "@@ops-rc $r"; [ $r -eq 0 ]`)
-}
-
-/**
  * Starts the command as a job of its own on the host that outlives the SSH session (a new session via setsid where
  * the host has it; stdin, stdout and stderr off the channel, so the channel closes at once), its output appended to
  * `log`. Returns at once.

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  APP,
+  APPS,
   backend,
   connection,
   expectOk,
@@ -31,7 +31,7 @@ describe('mode deploy on the sandbox host', () => {
     const r = await runAction(infraInputs())
     expectOk(r)
     // Force real pulls through the registry with login: drop the local copies of the registry tags.
-    for (const tag of ['v1', 'v2']) tryRun('docker', ['image', 'rm', `${APP}:${tag}`])
+    for (const app of Object.values(APPS)) for (const tag of ['v1', 'v2']) tryRun('docker', ['image', 'rm', `${app}:${tag}`])
   })
 
   afterAll(() => {
@@ -44,13 +44,11 @@ describe('mode deploy on the sandbox host', () => {
   }
 
   it('deploys story, backend and frontend for the first time, pulling with registry login; every route answers through nginx', async () => {
-    for (const [i, inputs] of [story('v1'), backend('v1'), frontend('v1')].entries()) {
+    for (const inputs of [story('v1'), backend('v1'), frontend('v1')]) {
       const r = await runAction(inputs)
       expectOk(r)
-      // The first run pulls (with login); the others find the image on the host.
-      expect(r.output).toMatch(
-        i === 0 ? /Pulling .* \(logged in to 127\.0\.0\.1:5000 for this run only\)/ : /is already on the host: no pull/
-      )
+      // Each service's image (its own framework's sample app) is pulled, with login.
+      expect(r.output).toMatch(/Pulling .* \(logged in to 127\.0\.0\.1:5000 for this run only\)/)
       expect(r.outputs['previous-image']).toBe('')
       expect(r.outputs.image).toBe(inputs.image)
       expect(r.outputs.container).toMatch(new RegExp(`^${inputs.service}-[0-9a-f]{8}$`))
@@ -85,7 +83,7 @@ describe('mode deploy on the sandbox host', () => {
     expect(result.load.total).toBeGreaterThan(100)
     expect(result.load.versions['f-v1']).toBeGreaterThan(0)
     expect(result.load.versions['f-v2']).toBeGreaterThan(0)
-    expect(result.run.outputs['previous-image']).toBe(`${APP}:v1`)
+    expect(result.run.outputs['previous-image']).toBe(`${APPS.frontend}:v1`)
     expect(serviceContainers('frontend')).toHaveLength(1)
     expect(samples).toBeGreaterThan(20)
     expect(leaks).toEqual([])
@@ -144,7 +142,7 @@ describe('mode deploy on the sandbox host', () => {
   })
 
   it('a wrong registry password fails clearly and changes nothing', async () => {
-    tryRun('docker', ['image', 'rm', '-f', `${APP}:v2`])
+    tryRun('docker', ['image', 'rm', '-f', `${APPS.frontend}:v2`])
     const before = serviceContainers('frontend')
     const r = await runAction(frontend('v2', { 'registry-password': 'wrong-password' }))
     expect(r.code).toBe(1)
@@ -170,8 +168,8 @@ describe('mode deploy on the sandbox host', () => {
       })
     )
     expectOk(run)
-    expect(run.outputs.image).toBe(`${APP}:v2`)
-    expect(run.outputs['previous-image']).toBe(`${APP}:v1`)
+    expect(run.outputs.image).toBe(`${APPS.frontend}:v2`)
+    expect(run.outputs['previous-image']).toBe(`${APPS.frontend}:v1`)
     expect(load.failed, load.errors.join('\n')).toBe(0)
     expect(load.rawResets).toBe(0)
     // Without an env input, the rollback keeps the env the serving container was started with.

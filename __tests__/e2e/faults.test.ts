@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { liveOf } from '../../src/upstream'
 import {
   actionCopy,
-  APP,
+  APPS,
   backend,
   connection,
   DB,
@@ -112,8 +112,7 @@ describe('faults during a deploy', () => {
     ['during the health gate', /::group::Health gate \(direct\)/, 1500, 'STARTUP_DELAY=4'],
     ['during the preview check', /::group::Verify preview through nginx/, 150, ''],
     ['right after the switch', /nginx now routes \/ to/, 0, ''],
-    ['while the old container is handed to its retirement', /::group::Retire old/, 0, ''],
-    ['during the history write', /::group::Record and prune/, 0, '']
+    ['while the old container is handed to its retirement and the run recorded', /::group::Retire old and record/, 0, '']
   ]
 
   it.each(killPoints)('action process killed %s: the site keeps answering, the next deploy heals', async (_name, when, afterMs, env) => {
@@ -254,11 +253,11 @@ describe('faults during a deploy', () => {
   })
 
   describe('pull failures: a clear error, nothing changed', () => {
-    const BIG = `${APP}:big`
+    const BIG = `${APPS.frontend}:big`
     beforeAll(() => {
       // An image with a layer of its own (3 MB), so pulling it must download and store something.
       const dir = mkdtempSync(join(tmpdir(), 'big-image-'))
-      sh('sh', ['-c', `head -c 3145728 /dev/urandom > ${dir}/blob && printf 'FROM ${APP}:v1\\nCOPY blob /blob\\n' > ${dir}/Dockerfile`])
+      sh('sh', ['-c', `head -c 3145728 /dev/urandom > ${dir}/blob && printf 'FROM ${APPS.frontend}:v1\\nCOPY blob /blob\\n' > ${dir}/Dockerfile`])
       sh('docker', ['build', '-q', '-t', BIG, dir])
       const config = mkdtempSync(join(tmpdir(), 'docker-config-'))
       sh('docker', ['--config', config, 'login', '-u', 'ci', '--password-stdin', REGISTRY], registryPassword())
@@ -288,7 +287,7 @@ describe('faults during a deploy', () => {
         () => undefined,
         {},
         'v404',
-        /Pulling 127\.0\.0\.1:5000\/behindy\/sample-app:v404 failed: .*(not found|manifest unknown)/,
+        /Pulling 127\.0\.0\.1:5000\/behindy\/sample-frontend:v404 failed: .*(not found|manifest unknown)/,
         /check the image name and tag/
       ],
       [
@@ -313,7 +312,7 @@ describe('faults during a deploy', () => {
 
     it.each(cases)('%s', async (_name, inject, repair, extra, tag, message, fix) => {
       tally.injected++
-      tryRun('docker', ['image', 'rm', `${APP}:${tag}`])
+      tryRun('docker', ['image', 'rm', `${APPS.frontend}:${tag}`])
       const before = { ops: hashOpsDir(), containers: appContainers() }
       inject()
       let run: ActionRun
@@ -328,7 +327,7 @@ describe('faults during a deploy', () => {
       expect(run.output).not.toMatch(/Deploy lock taken/)
       expect(hashOpsDir()).toBe(before.ops)
       expect(appContainers()).toEqual(before.containers)
-      expect(tryRun('docker', ['image', 'inspect', `${APP}:${tag}`]).code).not.toBe(0)
+      expect(tryRun('docker', ['image', 'inspect', `${APPS.frontend}:${tag}`]).code).not.toBe(0)
       expect(await allRoutesOk()).toBe(true)
       tally.survived++
     })

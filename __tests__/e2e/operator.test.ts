@@ -75,12 +75,12 @@ describe('mode status and mode backup', () => {
       state: 'running',
       direct: '200',
       nginx: '200',
-      image: '127.0.0.1:5000/behindy/sample-app:v1'
+      image: '127.0.0.1:5000/behindy/sample-backend:v1'
     })
-    expect(byName.backend.lastDeploy).toMatchObject({ result: 'success', image: '127.0.0.1:5000/behindy/sample-app:v1' })
+    expect(byName.backend.lastDeploy).toMatchObject({ result: 'success', image: '127.0.0.1:5000/behindy/sample-backend:v1' })
     expect(byName.frontend).toMatchObject({ deployed: false, state: 'not deployed' })
     expect(byName.story).toMatchObject({ deployed: false })
-    expect(r.summary).toMatch(/\| backend \| backend-[0-9a-f]{8} \| 127\.0\.0\.1:5000\/behindy\/sample-app:v1 \| running \|/)
+    expect(r.summary).toMatch(/\| backend \| backend-[0-9a-f]{8} \| 127\.0\.0\.1:5000\/behindy\/sample-backend:v1 \| running \|/)
     expect(r.summary).toContain('| frontend | — | — | not deployed |')
     expect(r.output).not.toMatch(/Take deploy lock/)
     expect({ ops: hashOpsDir(), stack: stackContainers(), apps: appContainers() }).toEqual(before)
@@ -150,7 +150,7 @@ describe('mode status and mode backup', () => {
     expect(await Promise.all(['/', '/api/x', '/llm/health'].map(async p => JSON.parse((await http(p)).body).version as string))).toEqual(
       versions
     )
-    expect(history[2].image).toBe('127.0.0.1:5000/behindy/sample-app:v2')
+    expect(history[2].image).toBe('127.0.0.1:5000/behindy/sample-frontend:v2')
   })
 
   it('an infra run that changes .env backs the database up first', async () => {
@@ -197,10 +197,10 @@ describe('mode status and mode backup', () => {
 
     const dry = await runAction(frontend('v1', { 'dry-run': 'true' }))
     expectOk(dry)
-    expect(dry.output).toMatch(/- use 127\.0\.0\.1:5000\/behindy\/sample-app:v1 \(already on the host\)/)
+    expect(dry.output).toMatch(/- use 127\.0\.0\.1:5000\/behindy\/sample-frontend:v1 \(already on the host\)/)
     // (After the re-swap test frontend serves v2; run alone, it was never deployed.)
     expect(dry.output).toMatch(
-      /- switch \/ from (frontend-[0-9a-f]{8} \(127\.0\.0\.1:5000\/behindy\/sample-app:v2\)|the 503 placeholder) to the new container/
+      /- switch \/ from (frontend-[0-9a-f]{8} \(127\.0\.0\.1:5000\/behindy\/sample-frontend:v2\)|the 503 placeholder) to the new container/
     )
     expect(snapshot()).toEqual(before)
 

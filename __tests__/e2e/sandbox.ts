@@ -208,7 +208,16 @@ export function visibleLog(output: string): string {
 }
 
 export const REGISTRY = '127.0.0.1:5000'
+/** The tiny python sample app (scripts/images/sample-app), for services outside Behindy's three. */
 export const APP = `${REGISTRY}/behindy/sample-app`
+/** Each service's sample app in its real framework (scripts/images/sample-*): Next.js, Tomcat, FastAPI on uvicorn. */
+export const APPS = {
+  frontend: `${REGISTRY}/behindy/sample-frontend`,
+  backend: `${REGISTRY}/behindy/sample-backend`,
+  story: `${REGISTRY}/behindy/sample-story`
+} as const
+/** The image a test deploys as `service`: its framework's sample app, or the python one for other services. */
+export const imageOf = (service: string, tag: string): string => `${APPS[service as keyof typeof APPS] ?? APP}:${tag}`
 export const SECRET = 'sk-very-secret-token-4711'
 
 export interface LoadStats {
@@ -229,7 +238,7 @@ export function deployInputs(service: string, tag: string, env: string, extra: R
     'infra-env': '',
     mode: 'deploy',
     service,
-    image: `${APP}:${tag}`,
+    image: imageOf(service, tag),
     env,
     registry: REGISTRY,
     'registry-username': 'ci',
@@ -249,8 +258,8 @@ export const frontend = (tag: string, extra: Record<string, string> = {}, env = 
     [/^VERSION=/m.test(env) ? '' : `VERSION=f-${tag}`, `SECRET_TOKEN=${SECRET}`, env].filter(Boolean).join('\n'),
     extra
   )
-export const backend = (tag: string) => deployInputs('backend', tag, `VERSION=b-${tag}\nPORT=8080\nHEALTH_PATH=/api/ai-stories/health`)
-export const story = (tag: string) => deployInputs('story', tag, `VERSION=s-${tag}\nPORT=8000`)
+export const backend = (tag: string) => deployInputs('backend', tag, `VERSION=b-${tag}\nHEALTH_PATH=/api/ai-stories/health`)
+export const story = (tag: string) => deployInputs('story', tag, `VERSION=s-${tag}`)
 
 export function expectOk(r: ActionRun): void {
   if (r.code !== 0) throw new Error(`action failed (exit ${r.code}):\n${r.output}`)
@@ -283,7 +292,7 @@ export async function underLoad(
   inputs: Record<string, string>,
   { path = '/', fault, settleMs = 500 }: { path?: string; fault?: Fault; settleMs?: number } = {}
 ): Promise<{ run: ActionRun; load: LoadStats }> {
-  const load = startLoad({ url: `http://127.0.0.1:${HTTP_PORT}${path}`, keepaliveClients: 8, plainClients: 8 })
+  const load = startLoad({ url: `http://127.0.0.1:${HTTP_PORT}${path}`, keepaliveClients: 6, naiveClients: 4, plainClients: 6 })
   await new Promise(r => setTimeout(r, 500))
   const run = await runAction(inputs, {}, fault)
   await new Promise(r => setTimeout(r, settleMs))

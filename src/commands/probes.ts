@@ -3,19 +3,35 @@ import { cmd, script, type Sh } from '../shell'
 // Read-only probes of the host. Pure: each returns a command; nothing here runs anything.
 
 export const dockerServerVersion = (): Sh => cmd('docker', 'version', '--format', '{{.Server.Version}}')
-export const composeV2Version = (): Sh => cmd('docker', 'compose', 'version', '--short')
 /**
- * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
- * a Python program that needs ~0.6 s just to print its version, on every run.
+ * `$@` (a version command), its output cached in the SSH user's cache dir under `name`, keyed by the files that make
+ * the program (path, inode, size, mtime of each that exists): compose v1 is a Python program that needs ~0.6 s just
+ * to print its version, the v2 plugin ~0.2 s, on every run. A failure is never cached.
  */
-export const composeV1Version = (): Sh =>
+const cachedVersion = (name: string, keyFiles: string, argv: string[]): Sh =>
   script(
-    'b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
-      'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
+    `n=$1; shift; k=$(for f in ${keyFiles}; do [ -e "$f" ] && stat -L -c "%n %i %s %Y" "$f"; done | tr "\\n" " "); ` +
+      '[ -n "$k" ] || { echo "$1: not found"; exit 127; }; ' +
+      'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/$n; ' +
       'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
-      'v=$(docker-compose version --short) || exit $?; ' +
-      '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"'
+      'v=$("$@") || exit $?; ' +
+      '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"',
+    name,
+    ...argv
   )
+
+/** Where the docker CLI looks for the compose v2 plugin (and the CLI itself, which runs it). */
+const COMPOSE_PLUGIN_FILES =
+  '"${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/docker-compose" /usr/local/lib/docker/cli-plugins/docker-compose ' +
+  '/usr/local/libexec/docker/cli-plugins/docker-compose /usr/lib/docker/cli-plugins/docker-compose ' +
+  '/usr/libexec/docker/cli-plugins/docker-compose "$(command -v docker)"'
+
+/** `docker compose version --short` (cached, see cachedVersion); fails without the v2 plugin. */
+export const composeV2Version = (): Sh =>
+  cachedVersion('docker-compose-v2-version', COMPOSE_PLUGIN_FILES, ['docker', 'compose', 'version', '--short'])
+/** `docker-compose version --short` (compose v1, cached). */
+export const composeV1Version = (): Sh =>
+  cachedVersion('docker-compose-version', '"$(command -v docker-compose)"', ['docker-compose', 'version', '--short'])
 
 /** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
 export const diskFree = (opsDir: string): Sh =>
