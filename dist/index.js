@@ -69191,15 +69191,6 @@ function section(name, c) {
     return make(`echo '@@ops ${name}'; { ${c.sh}; } 2>&1; echo "@@ops-rc $?"`);
 }
 /**
- * Like section(), but the whole exits with the command's status: `and(checked(…), checked(…))` prints each step's
- * section and stops at the first that fails.
- */
-function checked(name, c) {
-    if (!/^[a-z0-9-]+$/.test(name))
-        throw new Error(`bad section name ${name}`);
-    return make(`echo '@@ops ${name}'; { ${c.sh}; } 2>&1; r=$?; echo "@@ops-rc $r"; [ $r -eq 0 ]`);
-}
-/**
  * Starts the command as a job of its own on the host that outlives the SSH session (a new session via setsid where
  * the host has it; stdin, stdout and stderr off the channel, so the channel closes at once), its output appended to
  * `log`. Returns at once.
@@ -70127,16 +70118,25 @@ const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
 
 // Read-only probes of the host. Pure: each returns a command; nothing here runs anything.
 const dockerServerVersion = () => shell_cmd('docker', 'version', '--format', '{{.Server.Version}}');
-const composeV2Version = () => shell_cmd('docker', 'compose', 'version', '--short');
 /**
- * `docker-compose version --short`, cached per binary (path, inode, size, mtime) in the SSH user's cache dir: v1 is
- * a Python program that needs ~0.6 s just to print its version, on every run.
+ * `$@` (a version command), its output cached in the SSH user's cache dir under `name`, keyed by the files that make
+ * the program (path, inode, size, mtime of each that exists): compose v1 is a Python program that needs ~0.6 s just
+ * to print its version, the v2 plugin ~0.2 s, on every run. A failure is never cached.
  */
-const composeV1Version = () => script('b=$(command -v docker-compose) || { echo "docker-compose: not found"; exit 127; }; k=$(stat -L -c "%n %i %s %Y" "$b") || exit 1; ' +
-    'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/docker-compose-version; ' +
+const cachedVersion = (name, keyFiles, argv) => script(`n=$1; shift; k=$(for f in ${keyFiles}; do [ -e "$f" ] && stat -L -c "%n %i %s %Y" "$f"; done | tr "\\n" " "); ` +
+    '[ -n "$k" ] || { echo "$1: not found"; exit 127; }; ' +
+    'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/$n; ' +
     'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
-    'v=$(docker-compose version --short) || exit $?; ' +
-    '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"');
+    'v=$("$@") || exit $?; ' +
+    '{ mkdir -p "${c%/*}" && printf "%s\\n%s\\n" "$k" "$v" >"$c"; } 2>/dev/null; echo "$v"', name, ...argv);
+/** Where the docker CLI looks for the compose v2 plugin (and the CLI itself, which runs it). */
+const COMPOSE_PLUGIN_FILES = '"${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/docker-compose" /usr/local/lib/docker/cli-plugins/docker-compose ' +
+    '/usr/local/libexec/docker/cli-plugins/docker-compose /usr/lib/docker/cli-plugins/docker-compose ' +
+    '/usr/libexec/docker/cli-plugins/docker-compose "$(command -v docker)"';
+/** `docker compose version --short` (cached, see cachedVersion); fails without the v2 plugin. */
+const composeV2Version = () => cachedVersion('docker-compose-v2-version', COMPOSE_PLUGIN_FILES, ['docker', 'compose', 'version', '--short']);
+/** `docker-compose version --short` (compose v1, cached). */
+const composeV1Version = () => cachedVersion('docker-compose-version', '"$(command -v docker-compose)"', ['docker-compose', 'version', '--short']);
 /** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
 const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
     'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
@@ -70551,39 +70551,14 @@ async function writeAndTest(remote, opsDir, nginxId, files) {
         throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed');
     }
 }
-/** A switch that failed: before the new files were live (nothing changed) or at the reload (the new files are in place). */
-class SwitchFailed extends HostError {
-    switched;
-    constructor(switched, error) {
-        super(error.message, error.fix, { cause: error });
-        this.switched = switched;
-    }
-}
-/**
- * writeAndTest and reloadAndWait in one round trip: the files are written, `nginx -t` passes and nginx reloads
- * (new workers up, the old ones finishing), or it stops at the first step that fails. A failing write or test puts
- * the old files back (SwitchFailed, switched false); a failing reload leaves the new files (switched true).
- */
-async function switchNginx(remote, opsDir, nginxId, files, timeoutMs = 10_000) {
-    const entries = files.map(f => ({ ...f, mode: 0o644 }));
-    const paths = entries.map(e => e.path);
-    const out = await remote.run(and(checked('write', unpackAndCommit(opsDir, paths)), checked('test', nginxTest({ container: nginxId })), checked('reload', reloadNginxAndWait(nginxId, Math.ceil(timeoutMs / 1000)))), { stdin: await tarball(entries) });
-    const s = splitSections(out.stdout);
-    const [write, test, reload] = [s.get('write'), s.get('test'), s.get('reload')];
-    if (write?.rc !== 0)
-        throw new SwitchFailed(false, new HostError(`writing nginx upstream files failed (exit ${write?.rc ?? out.code}): ${write?.out.trim() ?? out.stderr}`));
-    if (test?.rc !== 0) {
-        await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the nginx files');
-        throw new SwitchFailed(false, nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed'));
-    }
-    if (reload?.rc !== 0)
-        throw new SwitchFailed(true, reloadFailed(reload?.rc ?? out.code, reload?.out ?? out.stderr, timeoutMs));
-    return parseWorkers(reload.out);
-}
 /** Writes, tests and applies nginx files: writeAndTest, then reloadAndWait. */
 async function writeAndReload(remote, opsDir, nginxId, files) {
     await writeAndTest(remote, opsDir, nginxId, files);
     await reloadAndWait(remote, nginxId);
+}
+/** Puts back the files writeAndTest replaced, before nginx loaded them (no reload). */
+async function restoreUnloaded(remote, opsDir, paths) {
+    await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the previous nginx files');
 }
 /** Puts back the files writeAndTest replaced and reloads nginx with them. */
 async function revertFiles(remote, opsDir, nginxId, paths) {
@@ -70617,13 +70592,10 @@ async function reloadAndWait(remote, id, timeoutMs = 10_000) {
     const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)));
     if (r.code === 0)
         return parseWorkers(r.stdout);
-    throw reloadFailed(r.code, r.stderr || r.stdout, timeoutMs);
-}
-function reloadFailed(code, output, timeoutMs) {
-    if (code === 4)
-        return new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
-    const what = code === 3 ? 'reloading nginx' : 'listing nginx processes';
-    return new HostError(`${what} failed (exit ${code}): ${output.trim()}`);
+    if (r.code === 4)
+        throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
+    const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes';
+    throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
 }
 
 ;// CONCATENATED MODULE: ./src/stackhealth.ts
@@ -71261,7 +71233,7 @@ async function runDeploy(remote, inputs, phases) {
     });
 }
 /**
- * Steps 4-11 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, verify, retire, record. A
+ * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, verify, retire and record. A
  * failure before the switch removes the new container and leaves the old one serving; a failure at or after the
  * switch puts the previous upstream back first.
  */
@@ -71293,30 +71265,42 @@ async function swap(remote, ctx) {
     // 6. Health gate, directly on the new container.
     const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(failed('before switch'));
     // 7. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
-    await phase('Verify preview through nginx', async () => {
-        // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-        if (!CATALOGUE[app.service])
-            await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined));
-        await verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`);
-    }).catch(failed('before switch'));
-    // 8. Switch, in one round trip: the upstream file names the new container and passes nginx -t (else the old file
-    // is back), then nginx reloads and clients go to the new container.
+    // Meanwhile the upstream file that names the new container is written and passes nginx -t: nginx loads it only at
+    // the switch, and a failed preview puts the old file back.
     const upstream = {
         path: upstreamPath(app.service),
         content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
     };
+    await phase('Verify preview through nginx', async () => {
+        // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
+        if (!CATALOGUE[app.service])
+            await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined));
+        const [preview, written] = await Promise.allSettled([
+            verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
+            writeAndTest(remote, opsDir, nginxId, [upstream])
+        ]);
+        if (preview.status === 'rejected') {
+            if (written.status === 'fulfilled')
+                await restoreUnloaded(remote, opsDir, [upstream.path]);
+            throw preview.reason;
+        }
+        if (written.status === 'rejected')
+            throw written.reason;
+    }).catch(failed('before switch'));
+    // 8. Switch: nginx reloads with the new upstream file and clients go to the new container.
     await phase('Switch nginx', async () => {
-        await switchNginx(remote, opsDir, nginxId, [upstream]);
+        await reloadAndWait(remote, nginxId);
         info(`nginx now routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
-    }).catch(e => failed(e instanceof SwitchFailed && !e.switched ? 'before switch' : 'switched')(e));
+    }).catch(failed('switched'));
     // 9. Verify through nginx, as clients see it.
     await phase('Verify through nginx', () => verify(remote, app, nginxId, 80)).catch(failed('switched'));
-    // 10. The switch is final. The old container stops in the background once nginx is done with it.
-    await phase('Retire old', async () => {
-        await Promise.all([forgetFiles(remote, opsDir, serviceFiles(app.service)), retireOld(remote, opsDir, nginxId, app, before.retire)]);
-    });
-    // 11. History, images.
-    await phase('Record and prune', () => Promise.all([record('success'), pruneImages(remote, app.keepImages, image, before.live?.image)]));
+    // 10. The switch is final. The old container stops in the background once nginx is done with it; history, images.
+    await phase('Retire old and record', () => Promise.all([
+        forgetFiles(remote, opsDir, serviceFiles(app.service)),
+        retireOld(remote, opsDir, nginxId, app, before.retire),
+        record('success'),
+        pruneImages(remote, app.keepImages, image, before.live?.image)
+    ]));
     return { container: name, image, previousImage: before.live?.image ?? '' };
 }
 /**

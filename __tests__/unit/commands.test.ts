@@ -1,20 +1,28 @@
-import { execFile, execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, createNetwork } from '../../src/commands/compose'
-import { runContainer, stopContainers, type RunSpec } from '../../src/commands/containers'
-import { httpRounds, httpStatus } from '../../src/commands/http'
+import { removeContainers, runContainer, stopContainers, type RunSpec } from '../../src/commands/containers'
+import { readFileBase64IfExists } from '../../src/commands/files'
+import { healthGateLoop, httpRounds, httpStatus, type GateSpec } from '../../src/commands/http'
 import { pull } from '../../src/commands/images'
+import { composeV1Version, composeV2Version } from '../../src/commands/probes'
 import { NGINX_CONF, nginxTest } from '../../src/commands/nginx'
+import { retireContainers, type Retirement } from '../../src/commands/retire'
 import { IMAGE_LABEL, SERVICE_LABEL, SPEC_LABEL } from '../../src/labels'
-import { dockerArgv, runWithFakeDocker, useTempDir } from './helpers'
+import { parseGate } from '../../src/release'
+import { section, seq, splitSections, type Sh } from '../../src/shell'
+import { dockerArgv, dockerArgvs, runWithFakeDocker, shArgv, until, useTempDir } from './helpers'
 
 // The command builders of src/commands/, run by a real sh against fake docker (and wget) programs.
 
 const tmp = useTempDir('commands-test')
+
+/** A file's lines (none when it does not exist yet). */
+const lines = (path: string): string[] => (existsSync(path) ? readFileSync(path, 'utf8').split('\n').slice(0, -1) : [])
 
 describe('runContainer', () => {
   const spec: RunSpec = {
@@ -232,6 +240,118 @@ describe('httpStatus / httpRounds', () => {
     expect(await rounds('/health', '/down')).toBe('200 503\n'.repeat(4))
     expect(await rounds('/missing', '/health')).toBe('404 200\n'.repeat(4))
   })
+
+  describe('healthGateLoop', () => {
+    const spec: GateSpec = {
+      container: 'backend-1a2b3c4d',
+      network: 'internal',
+      via: 'nginx-0123',
+      port: 8080,
+      path: '/api/ai-stories/health',
+      timeoutS: 5
+    }
+
+    it('is sh -c SCRIPT sh CONTAINER NETWORK VIA PORT PATH TIMEOUT PROBE FORMAT: every value an argument, none in the script', () => {
+      const odd: GateSpec = {
+        container: 'backend-1a2b3c4d',
+        network: "net $(id) 'x'",
+        via: 'nginx;id',
+        port: 8081,
+        path: '/h?a=1&b=`id`',
+        timeoutS: 7
+      }
+      const argv = shArgv(healthGateLoop(odd))
+      expect(argv[0]).toBe('-c')
+      expect(argv[2]).toBe('sh')
+      expect(argv.slice(3, 9)).toEqual(['backend-1a2b3c4d', "net $(id) 'x'", 'nginx;id', '8081', '/h?a=1&b=`id`', '7'])
+      for (const v of [odd.container, odd.network, odd.via, odd.path, '8081']) expect(argv[1]).not.toContain(v)
+      // The probe run inside VIA and the inspect format, fixed texts of their own.
+      expect(argv[9]).toMatch(/^probe\(\) \{ .*wget .*T=2; H=; probe "\$1"$/)
+      expect(argv[10]).toMatch(/^\{\{\.State\.Status\}\} \{\{\.RestartCount\}\} /)
+      expect(argv).toHaveLength(11)
+    })
+
+    /**
+     * Runs the gate against a fake docker: `inspect` answers with states[n] for its nth call (the last one after
+     * that), `exec` with probes[n] (status codes, or `fail`); both calls are recorded.
+     */
+    function gate(states: string[], probes: string[], over: Partial<GateSpec> = {}) {
+      const nth = (counter: string, answers: string[]) =>
+        `n=$(cat "$FAKE/${counter}" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$FAKE/${counter}"; case $n in ` +
+        answers.map((a, i) => `${i + 1}) ${a} ;;`).join(' ') +
+        ` *) ${answers.at(-1) ?? 'exit 1'} ;; esac`
+      const answer = (a: string) => (a === 'gone' ? 'echo "Error: No such object: $4" >&2; exit 1' : `echo '${a}'`)
+      const fake = [
+        'case "$1" in',
+        `  inspect) printf '%s\\n' "$*" >> "$FAKE/inspect"; ${nth('i', states.map(answer))} ;;`,
+        `  exec) printf '%s|%s|%s|%s\\n' "$2" "$3" "$4" "$7" >> "$FAKE/exec"; ${nth(
+          'e',
+          probes.map(p => (p === 'fail' ? 'exit 1' : `echo ${p}`))
+        )} ;;`,
+        'esac'
+      ].join('\n')
+      return runWithFakeDocker(tmp(), healthGateLoop({ ...spec, ...over }), fake)
+    }
+    const IP = '172.18.0.9'
+    const url = `http://${IP}:8080/api/ai-stories/health`
+
+    it('polls until the health path answers 2xx (no answer, then 503, then 200): one line, healthy with the address', async () => {
+      const r = await gate([`running 0 starting bridge=172.17.0.2 internal=${IP}`], ['fail', '503', '200'])
+      expect(r).toMatchObject({ code: 0, stdout: `healthy ${IP} 200\n`, stderr: '' })
+      expect(parseGate(r.stdout)).toEqual({ kind: 'healthy', ip: IP, code: '200' })
+      // Each probe inside nginx's container, at the address on the gate's network (not the bridge one).
+      expect(lines(join(r.dir, 'exec'))).toEqual(Array(3).fill(`nginx-0123|sh|-c|${url}`))
+      expect(lines(join(r.dir, 'inspect'))).toHaveLength(3)
+      expect(lines(join(r.dir, 'inspect'))[0]).toMatch(/^inspect --format \{\{\.State\.Status\}\} .* backend-1a2b3c4d$/)
+    })
+
+    it('no probe before the container runs with an address on the network', async () => {
+      const r = await gate(['created 0 none', 'running 0 none bridge=172.17.0.2', `running 0 none internal=${IP}`], ['200'])
+      expect(r.stdout).toBe(`healthy ${IP} 200\n`)
+      expect(lines(join(r.dir, 'inspect'))).toHaveLength(3)
+      expect(lines(join(r.dir, 'exec'))).toHaveLength(1)
+    })
+
+    it.each([
+      ['it exited', ['exited 0 none internal='], ['200'], 'exited exited 0 none', 0],
+      ['it died after a probe', [`running 0 starting internal=${IP}`, 'dead 0 none internal='], ['503'], 'exited dead 0 503', 1],
+      [
+        'docker restarted it',
+        [`running 0 starting internal=${IP}`, `running 1 starting internal=${IP}`],
+        ['fail'],
+        'exited running 1 000',
+        1
+      ],
+      ['its HEALTHCHECK says unhealthy', [`running 0 unhealthy internal=${IP}`], ['200'], 'unhealthy none', 0],
+      ['it disappeared', [`running 0 starting internal=${IP}`, 'gone'], ['503'], 'gone 503', 1]
+    ])('%s: stops at once with that line', async (_what, states, probes, line, probed) => {
+      const r = await gate(states, probes)
+      expect(r).toMatchObject({ code: 0, stdout: `${line}\n` })
+      expect(lines(join(r.dir, 'exec'))).toHaveLength(probed)
+    })
+
+    it('at the timeout: the last code and the address', async () => {
+      const r = await gate([`running 0 starting internal=${IP}`], ['503'], { timeoutS: 1 })
+      expect(r).toMatchObject({ code: 0, stdout: `timeout 503 ${IP}\n` })
+      expect(parseGate(r.stdout)).toEqual({ kind: 'timeout', code: '503', ip: IP })
+      // Never on the network: no probe, no address.
+      const never = await gate(['running 0 none bridge=172.17.0.2'], ['200'], { timeoutS: 1 })
+      expect(never.stdout).toBe('timeout none \n')
+      expect(parseGate(never.stdout)).toEqual({ kind: 'timeout', code: 'none', ip: '' })
+    })
+
+    it.skipIf(!hasWget)(
+      'its probe (run here as nginx would run it): the status code of a real server, 000 when nothing answers',
+      async () => {
+        // `docker exec VIA sh -c PROBE sh URL` runs PROBE locally; the container is at 127.0.0.1.
+        const fake = 'case "$1" in inspect) echo "running 0 starting internal=127.0.0.1" ;; exec) shift 2; exec "$@" ;; esac'
+        const run = (path: string, p: number) => runWithFakeDocker(tmp(), healthGateLoop({ ...spec, port: p, path, timeoutS: 1 }), fake)
+        expect((await run('/health', port)).stdout).toBe('healthy 127.0.0.1 200\n')
+        expect((await run('/down', port)).stdout).toBe('timeout 503 127.0.0.1\n')
+        expect((await run('/health', closedPort)).stdout).toBe('timeout 000 127.0.0.1\n')
+      }
+    )
+  })
 })
 
 describe('other builders (argv as docker gets it)', () => {
@@ -270,8 +390,260 @@ describe('other builders (argv as docker gets it)', () => {
     expect(composeUp(composeV1('1.29.2'), '/o').sh).toBe(`docker-compose ${tail.join(' ')} up -d --remove-orphans`)
   })
 
-  it('createNetwork and stopContainers', () => {
+  it('createNetwork', () => {
     expect(dockerArgv(createNetwork('appnet'))).toEqual(['network', 'create', '--driver', 'bridge', 'appnet'])
-    expect(dockerArgv(stopContainers(['a', 'b'], 30))).toEqual(['stop', '--time', '30', 'a', 'b'])
+  })
+})
+
+describe('stopContainers / removeContainers', () => {
+  it('one docker call per container, the names and the stop timeout as arguments; no names, no call', () => {
+    expect(
+      dockerArgvs([stopContainers(['a', "it's b"], 30), removeContainers(['a', "it's b"]), stopContainers([], 5), removeContainers([])])
+    ).toEqual([
+      [
+        ['stop', '--time', '30', 'a'],
+        ['stop', '--time', '30', "it's b"]
+      ],
+      [
+        ['rm', '--force', '--volumes', 'a'],
+        ['rm', '--force', '--volumes', "it's b"]
+      ],
+      [],
+      []
+    ])
+  })
+
+  // As docker answers: the name on stdout; a container already gone (the two wordings docker versions use) or
+  // another error on stderr, exit 1.
+  const fake = [
+    'n=$4; printf "%s %s\\n" "$1" "$n" >> "$FAKE/calls"',
+    'case $n in',
+    '  gone-old*) echo "Error: No such container: $n" >&2; exit 1 ;;',
+    '  gone*) echo "Error response from daemon: No such container: $n" >&2; exit 1 ;;',
+    '  locked*) echo "Error response from daemon: cannot $1 container: $n: permission denied" >&2; exit 1 ;;',
+    'esac',
+    'echo "$n"'
+  ].join('\n')
+  const builders = [
+    ['stopContainers', 'stop', (names: string[]) => stopContainers(names, 3)],
+    ['removeContainers', 'rm', (names: string[]) => removeContainers(names)]
+  ] as const
+
+  it.each(builders)('%s: a container already gone is no error; docker says nothing on success', async (_name, verb, build) => {
+    const r = await runWithFakeDocker(tmp(), build(['gone-1', 'ok-1', 'gone-old-2']), fake)
+    expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' })
+    expect(lines(join(r.dir, 'calls'))).toEqual([`${verb} gone-1`, `${verb} ok-1`, `${verb} gone-old-2`])
+  })
+
+  it.each(builders)(
+    '%s: any other error fails (exit 1, its message on stderr), after trying every container',
+    async (_name, verb, build) => {
+      const r = await runWithFakeDocker(tmp(), build(['locked-1', 'gone-1', 'ok-1']), fake)
+      expect(r.code).toBe(1)
+      expect(r.stderr).toBe(`Error response from daemon: cannot ${verb} container: locked-1: permission denied\n`)
+      expect(lines(join(r.dir, 'calls'))).toEqual([`${verb} locked-1`, `${verb} gone-1`, `${verb} ok-1`])
+    }
+  )
+})
+
+describe('retireContainers', () => {
+  const OLD = ['backend-0000aaaa', 'backend-1111bbbb']
+  const retirement = (log: string, over: Partial<Retirement> = {}): Retirement => ({
+    nginxId: 'nginx-0123',
+    port: 8080,
+    containers: OLD,
+    drainTimeoutS: 10,
+    workersS: 10,
+    stopTimeoutS: 3,
+    log,
+    ...over
+  })
+  /**
+   * A docker whose nginx (pid not on this host) has a reloaded-away worker until `$FAKE/drained` exists, whose old
+   * containers have no connections left (pid 0), and whose stop and rm work. Every call is recorded.
+   */
+  const fake = [
+    'printf "%s\\n" "$*" >> "$FAKE/calls"',
+    'case "$1" in',
+    '  inspect) if [ "$3" != "{{.State.Pid}}" ]; then echo "172.18.0.2 "; elif [ "$4" = nginx-0123 ]; then echo 99999999; else shift 3; for c; do echo 0; done; fi ;;',
+    '  top) echo "PID COMMAND"; echo "  41 nginx: worker process"; [ -e "$FAKE/drained" ] || echo "  17 nginx: worker process is shutting down" ;;',
+    '  stop|rm) echo "$4" ;;',
+    'esac'
+  ].join('\n')
+  const STAMP = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ'
+  const STAMPS = [
+    new RegExp(`^${STAMP} retiring backend-0000aaaa backend-1111bbbb: waiting until nginx is done with them$`),
+    new RegExp(`^${STAMP} stopping backend-0000aaaa backend-1111bbbb \\(stop-timeout 3 s\\)$`),
+    new RegExp(`^${STAMP} removed backend-0000aaaa backend-1111bbbb$`)
+  ]
+
+  it(
+    'returns at once; the job waits until nginx is done with the old containers, then stops, then removes them',
+    { timeout: 20_000 },
+    async () => {
+      const log = join(mkdtempSync(join(tmp(), 'log-')), 'retire log')
+      const r = await runWithFakeDocker(tmp(), retireContainers(retirement(log)), fake)
+      expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' })
+      const calls = () => lines(join(r.dir, 'calls'))
+      // The job polls nginx's workers (the reloaded-away one is still there) and has stopped nothing.
+      expect(await until(() => calls().filter(c => c.startsWith('top ')).length >= 2)).toBe(true)
+      expect(calls().filter(c => /^(stop|rm) /.test(c))).toEqual([])
+      expect(lines(log)).toHaveLength(1)
+      writeFileSync(join(r.dir, 'drained'), '')
+      expect(await until(() => lines(log).length === 3)).toBe(true)
+      const all = calls()
+      // Its connections were looked for by the old containers' names (each an argument), on nginx's addresses.
+      expect(all).toContain('inspect --format {{.State.Pid}} backend-0000aaaa backend-1111bbbb')
+      const firstStop = all.findIndex(c => c.startsWith('stop '))
+      expect(all.slice(firstStop)).toEqual([
+        'stop --time 3 backend-0000aaaa',
+        'stop --time 3 backend-1111bbbb',
+        'rm --force --volumes backend-0000aaaa',
+        'rm --force --volumes backend-1111bbbb'
+      ])
+      expect(all.slice(0, firstStop).at(-1)).toBe('top nginx-0123 -eo pid,args')
+      // Its own lines, time-stamped; docker's output is not in the log.
+      const written = lines(log)
+      STAMPS.forEach((re, i) => expect(written[i]).toMatch(re))
+    }
+  )
+
+  it('nginx cannot be inspected (the wait fails both ways): the containers are still stopped and removed; one already gone is no error', async () => {
+    const gone = [
+      'printf "%s\\n" "$*" >> "$FAKE/calls"',
+      'case "$1" in',
+      '  inspect|top) echo "Error: No such object: $4" >&2; exit 1 ;;',
+      '  stop|rm) [ "$4" = backend-0000aaaa ] && { echo "Error response from daemon: No such container: $4" >&2; exit 1; }; echo "$4" ;;',
+      'esac'
+    ].join('\n')
+    const log = join(mkdtempSync(join(tmp(), 'log-')), 'retire.log')
+    const r = await runWithFakeDocker(tmp(), retireContainers(retirement(log)), gone)
+    expect(r.code).toBe(0)
+    expect(await until(() => lines(log).some(l => / removed /.test(l)))).toBe(true)
+    // Its own lines and docker's complaints about nginx; the tolerated "No such container" is not logged.
+    expect(lines(log)).toEqual([
+      expect.stringMatching(STAMPS[0]),
+      'Error: No such object: nginx-0123',
+      'Error: No such object: nginx-0123',
+      expect.stringMatching(STAMPS[1]),
+      expect.stringMatching(STAMPS[2])
+    ])
+    expect(lines(join(r.dir, 'calls')).filter(c => /^(stop|rm) /.test(c))).toEqual([
+      'stop --time 3 backend-0000aaaa',
+      'stop --time 3 backend-1111bbbb',
+      'rm --force --volumes backend-0000aaaa',
+      'rm --force --volumes backend-1111bbbb'
+    ])
+  })
+
+  it('the log is appended to, and set aside as .1 once past 256 KiB', async () => {
+    const drained = `touch "$FAKE/drained"; ${fake}`
+    const dir = mkdtempSync(join(tmp(), 'log-'))
+    const log = join(dir, 'retire.log')
+    writeFileSync(log, 'an earlier retirement\n')
+    await runWithFakeDocker(tmp(), retireContainers(retirement(log, { workersS: 0 })), drained)
+    expect(await until(() => lines(log).length === 4)).toBe(true)
+    expect(lines(log)[0]).toBe('an earlier retirement')
+    expect(existsSync(`${log}.1`)).toBe(false)
+
+    const big = 'x'.repeat(300_000) + '\n'
+    writeFileSync(log, big)
+    await runWithFakeDocker(tmp(), retireContainers(retirement(log, { workersS: 0 })), drained)
+    expect(await until(() => lines(log).length === 3)).toBe(true)
+    expect(readFileSync(`${log}.1`, 'utf8')).toBe(big)
+    STAMPS.forEach((re, i) => expect(lines(log)[i]).toMatch(re))
+  })
+})
+
+describe('readFileBase64IfExists', () => {
+  it('inside a section, any text comes back whole (marker lines and all); a missing file is empty, exit 0', () => {
+    const dir = mkdtempSync(join(tmp(), 'b64-'))
+    const text = `A=1\n@@ops-rc 0\n@@ops other\nB=ü $(id) 'q'\nC=${'y'.repeat(300)}\n\n`
+    writeFileSync(join(dir, '.env'), text)
+    const c = seq(section('env', readFileBase64IfExists(join(dir, '.env'))), section('missing', readFileBase64IfExists(join(dir, 'none'))))
+    const s = splitSections(execFileSync('sh', ['-c', c.sh], { encoding: 'utf8' }))
+    expect([...s.keys()]).toEqual(['env', 'missing'])
+    expect(s.get('env')?.rc).toBe(0)
+    expect(Buffer.from(s.get('env')?.out ?? '', 'base64').toString('utf8')).toBe(text)
+    expect(s.get('missing')).toEqual({ rc: 0, out: '' })
+  })
+})
+
+describe('composeV2Version / composeV1Version (cached per program files)', () => {
+  /**
+   * A host: a PATH of only what the scripts need, plus a fake `docker` whose `compose version` (and a fake
+   * `docker-compose`, when given) counts its runs; HOME and the cache dir of its own.
+   */
+  function host(withV1: boolean) {
+    const dir = mkdtempSync(join(tmp(), 'versions-'))
+    const bin = join(dir, 'bin')
+    mkdirSync(bin)
+    for (const tool of ['sh', 'stat', 'tr', 'head', 'tail', 'mkdir', 'cat']) {
+      const path = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim()
+      symlinkSync(path, join(bin, tool))
+    }
+    const counting = (name: string, version: string) =>
+      `#!/bin/sh\nn=$(cat "${dir}/${name}-runs" 2>/dev/null || echo 0); echo $((n + 1)) > "${dir}/${name}-runs"\n` +
+      `[ -e "${dir}/broken" ] && { echo "${name}: broken" >&2; exit 1; }\necho ${version}\n`
+    writeFileSync(join(bin, 'docker'), counting('docker', '2.29.7'))
+    chmodSync(join(bin, 'docker'), 0o755)
+    if (withV1) {
+      writeFileSync(join(bin, 'docker-compose'), counting('docker-compose', '1.29.2'))
+      chmodSync(join(bin, 'docker-compose'), 0o755)
+    }
+    const env = { PATH: bin, HOME: join(dir, 'home'), XDG_CACHE_HOME: join(dir, 'cache'), DOCKER_HOST: process.env.DOCKER_HOST }
+    const run = (c: Sh) => {
+      const r = spawnSync('/bin/sh', ['-c', c.sh], { env, encoding: 'utf8' })
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+    }
+    const runs = (name: string) => (existsSync(join(dir, `${name}-runs`)) ? Number(readFileSync(join(dir, `${name}-runs`), 'utf8')) : 0)
+    return { dir, bin, env, run, runs }
+  }
+
+  it('v2: `docker compose version --short` once; later runs read the cache until the docker CLI changes', () => {
+    const h = host(false)
+    expect(h.run(composeV2Version())).toEqual({ code: 0, stdout: '2.29.7\n', stderr: '' })
+    expect(h.run(composeV2Version())).toEqual({ code: 0, stdout: '2.29.7\n', stderr: '' })
+    expect(h.runs('docker')).toBe(1)
+    const cache = readFileSync(join(h.dir, 'cache', 'ops-action', 'docker-compose-v2-version'), 'utf8').split('\n')
+    expect(cache[0]).toContain(join(h.bin, 'docker'))
+    expect(cache.slice(1)).toEqual(['2.29.7', ''])
+    // An upgraded docker (another size and mtime) asks again.
+    writeFileSync(join(h.bin, 'docker'), `${readFileSync(join(h.bin, 'docker'), 'utf8')}# upgraded\n`)
+    expect(h.run(composeV2Version()).stdout).toBe('2.29.7\n')
+    expect(h.runs('docker')).toBe(2)
+  })
+
+  it("v2: a plugin installed in the user's docker config dir changes the key too", () => {
+    const h = host(false)
+    h.run(composeV2Version())
+    const plugin = join(h.env.HOME, '.docker', 'cli-plugins', 'docker-compose')
+    mkdirSync(join(h.env.HOME, '.docker', 'cli-plugins'), { recursive: true })
+    writeFileSync(plugin, 'plugin v2.30\n')
+    h.run(composeV2Version())
+    expect(h.runs('docker')).toBe(2)
+    h.run(composeV2Version())
+    expect(h.runs('docker')).toBe(2)
+  })
+
+  it('a failure is never cached: the next run asks again', () => {
+    const h = host(false)
+    writeFileSync(join(h.dir, 'broken'), '')
+    expect(h.run(composeV2Version())).toEqual({ code: 1, stdout: '', stderr: 'docker: broken\n' })
+    expect(existsSync(join(h.dir, 'cache', 'ops-action', 'docker-compose-v2-version'))).toBe(false)
+    rmSync(join(h.dir, 'broken'))
+    expect(h.run(composeV2Version()).stdout).toBe('2.29.7\n')
+    expect(h.runs('docker')).toBe(2)
+  })
+
+  it('v1: cached the same way under its own name; without docker-compose, "not found" with exit 127', () => {
+    const h = host(true)
+    expect(h.run(composeV1Version()).stdout).toBe('1.29.2\n')
+    expect(h.run(composeV1Version()).stdout).toBe('1.29.2\n')
+    expect(h.runs('docker-compose')).toBe(1)
+    // Each has its own cache: v2's is not v1's answer.
+    expect(h.run(composeV2Version()).stdout).toBe('2.29.7\n')
+    expect(h.runs('docker')).toBe(1)
+    expect(host(false).run(composeV1Version())).toEqual({ code: 127, stdout: 'docker-compose: not found\n', stderr: '' })
   })
 })

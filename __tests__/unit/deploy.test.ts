@@ -1,6 +1,9 @@
 import { execFileSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { CATALOGUE } from '../../src/catalogue'
+import { healthGateLoop } from '../../src/commands/http'
+import { reloadNginxAndWait } from '../../src/commands/nginx'
+import { retireContainers } from '../../src/commands/retire'
 import { swap, type SwapContext } from '../../src/deploy'
 import { failureOf, HostError, RolledBack } from '../../src/errors'
 import type { HistoryRecord } from '../../src/history'
@@ -13,7 +16,7 @@ import { appContainer, captureStdout, FakeRemote, sectionsOut, type Rule } from 
 // swap(), the zero-downtime path of deploy, rollback and restart, against an in-memory host: every command it sends
 // is answered by the fake and recorded, so each branch's sequence of commands is checked, not just its result.
 
-captureStdout()
+const stdout = captureStdout()
 
 const OPS = '/opt/behindy-ops'
 const NGINX = 'nginx-0123'
@@ -45,30 +48,34 @@ const heldLock: Lock = { lost: () => undefined, check: () => undefined, release:
 const STEP = {
   probe: /@@ops nginx-test/,
   start: /docker run --detach --name backend-[0-9a-f]{8} /,
-  inspectNew: /^\{ docker inspect --format .* backend-[0-9a-f]{8}; \} 2>\/dev\/null$/,
-  healthProbe: /probe "\$1"' sh http:\/\/172\.18\.0\.9:8080\/api\/ai-stories\/health 2 ''$/,
+  healthGate: /echo "healthy \$ip \$last"/,
   preview:
     /' sh http:\/\/127\.0\.0\.1:8504\/api\/ai-stories\/health http:\/\/127\.0\.0\.1:8504\/api\/ 3 9 3 'X-Ops-Upstream: backend-[0-9a-f]{8}:8080'$/,
+  // The upstream file's write + nginx -t, one round trip, while the preview runs.
   writeAndTest: /@@ops write/,
+  // The switch (and the rollback's reload).
   reload: /docker kill --signal HUP/,
   verify: /' sh http:\/\/127\.0\.0\.1:80\/api\/ai-stories\/health http:\/\/127\.0\.0\.1:80\/api\/ 3 9 3 ''$/,
-  drainWait: /\/proc\/\$p\/net\/tcp/,
   forget: /rm -f "\$f\.ops-prev"; done' sh /,
-  stopOld: /docker stop --time 3 backend-0000aaaa; \} >\/dev\/null 2>&1; \}; \{ docker rm --force --volumes backend-0000aaaa; \}$/,
+  retire: /until nginx is done with them/,
   history: /cat >> "\$1"' sh \/opt\/behindy-ops\/history\.jsonl$/,
   images: /^docker images --format /,
   restore: /mv -f "\$f\.ops-prev" "\$f"/,
+  inspectNew: /^\{ docker inspect --format .* backend-[0-9a-f]{8}; \} 2>\/dev\/null$/,
   logs: /@@ops logs/,
-  removeNew: /^docker rm --force --volumes backend-[0-9a-f]{8}$/
+  removeNew: /docker rm --force --volumes "\$c".*' sh backend-[0-9a-f]{8}$/
 }
 type Step = keyof typeof STEP
 const stepOf = (sh: string): string => Object.entries(STEP).find(([, re]) => re.test(sh))?.[0] ?? sh
 const steps = (remote: FakeRemote): string[] => remote.calls.map(c => stepOf(c.sh))
 
 const rounds = (codes: string, ok: boolean) => ({ stdout: `${`${codes}\n`.repeat(ok ? 3 : 9)}${ok ? 'ok\n' : ''}` })
-const newContainer = (sh: string, over: { status?: string; health?: string } = {}) => {
-  const name = /(backend-[0-9a-f]{8})/.exec(sh)?.[1] as string
-  return { stdout: appContainer('backend', { name, image: IMAGE, port: 8080, ips: { internal: NEW_IP }, ...over }) }
+const TEST_OK = 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful'
+const WORKERS = 'PID COMMAND\n   52 nginx: worker process\n   41 nginx: worker process is shutting down\n'
+/** Answers the first reload with `first`, every later one (the rollback's) as a healthy nginx does. */
+const firstReload = (first: { code: number; stdout?: string; stderr?: string }): Rule[1] => {
+  let n = 0
+  return () => (n++ === 0 ? first : { stdout: WORKERS })
 }
 
 /** A host where backend's OLD container serves PREV_IMAGE and every step succeeds at once. */
@@ -81,26 +88,28 @@ function healthyHost(): FakeRemote {
           containers: appContainer('backend', { name: OLD, image: PREV_IMAGE, port: 8080, ips: { internal: '172.18.0.4' } }),
           upstream: upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE }),
           memory: 'MemTotal:        8000000 kB\nMemAvailable:    4000000 kB',
-          'nginx-test': 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful'
+          'nginx-test': TEST_OK
         })
       }
     ],
     ['start', { stdout: 'cid\n' }],
-    ['inspectNew', call => newContainer(call.sh)],
-    ['healthProbe', { stdout: '200\n' }],
+    ['healthGate', { stdout: `healthy ${NEW_IP} 200\n` }],
     ['preview', rounds('200 200', true)],
-    [
-      'writeAndTest',
-      { stdout: sectionsOut({ write: '', test: 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful' }) }
-    ],
-    ['reload', { stdout: 'PID COMMAND\n   41 nginx: worker process\n   17 nginx: worker process is shutting down\n' }],
+    ['writeAndTest', { stdout: sectionsOut({ write: '', test: TEST_OK }) }],
+    ['reload', { stdout: WORKERS }],
     ['verify', rounds('200 200', true)],
-    ['drainWait', {}],
     ['forget', {}],
-    ['stopOld', {}],
+    ['retire', {}],
     ['history', {}],
     ['images', { stdout: `${IMAGE} id2 2026-01-02\n${PREV_IMAGE} id1 2026-01-01\n` }],
     ['restore', {}],
+    [
+      'inspectNew',
+      call => {
+        const name = /(backend-[0-9a-f]{8})/.exec(call.sh)?.[1] as string
+        return { stdout: appContainer('backend', { name, image: IMAGE, port: 8080, ips: { internal: NEW_IP } }) }
+      }
+    ],
     ['logs', { stdout: sectionsOut({ logs: '2026-01-01T00:00:00Z boom', health: '' }) }],
     ['removeNew', {}]
   ]
@@ -123,27 +132,40 @@ const history = (remote: FakeRemote): HistoryRecord[] =>
   remote.matching(STEP.history).map(c => JSON.parse(String(c.stdin)) as HistoryRecord)
 const newName = (remote: FakeRemote): string => /--name (backend-[0-9a-f]{8}) /.exec(remote.matching(STEP.start)[0].sh)?.[1] as string
 
+const PHASES = [
+  'Preflight',
+  'Start container',
+  'Health gate (direct)',
+  'Verify preview through nginx',
+  'Switch nginx',
+  'Verify through nginx',
+  'Retire old and record'
+]
+/** What a rollback sends once the new container is there: its state and logs, its removal, the record. */
+const REMOVE_NEW = ['inspectNew', 'logs', 'removeNew', 'history']
+/** What a rollback after the switch sends first: the previous upstream file back, nginx reloaded with it, the copies dropped. */
+const UNSWITCH = ['restore', 'reload', 'forget']
+const EMERG = 'nginx: [emerg] host not found in upstream "backend-1a2b3c4d:8080" in /etc/nginx/ops-upstreams/app_backend.conf:4'
+
 describe('swap (against a fake host)', () => {
-  it('success: probe, start, health gate, preview, switch (write + nginx -t), reload, verify, drain, stop old, record', async () => {
+  it('success: probe, start, health gate, preview with the upstream written and tested, switch (reload), verify, retire old in the background and record', async () => {
     const remote = healthyHost()
     const ctx = context()
     const r = await swap(remote, ctx)
     expect(remote.unmatched).toEqual([])
     const name = newName(remote)
     expect(r).toEqual({ container: name, image: IMAGE, previousImage: PREV_IMAGE })
-    // One inspect and one probe: healthy at the first look, so the gate never waited for its next poll.
+    // Nothing stopped or removed by the run itself: the old container goes to its retirement.
     expect(steps(remote)).toEqual([
       'probe',
       'start',
-      'inspectNew',
-      'healthProbe',
+      'healthGate',
       'preview',
       'writeAndTest',
       'reload',
       'verify',
-      'drainWait',
       'forget',
-      'stopOld',
+      'retire',
       'history',
       'images'
     ])
@@ -151,14 +173,41 @@ describe('swap (against a fake host)', () => {
     const [start] = remote.matching(STEP.start)
     expect(start.stdin).toBe('SPRING_PROFILES_ACTIVE=prod\n')
     expect(start.sh).not.toContain('prod')
-    // The new upstream file names the new container: it travels in the archive of the write + nginx -t command.
+    // The whole gate in one round trip: the new container on the network, probed from nginx at its port and health
+    // path, for up to health-timeout.
+    expect(remote.matching(STEP.healthGate)[0].sh).toBe(
+      healthGateLoop({ container: name, network: 'internal', via: NGINX, port: 8080, path: '/api/ai-stories/health', timeoutS: 5 }).sh
+    )
+    // The new upstream file names the new container: it travels in the archive of the write + nginx -t command, and
+    // nginx loads it only at the switch (a reload of its own).
     const [write] = remote.matching(STEP.writeAndTest)
     const conf = execFileSync('tar', ['-xOf', '-', 'upstreams/app_backend.conf'], { input: write.stdin as Buffer, encoding: 'utf8' })
     expect(liveOf(conf)).toEqual({ container: name, image: IMAGE })
     expect(write.sh).toContain(`docker exec ${NGINX} nginx -t -c /etc/nginx/ops/nginx.conf`)
-    // nginx's requests to the old container are waited for, by name, before it stops; old workers for at most
-    // keepalive_min_timeout + 1 s (here capped by the 2 s drain-timeout).
-    expect(remote.matching(STEP.drainWait)[0].sh).toMatch(new RegExp(`' sh ${NGINX} 8080 2 2 ${OLD}$`))
+    expect(write.sh).not.toMatch(STEP.reload)
+    expect(remote.matching(STEP.reload).map(c => c.sh)).toEqual([reloadNginxAndWait(NGINX, 10).sh])
+    expect(stdout.text()).toContain(`nginx now routes /api/ to ${name}:8080 (now ${NEW_IP}).`)
+    // The old container is handed to a job on the host, by name, with the drain and stop timeouts; old workers are
+    // waited for at most keepalive_min_timeout + 1 s (here capped by the 2 s drain-timeout). The run does not wait.
+    expect(remote.matching(STEP.retire)[0].sh).toBe(
+      retireContainers({
+        nginxId: NGINX,
+        port: 8080,
+        containers: [OLD],
+        drainTimeoutS: 2,
+        workersS: 2,
+        stopTimeoutS: 3,
+        log: `${OPS}/retire.log`
+      }).sh
+    )
+    expect(stdout.text()).toContain(
+      `${OLD} (${PREV_IMAGE}): stopped (SIGTERM, stop-timeout 3 s) and removed in the background on the host once nginx has no request in flight to it`
+    )
+    expect(
+      remote
+        .matching(STEP.forget)[0]
+        .sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf ${OPS}/upstreams/app_backend.locations ${OPS}/upstreams/app_backend_vars.conf`)
+    ).toBe(true)
     expect(history(remote)).toEqual([
       expect.objectContaining({
         mode: 'deploy',
@@ -169,22 +218,13 @@ describe('swap (against a fake host)', () => {
         result: 'success'
       })
     ])
-    expect(Object.keys(history(remote)[0].phases)).toEqual([
-      'Preflight',
-      'Start container',
-      'Health gate (direct)',
-      'Verify preview through nginx',
-      'Switch nginx',
-      'Reload nginx',
-      'Verify through nginx',
-      'Drain',
-      'Stop old',
-      'Record and prune'
-    ])
+    // Every phase, the one that writes the record included (still running then).
+    expect(Object.keys(history(remote)[0].phases)).toEqual(PHASES)
+    expect(ctx.phases.records.map(p => p.name)).toEqual(PHASES)
   })
 
   it('the health gate fails (the container exited): rolled back before the switch, the upstream file never written', async () => {
-    const remote = healthyHost().prepend([STEP.inspectNew, call => newContainer(call.sh, { status: 'exited', health: 'unhealthy' })])
+    const remote = healthyHost().prepend([STEP.healthGate, { stdout: 'exited exited 0 none\n' }])
     const e = await swap(remote, context()).catch((x: unknown) => x)
     expect(remote.unmatched).toEqual([])
     const name = newName(remote)
@@ -192,12 +232,65 @@ describe('swap (against a fake host)', () => {
     expect((e as RolledBack).message).toBe(`${name} exited before becoming healthy (last health probe: no probe yet)`)
     expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
     // Its logs are shown, then it is removed; the old container, nginx and the upstream file are left alone.
-    expect(steps(remote)).toEqual(['probe', 'start', 'inspectNew', 'inspectNew', 'logs', 'removeNew', 'history'])
-    expect(remote.matching(STEP.removeNew)[0].sh).toBe(`docker rm --force --volumes ${name}`)
-    for (const s of ['writeAndTest', 'reload', 'restore', 'stopOld'] as const) expect(remote.matching(STEP[s]), s).toEqual([])
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', ...REMOVE_NEW])
+    expect(remote.matching(STEP.removeNew)[0].sh.endsWith(`' sh ${name}`)).toBe(true)
     expect(history(remote)).toEqual([
       expect.objectContaining({ result: 'rolled-back', container: name, previousImage: PREV_IMAGE, error: (e as Error).message })
     ])
+  })
+
+  it('the preview fails: the upstream file written meanwhile is put back without a reload (nginx never loaded it)', async () => {
+    const remote = healthyHost().prepend([STEP.preview, rounds('200 502', false)])
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    const name = newName(remote)
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toBe(
+      "The new release does not answer well on nginx's preview port (before any client was switched): GET /api/ai-stories/health -> 200, GET /api/ -> 502"
+    )
+    expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'restore', ...REMOVE_NEW])
+    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
+  })
+
+  it('nginx -t fails on the new upstream file (the preview passes): the file put back by the test, rolled back before the switch', async () => {
+    const remote = healthyHost().prepend([STEP.writeAndTest, { stdout: sectionsOut({ write: '', test: { rc: 1, out: EMERG } }) }])
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    const name = newName(remote)
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toBe(`nginx -t fails on the host's nginx config, so nginx was not changed:\n${EMERG}`)
+    expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
+    // One restore (writeAndTest's own), no reload.
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'restore', ...REMOVE_NEW])
+  })
+
+  it('both fail: the preview is the error; the file is put back once (by the test), no reload', async () => {
+    const remote = healthyHost().prepend(
+      [STEP.preview, rounds('502 502', false)],
+      [STEP.writeAndTest, { stdout: sectionsOut({ write: '', test: { rc: 1, out: EMERG } }) }]
+    )
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toMatch(/^The new release does not answer well on nginx's preview port/)
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'restore', ...REMOVE_NEW])
+  })
+
+  it('nginx does not apply the new file at the switch (reload fails): the previous upstream restored and nginx reloaded, then the container removed', async () => {
+    const remote = healthyHost().prepend([STEP.reload, firstReload({ code: 4 })])
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    const name = newName(remote)
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toBe('nginx did not apply the new configuration within 10 s (its old workers are still serving)')
+    expect((e as RolledBack).notes).toEqual([
+      `nginx routes /api/ to ${OLD} (${PREV_IMAGE}) again`,
+      `removed the new container ${name}`,
+      `${OLD} kept serving`
+    ])
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'reload', ...UNSWITCH, ...REMOVE_NEW])
+    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
   })
 
   it('verify through nginx answers 502 after the switch: the previous upstream restored and nginx reloaded, then the container removed', async () => {
@@ -214,31 +307,23 @@ describe('swap (against a fake host)', () => {
       `removed the new container ${name}`,
       `${OLD} kept serving`
     ])
+    // The old container was never handed to its retirement.
     expect(steps(remote)).toEqual([
       'probe',
       'start',
-      'inspectNew',
-      'healthProbe',
+      'healthGate',
       'preview',
       'writeAndTest',
       'reload',
       'verify',
-      'drainWait',
-      'restore',
-      'reload',
-      'forget',
-      'inspectNew',
-      'logs',
-      'removeNew',
-      'history'
+      ...UNSWITCH,
+      ...REMOVE_NEW
     ])
-    // The restore puts back the upstream file only; the old container was never stopped.
     expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
-    expect(remote.matching(STEP.stopOld)).toEqual([])
     expect(history(remote)).toEqual([expect.objectContaining({ result: 'rolled-back', container: name })])
   })
 
-  it('the connection is cut at the reload: a HostError that it cannot roll back, and nothing more is sent', async () => {
+  it('the connection is cut at the switch: a HostError that it cannot roll back, and nothing more is sent', async () => {
     const remote = healthyHost().prepend([
       STEP.reload,
       (_call, r) => {
@@ -257,16 +342,16 @@ describe('swap (against a fake host)', () => {
       `Then the connection to the host was lost, so this run cannot roll back. nginx routes /api/ to ${name}; the next deploy of backend removes what this one left.`
     )
     expect(failureOf(e)).toMatchObject({ fix: 'run the deploy again', notes: undefined })
-    expect(steps(remote)).toEqual(['probe', 'start', 'inspectNew', 'healthProbe', 'preview', 'writeAndTest', 'reload'])
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'reload'])
   })
 
   it('the lock is lost during the health gate: the next phase stops the run, which does not roll back', async () => {
-    // The real lock, held by a command of the fake host: its holder process dies during the health probe.
+    // The real lock, held by a command of the fake host: its holder process dies during the health gate.
     const remote = healthyHost().prepend([
-      STEP.healthProbe,
+      STEP.healthGate,
       (_call, r) => {
         r.endHeld(137)
-        return { stdout: '200\n' }
+        return { stdout: `healthy ${NEW_IP} 200\n` }
       }
     ])
     const phases = new Phases()
@@ -283,20 +368,59 @@ describe('swap (against a fake host)', () => {
       `Then the deploy lock was lost (its holder process ended (exit 137)), so this run cannot roll back. nginx routes /api/ to ${OLD};`
     )
     expect(remote.calls[0].held).toBe(true)
-    expect(steps(remote).slice(1)).toEqual(['probe', 'start', 'inspectNew', 'healthProbe'])
+    expect(steps(remote).slice(1)).toEqual(['probe', 'start', 'healthGate'])
     expect(phases.records.map(p => p.name)).toEqual(['Take deploy lock', 'Preflight', 'Start container', 'Health gate (direct)'])
   })
 
-  it('a first deploy (nothing live): no drain wait and nothing to stop; a failure leaves the service undeployed', async () => {
+  it('a first deploy (nothing live): nothing to retire; a failure leaves the service undeployed', async () => {
     const empty = sectionsOut({ containers: '', upstream: '', memory: 'MemAvailable: 4000000 kB', 'nginx-test': 'ok' })
     const ok = healthyHost().prepend([STEP.probe, { stdout: empty }])
     expect(await swap(ok, context())).toMatchObject({ previousImage: '' })
-    expect(steps(ok)).not.toContain('drainWait')
-    expect(steps(ok)).not.toContain('stopOld')
+    expect(steps(ok)).toEqual([
+      'probe',
+      'start',
+      'healthGate',
+      'preview',
+      'writeAndTest',
+      'reload',
+      'verify',
+      'forget',
+      'history',
+      'images'
+    ])
+    expect(stdout.text()).toContain('No previous container to stop.')
 
     const failing = healthyHost().prepend([STEP.probe, { stdout: empty }], [STEP.verify, rounds('502 502', false)])
     const e = (await swap(failing, context()).catch((x: unknown) => x)) as RolledBack
     expect(e.notes[0]).toBe('nginx routes /api/ to the 503 placeholder again')
     expect(e.notes.at(-1)).toBe('backend stays undeployed')
+  })
+
+  it('the retirement cannot be started: the run fails after the switch, which stays (nothing rolled back)', async () => {
+    const remote = healthyHost().prepend([
+      STEP.retire,
+      { code: 1, stderr: 'sh: cannot create /opt/behindy-ops/retire.log: Permission denied' }
+    ])
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    expect(e).toBeInstanceOf(HostError)
+    expect(e).not.toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toBe(
+      `starting the retirement of ${OLD} failed (exit 1):\nsh: cannot create /opt/behindy-ops/retire.log: Permission denied`
+    )
+    // The steps of its phase were all sent at once; nothing after them, no restore or removal.
+    expect(steps(remote)).toEqual([
+      'probe',
+      'start',
+      'healthGate',
+      'preview',
+      'writeAndTest',
+      'reload',
+      'verify',
+      'forget',
+      'retire',
+      'history',
+      'images'
+    ])
   })
 })

@@ -60,6 +60,16 @@ export function captureStdout(): Stdout {
 /** How @actions/core escapes a workflow command's data. */
 export const escapeData = (s: string): string => s.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
 
+/** Waits (polling every 20 ms, up to timeoutMs) until the condition holds; false at the timeout. */
+export async function until(condition: () => boolean, timeoutMs = 8_000): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > end) return false
+    await new Promise(r => setTimeout(r, 20))
+  }
+  return true
+}
+
 /** A temp directory for the calling file's (or describe block's) tests, removed after them. */
 export function useTempDir(prefix: string): () => string {
   let dir = ''
@@ -132,6 +142,23 @@ export function dockerArgvs(commands: Sh[]): string[][][] {
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+let printingSh: string | undefined
+/**
+ * The argv a `sh -c SCRIPT sh ARGS…` command line (script()) gives its sh, parsed by a real sh: ['-c', SCRIPT, 'sh',
+ * ARGS…]. The `sh` first on PATH only prints its arguments.
+ */
+export function shArgv(c: Sh): string[] {
+  if (!printingSh) {
+    const dir = mkdtempSync(join(tmpdir(), 'sh-print-'))
+    writeFileSync(join(dir, 'sh'), '#!/bin/sh\nprintf \'%s\\0\' "$@"\n')
+    chmodSync(join(dir, 'sh'), 0o755)
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+    printingSh = dir
+  }
+  const out = execFileSync('/bin/sh', ['-c', c.sh], { env: { ...process.env, PATH: `${printingSh}:${process.env.PATH}` } })
+  return out.toString('utf8').split('\0').slice(0, -1)
 }
 
 export interface FakeDockerRun {
@@ -430,7 +457,7 @@ export class FakeRemote implements Remote {
   }
 }
 
-/** What readHost's one round trip of probes prints (docker, compose, disk, ops-dir, hashes, manifest, network, stack, upstreams). */
+/** What readHost's one round trip of probes prints (docker, compose, disk, ops-dir, hashes, manifest, network, stack, upstreams, .env). */
 export function hostProbeOut(
   over: Partial<{
     docker: string | { rc: number; out: string }
@@ -446,6 +473,8 @@ export function hostProbeOut(
     containers: string[]
     /** Files of upstreams/ (name -> content), as upstreamFiles() prints them. */
     upstreams: Map<string, string>
+    /** The .env's text (base64-encoded and wrapped at 76 columns, as `base64` prints it), or the section as is. */
+    env: string | { rc: number; out: string }
   }> = {}
 ): string {
   return sectionsOut({
@@ -458,9 +487,18 @@ export function hostProbeOut(
     manifest: (over.manifest ?? []).join('\n'),
     network: { rc: over.network === false ? 1 : 0, out: '' },
     containers: (over.containers ?? []).join('\n'),
-    upstreams: [...(over.upstreams ?? new Map())].map(([name, content]) => `@@file ${name}\n${content}\n`).join('')
+    upstreams: [...(over.upstreams ?? new Map())].map(([name, content]) => `@@file ${name}\n${content}\n`).join(''),
+    env: typeof over.env === 'object' ? over.env : base64Lines(over.env ?? '')
   })
 }
+
+/** A text as `base64` prints it: wrapped at 76 columns. */
+export const base64Lines = (text: string): string =>
+  (
+    Buffer.from(text, 'utf8')
+      .toString('base64')
+      .match(/.{1,76}/g) ?? []
+  ).join('\n')
 
 /** What readHost would say about a host with the stack up, nothing written yet by infra, and HTTP only. */
 export function hostState(over: Partial<HostState> = {}): HostState {

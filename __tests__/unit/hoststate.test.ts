@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { HostError } from '../../src/errors'
+import { readFileBase64IfExists } from '../../src/commands/files'
 import { effectiveSettings, nginxImage, readHost } from '../../src/hoststate'
 import type { InfraInputs } from '../../src/inputs'
 import { loadBundle, type FileSet } from '../../src/stackfiles'
@@ -67,9 +68,8 @@ describe('nginxImage', () => {
 
 describe('readHost (against a fake host)', () => {
   const probe = /@@ops docker/
-  const envRead = /cat "\$1"; exit 0' sh \/o\/\.env$/
 
-  it('one round trip of probes, then .env on its own; parses hashes, manifest, network and the stack', async () => {
+  it('one round trip of probes, .env among them; parses hashes, manifest, network, the stack and the .env', async () => {
     const sha = 'f'.repeat(64)
     const remote = new FakeRemote([
       [
@@ -79,15 +79,17 @@ describe('readHost (against a fake host)', () => {
             hashes: new Map([['nginx/nginx.conf', sha]]),
             manifest: ['nginx/nginx.conf', 'compose/docker-compose.yml'],
             network: false,
-            containers: [stackContainer('db', { name: 'behindy-db-1', id: 'db1' })]
+            containers: [stackContainer('db', { name: 'behindy-db-1', id: 'db1' })],
+            env: 'DB_USER=u\nDOMAIN=\nHTTP_PORT=8080\n'
           })
         }
-      ],
-      [envRead, { stdout: 'DB_USER=u\nDOMAIN=\nHTTP_PORT=8080\n' }]
+      ]
     ])
     const host = await readHost(remote, given({}), bundle)
     expect(remote.unmatched).toEqual([])
-    expect(remote.calls.map(c => (probe.test(c.sh) ? 'probe' : envRead.test(c.sh) ? '.env' : c.sh))).toEqual(['probe', '.env'])
+    expect(remote.calls).toHaveLength(1)
+    // The .env is its own section of the probes, base64-encoded, its path an argument.
+    expect(remote.calls[0].sh).toContain(`echo '@@ops env'; { ${readFileBase64IfExists('/o/.env').sh}; }`)
     expect(host.compose).toEqual({ argv: ['docker', 'compose'], version: '2.29.7' })
     expect([...host.hashes]).toEqual([['nginx/nginx.conf', sha]])
     expect(host.manifest).toEqual(['nginx/nginx.conf', 'compose/docker-compose.yml'])
@@ -119,11 +121,11 @@ describe('readHost (against a fake host)', () => {
             ])
           })
         }
-      ],
-      [envRead, {}]
+      ]
     ])
     const host = await readHost(remote, given({}), bundle)
     expect(remote.unmatched).toEqual([])
+    expect(remote.calls).toHaveLength(1)
     expect(remote.matching(probe)[0].sh).toContain('for f in *.conf *.locations; do')
     expect([...host.upstreams.keys()]).toEqual(['app_backend.conf', 'app_frontend.conf', 'app_my-svc_vars.conf'])
     // Each file as it is (upstreamFiles() ends each with a blank line), and the migration sees it as it is.
@@ -137,8 +139,10 @@ describe('readHost (against a fake host)', () => {
   })
 
   it('compose v1 when v2 is missing; a fresh ops-dir has no .env to read', async () => {
+    // Whatever the env section says (here: a failure) does not count when ops-dir does not exist yet.
+    const env = { rc: 1, out: 'base64: /o/.env: No such file or directory' }
     const remote = new FakeRemote([
-      [probe, { stdout: hostProbeOut({ composeV2: { rc: 1, out: 'unknown command' }, composeV1: '1.29.2', opsdir: 'creatable' }) }]
+      [probe, { stdout: hostProbeOut({ composeV2: { rc: 1, out: 'unknown command' }, composeV1: '1.29.2', opsdir: 'creatable', env }) }]
     ])
     const host = await readHost(remote, given({}), bundle)
     expect(host.compose).toEqual({ argv: ['docker-compose'], version: '1.29.2' })
@@ -157,10 +161,7 @@ describe('readHost (against a fake host)', () => {
     [{ disk: '/var/lib/docker 524288\n/opt 52428800' }, /^Only 512 MiB free on \/var\/lib\/docker\.$/, /docker system prune -a/],
     [{ opsdir: 'denied /o' }, /^ops-dir \/o is not writable by the SSH user/, /sudo install -d -o <user> -m 0750 \/o/]
   ])('%j: a HostError with its fix', async (over, message, fix) => {
-    const remote = new FakeRemote([
-      [probe, { stdout: hostProbeOut(over) }],
-      [envRead, {}]
-    ])
+    const remote = new FakeRemote([[probe, { stdout: hostProbeOut(over) }]])
     const e = (await readHost(remote, given({}), bundle).catch((x: unknown) => x)) as HostError
     expect(e).toBeInstanceOf(HostError)
     expect(e.message).toMatch(message)
@@ -169,12 +170,30 @@ describe('readHost (against a fake host)', () => {
 
   it("with a domain: the certificate is probed with the stack's nginx image; present means TLS and its hash", async () => {
     const remote = new FakeRemote([
-      [probe, { stdout: hostProbeOut() }],
-      [envRead, { stdout: 'NGINX_IMAGE=registry.example.com/nginx:1.27.4\n' }],
+      [probe, { stdout: hostProbeOut({ env: 'NGINX_IMAGE=registry.example.com/nginx:1.27.4\n' }) }],
       [/letsencrypt.* sh behindy\.me registry\.example\.com\/nginx:1\.27\.4$/, { stdout: `present ${'c'.repeat(64)}\n` }]
     ])
     const host = await readHost(remote, given({ domain: 'behindy.me' }), bundle)
     expect(remote.unmatched).toEqual([])
     expect(host).toMatchObject({ tls: true, certHash: 'c'.repeat(64), settings: { domain: 'behindy.me', httpPort: 80, httpsPort: 443 } })
+  })
+
+  it('.env text that looks like section markers, and any bytes, survive the shared round trip (base64)', async () => {
+    const envText = "DB_PASS=a\n@@ops-rc 0\n@@ops docker\nJWT_SECRET=ü $(id) `id` 'q'\n" + `LONG=${'x'.repeat(200)}\n`
+    const remote = new FakeRemote([[probe, { stdout: hostProbeOut({ env: envText }) }]])
+    const host = await readHost(remote, given({}), bundle)
+    expect(host.envText).toBe(envText)
+    // The marker lines inside it started no section: docker's version is the docker section's.
+    expect(stdout.text()).toContain('docker 27.3.1, compose docker compose 2.29.7')
+    expect(stdout.text()).not.toContain('JWT_SECRET')
+  })
+
+  it('an existing ops-dir whose .env cannot be read: a HostError naming the file (no second round trip)', async () => {
+    const env = { rc: 1, out: 'base64: /o/.env: Permission denied' }
+    const remote = new FakeRemote([[probe, { stdout: hostProbeOut({ env }) }]])
+    await expect(readHost(remote, given({}), bundle)).rejects.toThrow(
+      new HostError('reading /o/.env failed: base64: /o/.env: Permission denied')
+    )
+    expect(remote.calls).toHaveLength(1)
   })
 })

@@ -110,7 +110,6 @@ describe('runInfra (against a fake host)', () => {
   // What each step sends, by the text of its command.
   const STEP = {
     probe: /@@ops docker/,
-    readEnv: /cat "\$1"; exit 0' sh \/opt\/behindy-ops\/\.env$/,
     upload: /\.ops-stage/,
     composeConfig: / config -q$/,
     nginxTest: /^docker exec nginx-1 nginx -t -c /,
@@ -128,8 +127,19 @@ describe('runInfra (against a fake host)', () => {
   /** The host: its probe answer, then each step's answer; `inspect` answers for the containers it is asked about. */
   function host(hashes: Map<string, string>, containers: () => string[]): FakeRemote {
     const rules: Rule[] = [
-      [STEP.probe, { stdout: hostProbeOut({ composeV2: { rc: 1, out: '' }, composeV1: '1.29.2', hashes, manifest, containers: stack() }) }],
-      [STEP.readEnv, { stdout: previous.envText }],
+      [
+        STEP.probe,
+        {
+          stdout: hostProbeOut({
+            composeV2: { rc: 1, out: '' },
+            composeV1: '1.29.2',
+            hashes,
+            manifest,
+            containers: stack(),
+            env: previous.envText
+          })
+        }
+      ],
       [STEP.upload, {}],
       [STEP.composeConfig, {}],
       [STEP.nginxTest, { stderr: 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful\n' }],
@@ -150,13 +160,14 @@ describe('runInfra (against a fake host)', () => {
     return new FakeRemote(rules)
   }
 
-  it('a settled host: read, check health, nothing written, no compose up, no reload, no changes', async () => {
+  it('a settled host: one round trip (its health just read), nothing written, no compose up, no health poll, no reload, no changes', async () => {
     vi.stubEnv('OPS_ACTION_ROOT', ROOT)
     const remote = host(settledHashes(), () => stack())
     const phases = new Phases()
     const r = await runInfra(remote, inputs, phases)
     expect(remote.unmatched).toEqual([])
-    expect(remote.calls.map(c => stepOf(c.sh))).toEqual(['probe', 'readEnv', 'inspect'])
+    // The probe's .env is this run's .env (else the plan would change it and the host would not be settled).
+    expect(remote.calls.map(c => stepOf(c.sh))).toEqual(['probe'])
     expect(r).toEqual({
       changes: [],
       changed: false,
@@ -171,7 +182,6 @@ describe('runInfra (against a fake host)', () => {
       'Network',
       'Validate config',
       'Start stack',
-      'Wait until healthy',
       'Reload nginx'
     ])
     expect(phases.records.every(p => p.ok)).toBe(true)
@@ -196,7 +206,6 @@ describe('runInfra (against a fake host)', () => {
     expect(remote.unmatched).toEqual([])
     expect(remote.calls.map(c => stepOf(c.sh))).toEqual([
       'probe',
-      'readEnv',
       'upload',
       'composeConfig',
       'composeNginxTest',
@@ -249,7 +258,6 @@ describe('runInfra (against a fake host)', () => {
     expect(remote.unmatched).toEqual([])
     expect(remote.calls.map(c => stepOf(c.sh))).toEqual([
       'probe',
-      'readEnv',
       'upload',
       'nginxTest',
       'forget',
@@ -271,13 +279,7 @@ describe('runInfra (against a fake host)', () => {
       [restore, {}]
     )
     await expect(runInfra(remote, inputs, new Phases())).rejects.toThrow(/^The nginx config test failed; the previous files were restored/)
-    expect(remote.calls.map(c => (restore.test(c.sh) ? 'restore' : stepOf(c.sh)))).toEqual([
-      'probe',
-      'readEnv',
-      'upload',
-      'nginxTest',
-      'restore'
-    ])
+    expect(remote.calls.map(c => (restore.test(c.sh) ? 'restore' : stepOf(c.sh)))).toEqual(['probe', 'upload', 'nginxTest', 'restore'])
     expect(remote.matching(restore)[0].sh.endsWith(`sh ${OPS}/nginx/nginx.conf`)).toBe(true)
   })
 })

@@ -1,9 +1,10 @@
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { and, cmd, concurrently, or, quote, section, seq, splitSections } from '../../src/shell'
+import { and, cmd, concurrently, detached, or, quote, script, section, seq, splitSections } from '../../src/shell'
+import { until, useTempDir } from './helpers'
 
 /** Runs a command line in a real POSIX sh and returns what it printed. */
 const sh = (line: string) => execFileSync('sh', ['-c', line], { encoding: 'utf8' })
@@ -50,5 +51,46 @@ describe('concurrently', () => {
     expect(splitSections(out).get('waiter')).toEqual({ rc: 0, out: 'saw it' })
     expect(splitSections(out).get('maker')).toEqual({ rc: 0, out: '' })
     expect(out.indexOf('@@ops waiter')).toBeLessThan(out.indexOf('@@ops maker'))
+  })
+})
+
+describe('detached', () => {
+  const tmp = useTempDir('shell-detached')
+
+  it("returns at once; the job runs on, its stdout and stderr appended to the log, stdin not the caller's", async () => {
+    const dir = mkdtempSync(join(tmp(), 'job-'))
+    const log = join(dir, "retire log's.txt")
+    const go = join(dir, 'go')
+    writeFileSync(log, 'earlier line\n')
+    // The job waits for a file only the test creates once the command has returned.
+    const job = script(
+      'i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -gt 250 ] && exit 9; sleep 0.02; done; echo out; echo err >&2; echo "stdin: $(cat)"',
+      go
+    )
+    const started = Date.now()
+    // spawnSync returns once the command's stdout and stderr are closed: the job must hold neither (nor read stdin).
+    const r = spawnSync('sh', ['-c', detached(job, log).sh], { encoding: 'utf8', input: "the caller's input\n", timeout: 4_000 })
+    expect(r.status).toBe(0)
+    expect(r.stdout).toBe('')
+    expect(Date.now() - started).toBeLessThan(3_000)
+    expect(readFileSync(log, 'utf8')).toBe('earlier line\n')
+    writeFileSync(go, '')
+    expect(await until(() => readFileSync(log, 'utf8').includes('stdin:'))).toBe(true)
+    expect(readFileSync(log, 'utf8')).toBe('earlier line\nout\nerr\nstdin: \n')
+  })
+
+  it("the job runs in a session of its own (setsid where the host has it), not in the caller's", async () => {
+    const dir = mkdtempSync(join(tmp(), 'job-'))
+    const log = join(dir, 'log')
+    const r = spawnSync('sh', ['-c', `echo "caller $(ps -o sid= -p $$)"; ${detached(script('echo "job $(ps -o sid= -p $$)"'), log).sh}`], {
+      encoding: 'utf8'
+    })
+    expect(r.status).toBe(0)
+    expect(await until(() => existsSync(log) && readFileSync(log, 'utf8').includes('job'))).toBe(true)
+    const caller = /caller\s+(\d+)/.exec(r.stdout)?.[1]
+    const job = /job\s+(\d+)/.exec(readFileSync(log, 'utf8'))?.[1]
+    expect(caller).toMatch(/^\d+$/)
+    expect(job).toMatch(/^\d+$/)
+    expect(job).not.toBe(caller)
   })
 })
