@@ -84,7 +84,9 @@ try {
   reload()
 }
 
-console.log(`autocannon, ${connections} keep-alive clients for ${duration} s on ${route} (${service}: ${conn.images.apps[service]}), sandbox host:\n`)
+console.log(
+  `autocannon, ${connections} keep-alive clients for ${duration} s on ${route} (${service}: ${conn.images.apps[service]}), sandbox host:\n`
+)
 console.log(
   '| nginx → app | req/s | p50 ms | p99 ms | errors | non-2xx | requests per app connection | connections opened | TIME_WAIT max |'
 )

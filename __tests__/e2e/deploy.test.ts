@@ -194,7 +194,9 @@ describe('mode deploy on the sandbox host', () => {
     const r = await runAction(frontend('v2'))
     expectOk(r)
     const ended = started + r.ms
-    expect(r.output).toMatch(new RegExp(`${old} \\(.*\\): stopped .* in the background on the host once nginx has no request in flight to it`))
+    expect(r.output).toMatch(
+      new RegExp(`${old} \\(.*\\): stopped .* in the background on the host once nginx has no request in flight to it`)
+    )
     // The run does not wait for the old container: it ends while the request to it is still in flight.
     const m = await mine
     expect(ended).toBeLessThan(m.at)

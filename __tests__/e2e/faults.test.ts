@@ -257,7 +257,10 @@ describe('faults during a deploy', () => {
     beforeAll(() => {
       // An image with a layer of its own (3 MB), so pulling it must download and store something.
       const dir = mkdtempSync(join(tmpdir(), 'big-image-'))
-      sh('sh', ['-c', `head -c 3145728 /dev/urandom > ${dir}/blob && printf 'FROM ${APPS.frontend}:v1\\nCOPY blob /blob\\n' > ${dir}/Dockerfile`])
+      sh('sh', [
+        '-c',
+        `head -c 3145728 /dev/urandom > ${dir}/blob && printf 'FROM ${APPS.frontend}:v1\\nCOPY blob /blob\\n' > ${dir}/Dockerfile`
+      ])
       sh('docker', ['build', '-q', '-t', BIG, dir])
       const config = mkdtempSync(join(tmpdir(), 'docker-config-'))
       sh('docker', ['--config', config, 'login', '-u', 'ci', '--password-stdin', REGISTRY], registryPassword())

@@ -18,8 +18,7 @@ export interface Retirement {
 }
 
 const stamp = (text: string): Sh => script('echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1"', text)
-const rotate = (log: string): Sh =>
-  script('[ -f "$1" ] && [ "$(wc -c <"$1")" -gt 262144 ] && mv -f "$1" "$1.1"; exit 0', log)
+const rotate = (log: string): Sh => script('[ -f "$1" ] && [ "$(wc -c <"$1")" -gt 262144 ] && mv -f "$1" "$1.1"; exit 0', log)
 
 /**
  * Starts a job on the host that outlives this run: it waits until nginx has no request in flight to the old
