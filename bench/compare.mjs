@@ -170,8 +170,8 @@ const load = () => {
     naiveClients: 8,
     plainClients: 10,
     slowClients: 4,
-    pauseMs: 80,
-    plainPauseMs: 60,
+    pauseMs: 100,
+    plainPauseMs: 100,
     onResult: r => {
       results.push(r)
       if (r.version && !firstSeen.has(r.version)) firstSeen.set(r.version, r.t)

@@ -55,11 +55,12 @@ export function swapChart(panels, { width = 900, panelHeight = 150, title = '' }
       out.push(`<line x1="${x.toFixed(1)}" y1="${y0 + h}" x2="${x.toFixed(1)}" y2="${y0 + h + 4}" stroke="#888"/>`)
       out.push(`<text x="${x.toFixed(1)}" y="${y0 + h + 15}" text-anchor="middle">${s} s</text>`)
     }
-    for (const m of p.markers ?? []) {
+    // Labels one below the other, so markers close together stay readable.
+    ;(p.markers ?? []).forEach((m, k) => {
       const x = left + (m.at * barW) / p.bucketMs
       out.push(`<line x1="${x.toFixed(1)}" y1="${y0}" x2="${x.toFixed(1)}" y2="${y0 + h}" stroke="#1f77b4" stroke-dasharray="4 3"/>`)
-      out.push(`<text x="${(x + 3).toFixed(1)}" y="${y0 + 10}" fill="#1f77b4">${esc(m.label)}</text>`)
-    }
+      out.push(`<text x="${(x + 3).toFixed(1)}" y="${y0 + 10 + 12 * k}" fill="#1f77b4">${esc(m.label)}</text>`)
+    })
   })
   let x = left
   const ly = height - 10

@@ -69736,7 +69736,10 @@ function parseUpstreamFiles(out) {
 function migrateUpstreamFile(name, content) {
     const service = SERVICE_FILE.exec(name)?.[1];
     if (service) {
-        if (/^upstream /m.test(content))
+        // Only a file in ops-action's earlier format (its header and a `map "" $app_…` instead of an upstream block); a
+        // hand-written file is left as it is (nginx -t tells when it does not fit).
+        const legacy = /^# (ops-action: |\S+ is not deployed yet: nginx answers 503)/m.test(content) && /^map "" \$app_/m.test(content);
+        if (!legacy || /^upstream /m.test(content))
             return undefined;
         const live = liveOf(content);
         const port = /^\s*default [^;\s]+:(\d+);/m.exec(content)?.[1];

@@ -190,11 +190,16 @@ describe('planInfra', () => {
     const first = planInfra(inputs(), host(), bundle)
     const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
     const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
-    const legacyPlaceholder = '# story is not deployed yet\nmap "" $app_story {\n    default 127.0.0.1:8503;\n}\n'
+    // As ops-action wrote it before upstream blocks.
+    const legacyPlaceholder =
+      '# story is not deployed yet: nginx answers 503 for its route. A deploy of story replaces this file.\nmap "" $app_story {\n    default 127.0.0.1:8503;\n}\n'
+    // Hand-written, in no format of ops-action's: left alone.
+    const handWritten = 'map "" $app_backend {\n    default 10.0.0.5:8080;\n}\n'
     const [vars, locations] = customServiceFiles('my-svc', '/things/', true)
     const legacyVars = vars.content.replace('default app_my_svc;', 'default $app_my_svc;')
     const upstreams = new Map([
       ['app_story.conf', legacyPlaceholder],
+      ['app_backend.conf', handWritten],
       ['app_my-svc_vars.conf', legacyVars],
       ['app_my-svc.locations', locations.content]
     ])

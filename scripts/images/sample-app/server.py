@@ -92,7 +92,24 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _read_body(self):
+        # What the client sent is read to its end, so the next request on a kept-alive connection starts in step.
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True  # not worth parsing here: the connection goes after this response
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                break
+            length -= len(chunk)
+
     def _handle(self):
+        self._read_body()
         path = self.path.split("?", 1)[0]
         if path == HEALTH_PATH:
             if FAIL_MODE == "never-healthy":
