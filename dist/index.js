@@ -71189,7 +71189,7 @@ async function retireOld(remote, opsDir, nginxId, app, old) {
     const containers = old.map(c => c.name);
     const log = hostPath(opsDir, OPS.retireLog);
     const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, app.drainTimeoutS);
-    await remote.must(retireContainers({
+    const r = await remote.run(retireContainers({
         nginxId,
         port: app.spec.port,
         containers,
@@ -71197,7 +71197,10 @@ async function retireOld(remote, opsDir, nginxId, app, old) {
         workersS,
         stopTimeoutS: app.stopTimeoutS,
         log
-    }), `starting the retirement of ${containers.join(', ')}`);
+    }));
+    // The new release serves either way: a job that did not start leaves the old container running, not the deploy failed.
+    if (r.code !== 0)
+        return warning(`Could not start the retirement of ${containers.join(', ')} (exit ${r.code}): ${(r.stderr || r.stdout).trim()}. It keeps running, without clients; the next deploy of ${app.service} stops and removes it.`);
     info(`${old.map(c => `${c.name} (${c.image})`).join(', ')}: stopped (SIGTERM, stop-timeout ${app.stopTimeoutS} s) and removed in the background on the host once nginx has no request in flight to it and none of its reloaded-away workers can send one (≤ ${workersS} s; drain-timeout ${app.drainTimeoutS} s); log: ${log}.`);
 }
 

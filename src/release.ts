@@ -154,7 +154,7 @@ export async function retireOld(remote: Remote, opsDir: string, nginxId: string,
   const containers = old.map(c => c.name)
   const log = hostPath(opsDir, OPS.retireLog)
   const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, app.drainTimeoutS)
-  await remote.must(
+  const r = await remote.run(
     retireContainers({
       nginxId,
       port: app.spec.port,
@@ -163,9 +163,13 @@ export async function retireOld(remote: Remote, opsDir: string, nginxId: string,
       workersS,
       stopTimeoutS: app.stopTimeoutS,
       log
-    }),
-    `starting the retirement of ${containers.join(', ')}`
+    })
   )
+  // The new release serves either way: a job that did not start leaves the old container running, not the deploy failed.
+  if (r.code !== 0)
+    return core.warning(
+      `Could not start the retirement of ${containers.join(', ')} (exit ${r.code}): ${(r.stderr || r.stdout).trim()}. It keeps running, without clients; the next deploy of ${app.service} stops and removes it.`
+    )
   core.info(
     `${old.map(c => `${c.name} (${c.image})`).join(', ')}: stopped (SIGTERM, stop-timeout ${app.stopTimeoutS} s) and removed in the background on the host once nginx has no request in flight to it and none of its reloaded-away workers can send one (≤ ${workersS} s; drain-timeout ${app.drainTimeoutS} s); log: ${log}.`
   )

@@ -107,7 +107,9 @@ describe('readHost (against a fake host)', () => {
 
   it('reads every file of upstreams/ by file name, in the same round trip', async () => {
     const live = upstreamConf('app_backend', 8080, { container: 'backend-1a2b3c4d', image: 'b:1' })
-    const legacy = 'map "" $app_frontend {\n    default 127.0.0.1:8503;\n}\n'
+    // ops-action's placeholder before upstream blocks.
+    const legacy =
+      '# frontend is not deployed yet: nginx answers 503 for its route. A deploy of frontend replaces this file.\nmap "" $app_frontend {\n    default 127.0.0.1:8503;\n}\n'
     const vars = 'map $server_port $up_my_svc {\n    8504    $http_x_ops_upstream;\n    default $app_my_svc;\n}\n'
     const remote = new FakeRemote([
       [
