@@ -69159,6 +69159,12 @@ function and(...parts) {
 function or(a, b) {
     return make(`{ ${a.sh}; } || { ${b.sh}; }`);
 }
+/** Runs b only when a exits with one of the given codes; otherwise the whole exits as a did. */
+function orOnExit(a, codes, b) {
+    if (!codes.length || !codes.every(c => Number.isInteger(c) && c > 0 && c < 256))
+        throw new Error(`bad exit codes ${codes.join(',')}`);
+    return make(`{ ${a.sh}; }; r=$?; case $r in ${codes.join('|')}) { ${b.sh}; } ;; *) ( exit $r ) ;; esac`);
+}
 /** Runs every command, whatever the previous ones returned (for read-only probes). */
 function seq(...parts) {
     return make(parts.map(p => `{ ${p.sh}; }`).join('; '));
@@ -69739,7 +69745,7 @@ function migrateUpstreamFile(name, content) {
         // Only a file in ops-action's earlier format (its header and a `map "" $app_…` instead of an upstream block); a
         // hand-written file is left as it is (nginx -t tells when it does not fit).
         const legacy = /^# (ops-action: |\S+ is not deployed yet: nginx answers 503)/m.test(content) && /^map "" \$app_/m.test(content);
-        if (!legacy || /^upstream /m.test(content))
+        if (!legacy)
             return undefined;
         const live = liveOf(content);
         const port = /^\s*default [^;\s]+:(\d+);/m.exec(content)?.[1];
@@ -70565,7 +70571,7 @@ async function restoreUnloaded(remote, opsDir, paths) {
 }
 /** Puts back the files writeAndTest replaced and reloads nginx with them. */
 async function revertFiles(remote, opsDir, nginxId, paths) {
-    await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the previous nginx files');
+    await restoreUnloaded(remote, opsDir, paths);
     await reloadAndWait(remote, nginxId);
 }
 /** Drops the `.ops-prev` copies of files once the new ones are known good (or were put back). */
@@ -71064,7 +71070,10 @@ const rotate = (log) => script('[ -f "$1" ] && [ "$(wc -c <"$1")" -gt 262144 ] &
  */
 const retireContainers = (r) => {
     const names = r.containers.join(' ');
-    return seq(rotate(r.log), detached(seq(stamp(`retiring ${names}: waiting until nginx is done with them`), or(waitConnectionsDrained(r.nginxId, r.port, r.containers, r.drainTimeoutS, r.workersS), waitNginxDrained(r.nginxId, r.drainTimeoutS)), stamp(`stopping ${names} (stop-timeout ${r.stopTimeoutS} s)`), stopContainers(r.containers, r.stopTimeoutS), removeContainers(r.containers), stamp(`removed ${names}`)), r.log));
+    return seq(rotate(r.log), detached(seq(stamp(`retiring ${names}: waiting until nginx is done with them`), 
+    // Only when the connections cannot be read (5: nginx's processes, 6: /proc hidden) does it wait for the old
+    // workers instead; at the drain timeout (4) it stops the containers without waiting a second time.
+    orOnExit(waitConnectionsDrained(r.nginxId, r.port, r.containers, r.drainTimeoutS, r.workersS), [5, 6], waitNginxDrained(r.nginxId, r.drainTimeoutS)), stamp(`stopping ${names} (stop-timeout ${r.stopTimeoutS} s)`), stopContainers(r.containers, r.stopTimeoutS), removeContainers(r.containers), stamp(`removed ${names}`)), r.log));
 };
 
 ;// CONCATENATED MODULE: ./src/release.ts
@@ -71119,7 +71128,7 @@ async function inspectOne(remote, name) {
 }
 /** Polls the new container until its health path answers 2xx (in one round trip); an exit, a restart or the timeout fails at once. Returns its address. */
 async function healthGate(remote, app, name, network, nginxId) {
-    const { path, port } = { path: app.spec.healthPath, port: app.spec.port };
+    const { healthPath: path, port } = app.spec;
     const out = await remote.must(healthGateLoop({ container: name, network, via: nginxId, port, path, timeoutS: app.healthTimeoutS }), `waiting for ${name} to become healthy`);
     const gate = parseGate(out);
     const probe = (code, ip) => code === 'none' ? 'no probe yet' : `GET http://${ip || '<ip>'}:${port}${path} -> ${code === '000' ? 'no answer' : code}`;

@@ -85,7 +85,7 @@ export async function restoreUnloaded(remote: Remote, opsDir: string, paths: str
 
 /** Puts back the files writeAndTest replaced and reloads nginx with them. */
 export async function revertFiles(remote: Remote, opsDir: string, nginxId: string, paths: string[]): Promise<void> {
-  await remote.must(restoreFiles(hostPaths(opsDir, paths)), 'restoring the previous nginx files')
+  await restoreUnloaded(remote, opsDir, paths)
   await reloadAndWait(remote, nginxId)
 }
 

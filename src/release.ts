@@ -69,7 +69,7 @@ export async function inspectOne(remote: Remote, name: string): Promise<Containe
 
 /** Polls the new container until its health path answers 2xx (in one round trip); an exit, a restart or the timeout fails at once. Returns its address. */
 export async function healthGate(remote: Remote, app: AppInputs, name: string, network: string, nginxId: string): Promise<string> {
-  const { path, port } = { path: app.spec.healthPath, port: app.spec.port }
+  const { healthPath: path, port } = app.spec
   const out = await remote.must(
     healthGateLoop({ container: name, network, via: nginxId, port, path, timeoutS: app.healthTimeoutS }),
     `waiting for ${name} to become healthy`

@@ -42,6 +42,12 @@ export function or(a: Sh, b: Sh): Sh {
   return make(`{ ${a.sh}; } || { ${b.sh}; }`)
 }
 
+/** Runs b only when a exits with one of the given codes; otherwise the whole exits as a did. */
+export function orOnExit(a: Sh, codes: number[], b: Sh): Sh {
+  if (!codes.length || !codes.every(c => Number.isInteger(c) && c > 0 && c < 256)) throw new Error(`bad exit codes ${codes.join(',')}`)
+  return make(`{ ${a.sh}; }; r=$?; case $r in ${codes.join('|')}) { ${b.sh}; } ;; *) ( exit $r ) ;; esac`)
+}
+
 /** Runs every command, whatever the previous ones returned (for read-only probes). */
 export function seq(...parts: Sh[]): Sh {
   return make(parts.map(p => `{ ${p.sh}; }`).join('; '))

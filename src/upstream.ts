@@ -147,7 +147,7 @@ export function migrateUpstreamFile(name: string, content: string): string | und
     // Only a file in ops-action's earlier format (its header and a `map "" $app_…` instead of an upstream block); a
     // hand-written file is left as it is (nginx -t tells when it does not fit).
     const legacy = /^# (ops-action: |\S+ is not deployed yet: nginx answers 503)/m.test(content) && /^map "" \$app_/m.test(content)
-    if (!legacy || /^upstream /m.test(content)) return undefined
+    if (!legacy) return undefined
     const live = liveOf(content)
     const port = /^\s*default [^;\s]+:(\d+);/m.exec(content)?.[1]
     return live && port ? upstreamConf(upstreamName(service), Number(port), live) : placeholderUpstream(service)

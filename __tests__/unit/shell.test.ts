@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { and, cmd, concurrently, detached, or, quote, script, section, seq, splitSections } from '../../src/shell'
+import { and, cmd, concurrently, detached, or, orOnExit, quote, script, section, seq, splitSections } from '../../src/shell'
 import { until, useTempDir } from './helpers'
 
 /** Runs a command line in a real POSIX sh and returns what it printed. */
@@ -27,6 +27,14 @@ describe('composition', () => {
   it('and stops at the first failure, or runs the fallback', () => {
     expect(sh(and(cmd('echo', 'a'), cmd('false'), cmd('echo', 'b')).sh + '; true')).toBe('a\n')
     expect(sh(or(cmd('false'), cmd('echo', 'fallback')).sh)).toBe('fallback\n')
+  })
+  it('orOnExit runs the fallback only for the exit codes named, and otherwise keeps the first status', () => {
+    const exits = (code: number) => cmd('sh', '-c', `exit ${code}`)
+    const status = (c: ReturnType<typeof cmd>) => sh(`${c.sh}; echo "rc=$?"`)
+    expect(status(orOnExit(exits(6), [5, 6], cmd('echo', 'fallback')))).toBe('fallback\nrc=0\n')
+    expect(status(orOnExit(exits(4), [5, 6], cmd('echo', 'fallback')))).toBe('rc=4\n')
+    expect(status(orOnExit(exits(0), [5, 6], cmd('echo', 'fallback')))).toBe('rc=0\n')
+    expect(() => orOnExit(exits(0), [], cmd('true'))).toThrow(/bad exit codes/)
   })
   it('sections split several probes of one round trip with their exit codes', () => {
     const out = sh(seq(section('one', cmd('echo', 'x y')), section('two', cmd('sh', '-c', 'echo err >&2; exit 3'))).sh)

@@ -1,4 +1,4 @@
-import { detached, or, script, seq, type Sh } from '../shell'
+import { detached, orOnExit, script, seq, type Sh } from '../shell'
 import { removeContainers, stopContainers } from './containers'
 import { waitConnectionsDrained, waitNginxDrained } from './nginx'
 
@@ -34,8 +34,11 @@ export const retireContainers = (r: Retirement): Sh => {
     detached(
       seq(
         stamp(`retiring ${names}: waiting until nginx is done with them`),
-        or(
+        // Only when the connections cannot be read (5: nginx's processes, 6: /proc hidden) does it wait for the old
+        // workers instead; at the drain timeout (4) it stops the containers without waiting a second time.
+        orOnExit(
           waitConnectionsDrained(r.nginxId, r.port, r.containers, r.drainTimeoutS, r.workersS),
+          [5, 6],
           waitNginxDrained(r.nginxId, r.drainTimeoutS)
         ),
         stamp(`stopping ${names} (stop-timeout ${r.stopTimeoutS} s)`),
