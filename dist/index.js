@@ -60120,7 +60120,7 @@ var Scalar = __nccwpck_require__(3301);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
 var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(2742);
+var lexer = __nccwpck_require__(361);
 var lineCounter = __nccwpck_require__(6628);
 var parser = __nccwpck_require__(3456);
 var publicApi = __nccwpck_require__(4047);
@@ -61588,7 +61588,7 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 2742:
+/***/ 361:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -62376,7 +62376,7 @@ exports.LineCounter = LineCounter;
 
 var node_process = __nccwpck_require__(932);
 var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(2742);
+var lexer = __nccwpck_require__(361);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -70044,34 +70044,54 @@ async function tarball(entries) {
 /** Where the nginx container sees the action's nginx/ directory. */
 const NGINX_CONF = '/etc/nginx/ops/nginx.conf';
 const TEST_ARGV = ['nginx', '-t', '-c', NGINX_CONF];
-/** `nginx -t` of the action's config, in the given nginx container. */
-const nginxTest = (at) => at === 'stack'
-    ? script('n=$(docker ps -q --filter "label=$1" --filter "label=$2") && [ -n "$n" ] || { echo "no running nginx container"; exit 1; }; ' +
-        'shift 2; exec docker exec "$n" "$@"', `${COMPOSE_PROJECT_LABEL}=${PROJECT}`, `${COMPOSE_SERVICE_LABEL}=nginx`, ...TEST_ARGV)
-    : shell_cmd('docker', 'exec', at.container, ...TEST_ARGV);
+/**
+ * `nginx -t` of the action's config, in the given nginx container. With `opsDir`, a pass is remembered (in the SSH
+ * user's cache dir) for that container and the exact files it read from ops-dir (nginx/, upstreams/*.conf and
+ * *.locations, by sha256), and the same files in the same container are not tested again: a docker exec saved on
+ * every deploy, since the last one's test (of the upstream file it switched to) already passed on them.
+ */
+const nginxTest = (at, opsDir) => {
+    const plain = at === 'stack'
+        ? script('n=$(docker ps -q --filter "label=$1" --filter "label=$2") && [ -n "$n" ] || { echo "no running nginx container"; exit 1; }; ' +
+            'shift 2; exec docker exec "$n" "$@"', `${COMPOSE_PROJECT_LABEL}=${PROJECT}`, `${COMPOSE_SERVICE_LABEL}=nginx`, ...TEST_ARGV)
+        : shell_cmd('docker', 'exec', at.container, ...TEST_ARGV);
+    if (opsDir === undefined)
+        return plain;
+    return script('o=$1 n=$2; shift 2; ' +
+        '[ -n "$n" ] || n=$(docker ps -q --no-trunc --filter "label=$1" --filter "label=$2"); shift 2; ' +
+        '[ -n "$n" ] || { echo "no running nginx container"; exit 1; }; c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/nginx-tested; ' +
+        'k="$n $o $(cd "$o" && { find nginx -type f -exec sha256sum {} +; find upstreams -maxdepth 1 -type f \\( -name "*.conf" -o -name "*.locations" \\) -exec sha256sum {} +; } | LC_ALL=C sort | sha256sum)"; ' +
+        '[ -f "$c" ] && [ "$(cat "$c")" = "$k" ] && { echo "nginx -t passed on these files before (cached)"; exit 0; }; ' +
+        'docker exec "$n" "$@"; r=$?; [ $r -ne 0 ] || { mkdir -p "${c%/*}" && printf "%s\\n" "$k" >"$c"; } 2>/dev/null; exit $r', opsDir, at === 'stack' ? '' : at.container, `${COMPOSE_PROJECT_LABEL}=${PROJECT}`, `${COMPOSE_SERVICE_LABEL}=nginx`, ...TEST_ARGV);
+};
 /** The compose run arguments of `nginx -t` in a throwaway container of the nginx service (before nginx runs). */
 const NGINX_TEST_ARGV = TEST_ARGV;
 /**
  * Shell functions over the nginx container ($1): `top` prints `PID ARGS` of its processes (header first, as docker
  * top does): the children of its PID 1 from the host's ps, cheap enough to poll, else (ps without --ppid, or /proc
- * hidden) `docker top`; `act TEXT` lists the serving workers' pids, `draining TEXT` counts the shutting-down ones.
+ * hidden) `docker top`; `draining TEXT` counts the shutting-down workers.
  */
 const NGINX_PS = 'pid=$(docker inspect --format "{{.State.Pid}}" "$1") || exit 5; ' +
     'top() { out=$(ps --ppid "$pid" -o pid=,args= 2>/dev/null); [ -n "$out" ] || out=$(docker top "$1" -eo pid,args | tail -n +2) || return 1; printf "PID COMMAND\\n%s\\n" "$out"; }; ' +
-    'act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
     'draining() { printf "%s\\n" "$1" | grep -c "nginx: worker process is shutting down"; }; ';
+/** nginx's pid file inside its container (nginx/nginx.conf's `pid`). */
+const NGINX_PID_FILE = '/tmp/nginx.pid';
 /**
- * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling every
- * 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves; prints those
- * processes. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx refused the config); 5: the
- * processes could not be listed. One round trip for the whole reload.
+ * Shell function `reload PIDFILE TIMEOUT`, run inside the nginx container: SIGHUP to nginx's master (it re-reads the
+ * config; old workers finish their requests), then waits, polling its /proc every 0.05 s for up to TIMEOUT s, until a
+ * new worker runs and none that served before still serves (nginx gives its new workers 100 ms before it tells the
+ * old ones to stop); prints nginx's processes as `PID COMMAND` lines, header first. Returns 3: the signal failed; 4:
+ * old workers still serve at the timeout (nginx refused the config).
  */
-const reloadNginxAndWait = (id, timeoutS) => script(NGINX_PS +
-    'ps=$(top "$1") || exit 5; before="$(act "$ps") "; ' +
-    'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
-    'while :; do sleep 0.05; ps=$(top "$1") || exit 5; now=$(act "$ps"); new=${now:+yes}; ' +
+const RELOAD = 'procs() { echo "PID COMMAND"; for f in /proc/[0-9]*/cmdline; do c=$(tr "\\000" " " 2>/dev/null <"$f") || continue; ' +
+    'case $c in "nginx: "*) p=${f#/proc/}; echo "${p%/cmdline} ${c% }" ;; esac; done; }; ' +
+    'act() { printf "%s\\n" "$1" | while read -r p c; do case $c in *"shutting down"*) ;; "nginx: worker process"*) printf " %s" "$p" ;; esac; done; }; ' +
+    'reload() { ps=$(procs); before="$(act "$ps") "; m=$(cat "$1") && kill -HUP "$m" || return 3; end=$(( $(date +%s) + $2 )); ' +
+    'while :; do sleep 0.05; ps=$(procs); now=$(act "$ps"); new=${now:+yes}; ' +
     'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
-    '[ -z "$new" ] || { printf "%s\\n" "$ps"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done', id, String(timeoutS));
+    '[ -z "$new" ] || { printf "%s\\n" "$ps"; return 0; }; [ "$(date +%s)" -lt "$end" ] || return 4; done; }; ';
+/** `reload` (above) in the nginx container: one round trip for the whole reload; exit 3 or 4 as `reload` returns. */
+const reloadNginxAndWait = (id, timeoutS) => shell_cmd('docker', 'exec', id, 'sh', '-c', `${RELOAD}reload "$1" "$2"`, 'sh', NGINX_PID_FILE, String(timeoutS));
 /**
  * Waits, polling every 0.1 s for up to timeoutS, until none of the containers has an established connection from
  * nginx ($1) on its port (read from /proc/<pid>/net/tcp of the container: requests the old nginx workers still have
@@ -70128,11 +70148,11 @@ const ensureNetwork = (name) => or(networkExists(name), createNetwork(name));
 // Read-only probes of the host. Pure: each returns a command; nothing here runs anything.
 const dockerServerVersion = () => shell_cmd('docker', 'version', '--format', '{{.Server.Version}}');
 /**
- * `$@` (a version command), its output cached in the SSH user's cache dir under `name`, keyed by the files that make
- * the program (path, inode, size, mtime of each that exists): compose v1 is a Python program that needs ~0.6 s just
- * to print its version, the v2 plugin ~0.2 s, on every run. A failure is never cached.
+ * `$@`'s output, cached in the SSH user's cache dir under `name`, keyed by the files that make it (path, inode, size,
+ * mtime of each that exists): compose v1 is a Python program that needs ~0.6 s just to print its version, the v2
+ * plugin ~0.2 s, `docker info` ~0.1 s, on every run. No key file: exit 127. A failure is never cached.
  */
-const cachedVersion = (name, keyFiles, argv) => script(`n=$1; shift; k=$(for f in ${keyFiles}; do [ -e "$f" ] && stat -L -c "%n %i %s %Y" "$f"; done | tr "\\n" " "); ` +
+const cached = (name, keyFiles, argv) => script(`n=$1; shift; k=$(for f in ${keyFiles}; do [ -e "$f" ] && stat -L -c "%n %i %s %Y" "$f"; done | tr "\\n" " "); ` +
     '[ -n "$k" ] || { echo "$1: not found"; exit 127; }; ' +
     'c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/$n; ' +
     'if [ -f "$c" ] && [ "$(head -n 1 "$c")" = "$k" ]; then tail -n 1 "$c"; exit 0; fi; ' +
@@ -70142,13 +70162,18 @@ const cachedVersion = (name, keyFiles, argv) => script(`n=$1; shift; k=$(for f i
 const COMPOSE_PLUGIN_FILES = '"${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/docker-compose" /usr/local/lib/docker/cli-plugins/docker-compose ' +
     '/usr/local/libexec/docker/cli-plugins/docker-compose /usr/lib/docker/cli-plugins/docker-compose ' +
     '/usr/libexec/docker/cli-plugins/docker-compose "$(command -v docker)"';
-/** `docker compose version --short` (cached, see cachedVersion); fails without the v2 plugin. */
-const composeV2Version = () => cachedVersion('docker-compose-v2-version', COMPOSE_PLUGIN_FILES, ['docker', 'compose', 'version', '--short']);
+/** `docker compose version --short` (cached, see cached); fails without the v2 plugin. */
+const composeV2Version = () => cached('docker-compose-v2-version', COMPOSE_PLUGIN_FILES, ['docker', 'compose', 'version', '--short']);
 /** `docker-compose version --short` (compose v1, cached). */
-const composeV1Version = () => cachedVersion('docker-compose-version', '"$(command -v docker-compose)"', ['docker-compose', 'version', '--short']);
+const composeV1Version = () => cached('docker-compose-version', '"$(command -v docker-compose)"', ['docker-compose', 'version', '--short']);
+/**
+ * dockerd's root dir (`docker info`), cached while its socket and /etc/docker/daemon.json stay the same files: moving
+ * the root dir takes an edit of daemon.json and a restart, which makes a new socket (unless systemd holds it).
+ */
+const DOCKER_ROOT = cached('docker-root-dir', '"$(s=${DOCKER_HOST:-unix:///var/run/docker.sock}; echo "${s#unix://}")" /etc/docker/daemon.json', ['docker', 'info', '--format', '{{.DockerRootDir}}']);
 /** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
 const diskFree = (opsDir) => script('d=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
-    'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
+    `r=$( { ${DOCKER_ROOT.sh}; } 2>/dev/null || docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ` +
     'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done', opsDir);
 /** The kernel's memory figures (MemAvailable). */
 const memInfo = () => shell_cmd('cat', '/proc/meminfo');
@@ -70547,7 +70572,7 @@ async function writeAndTest(remote, opsDir, nginxId, files) {
     const entries = files.map(f => ({ ...f, mode: 0o644 }));
     const paths = entries.map(e => e.path);
     // The test runs on the old files if the write failed; its result is not used then.
-    const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }))), {
+    const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }, opsDir))), {
         stdin: await tarball(entries)
     });
     const s = splitSections(out.stdout);
@@ -70598,13 +70623,18 @@ function parseWorkers(out) {
  * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
  */
 async function reloadAndWait(remote, id, timeoutMs = 10_000) {
-    const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)));
+    const timeoutS = Math.ceil(timeoutMs / 1000);
+    const r = await remote.run(reloadNginxAndWait(id, timeoutS));
     if (r.code === 0)
         return parseWorkers(r.stdout);
-    if (r.code === 4)
-        throw new HostError(`nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
-    const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes';
-    throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+    throw reloadFailed(r.code, r.stderr || r.stdout, timeoutS);
+}
+/** A reload (commands/nginx.ts RELOAD) that exited with `code`, as an error that says which step failed. */
+function reloadFailed(code, output, timeoutS) {
+    if (code === 4)
+        return new HostError(`nginx did not apply the new configuration within ${timeoutS} s (its old workers are still serving)`, 'check `docker logs` of the nginx container');
+    const what = code === 3 ? "signalling nginx's master" : 'reaching the nginx container';
+    return new HostError(`${what} failed (exit ${code}): ${output.trim()}`);
 }
 
 ;// CONCATENATED MODULE: ./src/stackhealth.ts
@@ -70968,7 +70998,7 @@ async function withLock(remote, phases, req, fn) {
 
 /** Reads the service's containers, its upstream file, the free memory and `nginx -t` (at the given nginx). */
 async function probeService(remote, service, opsDir, nginx) {
-    const out = await remote.run(concurrently(section('containers', serviceContainers(service)), section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(service)))), section('memory', memInfo()), section('nginx-test', nginxTest(nginx))));
+    const out = await remote.run(concurrently(section('containers', serviceContainers(service)), section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(service)))), section('memory', memInfo()), section('nginx-test', nginxTest(nginx, opsDir))));
     const s = splitSections(out.stdout);
     const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '');
     return {
@@ -71026,21 +71056,27 @@ const PROBE = 'probe() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${
 /** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
 const httpStatus = (via, url, timeoutS = 3, header = '') => shell_cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$2; H=$3; probe "$1"`, 'sh', url, String(timeoutS), header);
 /**
- * GETs a health URL and a route URL (at the same time) from inside another container, round after round, until
- * `need` rounds in a row answer well (health 2xx, route 1xx-4xx) or `max` rounds are done: one round trip for the
- * whole check. Prints `<health code> <route code>` per round, then `ok` if it got there.
+ * Shell function `waves HEALTH ROUTE NEED MAX` (PROBE's T and H apply): GETs the health URL and the route URL
+ * NEED times each, all at the same time, wave after wave (0.2 s apart), until one wave answers well throughout (health 2xx, route
+ * 1xx-4xx) or MAX waves are done. Prints `<health code> <route code>` per pair, then `ok` after the good wave;
+ * returns 1 without one.
  */
-const httpRounds = (via, healthUrl, routeUrl, need, max, timeoutS = 3, header = '') => shell_cmd('docker', 'exec', via, 'sh', '-c', `${PROBE}T=$5; H=$6; ok=0; i=0; ` +
-    'while [ $i -lt "$4" ] && [ $ok -lt "$3" ]; do ' +
-    'hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
-    'h=$(printf "%s\\n" "$hr" | sed -n "s/^h //p"); r=$(printf "%s\\n" "$hr" | sed -n "s/^r //p"); echo "$h $r"; ' +
-    'case "$h:$r" in 2??:[1-4]??) ok=$((ok + 1)) ;; *) ok=0 ;; esac; i=$((i + 1)); done; ' +
-    '[ $ok -lt "$3" ] || echo ok', 'sh', healthUrl, routeUrl, String(need), String(max), String(timeoutS), header);
+const WAVES = 'pair() { hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
+    'echo "$(printf "%s\\n" "$hr" | sed -n "s/^h //p") $(printf "%s\\n" "$hr" | sed -n "s/^r //p")"; }; ' +
+    'waves() { i=0; while [ $i -lt "$4" ]; do ' +
+    'out=$(j=0; while [ $j -lt "$3" ]; do pair "$1" "$2" & j=$((j + 1)); done; wait); printf "%s\\n" "$out"; ' +
+    'printf "%s\\n" "$out" | grep -qv "^2[0-9][0-9] [1-4][0-9][0-9]$" || { echo ok; return 0; }; i=$((i + 1)); [ $i -lt "$4" ] && sleep 0.2; done; return 1; }; ';
 /** The health gate's poll: what `docker inspect` says, then (running, with an address on the network) one probe. */
 const GATE_FORMAT = '{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{range $k, $v := .NetworkSettings.Networks}} {{$k}}={{$v.IPAddress}}{{end}}';
 /**
- * The whole health gate in one round trip: polls the container every 0.1 s until its health path answers 2xx from
- * inside `via`, it exits, restarts or reports unhealthy, or timeoutS pass. Prints one line at the end:
+ * One burst of the health gate, inside `via`: GETs $1 every 0.1 s for up to 2 s, printing each status, and stops at
+ * the first 2xx. One docker exec per burst instead of one per probe: the host's CPU goes to the booting app.
+ */
+const GATE_BURST = `${PROBE}T=2; H=; e=$(( $(date +%s) + 2 )); while :; do c=$(probe "$1"); echo "$c"; case $c in 2??) exit 0 ;; esac; [ "$(date +%s)" -lt "$e" ] || exit 0; sleep 0.1; done`;
+/**
+ * The whole health gate in one round trip: until the container's health path answers 2xx from inside `via` (probed
+ * every 0.1 s, in bursts of up to 2 s), it exits, restarts or reports unhealthy (read between bursts, every 0.05 s
+ * before it runs with an address), or timeoutS pass. Prints one line at the end:
  * `healthy <ip> <code>`, `exited <status> <restarts> <last code>`, `unhealthy <last code>`, `gone <last code>` or
  * `timeout <last code> <ip>` (last code: the last probe's status, 000 when nothing answered, none before any probe).
  */
@@ -71051,9 +71087,29 @@ const healthGateLoop = (g) => script('n=$1 net=$2 via=$3 port=$4 path=$5 t=$6 p=
     '[ "$rs" -gt 0 ] && { echo "exited $st $rs $last"; exit 0; }; ' +
     '[ "$hs" = unhealthy ] && { echo "unhealthy $last"; exit 0; }; ' +
     'if [ "$st" = running ] && [ -n "$ip" ]; then ' +
-    'last=$(docker exec "$via" sh -c "$p" sh "http://$ip:$port$path" 2>/dev/null) || last=000; ' +
-    'case $last in 2??) echo "healthy $ip $last"; exit 0 ;; esac; fi; ' +
-    '[ "$(date +%s)" -lt "$end" ] || { echo "timeout $last $ip"; exit 0; }; sleep 0.1; done', g.container, g.network, g.via, String(g.port), g.path, String(g.timeoutS), `${PROBE}T=2; H=; probe "$1"`, GATE_FORMAT);
+    'out=$(docker exec "$via" sh -c "$p" sh "http://$ip:$port$path" 2>/dev/null); last=$(printf "%s\\n" "$out" | tail -n 1); [ -n "$last" ] || last=000; ' +
+    'case $last in 2??) echo "healthy $ip $last"; exit 0 ;; esac; else sleep 0.05; fi; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo "timeout $last $ip"; exit 0; }; done', g.container, g.network, g.via, String(g.port), g.path, String(g.timeoutS), GATE_BURST, GATE_FORMAT);
+
+;// CONCATENATED MODULE: ./src/commands/switch.ts
+
+
+
+/** The stages, in order; each runs only when the one before succeeded. */
+const SWITCH_STAGES = ['preview', 'switch', 'verify'];
+/**
+ * Inside the nginx container: `preview` (waves on the preview port), then `switch` (reload, and wait until only new
+ * workers serve), then `verify` (waves on the client port): each a section (`@@ops <stage>` … `@@ops-rc <rc>`), the
+ * next one run only when it succeeded, and `@@ops-at <stage> <uptime>` before each and `@@ops-at end <uptime>` after
+ * the last that ran (seconds since boot, to 10 ms).
+ */
+const previewSwitchVerify = (s) => {
+    const stage = (name, body) => `at ${name}; echo '@@ops ${name}'; { ${body}; } 2>&1; r=$?; echo "@@ops-rc $r"; [ $r -eq 0 ]`;
+    return shell_cmd('docker', 'exec', s.nginxId, 'sh', '-c', `${PROBE}${WAVES}${RELOAD}at() { read -r u _ </proc/uptime; echo "@@ops-at $1 $u"; }; T=$4; ` +
+        `{ ${stage('preview', 'H=$5; waves "$6" "$7" "$2" "$3"')}; } && ` +
+        `{ ${stage('switch', 'reload "$1" "$8"')}; } && ` +
+        `{ ${stage('verify', 'H=$9; waves "${10}" "${11}" "$2" "$3"')}; }; r=$?; at end; exit $r`, 'sh', NGINX_PID_FILE, String(s.need), String(s.maxWaves), String(s.probeTimeoutS), s.preview.header, s.preview.health, s.preview.route, String(s.reloadTimeoutS), s.live.header, s.live.health, s.live.route);
+};
 
 ;// CONCATENATED MODULE: ./src/commands/retire.ts
 
@@ -71087,9 +71143,15 @@ const retireContainers = (r) => {
 
 
 
+
+
+
 // The new release's container: start it, gate it on its health path, verify it through nginx, and remove it
 // (failed) or the old one (replaced).
-const VERIFY_ROUNDS = 3;
+/** Requests to the health path and to the route at once, per wave; waves at most before a check fails. */
+const VERIFY_PAIRS = 3;
+const VERIFY_WAVES = 5;
+const RELOAD_TIMEOUT_S = 10;
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 const PREVIEW_PORT = 8504;
 /** `<service>-<8 hex>`: a new name for every release, so old and new run side by side. */
@@ -71165,21 +71227,74 @@ function parseGate(out) {
             throw new HostError(`the health gate printed nothing it knows: ${out.trim() || '(nothing)'}`);
     }
 }
+/** A stage of previewSwitchVerify that failed; `stage` says whether clients may have been switched ('preview': not). */
+class ThroughNginxFailed extends HostError {
+    stage;
+    constructor(stage, message, fix) {
+        super(message, fix);
+        this.stage = stage;
+    }
+}
 /**
- * The route answers through nginx (a port of the nginx container): health path 2xx, route without a 5xx, 3× in a
- * row. On the preview port, `header` picks the new container.
+ * The new release through nginx, in one round trip: on nginx's preview port (the header picks the new container,
+ * through the very same route config, before any client is switched), then the switch (a reload: the upstream file
+ * naming the new container was written and tested before), then as clients see it. Each check: health path 2xx and
+ * route without a 5xx, VERIFY_PAIRS requests of each at once. Returns the seconds each stage took.
  */
-async function verify(remote, app, nginxId, port, header = '') {
-    const base = `http://127.0.0.1:${port}`;
+async function throughNginx(remote, app, nginxId, name) {
     const healthPath = publicPath(app.spec, app.spec.healthPath);
-    const out = await remote.must(httpRounds(nginxId, base + healthPath, base + app.spec.route, VERIFY_ROUNDS, VERIFY_ROUNDS * 3, 3, header), 'probing through nginx');
-    const rounds = out.trim().split('\n');
-    const [h = '000', r = '000'] = (rounds.filter(l => l !== 'ok').at(-1) ?? '').split(' ');
-    const last = `GET ${healthPath} -> ${h}, GET ${app.spec.route} -> ${r}`;
-    const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx';
-    if (rounds.at(-1) !== 'ok')
-        throw new HostError(`The new release does not answer well ${where}: ${last}`);
-    info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`);
+    const at = (port, header) => ({
+        health: `http://127.0.0.1:${port}${healthPath}`,
+        route: `http://127.0.0.1:${port}${app.spec.route}`,
+        header
+    });
+    // Without an answer (the connection went mid-way) it may have switched.
+    const maybe = (e) => new ThroughNginxFailed('switch', `probing and switching through nginx failed: ${e.message}`);
+    const r = await remote
+        .run(previewSwitchVerify({
+        nginxId,
+        preview: at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
+        live: at(80, ''),
+        need: VERIFY_PAIRS,
+        maxWaves: VERIFY_WAVES,
+        probeTimeoutS: 3,
+        reloadTimeoutS: RELOAD_TIMEOUT_S
+    }))
+        .catch((e) => {
+        throw maybe(e);
+    });
+    const s = splitSections(r.stdout);
+    const times = stageTimes(r.stdout);
+    if (!s.size)
+        throw maybe(new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim()}`));
+    for (const stage of SWITCH_STAGES) {
+        const done = s.get(stage);
+        if (!done)
+            throw new ThroughNginxFailed('switch', `the ${stage} through nginx did not finish: ${(r.stderr || r.stdout).trim()}`);
+        if (done.rc === 0)
+            continue;
+        if (stage === 'switch') {
+            const e = reloadFailed(done.rc, done.out, RELOAD_TIMEOUT_S);
+            throw new ThroughNginxFailed(stage, e.message, e.fix);
+        }
+        const where = stage === 'preview' ? "on nginx's preview port (before any client was switched)" : 'through nginx';
+        const bad = done.out.split('\n').filter(l => /^\d{3} \d{3}$/.test(l) && !/^2\d\d [1-4]\d\d$/.test(l));
+        const [h = '000', rt = '000'] = (bad.at(-1) ?? '000 000').split(' ');
+        throw new ThroughNginxFailed(stage, `The new release does not answer well ${where}: GET ${healthPath} -> ${h}, GET ${app.spec.route} -> ${rt}`);
+    }
+    info(`GET ${healthPath} and GET ${app.spec.route}, ${VERIFY_PAIRS} of each at once, answer well on nginx's preview port and, after the switch, through nginx (${SWITCH_STAGES.map(st => `${st} ${times[st].toFixed(2)} s`).join(', ')}).`);
+    return times;
+}
+/** Seconds per stage from the `@@ops-at <stage> <uptime>` marks (each stage ends where the next mark is). */
+function stageTimes(stdout) {
+    const marks = [...stdout.matchAll(/^@@ops-at ([a-z]+) ([0-9.]+)$/gm)].map(m => ({ name: m[1], at: Number(m[2]) }));
+    const times = Object.fromEntries(SWITCH_STAGES.map(st => [st, 0]));
+    marks.forEach((m, i) => {
+        const next = marks[i + 1];
+        if (next && m.name in times)
+            times[m.name] = Math.max(0, next.at - m.at);
+    });
+    return times;
 }
 /** Shows a failed release's state and last log lines, then removes it. */
 async function removeFailed(remote, name) {
@@ -71273,42 +71388,43 @@ async function swap(remote, ctx) {
         phases: phaseSeconds(phases.records, label),
         error
     });
-    const failed = (stage) => (e) => abandon(remote, ctx, { before, name, stage, record }, e);
+    const failed = (stage, unloaded = []) => (e) => abandon(remote, ctx, { before, name, stage, unloaded, record }, e);
     // 5. Start the new container next to the old one.
     const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined;
     await phase('Start container', () => startContainer(remote, { name, app, image, network, memory: before.memory, inheritEnvFrom })).catch(failed('before switch'));
-    // 6. Health gate, directly on the new container.
-    const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(failed('before switch'));
-    // 7. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
-    // Meanwhile the upstream file that names the new container is written and passes nginx -t: nginx loads it only at
-    // the switch, and a failed preview puts the old file back.
+    // 6. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
+    // nginx -t (nginx loads it only at the switch; a failure before puts the old one back). A service outside the
+    // catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
     const upstream = {
         path: upstreamPath(app.service),
         content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
     };
-    await phase('Verify preview through nginx', async () => {
-        // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-        if (!CATALOGUE[app.service])
-            await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined));
-        const [preview, written] = await Promise.allSettled([
-            verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
-            writeAndTest(remote, opsDir, nginxId, [upstream])
-        ]);
-        if (preview.status === 'rejected') {
-            if (written.status === 'fulfilled')
-                await restoreUnloaded(remote, opsDir, [upstream.path]);
-            throw preview.reason;
-        }
-        if (written.status === 'rejected')
-            throw written.reason;
-    }).catch(failed('before switch'));
-    // 8. Switch: nginx reloads with the new upstream file and clients go to the new container.
-    await phase('Switch nginx', async () => {
-        await reloadAndWait(remote, nginxId);
-        info(`nginx now routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
-    }).catch(failed('switched'));
-    // 9. Verify through nginx, as clients see it.
-    await phase('Verify through nginx', () => verify(remote, app, nginxId, 80)).catch(failed('switched'));
+    const routeFiles = CATALOGUE[app.service] ? [] : customServiceFiles(app.service, app.spec.route, before.live !== undefined);
+    const written = (async () => {
+        if (routeFiles.length)
+            await writeAndReload(remote, opsDir, nginxId, routeFiles);
+        await writeAndTest(remote, opsDir, nginxId, [upstream]);
+    })().then(() => undefined, (e) => e);
+    // A failure before the switch puts the old upstream file back if the new one was written (abandon() does).
+    const beforeSwitch = async (e) => failed('before switch', (await written) ? [] : [upstream.path])(e);
+    const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(beforeSwitch);
+    // 7-9. Preview, switch, verify, in one round trip: nginx's preview port routes to the new container through the very
+    // same route config (no reload); then the reload that switches clients; then the route as clients see it. Where it
+    // stopped is known from its output; without it (the connection lost mid-way) it may have switched.
+    await phase('Preview, switch and verify through nginx', async () => {
+        const writeError = await written;
+        if (writeError)
+            throw writeError;
+        await throughNginx(remote, app, nginxId, name);
+        info(`nginx routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
+    }).catch(async (e) => {
+        // The write or its nginx -t failed: writeAndTest put its files back.
+        if (e === (await written))
+            return failed('before switch')(e);
+        if (e instanceof ThroughNginxFailed && e.stage !== 'preview')
+            return failed('switched')(e);
+        return beforeSwitch(e);
+    });
     // 10. The switch is final. The old container stops in the background once nginx is done with it; history, images.
     await phase('Retire old and record', () => Promise.all([
         forgetFiles(remote, opsDir, serviceFiles(app.service)),
@@ -71337,6 +71453,8 @@ async function abandon(remote, ctx, a, e) {
     const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back`, async () => {
         const live = a.before.live;
         const notes = [];
+        if (!switched && a.unloaded.length)
+            await restoreUnloaded(remote, ctx.infra.opsDir, a.unloaded);
         if (switched) {
             await revertFiles(remote, ctx.infra.opsDir, ctx.nginxId, [upstreamPath(app.service)]);
             await forgetFiles(remote, ctx.infra.opsDir, serviceFiles(app.service));
@@ -73010,6 +73128,8 @@ function appInputsOf(service, labels) {
     };
 }
 
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
 var is_stream = __nccwpck_require__(6543);
 // EXTERNAL MODULE: ./node_modules/make-dir/index.js
@@ -73899,6 +74019,7 @@ var external_node_stream_ = __nccwpck_require__(7075);
 
 
 
+
 /** What Remote.must returns: the stdout, or a HostError naming `what` with the exit code and the output's last lines. */
 function stdoutOrThrow(r, what, fix) {
     if (r.code === 0)
@@ -73954,11 +74075,19 @@ class SshRemote {
 async function connectOnce(c) {
     const ssh = new NodeSSH();
     let hostKeyProblem;
+    // Our own socket, for TCP_NODELAY from the first byte: with Nagle's algorithm every small SSH message that follows
+    // another waits for the host's delayed ACK (40 ms on Linux), several times in the handshake and in every command
+    // (measured on loopback: ready after 210 ms instead of 50, `true` 60-90 ms instead of 12). ssh2 reports its errors.
+    const sock = (0,external_node_net_.createConnection)({ host: c.host, port: c.port, noDelay: true });
+    sock.on('error', () => undefined);
     try {
         await ssh.connect({
+            sock,
             host: c.host,
             port: c.port,
             username: c.username,
+            // The key is the only credential: no `none` probe first (one round trip less).
+            authHandler: ['publickey'],
             privateKey: c.privateKey,
             passphrase: c.passphrase,
             readyTimeout: c.connectTimeoutMs,
@@ -73983,6 +74112,7 @@ async function connectOnce(c) {
     }
     catch (e) {
         ssh.dispose();
+        sock.destroy();
         if (hostKeyProblem)
             throw new ConnectError(`Host key verification failed; nothing was sent to the host. ${hostKeyProblem}`, false);
         const err = e;

@@ -6,12 +6,12 @@ import { pullImage, pruneImages } from './images'
 import { runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
-import { forgetFiles, reloadAndWait, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
+import { forgetFiles, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
 import type { Phases } from './phases'
 import { preflight, probeService, type Before, type ServiceState } from './preflight'
-import { healthGate, newContainerName, PREVIEW_PORT, removeFailed, retireOld, startContainer, verify } from './release'
+import { healthGate, newContainerName, removeFailed, retireOld, startContainer, throughNginx, ThroughNginxFailed } from './release'
 import type { Remote } from './ssh'
-import { customServiceFiles, locationsPath, PREVIEW_HEADER, upstreamConf, upstreamName, upstreamPath, varsPath } from './upstream'
+import { customServiceFiles, locationsPath, upstreamConf, upstreamName, upstreamPath, varsPath } from './upstream'
 
 export interface DeployResult {
   container: string
@@ -97,43 +97,48 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       phases: phaseSeconds(phases.records, label),
       error
     })
-  const failed = (stage: Stage) => (e: unknown) => abandon(remote, ctx, { before, name, stage, record }, e as Error)
+  const failed =
+    (stage: Stage, unloaded: string[] = []) =>
+    (e: unknown) =>
+      abandon(remote, ctx, { before, name, stage, unloaded, record }, e as Error)
 
   // 5. Start the new container next to the old one.
   const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined
   await phase('Start container', () => startContainer(remote, { name, app, image, network, memory: before.memory, inheritEnvFrom })).catch(
     failed('before switch')
   )
-  // 6. Health gate, directly on the new container.
-  const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(failed('before switch'))
-  // 7. Preview: nginx's preview port routes to the new container through the very same route config, no reload.
-  // Meanwhile the upstream file that names the new container is written and passes nginx -t: nginx loads it only at
-  // the switch, and a failed preview puts the old file back.
+  // 6. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
+  // nginx -t (nginx loads it only at the switch; a failure before puts the old one back). A service outside the
+  // catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
   const upstream = {
     path: upstreamPath(app.service),
     content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
   }
-  await phase('Verify preview through nginx', async () => {
-    // A service outside the catalogue brings its route (nginx reloads for it); the catalogue's ship with nginx/.
-    if (!CATALOGUE[app.service])
-      await writeAndReload(remote, opsDir, nginxId, customServiceFiles(app.service, app.spec.route, before.live !== undefined))
-    const [preview, written] = await Promise.allSettled([
-      verify(remote, app, nginxId, PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
-      writeAndTest(remote, opsDir, nginxId, [upstream])
-    ])
-    if (preview.status === 'rejected') {
-      if (written.status === 'fulfilled') await restoreUnloaded(remote, opsDir, [upstream.path])
-      throw preview.reason
-    }
-    if (written.status === 'rejected') throw written.reason
-  }).catch(failed('before switch'))
-  // 8. Switch: nginx reloads with the new upstream file and clients go to the new container.
-  await phase('Switch nginx', async () => {
-    await reloadAndWait(remote, nginxId)
-    core.info(`nginx now routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`)
-  }).catch(failed('switched'))
-  // 9. Verify through nginx, as clients see it.
-  await phase('Verify through nginx', () => verify(remote, app, nginxId, 80)).catch(failed('switched'))
+  const routeFiles = CATALOGUE[app.service] ? [] : customServiceFiles(app.service, app.spec.route, before.live !== undefined)
+  const written: Promise<Error | undefined> = (async () => {
+    if (routeFiles.length) await writeAndReload(remote, opsDir, nginxId, routeFiles)
+    await writeAndTest(remote, opsDir, nginxId, [upstream])
+  })().then(
+    () => undefined,
+    (e: Error) => e
+  )
+  // A failure before the switch puts the old upstream file back if the new one was written (abandon() does).
+  const beforeSwitch = async (e: unknown) => failed('before switch', (await written) ? [] : [upstream.path])(e)
+  const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(beforeSwitch)
+  // 7-9. Preview, switch, verify, in one round trip: nginx's preview port routes to the new container through the very
+  // same route config (no reload); then the reload that switches clients; then the route as clients see it. Where it
+  // stopped is known from its output; without it (the connection lost mid-way) it may have switched.
+  await phase('Preview, switch and verify through nginx', async () => {
+    const writeError = await written
+    if (writeError) throw writeError
+    await throughNginx(remote, app, nginxId, name)
+    core.info(`nginx routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`)
+  }).catch(async (e: unknown) => {
+    // The write or its nginx -t failed: writeAndTest put its files back.
+    if (e === (await written)) return failed('before switch')(e)
+    if (e instanceof ThroughNginxFailed && e.stage !== 'preview') return failed('switched')(e)
+    return beforeSwitch(e)
+  })
 
   // 10. The switch is final. The old container stops in the background once nginx is done with it; history, images.
   await phase('Retire old and record', () =>
@@ -151,6 +156,8 @@ interface Attempt {
   before: Before
   name: string
   stage: Stage
+  /** nginx files written for the new container but not loaded: put back (no reload) before the switch. */
+  unloaded: string[]
   record: (result: HistoryRecord['result'], error?: string) => Promise<void>
 }
 
@@ -177,6 +184,7 @@ async function abandon(remote: Remote, ctx: SwapContext, a: Attempt, e: Error): 
   const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back`, async () => {
     const live = a.before.live
     const notes: string[] = []
+    if (!switched && a.unloaded.length) await restoreUnloaded(remote, ctx.infra.opsDir, a.unloaded)
     if (switched) {
       await revertFiles(remote, ctx.infra.opsDir, ctx.nginxId, [upstreamPath(app.service)])
       await forgetFiles(remote, ctx.infra.opsDir, serviceFiles(app.service))

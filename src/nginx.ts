@@ -58,9 +58,12 @@ export async function writeAndTest(remote: Remote, opsDir: string, nginxId: stri
   const entries = files.map(f => ({ ...f, mode: 0o644 }))
   const paths = entries.map(e => e.path)
   // The test runs on the old files if the write failed; its result is not used then.
-  const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }))), {
-    stdin: await tarball(entries)
-  })
+  const out = await remote.run(
+    seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }, opsDir))),
+    {
+      stdin: await tarball(entries)
+    }
+  )
   const s = splitSections(out.stdout)
   const write = s.get('write')
   if (write?.rc !== 0)
@@ -119,13 +122,19 @@ export function parseWorkers(out: string): NginxWorkers {
  * shutting down and new workers have started. A reload that nginx refused (it keeps the old workers) fails here.
  */
 export async function reloadAndWait(remote: Remote, id: string, timeoutMs = 10_000): Promise<NginxWorkers> {
-  const r = await remote.run(reloadNginxAndWait(id, Math.ceil(timeoutMs / 1000)))
+  const timeoutS = Math.ceil(timeoutMs / 1000)
+  const r = await remote.run(reloadNginxAndWait(id, timeoutS))
   if (r.code === 0) return parseWorkers(r.stdout)
-  if (r.code === 4)
-    throw new HostError(
-      `nginx did not apply the new configuration within ${timeoutMs / 1000} s (its old workers are still serving)`,
+  throw reloadFailed(r.code, r.stderr || r.stdout, timeoutS)
+}
+
+/** A reload (commands/nginx.ts RELOAD) that exited with `code`, as an error that says which step failed. */
+export function reloadFailed(code: number, output: string, timeoutS: number): HostError {
+  if (code === 4)
+    return new HostError(
+      `nginx did not apply the new configuration within ${timeoutS} s (its old workers are still serving)`,
       'check `docker logs` of the nginx container'
     )
-  const what = r.code === 3 ? 'reloading nginx' : 'listing nginx processes'
-  throw new HostError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`)
+  const what = code === 3 ? "signalling nginx's master" : 'reaching the nginx container'
+  return new HostError(`${what} failed (exit ${code}): ${output.trim()}`)
 }

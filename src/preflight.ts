@@ -28,7 +28,7 @@ export async function probeService(remote: Remote, service: string, opsDir: stri
       section('containers', serviceContainers(service)),
       section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(service)))),
       section('memory', memInfo()),
-      section('nginx-test', nginxTest(nginx))
+      section('nginx-test', nginxTest(nginx, opsDir))
     )
   )
   const s = splitSections(out.stdout)

@@ -1,20 +1,26 @@
 import * as core from '@actions/core'
 import { randomBytes } from 'node:crypto'
 import { inspectContainers, removeContainers, runContainer } from './commands/containers'
-import { healthGateLoop, httpRounds } from './commands/http'
+import { healthGateLoop } from './commands/http'
+import { previewSwitchVerify, SWITCH_STAGES } from './commands/switch'
 import { retireContainers } from './commands/retire'
 import { publicPath } from './catalogue'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
 import { HostError } from './errors'
 import type { AppInputs } from './inputs'
-import { KEEPALIVE_MIN_TIMEOUT_S } from './nginx'
+import { KEEPALIVE_MIN_TIMEOUT_S, reloadFailed } from './nginx'
 import { hostPath, OPS } from './paths'
+import { splitSections } from './shell'
 import type { Remote } from './ssh'
+import { PREVIEW_HEADER } from './upstream'
 
 // The new release's container: start it, gate it on its health path, verify it through nginx, and remove it
 // (failed) or the old one (replaced).
 
-const VERIFY_ROUNDS = 3
+/** Requests to the health path and to the route at once, per wave; waves at most before a check fails. */
+const VERIFY_PAIRS = 3
+const VERIFY_WAVES = 5
+const RELOAD_TIMEOUT_S = 10
 /** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
 export const PREVIEW_PORT = 8504
 
@@ -118,23 +124,83 @@ export function parseGate(out: string): GateResult {
   }
 }
 
+/** A stage of previewSwitchVerify that failed; `stage` says whether clients may have been switched ('preview': not). */
+export class ThroughNginxFailed extends HostError {
+  constructor(
+    readonly stage: SwitchStage,
+    message: string,
+    fix?: string
+  ) {
+    super(message, fix)
+  }
+}
+
+type SwitchStage = (typeof SWITCH_STAGES)[number]
+
 /**
- * The route answers through nginx (a port of the nginx container): health path 2xx, route without a 5xx, 3× in a
- * row. On the preview port, `header` picks the new container.
+ * The new release through nginx, in one round trip: on nginx's preview port (the header picks the new container,
+ * through the very same route config, before any client is switched), then the switch (a reload: the upstream file
+ * naming the new container was written and tested before), then as clients see it. Each check: health path 2xx and
+ * route without a 5xx, VERIFY_PAIRS requests of each at once. Returns the seconds each stage took.
  */
-export async function verify(remote: Remote, app: AppInputs, nginxId: string, port: number, header = ''): Promise<void> {
-  const base = `http://127.0.0.1:${port}`
+export async function throughNginx(remote: Remote, app: AppInputs, nginxId: string, name: string): Promise<Record<SwitchStage, number>> {
   const healthPath = publicPath(app.spec, app.spec.healthPath)
-  const out = await remote.must(
-    httpRounds(nginxId, base + healthPath, base + app.spec.route, VERIFY_ROUNDS, VERIFY_ROUNDS * 3, 3, header),
-    'probing through nginx'
+  const at = (port: number, header: string) => ({
+    health: `http://127.0.0.1:${port}${healthPath}`,
+    route: `http://127.0.0.1:${port}${app.spec.route}`,
+    header
+  })
+  // Without an answer (the connection went mid-way) it may have switched.
+  const maybe = (e: Error) => new ThroughNginxFailed('switch', `probing and switching through nginx failed: ${e.message}`)
+  const r = await remote
+    .run(
+      previewSwitchVerify({
+        nginxId,
+        preview: at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
+        live: at(80, ''),
+        need: VERIFY_PAIRS,
+        maxWaves: VERIFY_WAVES,
+        probeTimeoutS: 3,
+        reloadTimeoutS: RELOAD_TIMEOUT_S
+      })
+    )
+    .catch((e: Error) => {
+      throw maybe(e)
+    })
+  const s = splitSections(r.stdout)
+  const times = stageTimes(r.stdout)
+  if (!s.size) throw maybe(new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim()}`))
+  for (const stage of SWITCH_STAGES) {
+    const done = s.get(stage)
+    if (!done) throw new ThroughNginxFailed('switch', `the ${stage} through nginx did not finish: ${(r.stderr || r.stdout).trim()}`)
+    if (done.rc === 0) continue
+    if (stage === 'switch') {
+      const e = reloadFailed(done.rc, done.out, RELOAD_TIMEOUT_S)
+      throw new ThroughNginxFailed(stage, e.message, e.fix)
+    }
+    const where = stage === 'preview' ? "on nginx's preview port (before any client was switched)" : 'through nginx'
+    const bad = done.out.split('\n').filter(l => /^\d{3} \d{3}$/.test(l) && !/^2\d\d [1-4]\d\d$/.test(l))
+    const [h = '000', rt = '000'] = (bad.at(-1) ?? '000 000').split(' ')
+    throw new ThroughNginxFailed(
+      stage,
+      `The new release does not answer well ${where}: GET ${healthPath} -> ${h}, GET ${app.spec.route} -> ${rt}`
+    )
+  }
+  core.info(
+    `GET ${healthPath} and GET ${app.spec.route}, ${VERIFY_PAIRS} of each at once, answer well on nginx's preview port and, after the switch, through nginx (${SWITCH_STAGES.map(st => `${st} ${times[st].toFixed(2)} s`).join(', ')}).`
   )
-  const rounds = out.trim().split('\n')
-  const [h = '000', r = '000'] = (rounds.filter(l => l !== 'ok').at(-1) ?? '').split(' ')
-  const last = `GET ${healthPath} -> ${h}, GET ${app.spec.route} -> ${r}`
-  const where = port === PREVIEW_PORT ? "on nginx's preview port (before any client was switched)" : 'through nginx'
-  if (rounds.at(-1) !== 'ok') throw new HostError(`The new release does not answer well ${where}: ${last}`)
-  core.info(`${where}: ${last} (${VERIFY_ROUNDS} times in a row).`)
+  return times
+}
+
+/** Seconds per stage from the `@@ops-at <stage> <uptime>` marks (each stage ends where the next mark is). */
+export function stageTimes(stdout: string): Record<SwitchStage, number> {
+  const marks = [...stdout.matchAll(/^@@ops-at ([a-z]+) ([0-9.]+)$/gm)].map(m => ({ name: m[1], at: Number(m[2]) }))
+  const times = Object.fromEntries(SWITCH_STAGES.map(st => [st, 0])) as Record<SwitchStage, number>
+  marks.forEach((m, i) => {
+    const next = marks[i + 1]
+    if (next && m.name in times) times[m.name as SwitchStage] = Math.max(0, next.at - m.at)
+  })
+  return times
 }
 
 /** Shows a failed release's state and last log lines, then removes it. */

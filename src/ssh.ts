@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import { createConnection } from 'node:net'
 import { NodeSSH } from 'node-ssh'
 import { PassThrough, Readable } from 'node:stream'
 import { HostError } from './errors'
@@ -108,11 +109,19 @@ class SshRemote implements Remote {
 async function connectOnce(c: ConnectionInputs): Promise<NodeSSH> {
   const ssh = new NodeSSH()
   let hostKeyProblem: string | undefined
+  // Our own socket, for TCP_NODELAY from the first byte: with Nagle's algorithm every small SSH message that follows
+  // another waits for the host's delayed ACK (40 ms on Linux), several times in the handshake and in every command
+  // (measured on loopback: ready after 210 ms instead of 50, `true` 60-90 ms instead of 12). ssh2 reports its errors.
+  const sock = createConnection({ host: c.host, port: c.port, noDelay: true })
+  sock.on('error', () => undefined)
   try {
     await ssh.connect({
+      sock,
       host: c.host,
       port: c.port,
       username: c.username,
+      // The key is the only credential: no `none` probe first (one round trip less).
+      authHandler: ['publickey'],
       privateKey: c.privateKey,
       passphrase: c.passphrase,
       readyTimeout: c.connectTimeoutMs,
@@ -139,6 +148,7 @@ async function connectOnce(c: ConnectionInputs): Promise<NodeSSH> {
     return ssh
   } catch (e) {
     ssh.dispose()
+    sock.destroy()
     if (hostKeyProblem) throw new ConnectError(`Host key verification failed; nothing was sent to the host. ${hostKeyProblem}`, false)
     const err = e as Error & { level?: string; code?: string }
     if (err.level === 'client-authentication') {

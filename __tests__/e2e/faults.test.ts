@@ -110,7 +110,7 @@ describe('faults during a deploy', () => {
     ['after the pull', /::group::Take deploy lock/, 0, ''],
     ['after the new container started', /::group::Health gate \(direct\)/, 0, ''],
     ['during the health gate', /::group::Health gate \(direct\)/, 1500, 'STARTUP_DELAY=4'],
-    ['during the preview check', /::group::Verify preview through nginx/, 150, ''],
+    ['during the preview check', /::group::Preview, switch and verify through nginx/, 50, ''],
     ['right after the switch', /nginx now routes \/ to/, 0, ''],
     ['while the old container is handed to its retirement and the run recorded', /::group::Retire old and record/, 0, '']
   ]

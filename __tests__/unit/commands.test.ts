@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -7,13 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, createNetwork } from '../../src/commands/compose'
 import { removeContainers, runContainer, stopContainers, type RunSpec } from '../../src/commands/containers'
 import { readFileBase64IfExists } from '../../src/commands/files'
-import { healthGateLoop, httpRounds, httpStatus, type GateSpec } from '../../src/commands/http'
+import { healthGateLoop, httpStatus, PROBE, WAVES, type GateSpec } from '../../src/commands/http'
 import { pull } from '../../src/commands/images'
 import { composeV1Version, composeV2Version } from '../../src/commands/probes'
-import { NGINX_CONF, nginxTest } from '../../src/commands/nginx'
+import { NGINX_CONF, NGINX_PID_FILE, nginxTest, RELOAD } from '../../src/commands/nginx'
 import { retireContainers, type Retirement } from '../../src/commands/retire'
+import { previewSwitchVerify, SWITCH_STAGES, type SwitchSpec } from '../../src/commands/switch'
 import { IMAGE_LABEL, SERVICE_LABEL, SPEC_LABEL } from '../../src/labels'
-import { parseGate } from '../../src/release'
+import { parseWorkers } from '../../src/nginx'
+import { parseGate, stageTimes } from '../../src/release'
 import { section, seq, splitSections, type Sh } from '../../src/shell'
 import { dockerArgv, dockerArgvs, runWithFakeDocker, shArgv, until, useTempDir } from './helpers'
 
@@ -163,21 +165,47 @@ const hasWget = (() => {
   }
 })()
 
-describe('httpStatus / httpRounds', () => {
+describe('httpStatus / WAVES / previewSwitchVerify', () => {
   let server: Server
   let port: number
   let closedPort: number
+  /** Every path the server was asked for, in order. */
+  const seen: string[] = []
+  /** /slow: requests being answered now, and the most at once. */
+  let inFlight = 0
+  let mostInFlight = 0
+  /** /flaky/N/KEY: answered 503 N times (per KEY), then 200. */
+  const flaky = new Map<string, number>()
 
   beforeAll(async () => {
     server = createServer((req, res) => {
+      const url = req.url ?? ''
+      seen.push(url)
+      const flake = /^\/flaky\/(\d+)\/(.+)$/.exec(url)
+      if (flake) {
+        const n = flaky.get(flake[2]) ?? 0
+        flaky.set(flake[2], n + 1)
+        res.statusCode = n < Number(flake[1]) ? 503 : 200
+        res.end('body')
+        return
+      }
+      if (url === '/slow') {
+        inFlight++
+        mostInFlight = Math.max(mostInFlight, inFlight)
+        setTimeout(() => {
+          inFlight--
+          res.end('body')
+        }, 400)
+        return
+      }
       const code =
-        req.url === '/missing'
+        url === '/missing'
           ? 404
-          : req.url === '/down'
+          : url === '/down'
             ? 503
-            : req.url === '/moved'
+            : url === '/moved'
               ? 301
-              : req.url === '/header'
+              : url === '/header'
                 ? req.headers['x-ops-upstream'] === 'frontend-1a2b3c4d:3000'
                   ? 204
                   : 400
@@ -227,18 +255,68 @@ describe('httpStatus / httpRounds', () => {
     }
   )
 
-  it('httpRounds is docker exec VIA sh -c SCRIPT sh HEALTH ROUTE NEED MAX TIMEOUT HEADER', () => {
-    const argv = dockerArgv(httpRounds('nginx-id', 'http://127.0.0.1:8504/h', 'http://127.0.0.1:8504/r/', 3, 9, 2, 'X-Ops-Upstream: a:1'))
-    expect(argv.slice(0, 4)).toEqual(['exec', 'nginx-id', 'sh', '-c'])
-    expect(argv.slice(5)).toEqual(['sh', 'http://127.0.0.1:8504/h', 'http://127.0.0.1:8504/r/', '3', '9', '2', 'X-Ops-Upstream: a:1'])
-  })
+  /** Runs a program here (sh, unshare), bounded in time: its exit code and output. */
+  function run(file: string, args: string[], timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const p = spawn(file, args, { timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] })
+      let stdout = ''
+      let stderr = ''
+      p.stdout.on('data', d => (stdout += d))
+      p.stderr.on('data', d => (stderr += d))
+      p.on('error', reject)
+      p.on('close', code => resolve({ code: code ?? -1, stdout, stderr }))
+    })
+  }
 
-  it.skipIf(!hasWget)('httpRounds: ok after NEED good rounds in a row; a 5xx route or a non-2xx health path never is', async () => {
-    const rounds = (health: string, route: string) =>
-      inNginx(dockerArgv(httpRounds('nginx', `http://127.0.0.1:${port}${health}`, `http://127.0.0.1:${port}${route}`, 2, 4, 2)))
-    expect(await rounds('/health', '/missing')).toBe('200 404\n200 404\nok\n')
-    expect(await rounds('/health', '/down')).toBe('200 503\n'.repeat(4))
-    expect(await rounds('/missing', '/health')).toBe('404 200\n'.repeat(4))
+  describe('WAVES', () => {
+    // The shell function as the scripts that use it compose it: after PROBE, with PROBE's T and H set.
+    const WAVES_SH = `${PROBE}${WAVES}T=2; H=; waves "$1" "$2" "$3" "$4"`
+    const waves = (health: string, route: string, need: number, max: number, p = port) =>
+      run('sh', ['-c', WAVES_SH, 'sh', `http://127.0.0.1:${p}${health}`, `http://127.0.0.1:${port}${route}`, String(need), String(max)])
+    const lines = (out: string) => out.split('\n').slice(0, -1)
+
+    it('is shell functions only: defining them runs nothing', async () => {
+      expect(await run('sh', ['-c', `${PROBE}${WAVES}echo defined`])).toEqual({ code: 0, stdout: 'defined\n', stderr: '' })
+    })
+
+    it.skipIf(!hasWget)('a good first wave (health 2xx, route 1xx-4xx, NEED pairs of each): its lines, then ok, exit 0', async () => {
+      expect(await waves('/health', '/missing', 3, 4)).toEqual({ code: 0, stdout: `${'200 404\n'.repeat(3)}ok\n`, stderr: '' })
+      // A redirect is followed: the final status counts.
+      expect(await waves('/health', '/moved', 1, 1)).toEqual({ code: 0, stdout: '200 200\nok\n', stderr: '' })
+    })
+
+    it.skipIf(!hasWget)('a 5xx route, a non-2xx health path or no answer is never ok: every wave printed, exit 1 after MAX', async () => {
+      expect(await waves('/health', '/down', 2, 3)).toEqual({ code: 1, stdout: '200 503\n'.repeat(6), stderr: '' })
+      expect(await waves('/missing', '/health', 2, 2)).toEqual({ code: 1, stdout: '404 200\n'.repeat(4), stderr: '' })
+      expect(await waves('/health', '/health', 1, 2, closedPort)).toEqual({ code: 1, stdout: '000 200\n'.repeat(2), stderr: '' })
+      // No waves at all: not ok either.
+      expect(await waves('/health', '/health', 2, 0)).toEqual({ code: 1, stdout: '', stderr: '' })
+    })
+
+    it.skipIf(!hasWget)(
+      'wave after wave until one answers well throughout: one bad pair spoils its wave; none after the good one',
+      async () => {
+        // The route's first request answers 503: one of wave 1's two pairs (either one, they run at once).
+        const route = await waves('/health', '/flaky/1/route', 2, 5)
+        expect(route.code).toBe(0)
+        expect(lines(route.stdout).slice(0, 2).sort()).toEqual(['200 200', '200 503'])
+        expect(lines(route.stdout).slice(2)).toEqual(['200 200', '200 200', 'ok'])
+        expect(flaky.get('route')).toBe(4)
+        // The health path's first two requests answer 503: the whole first wave.
+        const health = await waves('/flaky/2/health', '/missing', 2, 5)
+        expect(health).toEqual({ code: 0, stdout: '503 404\n503 404\n200 404\n200 404\nok\n', stderr: '' })
+        expect(flaky.get('health')).toBe(4)
+      }
+    )
+
+    it.skipIf(!hasWget)('the pairs of a wave, health and route, all go at once', async () => {
+      mostInFlight = 0
+      const started = Date.now()
+      expect(await waves('/slow', '/slow', 3, 1)).toEqual({ code: 0, stdout: `${'200 200\n'.repeat(3)}ok\n`, stderr: '' })
+      // Pair after pair, at most 2 requests (a pair's health and route) would be in flight; all at once, 6.
+      expect(mostInFlight).toBeGreaterThan(2)
+      expect(Date.now() - started).toBeLessThan(6 * 400)
+    })
   })
 
   describe('healthGateLoop', () => {
@@ -265,8 +343,9 @@ describe('httpStatus / httpRounds', () => {
       expect(argv[2]).toBe('sh')
       expect(argv.slice(3, 9)).toEqual(['backend-1a2b3c4d', "net $(id) 'x'", 'nginx;id', '8081', '/h?a=1&b=`id`', '7'])
       for (const v of [odd.container, odd.network, odd.via, odd.path, '8081']) expect(argv[1]).not.toContain(v)
-      // The probe run inside VIA and the inspect format, fixed texts of their own.
-      expect(argv[9]).toMatch(/^probe\(\) \{ .*wget .*T=2; H=; probe "\$1"$/)
+      // The probes run inside VIA (a burst of them, until a 2xx) and the inspect format, fixed texts of their own.
+      expect(argv[9].startsWith(PROBE)).toBe(true)
+      expect(argv[9]).toMatch(/T=2; H=; .*c=\$\(probe "\$1"\).*2\?\?\) exit 0 ;;.*done$/)
       expect(argv[10]).toMatch(/^\{\{\.State\.Status\}\} \{\{\.RestartCount\}\} /)
       expect(argv).toHaveLength(11)
     })
@@ -349,6 +428,245 @@ describe('httpStatus / httpRounds', () => {
         expect((await run('/health', port)).stdout).toBe('healthy 127.0.0.1 200\n')
         expect((await run('/down', port)).stdout).toBe('timeout 503 127.0.0.1\n')
         expect((await run('/health', closedPort)).stdout).toBe('timeout 000 127.0.0.1\n')
+      }
+    )
+  })
+
+  describe('previewSwitchVerify', () => {
+    const odd: SwitchSpec = {
+      nginxId: 'nginx;id',
+      preview: {
+        health: 'http://127.0.0.1:8504/h?a=1&b=`id`',
+        route: 'http://127.0.0.1:8504/r $(id)/',
+        header: "X-Ops-Upstream: it's-$HOME:8080"
+      },
+      live: { health: 'http://127.0.0.1:80/live?x=$PATH', route: 'http://127.0.0.1:80/r;id/', header: 'X-Odd: "q"' },
+      need: 3,
+      maxWaves: 5,
+      probeTimeoutS: 4,
+      reloadTimeoutS: 10
+    }
+
+    it('is docker exec NGINX sh -c SCRIPT sh PIDFILE NEED MAX T HEADER HEALTH ROUTE RELOAD-TIMEOUT HEADER HEALTH ROUTE: every value an argument, none in the script', () => {
+      const argv = dockerArgv(previewSwitchVerify(odd))
+      expect(argv.slice(0, 4)).toEqual(['exec', 'nginx;id', 'sh', '-c'])
+      expect(argv.slice(5)).toEqual([
+        'sh',
+        NGINX_PID_FILE,
+        '3',
+        '5',
+        '4',
+        "X-Ops-Upstream: it's-$HOME:8080",
+        'http://127.0.0.1:8504/h?a=1&b=`id`',
+        'http://127.0.0.1:8504/r $(id)/',
+        '10',
+        'X-Odd: "q"',
+        'http://127.0.0.1:80/live?x=$PATH',
+        'http://127.0.0.1:80/r;id/'
+      ])
+      const text = argv[4]
+      for (const v of [
+        odd.nginxId,
+        odd.preview.health,
+        odd.preview.route,
+        odd.preview.header,
+        odd.live.health,
+        odd.live.route,
+        odd.live.header
+      ])
+        expect(text).not.toContain(v)
+      expect(text).not.toContain('8504')
+      // The probes, the waves and the reload, fixed texts; then the stages in order.
+      expect(text.startsWith(`${PROBE}${WAVES}${RELOAD}`)).toBe(true)
+      const at = SWITCH_STAGES.map(s => text.indexOf(`echo '@@ops ${s}'`))
+      expect(at.every(i => i > 0)).toBe(true)
+      expect([...at].sort((x, y) => x - y)).toEqual(at)
+      expect(text.indexOf('at end')).toBeGreaterThan(at[2])
+    })
+
+    const base = () => `http://127.0.0.1:${port}`
+    /** Preview through the header (the route answers 204 only with it), live on paths of its own. */
+    const spec = (over: { previewRoute?: string; reloadTimeoutS?: number } = {}): SwitchSpec => ({
+      nginxId: 'nginx',
+      preview: {
+        health: `${base()}/health`,
+        route: `${base()}${over.previewRoute ?? '/header'}`,
+        header: 'X-Ops-Upstream: frontend-1a2b3c4d:3000'
+      },
+      live: { health: `${base()}/live/health`, route: `${base()}/live/route`, header: '' },
+      need: 2,
+      maxWaves: 2,
+      probeTimeoutS: 2,
+      reloadTimeoutS: over.reloadTimeoutS ?? 1
+    })
+    /** The inner script's `sh -c SCRIPT sh ARGS…`, its pid file at `pidFile` instead of nginx's. */
+    function inner(s: SwitchSpec, pidFile: string): string[] {
+      const argv = dockerArgv(previewSwitchVerify(s))
+      expect(argv[6]).toBe(NGINX_PID_FILE)
+      return ['-c', argv[4], argv[5], pidFile, ...argv.slice(7)]
+    }
+    /** The `@@ops…` lines outside the sections: the marks, with their times replaced by T. */
+    const marks = (out: string) =>
+      out
+        .split('\n')
+        .filter(l => l.startsWith('@@ops-at '))
+        .map(l => l.replace(/ [0-9]+(\.[0-9]+)?$/, ' T'))
+    const livePaths = (from: number) => seen.slice(from).filter(u => u.startsWith('/live/'))
+
+    it.skipIf(!hasWget)(
+      "a failing preview stops there: no switch (nginx's master gets no signal), no verify; the marks around it",
+      { timeout: 20_000 },
+      async () => {
+        const master = spawn('sleep', ['30'], { stdio: 'ignore' })
+        try {
+          const pidFile = join(mkdtempSync(join(tmp(), 'pid-')), 'nginx.pid')
+          writeFileSync(pidFile, `${master.pid}\n`)
+          const from = seen.length
+          const r = await run('sh', inner(spec({ previewRoute: '/down' }), pidFile))
+          expect(r.code).toBe(1)
+          const s = splitSections(r.stdout)
+          expect([...s.keys()]).toEqual(['preview'])
+          expect(s.get('preview')).toEqual({ rc: 1, out: Array(4).fill('200 503').join('\n') })
+          expect(marks(r.stdout)).toEqual(['@@ops-at preview T', '@@ops-at end T'])
+          expect(r.stdout).not.toContain('@@ops switch')
+          expect(livePaths(from)).toEqual([])
+          const times = stageTimes(r.stdout)
+          expect(times.preview).toBeGreaterThanOrEqual(0)
+          expect(times).toMatchObject({ switch: 0, verify: 0 })
+          // A HUP would have ended it (sleep does not catch it).
+          await new Promise(res => setTimeout(res, 100))
+          expect(master.exitCode).toBe(null)
+          expect(master.signalCode).toBe(null)
+        } finally {
+          master.kill()
+        }
+      }
+    )
+
+    it.skipIf(!hasWget)(
+      'a switch whose signal fails (no pid file): exit 3 in its section, and verify never runs',
+      { timeout: 20_000 },
+      async () => {
+        const from = seen.length
+        const r = await run('sh', inner(spec(), join(tmp(), 'no-such-dir', 'nginx.pid')))
+        expect(r.code).toBe(1)
+        const s = splitSections(r.stdout)
+        expect([...s.keys()]).toEqual(['preview', 'switch'])
+        // The preview header went with the preview's requests (the route answers 204 only with it).
+        expect(s.get('preview')).toEqual({ rc: 0, out: '200 204\n200 204\nok' })
+        expect(s.get('switch')?.rc).toBe(3)
+        expect(marks(r.stdout)).toEqual(['@@ops-at preview T', '@@ops-at switch T', '@@ops-at end T'])
+        expect(livePaths(from)).toEqual([])
+      }
+    )
+
+    /**
+     * Inside a pid namespace of its own (its own /proc, so no other nginx of this host shows), a fake nginx: a
+     * master whose pid is in the pid file and one worker, both titled as nginx titles them. On SIGHUP (counted in
+     * PIDFILE.hup) the master, in mode `reload`, starts a new worker and 100 ms later tells the old one to stop (it
+     * is then "shutting down" for a second); in mode `refuse` it keeps its old worker, as nginx does with a config it
+     * cannot load.
+     */
+    const FAKE_NGINX = [
+      "const { spawn } = require('node:child_process')",
+      "const { appendFileSync, writeFileSync } = require('node:fs')",
+      'const [pidFile, mode] = process.argv.slice(2)',
+      "process.title = 'nginx: master process'",
+      "const down = ['shutting', 'down'].join(' ')",
+      "const code = `process.title = 'nginx: worker process'; process.on('SIGQUIT', () => { process.title = 'nginx: worker process is ${down}'; setTimeout(() => process.exit(0), 1000) }); setInterval(() => {}, 1000); process.stdout.write('ready')`",
+      "const worker = () => new Promise(resolve => { const w = spawn(process.execPath, ['-e', code, 'x'.repeat(64)], { stdio: ['ignore', 'pipe', 'inherit'] }); w.stdout.once('data', () => resolve(w)) })",
+      'let workers = []',
+      'worker().then(w => { workers = [w]; writeFileSync(pidFile, `${process.pid}\\n`) })',
+      "process.on('SIGHUP', async () => {",
+      "  appendFileSync(`${pidFile}.hup`, 'hup\\n')",
+      "  if (mode !== 'reload') return",
+      '  const old = workers',
+      '  workers = [await worker()]',
+      "  setTimeout(() => old.forEach(w => w.kill('SIGQUIT')), 100)",
+      '})'
+    ].join('\n')
+    // pid 1 of the namespace: starts the fake nginx, waits for its pid file, runs the script (its end ends them all).
+    const INIT =
+      'node=$1 fake=$2 pid=$3 mode=$4 s=$5; shift 5; "$node" "$fake" "$pid" "$mode" & ' +
+      'i=0; while [ ! -s "$pid" ]; do sleep 0.02; i=$((i + 1)); [ $i -lt 250 ] || { echo "the fake nginx did not start" >&2; exit 99; }; done; ' +
+      'sh -c "$s" "$@"'
+    const UNSHARE = ['-Urpf', '--kill-child', '--mount-proc']
+    const canUnshare =
+      spawnSync('unshare', [...UNSHARE, 'sh', '-c', '[ "$$" = 1 ] && [ -r /proc/1/cmdline ]'], { timeout: 5_000 }).status === 0
+
+    function inFakeNginx(mode: 'reload' | 'refuse', s: SwitchSpec) {
+      const dir = mkdtempSync(join(tmp(), 'fake-nginx-'))
+      writeFileSync(join(dir, 'fake-nginx.cjs'), FAKE_NGINX)
+      const pidFile = join(dir, 'nginx.pid')
+      const [, script, ...args] = inner(s, pidFile)
+      const hups = () => lines(`${pidFile}.hup`).length
+      return {
+        hups,
+        result: run('unshare', [
+          ...UNSHARE,
+          'sh',
+          '-c',
+          INIT,
+          'sh',
+          process.execPath,
+          join(dir, 'fake-nginx.cjs'),
+          pidFile,
+          mode,
+          script,
+          ...args
+        ])
+      }
+    }
+
+    it.skipIf(!hasWget || !canUnshare)(
+      "success (in a fake nginx's pid namespace): preview, the reload (new worker serving, the old one shutting down), verify; exit 0",
+      { timeout: 20_000 },
+      async () => {
+        const from = seen.length
+        const f = inFakeNginx('reload', spec({ reloadTimeoutS: 5 }))
+        const r = await f.result
+        expect(r.stderr).not.toContain('did not start')
+        expect(r.code).toBe(0)
+        const s = splitSections(r.stdout)
+        expect([...s.keys()]).toEqual(['preview', 'switch', 'verify'])
+        expect(s.get('preview')).toEqual({ rc: 0, out: '200 204\n200 204\nok' })
+        expect(s.get('verify')).toEqual({ rc: 0, out: '200 200\n200 200\nok' })
+        const sw = s.get('switch') as { rc: number; out: string }
+        expect(sw.rc).toBe(0)
+        // The processes as reloadAndWait parses them: only the new worker serves, the old one is shutting down.
+        expect(sw.out.split('\n')[0]).toBe('PID COMMAND')
+        const workers = parseWorkers(sw.out)
+        expect(workers.active).toHaveLength(1)
+        expect(workers.draining).toHaveLength(1)
+        expect(workers.active[0]).not.toBe(workers.draining[0])
+        expect(sw.out).toMatch(/^\d+ nginx: master process/m)
+        expect(f.hups()).toBe(1)
+        expect(marks(r.stdout)).toEqual(['@@ops-at preview T', '@@ops-at switch T', '@@ops-at verify T', '@@ops-at end T'])
+        // The switch took at least the 100 ms nginx gives its new workers before the old ones stop.
+        const times = stageTimes(r.stdout)
+        expect(times.switch).toBeGreaterThanOrEqual(0.09)
+        expect(times.preview).toBeGreaterThanOrEqual(0)
+        expect(times.verify).toBeGreaterThanOrEqual(0)
+        expect(livePaths(from).sort()).toEqual(['/live/health', '/live/health', '/live/route', '/live/route'])
+      }
+    )
+
+    it.skipIf(!hasWget || !canUnshare)(
+      'nginx keeps its old workers (a config it refused): the switch times out with exit 4 and verify never runs',
+      { timeout: 20_000 },
+      async () => {
+        const from = seen.length
+        const started = Date.now()
+        const f = inFakeNginx('refuse', spec({ reloadTimeoutS: 1 }))
+        const r = await f.result
+        expect(r.code).toBe(1)
+        const s = splitSections(r.stdout)
+        expect([...s.keys()]).toEqual(['preview', 'switch'])
+        expect(s.get('switch')).toEqual({ rc: 4, out: '' })
+        expect(f.hups()).toBe(1)
+        expect(marks(r.stdout)).toEqual(['@@ops-at preview T', '@@ops-at switch T', '@@ops-at end T'])
+        expect(livePaths(from)).toEqual([])
+        expect(Date.now() - started).toBeLessThan(10_000)
       }
     )
   })

@@ -2,16 +2,19 @@ import { execFileSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { CATALOGUE } from '../../src/catalogue'
 import { healthGateLoop } from '../../src/commands/http'
-import { reloadNginxAndWait } from '../../src/commands/nginx'
+import { nginxTest, reloadNginxAndWait } from '../../src/commands/nginx'
 import { retireContainers } from '../../src/commands/retire'
+import { previewSwitchVerify } from '../../src/commands/switch'
 import { swap, type SwapContext } from '../../src/deploy'
 import { failureOf, HostError, RolledBack } from '../../src/errors'
 import type { HistoryRecord } from '../../src/history'
 import type { AppInputs, InfraInputs } from '../../src/inputs'
 import { withLock, type Lock } from '../../src/lock'
 import { Phases } from '../../src/phases'
+import type { Sh } from '../../src/shell'
+import type { RunResult } from '../../src/ssh'
 import { liveOf, upstreamConf } from '../../src/upstream'
-import { appContainer, captureStdout, FakeRemote, sectionsOut, type Rule } from './helpers'
+import { appContainer, captureStdout, FakeRemote, sectionsOut, until, type Rule } from './helpers'
 
 // swap(), the zero-downtime path of deploy, rollback and restart, against an in-memory host: every command it sends
 // is answered by the fake and recorded, so each branch's sequence of commands is checked, not just its result.
@@ -44,42 +47,63 @@ const app: AppInputs = {
 }
 const heldLock: Lock = { lost: () => undefined, check: () => undefined, release: async () => undefined }
 
+/** A new container's name (any service's). */
+const NEW = '[a-z][a-z0-9-]*-[0-9a-f]{8}'
+
 /** What each step of a swap sends, told apart by the text of its command. */
 const STEP = {
   probe: /@@ops nginx-test/,
-  start: /docker run --detach --name backend-[0-9a-f]{8} /,
+  start: new RegExp(`docker run --detach --name ${NEW} `),
   healthGate: /echo "healthy \$ip \$last"/,
-  preview:
-    /' sh http:\/\/127\.0\.0\.1:8504\/api\/ai-stories\/health http:\/\/127\.0\.0\.1:8504\/api\/ 3 9 3 'X-Ops-Upstream: backend-[0-9a-f]{8}:8080'$/,
-  // The upstream file's write + nginx -t, one round trip, while the preview runs.
+  // The upstream file's write + nginx -t, one round trip, while the health gate runs.
   writeAndTest: /@@ops write/,
-  // The switch (and the rollback's reload).
-  reload: /docker kill --signal HUP/,
-  verify: /' sh http:\/\/127\.0\.0\.1:80\/api\/ai-stories\/health http:\/\/127\.0\.0\.1:80\/api\/ 3 9 3 ''$/,
+  // Preview, switch (the reload) and verify: one docker exec into nginx (its script holds the reload function too,
+  // so the rollback's reload below is told apart by how it ends).
+  throughNginx: /; at end; exit \$r' sh \/tmp\/nginx\.pid /,
+  // A reload of its own: the rollback's (and a service outside the catalogue's, for its route).
+  reload: /reload "\$1" "\$2"' sh \/tmp\/nginx\.pid \d+$/,
   forget: /rm -f "\$f\.ops-prev"; done' sh /,
   retire: /until nginx is done with them/,
   history: /cat >> "\$1"' sh \/opt\/behindy-ops\/history\.jsonl$/,
   images: /^docker images --format /,
   restore: /mv -f "\$f\.ops-prev" "\$f"/,
-  inspectNew: /^\{ docker inspect --format .* backend-[0-9a-f]{8}; \} 2>\/dev\/null$/,
+  inspectNew: new RegExp(`^\\{ docker inspect --format .* ${NEW}; \\} 2>/dev/null$`),
   logs: /@@ops logs/,
-  removeNew: /docker rm --force --volumes "\$c".*' sh backend-[0-9a-f]{8}$/
+  removeNew: new RegExp(`docker rm --force --volumes "\\$c".*' sh ${NEW}$`)
 }
 type Step = keyof typeof STEP
 const stepOf = (sh: string): string => Object.entries(STEP).find(([, re]) => re.test(sh))?.[0] ?? sh
-const steps = (remote: FakeRemote): string[] => remote.calls.map(c => stepOf(c.sh))
-
-const rounds = (codes: string, ok: boolean) => ({ stdout: `${`${codes}\n`.repeat(ok ? 3 : 9)}${ok ? 'ok\n' : ''}` })
-const TEST_OK = 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful'
-const WORKERS = 'PID COMMAND\n   52 nginx: worker process\n   41 nginx: worker process is shutting down\n'
-/** Answers the first reload with `first`, every later one (the rollback's) as a healthy nginx does. */
-const firstReload = (first: { code: number; stdout?: string; stderr?: string }): Rule[1] => {
-  let n = 0
-  return () => (n++ === 0 ? first : { stdout: WORKERS })
+/**
+ * The steps sent, in order. The health gate and the upstream file's write + test run at the same time, so which of
+ * the two the fake gets first is not the code's to promise: two of them next to each other are put gate first.
+ */
+function steps(remote: FakeRemote): string[] {
+  const all = remote.calls.map(c => stepOf(c.sh))
+  const i = all.indexOf('healthGate')
+  if (i > 0 && all[i - 1] === 'writeAndTest') [all[i - 1], all[i]] = [all[i], all[i - 1]]
+  return all
 }
 
-/** A host where backend's OLD container serves PREV_IMAGE and every step succeeds at once. */
-function healthyHost(): FakeRemote {
+/** What waves prints: NEED (3) pairs per wave, `ok` after a good one; 5 bad waves otherwise. */
+const waves = (codes: string, ok: boolean) => `${`${codes}\n`.repeat(ok ? 3 : 15)}${ok ? 'ok\n' : ''}`
+const TEST_OK = 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful'
+const WORKERS = 'PID COMMAND\n1 nginx: master process nginx\n52 nginx: worker process\n41 nginx: worker process is shutting down\n'
+type Stage = 'preview' | 'switch' | 'verify'
+/**
+ * What previewSwitchVerify prints for the stages that ran (a section each, its `@@ops-at` mark before it, 0.25 s
+ * apart), then the end mark; its exit code is 0 only when all three passed.
+ */
+function switchOut(stages: Partial<Record<Stage, string | { rc: number; out: string }>>): Partial<RunResult> {
+  const names = Object.keys(stages) as Stage[]
+  const at = (i: number) => (1234.5 + i * 0.25).toFixed(2)
+  const out = names.map((name, i) => `@@ops-at ${name} ${at(i)}\n${sectionsOut({ [name]: stages[name] ?? '' })}`).join('')
+  const passed = names.length === 3 && Object.values(stages).every(p => typeof p === 'string' || p.rc === 0)
+  return { code: passed ? 0 : 1, stdout: `${out}@@ops-at end ${at(names.length)}\n` }
+}
+const PASSED = { preview: waves('200 200', true), switch: WORKERS, verify: waves('200 200', true) }
+
+/** The rules of a host where backend's OLD container serves PREV_IMAGE and every step succeeds at once. */
+function healthyRules(): Rule[] {
   const rules: Array<[Step, Rule[1]]> = [
     [
       'probe',
@@ -94,10 +118,9 @@ function healthyHost(): FakeRemote {
     ],
     ['start', { stdout: 'cid\n' }],
     ['healthGate', { stdout: `healthy ${NEW_IP} 200\n` }],
-    ['preview', rounds('200 200', true)],
     ['writeAndTest', { stdout: sectionsOut({ write: '', test: TEST_OK }) }],
+    ['throughNginx', switchOut(PASSED)],
     ['reload', { stdout: WORKERS }],
-    ['verify', rounds('200 200', true)],
     ['forget', {}],
     ['retire', {}],
     ['history', {}],
@@ -106,15 +129,16 @@ function healthyHost(): FakeRemote {
     [
       'inspectNew',
       call => {
-        const name = /(backend-[0-9a-f]{8})/.exec(call.sh)?.[1] as string
-        return { stdout: appContainer('backend', { name, image: IMAGE, port: 8080, ips: { internal: NEW_IP } }) }
+        const name = new RegExp(`(${NEW})`).exec(call.sh)?.[1] as string
+        return { stdout: appContainer(name.replace(/-[0-9a-f]{8}$/, ''), { name, image: IMAGE, port: 8080, ips: { internal: NEW_IP } }) }
       }
     ],
     ['logs', { stdout: sectionsOut({ logs: '2026-01-01T00:00:00Z boom', health: '' }) }],
     ['removeNew', {}]
   ]
-  return new FakeRemote(rules.map(([step, answer]): Rule => [STEP[step], answer]))
+  return rules.map(([step, answer]): Rule => [STEP[step], answer])
 }
+const healthyHost = (): FakeRemote => new FakeRemote(healthyRules())
 
 function context(over: Partial<SwapContext> = {}): SwapContext {
   return {
@@ -130,17 +154,9 @@ function context(over: Partial<SwapContext> = {}): SwapContext {
 /** The records appended to the history, as written. */
 const history = (remote: FakeRemote): HistoryRecord[] =>
   remote.matching(STEP.history).map(c => JSON.parse(String(c.stdin)) as HistoryRecord)
-const newName = (remote: FakeRemote): string => /--name (backend-[0-9a-f]{8}) /.exec(remote.matching(STEP.start)[0].sh)?.[1] as string
+const newName = (remote: FakeRemote): string => new RegExp(`--name (${NEW}) `).exec(remote.matching(STEP.start)[0].sh)?.[1] as string
 
-const PHASES = [
-  'Preflight',
-  'Start container',
-  'Health gate (direct)',
-  'Verify preview through nginx',
-  'Switch nginx',
-  'Verify through nginx',
-  'Retire old and record'
-]
+const PHASES = ['Preflight', 'Start container', 'Health gate (direct)', 'Preview, switch and verify through nginx', 'Retire old and record']
 /** What a rollback sends once the new container is there: its state and logs, its removal, the record. */
 const REMOVE_NEW = ['inspectNew', 'logs', 'removeNew', 'history']
 /** What a rollback after the switch sends first: the previous upstream file back, nginx reloaded with it, the copies dropped. */
@@ -148,10 +164,55 @@ const UNSWITCH = ['restore', 'reload', 'forget']
 const EMERG = 'nginx: [emerg] host not found in upstream "backend-1a2b3c4d:8080" in /etc/nginx/ops-upstreams/app_backend.conf:4'
 
 /** What a successful swap sends, in order (as steps() names them). */
-const EVERY_STEP = ['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'reload', 'verify', 'forget', 'retire', 'history', 'images']
+const EVERY_STEP = ['probe', 'start', 'healthGate', 'writeAndTest', 'throughNginx', 'forget', 'retire', 'history', 'images']
+/** Up to the switch: the probe, the new container, its health gate and, meanwhile, its upstream file written and tested. */
+const UP_TO_SWITCH = ['probe', 'start', 'healthGate', 'writeAndTest', 'throughNginx']
+
+/** The one previewSwitchVerify a swap of backend to `name` sends (nginx's preview port, then its client port). */
+const throughNginxOf = (name: string): Sh =>
+  previewSwitchVerify({
+    nginxId: NGINX,
+    preview: {
+      health: 'http://127.0.0.1:8504/api/ai-stories/health',
+      route: 'http://127.0.0.1:8504/api/',
+      header: `X-Ops-Upstream: ${name}:8080`
+    },
+    live: { health: 'http://127.0.0.1:80/api/ai-stories/health', route: 'http://127.0.0.1:80/api/', header: '' },
+    need: 3,
+    maxWaves: 5,
+    probeTimeoutS: 3,
+    reloadTimeoutS: 10
+  })
+/** The paths in a write's archive, and one file's content. */
+const archived = (call: { stdin?: string | Buffer }): string[] =>
+  execFileSync('tar', ['-tf', '-'], { input: call.stdin as Buffer, encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+const archivedFile = (call: { stdin?: string | Buffer }, path: string): string =>
+  execFileSync('tar', ['-xOf', '-', path], { input: call.stdin as Buffer, encoding: 'utf8' })
+
+/** A host whose health gate answers only once the upstream file's write + test was sent (or after 3 s): no gate without the write meanwhile. */
+class GateAwaitsWrite extends FakeRemote {
+  sawWrite: boolean | undefined
+  override async run(command: Sh, opts: { stdin?: string | Buffer } = {}): Promise<RunResult> {
+    if (STEP.healthGate.test(command.sh)) this.sawWrite = await until(() => this.matching(STEP.writeAndTest).length > 0, 3_000)
+    return super.run(command, opts)
+  }
+}
+
+/** A host whose upstream write + test is sent only once the health gate has answered, 50 ms later (a slow write). */
+class WriteAfterGate extends FakeRemote {
+  override async run(command: Sh, opts: { stdin?: string | Buffer } = {}): Promise<RunResult> {
+    if (STEP.writeAndTest.test(command.sh)) {
+      await until(() => this.matching(STEP.healthGate).length > 0, 3_000)
+      await new Promise(r => setTimeout(r, 50))
+    }
+    return super.run(command, opts)
+  }
+}
 
 describe('swap (against a fake host)', () => {
-  it('success: probe, start, health gate, preview with the upstream written and tested, switch (reload), verify, retire old in the background and record', async () => {
+  it('success: probe, start, health gate with the upstream written and tested meanwhile, then preview, switch and verify in one exec into nginx, retire old in the background and record', async () => {
     const remote = healthyHost()
     const ctx = context()
     const r = await swap(remote, ctx)
@@ -170,14 +231,20 @@ describe('swap (against a fake host)', () => {
       healthGateLoop({ container: name, network: 'internal', via: NGINX, port: 8080, path: '/api/ai-stories/health', timeoutS: 5 }).sh
     )
     // The new upstream file names the new container: it travels in the archive of the write + nginx -t command, and
-    // nginx loads it only at the switch (a reload of its own).
+    // nginx loads it only at the switch.
     const [write] = remote.matching(STEP.writeAndTest)
-    const conf = execFileSync('tar', ['-xOf', '-', 'upstreams/app_backend.conf'], { input: write.stdin as Buffer, encoding: 'utf8' })
-    expect(liveOf(conf)).toEqual({ container: name, image: IMAGE })
-    expect(write.sh).toContain(`docker exec ${NGINX} nginx -t -c /etc/nginx/ops/nginx.conf`)
+    expect(archived(write)).toEqual(['upstreams/app_backend.conf'])
+    expect(liveOf(archivedFile(write, 'upstreams/app_backend.conf'))).toEqual({ container: name, image: IMAGE })
+    expect(write.sh).toContain(`echo '@@ops test'; { ${nginxTest({ container: NGINX }, OPS).sh}; }`)
     expect(write.sh).not.toMatch(STEP.reload)
-    expect(remote.matching(STEP.reload).map(c => c.sh)).toEqual([reloadNginxAndWait(NGINX, 10).sh])
-    expect(stdout.text()).toContain(`nginx now routes /api/ to ${name}:8080 (now ${NEW_IP}).`)
+    expect(write.sh).not.toMatch(STEP.throughNginx)
+    // Preview (the header picks the new container), switch and verify: one exec, the reload inside it; no reload of its own.
+    expect(remote.matching(STEP.throughNginx).map(c => c.sh)).toEqual([throughNginxOf(name).sh])
+    expect(remote.matching(STEP.reload)).toEqual([])
+    expect(stdout.text()).toContain(
+      "GET /api/ai-stories/health and GET /api/, 3 of each at once, answer well on nginx's preview port and, after the switch, through nginx (preview 0.25 s, switch 0.25 s, verify 0.25 s)."
+    )
+    expect(stdout.text()).toContain(`nginx routes /api/ to ${name}:8080 (now ${NEW_IP}).`)
     // The old container is handed to a job on the host, by name, with the drain and stop timeouts; old workers are
     // waited for at most keepalive_min_timeout + 1 s (here capped by the 2 s drain-timeout). The run does not wait.
     expect(remote.matching(STEP.retire)[0].sh).toBe(
@@ -214,7 +281,15 @@ describe('swap (against a fake host)', () => {
     expect(ctx.phases.records.map(p => p.name)).toEqual(PHASES)
   })
 
-  it('the health gate fails (the container exited): rolled back before the switch, the upstream file never written', async () => {
+  it('the upstream file is written and tested while the health gate runs, not after it', async () => {
+    const remote = new GateAwaitsWrite(healthyRules())
+    await swap(remote, context())
+    expect(remote.unmatched).toEqual([])
+    expect(remote.sawWrite).toBe(true)
+    expect(remote.calls.map(c => stepOf(c.sh)).slice(0, 4)).toEqual(['probe', 'start', 'writeAndTest', 'healthGate'])
+  })
+
+  it('the health gate fails (the container exited): the upstream file written meanwhile is put back without a reload, the container removed', async () => {
     const remote = healthyHost().prepend([STEP.healthGate, { stdout: 'exited exited 0 none\n' }])
     const e = await swap(remote, context()).catch((x: unknown) => x)
     expect(remote.unmatched).toEqual([])
@@ -222,16 +297,70 @@ describe('swap (against a fake host)', () => {
     expect(e).toBeInstanceOf(RolledBack)
     expect((e as RolledBack).message).toBe(`${name} exited before becoming healthy (last health probe: no probe yet)`)
     expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
-    // Its logs are shown, then it is removed; the old container, nginx and the upstream file are left alone.
-    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', ...REMOVE_NEW])
+    // Its logs are shown, then it is removed; the old container and nginx are left alone, nginx never loaded the file.
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'writeAndTest', 'restore', ...REMOVE_NEW])
+    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
     expect(remote.matching(STEP.removeNew)[0].sh.endsWith(`' sh ${name}`)).toBe(true)
     expect(history(remote)).toEqual([
       expect.objectContaining({ result: 'rolled-back', container: name, previousImage: PREV_IMAGE, error: (e as Error).message })
     ])
   })
 
-  it('the preview fails: the upstream file written meanwhile is put back without a reload (nginx never loaded it)', async () => {
-    const remote = healthyHost().prepend([STEP.preview, rounds('200 502', false)])
+  it('the health gate fails before the write is done: the file is put back only once the write is over', async () => {
+    const remote = new WriteAfterGate(healthyRules()).prepend([STEP.healthGate, { stdout: 'exited exited 0 none\n' }])
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    expect(e).toBeInstanceOf(RolledBack)
+    expect(remote.calls.map(c => stepOf(c.sh))).toEqual(['probe', 'start', 'healthGate', 'writeAndTest', 'restore', ...REMOVE_NEW])
+  })
+
+  it('the health gate and nginx -t both fail: the gate is the error; the file is put back once (by the test), no reload', async () => {
+    const remote = healthyHost().prepend(
+      [STEP.healthGate, { stdout: 'exited exited 0 none\n' }],
+      [STEP.writeAndTest, { stdout: sectionsOut({ write: '', test: { rc: 1, out: EMERG } }) }]
+    )
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toMatch(/ exited before becoming healthy /)
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'writeAndTest', 'restore', ...REMOVE_NEW])
+  })
+
+  it('nginx -t fails on the new upstream file (the gate passes): the file put back by the test, rolled back before the switch, nothing through nginx', async () => {
+    const remote = healthyHost().prepend([STEP.writeAndTest, { stdout: sectionsOut({ write: '', test: { rc: 1, out: EMERG } }) }])
+    const ctx = context()
+    const e = await swap(remote, ctx).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    const name = newName(remote)
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toBe(`nginx -t fails on the host's nginx config, so nginx was not changed:\n${EMERG}`)
+    expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
+    // One restore (writeAndTest's own), no reload, no preview.
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'writeAndTest', 'restore', ...REMOVE_NEW])
+    // The error is the combined phase's, at its start.
+    expect(ctx.phases.records.map(p => [p.name, p.ok])).toEqual([
+      ['Preflight', true],
+      ['Start container', true],
+      ['Health gate (direct)', true],
+      ['Preview, switch and verify through nginx', false],
+      ['Roll back', true]
+    ])
+  })
+
+  it('the write itself fails: nothing to put back, rolled back before the switch', async () => {
+    const remote = healthyHost().prepend([
+      STEP.writeAndTest,
+      { stdout: sectionsOut({ write: { rc: 1, out: 'tar: short read' }, test: TEST_OK }) }
+    ])
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toBe('writing nginx upstream files failed (exit 1): tar: short read')
+    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'writeAndTest', ...REMOVE_NEW])
+  })
+
+  it('the preview fails: the upstream file is put back without a reload (nginx never loaded it), the container removed', async () => {
+    const remote = healthyHost().prepend([STEP.throughNginx, switchOut({ preview: { rc: 1, out: waves('200 502', false) } })])
     const e = await swap(remote, context()).catch((x: unknown) => x)
     expect(remote.unmatched).toEqual([])
     const name = newName(remote)
@@ -240,52 +369,53 @@ describe('swap (against a fake host)', () => {
       "The new release does not answer well on nginx's preview port (before any client was switched): GET /api/ai-stories/health -> 200, GET /api/ -> 502"
     )
     expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
-    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'restore', ...REMOVE_NEW])
+    expect(steps(remote)).toEqual([...UP_TO_SWITCH, 'restore', ...REMOVE_NEW])
     expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
+    expect(remote.matching(STEP.reload)).toEqual([])
   })
 
-  it('nginx -t fails on the new upstream file (the preview passes): the file put back by the test, rolled back before the switch', async () => {
-    const remote = healthyHost().prepend([STEP.writeAndTest, { stdout: sectionsOut({ write: '', test: { rc: 1, out: EMERG } }) }])
-    const e = await swap(remote, context()).catch((x: unknown) => x)
-    expect(remote.unmatched).toEqual([])
-    const name = newName(remote)
-    expect(e).toBeInstanceOf(RolledBack)
-    expect((e as Error).message).toBe(`nginx -t fails on the host's nginx config, so nginx was not changed:\n${EMERG}`)
-    expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
-    // One restore (writeAndTest's own), no reload.
-    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'restore', ...REMOVE_NEW])
-  })
-
-  it('both fail: the preview is the error; the file is put back once (by the test), no reload', async () => {
-    const remote = healthyHost().prepend(
-      [STEP.preview, rounds('502 502', false)],
-      [STEP.writeAndTest, { stdout: sectionsOut({ write: '', test: { rc: 1, out: EMERG } }) }]
-    )
-    const e = await swap(remote, context()).catch((x: unknown) => x)
-    expect(remote.unmatched).toEqual([])
-    expect(e).toBeInstanceOf(RolledBack)
-    expect((e as Error).message).toMatch(/^The new release does not answer well on nginx's preview port/)
-    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'restore', ...REMOVE_NEW])
-  })
-
-  it('nginx does not apply the new file at the switch (reload fails): the previous upstream restored and nginx reloaded, then the container removed', async () => {
-    const remote = healthyHost().prepend([STEP.reload, firstReload({ code: 4 })])
-    const e = await swap(remote, context()).catch((x: unknown) => x)
-    expect(remote.unmatched).toEqual([])
-    const name = newName(remote)
-    expect(e).toBeInstanceOf(RolledBack)
-    expect((e as Error).message).toBe('nginx did not apply the new configuration within 10 s (its old workers are still serving)')
-    expect((e as RolledBack).notes).toEqual([
-      `nginx routes /api/ to ${OLD} (${PREV_IMAGE}) again`,
-      `removed the new container ${name}`,
-      `${OLD} kept serving`
+  it('the exec into nginx fails before any stage (no sections): it may have switched, so the previous upstream goes back with a reload', async () => {
+    const remote = healthyHost().prepend([
+      STEP.throughNginx,
+      { code: 1, stderr: `Error response from daemon: No such container: ${NGINX}` }
     ])
-    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'reload', ...UNSWITCH, ...REMOVE_NEW])
-    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
+    const e = await swap(remote, context()).catch((x: unknown) => x)
+    expect(remote.unmatched).toEqual([])
+    expect(e).toBeInstanceOf(RolledBack)
+    expect((e as Error).message).toBe(
+      `probing and switching through nginx failed: exit 1: Error response from daemon: No such container: ${NGINX}`
+    )
+    expect(steps(remote)).toEqual([...UP_TO_SWITCH, ...UNSWITCH, ...REMOVE_NEW])
   })
+
+  it.each([
+    [4, '', 'nginx did not apply the new configuration within 10 s (its old workers are still serving)'],
+    [3, "sh: can't kill pid 1: No such process", "signalling nginx's master failed (exit 3): sh: can't kill pid 1: No such process"]
+  ])(
+    'the switch fails (exit %i): verify never runs; the previous upstream restored and nginx reloaded, then the container removed',
+    async (rc, out, message) => {
+      const remote = healthyHost().prepend([STEP.throughNginx, switchOut({ preview: PASSED.preview, switch: { rc, out } })])
+      const e = await swap(remote, context()).catch((x: unknown) => x)
+      expect(remote.unmatched).toEqual([])
+      const name = newName(remote)
+      expect(e).toBeInstanceOf(RolledBack)
+      expect((e as Error).message).toBe(message)
+      expect((e as RolledBack).notes).toEqual([
+        `nginx routes /api/ to ${OLD} (${PREV_IMAGE}) again`,
+        `removed the new container ${name}`,
+        `${OLD} kept serving`
+      ])
+      expect(steps(remote)).toEqual([...UP_TO_SWITCH, ...UNSWITCH, ...REMOVE_NEW])
+      expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
+      expect(remote.matching(STEP.reload).map(c => c.sh)).toEqual([reloadNginxAndWait(NGINX, 10).sh])
+    }
+  )
 
   it('verify through nginx answers 502 after the switch: the previous upstream restored and nginx reloaded, then the container removed', async () => {
-    const remote = healthyHost().prepend([STEP.verify, rounds('502 502', false)])
+    const remote = healthyHost().prepend([
+      STEP.throughNginx,
+      switchOut({ preview: PASSED.preview, switch: WORKERS, verify: { rc: 1, out: waves('502 502', false) } })
+    ])
     const e = await swap(remote, context()).catch((x: unknown) => x)
     expect(remote.unmatched).toEqual([])
     const name = newName(remote)
@@ -299,27 +429,19 @@ describe('swap (against a fake host)', () => {
       `${OLD} kept serving`
     ])
     // The old container was never handed to its retirement.
-    expect(steps(remote)).toEqual([
-      'probe',
-      'start',
-      'healthGate',
-      'preview',
-      'writeAndTest',
-      'reload',
-      'verify',
-      ...UNSWITCH,
-      ...REMOVE_NEW
-    ])
+    expect(steps(remote)).toEqual([...UP_TO_SWITCH, ...UNSWITCH, ...REMOVE_NEW])
     expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
     expect(history(remote)).toEqual([expect.objectContaining({ result: 'rolled-back', container: name })])
   })
 
   it('the connection is cut at the switch: a HostError that it cannot roll back, and nothing more is sent', async () => {
     const remote = healthyHost().prepend([
-      STEP.reload,
+      STEP.throughNginx,
       (_call, r) => {
         r.cut()
-        return { code: 255, stderr: 'connection reset by peer' }
+        // The preview's section came back; the switch's was cut off.
+        const preview = switchOut({ preview: PASSED.preview }).stdout?.replace(/@@ops-at end .*\n$/, '') ?? ''
+        return { code: 255, stdout: `${preview}@@ops-at switch 1234.75\n@@ops switch\n`, stderr: 'connection reset by peer' }
       }
     ])
     const e = await swap(remote, context()).catch((x: unknown) => x)
@@ -327,13 +449,13 @@ describe('swap (against a fake host)', () => {
     expect(e).toBeInstanceOf(HostError)
     expect(e).not.toBeInstanceOf(RolledBack)
     const message = (e as Error).message
-    expect(message).toMatch(/^listing nginx processes failed \(exit 255\): connection reset by peer\n/)
-    // Switched (the file names the new container), so that is where nginx routes now.
+    expect(message).toMatch(/^the switch through nginx did not finish: connection reset by peer\n/)
+    // Maybe switched (the file names the new container), so that is where nginx routes now.
     expect(message).toContain(
       `Then the connection to the host was lost, so this run cannot roll back. nginx routes /api/ to ${name}; the next deploy of backend removes what this one left.`
     )
     expect(failureOf(e)).toMatchObject({ fix: 'run the deploy again', notes: undefined })
-    expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'preview', 'writeAndTest', 'reload'])
+    expect(steps(remote)).toEqual(UP_TO_SWITCH)
   })
 
   it('the lock is lost during the health gate: the next phase stops the run, which does not roll back', async () => {
@@ -359,7 +481,8 @@ describe('swap (against a fake host)', () => {
       `Then the deploy lock was lost (its holder process ended (exit 137)), so this run cannot roll back. nginx routes /api/ to ${OLD};`
     )
     expect(remote.calls[0].held).toBe(true)
-    expect(steps(remote).slice(1)).toEqual(['probe', 'start', 'healthGate'])
+    // Nothing through nginx, nothing put back or removed, no record: another run may hold the lock now.
+    expect(steps(remote).slice(1)).toEqual(['probe', 'start', 'healthGate', 'writeAndTest'])
     expect(phases.records.map(p => p.name)).toEqual(['Take deploy lock', 'Preflight', 'Start container', 'Health gate (direct)'])
   })
 
@@ -367,24 +490,56 @@ describe('swap (against a fake host)', () => {
     const empty = sectionsOut({ containers: '', upstream: '', memory: 'MemAvailable: 4000000 kB', 'nginx-test': 'ok' })
     const ok = healthyHost().prepend([STEP.probe, { stdout: empty }])
     expect(await swap(ok, context())).toMatchObject({ previousImage: '' })
-    expect(steps(ok)).toEqual([
+    expect(steps(ok)).toEqual([...UP_TO_SWITCH, 'forget', 'history', 'images'])
+    expect(stdout.text()).toContain('No previous container to stop.')
+
+    const failing = healthyHost().prepend(
+      [STEP.probe, { stdout: empty }],
+      [STEP.throughNginx, switchOut({ preview: PASSED.preview, switch: WORKERS, verify: { rc: 1, out: waves('502 502', false) } })]
+    )
+    const e = (await swap(failing, context()).catch((x: unknown) => x)) as RolledBack
+    expect(e.notes[0]).toBe('nginx routes /api/ to the 503 placeholder again')
+    expect(e.notes.at(-1)).toBe('backend stays undeployed')
+  })
+
+  it('a service outside the catalogue: its route files applied (written, tested, reloaded) before its upstream file is written, all while the gate runs', async () => {
+    const spec = { port: 9000, route: '/things/', healthPath: '/things/health', stripPrefix: false, aliases: [] }
+    const custom: AppInputs = { ...app, service: 'my-svc', spec }
+    const empty = sectionsOut({ containers: '', upstream: '', memory: 'MemAvailable: 4000000 kB', 'nginx-test': 'ok' })
+    const remote = healthyHost().prepend([STEP.probe, { stdout: empty }])
+    const r = await swap(remote, context({ release: { app: custom, image: IMAGE, mode: 'deploy', inherit: false } }))
+    expect(remote.unmatched).toEqual([])
+    const name = newName(remote)
+    expect(name).toMatch(/^my-svc-[0-9a-f]{8}$/)
+    expect(r.container).toBe(name)
+    const all = remote.calls.map(c => stepOf(c.sh))
+    expect(all.filter(s => s !== 'healthGate')).toEqual([
       'probe',
       'start',
-      'healthGate',
-      'preview',
       'writeAndTest',
       'reload',
-      'verify',
+      'writeAndTest',
+      'throughNginx',
       'forget',
       'history',
       'images'
     ])
-    expect(stdout.text()).toContain('No previous container to stop.')
-
-    const failing = healthyHost().prepend([STEP.probe, { stdout: empty }], [STEP.verify, rounds('502 502', false)])
-    const e = (await swap(failing, context()).catch((x: unknown) => x)) as RolledBack
-    expect(e.notes[0]).toBe('nginx routes /api/ to the 503 placeholder again')
-    expect(e.notes.at(-1)).toBe('backend stays undeployed')
+    expect(all.filter(s => s === 'healthGate')).toHaveLength(1)
+    expect(all.indexOf('healthGate')).toBeGreaterThan(all.indexOf('start'))
+    expect(all.indexOf('healthGate')).toBeLessThan(all.indexOf('throughNginx'))
+    // First the route (nothing live: a placeholder upstream with it), then the upstream naming the new container.
+    const [routes, upstream] = remote.matching(STEP.writeAndTest)
+    expect(archived(routes).sort()).toEqual([
+      'upstreams/app_my-svc.conf',
+      'upstreams/app_my-svc.locations',
+      'upstreams/app_my-svc_vars.conf'
+    ])
+    expect(archived(upstream)).toEqual(['upstreams/app_my-svc.conf'])
+    expect(liveOf(archivedFile(upstream, 'upstreams/app_my-svc.conf'))).toEqual({ container: name, image: IMAGE })
+    expect(remote.matching(STEP.reload).map(c => c.sh)).toEqual([reloadNginxAndWait(NGINX, 10).sh])
+    expect(remote.matching(STEP.throughNginx)[0].sh).toContain(
+      `'X-Ops-Upstream: ${name}:9000' http://127.0.0.1:8504/things/health http://127.0.0.1:8504/things/ 10 '' `
+    )
   })
 
   it('the retirement cannot be started: the deploy succeeds with a warning (the new release serves; the next run reaps the old one)', async () => {

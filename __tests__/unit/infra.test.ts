@@ -120,7 +120,8 @@ describe('runInfra (against a fake host)', () => {
     composeUp: / up -d --remove-orphans$/,
     listStack: /^sh -c 'ids=\$\(docker ps -aq --filter "label=\$1"\).* sh com\.docker\.compose\.project=behindy /,
     inspect: /^\{ docker inspect --format /,
-    reload: /docker kill --signal HUP/
+    // reloadAndWait: the reload script run inside the nginx container, its pid file and timeout as arguments.
+    reload: /^docker exec nginx-1 sh -c .*reload "\$1" "\$2"' sh \/tmp\/nginx\.pid 10$/
   }
   const stepOf = (sh: string) => Object.entries(STEP).find(([, re]) => re.test(sh))?.[0] ?? sh
 

@@ -3,13 +3,13 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileS
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { restoreFiles, unpackAndCommit } from '../../src/commands/files'
-import { NGINX_CONF, nginxTest, reloadNginxAndWait } from '../../src/commands/nginx'
+import { NGINX_CONF, NGINX_PID_FILE, nginxTest, RELOAD, reloadNginxAndWait } from '../../src/commands/nginx'
 import { HostError } from '../../src/errors'
-import { MIN_NGINX, nginxTestFailed, nginxTooOld, reloadAndWait, restoreUnloaded, writeAndTest } from '../../src/nginx'
+import { MIN_NGINX, nginxTestFailed, nginxTooOld, reloadAndWait, reloadFailed, restoreUnloaded, writeAndTest } from '../../src/nginx'
 import type { Sh } from '../../src/shell'
 import { stdoutOrThrow, type Remote, type RunResult, type Running } from '../../src/ssh'
 import { upstreamConf } from '../../src/upstream'
-import { FakeRemote, sectionsOut, useTempDir } from './helpers'
+import { dockerArgv, FakeRemote, sectionsOut, useTempDir } from './helpers'
 
 describe('nginx -t failures', () => {
   const tooOld = [
@@ -45,9 +45,9 @@ describe('writeAndTest / restoreUnloaded / reloadAndWait (against a fake host)',
   const files = [{ path: PATH, content: upstreamConf('app_backend', 8080, { container: 'backend-1a2b3c4d', image: 'b:2' }) }]
   const WRITE = /@@ops write/
   const RESTORE = /mv -f "\$f\.ops-prev" "\$f"/
-  const RELOAD = /docker kill --signal HUP/
+  const RELOADS = /reload "\$1" "\$2"' sh \/tmp\/nginx\.pid \d+$/
   const TEST_OK = 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful'
-  const step = (sh: string) => (WRITE.test(sh) ? 'write' : RESTORE.test(sh) ? 'restore' : RELOAD.test(sh) ? 'reload' : sh)
+  const step = (sh: string) => (WRITE.test(sh) ? 'write' : RESTORE.test(sh) ? 'restore' : RELOADS.test(sh) ? 'reload' : sh)
 
   it('writeAndTest: the write and nginx -t in one round trip, the files as an archive; nothing reloaded', async () => {
     const remote = new FakeRemote([[WRITE, { stdout: sectionsOut({ write: '', test: TEST_OK }) }]])
@@ -56,10 +56,10 @@ describe('writeAndTest / restoreUnloaded / reloadAndWait (against a fake host)',
     expect(remote.calls).toHaveLength(1)
     const [call] = remote.calls
     const write = call.sh.indexOf(`echo '@@ops write'; { ${unpackAndCommit(OPS, [PATH]).sh}; }`)
-    const test = call.sh.indexOf(`echo '@@ops test'; { ${nginxTest({ container: NGINX }).sh}; }`)
+    const test = call.sh.indexOf(`echo '@@ops test'; { ${nginxTest({ container: NGINX }, OPS).sh}; }`)
     expect(write).toBeGreaterThanOrEqual(0)
     expect(test).toBeGreaterThan(write)
-    expect(call.sh).not.toMatch(RELOAD)
+    expect(call.sh).not.toMatch(RELOADS)
     expect(execFileSync('tar', ['-xOf', '-', PATH], { input: call.stdin as Buffer, encoding: 'utf8' })).toBe(files[0].content)
   })
 
@@ -95,33 +95,89 @@ describe('writeAndTest / restoreUnloaded / reloadAndWait (against a fake host)',
     )
   })
 
-  it('reloadAndWait: one round trip; the new and the shutting-down workers', async () => {
+  it('reloadAndWait: one round trip, inside the nginx container; the new and the shutting-down workers', async () => {
     const remote = new FakeRemote([
-      [RELOAD, { stdout: 'PID COMMAND\n   51 nginx: worker process\n   41 nginx: worker process is shutting down\n' }]
+      [
+        RELOADS,
+        { stdout: 'PID COMMAND\n1 nginx: master process nginx\n51 nginx: worker process\n41 nginx: worker process is shutting down\n' }
+      ]
     ])
     expect(await reloadAndWait(remote, NGINX, 2_500)).toEqual({ active: ['51'], draining: ['41'] })
+    // The timeout in whole seconds, rounded up.
     expect(remote.calls.map(c => c.sh)).toEqual([reloadNginxAndWait(NGINX, 3).sh])
   })
 
-  it.each<[number, string, HostError]>([
-    [
-      4,
-      '',
-      new HostError(
-        'nginx did not apply the new configuration within 10 s (its old workers are still serving)',
-        'check `docker logs` of the nginx container'
-      )
-    ],
+  it('reloadNginxAndWait is docker exec NGINX sh -c RELOAD sh PIDFILE TIMEOUT: the values arguments, the script fixed', () => {
+    expect(dockerArgv(reloadNginxAndWait('nginx;$(id)', 7))).toEqual([
+      'exec',
+      'nginx;$(id)',
+      'sh',
+      '-c',
+      `${RELOAD}reload "$1" "$2"`,
+      'sh',
+      NGINX_PID_FILE,
+      '7'
+    ])
+  })
+
+  const TIMEOUT_FIX = 'check `docker logs` of the nginx container'
+  it.each<[number, { stderr?: string; stdout?: string; timeoutMs?: number }, string, string | undefined]>([
+    [4, {}, 'nginx did not apply the new configuration within 10 s (its old workers are still serving)', TIMEOUT_FIX],
+    // The timeout as the reload got it: whole seconds, rounded up.
+    [4, { timeoutMs: 2_500 }, 'nginx did not apply the new configuration within 3 s (its old workers are still serving)', TIMEOUT_FIX],
     [
       3,
-      'Error response from daemon: cannot kill container nginx-0123',
-      new HostError('reloading nginx failed (exit 3): Error response from daemon: cannot kill container nginx-0123')
+      { stderr: "sh: can't kill pid 1: Operation not permitted" },
+      "signalling nginx's master failed (exit 3): sh: can't kill pid 1: Operation not permitted",
+      undefined
     ],
-    [5, 'Error: No such object: nginx-0123', new HostError('listing nginx processes failed (exit 5): Error: No such object: nginx-0123')],
-    [255, 'connection reset by peer', new HostError('listing nginx processes failed (exit 255): connection reset by peer')]
-  ])('reloadAndWait fails with exit %i: the error says which step', async (code, stderr, error) => {
-    const remote = new FakeRemote([[RELOAD, { code, stderr }]])
-    await expect(reloadAndWait(remote, NGINX)).rejects.toThrow(error)
+    // Nothing on stderr: what it printed instead.
+    [
+      3,
+      { stdout: "cat: can't open '/tmp/nginx.pid': No such file or directory\n" },
+      "signalling nginx's master failed (exit 3): cat: can't open '/tmp/nginx.pid': No such file or directory",
+      undefined
+    ],
+    [
+      5,
+      { stderr: 'Error: No such object: nginx-0123' },
+      'reaching the nginx container failed (exit 5): Error: No such object: nginx-0123',
+      undefined
+    ],
+    [
+      126,
+      { stderr: 'OCI runtime exec failed: unable to start container process' },
+      'reaching the nginx container failed (exit 126): OCI runtime exec failed: unable to start container process',
+      undefined
+    ],
+    [255, { stderr: 'connection reset by peer' }, 'reaching the nginx container failed (exit 255): connection reset by peer', undefined]
+  ])(
+    'reloadAndWait fails with exit %i: the error says which step (%j)',
+    async (code, { stderr = '', stdout = '', timeoutMs }, message, fix) => {
+      const remote = new FakeRemote([[RELOADS, { code, stderr, stdout }]])
+      const e = (await reloadAndWait(remote, NGINX, timeoutMs).catch((x: unknown) => x)) as HostError
+      expect(e).toBeInstanceOf(HostError)
+      expect(e.message).toBe(message)
+      expect(e.fix).toBe(fix)
+    }
+  )
+
+  it('reloadFailed: the same errors for an exit code and output from elsewhere (a stage of a longer script)', () => {
+    expect(reloadFailed(4, 'whatever', 10).message).toBe(
+      'nginx did not apply the new configuration within 10 s (its old workers are still serving)'
+    )
+    expect(reloadFailed(3, '  kill: No such process\n', 10).message).toBe(
+      "signalling nginx's master failed (exit 3): kill: No such process"
+    )
+    expect(reloadFailed(1, 'Error response from daemon: container is not running\n', 10).message).toBe(
+      'reaching the nginx container failed (exit 1): Error response from daemon: container is not running'
+    )
+  })
+
+  it("nginx/nginx.conf's pid directive is NGINX_PID_FILE (the reload reads the master's pid there)", () => {
+    const conf = readFileSync(join(__dirname, '..', '..', 'nginx', 'nginx.conf'), 'utf8')
+    const pids = [...conf.matchAll(/^\s*pid\s+([^;\s]+)\s*;/gm)].map(m => m[1])
+    expect(pids).toEqual([NGINX_PID_FILE])
   })
 })
 
@@ -130,7 +186,9 @@ class LocalHost implements Remote {
   constructor(private readonly bin: string) {}
   run(command: Sh, opts: { stdin?: string | Buffer } = {}): Promise<RunResult> {
     return new Promise((resolve, reject) => {
-      const p = spawn('sh', ['-c', command.sh], { env: { ...process.env, PATH: `${this.bin}:${process.env.PATH}` } })
+      // The cache of passed nginx -t runs goes next to the fake docker, not into this user's HOME.
+      const env = { ...process.env, PATH: `${this.bin}:${process.env.PATH}`, XDG_CACHE_HOME: join(this.bin, '..', 'cache') }
+      const p = spawn('sh', ['-c', command.sh], { env })
       let stdout = ''
       let stderr = ''
       p.stdout.on('data', d => (stdout += d))
@@ -159,8 +217,9 @@ describe('writeAndTest, restoreUnloaded and reloadAndWait run by a real sh on fi
   const NEW = upstreamConf('app_backend', 8080, { container: 'backend-1a2b3c4d', image: 'b:2' })
 
   /**
-   * ops-dir with the old upstream file; a docker whose `nginx -t` fails on a file containing "BROKEN", whose HUP
-   * starts a new worker (the old one shutting down) or fails (killFails). Every call is recorded.
+   * ops-dir with the old upstream file; a docker whose `nginx -t` fails on a file containing "BROKEN", and whose
+   * reload (the `sh -c` run inside nginx's container) starts a new worker (the old one shutting down) or fails to
+   * signal the master (killFails: exit 3). Every call is recorded (a reload as `exec ID sh -c … sh PIDFILE TIMEOUT`).
    */
   function setUp(killFails = false) {
     const dir = mkdtempSync(join(tmp(), 'host-'))
@@ -174,10 +233,10 @@ describe('writeAndTest, restoreUnloaded and reloadAndWait run by a real sh on fi
       `F=${dir}`,
       'printf "%s\\n" "$*" >> "$F/calls"',
       'case "$1" in',
-      `  exec) if grep -q BROKEN ${join(ops, PATH)}; then echo 'nginx: [emerg] unknown directive "BROKEN"' >&2; exit 1; fi; echo 'nginx: test is successful' >&2 ;;`,
-      '  inspect) echo 99999999 ;;',
-      '  top) echo "PID COMMAND"; if [ -e "$F/hup" ]; then echo "  51 nginx: worker process"; echo "  41 nginx: worker process is shutting down"; else echo "  41 nginx: worker process"; fi ;;',
-      `  kill) ${killFails ? 'echo "cannot kill container" >&2; exit 1' : 'touch "$F/hup"; echo "$4"'} ;;`,
+      '  exec) case "$3" in',
+      `    sh) ${killFails ? 'echo "sh: can\'t kill pid 1: No such process" >&2; exit 3' : 'touch "$F/hup"; printf "PID COMMAND\\n51 nginx: worker process\\n41 nginx: worker process is shutting down\\n"'} ;;`,
+      `    *) if grep -q BROKEN ${join(ops, PATH)}; then echo 'nginx: [emerg] unknown directive "BROKEN"' >&2; exit 1; fi; echo 'nginx: test is successful' >&2 ;;`,
+      '  esac ;;',
       'esac'
     ].join('\n')
     writeFileSync(join(bin, 'docker'), `${fake}\n`)
@@ -199,7 +258,9 @@ describe('writeAndTest, restoreUnloaded and reloadAndWait run by a real sh on fi
     expect(h.prev()).toBe(OLD)
     expect(h.calls()).toEqual([`exec nginx-0123 nginx -t -c ${NGINX_CONF}`])
     expect(await reloadAndWait(h.remote, 'nginx-0123')).toEqual({ active: ['51'], draining: ['41'] })
-    expect(h.calls()).toContain('kill --signal HUP nginx-0123')
+    const reloads = h.calls().filter(c => c.startsWith('exec nginx-0123 sh -c '))
+    expect(reloads).toHaveLength(1)
+    expect(reloads[0].endsWith(` sh ${NGINX_PID_FILE} 10`)).toBe(true)
   })
 
   it('a failing test: the old file is live again, no .ops-prev left, nginx never got a HUP', async () => {
@@ -211,7 +272,7 @@ describe('writeAndTest, restoreUnloaded and reloadAndWait run by a real sh on fi
     expect(e.message).toContain('nginx: [emerg] unknown directive "BROKEN"')
     expect(h.live()).toBe(OLD)
     expect(h.prev()).toBeUndefined()
-    expect(h.calls().filter(c => c.startsWith('kill '))).toEqual([])
+    expect(h.calls().filter(c => c.startsWith('exec nginx-0123 sh '))).toEqual([])
   })
 
   it('restoreUnloaded after a passing test (the preview failed): the old file is live again, no HUP', async () => {
@@ -220,14 +281,14 @@ describe('writeAndTest, restoreUnloaded and reloadAndWait run by a real sh on fi
     await restoreUnloaded(h.remote, h.ops, [PATH])
     expect(h.live()).toBe(OLD)
     expect(h.prev()).toBeUndefined()
-    expect(h.calls().filter(c => c.startsWith('kill '))).toEqual([])
+    expect(h.calls().filter(c => c.startsWith('exec nginx-0123 sh '))).toEqual([])
   })
 
   it('a HUP that fails: exit 3, the new file still in place with the old one as .ops-prev (for the rollback)', async () => {
     const h = setUp(true)
     await writeAndTest(h.remote, h.ops, 'nginx-0123', [{ path: PATH, content: NEW }])
     await expect(reloadAndWait(h.remote, 'nginx-0123')).rejects.toThrow(
-      new HostError('reloading nginx failed (exit 3): cannot kill container')
+      new HostError("signalling nginx's master failed (exit 3): sh: can't kill pid 1: No such process")
     )
     expect(h.live()).toBe(NEW)
     expect(h.prev()).toBe(OLD)

@@ -4,7 +4,7 @@ import { healthGateLoop } from '../../src/commands/http'
 import { retireContainers } from '../../src/commands/retire'
 import { HostError } from '../../src/errors'
 import type { AppInputs } from '../../src/inputs'
-import { healthGate, parseGate, retireOld } from '../../src/release'
+import { healthGate, parseGate, retireOld, stageTimes } from '../../src/release'
 import { captureStdout, FakeRemote, stackInfo } from './helpers'
 
 // The new release's container: the health gate's verdict (one round trip, one line) and the hand-over of the old
@@ -164,5 +164,42 @@ describe('retireOld (against a fake host)', () => {
     expect(stdout.text()).toContain(
       '::warning::Could not start the retirement of backend-0000aaaa, backend-1111bbbb (exit 2): sh: cannot create /o/retire.log: Read-only file system. It keeps running, without clients; the next deploy of backend stops and removes it.'
     )
+  })
+})
+
+describe('stageTimes', () => {
+  it('seconds per stage, each from its mark to the next one', () => {
+    const out = [
+      '@@ops-at preview 1000.10',
+      '@@ops preview',
+      '200 200',
+      'ok',
+      '@@ops-rc 0',
+      '@@ops-at switch 1000.50',
+      '@@ops switch',
+      'PID COMMAND',
+      '@@ops-rc 0',
+      '@@ops-at verify 1001.25',
+      '@@ops verify',
+      '@@ops-rc 0',
+      '@@ops-at end 1001.40',
+      ''
+    ].join('\n')
+    const t = stageTimes(out)
+    expect(Object.keys(t)).toEqual(['preview', 'switch', 'verify'])
+    expect(t.preview).toBeCloseTo(0.4, 6)
+    expect(t.switch).toBeCloseTo(0.75, 6)
+    expect(t.verify).toBeCloseTo(0.15, 6)
+  })
+
+  it('a stage that never ran took 0 s; no marks at all, all 0', () => {
+    expect(stageTimes('@@ops-at preview 10.00\n@@ops preview\n@@ops-rc 1\n@@ops-at end 12.50\n')).toEqual({
+      preview: 2.5,
+      switch: 0,
+      verify: 0
+    })
+    expect(stageTimes('')).toEqual({ preview: 0, switch: 0, verify: 0 })
+    // A mark must be a line of its own.
+    expect(stageTimes('x @@ops-at preview 1.00\n@@ops-at end 2.00\n')).toEqual({ preview: 0, switch: 0, verify: 0 })
   })
 })

@@ -11,17 +11,38 @@ const TEST_ARGV = ['nginx', '-t', '-c', NGINX_CONF]
 /** Where `nginx -t` runs: a running nginx container (by id), or the stack's running one found by its compose labels. */
 export type NginxAt = { container: string } | 'stack'
 
-/** `nginx -t` of the action's config, in the given nginx container. */
-export const nginxTest = (at: NginxAt): Sh =>
-  at === 'stack'
-    ? script(
-        'n=$(docker ps -q --filter "label=$1" --filter "label=$2") && [ -n "$n" ] || { echo "no running nginx container"; exit 1; }; ' +
-          'shift 2; exec docker exec "$n" "$@"',
-        `${COMPOSE_PROJECT_LABEL}=${PROJECT}`,
-        `${COMPOSE_SERVICE_LABEL}=nginx`,
-        ...TEST_ARGV
-      )
-    : cmd('docker', 'exec', at.container, ...TEST_ARGV)
+/**
+ * `nginx -t` of the action's config, in the given nginx container. With `opsDir`, a pass is remembered (in the SSH
+ * user's cache dir) for that container and the exact files it read from ops-dir (nginx/, upstreams/*.conf and
+ * *.locations, by sha256), and the same files in the same container are not tested again: a docker exec saved on
+ * every deploy, since the last one's test (of the upstream file it switched to) already passed on them.
+ */
+export const nginxTest = (at: NginxAt, opsDir?: string): Sh => {
+  const plain =
+    at === 'stack'
+      ? script(
+          'n=$(docker ps -q --filter "label=$1" --filter "label=$2") && [ -n "$n" ] || { echo "no running nginx container"; exit 1; }; ' +
+            'shift 2; exec docker exec "$n" "$@"',
+          `${COMPOSE_PROJECT_LABEL}=${PROJECT}`,
+          `${COMPOSE_SERVICE_LABEL}=nginx`,
+          ...TEST_ARGV
+        )
+      : cmd('docker', 'exec', at.container, ...TEST_ARGV)
+  if (opsDir === undefined) return plain
+  return script(
+    'o=$1 n=$2; shift 2; ' +
+      '[ -n "$n" ] || n=$(docker ps -q --no-trunc --filter "label=$1" --filter "label=$2"); shift 2; ' +
+      '[ -n "$n" ] || { echo "no running nginx container"; exit 1; }; c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/nginx-tested; ' +
+      'k="$n $o $(cd "$o" && { find nginx -type f -exec sha256sum {} +; find upstreams -maxdepth 1 -type f \\( -name "*.conf" -o -name "*.locations" \\) -exec sha256sum {} +; } | LC_ALL=C sort | sha256sum)"; ' +
+      '[ -f "$c" ] && [ "$(cat "$c")" = "$k" ] && { echo "nginx -t passed on these files before (cached)"; exit 0; }; ' +
+      'docker exec "$n" "$@"; r=$?; [ $r -ne 0 ] || { mkdir -p "${c%/*}" && printf "%s\\n" "$k" >"$c"; } 2>/dev/null; exit $r',
+    opsDir,
+    at === 'stack' ? '' : at.container,
+    `${COMPOSE_PROJECT_LABEL}=${PROJECT}`,
+    `${COMPOSE_SERVICE_LABEL}=nginx`,
+    ...TEST_ARGV
+  )
+}
 
 /** The compose run arguments of `nginx -t` in a throwaway container of the nginx service (before nginx runs). */
 export const NGINX_TEST_ARGV: readonly string[] = TEST_ARGV
@@ -29,31 +50,35 @@ export const NGINX_TEST_ARGV: readonly string[] = TEST_ARGV
 /**
  * Shell functions over the nginx container ($1): `top` prints `PID ARGS` of its processes (header first, as docker
  * top does): the children of its PID 1 from the host's ps, cheap enough to poll, else (ps without --ppid, or /proc
- * hidden) `docker top`; `act TEXT` lists the serving workers' pids, `draining TEXT` counts the shutting-down ones.
+ * hidden) `docker top`; `draining TEXT` counts the shutting-down workers.
  */
 const NGINX_PS =
   'pid=$(docker inspect --format "{{.State.Pid}}" "$1") || exit 5; ' +
   'top() { out=$(ps --ppid "$pid" -o pid=,args= 2>/dev/null); [ -n "$out" ] || out=$(docker top "$1" -eo pid,args | tail -n +2) || return 1; printf "PID COMMAND\\n%s\\n" "$out"; }; ' +
-  'act() { printf "%s\\n" "$1" | awk \'/nginx: worker process/ && !/shutting down/ { printf " %s", $1 }\'; }; ' +
   'draining() { printf "%s\\n" "$1" | grep -c "nginx: worker process is shutting down"; }; '
 
+/** nginx's pid file inside its container (nginx/nginx.conf's `pid`). */
+export const NGINX_PID_FILE = '/tmp/nginx.pid'
+
 /**
- * SIGHUP to nginx's master (it re-reads the config; old workers finish their requests), then waits, polling every
- * 0.05 s for up to timeoutS, until a new worker runs and none that served before still serves; prints those
- * processes. Exit 3: the signal failed; 4: old workers still serve at the timeout (nginx refused the config); 5: the
- * processes could not be listed. One round trip for the whole reload.
+ * Shell function `reload PIDFILE TIMEOUT`, run inside the nginx container: SIGHUP to nginx's master (it re-reads the
+ * config; old workers finish their requests), then waits, polling its /proc every 0.05 s for up to TIMEOUT s, until a
+ * new worker runs and none that served before still serves (nginx gives its new workers 100 ms before it tells the
+ * old ones to stop); prints nginx's processes as `PID COMMAND` lines, header first. Returns 3: the signal failed; 4:
+ * old workers still serve at the timeout (nginx refused the config).
  */
+export const RELOAD =
+  'procs() { echo "PID COMMAND"; for f in /proc/[0-9]*/cmdline; do c=$(tr "\\000" " " 2>/dev/null <"$f") || continue; ' +
+  'case $c in "nginx: "*) p=${f#/proc/}; echo "${p%/cmdline} ${c% }" ;; esac; done; }; ' +
+  'act() { printf "%s\\n" "$1" | while read -r p c; do case $c in *"shutting down"*) ;; "nginx: worker process"*) printf " %s" "$p" ;; esac; done; }; ' +
+  'reload() { ps=$(procs); before="$(act "$ps") "; m=$(cat "$1") && kill -HUP "$m" || return 3; end=$(( $(date +%s) + $2 )); ' +
+  'while :; do sleep 0.05; ps=$(procs); now=$(act "$ps"); new=${now:+yes}; ' +
+  'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
+  '[ -z "$new" ] || { printf "%s\\n" "$ps"; return 0; }; [ "$(date +%s)" -lt "$end" ] || return 4; done; }; '
+
+/** `reload` (above) in the nginx container: one round trip for the whole reload; exit 3 or 4 as `reload` returns. */
 export const reloadNginxAndWait = (id: string, timeoutS: number): Sh =>
-  script(
-    NGINX_PS +
-      'ps=$(top "$1") || exit 5; before="$(act "$ps") "; ' +
-      'docker kill --signal HUP "$1" >/dev/null || exit 3; end=$(( $(date +%s) + $2 )); ' +
-      'while :; do sleep 0.05; ps=$(top "$1") || exit 5; now=$(act "$ps"); new=${now:+yes}; ' +
-      'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
-      '[ -z "$new" ] || { printf "%s\\n" "$ps"; exit 0; }; [ "$(date +%s)" -lt "$end" ] || exit 4; done',
-    id,
-    String(timeoutS)
-  )
+  cmd('docker', 'exec', id, 'sh', '-c', `${RELOAD}reload "$1" "$2"`, 'sh', NGINX_PID_FILE, String(timeoutS))
 
 /**
  * Waits, polling every 0.1 s for up to timeoutS, until none of the containers has an established connection from

@@ -4,11 +4,11 @@ import { cmd, script, type Sh } from '../shell'
 
 export const dockerServerVersion = (): Sh => cmd('docker', 'version', '--format', '{{.Server.Version}}')
 /**
- * `$@` (a version command), its output cached in the SSH user's cache dir under `name`, keyed by the files that make
- * the program (path, inode, size, mtime of each that exists): compose v1 is a Python program that needs ~0.6 s just
- * to print its version, the v2 plugin ~0.2 s, on every run. A failure is never cached.
+ * `$@`'s output, cached in the SSH user's cache dir under `name`, keyed by the files that make it (path, inode, size,
+ * mtime of each that exists): compose v1 is a Python program that needs ~0.6 s just to print its version, the v2
+ * plugin ~0.2 s, `docker info` ~0.1 s, on every run. No key file: exit 127. A failure is never cached.
  */
-const cachedVersion = (name: string, keyFiles: string, argv: string[]): Sh =>
+const cached = (name: string, keyFiles: string, argv: string[]): Sh =>
   script(
     `n=$1; shift; k=$(for f in ${keyFiles}; do [ -e "$f" ] && stat -L -c "%n %i %s %Y" "$f"; done | tr "\\n" " "); ` +
       '[ -n "$k" ] || { echo "$1: not found"; exit 127; }; ' +
@@ -26,18 +26,28 @@ const COMPOSE_PLUGIN_FILES =
   '/usr/local/libexec/docker/cli-plugins/docker-compose /usr/lib/docker/cli-plugins/docker-compose ' +
   '/usr/libexec/docker/cli-plugins/docker-compose "$(command -v docker)"'
 
-/** `docker compose version --short` (cached, see cachedVersion); fails without the v2 plugin. */
+/** `docker compose version --short` (cached, see cached); fails without the v2 plugin. */
 export const composeV2Version = (): Sh =>
-  cachedVersion('docker-compose-v2-version', COMPOSE_PLUGIN_FILES, ['docker', 'compose', 'version', '--short'])
+  cached('docker-compose-v2-version', COMPOSE_PLUGIN_FILES, ['docker', 'compose', 'version', '--short'])
 /** `docker-compose version --short` (compose v1, cached). */
 export const composeV1Version = (): Sh =>
-  cachedVersion('docker-compose-version', '"$(command -v docker-compose)"', ['docker-compose', 'version', '--short'])
+  cached('docker-compose-version', '"$(command -v docker-compose)"', ['docker-compose', 'version', '--short'])
+
+/**
+ * dockerd's root dir (`docker info`), cached while its socket and /etc/docker/daemon.json stay the same files: moving
+ * the root dir takes an edit of daemon.json and a restart, which makes a new socket (unless systemd holds it).
+ */
+const DOCKER_ROOT = cached(
+  'docker-root-dir',
+  '"$(s=${DOCKER_HOST:-unix:///var/run/docker.sock}; echo "${s#unix://}")" /etc/docker/daemon.json',
+  ['docker', 'info', '--format', '{{.DockerRootDir}}']
+)
 
 /** Free kilobytes on the filesystems of the docker root dir and of ops-dir (or its nearest existing parent). */
 export const diskFree = (opsDir: string): Sh =>
   script(
     'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; ' +
-      'r=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ' +
+      `r=$( { ${DOCKER_ROOT.sh}; } 2>/dev/null || docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo /var/lib/docker); ` +
       'for p in "$r" "$d"; do printf "%s %s\\n" "$p" "$(df -Pk "$p" | awk "NR==2 {print \\$4}")"; done',
     opsDir
   )
