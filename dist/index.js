@@ -69248,8 +69248,10 @@ const dumpDatabase = (opsDir, db, stamp, keep) => script('set -e; umask 077; mkd
 /** Container labels: the ones ops-action puts on app containers, and the ones compose puts on the stack's. */
 /** Marks containers ops-action manages, valued with the service name. */
 const SERVICE_LABEL = 'ops-action.service';
-/** The image reference the container was started from. */
+/** The image reference the deploy was given (a tag, or a digest). */
 const IMAGE_LABEL = 'ops-action.image';
+/** The registry digest the container runs (`repo@sha256:…`), when the image has one. */
+const DIGEST_LABEL = 'ops-action.digest';
 /** The app's port inside the container. */
 const PORT_LABEL = 'ops-action.port';
 /** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
@@ -69284,6 +69286,7 @@ const runContainer = (s) => {
         `${SERVICE_LABEL}=${s.service}`,
         '--label',
         `${IMAGE_LABEL}=${s.image}`,
+        ...(s.digest ? ['--label', `${DIGEST_LABEL}=${s.digest}`] : []),
         '--label',
         `${PORT_LABEL}=${s.port}`,
         ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
@@ -69299,7 +69302,7 @@ const runContainer = (s) => {
         `if [ -n "$from" ]; then docker inspect ${envOf} "$from" > "$d/all" && ` +
         `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
         '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
-        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.image, s.inheritEnvFrom ?? '', ...argv));
+        '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.digest || s.image, s.inheritEnvFrom ?? '', ...argv));
 };
 /**
  * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
@@ -69688,7 +69691,9 @@ function liveOf(conf) {
         return undefined;
     try {
         const v = JSON.parse(m[1]);
-        return typeof v.container === 'string' && typeof v.image === 'string' ? v : undefined;
+        return typeof v.container === 'string' && typeof v.image === 'string' && (v.digest === undefined || typeof v.digest === 'string')
+            ? v
+            : undefined;
     }
     catch {
         return undefined;
@@ -69789,20 +69794,28 @@ function parseHistory(text) {
         }
     });
 }
-/** The image a rollback returns to: the newest successful release of the service other than the one serving now. */
-function previousImage(history, service, current) {
+/** Whether two releases ran the same content: by digest when both have one, else (earlier releases) by reference. */
+const same = (a, b) => a.digest && b.digest ? a.digest === b.digest : a.image === b.image;
+/**
+ * The release mode rollback returns to: the newest successful one of the service that ran other content than the one
+ * serving (`current`, else the newest success), by digest where recorded, so a tag that moved (or was deleted from
+ * the registry) since still returns to what served.
+ */
+function previousRelease(history, service, current) {
     const releases = history.filter(h => h.service === service && h.result === 'success');
-    const serving = current ?? releases.at(-1)?.image;
-    return [...releases].reverse().find(h => h.image !== serving)?.image;
+    const serving = current ?? releases.at(-1);
+    const r = [...releases].reverse().find(h => !serving || !same(h, serving));
+    return r && { image: r.image, digest: r.digest ?? '' };
 }
-/** Reads the history and the serving upstream, and names the image mode rollback returns to. */
+/** Reads the history and the serving upstream, and names the release mode rollback returns to. */
 async function rollbackTarget(remote, opsDir, service) {
     const history = await readHistory(remote, opsDir);
     const live = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, upstreamPath(service))), 'reading the upstream'));
-    const target = previousImage(history, service, live?.image);
+    const target = previousRelease(history, service, live);
     if (!target)
         throw new HostError(`No previous image of ${service} in the deploy history (${hostPath(opsDir, OPS.history)}) to roll back to.`, 'deploy the wanted image with mode deploy');
-    info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`);
+    const shown = (r) => (r.digest ? `${r.image} (${r.digest})` : r.image);
+    info(`${service} serves ${live ? shown(live) : 'nothing'}; rolling back to ${shown(target)}.`);
     return target;
 }
 /** Seconds per phase for the history; with a label, only that service's phases of a multi-service run. */
@@ -69824,8 +69837,15 @@ const pull = (image, registry) => registry
         'docker --config "$d" login --username "$2" --password-stdin "$1" >/dev/null || exit 3; ' +
         'docker --config "$d" pull --quiet "$3"; rc=$?; docker --config "$d" logout "$1" >/dev/null 2>&1; exit $rc', registry.server, registry.username, image))
     : shell_cmd('docker', 'pull', '--quiet', image);
-/** `repository:tag id created` of the images of one repository, newest first. */
-const repositoryImages = (repository) => shell_cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository);
+/** The line between a pull's own output and the digests pullResolved prints after it. */
+const DIGESTS_MARK = '@@ops digests';
+/**
+ * Pulls the image (as `pull`), then prints DIGESTS_MARK and the image's registry digests (`repo@sha256:…`, one a
+ * line): what the tag names now. One round trip; the exit code is the pull's when it fails.
+ */
+const pullResolved = (image, registry) => and(pull(image, registry), shell_cmd('echo', DIGESTS_MARK), shell_cmd('docker', 'image', 'inspect', '--format', '{{range .RepoDigests}}{{println .}}{{end}}', image));
+/** `repository:tag digest id` of the images of one repository, newest first (tag or digest `<none>` when missing). */
+const repositoryImages = (repository) => shell_cmd('docker', 'images', '--digests', '--format', '{{.Repository}}:{{.Tag}} {{.Digest}} {{.ID}}', repository);
 /** Removes images; ones still used by a container are skipped with a message, never forced. */
 const removeImages = (refs) => script('for i; do docker rmi "$i" >/dev/null 2>&1 || echo "kept $i (in use)"; done; exit 0', ...refs);
 
@@ -69976,13 +69996,30 @@ function imageRepository(image) {
     const tag = imageTag(noDigest);
     return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest;
 }
-/** Pulls the image (logging in to its registry for this run only), with a fix for each way it usually fails. */
+/** Whether the reference pins content (`name@sha256:…`): the only kind a deploy may take from the host without asking the registry. */
+const isDigestReference = (image) => /@sha256:[a-f0-9]{64}$/.test(image);
+/** The digest among an image's RepoDigests that belongs to the reference's repository ('' if none). */
+function digestOf(image, repoDigests) {
+    const repo = imageRepository(image);
+    // `name:tag@sha256:…` runs what the digest names: recorded as `name@sha256:…`, as docker lists it.
+    if (isDigestReference(image))
+        return `${repo}@${image.slice(image.lastIndexOf('@') + 1)}`;
+    // docker records Docker Hub images by their familiar name (nginx, not docker.io/library/nginx).
+    const names = new Set([repo, repo.replace(/^(?:docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, '').replace(/^library\//, '')]);
+    return repoDigests.find(d => names.has(d.slice(0, d.lastIndexOf('@')))) ?? '';
+}
+/**
+ * Pulls the image (logging in to its registry for this run only) and resolves what its tag names now: every deploy
+ * asks the registry (only a manifest check when the layers are here), so a tag that moved deploys its new content.
+ * Only a digest reference already on the host skips the pull. A fix for each way a pull usually fails.
+ */
 async function pullImage(remote, image, registry) {
-    const mutable = imageTag(image) === 'latest';
-    if (!mutable && (await remote.run(imageId(image))).code === 0)
-        return info(`${image} is already on the host: no pull.`);
+    if (isDigestReference(image) && (await remote.run(imageId(image))).code === 0) {
+        info(`${image} is pinned by digest and on the host: no pull.`);
+        return { image, digest: digestOf(image, []) };
+    }
     info(`Pulling ${image}${registry ? ` (logged in to ${registry.server} for this run only)` : ''}…`);
-    const r = await remote.run(pull(image, registry), { stdin: registry ? `${registry.password}\n` : undefined });
+    const r = await remote.run(pullResolved(image, registry), { stdin: registry ? `${registry.password}\n` : undefined });
     if (r.code === 3) {
         const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr);
         throw new HostError(`Login to ${registry?.server} as ${registry?.username} failed: ${r.stderr.trim()}`, unreachable
@@ -69997,22 +70034,41 @@ async function pullImage(remote, image, registry) {
                 ? 'check the image name and tag (was it pushed?)'
                 : /denied|unauthorized/i.test(msg)
                     ? 'set registry, registry-username and registry-password for a private image'
-                    : 'check that the host can reach the registry';
+                    : 'check that the host can reach the registry (an image already on the host is used without asking only when given by digest: name@sha256:…)';
         throw new HostError(`Pulling ${image} failed: ${msg}`, fix);
     }
+    const [, after = ''] = r.stdout.split(`${DIGESTS_MARK}\n`);
+    const digest = digestOf(image, after.split('\n').filter(Boolean));
+    info(digest ? `${image} → ${digest}` : `${image}: the registry gave no digest, so it runs by its name.`);
+    return { image, digest };
 }
-/** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
-async function pruneImages(remote, keepImages, image, previous) {
-    const repository = imageRepository(image);
+/**
+ * Keeps the newest keep-images images of the service's repository, the one serving and the rollback target (each by
+ * its tag or its digest: content whose tag moved on stays as long as it is one of them); removes the others by their
+ * references (a tag, or `repo@digest` for content no tag names any more).
+ */
+async function pruneImages(remote, keepImages, repository, keep) {
     const rows = (await remote.must(repositoryImages(repository), 'listing images'))
         .split('\n')
         .filter(Boolean)
-        .map(l => l.split(' ')[0])
-        .filter(ref => !ref.endsWith(':<none>'));
-    const keep = new Set([image, previous ?? '', ...rows.slice(0, keepImages)]);
-    const drop = rows.filter(ref => !keep.has(ref));
+        .map(l => {
+        const [ref = '', digest = '<none>', id = ''] = l.split(' ');
+        const repo = ref.slice(0, ref.lastIndexOf(':'));
+        return { ref, tagged: !ref.endsWith(':<none>'), byDigest: digest === '<none>' ? '' : `${repo}@${digest}`, id };
+    });
+    const ids = [...new Set(rows.map(r => r.id))];
+    const kept = new Set([
+        ...ids.slice(0, keepImages),
+        ...rows.filter(r => keep.includes(r.ref) || (r.byDigest && keep.includes(r.byDigest))).map(r => r.id)
+    ]);
+    const drop = [
+        ...new Set(rows
+            .filter(r => !kept.has(r.id))
+            .map(r => (r.tagged ? r.ref : r.byDigest))
+            .filter(Boolean))
+    ];
     if (!drop.length)
-        return info(`${rows.length} image(s) of ${repository} on the host; nothing to prune.`);
+        return info(`${ids.length} image(s) of ${repository} on the host; nothing to prune.`);
     const out = await remote.must(removeImages(drop), 'removing old images');
     info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`);
 }
@@ -71166,6 +71222,7 @@ async function startContainer(remote, r) {
         name: r.name,
         service: app.service,
         image: r.image,
+        digest: r.digest,
         network: r.network,
         aliases,
         port: app.spec.port,
@@ -71183,7 +71240,7 @@ async function startContainer(remote, r) {
     });
     await remote.must(command, `starting ${r.name}`, { stdin: envText });
     const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : '';
-    info(`Started ${r.name} from ${r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
+    info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
 }
 async function inspectOne(remote, name) {
     return parseInspect((await remote.run(inspectContainers([name]))).stdout)[0];
@@ -71343,11 +71400,13 @@ async function retireOld(remote, opsDir, nginxId, app, old) {
 /** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
 async function runDeploy(remote, inputs, phases) {
     const { app, infra } = inputs;
-    // 1. The image: found (rollback) and pulled outside the lock, since that changes nothing anyone sees.
-    const image = inputs.mode === 'rollback'
+    // 1. The image: found (rollback: the digest that served before) and pulled outside the lock, since that changes
+    // nothing anyone sees; a tag is resolved to the digest it names now.
+    const wanted = inputs.mode === 'rollback'
         ? await phases.run('Find previous image', () => rollbackTarget(remote, infra.opsDir, app.service))
-        : inputs.image;
-    await phases.run('Pull image', () => pullImage(remote, image, app.registry));
+        : { image: inputs.image, digest: '' };
+    const pulled = await phases.run('Pull image', () => pullImage(remote, wanted.digest || wanted.image, app.registry));
+    const image = wanted.image;
     // 2. Everything that changes the host happens under the host-wide lock.
     const what = `${inputs.mode} of ${app.service} (${image})`;
     return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: inputs.lockTimeoutS, what }, async (lock) => {
@@ -71357,7 +71416,7 @@ async function runDeploy(remote, inputs, phases) {
             runInfra(remote, infra, phases, 'Infra: '),
             probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
         ]);
-        const release = { app, image, mode: inputs.mode, inherit: inputs.mode === 'rollback' };
+        const release = { app, image, digest: pulled.digest, mode: inputs.mode, inherit: inputs.mode === 'rollback' };
         const r = await swap(remote, { infra, release, nginxId: stack.nginxId, lock, phases, seen: stack.changed ? undefined : seen });
         return { ...r, url: serviceUrl(inputs.connection.host, stack, app) };
     });
@@ -71369,7 +71428,7 @@ async function runDeploy(remote, inputs, phases) {
  */
 async function swap(remote, ctx) {
     const { infra, release, nginxId, phases, label = '' } = ctx;
-    const { app, image } = release;
+    const { app, image, digest } = release;
     const { opsDir, network } = infra;
     const phase = (name, fn) => phases.run(`${label}${name}`, fn);
     const name = newContainerName(app.service);
@@ -71382,7 +71441,9 @@ async function swap(remote, ctx) {
         mode: release.mode,
         service: app.service,
         image,
+        digest,
         previousImage: before.live?.image ?? '',
+        previousDigest: before.live?.digest ?? '',
         container: name,
         result,
         phases: phaseSeconds(phases.records, label),
@@ -71391,13 +71452,13 @@ async function swap(remote, ctx) {
     const failed = (stage, unloaded = []) => (e) => abandon(remote, ctx, { before, name, stage, unloaded, record }, e);
     // 5. Start the new container next to the old one.
     const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined;
-    await phase('Start container', () => startContainer(remote, { name, app, image, network, memory: before.memory, inheritEnvFrom })).catch(failed('before switch'));
+    await phase('Start container', () => startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom })).catch(failed('before switch'));
     // 6. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
     // nginx -t (nginx loads it only at the switch; a failure before puts the old one back). A service outside the
     // catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
     const upstream = {
         path: upstreamPath(app.service),
-        content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
+        content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image, digest })
     };
     const routeFiles = CATALOGUE[app.service] ? [] : customServiceFiles(app.service, app.spec.route, before.live !== undefined);
     const written = (async () => {
@@ -71430,9 +71491,9 @@ async function swap(remote, ctx) {
         forgetFiles(remote, opsDir, serviceFiles(app.service)),
         retireOld(remote, opsDir, nginxId, app, before.retire),
         record('success'),
-        pruneImages(remote, app.keepImages, image, before.live?.image)
+        pruneImages(remote, app.keepImages, imageRepository(image), [image, digest, before.live?.image ?? '', before.live?.digest ?? ''])
     ]));
-    return { container: name, image, previousImage: before.live?.image ?? '' };
+    return { container: name, image, digest, previousImage: before.live?.image ?? '' };
 }
 /**
  * A swap that failed: nginx back on the old container (once switched), the new container removed, the attempt
@@ -72196,6 +72257,9 @@ function getInputs(read = actionInput, repository = process.env.GITHUB_REPOSITOR
 
 ;// CONCATENATED MODULE: ./src/inputs/mask.ts
 
+
+/** Names of variables that name an image: `NGINX_IMAGE`, `IMAGE`, `postgres_image`. */
+const IMAGE_NAME = /(?:^|_)IMAGE$/i;
 /** Names of variables that hold credentials (or URLs and DSNs, which often embed them). */
 const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|URL|URI|CONN/i;
 /**
@@ -72203,10 +72267,14 @@ const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|U
  * output echoing one). Masked: values of credential-like names, and values that look like tokens (8+ characters
  * with letters and digits). Not masked: plain values such as `redis`, `production` or `Asia/Seoul`: masking would
  * turn every mention of them in the log into *** (a container named behindy_redis_1 included), and GitHub already
- * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log.
+ * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log,
+ * and image references under an image's name (`NGINX_IMAGE=nginx:1.30.6-alpine`): the log has to show which image
+ * runs, and `user:password` would need a name like that and a value of the reference's shape to slip through.
  */
 function isMaskable(name, value) {
     if (value.length < 3 || /^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value))
+        return false;
+    if (IMAGE_NAME.test(name) && isImageReference(value))
         return false;
     return SECRET_NAME.test(name) || (value.length >= 8 && /[A-Za-z]/.test(value) && /\d/.test(value) && !/\s/.test(value));
 }
@@ -72963,6 +73031,7 @@ var yaml_dist = __nccwpck_require__(8815);
 
 
 
+
 /**
  * `mode: plan` (or `dry-run: true` with any mode): what the run would do, computed from the same read-only preflight
  * and local plan as the real run. Nothing on the host is written, started, stopped or reloaded, and no lock is taken.
@@ -73012,7 +73081,9 @@ async function runPlan(remote, inputs, phases) {
     if (d) {
         const live = liveOf(s.get('upstream')?.out ?? '');
         if (image)
-            changes.push(s.get('image')?.rc === 0 ? `use ${image} (already on the host)` : `pull ${image}`);
+            changes.push(isDigestReference(image) && s.get('image')?.rc === 0
+                ? `use ${image} (pinned by digest, already on the host)`
+                : `pull ${image} (ask the registry what it names now${s.get('image')?.rc === 0 ? '; a copy is on the host' : ''})`);
         else
             changes.push(`roll ${d.service} back to the previous image in the history`);
         changes.push(`start a new ${d.service}-<8 hex> container${image ? ` from ${image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`);
@@ -73100,7 +73171,7 @@ async function restartServices(remote, infra, nginxId, lock, phases) {
         const c = containers.find(x => x.name === l?.container && x.status === 'running');
         if (!l || !c)
             throw new HostError(`${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`, `deploy ${service} again`);
-        const release = { app: appInputsOf(service, c.labels), image: l.image, mode: 'restart', inherit: true };
+        const release = { app: appInputsOf(service, c.labels), image: l.image, digest: l.digest ?? '', mode: 'restart', inherit: true };
         await swap(remote, { infra, release, nginxId, lock, phases, label: `${service}: ` }).catch((e) => {
             const rest = order.slice(order.indexOf(service) + 1);
             throw new HostError(`Re-swap of ${service} failed (re-swapped before it: ${done.join(', ') || 'none'}; not attempted: ${rest.join(', ') || 'none'}): ${e.message}`, undefined, { cause: e });
@@ -74202,6 +74273,7 @@ function appRow(service, live, apps, history) {
         time: last.time,
         mode: last.mode,
         image: last.image,
+        digest: last.digest,
         result: last.result,
         actor: last.actor,
         sha: last.sha,
@@ -74210,12 +74282,24 @@ function appRow(service, live, apps, history) {
     };
     const c = live && apps.find(a => a.name === live.container);
     if (!live)
-        return { service, deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '', lastDeploy };
+        return {
+            service,
+            deployed: false,
+            container: '',
+            image: '',
+            digest: '',
+            state: 'not deployed',
+            since: '',
+            direct: '',
+            nginx: '',
+            lastDeploy
+        };
     return {
         service,
         deployed: true,
         container: live.container,
         image: live.image,
+        digest: live.digest ?? '',
         state: c ? c.status : 'missing',
         since: c?.startedAt ?? '',
         direct: c ? '' : 'no container',
@@ -74232,12 +74316,12 @@ function statusLines(st) {
         '| --- | --- | --- | --- | --- | --- |',
         ...st.stack.map(r => `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(r.health)} | ${cell(since(r.since))} |`),
         '',
-        '| Service | Container | Image | State | Up since | Health (direct) | Health (nginx) | Last deploy |',
-        '| --- | --- | --- | --- | --- | --- | --- | --- |',
+        '| Service | Container | Image | Digest | State | Up since | Health (direct) | Health (nginx) | Last deploy |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
         ...st.services.map(r => {
             const d = r.lastDeploy;
             const last = d ? `${d.time} ${d.mode} ${d.result}${d.actor ? ` by ${d.actor}` : ''}${d.sha ? ` (${d.sha.slice(0, 7)})` : ''}` : '';
-            return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`;
+            return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${cell(r.digest.slice(r.digest.lastIndexOf('@') + 1))} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`;
         })
     ];
 }
@@ -74368,12 +74452,17 @@ async function runMode(remote, inputs, phases) {
             const r = await runDeploy(remote, inputs, phases);
             setOutput('container', r.container);
             setOutput('image', r.image);
+            setOutput('digest', r.digest);
             setOutput('previous-image', r.previousImage);
             setOutput('url', r.url);
             setOutput('rolled-back', 'false');
-            info(`${inputs.app.service} now serves ${r.image} from ${r.container} at ${r.url}`);
+            info(`${inputs.app.service} now serves ${r.image}${r.digest && r.digest !== r.image ? ` (${r.digest})` : ''} from ${r.container} at ${r.url}`);
             return {
-                lines: [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`]
+                lines: [
+                    `serving ${r.image}${r.digest && r.digest !== r.image ? ` → ${r.digest}` : ''} from ${r.container}`,
+                    `previous image: ${r.previousImage || 'none (first deploy)'}`,
+                    `url: ${r.url}`
+                ]
             };
         }
     }

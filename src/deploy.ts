@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import { CATALOGUE } from './catalogue'
 import { HostError, RolledBack } from './errors'
 import { appendHistory, phaseSeconds, rollbackTarget, type HistoryRecord } from './history'
-import { pullImage, pruneImages } from './images'
+import { imageRepository, pullImage, pruneImages } from './images'
 import { runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
@@ -16,6 +16,7 @@ import { customServiceFiles, locationsPath, upstreamConf, upstreamName, upstream
 export interface DeployResult {
   container: string
   image: string
+  digest: string
   previousImage: string
   url: string
 }
@@ -23,12 +24,14 @@ export interface DeployResult {
 /** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
 export async function runDeploy(remote: Remote, inputs: AppRun, phases: Phases): Promise<DeployResult> {
   const { app, infra } = inputs
-  // 1. The image: found (rollback) and pulled outside the lock, since that changes nothing anyone sees.
-  const image =
+  // 1. The image: found (rollback: the digest that served before) and pulled outside the lock, since that changes
+  // nothing anyone sees; a tag is resolved to the digest it names now.
+  const wanted =
     inputs.mode === 'rollback'
       ? await phases.run('Find previous image', () => rollbackTarget(remote, infra.opsDir, app.service))
-      : inputs.image
-  await phases.run('Pull image', () => pullImage(remote, image, app.registry))
+      : { image: inputs.image, digest: '' }
+  const pulled = await phases.run('Pull image', () => pullImage(remote, wanted.digest || wanted.image, app.registry))
+  const image = wanted.image
 
   // 2. Everything that changes the host happens under the host-wide lock.
   const what = `${inputs.mode} of ${app.service} (${image})`
@@ -39,7 +42,7 @@ export async function runDeploy(remote: Remote, inputs: AppRun, phases: Phases):
       runInfra(remote, infra, phases, 'Infra: '),
       probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
     ])
-    const release: Release = { app, image, mode: inputs.mode, inherit: inputs.mode === 'rollback' }
+    const release: Release = { app, image, digest: pulled.digest, mode: inputs.mode, inherit: inputs.mode === 'rollback' }
     const r = await swap(remote, { infra, release, nginxId: stack.nginxId, lock, phases, seen: stack.changed ? undefined : seen })
     return { ...r, url: serviceUrl(inputs.connection.host, stack, app) }
   })
@@ -48,7 +51,10 @@ export async function runDeploy(remote: Remote, inputs: AppRun, phases: Phases):
 /** What a swap puts in place. */
 export interface Release {
   app: AppInputs
+  /** As given (or, rolling back, as recorded). */
   image: string
+  /** What the container runs: `repo@sha256:…` ('' for an image without one: it runs by `image`). */
+  digest: string
   mode: HistoryRecord['mode']
   /** env and memory not given are those of the container serving now (rollback, restart). */
   inherit: boolean
@@ -76,7 +82,7 @@ type Stage = 'before switch' | 'switched'
  */
 export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<DeployResult, 'url'>> {
   const { infra, release, nginxId, phases, label = '' } = ctx
-  const { app, image } = release
+  const { app, image, digest } = release
   const { opsDir, network } = infra
   const phase = <T>(name: string, fn: () => Promise<T>) => phases.run(`${label}${name}`, fn)
   const name = newContainerName(app.service)
@@ -91,7 +97,9 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       mode: release.mode,
       service: app.service,
       image,
+      digest,
       previousImage: before.live?.image ?? '',
+      previousDigest: before.live?.digest ?? '',
       container: name,
       result,
       phases: phaseSeconds(phases.records, label),
@@ -104,15 +112,15 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
 
   // 5. Start the new container next to the old one.
   const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined
-  await phase('Start container', () => startContainer(remote, { name, app, image, network, memory: before.memory, inheritEnvFrom })).catch(
-    failed('before switch')
-  )
+  await phase('Start container', () =>
+    startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom })
+  ).catch(failed('before switch'))
   // 6. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
   // nginx -t (nginx loads it only at the switch; a failure before puts the old one back). A service outside the
   // catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
   const upstream = {
     path: upstreamPath(app.service),
-    content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image })
+    content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image, digest })
   }
   const routeFiles = CATALOGUE[app.service] ? [] : customServiceFiles(app.service, app.spec.route, before.live !== undefined)
   const written: Promise<Error | undefined> = (async () => {
@@ -146,10 +154,10 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       forgetFiles(remote, opsDir, serviceFiles(app.service)),
       retireOld(remote, opsDir, nginxId, app, before.retire),
       record('success'),
-      pruneImages(remote, app.keepImages, image, before.live?.image)
+      pruneImages(remote, app.keepImages, imageRepository(image), [image, digest, before.live?.image ?? '', before.live?.digest ?? ''])
     ])
   )
-  return { container: name, image, previousImage: before.live?.image ?? '' }
+  return { container: name, image, digest, previousImage: before.live?.image ?? '' }
 }
 
 interface Attempt {

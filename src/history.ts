@@ -5,7 +5,8 @@ import { hostPath, OPS } from './paths'
 import type { PhaseRecord } from './phases'
 import { runInfo } from './runinfo'
 import type { Remote } from './ssh'
-import { liveOf, upstreamPath } from './upstream'
+import type { Resolved } from './images'
+import { liveOf, upstreamPath, type Live } from './upstream'
 
 /** One line of `<ops-dir>/history.jsonl`. */
 export interface HistoryRecord {
@@ -13,7 +14,10 @@ export interface HistoryRecord {
   mode: 'deploy' | 'rollback' | 'restart'
   service: string
   image: string
+  /** `repo@sha256:…` the release ran (records of earlier releases have none). */
+  digest?: string
   previousImage: string
+  previousDigest?: string
   container: string
   result: 'success' | 'rolled-back' | 'failed'
   repository?: string
@@ -52,24 +56,34 @@ export function parseHistory(text: string): HistoryRecord[] {
     })
 }
 
-/** The image a rollback returns to: the newest successful release of the service other than the one serving now. */
-export function previousImage(history: HistoryRecord[], service: string, current: string | undefined): string | undefined {
+/** Whether two releases ran the same content: by digest when both have one, else (earlier releases) by reference. */
+const same = (a: { image: string; digest?: string }, b: { image: string; digest?: string }): boolean =>
+  a.digest && b.digest ? a.digest === b.digest : a.image === b.image
+
+/**
+ * The release mode rollback returns to: the newest successful one of the service that ran other content than the one
+ * serving (`current`, else the newest success), by digest where recorded, so a tag that moved (or was deleted from
+ * the registry) since still returns to what served.
+ */
+export function previousRelease(history: HistoryRecord[], service: string, current: Live | undefined): Resolved | undefined {
   const releases = history.filter(h => h.service === service && h.result === 'success')
-  const serving = current ?? releases.at(-1)?.image
-  return [...releases].reverse().find(h => h.image !== serving)?.image
+  const serving = current ?? releases.at(-1)
+  const r = [...releases].reverse().find(h => !serving || !same(h, serving))
+  return r && { image: r.image, digest: r.digest ?? '' }
 }
 
-/** Reads the history and the serving upstream, and names the image mode rollback returns to. */
-export async function rollbackTarget(remote: Remote, opsDir: string, service: string): Promise<string> {
+/** Reads the history and the serving upstream, and names the release mode rollback returns to. */
+export async function rollbackTarget(remote: Remote, opsDir: string, service: string): Promise<Resolved> {
   const history = await readHistory(remote, opsDir)
   const live = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, upstreamPath(service))), 'reading the upstream'))
-  const target = previousImage(history, service, live?.image)
+  const target = previousRelease(history, service, live)
   if (!target)
     throw new HostError(
       `No previous image of ${service} in the deploy history (${hostPath(opsDir, OPS.history)}) to roll back to.`,
       'deploy the wanted image with mode deploy'
     )
-  core.info(`${service} serves ${live?.image ?? 'nothing'}; rolling back to ${target}.`)
+  const shown = (r: Resolved | Live) => (r.digest ? `${r.image} (${r.digest})` : r.image)
+  core.info(`${service} serves ${live ? shown(live) : 'nothing'}; rolling back to ${shown(target)}.`)
   return target
 }
 

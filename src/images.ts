@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { imageId, pull, removeImages, repositoryImages } from './commands/images'
+import { DIGESTS_MARK, imageId, pullResolved, removeImages, repositoryImages } from './commands/images'
 import { HostError } from './errors'
 import { LABEL } from './inputs/collector'
 import type { RegistryLogin } from './inputs/app'
@@ -32,12 +32,39 @@ export function imageRepository(image: string): string {
   return noDigest.endsWith(`:${tag}`) ? noDigest.slice(0, -tag.length - 1) : noDigest
 }
 
-/** Pulls the image (logging in to its registry for this run only), with a fix for each way it usually fails. */
-export async function pullImage(remote: Remote, image: string, registry: RegistryLogin | undefined): Promise<void> {
-  const mutable = imageTag(image) === 'latest'
-  if (!mutable && (await remote.run(imageId(image))).code === 0) return core.info(`${image} is already on the host: no pull.`)
+/** An image as a deploy runs it: the reference given, and the registry digest it resolved to. */
+export interface Resolved {
+  /** As given (a tag, or a digest). */
+  image: string
+  /** `repository@sha256:…` the container runs; '' when the registry gave none (it runs by `image`). */
+  digest: string
+}
+
+/** Whether the reference pins content (`name@sha256:…`): the only kind a deploy may take from the host without asking the registry. */
+export const isDigestReference = (image: string): boolean => /@sha256:[a-f0-9]{64}$/.test(image)
+
+/** The digest among an image's RepoDigests that belongs to the reference's repository ('' if none). */
+export function digestOf(image: string, repoDigests: string[]): string {
+  const repo = imageRepository(image)
+  // `name:tag@sha256:…` runs what the digest names: recorded as `name@sha256:…`, as docker lists it.
+  if (isDigestReference(image)) return `${repo}@${image.slice(image.lastIndexOf('@') + 1)}`
+  // docker records Docker Hub images by their familiar name (nginx, not docker.io/library/nginx).
+  const names = new Set([repo, repo.replace(/^(?:docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, '').replace(/^library\//, '')])
+  return repoDigests.find(d => names.has(d.slice(0, d.lastIndexOf('@')))) ?? ''
+}
+
+/**
+ * Pulls the image (logging in to its registry for this run only) and resolves what its tag names now: every deploy
+ * asks the registry (only a manifest check when the layers are here), so a tag that moved deploys its new content.
+ * Only a digest reference already on the host skips the pull. A fix for each way a pull usually fails.
+ */
+export async function pullImage(remote: Remote, image: string, registry: RegistryLogin | undefined): Promise<Resolved> {
+  if (isDigestReference(image) && (await remote.run(imageId(image))).code === 0) {
+    core.info(`${image} is pinned by digest and on the host: no pull.`)
+    return { image, digest: digestOf(image, []) }
+  }
   core.info(`Pulling ${image}${registry ? ` (logged in to ${registry.server} for this run only)` : ''}…`)
-  const r = await remote.run(pull(image, registry), { stdin: registry ? `${registry.password}\n` : undefined })
+  const r = await remote.run(pullResolved(image, registry), { stdin: registry ? `${registry.password}\n` : undefined })
   if (r.code === 3) {
     const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr)
     throw new HostError(
@@ -55,22 +82,43 @@ export async function pullImage(remote: Remote, image: string, registry: Registr
         ? 'check the image name and tag (was it pushed?)'
         : /denied|unauthorized/i.test(msg)
           ? 'set registry, registry-username and registry-password for a private image'
-          : 'check that the host can reach the registry'
+          : 'check that the host can reach the registry (an image already on the host is used without asking only when given by digest: name@sha256:…)'
     throw new HostError(`Pulling ${image} failed: ${msg}`, fix)
   }
+  const [, after = ''] = r.stdout.split(`${DIGESTS_MARK}\n`)
+  const digest = digestOf(image, after.split('\n').filter(Boolean))
+  core.info(digest ? `${image} → ${digest}` : `${image}: the registry gave no digest, so it runs by its name.`)
+  return { image, digest }
 }
 
-/** Keeps the newest keep-images images of the service's repository, the one serving and the rollback target. */
-export async function pruneImages(remote: Remote, keepImages: number, image: string, previous: string | undefined): Promise<void> {
-  const repository = imageRepository(image)
+/**
+ * Keeps the newest keep-images images of the service's repository, the one serving and the rollback target (each by
+ * its tag or its digest: content whose tag moved on stays as long as it is one of them); removes the others by their
+ * references (a tag, or `repo@digest` for content no tag names any more).
+ */
+export async function pruneImages(remote: Remote, keepImages: number, repository: string, keep: string[]): Promise<void> {
   const rows = (await remote.must(repositoryImages(repository), 'listing images'))
     .split('\n')
     .filter(Boolean)
-    .map(l => l.split(' ')[0])
-    .filter(ref => !ref.endsWith(':<none>'))
-  const keep = new Set([image, previous ?? '', ...rows.slice(0, keepImages)])
-  const drop = rows.filter(ref => !keep.has(ref))
-  if (!drop.length) return core.info(`${rows.length} image(s) of ${repository} on the host; nothing to prune.`)
+    .map(l => {
+      const [ref = '', digest = '<none>', id = ''] = l.split(' ')
+      const repo = ref.slice(0, ref.lastIndexOf(':'))
+      return { ref, tagged: !ref.endsWith(':<none>'), byDigest: digest === '<none>' ? '' : `${repo}@${digest}`, id }
+    })
+  const ids = [...new Set(rows.map(r => r.id))]
+  const kept = new Set([
+    ...ids.slice(0, keepImages),
+    ...rows.filter(r => keep.includes(r.ref) || (r.byDigest && keep.includes(r.byDigest))).map(r => r.id)
+  ])
+  const drop = [
+    ...new Set(
+      rows
+        .filter(r => !kept.has(r.id))
+        .map(r => (r.tagged ? r.ref : r.byDigest))
+        .filter(Boolean)
+    )
+  ]
+  if (!drop.length) return core.info(`${ids.length} image(s) of ${repository} on the host; nothing to prune.`)
   const out = await remote.must(removeImages(drop), 'removing old images')
   core.info(`Pruned ${drop.join(', ')}${out.trim() ? `\n${out.trim()}` : ''}`)
 }

@@ -2,8 +2,10 @@
 
 /** Marks containers ops-action manages, valued with the service name. */
 export const SERVICE_LABEL = 'ops-action.service'
-/** The image reference the container was started from. */
+/** The image reference the deploy was given (a tag, or a digest). */
 export const IMAGE_LABEL = 'ops-action.image'
+/** The registry digest the container runs (`repo@sha256:…`), when the image has one. */
+export const DIGEST_LABEL = 'ops-action.digest'
 /** The app's port inside the container. */
 export const PORT_LABEL = 'ops-action.port'
 /** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */

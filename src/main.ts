@@ -81,12 +81,19 @@ async function runMode(remote: Remote, inputs: Inputs, phases: Phases): Promise<
       const r = await runDeploy(remote, inputs, phases)
       core.setOutput('container', r.container)
       core.setOutput('image', r.image)
+      core.setOutput('digest', r.digest)
       core.setOutput('previous-image', r.previousImage)
       core.setOutput('url', r.url)
       core.setOutput('rolled-back', 'false')
-      core.info(`${inputs.app.service} now serves ${r.image} from ${r.container} at ${r.url}`)
+      core.info(
+        `${inputs.app.service} now serves ${r.image}${r.digest && r.digest !== r.image ? ` (${r.digest})` : ''} from ${r.container} at ${r.url}`
+      )
       return {
-        lines: [`serving ${r.image} from ${r.container}`, `previous image: ${r.previousImage || 'none (first deploy)'}`, `url: ${r.url}`]
+        lines: [
+          `serving ${r.image}${r.digest && r.digest !== r.image ? ` → ${r.digest}` : ''} from ${r.container}`,
+          `previous image: ${r.previousImage || 'none (first deploy)'}`,
+          `url: ${r.url}`
+        ]
       }
     }
   }

@@ -5,6 +5,7 @@ import { STACK_SERVICES } from './catalogue'
 import { readFileIfExists } from './commands/files'
 import { imageId } from './commands/images'
 import { readHost, type HostState } from './hoststate'
+import { isDigestReference } from './images'
 import { planInfra, type InfraPlan } from './infraplan'
 import type { Inputs } from './inputs'
 import { hostPath, OPS } from './paths'
@@ -66,7 +67,12 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
 
   if (d) {
     const live = liveOf(s.get('upstream')?.out ?? '')
-    if (image) changes.push(s.get('image')?.rc === 0 ? `use ${image} (already on the host)` : `pull ${image}`)
+    if (image)
+      changes.push(
+        isDigestReference(image) && s.get('image')?.rc === 0
+          ? `use ${image} (pinned by digest, already on the host)`
+          : `pull ${image} (ask the registry what it names now${s.get('image')?.rc === 0 ? '; a copy is on the host' : ''})`
+      )
     else changes.push(`roll ${d.service} back to the previous image in the history`)
     changes.push(
       `start a new ${d.service}-<8 hex> container${image ? ` from ${image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`

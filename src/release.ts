@@ -32,6 +32,8 @@ export interface NewRelease {
   name: string
   app: AppInputs
   image: string
+  /** What it runs when given (`repo@sha256:…`); else `image`. */
+  digest: string
   network: string
   /** Bytes; the input's or the inherited one. */
   memory?: number
@@ -49,6 +51,7 @@ export async function startContainer(remote: Remote, r: NewRelease): Promise<voi
     name: r.name,
     service: app.service,
     image: r.image,
+    digest: r.digest,
     network: r.network,
     aliases,
     port: app.spec.port,
@@ -66,7 +69,7 @@ export async function startContainer(remote: Remote, r: NewRelease): Promise<voi
   })
   await remote.must(command, `starting ${r.name}`, { stdin: envText })
   const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : ''
-  core.info(`Started ${r.name} from ${r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`)
+  core.info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`)
 }
 
 export async function inspectOne(remote: Remote, name: string): Promise<ContainerInfo | undefined> {

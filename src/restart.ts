@@ -43,7 +43,7 @@ export async function restartServices(remote: Remote, infra: InfraInputs, nginxI
         `${service} is routed to ${l?.container}, which is not running; re-swapped so far: ${done.join(', ') || 'none'}`,
         `deploy ${service} again`
       )
-    const release = { app: appInputsOf(service, c.labels), image: l.image, mode: 'restart' as const, inherit: true }
+    const release = { app: appInputsOf(service, c.labels), image: l.image, digest: l.digest ?? '', mode: 'restart' as const, inherit: true }
     await swap(remote, { infra, release, nginxId, lock, phases, label: `${service}: ` }).catch((e: Error) => {
       const rest = order.slice(order.indexOf(service) + 1)
       throw new HostError(

@@ -25,12 +25,14 @@ export interface AppRow {
   deployed: boolean
   container: string
   image: string
+  /** The registry digest it runs (`repo@sha256:…`); '' unknown (deployed by an earlier release) or none. */
+  digest: string
   state: string
   since: string
   /** HTTP status of the health path on the container itself, and through nginx as clients see it. */
   direct: string
   nginx: string
-  lastDeploy?: Pick<HistoryRecord, 'time' | 'mode' | 'image' | 'result' | 'actor' | 'sha' | 'repository' | 'runUrl'>
+  lastDeploy?: Pick<HistoryRecord, 'time' | 'mode' | 'image' | 'digest' | 'result' | 'actor' | 'sha' | 'repository' | 'runUrl'>
 }
 
 export interface Status {
@@ -99,6 +101,7 @@ function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], 
     time: last.time,
     mode: last.mode,
     image: last.image,
+    digest: last.digest,
     result: last.result,
     actor: last.actor,
     sha: last.sha,
@@ -107,12 +110,24 @@ function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], 
   }
   const c = live && apps.find(a => a.name === live.container)
   if (!live)
-    return { service, deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '', lastDeploy }
+    return {
+      service,
+      deployed: false,
+      container: '',
+      image: '',
+      digest: '',
+      state: 'not deployed',
+      since: '',
+      direct: '',
+      nginx: '',
+      lastDeploy
+    }
   return {
     service,
     deployed: true,
     container: live.container,
     image: live.image,
+    digest: live.digest ?? '',
     state: c ? c.status : 'missing',
     since: c?.startedAt ?? '',
     direct: c ? '' : 'no container',
@@ -133,12 +148,12 @@ export function statusLines(st: Status): string[] {
       r => `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(r.health)} | ${cell(since(r.since))} |`
     ),
     '',
-    '| Service | Container | Image | State | Up since | Health (direct) | Health (nginx) | Last deploy |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| Service | Container | Image | Digest | State | Up since | Health (direct) | Health (nginx) | Last deploy |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...st.services.map(r => {
       const d = r.lastDeploy
       const last = d ? `${d.time} ${d.mode} ${d.result}${d.actor ? ` by ${d.actor}` : ''}${d.sha ? ` (${d.sha.slice(0, 7)})` : ''}` : ''
-      return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`
+      return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${cell(r.digest.slice(r.digest.lastIndexOf('@') + 1))} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`
     })
   ]
 }

@@ -2,7 +2,10 @@
 
 export interface Live {
   container: string
+  /** As deployed (a tag, or a digest). */
   image: string
+  /** The registry digest it ran (`repo@sha256:…`); missing in files of earlier releases, '' without one. */
+  digest?: string
 }
 
 /**
@@ -89,7 +92,9 @@ export function liveOf(conf: string): Live | undefined {
   if (!m) return undefined
   try {
     const v = JSON.parse(m[1]) as Live
-    return typeof v.container === 'string' && typeof v.image === 'string' ? v : undefined
+    return typeof v.container === 'string' && typeof v.image === 'string' && (v.digest === undefined || typeof v.digest === 'string')
+      ? v
+      : undefined
   } catch {
     return undefined
   }

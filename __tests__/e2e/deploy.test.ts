@@ -4,6 +4,7 @@ import {
   APPS,
   backend,
   connection,
+  deployInputs,
   expectOk,
   frontend,
   http,
@@ -178,6 +179,68 @@ describe('mode deploy on the sandbox host', () => {
     // Without a memory input, it keeps the limit too (the release it replaced ran with memory: 300m).
     const [serving] = serviceContainers('frontend')
     expect(sh('docker', ['inspect', '--format', '{{.HostConfig.Memory}}', serving]).trim()).toBe(String(300 * 1024 * 1024))
+  })
+
+  it('a tag is a name: a moved tag deploys its new content and the run names the digest; rollback returns to the digest that served before the tag moved', async () => {
+    // `stable` names v1's content, then v2's (as CI re-pushes a branch tag).
+    const stable = `${APPS.frontend}:stable`
+    const push = (from: string) => {
+      const cfg = sh('mktemp', ['-d']).trim()
+      try {
+        sh('docker', ['--config', cfg, 'login', '--username', 'ci', '--password-stdin', REGISTRY], registryPassword())
+        sh('docker', ['--config', cfg, 'pull', '-q', from])
+        sh('docker', ['tag', from, stable])
+        sh('docker', ['--config', cfg, 'push', '-q', stable])
+      } finally {
+        sh('rm', ['-rf', cfg])
+      }
+    }
+    const digestRe = new RegExp(`^${APPS.frontend.replace(/[.]/g, '\\.')}@sha256:[a-f0-9]{64}$`)
+    const deployStable = () => runAction(deployInputs('frontend', 'stable', `SECRET_TOKEN=${SECRET}`))
+    const servedVersion = async () => (JSON.parse((await http('/')).body) as { version: string }).version
+    const runsDigest = () => sh('docker', ['inspect', '--format', '{{.Config.Image}}', serviceContainers('frontend')[0]]).trim()
+
+    push(`${APPS.frontend}:v1`)
+    const first = await deployStable()
+    expectOk(first)
+    expect(first.outputs.image).toBe(stable)
+    expect(first.outputs.digest).toMatch(digestRe)
+    expect(await servedVersion()).toBe('v1')
+    expect(runsDigest()).toBe(first.outputs.digest)
+
+    // The tag moves while its old content is still on the host (and in use): the deploy asks the registry anyway.
+    push(`${APPS.frontend}:v2`)
+    const second = await deployStable()
+    expectOk(second)
+    expect(second.outputs.digest).toMatch(digestRe)
+    expect(second.outputs.digest).not.toBe(first.outputs.digest)
+    expect(second.output).toContain(`${stable} → ${second.outputs.digest}`)
+    expect(await servedVersion()).toBe('v2')
+    expect(runsDigest()).toBe(second.outputs.digest)
+    const history = readFileSync(`${OPS_DIR}/history.jsonl`, 'utf8')
+      .trim()
+      .split('\n')
+      .map(l => JSON.parse(l) as Record<string, string>)
+    expect(history.at(-1)).toMatchObject({ image: stable, digest: second.outputs.digest, previousDigest: first.outputs.digest })
+
+    // Rollback: the digest that served before, from the host (the tag names other content now).
+    const back = await runAction(
+      infraInputs({
+        'infra-env': '',
+        mode: 'rollback',
+        service: 'frontend',
+        registry: REGISTRY,
+        'registry-username': 'ci',
+        'registry-password': registryPassword()
+      })
+    )
+    expectOk(back)
+    expect(back.outputs.digest).toBe(first.outputs.digest)
+    expect(back.output).toContain(`${first.outputs.digest} is pinned by digest and on the host: no pull.`)
+    expect(await servedVersion()).toBe('v1')
+    expect(runsDigest()).toBe(first.outputs.digest)
+    const pulls = [first, second].map(r => /✓ Pull image \((\d+\.\d+) s\)/.exec(r.output)?.[1])
+    console.log(`[deploy] moved tag: pull phases ${pulls.join(' s, ')} s; served v1 -> v2 -> v1 (rollback by digest)`)
   })
 
   it('the old container is retired in the background once nginx is done with it: a request in flight to it is answered, a long request to story does not hold it up', async () => {

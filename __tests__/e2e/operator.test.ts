@@ -197,7 +197,9 @@ describe('mode status and mode backup', () => {
 
     const dry = await runAction(frontend('v1', { 'dry-run': 'true' }))
     expectOk(dry)
-    expect(dry.output).toMatch(/- use 127\.0\.0\.1:5000\/behindy\/sample-frontend:v1 \(already on the host\)/)
+    expect(dry.output).toMatch(
+      /- pull 127\.0\.0\.1:5000\/behindy\/sample-frontend:v1 \(ask the registry what it names now; a copy is on the host\)/
+    )
     // (After the re-swap test frontend serves v2; run alone, it was never deployed.)
     expect(dry.output).toMatch(
       /- switch \/ from (frontend-[0-9a-f]{8} \(127\.0\.0\.1:5000\/behindy\/sample-frontend:v2\)|the 503 placeholder) to the new container/

@@ -8,12 +8,12 @@ import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, creat
 import { removeContainers, runContainer, stopContainers, type RunSpec } from '../../src/commands/containers'
 import { readFileBase64IfExists } from '../../src/commands/files'
 import { healthGateLoop, httpStatus, PROBE, WAVES, type GateSpec } from '../../src/commands/http'
-import { pull } from '../../src/commands/images'
+import { DIGESTS_MARK, pull, pullResolved, repositoryImages } from '../../src/commands/images'
 import { composeV1Version, composeV2Version } from '../../src/commands/probes'
 import { NGINX_CONF, NGINX_PID_FILE, nginxTest, RELOAD } from '../../src/commands/nginx'
 import { retireContainers, type Retirement } from '../../src/commands/retire'
 import { previewSwitchVerify, SWITCH_STAGES, type SwitchSpec } from '../../src/commands/switch'
-import { IMAGE_LABEL, SERVICE_LABEL, SPEC_LABEL } from '../../src/labels'
+import { DIGEST_LABEL, IMAGE_LABEL, SERVICE_LABEL, SPEC_LABEL } from '../../src/labels'
 import { parseWorkers } from '../../src/nginx'
 import { parseGate, stageTimes } from '../../src/release'
 import { section, seq, splitSections, type Sh } from '../../src/shell'
@@ -31,6 +31,7 @@ describe('runContainer', () => {
     name: 'backend-1a2b3c4d',
     service: 'backend',
     image: 'ghcr.io/behindy/back:abc',
+    digest: `ghcr.io/behindy/back@sha256:${'d'.repeat(64)}`,
     network: 'internal',
     aliases: ['backend', 'llmserver'],
     port: 8080,
@@ -67,8 +68,9 @@ describe('runContainer', () => {
     expect(r.stdout.trim()).toBe('cid123')
     const argv = readFileSync(join(r.dir, 'call'), 'utf8').split('\n').slice(0, -1)
     expect(argv.slice(0, 2)).toEqual(['run', '--detach'])
-    // The image comes last, after the host env file and, last of all, the inline env file (so the inline values win).
-    expect(argv[argv.length - 1]).toBe(spec.image)
+    // The image, by the digest the tag resolved to, comes last, after the host env file and, last of all, the inline
+    // env file (so the inline values win).
+    expect(argv[argv.length - 1]).toBe(spec.digest)
     const envFiles = argv.flatMap((a, i) => (a === '--env-file' ? [argv[i + 1]] : []))
     expect(envFiles[0]).toBe('/opt/app/back.env')
     expect(envFiles.length).toBeGreaterThanOrEqual(2)
@@ -99,7 +101,20 @@ describe('runContainer', () => {
     expect(existsSync(join(r.dir, 'env3'))).toBe(false)
     const labels = readFileSync(join(r.dir, 'labels'), 'utf8').split('\n')
     expect(labels).toContain(`${IMAGE_LABEL}=${spec.image}`)
+    expect(labels).toContain(`${DIGEST_LABEL}=${spec.digest}`)
     expect(labels).toContain(`${SPEC_LABEL}=${JSON.stringify(deployed)}`)
+  })
+
+  it('runs the digest and labels the image as given and the digest; without a digest it runs the image by name, no digest label', () => {
+    const [[run]] = dockerArgvs([runContainer({ ...spec, envFile: undefined })])
+    expect(run.at(-1)).toBe(spec.digest)
+    expect(run).toContain(`${IMAGE_LABEL}=ghcr.io/behindy/back:abc`)
+    expect(run.filter((a, i) => run[i - 1] === '--label' && a.startsWith(`${DIGEST_LABEL}=`))).toEqual([`${DIGEST_LABEL}=${spec.digest}`])
+
+    const [[byName]] = dockerArgvs([runContainer({ ...spec, digest: '', envFile: undefined })])
+    expect(byName.at(-1)).toBe('ghcr.io/behindy/back:abc')
+    expect(byName).toContain(`${IMAGE_LABEL}=ghcr.io/behindy/back:abc`)
+    expect(byName.some(a => a.startsWith(`${DIGEST_LABEL}=`))).toBe(false)
   })
 
   it('inheriting from a container that is gone fails without starting anything', async () => {
@@ -153,6 +168,58 @@ describe('pull', () => {
     const r = await runWithFakeDocker(tmp(), pull('ghcr.io/behindy/back:abc', registry), fake, `${password}\n`)
     expect(r.code).toBe(3)
     expect(readFileSync(join(r.dir, 'calls'), 'utf8')).not.toMatch(/ pull /)
+  })
+
+  const image = 'ghcr.io/behindy/back:abc'
+  const digests = [`ghcr.io/behindy/back@sha256:${'1'.repeat(64)}`, `mirror.example.com/behindy/back@sha256:${'1'.repeat(64)}`]
+  /** A docker that pulls (printing the reference, as --quiet does), then prints the RepoDigests of what it pulled. */
+  const resolvingDocker = (pullRc = 0) =>
+    [
+      'printf "%s\\n" "$*" >> "$FAKE/calls"',
+      'if [ "$1" = --config ]; then shift 2; fi',
+      'case "$1" in',
+      '  login) cat > /dev/null ;;',
+      `  pull) [ ${pullRc} = 0 ] || { echo "manifest unknown" >&2; exit ${pullRc}; }; echo "$3" ;;`,
+      `  image) [ "$2" = inspect ] && printf '${digests.join('\\n')}\\n' ;;`,
+      'esac'
+    ].join('\n')
+
+  it.each([
+    ['without a registry', undefined],
+    ['with a registry', registry]
+  ])('pullResolved %s: the pull, the mark, then the RepoDigests of the image, in one command', async (_, reg) => {
+    const c = pullResolved(image, reg)
+    expect(c.sh).not.toContain(password)
+    const r = await runWithFakeDocker(tmp(), c, resolvingDocker(), reg ? `${password}\n` : '')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(`${image}\n${DIGESTS_MARK}\n${digests.join('\n')}\n`)
+    const calls = readFileSync(join(r.dir, 'calls'), 'utf8').split('\n').filter(Boolean)
+    expect(calls.at(-1)).toBe(`image inspect --format {{range .RepoDigests}}{{println .}}{{end}} ${image}`)
+    expect(calls.filter(l => / ?pull --quiet /.test(l))).toHaveLength(1)
+  })
+
+  it('pullResolved: a failed pull (or login) exits with its own code, without the mark or a look-up', async () => {
+    const failed = await runWithFakeDocker(tmp(), pullResolved(image), resolvingDocker(1), '')
+    expect(failed.code).toBe(1)
+    expect(failed.stdout).not.toContain(DIGESTS_MARK)
+    expect(failed.stderr).toContain('manifest unknown')
+    expect(readFileSync(join(failed.dir, 'calls'), 'utf8')).not.toMatch(/^image inspect/m)
+
+    const login = ['[ "$3" = login ] && { cat >/dev/null; exit 1; }', 'printf "%s\\n" "$*" >> "$FAKE/calls"'].join('\n')
+    const refused = await runWithFakeDocker(tmp(), pullResolved(image, registry), login, `${password}\n`)
+    expect(refused.code).toBe(3)
+    expect(refused.stdout).not.toContain(DIGESTS_MARK)
+  })
+
+  it("repositoryImages: tag, digest and image ID of one repository's images", () => {
+    expect(dockerArgv(repositoryImages('127.0.0.1:5000/behindy/app'))).toEqual([
+      'images',
+      '--digests',
+      '--format',
+      '{{.Repository}}:{{.Tag}} {{.Digest}} {{.ID}}',
+      '127.0.0.1:5000/behindy/app'
+    ])
   })
 })
 

@@ -9,12 +9,13 @@ import { swap, type SwapContext } from '../../src/deploy'
 import { failureOf, HostError, RolledBack } from '../../src/errors'
 import type { HistoryRecord } from '../../src/history'
 import type { AppInputs, InfraInputs } from '../../src/inputs'
+import { DIGEST_LABEL, IMAGE_LABEL } from '../../src/labels'
 import { withLock, type Lock } from '../../src/lock'
 import { Phases } from '../../src/phases'
 import type { Sh } from '../../src/shell'
 import type { RunResult } from '../../src/ssh'
 import { liveOf, upstreamConf } from '../../src/upstream'
-import { appContainer, captureStdout, FakeRemote, sectionsOut, until, type Rule } from './helpers'
+import { appContainer, captureStdout, dockerArgvs, FakeRemote, sectionsOut, until, type Rule } from './helpers'
 
 // swap(), the zero-downtime path of deploy, rollback and restart, against an in-memory host: every command it sends
 // is answered by the fake and recorded, so each branch's sequence of commands is checked, not just its result.
@@ -26,6 +27,9 @@ const NGINX = 'nginx-0123'
 const OLD = 'backend-0000aaaa'
 const PREV_IMAGE = 'ghcr.io/behindy/back:v1'
 const IMAGE = 'ghcr.io/behindy/back:v2'
+/** What the tags named when they were pulled. */
+const PREV_DIGEST = `ghcr.io/behindy/back@sha256:${'1'.repeat(64)}`
+const DIGEST = `ghcr.io/behindy/back@sha256:${'2'.repeat(64)}`
 const NEW_IP = '172.18.0.9'
 
 const infra: InfraInputs = {
@@ -65,7 +69,8 @@ const STEP = {
   forget: /rm -f "\$f\.ops-prev"; done' sh /,
   retire: /until nginx is done with them/,
   history: /cat >> "\$1"' sh \/opt\/behindy-ops\/history\.jsonl$/,
-  images: /^docker images --format /,
+  images: /^docker images --digests --format '\{\{\.Repository\}\}:\{\{\.Tag\}\} \{\{\.Digest\}\} \{\{\.ID\}\}' ghcr\.io\/behindy\/back$/,
+  rmi: /docker rmi "\$i"/,
   restore: /mv -f "\$f\.ops-prev" "\$f"/,
   inspectNew: new RegExp(`^\\{ docker inspect --format .* ${NEW}; \\} 2>/dev/null$`),
   logs: /@@ops logs/,
@@ -102,7 +107,7 @@ function switchOut(stages: Partial<Record<Stage, string | { rc: number; out: str
 }
 const PASSED = { preview: waves('200 200', true), switch: WORKERS, verify: waves('200 200', true) }
 
-/** The rules of a host where backend's OLD container serves PREV_IMAGE and every step succeeds at once. */
+/** The rules of a host where backend's OLD container serves PREV_IMAGE (PREV_DIGEST) and every step succeeds at once. */
 function healthyRules(): Rule[] {
   const rules: Array<[Step, Rule[1]]> = [
     [
@@ -110,7 +115,7 @@ function healthyRules(): Rule[] {
       {
         stdout: sectionsOut({
           containers: appContainer('backend', { name: OLD, image: PREV_IMAGE, port: 8080, ips: { internal: '172.18.0.4' } }),
-          upstream: upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE }),
+          upstream: upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE, digest: PREV_DIGEST }),
           memory: 'MemTotal:        8000000 kB\nMemAvailable:    4000000 kB',
           'nginx-test': TEST_OK
         })
@@ -124,7 +129,8 @@ function healthyRules(): Rule[] {
     ['forget', {}],
     ['retire', {}],
     ['history', {}],
-    ['images', { stdout: `${IMAGE} id2 2026-01-02\n${PREV_IMAGE} id1 2026-01-01\n` }],
+    ['images', { stdout: `${IMAGE} sha256:${'2'.repeat(64)} id2\n${PREV_IMAGE} sha256:${'1'.repeat(64)} id1\n` }],
+    ['rmi', {}],
     ['restore', {}],
     [
       'inspectNew',
@@ -143,7 +149,7 @@ const healthyHost = (): FakeRemote => new FakeRemote(healthyRules())
 function context(over: Partial<SwapContext> = {}): SwapContext {
   return {
     infra,
-    release: { app, image: IMAGE, mode: 'deploy', inherit: false },
+    release: { app, image: IMAGE, digest: DIGEST, mode: 'deploy', inherit: false },
     nginxId: NGINX,
     lock: heldLock,
     phases: new Phases(),
@@ -218,13 +224,20 @@ describe('swap (against a fake host)', () => {
     const r = await swap(remote, ctx)
     expect(remote.unmatched).toEqual([])
     const name = newName(remote)
-    expect(r).toEqual({ container: name, image: IMAGE, previousImage: PREV_IMAGE })
+    expect(r).toEqual({ container: name, image: IMAGE, digest: DIGEST, previousImage: PREV_IMAGE })
     // Nothing stopped or removed by the run itself: the old container goes to its retirement.
     expect(steps(remote)).toEqual(EVERY_STEP)
     // The env goes on stdin, never on the command line.
     const [start] = remote.matching(STEP.start)
     expect(start.stdin).toBe('SPRING_PROFILES_ACTIVE=prod\n')
     expect(start.sh).not.toContain('prod')
+    // It runs the digest the tag named at the pull (the image last, after the env files), labelled with both.
+    const [[run]] = dockerArgvs([start as unknown as Sh])
+    expect(run.slice(0, 2)).toEqual(['run', '--detach'])
+    expect(run.at(-1)).toBe(DIGEST)
+    expect(run).toContain(`${IMAGE_LABEL}=${IMAGE}`)
+    expect(run).toContain(`${DIGEST_LABEL}=${DIGEST}`)
+    expect(stdout.text()).toContain(`Started ${name} from ${DIGEST} on internal`)
     // The whole gate in one round trip: the new container on the network, probed from nginx at its port and health
     // path, for up to health-timeout.
     expect(remote.matching(STEP.healthGate)[0].sh).toBe(
@@ -234,7 +247,8 @@ describe('swap (against a fake host)', () => {
     // nginx loads it only at the switch.
     const [write] = remote.matching(STEP.writeAndTest)
     expect(archived(write)).toEqual(['upstreams/app_backend.conf'])
-    expect(liveOf(archivedFile(write, 'upstreams/app_backend.conf'))).toEqual({ container: name, image: IMAGE })
+    // With the digest, which the next rollback, restart and status read.
+    expect(liveOf(archivedFile(write, 'upstreams/app_backend.conf'))).toEqual({ container: name, image: IMAGE, digest: DIGEST })
     expect(write.sh).toContain(`echo '@@ops test'; { ${nginxTest({ container: NGINX }, OPS).sh}; }`)
     expect(write.sh).not.toMatch(STEP.reload)
     expect(write.sh).not.toMatch(STEP.throughNginx)
@@ -271,11 +285,15 @@ describe('swap (against a fake host)', () => {
         mode: 'deploy',
         service: 'backend',
         image: IMAGE,
+        digest: DIGEST,
         previousImage: PREV_IMAGE,
+        previousDigest: PREV_DIGEST,
         container: name,
         result: 'success'
       })
     ])
+    // Nothing to prune: both images are within keep-images.
+    expect(remote.matching(STEP.rmi)).toEqual([])
     // Every phase, the one that writes the record included (still running then).
     expect(Object.keys(history(remote)[0].phases)).toEqual(PHASES)
     expect(ctx.phases.records.map(p => p.name)).toEqual(PHASES)
@@ -302,7 +320,15 @@ describe('swap (against a fake host)', () => {
     expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
     expect(remote.matching(STEP.removeNew)[0].sh.endsWith(`' sh ${name}`)).toBe(true)
     expect(history(remote)).toEqual([
-      expect.objectContaining({ result: 'rolled-back', container: name, previousImage: PREV_IMAGE, error: (e as Error).message })
+      expect.objectContaining({
+        result: 'rolled-back',
+        container: name,
+        image: IMAGE,
+        digest: DIGEST,
+        previousImage: PREV_IMAGE,
+        previousDigest: PREV_DIGEST,
+        error: (e as Error).message
+      })
     ])
   })
 
@@ -489,8 +515,9 @@ describe('swap (against a fake host)', () => {
   it('a first deploy (nothing live): nothing to retire; a failure leaves the service undeployed', async () => {
     const empty = sectionsOut({ containers: '', upstream: '', memory: 'MemAvailable: 4000000 kB', 'nginx-test': 'ok' })
     const ok = healthyHost().prepend([STEP.probe, { stdout: empty }])
-    expect(await swap(ok, context())).toMatchObject({ previousImage: '' })
+    expect(await swap(ok, context())).toMatchObject({ digest: DIGEST, previousImage: '' })
     expect(steps(ok)).toEqual([...UP_TO_SWITCH, 'forget', 'history', 'images'])
+    expect(history(ok)).toEqual([expect.objectContaining({ digest: DIGEST, previousImage: '', previousDigest: '' })])
     expect(stdout.text()).toContain('No previous container to stop.')
 
     const failing = healthyHost().prepend(
@@ -507,7 +534,7 @@ describe('swap (against a fake host)', () => {
     const custom: AppInputs = { ...app, service: 'my-svc', spec }
     const empty = sectionsOut({ containers: '', upstream: '', memory: 'MemAvailable: 4000000 kB', 'nginx-test': 'ok' })
     const remote = healthyHost().prepend([STEP.probe, { stdout: empty }])
-    const r = await swap(remote, context({ release: { app: custom, image: IMAGE, mode: 'deploy', inherit: false } }))
+    const r = await swap(remote, context({ release: { app: custom, image: IMAGE, digest: DIGEST, mode: 'deploy', inherit: false } }))
     expect(remote.unmatched).toEqual([])
     const name = newName(remote)
     expect(name).toMatch(/^my-svc-[0-9a-f]{8}$/)
@@ -535,7 +562,7 @@ describe('swap (against a fake host)', () => {
       'upstreams/app_my-svc_vars.conf'
     ])
     expect(archived(upstream)).toEqual(['upstreams/app_my-svc.conf'])
-    expect(liveOf(archivedFile(upstream, 'upstreams/app_my-svc.conf'))).toEqual({ container: name, image: IMAGE })
+    expect(liveOf(archivedFile(upstream, 'upstreams/app_my-svc.conf'))).toEqual({ container: name, image: IMAGE, digest: DIGEST })
     expect(remote.matching(STEP.reload).map(c => c.sh)).toEqual([reloadNginxAndWait(NGINX, 10).sh])
     expect(remote.matching(STEP.throughNginx)[0].sh).toContain(
       `'X-Ops-Upstream: ${name}:9000' http://127.0.0.1:8504/things/health http://127.0.0.1:8504/things/ 10 '' `
@@ -552,5 +579,62 @@ describe('swap (against a fake host)', () => {
     expect(r.container).toBe(newName(remote))
     expect(stdout.text()).toContain(`::warning::Could not start the retirement of ${OLD} (exit 1)`)
     expect(steps(remote)).toEqual(EVERY_STEP)
+  })
+
+  it('pruning after the switch: keep-images by content, and never the digest that served before, though its tag moved on', async () => {
+    const sha = (c: string) => `sha256:${c.repeat(64)}`
+    const remote = healthyHost().prepend([
+      STEP.images,
+      {
+        stdout: [
+          `${IMAGE} ${sha('2')} id2`,
+          `ghcr.io/behindy/back:v1.5 ${sha('5')} id5`,
+          // What v1 named when it served: the tag names other content now, pulled by another host's run.
+          `ghcr.io/behindy/back:<none> ${sha('1')} id1`,
+          `ghcr.io/behindy/back:v0 ${sha('0')} id0`,
+          `ghcr.io/behindy/back:<none> ${sha('f')} idf`
+        ]
+          .map(r => `${r}\n`)
+          .join('')
+      }
+    ])
+    await swap(
+      remote,
+      context({ release: { app: { ...app, keepImages: 1 }, image: IMAGE, digest: DIGEST, mode: 'deploy', inherit: false } })
+    )
+    expect(remote.unmatched).toEqual([])
+    const [rm] = remote.matching(STEP.rmi)
+    expect(rm.sh.split("' sh ")[1].split(' ')).toEqual([
+      'ghcr.io/behindy/back:v1.5',
+      'ghcr.io/behindy/back:v0',
+      `ghcr.io/behindy/back@${sha('f')}`
+    ])
+  })
+
+  it("a release without a digest (an image without a registry digest, an earlier release's restart): runs the image by its name", async () => {
+    const remote = healthyHost().prepend([
+      STEP.probe,
+      {
+        stdout: sectionsOut({
+          containers: appContainer('backend', { name: OLD, image: PREV_IMAGE, port: 8080, ips: { internal: '172.18.0.4' } }),
+          // An upstream file an earlier release wrote: no digest in it.
+          upstream: upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE }),
+          memory: 'MemTotal:        8000000 kB\nMemAvailable:    4000000 kB',
+          'nginx-test': TEST_OK
+        })
+      }
+    ])
+    const r = await swap(remote, context({ release: { app, image: IMAGE, digest: '', mode: 'restart', inherit: true } }))
+    expect(remote.unmatched).toEqual([])
+    const name = newName(remote)
+    expect(r).toEqual({ container: name, image: IMAGE, digest: '', previousImage: PREV_IMAGE })
+    const [[run]] = dockerArgvs([remote.matching(STEP.start)[0] as unknown as Sh])
+    expect(run.at(-1)).toBe(IMAGE)
+    expect(run.some(a => a.startsWith(`${DIGEST_LABEL}=`))).toBe(false)
+    const [write] = remote.matching(STEP.writeAndTest)
+    expect(liveOf(archivedFile(write, 'upstreams/app_backend.conf'))).toEqual({ container: name, image: IMAGE, digest: '' })
+    expect(history(remote)).toEqual([
+      expect.objectContaining({ mode: 'restart', image: IMAGE, digest: '', previousImage: PREV_IMAGE, previousDigest: '' })
+    ])
   })
 })

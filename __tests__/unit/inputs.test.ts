@@ -498,6 +498,23 @@ describe('isMaskable', () => {
   ])('%s=%j is not masked (plain value, plain name)', (name, v) => {
     expect(isMaskable(name, v)).toBe(false)
   })
+  it.each([
+    ['NGINX_IMAGE', 'nginx:1.30.6-alpine'],
+    ['POSTGRES_IMAGE', 'postgres:15.10-bookworm'],
+    ['REDIS_IMAGE', 'registry.example.com:5000/mirror/redis:7.4.1-alpine'],
+    ['nginx_image', `nginx@sha256:${'a1'.repeat(32)}`],
+    ['IMAGE', 'ghcr.io/behindy/app:3f9c2a1b7d']
+  ])('%s=%j is not masked: an image reference under an image name stays readable in the log', (name, v) => {
+    expect(isMaskable(name, v)).toBe(false)
+  })
+  it.each([
+    ['NGINX_IMAGE', 'abc123def456#x'], // not a reference: the usual rules (token-like)
+    ['DB_PASS', 'nginx:1.30.6-alpine'], // a reference's shape under a credential's name
+    ['BUILD_TOKEN', 'admin:S3cr3tPass99'],
+    ['ANYTHING', 'admin:S3cr3tPass99'] // token-like, not under an image name
+  ])('%s=%j is still masked', (name, v) => {
+    expect(isMaskable(name, v)).toBe(true)
+  })
 })
 
 describe('getInputs: deploy-only inputs given to mode infra', () => {

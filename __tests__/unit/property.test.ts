@@ -5,9 +5,10 @@ import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { composeConfig, composeV2, createNetwork } from '../../src/commands/compose'
 import { runContainer } from '../../src/commands/containers'
-import { pull } from '../../src/commands/images'
+import { pullResolved } from '../../src/commands/images'
 import { mergeEnvFile, readEnvFile } from '../../src/envfile'
 import { InputError, InputErrors } from '../../src/errors'
+import { digestOf, imageRepository } from '../../src/images'
 import { DEFAULTS, DEPLOY_ONLY, getInputs, type Inputs } from '../../src/inputs'
 import { quote, type Sh } from '../../src/shell'
 import { captureStdout, dockerArgvs, useTempDir } from './helpers'
@@ -203,6 +204,8 @@ function throughSh(values: string[]): string[] {
 function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
   const d = appOf(i)
   const image = imageOf(i)
+  // What the pull resolves the image to (a digest reference is its own).
+  const digest = image ? digestOf(image, [`${imageRepository(image)}@sha256:${'0'.repeat(64)}`]) : ''
   const memory = d?.memory === undefined ? undefined : String(d.memory)
   const opsDir = i.infra.opsDir
   const list: Array<{ sh: Sh; wants: string[][] }> = [
@@ -219,6 +222,7 @@ function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
         name,
         service: d.service,
         image,
+        digest,
         network: i.infra.network,
         aliases: d.spec.aliases,
         port: d.spec.port,
@@ -243,6 +247,7 @@ function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
           `ops-action.service=${d.service}`,
           '--label',
           `ops-action.image=${image}`,
+          ...(digest ? ['--label', `ops-action.digest=${digest}`] : []),
           '--label',
           `ops-action.port=${d.spec.port}`,
           '--log-opt',
@@ -255,20 +260,23 @@ function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
           '*',
           '--env-file',
           '*',
-          image
+          digest || image
         ]
       ]
     })
     if (image) {
       list.push({
-        sh: pull(image, d.registry),
-        wants: d.registry
-          ? [
-              ['--config', '*', 'login', '--username', d.registry.username, '--password-stdin', d.registry.server],
-              ['--config', '*', 'pull', '--quiet', image],
-              ['--config', '*', 'logout', d.registry.server]
-            ]
-          : [['pull', '--quiet', image]]
+        sh: pullResolved(image, d.registry),
+        wants: [
+          ...(d.registry
+            ? [
+                ['--config', '*', 'login', '--username', d.registry.username, '--password-stdin', d.registry.server],
+                ['--config', '*', 'pull', '--quiet', image],
+                ['--config', '*', 'logout', d.registry.server]
+              ]
+            : [['pull', '--quiet', image]]),
+          ['image', 'inspect', '--format', '{{range .RepoDigests}}{{println .}}{{end}}', image]
+        ]
       })
     }
   }

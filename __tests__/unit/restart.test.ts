@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+import { swap } from '../../src/deploy'
 import { HostError } from '../../src/errors'
 import type { InfraInputs } from '../../src/inputs'
 import { PORT_LABEL, SPEC_LABEL } from '../../src/labels'
@@ -7,6 +8,16 @@ import { Phases } from '../../src/phases'
 import { appInputsOf, restartOrder, restartServices } from '../../src/restart'
 import { upstreamConf } from '../../src/upstream'
 import { appContainer, captureStdout, FakeRemote, sectionsOut } from './helpers'
+
+// The swap itself is deploy.test's; here only what restartServices hands it.
+vi.mock('../../src/deploy', () => ({
+  swap: vi.fn(async (_remote: unknown, ctx: { release: { image: string; digest: string } }) => ({
+    container: 'new-0000aaaa',
+    image: ctx.release.image,
+    digest: ctx.release.digest,
+    previousImage: ctx.release.image
+  }))
+}))
 
 captureStdout()
 
@@ -61,5 +72,28 @@ describe('restartServices (against a fake host)', () => {
     expect(e.message).toBe('story is routed to story-0a0b0c0d, which is not running; re-swapped so far: none')
     expect(e.fix).toBe('deploy story again')
     expect(remote.calls).toHaveLength(1)
+  })
+
+  it("re-swaps each service to what its upstream file says serves: the same image, by the same digest ('' in an earlier release's file)", async () => {
+    const digest = `ghcr.io/behindy/story@sha256:${'5'.repeat(64)}`
+    const spec = JSON.stringify({ route: '/llm/', healthPath: '/health', stripPrefix: true, aliases: ['llmserver'] })
+    const upstreams = [
+      '@@file app_story.conf',
+      upstreamConf('app_story', 8000, { container: 'story-0a0b0c0d', image: 'ghcr.io/behindy/story:main', digest }),
+      '@@file app_backend.conf',
+      upstreamConf('app_backend', 8080, { container: 'backend-0a0b0c0d', image: 'ghcr.io/behindy/back:v1' })
+    ].join('\n')
+    const remote = hostWith(upstreams, [
+      appContainer('story', { name: 'story-0a0b0c0d', port: 8000, labels: { [SPEC_LABEL]: spec } }),
+      appContainer('backend', { name: 'backend-0a0b0c0d', port: 8080 })
+    ])
+    vi.mocked(swap).mockClear()
+    expect(await restartServices(remote, infra, 'nginx-id', lock, new Phases())).toEqual(['re-swapped story → backend'])
+    expect(
+      vi.mocked(swap).mock.calls.map(([, ctx]) => [ctx.label, ctx.release.image, ctx.release.digest, ctx.release.mode, ctx.release.inherit])
+    ).toEqual([
+      ['story: ', 'ghcr.io/behindy/story:main', digest, 'restart', true],
+      ['backend: ', 'ghcr.io/behindy/back:v1', '', 'restart', true]
+    ])
   })
 })

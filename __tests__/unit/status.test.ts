@@ -21,12 +21,23 @@ describe('statusLines', () => {
         }
       ],
       services: [
-        { service: 'frontend', deployed: false, container: '', image: '', state: 'not deployed', since: '', direct: '', nginx: '' },
+        {
+          service: 'frontend',
+          deployed: false,
+          container: '',
+          image: '',
+          digest: '',
+          state: 'not deployed',
+          since: '',
+          direct: '',
+          nginx: ''
+        },
         {
           service: 'backend',
           deployed: true,
           container: 'backend-1a2b3c4d',
           image: 'a|b',
+          digest: `ghcr.io/behindy/back@sha256:${'b'.repeat(64)}`,
           state: 'running',
           since: '2026-11-28T04:01:00Z',
           direct: '200',
@@ -35,19 +46,36 @@ describe('statusLines', () => {
             time: '2026-11-28T04:01:02Z',
             mode: 'deploy',
             image: 'a|b',
+            digest: `ghcr.io/behindy/back@sha256:${'b'.repeat(64)}`,
             result: 'success',
             actor: 'octocat',
             sha: 'abcdef1234567'
           }
+        },
+        // Deployed by an earlier release: its upstream file names no digest.
+        {
+          service: 'story',
+          deployed: true,
+          container: 'story-0a0b0c0d',
+          image: 'st:1',
+          digest: '',
+          state: 'running',
+          since: '2026-11-28T04:02:00Z',
+          direct: '200',
+          nginx: '200'
         }
       ]
     }
     const lines = statusLines(st)
     expect(lines).toContain('| db | behindy_db_1 | postgres:15.10-bookworm | running | healthy | 2026-11-28T04:00:00Z |')
-    expect(lines).toContain('| frontend | — | — | not deployed | — | — | — | — |')
+    expect(lines).toContain('| Service | Container | Image | Digest | State | Up since | Health (direct) | Health (nginx) | Last deploy |')
+    expect(lines).toContain('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    expect(lines).toContain('| frontend | — | — | — | not deployed | — | — | — | — |')
+    // Only the digest itself: the repository is the image's.
     expect(lines).toContain(
-      '| backend | backend-1a2b3c4d | a\\|b | running | 2026-11-28T04:01:00Z | 200 | 200 | 2026-11-28T04:01:02Z deploy success by octocat (abcdef1) |'
+      `| backend | backend-1a2b3c4d | a\\|b | sha256:${'b'.repeat(64)} | running | 2026-11-28T04:01:00Z | 200 | 200 | 2026-11-28T04:01:02Z deploy success by octocat (abcdef1) |`
     )
+    expect(lines).toContain('| story | story-0a0b0c0d | st:1 | — | running | 2026-11-28T04:02:00Z | 200 | 200 | — |')
   })
 })
 
@@ -63,9 +91,25 @@ describe('runStatus (against a fake host)', () => {
   const story = { route: '/llm/', healthPath: '/health', stripPrefix: true, aliases: ['llmserver'] }
 
   it('the stack, every app (deployed or not) and their health directly and through nginx, read-only', async () => {
+    const storyDigest = `st@sha256:${'1'.repeat(64)}`
     const history = [
-      { time: '2026-11-28T04:01:02Z', mode: 'deploy', service: 'story', image: 'st:1', result: 'success', actor: 'octocat' },
-      { time: '2026-11-28T05:00:00Z', mode: 'deploy', service: 'story', image: 'st:2', result: 'rolled-back' }
+      {
+        time: '2026-11-28T04:01:02Z',
+        mode: 'deploy',
+        service: 'story',
+        image: 'st:1',
+        digest: storyDigest,
+        result: 'success',
+        actor: 'octocat'
+      },
+      {
+        time: '2026-11-28T05:00:00Z',
+        mode: 'deploy',
+        service: 'story',
+        image: 'st:2',
+        digest: `st@sha256:${'2'.repeat(64)}`,
+        result: 'rolled-back'
+      }
     ]
     const remote = new FakeRemote([
       [
@@ -82,7 +126,7 @@ describe('runStatus (against a fake host)', () => {
             ].join('\n'),
             upstreams: [
               '@@file app_story.conf',
-              upstreamConf('app_story', 8000, { container: 'story-0a0b0c0d', image: 'st:1' }),
+              upstreamConf('app_story', 8000, { container: 'story-0a0b0c0d', image: 'st:1', digest: storyDigest }),
               '@@file app_backend.conf',
               upstreamConf('app_backend', 8080, { container: 'backend-11112222', image: 'bk:1' }),
               '@@file app_frontend.conf',
@@ -105,9 +149,34 @@ describe('runStatus (against a fake host)', () => {
     expect([...rows.keys()]).toEqual(['frontend', 'backend', 'story'])
     expect(rows.get('frontend')).toMatchObject({ deployed: false, state: 'not deployed' })
     // Only a running container is probed: one probe pair, from inside nginx, by container name, and through /llm/.
-    expect(rows.get('backend')).toMatchObject({ deployed: true, container: 'backend-11112222', state: 'exited', direct: '', nginx: '' })
-    expect(rows.get('story')).toMatchObject({ deployed: true, image: 'st:1', state: 'running', direct: '200', nginx: '502' })
-    expect(rows.get('story')?.lastDeploy).toMatchObject({ time: '2026-11-28T05:00:00Z', result: 'rolled-back' })
+    expect(rows.get('frontend')?.digest).toBe('')
+    // backend's upstream file is an earlier release's: no digest in it, none shown.
+    expect(rows.get('backend')).toMatchObject({
+      deployed: true,
+      container: 'backend-11112222',
+      digest: '',
+      state: 'exited',
+      direct: '',
+      nginx: ''
+    })
+    // The digest is the serving one's (the upstream's), not the last deploy's, which was rolled back.
+    expect(rows.get('story')).toMatchObject({
+      deployed: true,
+      image: 'st:1',
+      digest: storyDigest,
+      state: 'running',
+      direct: '200',
+      nginx: '502'
+    })
+    expect(rows.get('story')?.lastDeploy).toMatchObject({
+      time: '2026-11-28T05:00:00Z',
+      image: 'st:2',
+      digest: `st@sha256:${'2'.repeat(64)}`,
+      result: 'rolled-back'
+    })
+    expect(statusLines(st)).toContain(
+      `| story | story-0a0b0c0d | st:1 | sha256:${'1'.repeat(64)} | running | 2026-01-01T00:00:00Z | 200 | 502 | 2026-11-28T05:00:00Z deploy rolled-back |`
+    )
     const [probes] = remote.matching(/@@ops direct-/)
     expect(probes.sh).toContain('docker exec nginx-id sh -c')
     expect(probes.sh).toContain('http://story-0a0b0c0d:8000/health')

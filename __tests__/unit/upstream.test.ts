@@ -37,6 +37,18 @@ describe('upstream files', () => {
     expect(liveOf(conf)).toEqual(live)
   })
 
+  it('the digest the container runs travels in the live line; a file of an earlier release has none', () => {
+    const live = {
+      container: 'backend-1a2b3c4d',
+      image: 'ghcr.io/behindy/back:main',
+      digest: `ghcr.io/behindy/back@sha256:${'a'.repeat(64)}`
+    }
+    const conf = upstreamConf('app_backend', 8080, live)
+    expect(conf.split('\n')[1]).toBe(`# live: ${JSON.stringify(live)}`)
+    expect(liveOf(conf)).toEqual(live)
+    expect(liveOf(upstreamConf('app_backend', 8080, { container: 'backend-1a2b3c4d', image: 'b:1' }))?.digest).toBeUndefined()
+  })
+
   it('placeholderUpstream: an upstream block of the local 503 server, without keepalive', () => {
     const p = placeholderUpstream('my-svc')
     expect(p).toMatch(/^upstream app_my_svc \{\n\s*zone app_my_svc 64k;\n\s*server 127\.0\.0\.1:8503;\n\}$/m)

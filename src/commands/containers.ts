@@ -1,4 +1,4 @@
-import { COMPOSE_PROJECT_LABEL, IMAGE_LABEL, PORT_LABEL, SERVICE_LABEL, SPEC_LABEL, type DeployedSpec } from '../labels'
+import { COMPOSE_PROJECT_LABEL, DIGEST_LABEL, IMAGE_LABEL, PORT_LABEL, SERVICE_LABEL, SPEC_LABEL, type DeployedSpec } from '../labels'
 import { cmd, noStderr, privately, script, type Sh } from '../shell'
 
 // Commands for containers: start, inspect, logs, stop and remove. Pure: each returns a command; nothing here runs anything.
@@ -6,7 +6,10 @@ import { cmd, noStderr, privately, script, type Sh } from '../shell'
 export interface RunSpec {
   name: string
   service: string
+  /** As given: recorded as a label. */
   image: string
+  /** `repo@sha256:…` the container runs, recorded as a label ('' : it runs `image`). */
+  digest: string
   network: string
   aliases: string[]
   port: number
@@ -42,6 +45,7 @@ export const runContainer = (s: RunSpec): Sh => {
     `${SERVICE_LABEL}=${s.service}`,
     '--label',
     `${IMAGE_LABEL}=${s.image}`,
+    ...(s.digest ? ['--label', `${DIGEST_LABEL}=${s.digest}`] : []),
     '--label',
     `${PORT_LABEL}=${s.port}`,
     ...(s.spec ? ['--label', `${SPEC_LABEL}=${JSON.stringify(s.spec)}`] : []),
@@ -60,7 +64,7 @@ export const runContainer = (s: RunSpec): Sh => {
         `docker image inspect ${envOf} "$(docker inspect --format '{{.Image}}' "$from")" > "$d/image" && ` +
         '{ grep -vxF -f "$d/image" "$d/all" | grep -v "^$" > "$d/inherited"; true; } || exit 1; fi; ' +
         '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"',
-      s.image,
+      s.digest || s.image,
       s.inheritEnvFrom ?? '',
       ...argv
     )

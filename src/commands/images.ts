@@ -1,4 +1,4 @@
-import { cmd, noStderr, privately, script, type Sh } from '../shell'
+import { and, cmd, noStderr, privately, script, type Sh } from '../shell'
 
 // Commands for images: look up, pull, list and remove. Pure: each returns a command; nothing here runs anything.
 
@@ -23,9 +23,23 @@ export const pull = (image: string, registry?: { server: string; username: strin
       )
     : cmd('docker', 'pull', '--quiet', image)
 
-/** `repository:tag id created` of the images of one repository, newest first. */
+/** The line between a pull's own output and the digests pullResolved prints after it. */
+export const DIGESTS_MARK = '@@ops digests'
+
+/**
+ * Pulls the image (as `pull`), then prints DIGESTS_MARK and the image's registry digests (`repo@sha256:…`, one a
+ * line): what the tag names now. One round trip; the exit code is the pull's when it fails.
+ */
+export const pullResolved = (image: string, registry?: { server: string; username: string }): Sh =>
+  and(
+    pull(image, registry),
+    cmd('echo', DIGESTS_MARK),
+    cmd('docker', 'image', 'inspect', '--format', '{{range .RepoDigests}}{{println .}}{{end}}', image)
+  )
+
+/** `repository:tag digest id` of the images of one repository, newest first (tag or digest `<none>` when missing). */
 export const repositoryImages = (repository: string): Sh =>
-  cmd('docker', 'images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}}', repository)
+  cmd('docker', 'images', '--digests', '--format', '{{.Repository}}:{{.Tag}} {{.Digest}} {{.ID}}', repository)
 
 /** Removes images; ones still used by a container are skipped with a message, never forced. */
 export const removeImages = (refs: string[]): Sh =>

@@ -1,6 +1,9 @@
 import * as core from '@actions/core'
+import { isImageReference } from '../images'
 import type { Inputs } from './index'
 
+/** Names of variables that name an image: `NGINX_IMAGE`, `IMAGE`, `postgres_image`. */
+const IMAGE_NAME = /(?:^|_)IMAGE$/i
 /** Names of variables that hold credentials (or URLs and DSNs, which often embed them). */
 const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|URL|URI|CONN/i
 
@@ -9,10 +12,13 @@ const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|SALT|SIGN|DSN|U
  * output echoing one). Masked: values of credential-like names, and values that look like tokens (8+ characters
  * with letters and digits). Not masked: plain values such as `redis`, `production` or `Asia/Seoul`: masking would
  * turn every mention of them in the log into *** (a container named behindy_redis_1 included), and GitHub already
- * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log.
+ * masks whatever came from `secrets.*`. Never masked: values so short or common (true, 8080) they garble the log,
+ * and image references under an image's name (`NGINX_IMAGE=nginx:1.30.6-alpine`): the log has to show which image
+ * runs, and `user:password` would need a name like that and a value of the reference's shape to slip through.
  */
 export function isMaskable(name: string, value: string): boolean {
   if (value.length < 3 || /^(?:true|false|yes|no|on|off|\d{1,5})$/i.test(value)) return false
+  if (IMAGE_NAME.test(name) && isImageReference(value)) return false
   return SECRET_NAME.test(name) || (value.length >= 8 && /[A-Za-z]/.test(value) && /\d/.test(value) && !/\s/.test(value))
 }
 
