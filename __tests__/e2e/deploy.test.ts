@@ -39,6 +39,17 @@ describe('mode deploy on the sandbox host', () => {
     console.log(sh('sh', ['-c', `tail -n 20 ${OPS_DIR}/history.jsonl | cut -c1-220`]))
   })
 
+  /** A mode rollback of frontend, logged in to the registry (a rollback may pull). */
+  const rollbackFrontend = () =>
+    infraInputs({
+      'infra-env': '',
+      mode: 'rollback',
+      service: 'frontend',
+      registry: REGISTRY,
+      'registry-username': 'ci',
+      'registry-password': registryPassword()
+    })
+
   /** Deploys each release in order (what a test starts from, so that `-t` runs it alone). */
   async function given(...releases: Array<Record<string, string>>): Promise<void> {
     for (const inputs of releases) expectOk(await runAction(inputs))
@@ -158,16 +169,7 @@ describe('mode deploy on the sandbox host', () => {
     await given(frontend('v2'), frontend('v1', { memory: '300m' }))
     const c = connection()
     expect(c.host).toBe('127.0.0.1')
-    const { run, load } = await underLoad(
-      infraInputs({
-        'infra-env': '',
-        mode: 'rollback',
-        service: 'frontend',
-        registry: REGISTRY,
-        'registry-username': 'ci',
-        'registry-password': registryPassword()
-      })
-    )
+    const { run, load } = await underLoad(rollbackFrontend())
     expectOk(run)
     expect(run.outputs.image).toBe(`${APPS.frontend}:v2`)
     expect(run.outputs['previous-image']).toBe(`${APPS.frontend}:v1`)
@@ -224,16 +226,7 @@ describe('mode deploy on the sandbox host', () => {
     expect(history.at(-1)).toMatchObject({ image: stable, digest: second.outputs.digest, previousDigest: first.outputs.digest })
 
     // Rollback: the digest that served before, from the host (the tag names other content now).
-    const back = await runAction(
-      infraInputs({
-        'infra-env': '',
-        mode: 'rollback',
-        service: 'frontend',
-        registry: REGISTRY,
-        'registry-username': 'ci',
-        'registry-password': registryPassword()
-      })
-    )
+    const back = await runAction(rollbackFrontend())
     expectOk(back)
     expect(back.outputs.digest).toBe(first.outputs.digest)
     expect(back.output).toContain(`${first.outputs.digest} is pinned by digest and on the host: no pull.`)
