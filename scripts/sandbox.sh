@@ -58,7 +58,9 @@
 #   stock scripts ship (no IPv6 listen auto-add, no worker tuning), so
 #   default.conf listens on IPv4 :80 only. nginx.conf/default.conf, user
 #   nginx (uid 101), log symlinks, STOPSIGNAL SIGQUIT as upstream; GNU wget
-#   instead of busybox's.
+#   instead of busybox's. The stream module (built into upstream's nginx) is
+#   Debian's loadable one, loaded from /etc/nginx/modules-enabled/. The
+#   "upgrade" nginx:mainline-alpine is the same nginx with another image ID.
 # compose -> the v2 plugin is Debian sid's docker-compose 2.40.3 (Docker's
 #   own docker-compose-plugin on EC2), driving bookworm's dockerd 20.10
 #   (EC2: a current Docker Engine). SANDBOX_COMPOSE=v1: Debian's
@@ -95,6 +97,7 @@ SAMPLE_REPO="$REGISTRY/behindy/sample-app"
 PG_IMAGE=postgres:15.10-bookworm
 REDIS_IMAGE=redis:7.4.1-alpine
 NGINX_IMAGE=nginx:1.30.6-alpine
+NGINX_UPGRADE_IMAGE=nginx:mainline-alpine
 SAMPLE_IMAGE=ops-sandbox/sample-app:latest
 # The sample apps, each pushed as $REGISTRY/behindy/<app>:v1 and :v2: the tiny python one (the suites that do not
 # care about the framework) and one per real framework (Next.js, Tomcat, FastAPI on uvicorn).
@@ -651,6 +654,7 @@ ensure_images() {
   ensure_service_image "$PG_IMAGE" "$IMAGES_DIR/postgres"
   ensure_service_image "$REDIS_IMAGE" "$IMAGES_DIR/redis"
   ensure_service_image "$NGINX_IMAGE" "$IMAGES_DIR/nginx"
+  ensure_upgrade_image "$NGINX_IMAGE" "$NGINX_UPGRADE_IMAGE"
 
   local app v
   for app in $SAMPLE_APPS; do
@@ -660,6 +664,15 @@ ensure_images() {
     done
   done
   tag_if_needed "ops-sandbox/sample-app:v1" "$SAMPLE_IMAGE"
+}
+
+# ensure_upgrade_image <from> <tag>: an image of the same software under another ID (an "upgrade" for the e2e tests)
+ensure_upgrade_image() {
+  local from="$1" tag="$2" id
+  id="$(image_id "$from")"
+  [[ "$(image_label "$tag" ops-sandbox.upgrade-of)" == "$id" ]] && { info "$tag: up to date (upgrade of $from)"; return 0; }
+  log "building $tag (as $from, another image ID)"
+  printf 'FROM %s\nLABEL ops-sandbox.upgrade-of=%s\n' "$from" "$id" | "$DOCKER" build -q -t "$tag" - >/dev/null
 }
 
 image_id() { "$DOCKER" image inspect -f '{{.Id}}' "$1" 2>/dev/null; }
@@ -693,18 +706,18 @@ write_connection_json() {
   fp="$(ssh-keygen -lf "$STATE_DIR/sshd/ssh_host_ed25519_key.pub" | awk '{print $2}')"
   known="$(cat "$STATE_DIR/known_hosts")"
   json="$(node -e '
-    const [host, port, user, key, pkey, pass, known, fp, reg, ruser, rpass, ops, pg, redis, nginx, app] = process.argv.slice(1);
+    const [host, port, user, key, pkey, pass, known, fp, reg, ruser, rpass, ops, pg, redis, nginx, app, nginxUpgrade] = process.argv.slice(1);
     process.stdout.write(JSON.stringify({
       host, port: Number(port), username: user, keyPath: key, passphraseKeyPath: pkey,
       passphrase: pass, knownHostsLine: known, fingerprint: fp, registry: reg,
       registryUsername: ruser, registryPassword: rpass, opsDir: ops,
-      images: { postgres: pg, redis, nginx, sampleApp: app,
+      images: { postgres: pg, redis, nginx, nginxUpgrade, sampleApp: app,
         apps: { frontend: app.replace(/sample-app$/, "sample-frontend"), backend: app.replace(/sample-app$/, "sample-backend"),
           story: app.replace(/sample-app$/, "sample-story") } },
     }, null, 2));' \
     "$SSH_HOST" "$SSH_PORT" "$DEPLOY_USER" "$STATE_DIR/keys/id_ed25519" "$STATE_DIR/keys/id_ed25519_passphrase" \
     "$PASSPHRASE" "$known" "$fp" "$REGISTRY" "$REGISTRY_USER" "$(registry_password)" "$OPS_DIR" \
-    "$PG_IMAGE" "$REDIS_IMAGE" "$NGINX_IMAGE" "$SAMPLE_REPO")"
+    "$PG_IMAGE" "$REDIS_IMAGE" "$NGINX_IMAGE" "$SAMPLE_REPO" "$NGINX_UPGRADE_IMAGE")"
   if write_if_changed "$STATE_DIR/connection.json" "$json"; then
     info "wrote $STATE_DIR/connection.json"
   fi

@@ -15,7 +15,7 @@ export interface ServiceSpec {
 }
 
 /** The stack's own services (compose), besides the apps. */
-export const STACK_SERVICES = ['db', 'redis', 'nginx'] as const
+export const STACK_SERVICES = ['db', 'redis', 'nginx', 'front'] as const
 
 export const CATALOGUE: Record<string, ServiceSpec> = {
   frontend: { port: 3000, route: '/', healthPath: '/', stripPrefix: false, aliases: [] },

@@ -2,21 +2,22 @@ import * as core from '@actions/core'
 import { tarball, type ArchiveEntry } from './archive'
 import { backupDatabase } from './backup'
 import { STACK_SERVICES } from './catalogue'
-import { composeConfig, composeNginxTest, composeUp, ensureNetwork } from './commands/compose'
-import { projectInspect } from './commands/containers'
+import { composeConfig, composeNginxTest, composeServiceHash, composeUp, composeUpServices, ensureNetwork, type Compose } from './commands/compose'
+import { hostNow, projectEvents, projectInspect } from './commands/containers'
 import { forgetPrevious, removeFiles, restoreFiles, unpackAndCommit } from './commands/files'
-import { nginxTest } from './commands/nginx'
+import { frontTest, nginxTest } from './commands/nginx'
 import { parseInspect, type ContainerInfo } from './containers'
 import { HostError } from './errors'
 import { readHost, type HostState, type Settings } from './hoststate'
 import { planInfra, touched, type InfraPlan } from './infraplan'
 import type { InfraInputs } from './inputs'
-import { PROJECT } from './labels'
+import { handOver, pinFront } from './front'
+import { COMPOSE_HASH_LABEL, PROJECT } from './labels'
 import { nginxTooOld, reloadAndWait } from './nginx'
 import { hostPaths, OPS } from './paths'
 import type { Phases } from './phases'
 import type { Remote } from './ssh'
-import { isStackService, waitHealthy } from './stackhealth'
+import { isStackService, unreachableS, waitHealthy } from './stackhealth'
 import { loadBundle } from './stackfiles'
 
 /** One thing an infra run changed on the host. */
@@ -25,8 +26,11 @@ export type InfraChange =
   | { kind: 'env'; keys: string[] }
   | { kind: 'network'; name: string }
   | { kind: 'backup'; path: string }
-  | { kind: 'created' | 'recreated'; service: string }
-  | { kind: 'reloaded' }
+  | { kind: 'created'; service: string }
+  | { kind: 'recreated'; service: string; id?: string; unreachableS?: number }
+  | { kind: 'handed-over'; from: string; to: string; retiredMs: number }
+  | { kind: 'front-pinned'; to: string }
+  | { kind: 'reloaded'; service: 'nginx' | 'front' }
 
 /** A change as a line of the log and the summary. */
 export function describeChange(c: InfraChange): string {
@@ -43,10 +47,15 @@ export function describeChange(c: InfraChange): string {
     case 'backup':
       return `backed up the database to ${c.path}`
     case 'created':
+      return `created ${c.service}`
     case 'recreated':
-      return `${c.kind} ${c.service}`
+      return `recreated ${c.service}${c.unreachableS === undefined ? '' : ` (unreachable for ${c.unreachableS.toFixed(1)} s: from the old container's stop to the new one's first passing health check)`}`
+    case 'handed-over':
+      return `replaced nginx ${c.from} by ${c.to} behind the front (no gap; the old one finished its requests in ${(c.retiredMs / 1000).toFixed(1)} s)`
+    case 'front-pinned':
+      return `the front relays to ${c.to}`
     case 'reloaded':
-      return 'reloaded nginx'
+      return `reloaded ${c.service}`
   }
 }
 
@@ -89,9 +98,10 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
   const before: InfraChange[] = [...files, ...network, ...(backup ? [{ kind: 'backup' as const, path: backup.path }] : [])]
 
   // 5. The stack: compose up only when something compose acts on changed; then everything healthy.
-  const stack = await phase('Start stack', () => startStack(remote, opsDir, host, plan, before))
+  const stack = await phase('Start stack', () => startStack(remote, inputs, host, plan, before))
   // Settled: Preflight just read db, redis and nginx healthy, and nothing was started since.
   if (!stack.settled) await phase('Wait until healthy', () => waitHealthy(remote, stack.containers, inputs.infraTimeoutS))
+  if (stack.since) stack.changes = await measureOutages(remote, stack.since, stack.changes)
   // 6. nginx picks up a changed config by a reload (unless it was just created with it).
   const reload = await phase('Reload nginx', () => reloadIfChanged(remote, host, plan, stack.containers))
 
@@ -137,47 +147,92 @@ async function ensureNetworkOf(remote: Remote, host: HostState, name: string): P
   return [{ kind: 'network', name }]
 }
 
-/** compose up (unless settled), and which stack services it created or recreated. */
+/**
+ * The stack as the files say, nginx replaced without a gap. With the front and one nginx running: compose up of db,
+ * redis and the front only (unless settled), and when compose would recreate nginx (its definition or image
+ * changed) a handover to a new nginx container instead (front.ts). Otherwise (a fresh host, a host whose nginx still
+ * publishes the ports itself, an interrupted handover) one compose up of everything. Then the front names the nginx
+ * container itself.
+ */
 async function startStack(
   remote: Remote,
-  opsDir: string,
+  inputs: InfraInputs,
   host: HostState,
   plan: InfraPlan,
   changes: InfraChange[]
-): Promise<{ containers: ContainerInfo[]; changes: InfraChange[]; settled: boolean }> {
+): Promise<{ containers: ContainerInfo[]; changes: InfraChange[]; settled: boolean; since?: string }> {
+  const { opsDir } = inputs
   if (stackSettled(host, plan, changes)) {
-    core.info('Files, .env and network unchanged and db/redis/nginx up and healthy: compose up not needed.')
+    core.info('Files, .env and network unchanged and db/redis/nginx/front up and healthy: compose up not needed.')
     return { containers: host.containers, changes: [], settled: true }
   }
-  const up = await remote.run(composeUp(host.compose, opsDir))
+  const nginx = host.containers.filter(c => c.service === 'nginx')
+  const front = host.containers.find(c => c.service === 'front' && c.status === 'running')
+  const live = nginx.length === 1 && nginx[0].status === 'running' ? nginx[0] : undefined
+  const handover = front && live ? await nginxOutdated(remote, host.compose, opsDir, live) : false
+  const services = front && live ? STACK_SERVICES.filter(s => s !== 'nginx') : undefined
+  if (!services && nginx.length) core.info(front ? `${nginx.length} nginx containers: compose up puts one back.` : 'nginx moves behind the front (once): a gap of a few seconds while compose recreates it without ports.')
+  const since = (await remote.must(hostNow(), "reading the host's clock")).trim()
+  const up = await remote.run(services ? composeUpServices(host.compose, opsDir, services) : composeUp(host.compose, opsDir))
   const log = `${up.stdout}${up.stderr}`.trim()
   if (log) core.info(log)
   if (up.code !== 0) throw new HostError(`docker compose up failed (exit ${up.code})`, 'see the compose output above')
+  const made: InfraChange[] = []
+  if (handover && front && live) {
+    const h = await handOver(remote, { compose: host.compose, opsDir, network: inputs.network, old: live, front, timeoutS: inputs.infraTimeoutS })
+    made.push({ kind: 'handed-over', from: h.from.name, to: h.to.name, retiredMs: h.retiredMs })
+  }
   const now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'))
-  const made = now
-    .filter(c => isStackService(c.service))
-    .flatMap((c): InfraChange[] => {
-      const before = host.containers.find(b => b.service === c.service)
-      if (!before) return [{ kind: 'created', service: c.service }]
-      return before.id !== c.id ? [{ kind: 'recreated', service: c.service }] : []
-    })
-  return { containers: now, changes: made, settled: false }
+  for (const c of now.filter(c => isStackService(c.service))) {
+    const before = host.containers.find(b => b.service === c.service)
+    if (c.service === 'nginx' && handover) continue
+    if (!before) made.push({ kind: 'created', service: c.service })
+    else if (!host.containers.some(b => b.id === c.id)) made.push({ kind: 'recreated', service: c.service, id: c.id })
+  }
+  const nowFront = now.find(c => c.service === 'front')
+  const nowNginx = now.find(c => c.service === 'nginx')
+  if (!handover && nowFront && nowNginx && (await pinFront(remote, opsDir, nowFront, nowNginx, host.upstreams.get('nginx.stream'))))
+    made.push({ kind: 'front-pinned', to: nowNginx.name })
+  return { containers: now, changes: made, settled: false, since }
 }
 
+/** db and redis recreated: how long each was unreachable, from docker's events (printed with the change). */
+async function measureOutages(remote: Remote, since: string, changes: InfraChange[]): Promise<InfraChange[]> {
+  const measured = changes.filter(c => c.kind === 'recreated' && (c.service === 'db' || c.service === 'redis'))
+  if (!measured.length) return changes
+  const events = (await remote.run(projectEvents(PROJECT, since))).stdout
+  return changes.map(c =>
+    c.kind === 'recreated' && measured.includes(c) && c.id ? { ...c, unreachableS: unreachableS(events, c.service, c.id) } : c
+  )
+}
+
+/** compose would recreate the running nginx: the hash of its definition now differs from the one it was created from. */
+async function nginxOutdated(remote: Remote, compose: Compose, opsDir: string, nginx: ContainerInfo): Promise<boolean> {
+  const out = await remote.must(composeServiceHash(compose, opsDir, 'nginx'), "reading nginx's definition (docker compose config --hash)")
+  const hash = /^nginx\s+(\S+)/m.exec(out)?.[1]
+  if (!hash) throw new HostError(`docker compose config --hash nginx printed no hash: ${out.trim()}`)
+  return hash !== nginx.labels[COMPOSE_HASH_LABEL]
+}
+
+/** nginx and the front pick up changed files by a reload, unless they were just (re)created or handed over with them. */
 async function reloadIfChanged(remote: Remote, host: HostState, plan: InfraPlan, containers: ContainerInfo[]): Promise<InfraChange[]> {
-  const nginx = containers.find(c => c.service === 'nginx')
-  const before = host.containers.find(c => c.service === 'nginx')
-  if (!plan.nginxChanged) {
-    core.info('nginx config unchanged: no reload.')
-    return []
+  const out: InfraChange[] = []
+  for (const service of ['nginx', 'front'] as const) {
+    const changed = service === 'nginx' ? plan.nginxChanged : plan.frontChanged
+    const c = containers.find(x => x.service === service)
+    if (!changed) {
+      core.info(`${service} config unchanged: no reload.`)
+      continue
+    }
+    if (!c || !host.containers.some(b => b.id === c.id)) {
+      core.info(`${service} was (re)created with the new config: no reload needed.`)
+      continue
+    }
+    await reloadAndWait(remote, c.id)
+    core.info(`${service} reloaded: new workers serve the new config; old ones finish their requests.`)
+    out.push({ kind: 'reloaded', service })
   }
-  if (!nginx || !before || before.id !== nginx.id) {
-    core.info('nginx was (re)created with the new config: no reload needed.')
-    return []
-  }
-  await reloadAndWait(remote, nginx.id)
-  core.info('nginx reloaded: new workers serve the new config; old ones finish their requests.')
-  return [{ kind: 'reloaded' }]
+  return out
 }
 
 /** Sends every changed file in one archive and swaps them into place in one command. */
@@ -209,20 +264,29 @@ async function upload(remote: Remote, opsDir: string, plan: InfraPlan, host: Hos
 /**
  * compose config, and `nginx -t` on the new nginx files before anything (re)starts or reloads: in the running nginx,
  * or, when the compose file or .env changed (nginx's image may change with them) or nginx is not running, in a
- * throwaway container of the nginx the stack will run.
+ * throwaway container of the nginx the stack will run. The front's config the same way.
  */
 async function validate(remote: Remote, opsDir: string, host: HostState, plan: InfraPlan): Promise<void> {
   const stackChanged = plan.write.includes(OPS.compose) || plan.envChangedKeys.length > 0
   if (stackChanged) await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)')
-  if (!plan.nginxChanged && !stackChanged) return core.info('nginx config unchanged.')
-  const running = host.containers.find(c => c.service === 'nginx' && c.status === 'running')
-  const test = running && !stackChanged ? nginxTest({ container: running.id }) : composeNginxTest(host.compose, opsDir)
-  const r = await remote.run(test)
-  const out = (r.stderr || r.stdout).trim()
-  if (r.code !== 0) {
-    const tooOld = nginxTooOld(out)
-    if (tooOld) throw tooOld
-    throw new HostError(`The nginx config test failed; the previous files were restored and nothing was reloaded:\n${out}`)
+  if (!plan.nginxChanged && !plan.frontChanged && !stackChanged) return core.info('nginx config unchanged.')
+  const running = (service: string) => host.containers.find(c => c.service === service && c.status === 'running')
+  const tests = [
+    ...(plan.nginxChanged || stackChanged
+      ? [{ what: 'nginx', sh: running('nginx') && !stackChanged ? nginxTest({ container: running('nginx')!.id }) : composeNginxTest(host.compose, opsDir) }]
+      : []),
+    ...(plan.frontChanged || stackChanged
+      ? [{ what: 'the front', sh: running('front') && !stackChanged ? frontTest(running('front')!.id) : composeNginxTest(host.compose, opsDir, 'front') }]
+      : [])
+  ]
+  for (const t of tests) {
+    const r = await remote.run(t.sh)
+    const out = (r.stderr || r.stdout).trim()
+    if (r.code !== 0) {
+      const tooOld = nginxTooOld(out)
+      if (tooOld) throw tooOld
+      throw new HostError(`The ${t.what} config test failed; the previous files were restored and nothing was reloaded:\n${out}`)
+    }
+    core.info(`${t.what}: ${out || 'nginx -t: ok'}`)
   }
-  core.info(out || 'nginx -t: ok')
 }

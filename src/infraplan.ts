@@ -2,6 +2,7 @@ import { mergeEnvFile, readEnvFile, redisPasswordProblem, type EnvEntries } from
 import { InputError, InputErrors } from './errors'
 import type { HostState } from './hoststate'
 import type { InfraInputs } from './inputs'
+import { frontUpstream } from './front'
 import { OPS } from './paths'
 import { planFiles, renderStack, ROUTED_SERVICES, type FileSet } from './stackfiles'
 import { migrateUpstreamFile, placeholderUpstream, upstreamPath } from './upstream'
@@ -18,6 +19,8 @@ export interface InfraPlan {
   envText: string
   envChangedKeys: string[]
   nginxChanged: boolean
+  /** The front's files (nginx/front/, upstreams/nginx.stream) change. */
+  frontChanged: boolean
   /** What the plan says (for the log). */
   notes: string[]
   warnings: string[]
@@ -35,6 +38,7 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
     const path = upstreamPath(service)
     if (!host.hashes.has(path)) files.set(path, placeholderUpstream(service))
   }
+  if (!host.hashes.has(OPS.frontUpstream)) files.set(OPS.frontUpstream, frontUpstream('nginx'))
   for (const [name, content] of host.upstreams) {
     const migrated = migrateUpstreamFile(name, content)
     if (migrated !== undefined) files.set(`${OPS.upstreams}/${name}`, migrated)
@@ -53,6 +57,7 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   const nginxChanged = [...plan.write, ...plan.remove].some(
     p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === OPS.certificate
   )
+  const frontChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/front/') || p === OPS.frontUpstream)
   const notes: string[] = []
   if (plan.write.includes(OPS.certificate) && host.hashes.has(OPS.certificate))
     notes.push(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`)
@@ -76,7 +81,8 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
     unchanged: plan.unchanged,
     envText: merged.text,
     envChangedKeys: merged.changed,
-    nginxChanged
+    nginxChanged,
+    frontChanged
   }
 }
 

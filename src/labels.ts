@@ -13,6 +13,8 @@ export const SPEC_LABEL = 'ops-action.spec'
 
 export const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 export const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
+/** What compose recorded of the service definition a container was created from (`compose config --hash`). */
+export const COMPOSE_HASH_LABEL = 'com.docker.compose.config-hash'
 
 /** What SPEC_LABEL holds. */
 export interface DeployedSpec {

@@ -13,7 +13,9 @@ export const OPS = {
   backups: 'backups',
   /** What the background retirements of old containers did (commands/retire.ts). */
   retireLog: 'retire.log',
-  upstreams: 'upstreams'
+  upstreams: 'upstreams',
+  /** Which nginx container the front relays to (front.ts). */
+  frontUpstream: 'upstreams/nginx.stream'
 } as const
 
 /** An absolute path on the host under ops-dir. */

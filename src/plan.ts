@@ -61,9 +61,10 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
   if (plan.envChangedKeys.length) changes.push(`.env: set ${plan.envChangedKeys.join(', ')} (values not shown)`)
   if (!host.networkExists) changes.push(`create docker network ${inputs.infra.network}`)
   const actions = composeActions(host, plan, current.get(OPS.compose))
-  for (const [service, why] of actions) changes.push(`compose would ${why} ${service}`)
+  for (const [service, why] of actions) changes.push(stackAction(host, service, why))
   // Every compose action creates or recreates: a new nginx starts with the new config, no reload needed.
   if (plan.nginxChanged && !actions.some(([service]) => service === 'nginx')) changes.push('reload nginx (nginx -t first)')
+  if (plan.frontChanged && !actions.some(([service]) => service === 'front')) changes.push('reload the front (nginx -t first)')
 
   if (d) {
     const live = liveOf(s.get('upstream')?.out ?? '')
@@ -119,6 +120,21 @@ export function composeActions(host: HostState, plan: InfraPlan, currentCompose:
       out.push([service, `recreate (.env ${plan.envChangedKeys.filter(k => text.includes(`\${${k}`)).join(', ')} changed)`])
   }
   return out
+}
+
+/**
+ * One compose action as the run carries it out: with the front and one nginx running, nginx is handed over (a new
+ * container beside the old one) rather than recreated; the front holds the ports, so recreating it is a short gap.
+ */
+export function stackAction(host: HostState, service: string, why: string): string {
+  const has = (s: string) => host.containers.some(c => c.service === s)
+  const behindFront = has('front') && host.containers.filter(c => c.service === 'nginx').length === 1
+  if (service === 'nginx' && why !== 'create' && behindFront)
+    return `hand nginx over to a new container (${why.replace(/^recreate \((.*)\)$/, '$1')}): started beside the old one, verified (/healthz, every deployed route), then the front sends it new connections and the old one finishes its requests; no gap`
+  if (service === 'nginx' && why !== 'create' && !has('front'))
+    return `compose would ${why} nginx without published ports and create the front before it: a one-time gap of a few seconds while nginx moves behind the front`
+  if (service === 'front' && why !== 'create') return `compose would ${why} front: a gap of about a second (the front holds the published ports)`
+  return `compose would ${why} ${service}`
 }
 
 function services(composeText: string): Record<string, unknown> {

@@ -39,3 +39,21 @@ async function failWithLogs(remote: Remote, id: string, service: string, what: s
   await showLogs(remote, id, service, 50)
   throw new HostError(what, `see the ${service} log lines above`)
 }
+
+/**
+ * How long a recreated stack service could not be reached, from projectEvents() output: from the first stop signal
+ * (kill) or exit (die) of a container other than `newId` to the first passing health check of `newId` (which checks
+ * every 2 s, so this is an upper bound by up to that much). Undefined when the events do not show both.
+ */
+export function unreachableS(events: string, service: string, newId: string): number | undefined {
+  let down: bigint | undefined
+  for (const line of events.split('\n')) {
+    const [ns, svc, ...rest] = line.trim().split(' ')
+    if (svc !== service || !/^\d+$/.test(ns ?? '')) continue
+    const id = rest.pop() ?? ''
+    const action = rest.join(' ')
+    if (down === undefined && id !== newId && (action.startsWith('kill') || action === 'die')) down = BigInt(ns)
+    else if (down !== undefined && id === newId && action === 'health_status: healthy') return Number((BigInt(ns) - down) / 1_000_000n) / 1000
+  }
+  return undefined
+}

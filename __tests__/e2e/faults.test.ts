@@ -15,6 +15,7 @@ import {
   backend,
   connection,
   DB,
+  deployInputs,
   expectOk,
   frontend,
   hashOpsDir,
@@ -57,6 +58,38 @@ function appContainers(): string[] {
 
 function liveContainer(service: string): string | undefined {
   return liveOf(tryRun('cat', [`${OPS_DIR}/upstreams/app_${service}.conf`]).out)?.container
+}
+
+/** GETs /llm/deps every 0.1 s (a new connection each) until stopped: how many failed, over how long, the last answer. */
+function watchDeps(): { stop(): { total: number; errors: number; errorSpanS: number; recoveredAt: number; lastStatus: number; lastBody: string } } {
+  let running = true
+  let total = 0
+  let errors = 0
+  let first = 0
+  let last = 0
+  let recoveredAt = 0
+  let lastStatus = 0
+  let lastBody = ''
+  void (async () => {
+    while (running) {
+      const r = await http('/llm/deps').catch((e: Error) => ({ status: 0, body: e.message }))
+      total++
+      lastStatus = r.status
+      lastBody = r.body
+      if (r.status !== 200) {
+        errors++
+        last = Date.now()
+        first ||= last
+      } else if (last > recoveredAt) recoveredAt = Date.now() // the first 200 after the latest failure
+      await new Promise(res => setTimeout(res, 100))
+    }
+  })()
+  return {
+    stop: () => {
+      running = false
+      return { total, errors, errorSpanS: (last - first) / 1000, recoveredAt, lastStatus, lastBody }
+    }
+  }
 }
 
 /** The deploy lock is free: root can take it without waiting. */
@@ -349,6 +382,11 @@ describe('faults during a deploy', () => {
     for (let i = 0; i < 100; i++) expect(redisCli(['set', `k${i}`, `v${i}`], REDIS_PASSWORD).out.trim()).toBe('OK')
     const checksum = psql("SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM fault_rows").out.trim()
 
+    // story with a route that opens a connection to postgres and to redis per request (/llm/deps), as the apps' API does.
+    const deps = `PGHOST=db\nPGUSER=${DB.user}\nPGPASSWORD=${DB.pass}\nPGDATABASE=${DB.name}\nREDIS_HOST=redis\nREDIS_PASSWORD=${REDIS_PASSWORD}`
+    expectOk(await runAction(deployInputs('story', 'v1', `VERSION=s-deps\n${deps}`)))
+    expect((await http('/llm/deps')).status).toBe(200)
+
     // The change: a postgres setting in the compose file (recreates db) and redis's memory limit (recreates redis).
     const root = actionCopy()
     const compose = join(root, 'compose', 'docker-compose.yml')
@@ -358,12 +396,26 @@ describe('faults during a deploy', () => {
     )
     const env = `${INFRA_ENV}\nREDIS_MAXMEMORY=200mb`
     const before = stackContainers()
+    const monitor = watchDeps()
     const { result, leaks, samples } = await watchArgv([DB.pass, REDIS_PASSWORD], () =>
       loadDuring(ROUTES, () => runAction(infraInputs({ 'infra-env': env }), { OPS_ACTION_ROOT: root }))
     )
+    const runEnded = Date.now()
     expectOk(result.result)
-    expect(result.result.output).toMatch(/recreated db/)
-    expect(result.result.output).toMatch(/recreated redis/)
+    const outage = (service: string) => Number(new RegExp(`recreated ${service} \\(unreachable for ([\\d.]+) s`).exec(result.result.output)?.[1])
+    expect(outage('db')).toBeGreaterThan(0)
+    expect(outage('redis')).toBeGreaterThan(0)
+    // The API recovers by itself (no deploy): /llm/deps answers 200 again.
+    const deadline = Date.now() + 15_000
+    while ((await http('/llm/deps').then(r => r.status, () => 0)) !== 200 && Date.now() < deadline) await new Promise(r => setTimeout(r, 200))
+    const api = monitor.stop()
+    expect(api.lastStatus, api.lastBody).toBe(200)
+    expect(api.errors).toBeGreaterThan(0)
+    console.log(
+      `[faults] db/redis recreated: unreachable ${outage('db')} s (db), ${outage('redis')} s (redis) as the run printed; ` +
+        `the API (/llm/deps) failed ${api.errors} of ${api.total} requests over ${api.errorSpanS.toFixed(1)} s, ` +
+        `answering 200 again ${((api.recoveredAt - runEnded) / 1000).toFixed(1)} s after the run ended, without a deploy`
+    )
     const after = stackContainers()
     expect(after.db).not.toBe(before.db)
     expect(after.nginx).toBe(before.nginx)
@@ -376,8 +428,9 @@ describe('faults during a deploy', () => {
     expect(samples).toBeGreaterThan(20)
     expect(leaks).toEqual([])
 
-    // Back to the shipped stack.
+    // Back to the shipped stack and story.
     expectOk(await runAction(infraInputs()))
+    expectOk(await runAction(story('v1')))
     expect(psql('SELECT count(*) FROM fault_rows').out.trim()).toBe(String(ROWS))
     tally.survived++
   })

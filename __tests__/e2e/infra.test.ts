@@ -71,11 +71,12 @@ describe('mode infra on a fresh host', () => {
     expect(redisCli(['config', 'get', 'appendonly'], REDIS_PASSWORD).out).toContain('no')
   })
 
-  it('publishes only nginx: postgres and redis have no host ports', () => {
+  it('publishes only the front: nginx, postgres and redis have no host ports', () => {
     const ids = stackContainers()
     expect(sh('docker', ['port', ids.db]).trim()).toBe('')
     expect(sh('docker', ['port', ids.redis]).trim()).toBe('')
-    expect(sh('docker', ['port', ids.nginx])).toMatch(/80\/tcp -> 0\.0\.0\.0:18080/)
+    expect(sh('docker', ['port', ids.nginx]).trim()).toBe('')
+    expect(sh('docker', ['port', ids.front])).toMatch(/80\/tcp -> 0\.0\.0\.0:18080/)
   })
 
   it('nginx answers /healthz and 503 on every undeployed route', async () => {
@@ -90,7 +91,7 @@ describe('mode infra on a fresh host', () => {
 
   it('shares the network: the stack joined "internal" (declared external)', () => {
     const names = sh('docker', ['network', 'inspect', 'internal', '--format', '{{range .Containers}}{{.Name}} {{end}}'])
-    for (const s of ['db', 'redis', 'nginx']) expect(names).toMatch(new RegExp(`behindy[_-]${s}[_-]1`))
+    for (const s of ['db', 'redis', 'nginx', 'front']) expect(names).toMatch(new RegExp(`behindy[_-]${s}[_-]1`))
   })
 })
 

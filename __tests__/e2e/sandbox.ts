@@ -226,6 +226,8 @@ export interface LoadStats {
   rawResets: number
   versions: Record<string, number>
   errors: string[]
+  /** Per client kind (scripts/load.mjs CLIENT_KINDS): requests and failures. */
+  byClient: Record<string, { total: number; failed: number }>
 }
 
 export function registryPassword(): string {
@@ -303,9 +305,13 @@ export async function underLoad(
   return { run, load: stats }
 }
 
-/** Constant load through nginx on several paths while `during` runs. */
-export async function loadDuring<T>(paths: string[], during: () => Promise<T>): Promise<{ result: T; loads: Record<string, LoadStats> }> {
-  const loads = paths.map(p => startLoad({ url: `http://127.0.0.1:${HTTP_PORT}${p}`, keepaliveClients: 4, plainClients: 4 }))
+/** Constant load through nginx on several paths while `during` runs (never-retrying keep-alive clients on request). */
+export async function loadDuring<T>(
+  paths: string[],
+  during: () => Promise<T>,
+  { naiveClients = 0 }: { naiveClients?: number } = {}
+): Promise<{ result: T; loads: Record<string, LoadStats> }> {
+  const loads = paths.map(p => startLoad({ url: `http://127.0.0.1:${HTTP_PORT}${p}`, keepaliveClients: 4, plainClients: 4, naiveClients }))
   await new Promise(r => setTimeout(r, 500))
   const result = await during()
   await new Promise(r => setTimeout(r, 500))

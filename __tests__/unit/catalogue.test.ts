@@ -44,8 +44,8 @@ describe('catalogue', () => {
     for (const [name, spec] of Object.entries(CATALOGUE)) expect(routeReaches(spec, spec.healthPath), name).toBe(true)
   })
 
-  it('the stack services are db, redis and nginx, none of them an app', () => {
-    expect([...STACK_SERVICES]).toEqual(['db', 'redis', 'nginx'])
+  it('the stack services are db, redis, nginx and the front, none of them an app', () => {
+    expect([...STACK_SERVICES]).toEqual(['db', 'redis', 'nginx', 'front'])
     for (const s of STACK_SERVICES) expect(CATALOGUE[s]).toBeUndefined()
   })
 })

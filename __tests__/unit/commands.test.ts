@@ -4,13 +4,24 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { composeConfig, composeNginxTest, composeUp, composeV1, composeV2, createNetwork } from '../../src/commands/compose'
+import {
+  composeAddContainer,
+  composeConfig,
+  composeNginxTest,
+  composeServiceHash,
+  composeUp,
+  composeUpServices,
+  composeV1,
+  composeV2,
+  createNetwork
+} from '../../src/commands/compose'
+import { discard, probeEach, stopAndRemove } from '../../src/commands/front'
 import { removeContainers, runContainer, stopContainers, type RunSpec } from '../../src/commands/containers'
 import { readFileBase64IfExists } from '../../src/commands/files'
 import { healthGateLoop, httpStatus, PROBE, WAVES, type GateSpec } from '../../src/commands/http'
 import { DIGESTS_MARK, pull, pullResolved, repositoryImages } from '../../src/commands/images'
 import { composeV1Version, composeV2Version } from '../../src/commands/probes'
-import { NGINX_CONF, NGINX_PID_FILE, nginxTest, RELOAD } from '../../src/commands/nginx'
+import { FRONT_CONF, frontTest, NGINX_CONF, NGINX_PID_FILE, nginxTest, RELOAD } from '../../src/commands/nginx'
 import { retireContainers, type Retirement } from '../../src/commands/retire'
 import { previewSwitchVerify, SWITCH_STAGES, type SwitchSpec } from '../../src/commands/switch'
 import { DIGEST_LABEL, IMAGE_LABEL, SERVICE_LABEL, SPEC_LABEL } from '../../src/labels'
@@ -305,6 +316,19 @@ describe('httpStatus / WAVES / previewSwitchVerify', () => {
     )
   }
   const status = (url: string, timeoutS = 2, header = '') => inNginx(dockerArgv(httpStatus('nginx', url, timeoutS, header)))
+
+  it.skipIf(!hasWget)('probeEach: every URL at once, `<code> <url>` per URL in the order given (000: nothing answered)', async () => {
+    const urls = [
+      `http://127.0.0.1:${port}/slow`,
+      `http://127.0.0.1:${port}/missing`,
+      `http://127.0.0.1:${closedPort}/health`,
+      `http://127.0.0.1:${port}/down`
+    ]
+    const argv = dockerArgv(probeEach('nginx-2', urls))
+    expect(argv.slice(0, 4)).toEqual(['exec', 'nginx-2', 'sh', '-c'])
+    expect(argv.slice(5)).toEqual(['sh', ...urls])
+    expect(await inNginx(argv)).toBe(`200 ${urls[0]}\n404 ${urls[1]}\n000 ${urls[2]}\n503 ${urls[3]}\n`)
+  })
 
   it.skipIf(!hasWget)('sends the preview header when given (one argument, spaces and all)', async () => {
     expect(await status(`http://127.0.0.1:${port}/header`, 2, 'X-Ops-Upstream: frontend-1a2b3c4d:3000')).toBe('204\n')
@@ -773,6 +797,65 @@ describe('other builders (argv as docker gets it)', () => {
       NGINX_CONF
     ])
     expect(composeUp(composeV1('1.29.2'), '/o').sh).toBe(`docker-compose ${tail.join(' ')} up -d --remove-orphans`)
+  })
+
+  it('compose for the front and the nginx handover: the stack but nginx, a second nginx beside the first, its hash, the front tested', () => {
+    const tail = ['--env-file', '/o/.env', '-p', 'behindy', '-f', '/o/compose/docker-compose.yml']
+    const v2 = composeV2('2.29.1')
+    expect(dockerArgv(composeUpServices(v2, '/o', ['db', 'redis', 'front']))).toEqual([
+      'compose',
+      ...tail,
+      'up',
+      '-d',
+      '--remove-orphans',
+      '--no-deps',
+      'db',
+      'redis',
+      'front'
+    ])
+    // The running nginx is left as it is (--no-recreate), its dependencies too (--no-deps).
+    expect(dockerArgv(composeAddContainer(v2, '/o', 'nginx'))).toEqual([
+      'compose',
+      ...tail,
+      'up',
+      '-d',
+      '--no-deps',
+      '--no-recreate',
+      '--scale',
+      'nginx=2',
+      'nginx'
+    ])
+    expect(dockerArgv(composeServiceHash(v2, '/o', 'nginx'))).toEqual(['compose', ...tail, 'config', '--hash', 'nginx'])
+    expect(dockerArgv(composeNginxTest(v2, '/o', 'front'))).toEqual([
+      'compose',
+      ...tail,
+      'run',
+      '--rm',
+      '--no-deps',
+      '-T',
+      'front',
+      'nginx',
+      '-t',
+      '-c',
+      FRONT_CONF
+    ])
+    expect(FRONT_CONF).toBe('/etc/nginx/ops/front/nginx.conf')
+    expect(dockerArgv(frontTest('front-id'))).toEqual(['exec', 'front-id', 'nginx', '-t', '-c', FRONT_CONF])
+    expect(dockerArgv(discard('nginx-2'))).toEqual(['rm', '-f', 'nginx-2'])
+    expect(composeServiceHash(composeV1('1.29.2'), '/o', 'nginx').sh).toBe(`docker-compose ${tail.join(' ')} config --hash nginx`)
+  })
+
+  it('stopAndRemove: docker stop with the timeout, then docker rm; prints the milliseconds the stop took; a failed stop removes nothing', async () => {
+    const fake =
+      'printf "%s\\n" "$*" >> "$FAKE/calls"; [ "$1" = stop ] && [ -e "$FAKE/stuck" ] && { echo "Error: cannot stop" >&2; exit 1; }; exit 0'
+    const ok = await runWithFakeDocker(tmp(), stopAndRemove("nginx 'old'", 40), fake)
+    expect(ok.code).toBe(0)
+    expect(ok.stdout).toMatch(/^\d+\n$/)
+    expect(readFileSync(join(ok.dir, 'calls'), 'utf8')).toBe("stop -t 40 nginx 'old'\nrm nginx 'old'\n")
+    const stuck = await runWithFakeDocker(tmp(), stopAndRemove('nginx-1', 40), `touch "$FAKE/stuck"; ${fake}`)
+    expect(stuck.code).toBe(1)
+    expect(stuck.stdout).toBe('')
+    expect(readFileSync(join(stuck.dir, 'calls'), 'utf8')).toBe('stop -t 40 nginx-1\n')
   })
 
   it('createNetwork', () => {

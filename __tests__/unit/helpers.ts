@@ -516,3 +516,33 @@ export function hostState(over: Partial<HostState> = {}): HostState {
     ...over
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The front's config
+
+/**
+ * Where the front relays each port it listens on, from its config (nginx/front/nginx.conf) and an
+ * upstreams/nginx.stream text: listen port -> `host:port`, following proxy_pass to an upstream block (its first
+ * server) or to a variable (the default of the map that sets it); undefined when the file does not define it.
+ */
+export function frontRelays(frontConf: string, stream: string): Record<string, string | undefined> {
+  const strip = (t: string) => t.replace(/#.*$/gm, '')
+  const conf = strip(frontConf)
+  const defs = strip(stream)
+  const resolve = (target: string): string | undefined => {
+    const name = target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    if (target.startsWith('$')) {
+      const body = new RegExp(`\\bmap\\s+\\S+\\s+${name}\\s*\\{([^}]*)\\}`).exec(defs)?.[1]
+      return body && /^\s*default\s+([^;\s]+);/m.exec(body)?.[1]
+    }
+    const body = new RegExp(`\\bupstream\\s+${name}\\s*\\{([^}]*)\\}`).exec(defs)?.[1]
+    return body && /^\s*server\s+([^;\s]+)/m.exec(body)?.[1]
+  }
+  const out: Record<string, string | undefined> = {}
+  for (const [, body] of conf.matchAll(/\bserver\s*\{([^{}]*)\}/g)) {
+    const port = /^\s*listen\s+(\d+)\s*;/m.exec(body)?.[1]
+    const target = /^\s*proxy_pass\s+([^;\s]+)\s*;/m.exec(body)?.[1]
+    if (port && target) out[port] = resolve(target)
+  }
+  return out
+}

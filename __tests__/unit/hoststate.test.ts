@@ -2,6 +2,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { HostError } from '../../src/errors'
 import { readFileBase64IfExists } from '../../src/commands/files'
+import { frontTarget, frontUpstream } from '../../src/front'
 import { effectiveSettings, nginxImage, readHost } from '../../src/hoststate'
 import type { InfraInputs } from '../../src/inputs'
 import { loadBundle, type FileSet } from '../../src/stackfiles'
@@ -119,7 +120,8 @@ describe('readHost (against a fake host)', () => {
             upstreams: new Map([
               ['app_backend.conf', live],
               ['app_frontend.conf', legacy],
-              ['app_my-svc_vars.conf', vars]
+              ['app_my-svc_vars.conf', vars],
+              ['nginx.stream', frontUpstream('behindy-nginx-2')]
             ])
           })
         }
@@ -128,8 +130,10 @@ describe('readHost (against a fake host)', () => {
     const host = await readHost(remote, given({}), bundle)
     expect(remote.unmatched).toEqual([])
     expect(remote.calls).toHaveLength(1)
-    expect(remote.matching(probe)[0].sh).toContain('for f in *.conf *.locations; do')
-    expect([...host.upstreams.keys()]).toEqual(['app_backend.conf', 'app_frontend.conf', 'app_my-svc_vars.conf'])
+    expect(remote.matching(probe)[0].sh).toContain('for f in *.conf *.locations *.stream; do')
+    expect([...host.upstreams.keys()]).toEqual(['app_backend.conf', 'app_frontend.conf', 'app_my-svc_vars.conf', 'nginx.stream'])
+    // The front's file too: which nginx container it relays to.
+    expect(frontTarget(host.upstreams.get('nginx.stream'))).toBe('behindy-nginx-2')
     // Each file as it is (upstreamFiles() ends each with a blank line), and the migration sees it as it is.
     expect(host.upstreams.get('app_backend.conf')?.trimEnd()).toBe(live.trimEnd())
     expect(host.upstreams.get('app_frontend.conf')?.trimEnd()).toBe(legacy.trimEnd())

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { InputErrors } from '../../src/errors'
+import { frontTarget, frontUpstream } from '../../src/front'
 import { checkStackEnv, planInfra, touched } from '../../src/infraplan'
 import type { InfraInputs } from '../../src/inputs'
 import { loadBundle, renderStack, ROUTED_SERVICES, sha256 } from '../../src/stackfiles'
@@ -224,7 +225,9 @@ describe('planInfra', () => {
     expect(second.envChangedKeys).toEqual([])
     expect(second.envText).toBe(first.envText)
     expect(second.nginxChanged).toBe(false)
-    expect(second.unchanged).toBe(first.files.size - ROUTED_SERVICES.length)
+    expect(second.frontChanged).toBe(false)
+    // Placeholders (each routed service's upstream, the front's nginx.stream) are written only when missing: not counted.
+    expect(second.unchanged).toBe(first.files.size - ROUTED_SERVICES.length - 1)
   })
 
   it('a certificate appearing rewrites only the servers file (and reloads nginx)', () => {
@@ -321,5 +324,69 @@ describe('planInfra', () => {
     expect(renewed.notes[0]).toBe('The certificate of behindy.me changed on the host (renewed?): nginx will reload it.')
     expect(touched(renewed)).toEqual(['.ops-certificate'])
     expect(touched(first)).toEqual([...first.write, '.env'])
+  })
+
+  describe('the front', () => {
+    /** A host as the first run left it: every file of the plan, its manifest and .env. */
+    function settled(over: { drop?: string[]; change?: string[] } = {}) {
+      const first = planInfra(inputs(), host(), bundle)
+      const hashes = new Map([...first.files].map(([p, c]) => [p, sha256(c)]))
+      for (const p of over.drop ?? []) hashes.delete(p)
+      for (const p of over.change ?? []) hashes.set(p, sha256('a hand edit'))
+      const manifest = (first.files.get('.ops-manifest') as string).split('\n').filter(Boolean)
+      return { hashes, manifest, envText: first.envText }
+    }
+
+    it('first run: upstreams/nginx.stream names the service nginx (a placeholder, outside the manifest); front and nginx change', () => {
+      const plan = planInfra(inputs(), host(), bundle)
+      expect(plan.write).toContain('upstreams/nginx.stream')
+      expect(plan.files.get('upstreams/nginx.stream')).toBe(frontUpstream('nginx'))
+      expect(frontTarget(plan.files.get('upstreams/nginx.stream'))).toBe('nginx')
+      expect(plan.write).toContain('nginx/front/nginx.conf')
+      expect(plan.files.get('.ops-manifest')).toContain('nginx/front/nginx.conf\n')
+      expect(plan.files.get('.ops-manifest')).not.toContain('nginx.stream')
+      expect(plan.frontChanged).toBe(true)
+      expect(plan.nginxChanged).toBe(true)
+    })
+
+    it('never overwrites the nginx.stream a handover wrote', () => {
+      const h = settled()
+      h.hashes.set('upstreams/nginx.stream', sha256(frontUpstream('behindy-nginx-2')))
+      const upstreams = new Map([['nginx.stream', `${frontUpstream('behindy-nginx-2')}\n`]])
+      const plan = planInfra(inputs(), host({ ...h, upstreams }), bundle)
+      expect(plan.write).toEqual([])
+      expect(plan.remove).toEqual([])
+      expect(plan.files.has('upstreams/nginx.stream')).toBe(false)
+      expect(plan.frontChanged).toBe(false)
+      expect(plan.nginxChanged).toBe(false)
+    })
+
+    it('a settled host without nginx.stream (before the front) gets the placeholder: the front changes', () => {
+      const plan = planInfra(inputs(), host(settled({ drop: ['upstreams/nginx.stream'] })), bundle)
+      expect(plan.write).toEqual(['upstreams/nginx.stream'])
+      expect(plan.files.get('upstreams/nginx.stream')).toBe(frontUpstream('nginx'))
+      expect(plan.frontChanged).toBe(true)
+    })
+
+    it.each<[string, string[], boolean, boolean]>([
+      ["the front's nginx.conf", ['nginx/front/nginx.conf'], true, true],
+      ["nginx's nginx.conf", ['nginx/nginx.conf'], false, true],
+      ['a route of nginx', ['nginx/routes/backend.conf'], false, true],
+      ['the compose file', ['compose/docker-compose.yml'], false, false],
+      ["the compose file and the front's nginx.conf", ['compose/docker-compose.yml', 'nginx/front/nginx.conf'], true, true]
+    ])('%s changed on the host: frontChanged %s, nginxChanged %s', (_what, changed, front, nginx) => {
+      const plan = planInfra(inputs(), host(settled({ change: changed })), bundle)
+      expect(plan.write.sort()).toEqual([...changed].sort())
+      expect(plan.frontChanged).toBe(front)
+      expect(plan.nginxChanged).toBe(nginx)
+    })
+
+    it('a stray file under nginx/front/ is removed: the front changes', () => {
+      const h = settled()
+      h.hashes.set('nginx/front/zz-stray.conf', sha256('stray'))
+      const plan = planInfra(inputs(), host(h), bundle)
+      expect(plan.remove).toEqual(['nginx/front/zz-stray.conf'])
+      expect(plan.frontChanged).toBe(true)
+    })
   })
 })

@@ -2,8 +2,10 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse as parseYaml } from 'yaml'
 import { loadBundle, planFiles, renderStack, ROUTED_SERVICES, sha256, type FileSet } from '../../src/stackfiles'
+import { FRONT_PORTS, frontUpstream } from '../../src/front'
 import { KEEPALIVE_MIN_TIMEOUT_S } from '../../src/nginx'
 import { fallbackSocket, placeholderUpstream, upstreamConf, upstreamName } from '../../src/upstream'
+import { frontRelays } from './helpers'
 
 const ROOT = join(__dirname, '..', '..')
 const bundle = loadBundle(ROOT)
@@ -74,9 +76,10 @@ describe('renderStack', () => {
   const tls = renderStack(bundle, { domain: 'behindy.me', tls: true })
   const httpWithDomain = renderStack(bundle, { domain: 'behindy.me', tls: false })
 
-  it('HTTP only: one default server on 80, no TLS', () => {
+  it('HTTP only: one default server on 80 (and 8080 for the front, PROXY protocol), no TLS', () => {
     const servers = file(http, 'nginx/conf.d/20-servers.conf')
     expect(servers).toContain('listen 80 default_server;')
+    expect(servers).toContain(`listen ${FRONT_PORTS.http} default_server proxy_protocol;`)
     expect(servers).not.toMatch(/listen\s+443/)
     expect(servers).not.toMatch(/\bssl/)
     expect(servers).not.toContain('Strict-Transport-Security')
@@ -98,7 +101,9 @@ describe('renderStack', () => {
     expect(servers).toContain('ssl_certificate_key /etc/letsencrypt/live/behindy.me/privkey.pem;')
     expect(servers).toMatch(/ssl_protocols TLSv1\.2 TLSv1\.3;/)
     expect(servers).not.toMatch(/TLSv1(\.1)?[ ;]/)
-    const https = blocks(servers, /\bserver\s*\{/).filter(b => /listen\s+443\s+ssl/.test(b))
+    // The front publishes 443 and relays TLS connections (a PROXY protocol header first) to nginx's 8443.
+    expect(servers).not.toMatch(/listen\s+443\b/)
+    const https = blocks(servers, /\bserver\s*\{/).filter(b => /listen\s+8443\s+ssl\s+proxy_protocol;/.test(b))
     expect(https).toHaveLength(1)
     expect(https[0]).toContain('server_name behindy.me www.behindy.me;')
     expect(https[0]).toMatch(/add_header Strict-Transport-Security \$hsts always;/)
@@ -283,7 +288,8 @@ describe('shipped nginx config', () => {
   it('every proxy_pass goes to an upstream of a routed service via its map, never a docker host name', () => {
     const maps = upstreamMaps()
     const targets = new Set<string>()
-    for (const [path, text] of nginxFiles) {
+    // The front's config is a stream (TCP) relay to nginx, not nginx's http config: tested in 'the front' below.
+    for (const [path, text] of nginxFiles.filter(([p]) => !p.startsWith('nginx/front/'))) {
       for (const m of code(text).matchAll(/proxy_pass\s+([^;]+);/g)) {
         const t = /^http:\/\/\$up_([a-z0-9_]+)$/.exec(m[1])
         expect(t, `${path}: proxy_pass ${m[1]}`).not.toBeNull()
@@ -460,15 +466,16 @@ describe('compose/docker-compose.yml', () => {
   const doc = parseYaml(text) as any
   const services = doc.services as Record<string, Record<string, unknown>>
 
-  it('has exactly db, redis and nginx', () => {
-    expect(Object.keys(services).sort()).toEqual(['db', 'nginx', 'redis'])
+  it('has exactly db, redis, nginx and the front', () => {
+    expect(Object.keys(services).sort()).toEqual(['db', 'front', 'nginx', 'redis'])
   })
 
-  it('publishes nothing but nginx, on HTTP_PORT / HTTPS_PORT', () => {
+  it('publishes nothing but the front, on HTTP_PORT / HTTPS_PORT (nginx has no ports: a second one can start beside it)', () => {
     expect(services.db.ports).toBeUndefined()
     expect(services.redis.ports).toBeUndefined()
+    expect(services.nginx.ports).toBeUndefined()
     expect(services.db.expose).toBeUndefined()
-    const ports = services.nginx.ports as string[]
+    const ports = services.front.ports as string[]
     expect(ports).toHaveLength(2)
     expect(ports[0]).toMatch(/^\$\{HTTP_PORT(:-80)?\}:80$/)
     expect(ports[1]).toMatch(/^\$\{HTTPS_PORT(:-443)?\}:443$/)
@@ -518,7 +525,7 @@ describe('compose/docker-compose.yml', () => {
   })
 
   it('images are pinned and overridable', () => {
-    const expected: Record<string, string> = { db: 'POSTGRES_IMAGE', redis: 'REDIS_IMAGE', nginx: 'NGINX_IMAGE' }
+    const expected: Record<string, string> = { db: 'POSTGRES_IMAGE', redis: 'REDIS_IMAGE', nginx: 'NGINX_IMAGE', front: 'FRONT_IMAGE' }
     for (const [name, variable] of Object.entries(expected)) {
       const image = services[name].image as string
       expect(image.startsWith(`\${${variable}:-`), name).toBe(true)
@@ -538,6 +545,47 @@ describe('compose/docker-compose.yml', () => {
     expect(vols).toContain('../upstreams:/etc/nginx/ops-upstreams:ro')
     for (const v of vols) expect(v.endsWith(':ro'), v).toBe(true)
     expect(services.nginx.command).toEqual(['nginx', '-c', '/etc/nginx/ops/nginx.conf', '-g', 'daemon off;'])
+  })
+
+  it('nginx stops gracefully (SIGQUIT) within its grace period; the front is created after it and runs its own config', () => {
+    expect(services.nginx.stop_signal).toBe('SIGQUIT')
+    expect(services.nginx.stop_grace_period).toBe('40s')
+    expect(services.front.stop_signal).toBe('SIGQUIT')
+    expect(services.front.depends_on).toEqual(['nginx'])
+    expect(services.front.command).toEqual(['nginx', '-c', '/etc/nginx/ops/front/nginx.conf', '-g', 'daemon off;'])
+    const vols = services.front.volumes as string[]
+    expect(vols).toContain('../nginx:/etc/nginx/ops:ro')
+    expect(vols).toContain('../upstreams:/etc/nginx/ops-upstreams:ro')
+    for (const v of vols) expect(v.endsWith(':ro'), v).toBe(true)
+  })
+})
+
+describe('the front (nginx/front/nginx.conf)', () => {
+  const front = code(file(bundle, 'nginx/front/nginx.conf'))
+  const main = code(file(bundle, 'nginx/nginx.conf'))
+  const stream = blocks(front, /\bstream\s*\{/)
+
+  it('is a stream relay with PROXY protocol, and no http context', () => {
+    expect(stream).toHaveLength(1)
+    expect(front).not.toMatch(/\bhttp\s*\{/)
+    expect(topLevel(stream[0])).toMatch(/^\s*proxy_protocol on;/m)
+    expect(topLevel(stream[0])).toMatch(/^\s*resolver 127\.0\.0\.11 /m)
+    expect(front).toMatch(/^\s*pid \/tmp\/nginx\.pid;/m)
+  })
+
+  it("listens on 80 and 443 and relays them to nginx's PROXY protocol ports of the container upstreams/nginx.stream names", () => {
+    expect(topLevel(stream[0])).toContain('include /etc/nginx/ops-upstreams/nginx.stream;')
+    for (const target of ['nginx', 'behindy-nginx-2']) {
+      expect(frontRelays(front, frontUpstream(target)), target).toEqual({
+        80: `${target}:${FRONT_PORTS.http}`,
+        443: `${target}:${FRONT_PORTS.https}`
+      })
+    }
+  })
+
+  it("nginx's http config never includes the front's files", () => {
+    expect(main).not.toMatch(/include\s+[^;]*front\//)
+    expect(main).not.toMatch(/include\s+[^;]*\.stream;/)
   })
 })
 

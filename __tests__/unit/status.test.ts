@@ -143,7 +143,8 @@ describe('runStatus (against a fake host)', () => {
     expect(st.stack.map(r => [r.service, r.container, r.state, r.health])).toEqual([
       ['db', 'behindy-db-1', 'running', 'healthy'],
       ['redis', '', 'missing', ''],
-      ['nginx', 'behindy-nginx-1', 'running', 'none']
+      ['nginx', 'behindy-nginx-1', 'running', 'none'],
+      ['front', '', 'missing', '']
     ])
     const rows = new Map(st.services.map(r => [r.service, r]))
     expect([...rows.keys()]).toEqual(['frontend', 'backend', 'story'])

@@ -118,3 +118,18 @@ export const removeContainers = (names: string[]): Sh =>
     'rc=0; for c; do e=$(docker rm --force --volumes "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc',
     ...names
   )
+
+/**
+ * What docker recorded for the project's containers since `since` (host seconds, as `date +%s.%N` prints them):
+ * `<unix ns> <service> <action> <container id>` lines, oldest first (kill, die, start, health_status: healthy, …).
+ */
+export const projectEvents = (project: string, since: string): Sh =>
+  script(
+    'exec docker events --since "$2" --until "$(date +%s.%N)" --filter "label=$1" --filter type=container ' +
+      '--format \'{{.TimeNano}} {{index .Actor.Attributes "com.docker.compose.service"}} {{.Action}} {{.Actor.ID}}\'',
+    `${COMPOSE_PROJECT_LABEL}=${project}`,
+    since
+  )
+
+/** The host's clock in seconds with nanoseconds (for projectEvents' since). */
+export const hostNow = (): Sh => cmd('date', '+%s.%N')

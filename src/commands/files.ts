@@ -53,9 +53,9 @@ export const appendLine = (path: string): Sh => script('cat >> "$1"', path)
 /** The last n lines of a file (nothing when it does not exist). */
 export const tail = (path: string, n: number): Sh => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n))
 
-/** Prints every file of ops-dir's upstreams/ (nginx's per-service files) as `@@file <name>` followed by its content. */
+/** Prints every file of ops-dir's upstreams/ (nginx's per-service files, the front's nginx.stream) as `@@file <name>` followed by its content. */
 export const upstreamFiles = (opsDir: string): Sh =>
   script(
-    'cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.conf *.locations; do [ -f "$f" ] || continue; echo "@@file $f"; cat "$f"; echo; done',
+    'cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.conf *.locations *.stream; do [ -f "$f" ] || continue; echo "@@file $f"; cat "$f"; echo; done',
     opsDir
   )

@@ -8,6 +8,15 @@ export const NGINX_CONF = '/etc/nginx/ops/nginx.conf'
 
 const TEST_ARGV = ['nginx', '-t', '-c', NGINX_CONF]
 
+/** Where the front container sees its config (nginx/front/ of ops-dir). */
+export const FRONT_CONF = '/etc/nginx/ops/front/nginx.conf'
+
+/** `nginx -t` of the front's config. */
+export const FRONT_TEST_ARGV: readonly string[] = ['nginx', '-t', '-c', FRONT_CONF]
+
+/** `nginx -t` of the front's config in the running front container. */
+export const frontTest = (container: string): Sh => cmd('docker', 'exec', container, ...FRONT_TEST_ARGV)
+
 /** Where `nginx -t` runs: a running nginx container (by id), or the stack's running one found by its compose labels. */
 export type NginxAt = { container: string } | 'stack'
 

@@ -29,7 +29,7 @@ export interface AppInputs {
 const SERVICE_RE = /^[a-z][a-z0-9-]{0,30}$/
 const ALIAS_RE = /^[a-z][a-z0-9-]{0,62}$/
 /** Names the stack owns on the shared network: an app alias with one of them would hijack its traffic. */
-const RESERVED_NAMES = ['db', 'redis', 'nginx', 'postgres']
+const RESERVED_NAMES = ['db', 'redis', 'nginx', 'front', 'postgres']
 /** The network name of every catalogue service and alias, with the service that owns it (llmserver -> story). */
 const APP_NAMES: Record<string, string> = Object.fromEntries(
   Object.entries(CATALOGUE).flatMap(([service, spec]) => [service, ...spec.aliases].map(name => [name, service]))

@@ -5,7 +5,9 @@ env PORT (8000), VERSION, STARTUP_DELAY (s before listening), HEALTH_PATH (/heal
 FAIL_MODE (never-healthy | exit | wrong-port | route-5xx), DRAIN_SECONDS (graceful shutdown cap, 10; 0 = exit at
 once on SIGTERM, an app that does not drain).
 Routes: HEALTH_PATH; .../stats (connections accepted, requests served); .../slow?s=N (sleep N s, 1, at most 60);
-.../env?name=K (that variable's value); anything else echoes version, path and hostname. Never 404.
+.../env?name=K (that variable's value); .../deps (a new connection to postgres and to redis each, as libpq's PG*
+env and REDIS_HOST/REDIS_PASSWORD say: 200 when both answer, 503 naming the one that does not); anything else
+echoes version, path and hostname. Never 404.
 Keep-alive and SIGTERM are uvicorn's own: 5 s idle timeout; on SIGTERM it stops accepting, closes idle
 connections, answers requests in flight with Connection: close and exits when they are done.
 """
@@ -65,6 +67,9 @@ async def anything(request: Request, path: str):
     if last == "env":
         name = request.query_params.get("name", "")
         return reply(200, {"name": name, "value": os.environ.get(name)})
+    if last == "deps":
+        status = await asyncio.to_thread(deps)
+        return reply(200 if all(v == "ok" for v in status.values()) else 503, {"version": VERSION, **status})
     if last == "slow":
         try:
             seconds = min(60.0, max(0.0, float(request.query_params.get("s", "1"))))
@@ -74,6 +79,31 @@ async def anything(request: Request, path: str):
     if FAIL_MODE == "route-5xx":
         return reply(500, {"error": "route-5xx", "version": VERSION, "path": route})
     return reply(200, {"version": VERSION, "path": route, "hostname": HOSTNAME})
+
+
+def deps():
+    """Postgres (SELECT 1) and redis (PING), each on a new connection with a 2 s timeout: "ok" or the error."""
+    import psycopg2
+    import redis
+
+    out = {}
+    try:
+        with psycopg2.connect("", connect_timeout=2) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        conn.close()
+        out["db"] = "ok"
+    except Exception as e:  # noqa: BLE001 - any failure is the answer
+        out["db"] = f"{type(e).__name__}: {str(e).strip()[:120]}"
+    try:
+        r = redis.Redis(host=os.environ.get("REDIS_HOST", "redis"), password=os.environ.get("REDIS_PASSWORD"),
+                        socket_timeout=2, socket_connect_timeout=2)
+        r.ping()
+        r.close()
+        out["redis"] = "ok"
+    except Exception as e:  # noqa: BLE001
+        out["redis"] = f"{type(e).__name__}: {str(e).strip()[:120]}"
+    return out
 
 
 class Server(uvicorn.Server):
