@@ -70565,10 +70565,10 @@ const KEEPALIVE_MIN_TIMEOUT_S = 10;
 /** The oldest nginx the shipped config runs on: keepalive_min_timeout came in 1.27.4, upstream `server … resolve` in 1.27.3. */
 const MIN_NGINX = '1.27.4';
 /** What `nginx -t` says when the nginx is older than the shipped config needs; undefined for any other failure. */
-function nginxTooOld(output) {
+function nginxTooOld(output, variable = 'NGINX_IMAGE') {
     if (!/unknown directive "keepalive_min_timeout"|invalid parameter "resolve"|unknown directive "keepalive_timeout" in .*upstreams/.test(output))
         return undefined;
-    return new HostError(`The host's nginx is older than ${MIN_NGINX}, which the shipped config needs (keepalive_min_timeout, upstream servers with resolve):\n${output.trim()}`, 'set NGINX_IMAGE in infra-env to nginx:1.30.6-alpine or newer (or remove it to get the compose default), then run mode infra');
+    return new HostError(`The host's nginx is older than ${MIN_NGINX}, which the shipped config needs (keepalive_min_timeout, upstream servers with resolve):\n${output.trim()}`, `set ${variable} in infra-env to nginx:1.30.6-alpine or newer (or remove it to get the compose default), then run mode infra`);
 }
 /** A failing `nginx -t` as an error that says what it means for the run and how to fix it. */
 function nginxTestFailed(output, consequence) {
@@ -70668,6 +70668,8 @@ function reloadFailed(code, output, timeoutS) {
 // the one upstreams/nginx.stream names. A new nginx (image upgrade, a changed definition) starts beside the old one,
 // is verified on its own, gets the front's new connections by a reload of the front, and the old one then finishes
 // its requests and stops: nginx is replaced without a refused connection, as an app container is.
+/** The front's config in the bundle and in ops-dir (a bundle from before the front has none). */
+const FRONT_CONF_FILE = 'nginx/front/nginx.conf';
 /** nginx's ports for connections from the front (with a PROXY protocol header): plain HTTP and TLS. */
 const FRONT_PORTS = { http: 8080, https: 8443 };
 /**
@@ -70789,10 +70791,14 @@ async function verify(remote, network, old, next, timeoutS) {
 /** Each deployed app's health path as a client requests it through nginx (its route), from the app containers' labels. */
 async function deployedHealthPaths(remote) {
     const apps = parseInspect((await remote.run(allAppContainers())).stdout);
-    return [...new Set(apps.filter(c => c.status === 'running').flatMap(c => {
+    return [
+        ...new Set(apps
+            .filter(c => c.status === 'running')
+            .flatMap(c => {
             const d = deployedSpec(c.service, c.labels);
             return d ? [publicPath(d.spec, d.spec.healthPath)] : [];
-        }))].sort();
+        }))
+    ].sort();
 }
 
 // EXTERNAL MODULE: external "node:crypto"
@@ -70893,8 +70899,9 @@ function planInfra(inputs, host, bundle) {
     const merged = mergeEnvFile(host.envText, updates, 'infra-env');
     checkStackEnv(readEnvFile(merged.text));
     const plan = planFiles(files, host.hashes, host.manifest);
-    const nginxChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === OPS.certificate);
-    const frontChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/front/') || p === OPS.frontUpstream);
+    const frontFile = (p) => p.startsWith('nginx/front/') || p === OPS.frontUpstream;
+    const nginxChanged = [...plan.write, ...plan.remove].some(p => !frontFile(p) && (p.startsWith('nginx/') || p.startsWith('upstreams/') || p === OPS.certificate));
+    const frontChanged = [...plan.write, ...plan.remove].some(frontFile);
     const notes = [];
     if (plan.write.includes(OPS.certificate) && host.hashes.has(OPS.certificate))
         notes.push(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`);
@@ -70951,9 +70958,12 @@ function touched(plan) {
 function isStackService(s) {
     return STACK_SERVICES.includes(s);
 }
-/** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
-async function waitHealthy(remote, containers, timeoutS) {
-    const ids = containers.filter(c => isStackService(c.service)).map(c => c.id);
+/**
+ * Polls every second until the stack's services (db, redis, nginx, front, or the ones given) report healthy; a crash
+ * or the timeout fails with their logs.
+ */
+async function waitHealthy(remote, containers, timeoutS, services = STACK_SERVICES) {
+    const ids = containers.filter(c => services.includes(c.service)).map(c => c.id);
     const deadline = Date.now() + timeoutS * 1000;
     const baseline = new Map();
     for (;;) {
@@ -70964,8 +70974,8 @@ async function waitHealthy(remote, containers, timeoutS) {
         const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0));
         if (broken)
             return failWithLogs(remote, broken.id, broken.service, `${broken.service} crashed (${broken.status}, restarted ${broken.restarts}×)`);
-        if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
-            info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '));
+        if (rows.length === services.length && rows.every(c => c.health === 'healthy')) {
+            info(services.map(s => `${s}: healthy`).join(', '));
             return;
         }
         if (Date.now() > deadline) {
@@ -71080,7 +71090,7 @@ async function runInfra(remote, inputs, phases, label = '') {
     if (stack.since)
         stack.changes = await measureOutages(remote, stack.since, stack.changes);
     // 6. nginx picks up a changed config by a reload (unless it was just created with it).
-    const reload = await phase('Reload nginx', () => reloadIfChanged(remote, host, plan, stack.containers));
+    const reload = await phase('Reload nginx', () => reloadIfChanged(remote, opsDir, host, plan, stack.containers, stack.changes));
     const changes = [...before, ...stack.changes, ...reload];
     if (changes.length === 0) {
         info(`No changes: ${plan.unchanged} files identical, network present, ${STACK_SERVICES.join('/')} up to date (same containers, nothing restarted).`);
@@ -71124,8 +71134,7 @@ async function ensureNetworkOf(remote, host, name) {
  * The stack as the files say, nginx replaced without a gap. With the front and one nginx running: compose up of db,
  * redis and the front only (unless settled), and when compose would recreate nginx (its definition or image
  * changed) a handover to a new nginx container instead (front.ts). Otherwise (a fresh host, a host whose nginx still
- * publishes the ports itself, an interrupted handover) one compose up of everything. Then the front names the nginx
- * container itself.
+ * publishes the ports itself, an interrupted handover) one compose up of everything.
  */
 async function startStack(remote, inputs, host, plan, changes) {
     const { opsDir } = inputs;
@@ -71139,7 +71148,9 @@ async function startStack(remote, inputs, host, plan, changes) {
     const handover = front && live ? await nginxOutdated(remote, host.compose, opsDir, live) : false;
     const services = front && live ? STACK_SERVICES.filter(s => s !== 'nginx') : undefined;
     if (!services && nginx.length)
-        info(front ? `${nginx.length} nginx containers: compose up puts one back.` : 'nginx moves behind the front (once): a gap of a few seconds while compose recreates it without ports.');
+        info(front
+            ? `${nginx.length} nginx containers: compose up puts one back.`
+            : 'nginx moves behind the front (once): a gap of a few seconds while compose recreates it without ports.');
     const since = (await remote.must(hostNow(), "reading the host's clock")).trim();
     const up = await remote.run(services ? composeUpServices(host.compose, opsDir, services) : composeUp(host.compose, opsDir));
     const log = `${up.stdout}${up.stderr}`.trim();
@@ -71147,12 +71158,26 @@ async function startStack(remote, inputs, host, plan, changes) {
         info(log);
     if (up.code !== 0)
         throw new HostError(`docker compose up failed (exit ${up.code})`, 'see the compose output above');
+    let now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'));
     const made = [];
-    if (handover && front && live) {
-        const h = await handOver(remote, { compose: host.compose, opsDir, network: inputs.network, old: live, front, timeoutS: inputs.infraTimeoutS });
+    if (handover && live) {
+        // The front as compose left it (recreated when its own definition changed too, then ready before its reload).
+        const nowFront = now.find(c => c.service === 'front');
+        if (!nowFront)
+            throw new HostError('the front container of the stack is missing after compose up');
+        if (nowFront.id !== front?.id)
+            await waitHealthy(remote, [nowFront], inputs.infraTimeoutS, ['front']);
+        const h = await handOver(remote, {
+            compose: host.compose,
+            opsDir,
+            network: inputs.network,
+            old: live,
+            front: nowFront,
+            timeoutS: inputs.infraTimeoutS
+        });
         made.push({ kind: 'handed-over', from: h.from.name, to: h.to.name, retiredMs: h.retiredMs });
+        now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'));
     }
-    const now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'));
     for (const c of now.filter(c => isStackService(c.service))) {
         const before = host.containers.find(b => b.service === c.service);
         if (c.service === 'nginx' && handover)
@@ -71162,10 +71187,6 @@ async function startStack(remote, inputs, host, plan, changes) {
         else if (!host.containers.some(b => b.id === c.id))
             made.push({ kind: 'recreated', service: c.service, id: c.id });
     }
-    const nowFront = now.find(c => c.service === 'front');
-    const nowNginx = now.find(c => c.service === 'nginx');
-    if (!handover && nowFront && nowNginx && (await pinFront(remote, opsDir, nowFront, nowNginx, host.upstreams.get('nginx.stream'))))
-        made.push({ kind: 'front-pinned', to: nowNginx.name });
     return { containers: now, changes: made, settled: false, since };
 }
 /** db and redis recreated: how long each was unreachable, from docker's events (printed with the change). */
@@ -71184,14 +71205,26 @@ async function nginxOutdated(remote, compose, opsDir, nginx) {
         throw new HostError(`docker compose config --hash nginx printed no hash: ${out.trim()}`);
     return hash !== nginx.labels[COMPOSE_HASH_LABEL];
 }
-/** nginx and the front pick up changed files by a reload, unless they were just (re)created or handed over with them. */
-async function reloadIfChanged(remote, host, plan, containers) {
+/**
+ * The front names the nginx container itself (not the service name, which a second nginx would share): after the
+ * stack was created or moved behind the front. Then nginx and the front pick up changed files by a reload, unless
+ * they were just (re)created, handed over or pointed with them.
+ */
+async function reloadIfChanged(remote, opsDir, host, plan, containers, changes) {
     const out = [];
-    for (const service of ['nginx', 'front']) {
-        const changed = service === 'nginx' ? plan.nginxChanged : plan.frontChanged;
-        const c = containers.find(x => x.service === service);
+    const front = containers.find(x => x.service === 'front');
+    const nginx = containers.find(x => x.service === 'nginx');
+    const handedOver = changes.some(c => c.kind === 'handed-over');
+    if (front && nginx && !handedOver && (await pinFront(remote, opsDir, front, nginx, host.upstreams.get('nginx.stream'))))
+        out.push({ kind: 'front-pinned', to: nginx.name });
+    const pointed = handedOver || out.length > 0;
+    for (const [service, c, changed] of [
+        ['nginx', nginx, plan.nginxChanged],
+        ['front', front, plan.frontChanged && !pointed]
+    ]) {
         if (!changed) {
-            info(`${service} config unchanged: no reload.`);
+            if (service === 'nginx' || !pointed)
+                info(`${service} config unchanged: no reload.`);
             continue;
         }
         if (!c || !host.containers.some(b => b.id === c.id)) {
@@ -71236,20 +71269,35 @@ async function validate(remote, opsDir, host, plan) {
         await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)');
     if (!plan.nginxChanged && !plan.frontChanged && !stackChanged)
         return info('nginx config unchanged.');
-    const running = (service) => host.containers.find(c => c.service === service && c.status === 'running');
+    // In the running container when only its files changed; else in a throwaway one of what compose will run.
+    const runningId = (service) => stackChanged ? undefined : host.containers.find(c => c.service === service && c.status === 'running')?.id;
+    const nginxId = runningId('nginx');
+    const frontId = runningId('front');
     const tests = [
         ...(plan.nginxChanged || stackChanged
-            ? [{ what: 'nginx', sh: running('nginx') && !stackChanged ? nginxTest({ container: running('nginx').id }) : composeNginxTest(host.compose, opsDir) }]
+            ? [
+                {
+                    what: 'nginx',
+                    image: 'NGINX_IMAGE',
+                    sh: nginxId ? nginxTest({ container: nginxId }) : composeNginxTest(host.compose, opsDir)
+                }
+            ]
             : []),
-        ...(plan.frontChanged || stackChanged
-            ? [{ what: 'the front', sh: running('front') && !stackChanged ? frontTest(running('front').id) : composeNginxTest(host.compose, opsDir, 'front') }]
+        ...((plan.frontChanged || stackChanged) && plan.files.has(FRONT_CONF_FILE)
+            ? [
+                {
+                    what: 'front',
+                    image: 'FRONT_IMAGE',
+                    sh: frontId ? frontTest(frontId) : composeNginxTest(host.compose, opsDir, 'front')
+                }
+            ]
             : [])
     ];
     for (const t of tests) {
         const r = await remote.run(t.sh);
         const out = (r.stderr || r.stdout).trim();
         if (r.code !== 0) {
-            const tooOld = nginxTooOld(out);
+            const tooOld = nginxTooOld(out, t.image);
             if (tooOld)
                 throw tooOld;
             throw new HostError(`The ${t.what} config test failed; the previous files were restored and nothing was reloaded:\n${out}`);
@@ -73417,11 +73465,12 @@ function composeActions(host, plan, currentCompose) {
  */
 function stackAction(host, service, why) {
     const has = (s) => host.containers.some(c => c.service === s);
-    const behindFront = has('front') && host.containers.filter(c => c.service === 'nginx').length === 1;
+    const running = (s) => host.containers.filter(c => c.service === s && c.status === 'running');
+    const behindFront = running('front').length === 1 && host.containers.filter(c => c.service === 'nginx').length === 1 && running('nginx').length === 1;
     if (service === 'nginx' && why !== 'create' && behindFront)
         return `hand nginx over to a new container (${why.replace(/^recreate \((.*)\)$/, '$1')}): started beside the old one, verified (/healthz, every deployed route), then the front sends it new connections and the old one finishes its requests; no gap`;
     if (service === 'nginx' && why !== 'create' && !has('front'))
-        return `compose would ${why} nginx without published ports and create the front before it: a one-time gap of a few seconds while nginx moves behind the front`;
+        return `compose would ${why} nginx without published ports and create the front after it: a one-time gap of a few seconds while nginx moves behind the front`;
     if (service === 'front' && why !== 'create')
         return `compose would ${why} front: a gap of about a second (the front holds the published ports)`;
     return `compose would ${why} ${service}`;

@@ -67,7 +67,10 @@ export function runAction(inputs, { env = {}, onOutput, signal } = {}) {
   }
   const started = Date.now()
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'dist', 'index.js')], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    // An OPS_ACTION_ROOT with a dist/ of its own is another release of the action: run that one.
+    const other = env.OPS_ACTION_ROOT && join(env.OPS_ACTION_ROOT, 'dist', 'index.js')
+    const entry = other && existsSync(other) ? other : join(ROOT, 'dist', 'index.js')
+    const child = spawn(process.execPath, [entry], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     let armed = Boolean(signal)
     const take = chunk => {

@@ -19,6 +19,9 @@ import type { Remote } from './ssh'
 // is verified on its own, gets the front's new connections by a reload of the front, and the old one then finishes
 // its requests and stops: nginx is replaced without a refused connection, as an app container is.
 
+/** The front's config in the bundle and in ops-dir (a bundle from before the front has none). */
+export const FRONT_CONF_FILE = 'nginx/front/nginx.conf'
+
 /** nginx's ports for connections from the front (with a PROXY protocol header): plain HTTP and TLS. */
 export const FRONT_PORTS = { http: 8080, https: 8443 } as const
 
@@ -55,7 +58,8 @@ async function pointFrontAt(remote: Remote, opsDir: string, front: ContainerInfo
   })
   try {
     const test = await remote.run(frontTest(front.id))
-    if (test.code !== 0) throw new HostError(`nginx -t fails on the front's config naming ${target}:\n${(test.stderr || test.stdout).trim()}`)
+    if (test.code !== 0)
+      throw new HostError(`nginx -t fails on the front's config naming ${target}:\n${(test.stderr || test.stdout).trim()}`)
     await reloadAndWait(remote, front.id)
   } catch (e) {
     await remote.must(restoreFiles([path]), `restoring ${OPS.frontUpstream}`)
@@ -68,7 +72,13 @@ async function pointFrontAt(remote: Remote, opsDir: string, front: ContainerInfo
  * Makes the front name the nginx container itself rather than the service name (which a second nginx container
  * would share): after the stack was created, or moved behind the front. Returns whether it changed anything.
  */
-export async function pinFront(remote: Remote, opsDir: string, front: ContainerInfo, nginx: ContainerInfo, current: string | undefined): Promise<boolean> {
+export async function pinFront(
+  remote: Remote,
+  opsDir: string,
+  front: ContainerInfo,
+  nginx: ContainerInfo,
+  current: string | undefined
+): Promise<boolean> {
   if (frontTarget(current) === nginx.name) return false
   await pointFrontAt(remote, opsDir, front, nginx.name)
   core.info(`The front relays to ${nginx.name}.`)
@@ -126,7 +136,9 @@ export async function handOver(
 
 /** Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one. */
 async function verify(remote: Remote, network: string, old: ContainerInfo, next: ContainerInfo, timeoutS: number): Promise<void> {
-  const gate = (await remote.run(healthGateLoop({ container: next.id, network, via: next.id, port: 80, path: '/healthz', timeoutS }))).stdout
+  const gate = (
+    await remote.run(healthGateLoop({ container: next.id, network, via: next.id, port: 80, path: '/healthz', timeoutS }))
+  ).stdout
     .trim()
     .split('\n')
     .pop()
@@ -145,7 +157,8 @@ async function verify(remote: Remote, network: string, old: ContainerInfo, next:
   const [mine, theirs] = await Promise.all([codes(next), codes(old)])
   const failing = urls.filter(u => !/^2\d\d$/.test(mine.get(u) ?? ''))
   const alsoOld = failing.filter(u => !/^2\d\d$/.test(theirs.get(u) ?? ''))
-  for (const u of alsoOld) core.warning(`${u.slice('http://127.0.0.1'.length)} fails through the old nginx too (${theirs.get(u)}): not the new nginx's doing`)
+  for (const u of alsoOld)
+    core.warning(`${u.slice('http://127.0.0.1'.length)} fails through the old nginx too (${theirs.get(u)}): not the new nginx's doing`)
   const own = failing.filter(u => !alsoOld.includes(u))
   if (own.length)
     throw new HostError(
@@ -157,8 +170,14 @@ async function verify(remote: Remote, network: string, old: ContainerInfo, next:
 /** Each deployed app's health path as a client requests it through nginx (its route), from the app containers' labels. */
 async function deployedHealthPaths(remote: Remote): Promise<string[]> {
   const apps = parseInspect((await remote.run(allAppContainers())).stdout)
-  return [...new Set(apps.filter(c => c.status === 'running').flatMap(c => {
-    const d = deployedSpec(c.service, c.labels)
-    return d ? [publicPath(d.spec, d.spec.healthPath)] : []
-  }))].sort()
+  return [
+    ...new Set(
+      apps
+        .filter(c => c.status === 'running')
+        .flatMap(c => {
+          const d = deployedSpec(c.service, c.labels)
+          return d ? [publicPath(d.spec, d.spec.healthPath)] : []
+        })
+    )
+  ].sort()
 }

@@ -2,7 +2,15 @@ import * as core from '@actions/core'
 import { tarball, type ArchiveEntry } from './archive'
 import { backupDatabase } from './backup'
 import { STACK_SERVICES } from './catalogue'
-import { composeConfig, composeNginxTest, composeServiceHash, composeUp, composeUpServices, ensureNetwork, type Compose } from './commands/compose'
+import {
+  composeConfig,
+  composeNginxTest,
+  composeServiceHash,
+  composeUp,
+  composeUpServices,
+  ensureNetwork,
+  type Compose
+} from './commands/compose'
 import { hostNow, projectEvents, projectInspect } from './commands/containers'
 import { forgetPrevious, removeFiles, restoreFiles, unpackAndCommit } from './commands/files'
 import { frontTest, nginxTest } from './commands/nginx'
@@ -11,7 +19,7 @@ import { HostError } from './errors'
 import { readHost, type HostState, type Settings } from './hoststate'
 import { planInfra, touched, type InfraPlan } from './infraplan'
 import type { InfraInputs } from './inputs'
-import { handOver, pinFront } from './front'
+import { FRONT_CONF_FILE, handOver, pinFront } from './front'
 import { COMPOSE_HASH_LABEL, PROJECT } from './labels'
 import { nginxTooOld, reloadAndWait } from './nginx'
 import { hostPaths, OPS } from './paths'
@@ -103,7 +111,7 @@ export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phas
   if (!stack.settled) await phase('Wait until healthy', () => waitHealthy(remote, stack.containers, inputs.infraTimeoutS))
   if (stack.since) stack.changes = await measureOutages(remote, stack.since, stack.changes)
   // 6. nginx picks up a changed config by a reload (unless it was just created with it).
-  const reload = await phase('Reload nginx', () => reloadIfChanged(remote, host, plan, stack.containers))
+  const reload = await phase('Reload nginx', () => reloadIfChanged(remote, opsDir, host, plan, stack.containers, stack.changes))
 
   const changes = [...before, ...stack.changes, ...reload]
   if (changes.length === 0) {
@@ -151,8 +159,7 @@ async function ensureNetworkOf(remote: Remote, host: HostState, name: string): P
  * The stack as the files say, nginx replaced without a gap. With the front and one nginx running: compose up of db,
  * redis and the front only (unless settled), and when compose would recreate nginx (its definition or image
  * changed) a handover to a new nginx container instead (front.ts). Otherwise (a fresh host, a host whose nginx still
- * publishes the ports itself, an interrupted handover) one compose up of everything. Then the front names the nginx
- * container itself.
+ * publishes the ports itself, an interrupted handover) one compose up of everything.
  */
 async function startStack(
   remote: Remote,
@@ -171,28 +178,41 @@ async function startStack(
   const live = nginx.length === 1 && nginx[0].status === 'running' ? nginx[0] : undefined
   const handover = front && live ? await nginxOutdated(remote, host.compose, opsDir, live) : false
   const services = front && live ? STACK_SERVICES.filter(s => s !== 'nginx') : undefined
-  if (!services && nginx.length) core.info(front ? `${nginx.length} nginx containers: compose up puts one back.` : 'nginx moves behind the front (once): a gap of a few seconds while compose recreates it without ports.')
+  if (!services && nginx.length)
+    core.info(
+      front
+        ? `${nginx.length} nginx containers: compose up puts one back.`
+        : 'nginx moves behind the front (once): a gap of a few seconds while compose recreates it without ports.'
+    )
   const since = (await remote.must(hostNow(), "reading the host's clock")).trim()
   const up = await remote.run(services ? composeUpServices(host.compose, opsDir, services) : composeUp(host.compose, opsDir))
   const log = `${up.stdout}${up.stderr}`.trim()
   if (log) core.info(log)
   if (up.code !== 0) throw new HostError(`docker compose up failed (exit ${up.code})`, 'see the compose output above')
+  let now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'))
   const made: InfraChange[] = []
-  if (handover && front && live) {
-    const h = await handOver(remote, { compose: host.compose, opsDir, network: inputs.network, old: live, front, timeoutS: inputs.infraTimeoutS })
+  if (handover && live) {
+    // The front as compose left it (recreated when its own definition changed too, then ready before its reload).
+    const nowFront = now.find(c => c.service === 'front')
+    if (!nowFront) throw new HostError('the front container of the stack is missing after compose up')
+    if (nowFront.id !== front?.id) await waitHealthy(remote, [nowFront], inputs.infraTimeoutS, ['front'])
+    const h = await handOver(remote, {
+      compose: host.compose,
+      opsDir,
+      network: inputs.network,
+      old: live,
+      front: nowFront,
+      timeoutS: inputs.infraTimeoutS
+    })
     made.push({ kind: 'handed-over', from: h.from.name, to: h.to.name, retiredMs: h.retiredMs })
+    now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'))
   }
-  const now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'))
   for (const c of now.filter(c => isStackService(c.service))) {
     const before = host.containers.find(b => b.service === c.service)
     if (c.service === 'nginx' && handover) continue
     if (!before) made.push({ kind: 'created', service: c.service })
     else if (!host.containers.some(b => b.id === c.id)) made.push({ kind: 'recreated', service: c.service, id: c.id })
   }
-  const nowFront = now.find(c => c.service === 'front')
-  const nowNginx = now.find(c => c.service === 'nginx')
-  if (!handover && nowFront && nowNginx && (await pinFront(remote, opsDir, nowFront, nowNginx, host.upstreams.get('nginx.stream'))))
-    made.push({ kind: 'front-pinned', to: nowNginx.name })
   return { containers: now, changes: made, settled: false, since }
 }
 
@@ -214,14 +234,32 @@ async function nginxOutdated(remote: Remote, compose: Compose, opsDir: string, n
   return hash !== nginx.labels[COMPOSE_HASH_LABEL]
 }
 
-/** nginx and the front pick up changed files by a reload, unless they were just (re)created or handed over with them. */
-async function reloadIfChanged(remote: Remote, host: HostState, plan: InfraPlan, containers: ContainerInfo[]): Promise<InfraChange[]> {
+/**
+ * The front names the nginx container itself (not the service name, which a second nginx would share): after the
+ * stack was created or moved behind the front. Then nginx and the front pick up changed files by a reload, unless
+ * they were just (re)created, handed over or pointed with them.
+ */
+async function reloadIfChanged(
+  remote: Remote,
+  opsDir: string,
+  host: HostState,
+  plan: InfraPlan,
+  containers: ContainerInfo[],
+  changes: InfraChange[]
+): Promise<InfraChange[]> {
   const out: InfraChange[] = []
-  for (const service of ['nginx', 'front'] as const) {
-    const changed = service === 'nginx' ? plan.nginxChanged : plan.frontChanged
-    const c = containers.find(x => x.service === service)
+  const front = containers.find(x => x.service === 'front')
+  const nginx = containers.find(x => x.service === 'nginx')
+  const handedOver = changes.some(c => c.kind === 'handed-over')
+  if (front && nginx && !handedOver && (await pinFront(remote, opsDir, front, nginx, host.upstreams.get('nginx.stream'))))
+    out.push({ kind: 'front-pinned', to: nginx.name })
+  const pointed = handedOver || out.length > 0
+  for (const [service, c, changed] of [
+    ['nginx', nginx, plan.nginxChanged],
+    ['front', front, plan.frontChanged && !pointed]
+  ] as const) {
     if (!changed) {
-      core.info(`${service} config unchanged: no reload.`)
+      if (service === 'nginx' || !pointed) core.info(`${service} config unchanged: no reload.`)
       continue
     }
     if (!c || !host.containers.some(b => b.id === c.id)) {
@@ -270,20 +308,36 @@ async function validate(remote: Remote, opsDir: string, host: HostState, plan: I
   const stackChanged = plan.write.includes(OPS.compose) || plan.envChangedKeys.length > 0
   if (stackChanged) await remote.must(composeConfig(host.compose, opsDir), 'checking the compose file with .env (docker compose config)')
   if (!plan.nginxChanged && !plan.frontChanged && !stackChanged) return core.info('nginx config unchanged.')
-  const running = (service: string) => host.containers.find(c => c.service === service && c.status === 'running')
+  // In the running container when only its files changed; else in a throwaway one of what compose will run.
+  const runningId = (service: string) =>
+    stackChanged ? undefined : host.containers.find(c => c.service === service && c.status === 'running')?.id
+  const nginxId = runningId('nginx')
+  const frontId = runningId('front')
   const tests = [
     ...(plan.nginxChanged || stackChanged
-      ? [{ what: 'nginx', sh: running('nginx') && !stackChanged ? nginxTest({ container: running('nginx')!.id }) : composeNginxTest(host.compose, opsDir) }]
+      ? [
+          {
+            what: 'nginx',
+            image: 'NGINX_IMAGE' as const,
+            sh: nginxId ? nginxTest({ container: nginxId }) : composeNginxTest(host.compose, opsDir)
+          }
+        ]
       : []),
-    ...(plan.frontChanged || stackChanged
-      ? [{ what: 'the front', sh: running('front') && !stackChanged ? frontTest(running('front')!.id) : composeNginxTest(host.compose, opsDir, 'front') }]
+    ...((plan.frontChanged || stackChanged) && plan.files.has(FRONT_CONF_FILE)
+      ? [
+          {
+            what: 'front',
+            image: 'FRONT_IMAGE' as const,
+            sh: frontId ? frontTest(frontId) : composeNginxTest(host.compose, opsDir, 'front')
+          }
+        ]
       : [])
   ]
   for (const t of tests) {
     const r = await remote.run(t.sh)
     const out = (r.stderr || r.stdout).trim()
     if (r.code !== 0) {
-      const tooOld = nginxTooOld(out)
+      const tooOld = nginxTooOld(out, t.image)
       if (tooOld) throw tooOld
       throw new HostError(`The ${t.what} config test failed; the previous files were restored and nothing was reloaded:\n${out}`)
     }

@@ -54,10 +54,11 @@ export function planInfra(inputs: InfraInputs, host: HostState, bundle: FileSet)
   checkStackEnv(readEnvFile(merged.text))
 
   const plan = planFiles(files, host.hashes, host.manifest)
+  const frontFile = (p: string) => p.startsWith('nginx/front/') || p === OPS.frontUpstream
   const nginxChanged = [...plan.write, ...plan.remove].some(
-    p => p.startsWith('nginx/') || p.startsWith('upstreams/') || p === OPS.certificate
+    p => !frontFile(p) && (p.startsWith('nginx/') || p.startsWith('upstreams/') || p === OPS.certificate)
   )
-  const frontChanged = [...plan.write, ...plan.remove].some(p => p.startsWith('nginx/front/') || p === OPS.frontUpstream)
+  const frontChanged = [...plan.write, ...plan.remove].some(frontFile)
   const notes: string[] = []
   if (plan.write.includes(OPS.certificate) && host.hashes.has(OPS.certificate))
     notes.push(`The certificate of ${host.settings.domain} changed on the host (renewed?): nginx will reload it.`)

@@ -25,7 +25,7 @@ export const KEEPALIVE_MIN_TIMEOUT_S = 10
 export const MIN_NGINX = '1.27.4'
 
 /** What `nginx -t` says when the nginx is older than the shipped config needs; undefined for any other failure. */
-export function nginxTooOld(output: string): HostError | undefined {
+export function nginxTooOld(output: string, variable: 'NGINX_IMAGE' | 'FRONT_IMAGE' = 'NGINX_IMAGE'): HostError | undefined {
   if (
     !/unknown directive "keepalive_min_timeout"|invalid parameter "resolve"|unknown directive "keepalive_timeout" in .*upstreams/.test(
       output
@@ -34,7 +34,7 @@ export function nginxTooOld(output: string): HostError | undefined {
     return undefined
   return new HostError(
     `The host's nginx is older than ${MIN_NGINX}, which the shipped config needs (keepalive_min_timeout, upstream servers with resolve):\n${output.trim()}`,
-    'set NGINX_IMAGE in infra-env to nginx:1.30.6-alpine or newer (or remove it to get the compose default), then run mode infra'
+    `set ${variable} in infra-env to nginx:1.30.6-alpine or newer (or remove it to get the compose default), then run mode infra`
   )
 }
 

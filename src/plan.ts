@@ -128,12 +128,15 @@ export function composeActions(host: HostState, plan: InfraPlan, currentCompose:
  */
 export function stackAction(host: HostState, service: string, why: string): string {
   const has = (s: string) => host.containers.some(c => c.service === s)
-  const behindFront = has('front') && host.containers.filter(c => c.service === 'nginx').length === 1
+  const running = (s: string) => host.containers.filter(c => c.service === s && c.status === 'running')
+  const behindFront =
+    running('front').length === 1 && host.containers.filter(c => c.service === 'nginx').length === 1 && running('nginx').length === 1
   if (service === 'nginx' && why !== 'create' && behindFront)
     return `hand nginx over to a new container (${why.replace(/^recreate \((.*)\)$/, '$1')}): started beside the old one, verified (/healthz, every deployed route), then the front sends it new connections and the old one finishes its requests; no gap`
   if (service === 'nginx' && why !== 'create' && !has('front'))
-    return `compose would ${why} nginx without published ports and create the front before it: a one-time gap of a few seconds while nginx moves behind the front`
-  if (service === 'front' && why !== 'create') return `compose would ${why} front: a gap of about a second (the front holds the published ports)`
+    return `compose would ${why} nginx without published ports and create the front after it: a one-time gap of a few seconds while nginx moves behind the front`
+  if (service === 'front' && why !== 'create')
+    return `compose would ${why} front: a gap of about a second (the front holds the published ports)`
   return `compose would ${why} ${service}`
 }
 

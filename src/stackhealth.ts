@@ -10,9 +10,17 @@ export function isStackService(s: string): boolean {
   return (STACK_SERVICES as readonly string[]).includes(s)
 }
 
-/** Polls every second until db, redis and nginx report healthy; a crash or the timeout fails with their logs. */
-export async function waitHealthy(remote: Remote, containers: ContainerInfo[], timeoutS: number): Promise<void> {
-  const ids = containers.filter(c => isStackService(c.service)).map(c => c.id)
+/**
+ * Polls every second until the stack's services (db, redis, nginx, front, or the ones given) report healthy; a crash
+ * or the timeout fails with their logs.
+ */
+export async function waitHealthy(
+  remote: Remote,
+  containers: ContainerInfo[],
+  timeoutS: number,
+  services: readonly string[] = STACK_SERVICES
+): Promise<void> {
+  const ids = containers.filter(c => services.includes(c.service)).map(c => c.id)
   const deadline = Date.now() + timeoutS * 1000
   const baseline = new Map<string, number>()
   for (;;) {
@@ -21,8 +29,8 @@ export async function waitHealthy(remote: Remote, containers: ContainerInfo[], t
     const broken = rows.find(c => c.status === 'exited' || c.status === 'dead' || c.restarts > (baseline.get(c.id) ?? 0))
     if (broken)
       return failWithLogs(remote, broken.id, broken.service, `${broken.service} crashed (${broken.status}, restarted ${broken.restarts}×)`)
-    if (rows.length === STACK_SERVICES.length && rows.every(c => c.health === 'healthy')) {
-      core.info(STACK_SERVICES.map(s => `${s}: healthy`).join(', '))
+    if (rows.length === services.length && rows.every(c => c.health === 'healthy')) {
+      core.info(services.map(s => `${s}: healthy`).join(', '))
       return
     }
     if (Date.now() > deadline) {
@@ -53,7 +61,8 @@ export function unreachableS(events: string, service: string, newId: string): nu
     const id = rest.pop() ?? ''
     const action = rest.join(' ')
     if (down === undefined && id !== newId && (action.startsWith('kill') || action === 'die')) down = BigInt(ns)
-    else if (down !== undefined && id === newId && action === 'health_status: healthy') return Number((BigInt(ns) - down) / 1_000_000n) / 1000
+    else if (down !== undefined && id === newId && action === 'health_status: healthy')
+      return Number((BigInt(ns) - down) / 1_000_000n) / 1000
   }
   return undefined
 }

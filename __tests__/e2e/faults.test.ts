@@ -2,7 +2,7 @@
 // dockerd restarted, nginx config broken by hand, the registry or the disk failing a pull, an infra change under live
 // data, sshd away at connect time. Load runs through nginx during each; every fault must leave the site answering and
 // the next ordinary run able to finish the job.
-import { type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { rmSync, writeFileSync, mkdtempSync, readFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -20,6 +20,7 @@ import {
   frontend,
   hashOpsDir,
   http,
+  HTTP_PORT,
   infraInputs,
   INFRA_ENV,
   loadDuring,
@@ -60,34 +61,48 @@ function liveContainer(service: string): string | undefined {
   return liveOf(tryRun('cat', [`${OPS_DIR}/upstreams/app_${service}.conf`]).out)?.container
 }
 
-/** GETs /llm/deps every 0.1 s (a new connection each) until stopped: how many failed, over how long, the last answer. */
-function watchDeps(): { stop(): { total: number; errors: number; errorSpanS: number; recoveredAt: number; lastStatus: number; lastBody: string } } {
-  let running = true
-  let total = 0
-  let errors = 0
-  let first = 0
-  let last = 0
-  let recoveredAt = 0
-  let lastStatus = 0
-  let lastBody = ''
-  void (async () => {
-    while (running) {
-      const r = await http('/llm/deps').catch((e: Error) => ({ status: 0, body: e.message }))
-      total++
-      lastStatus = r.status
-      lastBody = r.body
-      if (r.status !== 200) {
-        errors++
-        last = Date.now()
-        first ||= last
-      } else if (last > recoveredAt) recoveredAt = Date.now() // the first 200 after the latest failure
-      await new Promise(res => setTimeout(res, 100))
-    }
-  })()
+/**
+ * GETs /llm/deps every 0.1 s (a new connection each, 5 s timeout) in a process of its own (this one is busy with
+ * the run and its argv sampling) until stopped: how many failed, over how long, when it answered 200 again.
+ */
+function watchDeps(): { stop(): Promise<{ total: number; errors: number; errorSpanS: number; recoveredAt: number; lastStatus: number; samples: string[] }> } {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const http = require('node:http');
+       const get = () => new Promise(res => {
+         const req = http.get('http://127.0.0.1:${HTTP_PORT}/llm/deps', { agent: false, timeout: 5000 }, r => {
+           let b = ''; r.on('data', c => (b += c)); r.on('end', () => res([r.statusCode, b]));
+         });
+         req.on('timeout', () => req.destroy(new Error('timeout')));
+         req.on('error', e => res([0, e.message]));
+       });
+       (async () => { for (;;) { const t0 = Date.now(); const [s, b] = await get(); console.log(JSON.stringify([t0, Date.now(), s, b.slice(0, 160)])); await new Promise(r => setTimeout(r, 100)); } })();`
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] }
+  )
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')))
   return {
-    stop: () => {
-      running = false
-      return { total, errors, errorSpanS: (last - first) / 1000, recoveredAt, lastStatus, lastBody }
+    stop: async () => {
+      child.kill()
+      await new Promise(r => child.on('close', r))
+      const rows = out
+        .split('\n')
+        .filter(Boolean)
+        .map(l => JSON.parse(l) as [number, number, number, string])
+      const failed = rows.filter(([, , s]) => s !== 200)
+      const lastFail = failed.at(-1)?.[1] ?? 0
+      return {
+        total: rows.length,
+        errors: failed.length,
+        // From the start of the first failed request to the answer of the last.
+        errorSpanS: failed.length ? (lastFail - failed[0][0]) / 1000 : 0,
+        recoveredAt: rows.find(([, t, s]) => s === 200 && t > lastFail)?.[1] ?? 0,
+        lastStatus: rows.at(-1)?.[2] ?? 0,
+        samples: [...new Set(failed.map(([, , s, b]) => `${s} ${b}`))].slice(0, 3)
+      }
     }
   }
 }
@@ -402,19 +417,28 @@ describe('faults during a deploy', () => {
     )
     const runEnded = Date.now()
     expectOk(result.result)
-    const outage = (service: string) => Number(new RegExp(`recreated ${service} \\(unreachable for ([\\d.]+) s`).exec(result.result.output)?.[1])
+    const outage = (service: string) =>
+      Number(new RegExp(`recreated ${service} \\(unreachable for ([\\d.]+) s`).exec(result.result.output)?.[1])
     expect(outage('db')).toBeGreaterThan(0)
     expect(outage('redis')).toBeGreaterThan(0)
     // The API recovers by itself (no deploy): /llm/deps answers 200 again.
     const deadline = Date.now() + 15_000
-    while ((await http('/llm/deps').then(r => r.status, () => 0)) !== 200 && Date.now() < deadline) await new Promise(r => setTimeout(r, 200))
-    const api = monitor.stop()
-    expect(api.lastStatus, api.lastBody).toBe(200)
+    while (
+      (await http('/llm/deps').then(
+        r => r.status,
+        () => 0
+      )) !== 200 &&
+      Date.now() < deadline
+    )
+      await new Promise(r => setTimeout(r, 200))
+    const api = await monitor.stop()
+    expect(api.lastStatus, api.samples.join('\n')).toBe(200)
     expect(api.errors).toBeGreaterThan(0)
+    const recoveredS = (api.recoveredAt - runEnded) / 1000
     console.log(
       `[faults] db/redis recreated: unreachable ${outage('db')} s (db), ${outage('redis')} s (redis) as the run printed; ` +
         `the API (/llm/deps) failed ${api.errors} of ${api.total} requests over ${api.errorSpanS.toFixed(1)} s, ` +
-        `answering 200 again ${((api.recoveredAt - runEnded) / 1000).toFixed(1)} s after the run ended, without a deploy`
+        `answering 200 again ${Math.abs(recoveredS).toFixed(1)} s ${recoveredS <= 0 ? 'before' : 'after'} the run ended, without a deploy; errors: ${api.samples.join(' | ')}`
     )
     const after = stackContainers()
     expect(after.db).not.toBe(before.db)

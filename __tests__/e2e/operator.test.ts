@@ -67,7 +67,8 @@ describe('mode status and mode backup', () => {
     expect(st.stack.map(s => [s.service, s.state, s.health])).toEqual([
       ['db', 'running', 'healthy'],
       ['redis', 'running', 'healthy'],
-      ['nginx', 'running', 'healthy']
+      ['nginx', 'running', 'healthy'],
+      ['front', 'running', 'healthy']
     ])
     const byName = Object.fromEntries(st.services.map(s => [s.service, s]))
     expect(byName.backend).toMatchObject({
@@ -80,7 +81,9 @@ describe('mode status and mode backup', () => {
     expect(byName.backend.lastDeploy).toMatchObject({ result: 'success', image: '127.0.0.1:5000/behindy/sample-backend:v1' })
     expect(byName.frontend).toMatchObject({ deployed: false, state: 'not deployed' })
     expect(byName.story).toMatchObject({ deployed: false })
-    expect(r.summary).toMatch(/\| backend \| backend-[0-9a-f]{8} \| 127\.0\.0\.1:5000\/behindy\/sample-backend:v1 \| sha256:[0-9a-f]{64} \| running \|/)
+    expect(r.summary).toMatch(
+      /\| backend \| backend-[0-9a-f]{8} \| 127\.0\.0\.1:5000\/behindy\/sample-backend:v1 \| sha256:[0-9a-f]{64} \| running \|/
+    )
     expect(r.summary).toContain('| frontend | — | — | not deployed |')
     expect(r.output).not.toMatch(/Take deploy lock/)
     expect({ ops: hashOpsDir(), stack: stackContainers(), apps: appContainers() }).toEqual(before)

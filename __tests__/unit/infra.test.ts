@@ -168,10 +168,15 @@ describe('runInfra (against a fake host)', () => {
     logs: /docker logs --tail \d+ --timestamps nginx-2/,
     discard: /^docker rm -f nginx-2$/,
     stopOld: /docker stop -t "\$2" "\$1".*' sh nginx-1 40$/,
+    // The front compose recreated (front-2) alone, its health awaited before the handover.
+    inspectNewFront: /^\{ docker inspect --format '[^']*' front-2; \}/,
     inspect: /^\{ docker inspect --format /,
     // reloadAndWait: the reload script run inside the container, its pid file and timeout as arguments.
     reload: /^docker exec nginx-1 sh -c .*reload "\$1" "\$2"' sh \/tmp\/nginx\.pid 10$/,
-    reloadFront: /^docker exec front-1 sh -c .*reload "\$1" "\$2"' sh \/tmp\/nginx\.pid 10$/
+    reloadFront: /^docker exec front-1 sh -c .*reload "\$1" "\$2"' sh \/tmp\/nginx\.pid 10$/,
+    newFrontTest: /^docker exec front-2 nginx -t -c \/etc\/nginx\/ops\/front\/nginx\.conf$/,
+    reloadNewFront: /^docker exec front-2 sh -c .*reload "\$1" "\$2"' sh \/tmp\/nginx\.pid 10$/,
+    newFrontLogs: /docker logs --tail \d+ --timestamps front-2/
   }
   const stepOf = (sh: string) => Object.entries(STEP).find(([, re]) => re.test(sh))?.[0] ?? sh
   const RELOADED = { stdout: 'PID COMMAND\n 12 nginx: worker process\n' }
@@ -290,12 +295,13 @@ describe('runInfra (against a fake host)', () => {
       'clock',
       'composeUp',
       'listStack',
-      // The new front names the nginx container itself (the placeholder names the service).
+      // Wait until healthy, then (Reload nginx) the new front names the nginx container itself (the placeholder
+      // names the service): its one reload, though its files changed too.
+      'inspect',
       'pointFront',
       'frontTest',
       'reloadFront',
-      'forgetFront',
-      'inspect'
+      'forgetFront'
     ])
     // Only the changed files and the missing ones travel, in one tar archive unpacked and moved into place by one command.
     const [upload] = remote.matching(STEP.upload)
@@ -314,6 +320,7 @@ describe('runInfra (against a fake host)', () => {
     expect(remote.matching(STEP.inspect)[0].sh).toContain('nginx-2')
     expect(remote.matching(STEP.inspect)[0].sh).toContain('front-1')
     expect(remote.matching(STEP.reload)).toEqual([])
+    expect(remote.matching(STEP.reloadFront)).toHaveLength(1)
     expect(r.changes).toEqual([
       { kind: 'wrote', path: 'compose/docker-compose.yml' },
       { kind: 'wrote', path: 'nginx/front/nginx.conf' },
@@ -364,7 +371,7 @@ describe('runInfra (against a fake host)', () => {
     ])
   })
 
-  it("a changed file of the front's: tested in the running front, then the front reloaded (nginx too: nginx/ changed)", async () => {
+  it("a changed file of the front's: tested in the running front, then the front reloaded; nginx neither tested nor reloaded", async () => {
     vi.stubEnv('OPS_ACTION_ROOT', ROOT)
     const hashes = settledHashes()
     hashes.set('nginx/front/nginx.conf', sha256('a hand edit'))
@@ -374,7 +381,6 @@ describe('runInfra (against a fake host)', () => {
     expect(remote.calls.map(c => stepOf(c.sh))).toEqual([
       'probe',
       'upload',
-      'nginxTest',
       'frontTest',
       'forget',
       'nginxHash',
@@ -382,14 +388,32 @@ describe('runInfra (against a fake host)', () => {
       'composeUpButNginx',
       'listStack',
       'inspect',
-      'reload',
       'reloadFront'
     ])
     expect(r.changes).toEqual([
       { kind: 'wrote', path: 'nginx/front/nginx.conf' },
-      { kind: 'reloaded', service: 'nginx' },
       { kind: 'reloaded', service: 'front' }
     ])
+  })
+
+  it("the front's nginx -t says its nginx is too old: the fix names FRONT_IMAGE, the files are put back", async () => {
+    vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+    const hashes = settledHashes()
+    hashes.set('nginx/front/nginx.conf', sha256('a hand edit'))
+    const restore = /mv -f "\$f\.ops-prev" "\$f"/
+    const remote = host(hashes, () => stack()).prepend(
+      [
+        STEP.frontTest,
+        { code: 1, stderr: 'nginx: [emerg] unknown directive "keepalive_min_timeout" in /etc/nginx/ops/front/nginx.conf:9\n' }
+      ],
+      [restore, {}]
+    )
+    const err = await runInfra(remote, inputs, new Phases()).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(HostError)
+    expect((err as HostError).message).toMatch(/older than /)
+    expect((err as HostError).fix).toMatch(/^set FRONT_IMAGE in infra-env to nginx:1\.30\.6-alpine or newer/)
+    expect(remote.unmatched).toEqual([])
+    expect(remote.calls.map(c => (restore.test(c.sh) ? 'restore' : stepOf(c.sh)))).toEqual(['probe', 'upload', 'frontTest', 'restore'])
   })
 
   it('nginx -t failing on the new files: the previous files are put back and nothing (re)starts', async () => {
@@ -422,15 +446,26 @@ describe('runInfra (against a fake host)', () => {
 
     /**
      * The host with the front and one nginx (behindy-nginx-1, created from NGINX_HASH), whose compose file changed
-     * (`hash` is what compose says nginx's definition is now). `--scale nginx=2` adds behindy-nginx-2; stopping or
-     * discarding a container removes it.
+     * (`hash` is what compose says nginx's definition is now), and the files in `change` too. With `newFront` the
+     * compose up of db, redis and the front replaces front-1 by that container. `--scale nginx=2` adds
+     * behindy-nginx-2; stopping or discarding a container removes it.
      */
-    function handoverHost(hash: string, over: { upstreams?: Map<string, string> } = {}) {
+    function handoverHost(hash: string, over: { upstreams?: Map<string, string>; change?: string[]; newFront?: string } = {}) {
       const hashes = settledHashes()
       hashes.set('compose/docker-compose.yml', sha256('the previous compose file'))
+      for (const p of over.change ?? []) hashes.set(p, sha256('a hand edit'))
       let now = stack()
       const remote = host(hashes, () => now, { upstreams: over.upstreams }).prepend(
         [STEP.nginxHash, { stdout: `nginx ${hash}\n` }],
+        [
+          STEP.composeUpButNginx,
+          () => {
+            if (!over.newFront) return { stderr: 'behindy_db_1 is up-to-date\n' }
+            const recreated = over.newFront
+            now = now.map(l => (l.includes('"front-1"') ? recreated : l))
+            return { stderr: 'Recreating behindy_front_1 ... done\n' }
+          }
+        ],
         [
           STEP.scaleNginx,
           () => {
@@ -478,6 +513,8 @@ describe('runInfra (against a fake host)', () => {
         'nginxHash',
         'clock',
         'composeUpButNginx',
+        // The front as compose left it (the same container: no wait for its health).
+        'listStack',
         'scaleNginx',
         'listStack',
         'gate',
@@ -489,6 +526,7 @@ describe('runInfra (against a fake host)', () => {
         'reloadFront',
         'forgetFront',
         'stopOld',
+        // The stack after the handover: what is waited for and reported.
         'listStack',
         'inspect'
       ])
@@ -529,8 +567,9 @@ describe('runInfra (against a fake host)', () => {
         'The new nginx container failed its checks and was removed; behindy-nginx-1 keeps serving, unchanged: it did not answer /healthz (timeout 502 172.18.0.9)'
       )
       expect(remote.unmatched).toEqual([])
-      expect(remote.calls.map(c => stepOf(c.sh)).slice(-6)).toEqual([
+      expect(remote.calls.map(c => stepOf(c.sh)).slice(-7)).toEqual([
         'composeUpButNginx',
+        'listStack',
         'scaleNginx',
         'listStack',
         'gate',
@@ -579,6 +618,101 @@ describe('runInfra (against a fake host)', () => {
       ])
     })
 
+    it('compose up recreated the front too: its health awaited, then the new nginx tested and the front reloaded in the new front', async () => {
+      vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+      // compose recreates the front (same name, new id); it reports starting at first, then healthy.
+      const newFront = (health: string) => stackContainer('front', { name: 'behindy-front-1', id: 'front-2', health })
+      let polls = 0
+      const remote = handoverHost(NEW_HASH, { newFront: newFront('healthy') }).prepend(
+        [STEP.inspectNewFront, () => ({ stdout: newFront(++polls === 1 ? 'starting' : 'healthy') })],
+        [STEP.newFrontTest, { stderr: 'nginx: configuration file /etc/nginx/ops/front/nginx.conf test is successful\n' }],
+        [STEP.reloadNewFront, RELOADED]
+      )
+      const r = await runInfra(remote, inputs, new Phases())
+      expect(remote.unmatched).toEqual([])
+      expect(remote.calls.map(c => stepOf(c.sh)).slice(remote.indexOf(STEP.composeUpButNginx))).toEqual([
+        'composeUpButNginx',
+        'listStack',
+        // The new front, alone, until healthy: only then the second nginx.
+        'inspectNewFront',
+        'inspectNewFront',
+        'scaleNginx',
+        'listStack',
+        'gate',
+        'listApps',
+        'probeNew',
+        'probeOld',
+        'pointFront',
+        'newFrontTest',
+        'reloadNewFront',
+        'forgetFront',
+        'stopOld',
+        'listStack',
+        'inspect'
+      ])
+      // The old front's id is gone: nothing is sent to it.
+      expect(remote.calls.filter(c => /\bfront-1\b/.test(c.sh))).toEqual([])
+      expect(
+        execFileSync('tar', ['-xOf', '-', 'upstreams/nginx.stream'], {
+          input: remote.matching(STEP.pointFront)[0].stdin as Buffer,
+          encoding: 'utf8'
+        })
+      ).toBe(frontUpstream('behindy-nginx-2'))
+      expect(remote.indexOf(STEP.reloadNewFront)).toBeLessThan(remote.indexOf(STEP.stopOld))
+      // Health is waited for on the stack as it is after the handover: the new nginx and the new front.
+      const wait = remote.matching(STEP.inspect).at(-1)?.sh ?? ''
+      expect(wait).toContain('nginx-2')
+      expect(wait).toContain('front-2')
+      expect(wait).not.toContain('nginx-1')
+      expect(r.changes).toEqual([
+        { kind: 'wrote', path: 'compose/docker-compose.yml' },
+        { kind: 'backup', path: `${OPS}/backups/behindy-20260101T000000Z.dump` },
+        { kind: 'handed-over', from: 'behindy-nginx-1', to: 'behindy-nginx-2', retiredMs: 10_412 },
+        { kind: 'recreated', service: 'front', id: 'front-2' }
+      ])
+      expect(r.nginxId).toBe('nginx-2')
+    })
+
+    it('the recreated front crashes: no second nginx, the old one keeps serving', async () => {
+      vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+      const crashed = stackContainer('front', { name: 'behindy-front-1', id: 'front-2', status: 'exited', health: 'unhealthy' })
+      const remote = handoverHost(NEW_HASH, { newFront: crashed }).prepend([
+        STEP.newFrontLogs,
+        { stdout: 'nginx: [emerg] bind() failed\n' }
+      ])
+      const phases = new Phases()
+      await expect(runInfra(remote, inputs, phases)).rejects.toThrow(/^front crashed \(exited, restarted 0×\)$/)
+      expect(remote.unmatched).toEqual([])
+      expect(remote.calls.map(c => stepOf(c.sh)).slice(-4)).toEqual(['composeUpButNginx', 'listStack', 'inspectNewFront', 'newFrontLogs'])
+      for (const step of [STEP.scaleNginx, STEP.pointFront, STEP.stopOld, STEP.reloadNewFront]) expect(remote.matching(step)).toEqual([])
+      expect(phases.records.at(-1)).toMatchObject({ name: 'Start stack', ok: false })
+    })
+
+    it("the front's files changed too: the front reloads once, by the handover (nothing pinned, no second reload)", async () => {
+      vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+      const remote = handoverHost(NEW_HASH, { change: ['nginx/front/nginx.conf'] })
+      const r = await runInfra(remote, inputs, new Phases())
+      expect(remote.unmatched).toEqual([])
+      // Tested with the compose file as it is now (a throwaway front), then reloaded with the handover's file.
+      expect(remote.matching(STEP.composeFrontTest)).toHaveLength(1)
+      expect(remote.matching(STEP.pointFront)).toHaveLength(1)
+      expect(remote.matching(STEP.reloadFront)).toHaveLength(1)
+      expect(remote.calls.map(c => stepOf(c.sh)).slice(-6)).toEqual([
+        'frontTest',
+        'reloadFront',
+        'forgetFront',
+        'stopOld',
+        'listStack',
+        'inspect'
+      ])
+      expect(r.changes).toEqual([
+        { kind: 'wrote', path: 'compose/docker-compose.yml' },
+        { kind: 'wrote', path: 'nginx/front/nginx.conf' },
+        { kind: 'backup', path: `${OPS}/backups/behindy-20260101T000000Z.dump` },
+        { kind: 'handed-over', from: 'behindy-nginx-1', to: 'behindy-nginx-2', retiredMs: 10_412 }
+      ])
+    })
+
     it('compose would not recreate nginx (its hash unchanged): no second nginx, nothing stopped, the front untouched', async () => {
       vi.stubEnv('OPS_ACTION_ROOT', ROOT)
       const remote = handoverHost(NGINX_HASH)
@@ -599,14 +733,15 @@ describe('runInfra (against a fake host)', () => {
       const remote = handoverHost(NGINX_HASH, { upstreams: new Map([['nginx.stream', frontUpstream('nginx')]]) })
       const r = await runInfra(remote, inputs, new Phases())
       expect(remote.unmatched).toEqual([])
+      // Pinned once the stack is healthy (Reload nginx), by the front's one reload.
       expect(remote.calls.map(c => stepOf(c.sh)).slice(-7)).toEqual([
         'composeUpButNginx',
         'listStack',
+        'inspect',
         'pointFront',
         'frontTest',
         'reloadFront',
-        'forgetFront',
-        'inspect'
+        'forgetFront'
       ])
       expect(
         execFileSync('tar', ['-xOf', '-', 'upstreams/nginx.stream'], {

@@ -366,14 +366,17 @@ describe('planInfra', () => {
       expect(plan.write).toEqual(['upstreams/nginx.stream'])
       expect(plan.files.get('upstreams/nginx.stream')).toBe(frontUpstream('nginx'))
       expect(plan.frontChanged).toBe(true)
+      expect(plan.nginxChanged).toBe(false)
     })
 
     it.each<[string, string[], boolean, boolean]>([
-      ["the front's nginx.conf", ['nginx/front/nginx.conf'], true, true],
+      // The front's files are the front's alone: nginx neither tests nor reloads for them.
+      ["the front's nginx.conf", ['nginx/front/nginx.conf'], true, false],
       ["nginx's nginx.conf", ['nginx/nginx.conf'], false, true],
       ['a route of nginx', ['nginx/routes/backend.conf'], false, true],
       ['the compose file', ['compose/docker-compose.yml'], false, false],
-      ["the compose file and the front's nginx.conf", ['compose/docker-compose.yml', 'nginx/front/nginx.conf'], true, true]
+      ["the compose file and the front's nginx.conf", ['compose/docker-compose.yml', 'nginx/front/nginx.conf'], true, false],
+      ["nginx's nginx.conf and the front's", ['nginx/nginx.conf', 'nginx/front/nginx.conf'], true, true]
     ])('%s changed on the host: frontChanged %s, nginxChanged %s', (_what, changed, front, nginx) => {
       const plan = planInfra(inputs(), host(settled({ change: changed })), bundle)
       expect(plan.write.sort()).toEqual([...changed].sort())
@@ -387,6 +390,7 @@ describe('planInfra', () => {
       const plan = planInfra(inputs(), host(h), bundle)
       expect(plan.remove).toEqual(['nginx/front/zz-stray.conf'])
       expect(plan.frontChanged).toBe(true)
+      expect(plan.nginxChanged).toBe(false)
     })
   })
 })

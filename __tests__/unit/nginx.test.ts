@@ -27,6 +27,22 @@ describe('nginx -t failures', () => {
     expect(nginxTestFailed(out, 'nothing was started').message).toContain(`older than ${MIN_NGINX}`)
   })
 
+  it("the front's nginx too old: the fix names FRONT_IMAGE, not NGINX_IMAGE", () => {
+    const out = tooOld[0]
+    const e = nginxTooOld(out, 'FRONT_IMAGE')
+    expect(e).toBeInstanceOf(HostError)
+    expect(e?.message).toContain(`older than ${MIN_NGINX}`)
+    expect(e?.message).toContain(out)
+    expect(e?.fix).toBe(
+      'set FRONT_IMAGE in infra-env to nginx:1.30.6-alpine or newer (or remove it to get the compose default), then run mode infra'
+    )
+    expect(e?.fix).not.toContain('NGINX_IMAGE')
+    // NGINX_IMAGE by default, and by name.
+    expect(nginxTooOld(out)?.fix).toBe(nginxTooOld(out, 'NGINX_IMAGE')?.fix)
+    expect(nginxTooOld(out)?.fix).toMatch(/^set NGINX_IMAGE in infra-env /)
+    expect(nginxTooOld('nginx: [emerg] unknown directive "stream"', 'FRONT_IMAGE')).toBeUndefined()
+  })
+
   it('any other failure is the config: the file nginx names, and what the run did not do', () => {
     const out = 'nginx: [emerg] unknown directive "this_is_not_a_directive" in /etc/nginx/ops/snippets/common.conf:9'
     expect(nginxTooOld(out)).toBeUndefined()

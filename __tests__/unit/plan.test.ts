@@ -58,7 +58,9 @@ describe('stackAction (a compose action as the run carries it out, for mode plan
 
   it('nginx on a host from before the front: recreated without ports, a one-time gap', () => {
     const line = stackAction(legacy, 'nginx', 'recreate (its definition changed)')
-    expect(line).toMatch(/^compose would recreate \(its definition changed\) nginx without published ports/)
+    expect(line).toBe(
+      'compose would recreate (its definition changed) nginx without published ports and create the front after it: a one-time gap of a few seconds while nginx moves behind the front'
+    )
     expect(line).toContain('a one-time gap of a few seconds while nginx moves behind the front')
     expect(line).not.toContain('no gap')
   })
@@ -68,6 +70,28 @@ describe('stackAction (a compose action as the run carries it out, for mode plan
     const line = stackAction(two, 'nginx', 'recreate (its definition changed)')
     expect(line).toBe('compose would recreate (its definition changed) nginx')
     expect(line).not.toContain('no gap')
+  })
+
+  it.each<[string, string[]]>([
+    ['a stopped nginx', ['nginx']],
+    ['a stopped front', ['front']],
+    ['a stopped nginx and front', ['nginx', 'front']]
+  ])('%s behind the front: no handover promised (compose up of everything recreates nginx)', (_what, stopped) => {
+    const h = {
+      containers: behindFront.containers.map(c => (stopped.includes(c.service) ? { ...c, status: 'exited' } : c))
+    } as unknown as HostState
+    const line = stackAction(h, 'nginx', 'recreate (its definition changed)')
+    expect(line).toBe('compose would recreate (its definition changed) nginx')
+    expect(line).not.toContain('no gap')
+    // The same host running: the handover.
+    expect(stackAction(behindFront, 'nginx', 'recreate (its definition changed)')).toMatch(/; no gap$/)
+  })
+
+  it('a restarting nginx is not running either: no handover promised', () => {
+    const h = {
+      containers: behindFront.containers.map(c => (c.service === 'nginx' ? { ...c, status: 'restarting' } : c))
+    } as unknown as HostState
+    expect(stackAction(h, 'nginx', 'recreate (.env NGINX_IMAGE changed)')).toBe('compose would recreate (.env NGINX_IMAGE changed) nginx')
   })
 
   it('the front recreated: a gap of about a second (it holds the published ports)', () => {

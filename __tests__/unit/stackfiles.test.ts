@@ -190,7 +190,11 @@ describe('shipped nginx config', () => {
   it('hides the version and speaks HTTP/1.1 to upstreams', () => {
     expect(code(main)).toMatch(/^\s*server_tokens off;/m)
     expect(code(main)).toMatch(/^\s*proxy_http_version 1\.1;/m)
-    expect(code(main)).toMatch(/^\s*proxy_next_upstream error timeout http_502 http_503;/m)
+  })
+
+  it("moves a request on only when the connection failed or timed out, never on the app's own 502/503 (which would mark the container failed for all its routes)", () => {
+    expect(code(main)).toMatch(/^\s*proxy_next_upstream error timeout;/m)
+    expect(code(main)).not.toMatch(/http_50[23]/)
   })
 
   it("keeps reused client connections open across a reload longer than the apps' idle timeouts", () => {
