@@ -65,7 +65,9 @@ function liveContainer(service: string): string | undefined {
  * GETs /llm/deps every 0.1 s (a new connection each, 5 s timeout) in a process of its own (this one is busy with
  * the run and its argv sampling) until stopped: how many failed, over how long, when it answered 200 again.
  */
-function watchDeps(): { stop(): Promise<{ total: number; errors: number; errorSpanS: number; recoveredAt: number; lastStatus: number; samples: string[] }> } {
+function watchDeps(): {
+  stop(): Promise<{ total: number; errors: number; errorSpanS: number; recoveredAt: number; lastStatus: number; samples: string[] }>
+} {
   const child = spawn(
     process.execPath,
     [
