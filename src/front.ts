@@ -56,13 +56,17 @@ async function pointFrontAt(remote: Remote, opsDir: string, front: ContainerInfo
   await remote.must(unpackAndCommit(opsDir, [OPS.frontUpstream]), `writing ${OPS.frontUpstream}`, {
     stdin: await tarball([{ path: OPS.frontUpstream, content: frontUpstream(target), mode: 0o644 }])
   })
+  let signalled = false
   try {
     const test = await remote.run(frontTest(front.id))
     if (test.code !== 0)
       throw new HostError(`nginx -t fails on the front's config naming ${target}:\n${(test.stderr || test.stdout).trim()}`)
+    signalled = true
     await reloadAndWait(remote, front.id)
   } catch (e) {
     await remote.must(restoreFiles([path]), `restoring ${OPS.frontUpstream}`)
+    // The reload was signalled (it may have taken the new file after all): the front reads the old file again.
+    if (signalled) await reloadAndWait(remote, front.id).catch(() => undefined)
     throw e
   }
   await remote.must(forgetPrevious([path]), 'cleaning up')
@@ -103,9 +107,21 @@ export interface Handover {
  */
 export async function handOver(
   remote: Remote,
-  opts: { compose: Compose; opsDir: string; network: string; old: ContainerInfo; front: ContainerInfo; timeoutS: number }
+  opts: {
+    compose: Compose
+    opsDir: string
+    network: string
+    old: ContainerInfo
+    front: ContainerInfo
+    timeoutS: number
+    /** upstreams/nginx.stream as preflight read it. */
+    current: string | undefined
+  }
 ): Promise<Handover> {
   const { compose, opsDir, old, front } = opts
+  // The front must name the old container, not the service name a second nginx shares (a run that died before it
+  // pinned the front left that): else it would send clients to the new one before it is verified.
+  await pinFront(remote, opsDir, front, old, opts.current)
   const started = await remote.run(composeAddContainer(compose, opsDir, 'nginx'))
   const log = `${started.stdout}${started.stderr}`.trim()
   if (log) core.info(log)
@@ -129,8 +145,14 @@ export async function handOver(
     )
   }
   core.info(`The front relays new connections to ${next.name}; ${old.name} finishes its requests (SIGQUIT).`)
-  const retiredMs = Number((await remote.must(stopAndRemove(old.id, 40), `stopping ${old.name}`)).trim()) || 0
-  core.info(`${old.name} finished its requests and stopped in ${(retiredMs / 1000).toFixed(1)} s; removed.`)
+  // Clients are on the new nginx now: a failed stop of the old one is a warning, and it is removed all the same.
+  const stop = await remote.run(stopAndRemove(old.id, 40))
+  const retiredMs = Number(stop.stdout.trim()) || 0
+  if (stop.code === 0) core.info(`${old.name} finished its requests and stopped in ${(retiredMs / 1000).toFixed(1)} s; removed.`)
+  else {
+    core.warning(`stopping ${old.name} failed (exit ${stop.code}): ${(stop.stderr || stop.stdout).trim()}; removing it`)
+    await remote.run(discard(old.id))
+  }
   return { from: old, to: next, retiredMs }
 }
 

@@ -19,7 +19,8 @@ import { HostError } from './errors'
 import { readHost, type HostState, type Settings } from './hoststate'
 import { planInfra, touched, type InfraPlan } from './infraplan'
 import type { InfraInputs } from './inputs'
-import { FRONT_CONF_FILE, handOver, pinFront } from './front'
+import { discard, stopAndRemove } from './commands/front'
+import { FRONT_CONF_FILE, frontTarget, handOver, pinFront } from './front'
 import { COMPOSE_HASH_LABEL, PROJECT } from './labels'
 import { nginxTooOld, reloadAndWait } from './nginx'
 import { hostPaths, OPS } from './paths'
@@ -173,8 +174,8 @@ async function startStack(
     core.info('Files, .env and network unchanged and db/redis/nginx/front up and healthy: compose up not needed.')
     return { containers: host.containers, changes: [], settled: true }
   }
-  const nginx = host.containers.filter(c => c.service === 'nginx')
   const front = host.containers.find(c => c.service === 'front' && c.status === 'running')
+  const nginx = front ? await dropLeftoverNginx(remote, host) : host.containers.filter(c => c.service === 'nginx')
   const live = nginx.length === 1 && nginx[0].status === 'running' ? nginx[0] : undefined
   const handover = front && live ? await nginxOutdated(remote, host.compose, opsDir, live) : false
   const services = front && live ? STACK_SERVICES.filter(s => s !== 'nginx') : undefined
@@ -202,7 +203,8 @@ async function startStack(
       network: inputs.network,
       old: live,
       front: nowFront,
-      timeoutS: inputs.infraTimeoutS
+      timeoutS: inputs.infraTimeoutS,
+      current: host.upstreams.get('nginx.stream')
     })
     made.push({ kind: 'handed-over', from: h.from.name, to: h.to.name, retiredMs: h.retiredMs })
     now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'))
@@ -214,6 +216,23 @@ async function startStack(
     else if (!host.containers.some(b => b.id === c.id)) made.push({ kind: 'recreated', service: c.service, id: c.id })
   }
   return { containers: now, changes: made, settled: false, since }
+}
+
+/**
+ * Two nginx containers behind a running front: a handover was interrupted. The one the front relays to (if it runs)
+ * stays; the others finish their requests and are removed (compose would pick by container number, and might remove
+ * the one serving). Returns the nginx containers left.
+ */
+async function dropLeftoverNginx(remote: Remote, host: HostState): Promise<ContainerInfo[]> {
+  const nginx = host.containers.filter(c => c.service === 'nginx')
+  const serving = nginx.find(c => c.name === frontTarget(host.upstreams.get('nginx.stream')) && c.status === 'running')
+  if (nginx.length < 2 || !serving) return nginx
+  for (const c of nginx.filter(c => c !== serving)) {
+    core.warning(`${c.name} is left from an interrupted handover (the front relays to ${serving.name}): removing it`)
+    const stop = await remote.run(stopAndRemove(c.id, 40))
+    if (stop.code !== 0) await remote.run(discard(c.id))
+  }
+  return [serving]
 }
 
 /** db and redis recreated: how long each was unreachable, from docker's events (printed with the change). */

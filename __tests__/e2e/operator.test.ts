@@ -84,7 +84,7 @@ describe('mode status and mode backup', () => {
     expect(r.summary).toMatch(
       /\| backend \| backend-[0-9a-f]{8} \| 127\.0\.0\.1:5000\/behindy\/sample-backend:v1 \| sha256:[0-9a-f]{64} \| running \|/
     )
-    expect(r.summary).toContain('| frontend | — | — | not deployed |')
+    expect(r.summary).toContain('| frontend | — | — | — | not deployed |')
     expect(r.output).not.toMatch(/Take deploy lock/)
     expect({ ops: hashOpsDir(), stack: stackContainers(), apps: appContainers() }).toEqual(before)
   })

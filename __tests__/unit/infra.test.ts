@@ -168,6 +168,7 @@ describe('runInfra (against a fake host)', () => {
     logs: /docker logs --tail \d+ --timestamps nginx-2/,
     discard: /^docker rm -f nginx-2$/,
     stopOld: /docker stop -t "\$2" "\$1".*' sh nginx-1 40$/,
+    stopLeftover: /docker stop -t "\$2" "\$1".*' sh nginx-2 40$/,
     // The front compose recreated (front-2) alone, its health awaited before the handover.
     inspectNewFront: /^\{ docker inspect --format '[^']*' front-2; \}/,
     inspect: /^\{ docker inspect --format /,
@@ -753,21 +754,24 @@ describe('runInfra (against a fake host)', () => {
       expect(r.changes.at(-1)).toEqual({ kind: 'front-pinned', to: 'behindy-nginx-1' })
     })
 
-    it('two nginx containers (an interrupted handover): one compose up of everything puts one back, no hash read', async () => {
+    it('two nginx containers (an interrupted handover): the one the front does not relay to finishes and is removed, then the usual compose up without nginx', async () => {
       vi.stubEnv('OPS_ACTION_ROOT', ROOT)
       const two = [...stack(), nginx('nginx-2', 'behindy-nginx-2', NEW_HASH)]
-      let upDone = false
-      const remote = host(settledHashes(), () => (upDone ? two.filter(l => !l.includes('"nginx-2"')) : two), { containers: two }).prepend([
-        STEP.composeUp,
+      let stopped = false
+      const remote = host(settledHashes(), () => (stopped ? two.filter(l => !l.includes('"nginx-2"')) : two), { containers: two }).prepend([
+        STEP.stopLeftover,
         () => {
-          upDone = true
-          return { stderr: 'Stopping and removing behindy_nginx_2 ... done\n' }
+          stopped = true
+          return { stdout: '412\n' }
         }
       ])
       const r = await runInfra(remote, inputs, new Phases())
       expect(remote.unmatched).toEqual([])
-      expect(remote.calls.map(c => stepOf(c.sh))).toEqual(['probe', 'clock', 'composeUp', 'listStack', 'inspect'])
-      expect(r.changes).toEqual([])
+      const steps = remote.calls.map(c => stepOf(c.sh))
+      expect(steps.slice(0, 3)).toEqual(['probe', 'stopLeftover', 'nginxHash'])
+      expect(steps).toContain('composeUpButNginx')
+      expect(steps).not.toContain('composeUp')
+      expect(steps).not.toContain('stopOld')
       expect(r.nginxId).toBe('nginx-1')
     })
   })
