@@ -70701,14 +70701,19 @@ async function pointFrontAt(remote, opsDir, front, target) {
     await remote.must(unpackAndCommit(opsDir, [OPS.frontUpstream]), `writing ${OPS.frontUpstream}`, {
         stdin: await tarball([{ path: OPS.frontUpstream, content: frontUpstream(target), mode: 0o644 }])
     });
+    let signalled = false;
     try {
         const test = await remote.run(frontTest(front.id));
         if (test.code !== 0)
             throw new HostError(`nginx -t fails on the front's config naming ${target}:\n${(test.stderr || test.stdout).trim()}`);
+        signalled = true;
         await reloadAndWait(remote, front.id);
     }
     catch (e) {
         await remote.must(restoreFiles([path]), `restoring ${OPS.frontUpstream}`);
+        // The reload was signalled (it may have taken the new file after all): the front reads the old file again.
+        if (signalled)
+            await reloadAndWait(remote, front.id).catch(() => undefined);
         throw e;
     }
     await remote.must(forgetPrevious([path]), 'cleaning up');
@@ -70735,6 +70740,9 @@ async function pinFront(remote, opsDir, front, nginx, current) {
  */
 async function handOver(remote, opts) {
     const { compose, opsDir, old, front } = opts;
+    // The front must name the old container, not the service name a second nginx shares (a run that died before it
+    // pinned the front left that): else it would send clients to the new one before it is verified.
+    await pinFront(remote, opsDir, front, old, opts.current);
     const started = await remote.run(composeAddContainer(compose, opsDir, 'nginx'));
     const log = `${started.stdout}${started.stderr}`.trim();
     if (log)
@@ -70757,8 +70765,15 @@ async function handOver(remote, opts) {
         throw new HostError(`The new nginx container failed its checks and was removed; ${old.name} keeps serving, unchanged: ${e.message}`, 'see its log lines above', { cause: e });
     }
     info(`The front relays new connections to ${next.name}; ${old.name} finishes its requests (SIGQUIT).`);
-    const retiredMs = Number((await remote.must(stopAndRemove(old.id, 40), `stopping ${old.name}`)).trim()) || 0;
-    info(`${old.name} finished its requests and stopped in ${(retiredMs / 1000).toFixed(1)} s; removed.`);
+    // Clients are on the new nginx now: a failed stop of the old one is a warning, and it is removed all the same.
+    const stop = await remote.run(stopAndRemove(old.id, 40));
+    const retiredMs = Number(stop.stdout.trim()) || 0;
+    if (stop.code === 0)
+        info(`${old.name} finished its requests and stopped in ${(retiredMs / 1000).toFixed(1)} s; removed.`);
+    else {
+        warning(`stopping ${old.name} failed (exit ${stop.code}): ${(stop.stderr || stop.stdout).trim()}; removing it`);
+        await remote.run(discard(old.id));
+    }
     return { from: old, to: next, retiredMs };
 }
 /** Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one. */
@@ -71032,6 +71047,7 @@ function unreachableS(events, service, newId) {
 
 
 
+
 /** A change as a line of the log and the summary. */
 function describeChange(c) {
     switch (c.kind) {
@@ -71142,8 +71158,8 @@ async function startStack(remote, inputs, host, plan, changes) {
         info('Files, .env and network unchanged and db/redis/nginx/front up and healthy: compose up not needed.');
         return { containers: host.containers, changes: [], settled: true };
     }
-    const nginx = host.containers.filter(c => c.service === 'nginx');
     const front = host.containers.find(c => c.service === 'front' && c.status === 'running');
+    const nginx = front ? await dropLeftoverNginx(remote, host) : host.containers.filter(c => c.service === 'nginx');
     const live = nginx.length === 1 && nginx[0].status === 'running' ? nginx[0] : undefined;
     const handover = front && live ? await nginxOutdated(remote, host.compose, opsDir, live) : false;
     const services = front && live ? STACK_SERVICES.filter(s => s !== 'nginx') : undefined;
@@ -71173,7 +71189,8 @@ async function startStack(remote, inputs, host, plan, changes) {
             network: inputs.network,
             old: live,
             front: nowFront,
-            timeoutS: inputs.infraTimeoutS
+            timeoutS: inputs.infraTimeoutS,
+            current: host.upstreams.get('nginx.stream')
         });
         made.push({ kind: 'handed-over', from: h.from.name, to: h.to.name, retiredMs: h.retiredMs });
         now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'));
@@ -71188,6 +71205,24 @@ async function startStack(remote, inputs, host, plan, changes) {
             made.push({ kind: 'recreated', service: c.service, id: c.id });
     }
     return { containers: now, changes: made, settled: false, since };
+}
+/**
+ * Two nginx containers behind a running front: a handover was interrupted. The one the front relays to (if it runs)
+ * stays; the others finish their requests and are removed (compose would pick by container number, and might remove
+ * the one serving). Returns the nginx containers left.
+ */
+async function dropLeftoverNginx(remote, host) {
+    const nginx = host.containers.filter(c => c.service === 'nginx');
+    const serving = nginx.find(c => c.name === frontTarget(host.upstreams.get('nginx.stream')) && c.status === 'running');
+    if (nginx.length < 2 || !serving)
+        return nginx;
+    for (const c of nginx.filter(c => c !== serving)) {
+        warning(`${c.name} is left from an interrupted handover (the front relays to ${serving.name}): removing it`);
+        const stop = await remote.run(stopAndRemove(c.id, 40));
+        if (stop.code !== 0)
+            await remote.run(discard(c.id));
+    }
+    return [serving];
 }
 /** db and redis recreated: how long each was unreachable, from docker's events (printed with the change). */
 async function measureOutages(remote, since, changes) {
