@@ -70547,8 +70547,6 @@ const probeEach = (container, urls) => shell_cmd('docker', 'exec', container, 's
  * stop took.
  */
 const stopAndRemove = (id, timeoutS) => script('s=$(date +%s%N); docker stop -t "$2" "$1" >/dev/null || exit $?; e=$(date +%s%N); docker rm "$1" >/dev/null || exit $?; echo $(( (e - s) / 1000000 ))', id, String(timeoutS));
-/** Removes a container that never served (a new nginx that failed its checks). */
-const discard = (id) => shell_cmd('docker', 'rm', '-f', id);
 
 ;// CONCATENATED MODULE: ./src/nginx.ts
 
@@ -70751,7 +70749,7 @@ async function handOver(remote, opts) {
     const next = now.find(c => c.service === 'nginx' && c.id !== old.id);
     if (started.code !== 0 || !next) {
         if (next)
-            await remote.run(discard(next.id));
+            await remote.run(removeContainers([next.id]));
         throw new HostError(`starting a new nginx container beside ${old.name} failed (exit ${started.code})`, 'see the compose output above');
     }
     info(`New nginx ${next.name} started beside ${old.name}; the front still relays to ${old.name}.`);
@@ -70761,20 +70759,28 @@ async function handOver(remote, opts) {
     }
     catch (e) {
         await showLogs(remote, next.id, `nginx ${next.name}`, 30);
-        await remote.run(discard(next.id));
+        await remote.run(removeContainers([next.id]));
         throw new HostError(`The new nginx container failed its checks and was removed; ${old.name} keeps serving, unchanged: ${e.message}`, 'see its log lines above', { cause: e });
     }
     info(`The front relays new connections to ${next.name}; ${old.name} finishes its requests (SIGQUIT).`);
-    // Clients are on the new nginx now: a failed stop of the old one is a warning, and it is removed all the same.
-    const stop = await remote.run(stopAndRemove(old.id, 40));
-    const retiredMs = Number(stop.stdout.trim()) || 0;
-    if (stop.code === 0)
-        info(`${old.name} finished its requests and stopped in ${(retiredMs / 1000).toFixed(1)} s; removed.`);
-    else {
-        warning(`stopping ${old.name} failed (exit ${stop.code}): ${(stop.stderr || stop.stdout).trim()}; removing it`);
-        await remote.run(discard(old.id));
-    }
+    const retiredMs = await retireNginx(remote, old);
     return { from: old, to: next, retiredMs };
+}
+/**
+ * An nginx the front no longer relays to: its stop signal (SIGQUIT: it finishes what is in flight) within 40 s, then
+ * removed. A failed stop is a warning (clients are elsewhere already) and it is removed all the same. Returns how long
+ * the stop took (as the host measured it).
+ */
+async function retireNginx(remote, c) {
+    const stop = await remote.run(stopAndRemove(c.id, 40));
+    const ms = Number(stop.stdout.trim()) || 0;
+    if (stop.code === 0)
+        info(`${c.name} finished its requests and stopped in ${(ms / 1000).toFixed(1)} s; removed.`);
+    else {
+        warning(`stopping ${c.name} failed (exit ${stop.code}): ${(stop.stderr || stop.stdout).trim()}; removing it`);
+        await remote.run(removeContainers([c.id]));
+    }
+    return ms;
 }
 /** Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one. */
 async function verify(remote, network, old, next, timeoutS) {
@@ -71047,7 +71053,6 @@ function unreachableS(events, service, newId) {
 
 
 
-
 /** A change as a line of the log and the summary. */
 function describeChange(c) {
     switch (c.kind) {
@@ -71218,9 +71223,7 @@ async function dropLeftoverNginx(remote, host) {
         return nginx;
     for (const c of nginx.filter(c => c !== serving)) {
         warning(`${c.name} is left from an interrupted handover (the front relays to ${serving.name}): removing it`);
-        const stop = await remote.run(stopAndRemove(c.id, 40));
-        if (stop.code !== 0)
-            await remote.run(discard(c.id));
+        await retireNginx(remote, c);
     }
     return [serving];
 }

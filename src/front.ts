@@ -2,9 +2,9 @@ import * as core from '@actions/core'
 import { tarball } from './archive'
 import { deployedSpec, publicPath } from './catalogue'
 import { composeAddContainer, type Compose } from './commands/compose'
-import { allAppContainers, projectInspect } from './commands/containers'
+import { allAppContainers, projectInspect, removeContainers } from './commands/containers'
 import { forgetPrevious, restoreFiles, unpackAndCommit } from './commands/files'
-import { discard, probeEach, stopAndRemove } from './commands/front'
+import { probeEach, stopAndRemove } from './commands/front'
 import { healthGateLoop } from './commands/http'
 import { frontTest } from './commands/nginx'
 import { parseInspect, showLogs, type ContainerInfo } from './containers'
@@ -128,7 +128,7 @@ export async function handOver(
   const now = parseInspect(await remote.must(projectInspect(PROJECT), 'listing the stack containers'))
   const next = now.find(c => c.service === 'nginx' && c.id !== old.id)
   if (started.code !== 0 || !next) {
-    if (next) await remote.run(discard(next.id))
+    if (next) await remote.run(removeContainers([next.id]))
     throw new HostError(`starting a new nginx container beside ${old.name} failed (exit ${started.code})`, 'see the compose output above')
   }
   core.info(`New nginx ${next.name} started beside ${old.name}; the front still relays to ${old.name}.`)
@@ -137,7 +137,7 @@ export async function handOver(
     await pointFrontAt(remote, opsDir, front, next.name)
   } catch (e) {
     await showLogs(remote, next.id, `nginx ${next.name}`, 30)
-    await remote.run(discard(next.id))
+    await remote.run(removeContainers([next.id]))
     throw new HostError(
       `The new nginx container failed its checks and was removed; ${old.name} keeps serving, unchanged: ${(e as Error).message}`,
       'see its log lines above',
@@ -145,15 +145,24 @@ export async function handOver(
     )
   }
   core.info(`The front relays new connections to ${next.name}; ${old.name} finishes its requests (SIGQUIT).`)
-  // Clients are on the new nginx now: a failed stop of the old one is a warning, and it is removed all the same.
-  const stop = await remote.run(stopAndRemove(old.id, 40))
-  const retiredMs = Number(stop.stdout.trim()) || 0
-  if (stop.code === 0) core.info(`${old.name} finished its requests and stopped in ${(retiredMs / 1000).toFixed(1)} s; removed.`)
-  else {
-    core.warning(`stopping ${old.name} failed (exit ${stop.code}): ${(stop.stderr || stop.stdout).trim()}; removing it`)
-    await remote.run(discard(old.id))
-  }
+  const retiredMs = await retireNginx(remote, old)
   return { from: old, to: next, retiredMs }
+}
+
+/**
+ * An nginx the front no longer relays to: its stop signal (SIGQUIT: it finishes what is in flight) within 40 s, then
+ * removed. A failed stop is a warning (clients are elsewhere already) and it is removed all the same. Returns how long
+ * the stop took (as the host measured it).
+ */
+export async function retireNginx(remote: Remote, c: ContainerInfo): Promise<number> {
+  const stop = await remote.run(stopAndRemove(c.id, 40))
+  const ms = Number(stop.stdout.trim()) || 0
+  if (stop.code === 0) core.info(`${c.name} finished its requests and stopped in ${(ms / 1000).toFixed(1)} s; removed.`)
+  else {
+    core.warning(`stopping ${c.name} failed (exit ${stop.code}): ${(stop.stderr || stop.stdout).trim()}; removing it`)
+    await remote.run(removeContainers([c.id]))
+  }
+  return ms
 }
 
 /** Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one. */

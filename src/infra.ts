@@ -19,8 +19,7 @@ import { HostError } from './errors'
 import { readHost, type HostState, type Settings } from './hoststate'
 import { planInfra, touched, type InfraPlan } from './infraplan'
 import type { InfraInputs } from './inputs'
-import { discard, stopAndRemove } from './commands/front'
-import { FRONT_CONF_FILE, frontTarget, handOver, pinFront } from './front'
+import { FRONT_CONF_FILE, frontTarget, handOver, pinFront, retireNginx } from './front'
 import { COMPOSE_HASH_LABEL, PROJECT } from './labels'
 import { nginxTooOld, reloadAndWait } from './nginx'
 import { hostPaths, OPS } from './paths'
@@ -229,8 +228,7 @@ async function dropLeftoverNginx(remote: Remote, host: HostState): Promise<Conta
   if (nginx.length < 2 || !serving) return nginx
   for (const c of nginx.filter(c => c !== serving)) {
     core.warning(`${c.name} is left from an interrupted handover (the front relays to ${serving.name}): removing it`)
-    const stop = await remote.run(stopAndRemove(c.id, 40))
-    if (stop.code !== 0) await remote.run(discard(c.id))
+    await retireNginx(remote, c)
   }
   return [serving]
 }

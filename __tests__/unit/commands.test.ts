@@ -15,7 +15,7 @@ import {
   composeV2,
   createNetwork
 } from '../../src/commands/compose'
-import { discard, probeEach, stopAndRemove } from '../../src/commands/front'
+import { probeEach, stopAndRemove } from '../../src/commands/front'
 import { removeContainers, runContainer, stopContainers, type RunSpec } from '../../src/commands/containers'
 import { readFileBase64IfExists } from '../../src/commands/files'
 import { healthGateLoop, httpStatus, PROBE, WAVES, type GateSpec } from '../../src/commands/http'
@@ -779,8 +779,10 @@ describe('other builders (argv as docker gets it)', () => {
     expect(readFileSync(join(none.dir, 'calls'), 'utf8')).not.toContain('exec')
   })
 
+  /** compose's arguments before the command: the ops-dir env file, project and compose file. */
+  const tail = ['--env-file', '/o/.env', '-p', 'behindy', '-f', '/o/compose/docker-compose.yml']
+
   it('compose: v2 plugin or v1 binary, with the ops-dir env file, project and compose file', () => {
-    const tail = ['--env-file', '/o/.env', '-p', 'behindy', '-f', '/o/compose/docker-compose.yml']
     expect(dockerArgv(composeUp(composeV2('2.29.1'), '/o'))).toEqual(['compose', ...tail, 'up', '-d', '--remove-orphans'])
     expect(dockerArgv(composeConfig(composeV2('2.29.1'), '/o'))).toEqual(['compose', ...tail, 'config', '-q'])
     expect(dockerArgv(composeNginxTest(composeV2('2.29.1'), '/o'))).toEqual([
@@ -800,7 +802,6 @@ describe('other builders (argv as docker gets it)', () => {
   })
 
   it('compose for the front and the nginx handover: the stack but nginx, a second nginx beside the first, its hash, the front tested', () => {
-    const tail = ['--env-file', '/o/.env', '-p', 'behindy', '-f', '/o/compose/docker-compose.yml']
     const v2 = composeV2('2.29.1')
     expect(dockerArgv(composeUpServices(v2, '/o', ['db', 'redis', 'front']))).toEqual([
       'compose',
@@ -841,7 +842,8 @@ describe('other builders (argv as docker gets it)', () => {
     ])
     expect(FRONT_CONF).toBe('/etc/nginx/ops/front/nginx.conf')
     expect(dockerArgv(frontTest('front-id'))).toEqual(['exec', 'front-id', 'nginx', '-t', '-c', FRONT_CONF])
-    expect(dockerArgv(discard('nginx-2'))).toEqual(['rm', '-f', 'nginx-2'])
+    // A new nginx that failed its checks is force-removed (it never served).
+    expect(dockerArgvs([removeContainers(['nginx-2'])])).toEqual([[['rm', '--force', '--volumes', 'nginx-2']]])
     expect(composeServiceHash(composeV1('1.29.2'), '/o', 'nginx').sh).toBe(`docker-compose ${tail.join(' ')} config --hash nginx`)
   })
 

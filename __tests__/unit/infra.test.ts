@@ -166,7 +166,7 @@ describe('runInfra (against a fake host)', () => {
     probeNew: /^docker exec nginx-2 sh -c 'probe\(\)/,
     probeOld: /^docker exec nginx-1 sh -c 'probe\(\)/,
     logs: /docker logs --tail \d+ --timestamps nginx-2/,
-    discard: /^docker rm -f nginx-2$/,
+    discard: /^sh -c 'rc=0; for c; do e=\$\(docker rm --force --volumes .*' sh nginx-2$/,
     stopOld: /docker stop -t "\$2" "\$1".*' sh nginx-1 40$/,
     stopLeftover: /docker stop -t "\$2" "\$1".*' sh nginx-2 40$/,
     // The front compose recreated (front-2) alone, its health awaited before the handover.
@@ -347,53 +347,43 @@ describe('runInfra (against a fake host)', () => {
     ])
   })
 
-  it('a changed nginx file with the same nginx container: tested, compose up of all but nginx, then nginx reloaded', async () => {
+  it.each([
+    {
+      what: 'a changed nginx file with the same nginx container: tested, compose up of all but nginx, then nginx reloaded',
+      file: 'nginx/nginx.conf',
+      test: 'nginxTest',
+      reload: 'reload',
+      service: 'nginx' as const
+    },
+    {
+      what: "a changed file of the front's: tested in the running front, then the front reloaded; nginx neither tested nor reloaded",
+      file: 'nginx/front/nginx.conf',
+      test: 'frontTest',
+      reload: 'reloadFront',
+      service: 'front' as const
+    }
+  ])('$what', async ({ file, test, reload, service }) => {
     vi.stubEnv('OPS_ACTION_ROOT', ROOT)
     const hashes = settledHashes()
-    hashes.set('nginx/nginx.conf', sha256('a hand edit'))
+    hashes.set(file, sha256('a hand edit'))
     const remote = host(hashes, () => stack())
     const r = await runInfra(remote, inputs, new Phases())
     expect(remote.unmatched).toEqual([])
     expect(remote.calls.map(c => stepOf(c.sh))).toEqual([
       'probe',
       'upload',
-      'nginxTest',
+      test,
       'forget',
       'nginxHash',
       'clock',
       'composeUpButNginx',
       'listStack',
       'inspect',
-      'reload'
+      reload
     ])
     expect(r.changes).toEqual([
-      { kind: 'wrote', path: 'nginx/nginx.conf' },
-      { kind: 'reloaded', service: 'nginx' }
-    ])
-  })
-
-  it("a changed file of the front's: tested in the running front, then the front reloaded; nginx neither tested nor reloaded", async () => {
-    vi.stubEnv('OPS_ACTION_ROOT', ROOT)
-    const hashes = settledHashes()
-    hashes.set('nginx/front/nginx.conf', sha256('a hand edit'))
-    const remote = host(hashes, () => stack())
-    const r = await runInfra(remote, inputs, new Phases())
-    expect(remote.unmatched).toEqual([])
-    expect(remote.calls.map(c => stepOf(c.sh))).toEqual([
-      'probe',
-      'upload',
-      'frontTest',
-      'forget',
-      'nginxHash',
-      'clock',
-      'composeUpButNginx',
-      'listStack',
-      'inspect',
-      'reloadFront'
-    ])
-    expect(r.changes).toEqual([
-      { kind: 'wrote', path: 'nginx/front/nginx.conf' },
-      { kind: 'reloaded', service: 'front' }
+      { kind: 'wrote', path: file },
+      { kind: 'reloaded', service }
     ])
   })
 

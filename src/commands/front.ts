@@ -31,6 +31,3 @@ export const stopAndRemove = (id: string, timeoutS: number): Sh =>
     id,
     String(timeoutS)
   )
-
-/** Removes a container that never served (a new nginx that failed its checks). */
-export const discard = (id: string): Sh => cmd('docker', 'rm', '-f', id)
