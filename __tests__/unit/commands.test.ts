@@ -891,6 +891,7 @@ describe('stopContainers / removeContainers', () => {
     '  gone-old*) echo "Error: No such container: $n" >&2; exit 1 ;;',
     '  gone*) echo "Error response from daemon: No such container: $n" >&2; exit 1 ;;',
     '  locked*) echo "Error response from daemon: cannot $1 container: $n: permission denied" >&2; exit 1 ;;',
+    '  busy*) echo "Error response from daemon: removal of container $n is already in progress" >&2; exit 1 ;;',
     'esac',
     'echo "$n"'
   ].join('\n')

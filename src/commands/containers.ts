@@ -112,10 +112,13 @@ export const stopContainers = (names: string[], timeoutS: number): Sh =>
     ...names
   )
 
-/** Removes the containers (with their anonymous volumes); one already gone is no error (see stopContainers). */
+/**
+ * Removes the containers (with their anonymous volumes); one already gone, or whose removal is already in progress (a
+ * retirement in the background got there first), is no error (see stopContainers).
+ */
 export const removeContainers = (names: string[]): Sh =>
   script(
-    'rc=0; for c; do e=$(docker rm --force --volumes "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc',
+    'rc=0; for c; do e=$(docker rm --force --volumes "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*|*"is already in progress"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc',
     ...names
   )
 
