@@ -69256,6 +69256,8 @@ const DIGEST_LABEL = 'ops-action.digest';
 const PORT_LABEL = 'ops-action.port';
 /** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
 const SPEC_LABEL = 'ops-action.spec';
+/** Marks a release command's one-off container, valued with the service name (never a service's container). */
+const RELEASE_LABEL = 'ops-action.release';
 const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project';
 const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service';
 /** What compose recorded of the service definition a container was created from (`compose config --hash`). */
@@ -69307,6 +69309,34 @@ const runContainer = (s) => {
         '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"', s.digest || s.image, s.inheritEnvFrom ?? '', ...argv));
 };
 /**
+ * Runs the command once in a new container of the image, with the env on stdin (as runContainer: a 0600 temp file,
+ * never an argv), on the network without aliases, and waits for it for up to timeoutS (then kills it). A one-off
+ * container an interrupted run left (by its label) goes first. Prints its output (stdout and stderr, the last 2000
+ * lines), removes it, and ends with `@@ops-release <exit code | timeout>`; exit 125 without that line: docker could
+ * not create or start it.
+ */
+const runOneOff = (s) => {
+    const label = `${RELEASE_LABEL}=${s.service}`;
+    const argv = [
+        '--name',
+        s.name,
+        '--network',
+        s.network,
+        '--label',
+        label,
+        '--log-opt',
+        'max-size=10m',
+        ...(s.memory ? ['--memory', s.memory] : []),
+        ...(s.envFile ? ['--env-file', s.envFile] : [])
+    ];
+    return privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; n=$1 t=$2 c=$3 i=$4 l=$5; shift 5; ' +
+        'old=$(docker ps -aq --filter "label=$l"); [ -z "$old" ] || docker rm -f $old >/dev/null 2>&1; ' +
+        'docker create "$@" --env-file "$d/env" --entrypoint sh "$i" -c "$c" >/dev/null || exit 125; rm -f "$d/env"; ' +
+        'docker start "$n" >/dev/null || { docker rm -f "$n" >/dev/null 2>&1; exit 125; }; ' +
+        'if rc=$(timeout "$t" docker wait "$n"); then :; else docker kill "$n" >/dev/null 2>&1; rc=timeout; fi; ' +
+        'docker logs "$n" 2>&1 | tail -n 2000; docker rm -f "$n" >/dev/null 2>&1; echo "@@ops-release $rc"', s.name, String(s.timeoutS), s.command, s.image, label, ...argv));
+};
+/**
  * One JSON-per-field line for each container. JSON keeps the output the same whether the docker client formats typed
  * structs or raw maps (a missing .State.Health is an error in the latter with a plain template).
  */
@@ -69329,8 +69359,11 @@ const execIn = (id, ...argv) => cmd('docker', 'exec', id, ...argv);
  * background (retireContainers) and the next run may both reach for the same leftover.
  */
 const stopContainers = (names, timeoutS) => script('t=$1; shift; rc=0; for c; do e=$(docker stop --time "$t" "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc', String(timeoutS), ...names);
-/** Removes the containers (with their anonymous volumes); one already gone is no error (see stopContainers). */
-const removeContainers = (names) => script('rc=0; for c; do e=$(docker rm --force --volumes "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc', ...names);
+/**
+ * Removes the containers (with their anonymous volumes); one already gone, or whose removal is already in progress (a
+ * retirement in the background got there first), is no error (see stopContainers).
+ */
+const removeContainers = (names) => script('rc=0; for c; do e=$(docker rm --force --volumes "$c" 2>&1 >/dev/null) || case "$e" in *"No such container"*|*"is already in progress"*) ;; *) echo "$e" >&2; rc=1 ;; esac; done; exit $rc', ...names);
 /**
  * What docker recorded for the project's containers since `since` (host seconds, as `date +%s.%N` prints them):
  * `<unix ns> <service> <action> <container id>` lines, oldest first (kill, die, start, health_status: healthy, …).
@@ -69553,75 +69586,16 @@ function deployedSpec(service, labels) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/commands/files.ts
+;// CONCATENATED MODULE: ./src/commands/canary.ts
 
-// Files on the host: reading, hashing and atomic replacement. Pure: each returns a command; nothing here runs anything.
-/** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
-const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
-    'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
-/** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
-const hashFiles = (dir, subdirs) => script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
-/** Prints a file base64-encoded (nothing when it does not exist): its bytes survive sharing a round trip with sections. */
-const readFileBase64IfExists = (path) => script('[ -f "$1" ] || exit 0; base64 <"$1"', path);
-/** Prints a file, or nothing when it does not exist. */
-const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', path);
-/**
- * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
- * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
- * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
- */
-const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
-    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
-    'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
-/** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
-const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
-/** Drops the `.ops-prev` copies once the new files are known good. */
-const forgetPrevious = (paths) => script('for f; do rm -f "$f.ops-prev"; done', ...paths);
-const removeFiles = (paths) => shell_cmd('rm', '-f', '--', ...paths);
-/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
-const appendLine = (path) => script('cat >> "$1"', path);
-/** The last n lines of a file (nothing when it does not exist). */
-const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
-/** Prints every file of ops-dir's upstreams/ (nginx's per-service files, the front's nginx.stream) as `@@file <name>` followed by its content. */
-const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.conf *.locations *.stream; do [ -f "$f" ] || continue; echo "@@file $f"; cat "$f"; echo; done', opsDir);
-
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = require("node:path");
-;// CONCATENATED MODULE: ./src/paths.ts
-
-/** Files and directories of ops-dir on the host, relative to it. */
-const OPS = {
-    env: '.env',
-    history: 'history.jsonl',
-    lock: '.deploy.lock',
-    lockHolder: '.deploy.lock.holder',
-    manifest: '.ops-manifest',
-    /** sha256 of the certificate nginx was last given (a renewal changes it). */
-    certificate: '.ops-certificate',
-    compose: 'compose/docker-compose.yml',
-    backups: 'backups',
-    /** What the background retirements of old containers did (commands/retire.ts). */
-    retireLog: 'retire.log',
-    upstreams: 'upstreams',
-    /** Which nginx container the front relays to (front.ts). */
-    frontUpstream: 'upstreams/nginx.stream'
-};
-/** An absolute path on the host under ops-dir. */
-const hostPath = (opsDir, relative) => external_node_path_namespaceObject.posix.join(opsDir, relative);
-/** Absolute host paths of several ops-dir files. */
-const hostPaths = (opsDir, relatives) => relatives.map(r => hostPath(opsDir, r));
-
-;// CONCATENATED MODULE: ./src/runinfo.ts
-function runInfo(env = process.env) {
-    const base = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}` : undefined;
-    return {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        actor: env.GITHUB_ACTOR,
-        runUrl: base && env.GITHUB_RUN_ID ? `${base}/actions/runs/${env.GITHUB_RUN_ID}` : undefined,
-        commitUrl: base && env.GITHUB_SHA ? `${base}/commit/${env.GITHUB_SHA}` : undefined
-    };
-}
+// The canary's log inside the nginx container: cleared before, read in pieces during, removed after. Pure.
+/** Where nginx logs what each side of a service's canary answered (upstreams/canary_<svc>.conf's access_log). */
+const canaryLogPath = (service) => `/tmp/ops-canary-${service}.log`;
+/** Empties the log (nginx opens it at the reload that starts the canary; a leftover of an earlier run goes). */
+const clearCanaryLog = (nginxId, path) => shell_cmd('docker', 'exec', nginxId, 'sh', '-c', ': > "$1"', 'sh', path);
+/** The log from byte `offset` on (nothing when it does not exist yet). */
+const readCanaryLog = (nginxId, path, offset) => shell_cmd('docker', 'exec', nginxId, 'sh', '-c', 'tail -c +"$(( $2 + 1 ))" "$1" 2>/dev/null; exit 0', 'sh', path, String(offset));
+const removeCanaryLog = (nginxId, path) => shell_cmd('docker', 'exec', nginxId, 'rm', '-f', path);
 
 ;// CONCATENATED MODULE: ./src/upstream.ts
 /** nginx files a deploy writes for one service: its upstreams (live and preview) and, outside the catalogue, its route. */
@@ -69717,7 +69691,7 @@ function customServiceFiles(service, route, hasLive) {
     const files = [
         {
             path: varsPath(service),
-            content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default ${upstreamName(service)};\n}\n`
+            content: [`map $server_port ${v} {`, '    8504    $http_x_ops_upstream;', ...stateIncludes(service), `    default ${upstreamName(service)};`, '}', ''].join('\n')
         },
         {
             path: locationsPath(service),
@@ -69728,6 +69702,15 @@ function customServiceFiles(service, route, hasLive) {
         files.push({ path: upstreamPath(service), content: placeholderUpstream(service) });
     return files;
 }
+/**
+ * The lines of a service's upstream map (nginx/conf.d/05-upstream-vars.conf, a custom service's vars file) that put
+ * the maintenance page or a canary in front of the live upstream while their files exist.
+ */
+const stateIncludes = (service) => [
+    `    include /etc/nginx/ops-upstreams/${service}.maintenance.ma[p];`,
+    '    include /etc/nginx/ops-upstreams/all.maintenance.ma[p];',
+    `    include /etc/nginx/ops-upstreams/${service}.canary.ma[p];`
+];
 /** The output of upstreamFiles(): file name (in upstreams/) -> content. */
 function splitFiles(out) {
     const files = new Map();
@@ -69770,8 +69753,229 @@ function migrateUpstreamFile(name, content) {
     }
     if (!name.endsWith('_vars.conf'))
         return undefined;
-    const fixed = content.replace(/default \$(app_[a-z0-9_]+);/, 'default $1;');
+    let fixed = content.replace(/default \$(app_[a-z0-9_]+);/, 'default $1;');
+    // Before maintenance and canaries: the map gets their includes (a service's own vars file, as ops-action writes it).
+    const own = /^app_([a-z][a-z0-9-]*)_vars\.conf$/.exec(name)?.[1];
+    if (own && !fixed.includes('.maintenance.ma[p]'))
+        fixed = fixed.replace(/^(\s*8504\s+\$http_x_ops_upstream;\n)/m, `$1${stateIncludes(own).join('\n')}\n`);
     return fixed === content ? undefined : fixed;
+}
+
+;// CONCATENATED MODULE: ./src/canary.ts
+
+
+
+
+/** The upstream block of a service's canary. */
+const canaryUpstream = (service) => `${upstreamName(service)}_canary`;
+/** Every file a canary of the service writes (in ops-dir): the split and upstream, the map line, the cookie. */
+const canaryPaths = (service) => [
+    `upstreams/canary_${service}.conf`,
+    `upstreams/${service}.canary.map`,
+    'upstreams/canary.cookie'
+];
+/** How long a client keeps its ops_client cookie (it only picks a side while a canary runs). */
+const COOKIE_MAX_AGE_S = 86_400;
+/** How often the run reads the canary log (a failing canary is rolled back within about this much), and says where it stands. */
+const POLL_MS = 500;
+const PROGRESS_MS = 5000;
+/** The canary's p99 may always be this much above the old release's (timer noise at small latencies). */
+const LATENCY_SLACK_S = 0.05;
+/**
+ * nginx files that start a canary: `split_clients` on the client's id (cookie, else the request's id) picking the
+ * canary's upstream for `percent` % of clients, the canary's upstream block (the new container, as upstreamConf),
+ * the log of both sides, the map line that puts the split in front of the live upstream, and the cookie.
+ */
+function canaryFiles(service, port, live, percent) {
+    const [conf, map, cookie] = canaryPaths(service);
+    const split = `$ops_canary_${service.replace(/-/g, '_')}`;
+    return [
+        {
+            path: conf,
+            content: [
+                `# ops-action canary of ${service}: ${percent} % of clients to ${live.container} (${live.image}); removed when it is promoted or rolled back.`,
+                `split_clients "\${ops_client}${service}" ${split} {`,
+                `    ${percent}% ${canaryUpstream(service)};`,
+                `    * ${upstreamName(service)};`,
+                '}',
+                `access_log ${canaryLogPath(service)} ops_canary;`,
+                upstreamConf(canaryUpstream(service), port, live)
+            ].join('\n')
+        },
+        { path: map, content: `~. ${split};\n` },
+        { path: cookie, content: `"" "ops_client=$request_id; Path=/; Max-Age=${COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Lax";\n` }
+    ];
+}
+const emptyCount = () => ({
+    old: { requests: 0, errors: 0, latencies: [] },
+    canary: { requests: 0, errors: 0, latencies: [] }
+});
+/**
+ * Adds the complete lines of a piece of the canary log (`$msec $server_port $proxy_host $status
+ * $upstream_response_time`) to `count`; the preview port's requests (the run's own probes) are not clients'.
+ * Returns the bytes used: a last line without its newline is read again next time.
+ */
+function addLog(count, service, text) {
+    const end = text.lastIndexOf('\n') + 1;
+    for (const line of text.slice(0, end).split('\n')) {
+        const [, port, host, status, times] = line.split(' ');
+        if (!times || port === '8504')
+            continue;
+        const side = host === upstreamName(service) ? count.old : host === canaryUpstream(service) ? count.canary : undefined;
+        if (!side)
+            continue;
+        side.requests++;
+        if (/^5\d\d$/.test(status))
+            side.errors++;
+        // "0.012, 0.004" when nginx tried twice, "-" when it answered itself.
+        side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0));
+    }
+    return Buffer.byteLength(text.slice(0, end));
+}
+/** The p-th percentile (0–100) of the values, nearest rank; 0 without any. */
+function percentile(values, p) {
+    if (!values.length)
+        return 0;
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+const rate = (s) => (s.requests ? (100 * s.errors) / s.requests : 0);
+/**
+ * The canary against the old release. Once it has minRequests, a 5xx rate above the old one's plus errorMargin fails
+ * it at once; at the end (`final`), too few requests or a p99 above latencyFactor × the old one's fail it, else it
+ * is promoted.
+ */
+function judge(count, c, final) {
+    const { old, canary } = count;
+    if (canary.requests >= c.minRequests && rate(canary) > rate(old) + c.errorMargin)
+        return {
+            kind: 'fail',
+            reason: `the canary answered ${pct(rate(canary))} 5xx (${canary.errors} of ${canary.requests}), the old release ${pct(rate(old))} (${old.errors} of ${old.requests}); canary-error-margin allows ${c.errorMargin} point(s) more`
+        };
+    if (!final)
+        return { kind: 'wait' };
+    if (canary.requests < c.minRequests)
+        return {
+            kind: 'fail',
+            reason: `only ${canary.requests} request(s) reached the canary in ${c.seconds} s (canary-min-requests ${c.minRequests}): too few to judge it`
+        };
+    const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(canary.latencies, 99)];
+    const bound = Math.max(p99Old * c.latencyFactor, p99Old + LATENCY_SLACK_S);
+    if (old.requests && p99New > bound)
+        return {
+            kind: 'fail',
+            reason: `the canary's p99 is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
+        };
+    return { kind: 'promote' };
+}
+const pct = (v) => `${v.toFixed(1)} %`;
+const ms = (s) => `${Math.round(s * 1000)} ms`;
+/** One side as the log and the summary show it. */
+function sideFigures(s) {
+    return `${s.requests} requests, ${s.errors} 5xx (${pct(rate(s))}), p50 ${ms(percentile(s.latencies, 50))}, p99 ${ms(percentile(s.latencies, 99))}`;
+}
+/**
+ * Reads the canary log every POLL_MS for c.seconds (nginx already splits clients) and judges it after each read:
+ * returns at the first failure, or at the end with the final verdict.
+ */
+async function watchCanary(remote, nginxId, service, c) {
+    const count = emptyCount();
+    const start = Date.now();
+    let offset = 0;
+    let verdict = { kind: 'wait' };
+    let said = 0;
+    for (;;) {
+        const elapsed = Date.now() - start;
+        const final = elapsed >= c.seconds * 1000;
+        const r = await remote.run(readCanaryLog(nginxId, canaryLogPath(service), offset));
+        if (r.code !== 0)
+            throw new Error(`reading the canary log failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+        offset += addLog(count, service, r.stdout);
+        verdict = judge(count, c, final);
+        if (verdict.kind !== 'wait')
+            break;
+        if (elapsed >= said) {
+            info(`${(elapsed / 1000).toFixed(0)} s: canary ${sideFigures(count.canary)}; old ${sideFigures(count.old)}`);
+            said += PROGRESS_MS;
+        }
+        await sleep(Math.min(POLL_MS, Math.max(0, c.seconds * 1000 - (Date.now() - start))));
+    }
+    const figures = [`canary (${c.percent} %): ${sideFigures(count.canary)}`, `old release: ${sideFigures(count.old)}`];
+    for (const f of figures)
+        info(f);
+    return { verdict, count, seconds: (Date.now() - start) / 1000, figures };
+}
+
+;// CONCATENATED MODULE: ./src/commands/files.ts
+
+// Files on the host: reading, hashing and atomic replacement. Pure: each returns a command; nothing here runs anything.
+/** Prints `exists` / `creatable` / `denied <path>` for ops-dir. */
+const dirWritable = (dir) => script('if [ -d "$1" ]; then [ -w "$1" ] && echo exists || echo "denied $1"; exit 0; fi; ' +
+    'd=$1; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; [ -w "$d" ] && echo creatable || echo "denied $d"', dir);
+/** Lists `sha256  path` of every file under the given subdirectories of dir (missing ones are skipped). */
+const hashFiles = (dir, subdirs) => script('cd "$1" 2>/dev/null || exit 0; shift; for s; do [ -e "$s" ] && find "$s" -type f ! -name "*.ops-new" ! -name "*.ops-prev" -exec sha256sum {} +; done; exit 0', dir, ...subdirs);
+/** Prints a file base64-encoded (nothing when it does not exist): its bytes survive sharing a round trip with sections. */
+const readFileBase64IfExists = (path) => script('[ -f "$1" ] || exit 0; base64 <"$1"', path);
+/** Prints a file, or nothing when it does not exist. */
+const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', path);
+/**
+ * Unpacks a tar archive from stdin into `<dir>/.ops-stage`, then moves each listed file into place. The old version
+ * is kept as `<path>.ops-prev` (a hard link, so the live name never disappears) and each move is a rename within
+ * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
+ */
+const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
+    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
+    'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
+/** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
+const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
+/** Moves files aside as `.ops-prev` (restoreFiles puts them back, forgetPrevious drops them); a missing one has no copy. */
+const stashFiles = (paths) => script('for f; do if [ -e "$f" ]; then mv -f "$f" "$f.ops-prev" || exit 1; else rm -f "$f.ops-prev"; fi; done', ...paths);
+/** Drops the `.ops-prev` copies once the new files are known good. */
+const forgetPrevious = (paths) => script('for f; do rm -f "$f.ops-prev"; done', ...paths);
+const removeFiles = (paths) => shell_cmd('rm', '-f', '--', ...paths);
+/** Appends one line (stdin) to the deploy history; O_APPEND keeps concurrent writers' lines whole. */
+const appendLine = (path) => script('cat >> "$1"', path);
+/** The last n lines of a file (nothing when it does not exist). */
+const tail = (path, n) => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', path, String(n));
+/** Prints every file of ops-dir's upstreams/ (nginx's per-service files, the front's nginx.stream) as `@@file <name>` followed by its content. */
+const upstreamFiles = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.conf *.locations *.stream; do [ -f "$f" ] || continue; echo "@@file $f"; cat "$f"; echo; done', opsDir);
+
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = require("node:path");
+;// CONCATENATED MODULE: ./src/paths.ts
+
+/** Files and directories of ops-dir on the host, relative to it. */
+const OPS = {
+    env: '.env',
+    history: 'history.jsonl',
+    lock: '.deploy.lock',
+    lockHolder: '.deploy.lock.holder',
+    manifest: '.ops-manifest',
+    /** sha256 of the certificate nginx was last given (a renewal changes it). */
+    certificate: '.ops-certificate',
+    compose: 'compose/docker-compose.yml',
+    backups: 'backups',
+    /** What the background retirements of old containers did (commands/retire.ts). */
+    retireLog: 'retire.log',
+    upstreams: 'upstreams',
+    /** Which nginx container the front relays to (front.ts). */
+    frontUpstream: 'upstreams/nginx.stream'
+};
+/** An absolute path on the host under ops-dir. */
+const hostPath = (opsDir, relative) => external_node_path_namespaceObject.posix.join(opsDir, relative);
+/** Absolute host paths of several ops-dir files. */
+const hostPaths = (opsDir, relatives) => relatives.map(r => hostPath(opsDir, r));
+
+;// CONCATENATED MODULE: ./src/runinfo.ts
+function runInfo(env = process.env) {
+    const base = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}` : undefined;
+    return {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        actor: env.GITHUB_ACTOR,
+        runUrl: base && env.GITHUB_RUN_ID ? `${base}/actions/runs/${env.GITHUB_RUN_ID}` : undefined,
+        commitUrl: base && env.GITHUB_SHA ? `${base}/commit/${env.GITHUB_SHA}` : undefined
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/history.ts
@@ -69904,7 +70108,15 @@ const DEFAULTS = {
     'stop-timeout': '30',
     'lock-timeout': '600',
     'keep-images': '3',
-    memory: ''
+    memory: '',
+    'release-command': '',
+    'release-timeout': '300',
+    'canary-percent': '',
+    'canary-seconds': '60',
+    'canary-min-requests': '20',
+    'canary-error-margin': '1',
+    'canary-latency-factor': '2',
+    'maintenance-page': ''
 };
 /** Reads an input as the runner passes it (INPUT_<NAME>), falling back to the action.yml default when empty. */
 const actionInput = name => {
@@ -70120,8 +70332,8 @@ const FRONT_TEST_ARGV = ['nginx', '-t', '-c', FRONT_CONF];
 const frontTest = (container) => shell_cmd('docker', 'exec', container, ...FRONT_TEST_ARGV);
 /**
  * `nginx -t` of the action's config, in the given nginx container. With `opsDir`, a pass is remembered (in the SSH
- * user's cache dir) for that container and the exact files it read from ops-dir (nginx/, upstreams/*.conf and
- * *.locations, by sha256), and the same files in the same container are not tested again: a docker exec saved on
+ * user's cache dir) for that container and the exact files it read from ops-dir (nginx/, upstreams/*.conf,
+ * *.locations, *.map and *.cookie, by sha256), and the same files in the same container are not tested again: a docker exec saved on
  * every deploy, since the last one's test (of the upstream file it switched to) already passed on them.
  */
 const nginxTest = (at, opsDir) => {
@@ -70134,7 +70346,7 @@ const nginxTest = (at, opsDir) => {
     return script('o=$1 n=$2; shift 2; ' +
         '[ -n "$n" ] || n=$(docker ps -q --no-trunc --filter "label=$1" --filter "label=$2"); shift 2; ' +
         '[ -n "$n" ] || { echo "no running nginx container"; exit 1; }; c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/nginx-tested; ' +
-        'k="$n $o $(cd "$o" && { find nginx -type f -exec sha256sum {} +; find upstreams -maxdepth 1 -type f \\( -name "*.conf" -o -name "*.locations" \\) -exec sha256sum {} +; } | LC_ALL=C sort | sha256sum)"; ' +
+        'k="$n $o $(cd "$o" && { find nginx -type f -exec sha256sum {} +; find upstreams -maxdepth 1 -type f \\( -name "*.conf" -o -name "*.locations" -o -name "*.map" -o -name "*.cookie" \\) -exec sha256sum {} +; } | LC_ALL=C sort | sha256sum)"; ' +
         '[ -f "$c" ] && [ "$(cat "$c")" = "$k" ] && { echo "nginx -t passed on these files before (cached)"; exit 0; }; ' +
         'docker exec "$n" "$@"; r=$?; [ $r -ne 0 ] || { mkdir -p "${c%/*}" && printf "%s\\n" "$k" >"$c"; } 2>/dev/null; exit $r', opsDir, at === 'stack' ? '' : at.container, `${COMPOSE_PROJECT_LABEL}=${PROJECT}`, `${COMPOSE_SERVICE_LABEL}=nginx`, ...TEST_ARGV);
 };
@@ -70574,15 +70786,18 @@ function nginxTestFailed(output, consequence) {
         new HostError(`nginx -t fails on the host's nginx config, so ${consequence}:\n${output.trim()}`, 'fix or remove the file nginx names above (a hand edit or a stray file in nginx/ or upstreams/ of ops-dir), or run mode infra to restore the shipped config'));
 }
 /**
- * Writes nginx files atomically (the old ones kept as `.ops-prev`) and runs `nginx -t`, in one round trip. When the
+ * Writes nginx files atomically and moves `remove` aside (the old ones kept as `.ops-prev`), then runs `nginx -t`, in one round trip. When the
  * test fails the old files are put back and nothing was changed; when it passes the new files are in place and
  * still unloaded (reloadAndWait applies them).
  */
-async function writeAndTest(remote, opsDir, nginxId, files) {
+async function writeAndTest(remote, opsDir, nginxId, files, remove = []) {
     const entries = files.map(f => ({ ...f, mode: 0o644 }));
-    const paths = entries.map(e => e.path);
+    const paths = [...entries.map(e => e.path), ...remove];
+    const commit = remove.length
+        ? and(unpackAndCommit(opsDir, entries.map(e => e.path)), stashFiles(hostPaths(opsDir, remove)))
+        : unpackAndCommit(opsDir, paths);
     // The test runs on the old files if the write failed; its result is not used then.
-    const out = await remote.run(seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }, opsDir))), {
+    const out = await remote.run(seq(section('write', commit), section('test', nginxTest({ container: nginxId }, opsDir))), {
         stdin: await tarball(entries)
     });
     const s = splitSections(out.stdout);
@@ -70595,9 +70810,9 @@ async function writeAndTest(remote, opsDir, nginxId, files) {
         throw nginxTestFailed(test?.out ?? 'no answer from nginx -t', 'nginx was not changed');
     }
 }
-/** Writes, tests and applies nginx files: writeAndTest, then reloadAndWait. */
-async function writeAndReload(remote, opsDir, nginxId, files) {
-    await writeAndTest(remote, opsDir, nginxId, files);
+/** Writes (and removes), tests and applies nginx files: writeAndTest, then reloadAndWait. */
+async function writeAndReload(remote, opsDir, nginxId, files, remove = []) {
+    await writeAndTest(remote, opsDir, nginxId, files, remove);
     await reloadAndWait(remote, nginxId);
 }
 /** Puts back the files writeAndTest replaced, before nginx loaded them (no reload). */
@@ -71456,7 +71671,88 @@ async function withLock(remote, phases, req, fn) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/maintenance.ts
+
+
+
+
+
+
+
+
+
+
+
+
+const SITE_WIDE = 'all';
+/** The file that puts a service (or with SITE_WIDE every route) in maintenance: its map line (05-upstream-vars.conf). */
+const maintenancePath = (target) => `upstreams/${target}.maintenance.map`;
+/** The page nginx answers with (the 8505 server of conf.d/10-undeployed.conf). */
+const MAINTENANCE_PAGE = 'upstreams/maintenance.html';
+/** The page when the run gives none: the action's own. */
+const DEFAULT_PAGE = 'nginx/html/maintenance.html';
+const MAP_LINE = '~. ops_maintenance;\n';
+/** The names of upstreams/*.maintenance.map, one per line. */
+const listMaintenance = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.maintenance.map; do [ -f "$f" ] && echo "${f%.maintenance.map}"; done; exit 0', opsDir);
+const parseMaintenance = (out) => out
+    .split('\n')
+    .map(l => l.trim())
+    .filter(Boolean);
+/** Whether clients of the service get the maintenance page. */
+const inMaintenance = (m, service) => m.includes(SITE_WIDE) || m.includes(service);
+/** mode maintenance / live, under the lock, after the stack is ensured (its config has the maintenance maps). */
+async function runMaintenance(remote, infra, run, phases, lockTimeoutS) {
+    const target = run.service ?? SITE_WIDE;
+    const what = `mode ${run.mode}${run.service ? ` of ${run.service}` : ''}`;
+    return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: lockTimeoutS, what }, async () => {
+        const stack = await runInfra(remote, infra, phases, 'Infra: ');
+        const nginxId = stack.nginxId;
+        return phases.run(run.mode === 'maintenance' ? 'Maintenance on' : 'Maintenance off', async () => {
+            const s = splitSections((await remote.run(concurrently(section('list', listMaintenance(infra.opsDir)), ...(run.service && !CATALOGUE[run.service] ? [section('vars', readFileIfExists(hostPath(infra.opsDir, varsPath(run.service))))] : [])))).stdout);
+            const before = parseMaintenance(s.get('list')?.out ?? '');
+            if (run.service && !CATALOGUE[run.service] && !s.get('vars')?.out.trim())
+                throw new HostError(`${run.service} has no route on this host (not frontend, backend or story, and never deployed here); nothing was changed`, 'deploy it first, or leave service empty for every route');
+            if (run.mode === 'maintenance') {
+                const page = run.page ?? loadBundle().get(DEFAULT_PAGE) ?? 'Down for maintenance.\n';
+                await writeAndReload(remote, infra.opsDir, nginxId, [
+                    { path: maintenancePath(target), content: MAP_LINE },
+                    { path: MAINTENANCE_PAGE, content: page }
+                ]);
+                await forgetFiles(remote, infra.opsDir, [maintenancePath(target), MAINTENANCE_PAGE]);
+            }
+            else {
+                // Site-wide live ends every maintenance; a service's ends its own (site-wide maintenance, if on, stays).
+                const off = run.service ? before.filter(t => t === run.service) : before;
+                if (off.length) {
+                    await writeAndReload(remote, infra.opsDir, nginxId, [], off.map(maintenancePath));
+                    await forgetFiles(remote, infra.opsDir, off.map(maintenancePath));
+                }
+                if (run.service && before.includes(SITE_WIDE))
+                    warning(`Every route is in maintenance (site-wide): ${run.service} keeps the maintenance page until mode live without a service.`);
+            }
+            const after = run.mode === 'maintenance'
+                ? [...new Set([...before, target])]
+                : before.filter(t => !(run.service ? [run.service] : before).includes(t));
+            const lines = [await describeNow(remote, nginxId, after, run)];
+            for (const l of lines)
+                info(l);
+            return lines;
+        });
+    });
+}
+/** What clients get now: the route (or `/`) and /healthz, as nginx answers them, and what is in maintenance. */
+async function describeNow(remote, nginxId, after, run) {
+    const spec = run.service ? CATALOGUE[run.service] : undefined;
+    const path = spec ? publicPath(spec, spec.healthPath) : run.service ? '' : '/';
+    const probes = [section('healthz', httpStatus(nginxId, 'http://127.0.0.1:80/healthz')), ...(path ? [section('route', httpStatus(nginxId, `http://127.0.0.1:80${path}`))] : [])];
+    const s = splitSections((await remote.run(concurrently(...probes))).stdout);
+    const now = after.length ? `in maintenance: ${after.map(t => (t === SITE_WIDE ? 'every route (site-wide)' : t)).join(', ')}` : 'no route in maintenance';
+    const answers = [path && `GET ${path} -> ${s.get('route')?.out.trim() || '?'}`, `GET /healthz -> ${s.get('healthz')?.out.trim() || '?'}`].filter(Boolean);
+    return `${now} (${answers.join(', ')})`;
+}
+
 ;// CONCATENATED MODULE: ./src/preflight.ts
+
 
 
 
@@ -71471,14 +71767,15 @@ async function withLock(remote, phases, req, fn) {
 
 /** Reads the service's containers, its upstream file, the free memory and `nginx -t` (at the given nginx). */
 async function probeService(remote, service, opsDir, nginx) {
-    const out = await remote.run(concurrently(section('containers', serviceContainers(service)), section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(service)))), section('memory', memInfo()), section('nginx-test', nginxTest(nginx, opsDir))));
+    const out = await remote.run(concurrently(section('containers', serviceContainers(service)), section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(service)))), section('memory', memInfo()), section('nginx-test', nginxTest(nginx, opsDir)), section('maintenance', listMaintenance(opsDir))));
     const s = splitSections(out.stdout);
     const available = /^MemAvailable:\s+(\d+) kB/m.exec(s.get('memory')?.out ?? '');
     return {
         containers: parseInspect(s.get('containers')?.out ?? ''),
         live: liveOf(s.get('upstream')?.out ?? ''),
         memAvailableBytes: available ? Number(available[1]) * 1024 : undefined,
-        nginxTest: s.get('nginx-test') ?? { rc: 255, out: 'no answer from nginx -t' }
+        nginxTest: s.get('nginx-test') ?? { rc: 255, out: 'no answer from nginx -t' },
+        maintenance: parseMaintenance(s.get('maintenance')?.out ?? '')
     };
 }
 /**
@@ -71492,7 +71789,8 @@ async function preflight(remote, state, service, memory, inherit) {
     // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
     // writing the upstream file and reloading nginx leaves nginx on the container the file no longer names), so it is
     // stopped like the old release: after the switch, once nginx's old workers are done with it.
-    const leftovers = containers.filter(c => c.name !== live?.container);
+    // One docker is already removing (a retirement in the background of the previous run) is left to it.
+    const leftovers = containers.filter(c => c.name !== live?.container && c.status !== 'removing');
     const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')];
     if (stopped.length) {
         info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`);
@@ -71513,7 +71811,10 @@ async function preflight(remote, state, service, memory, inherit) {
         else
             info(`${mib(state.memAvailableBytes)} of memory available.`);
     }
-    return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit };
+    const maintenance = inMaintenance(state.maintenance, service);
+    if (maintenance)
+        info(`${service} is in maintenance: clients keep the maintenance page; the new release is verified on nginx's preview port.`);
+    return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit, maintenance };
 }
 
 ;// CONCATENATED MODULE: ./src/commands/switch.ts
@@ -71581,12 +71882,12 @@ const RELOAD_TIMEOUT_S = 10;
 const PREVIEW_PORT = 8504;
 /** `<service>-<8 hex>`: a new name for every release, so old and new run side by side. */
 const newContainerName = (service) => `${service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+/** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
+const envText = (app) => app.env.map(([k, v]) => `${k}=${v}\n`).join('');
 async function startContainer(remote, r) {
     const { app } = r;
     const aliases = [app.service, ...app.spec.aliases];
     const memory = r.memory === undefined ? undefined : String(r.memory);
-    // docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked).
-    const envText = app.env.map(([k, v]) => `${k}=${v}\n`).join('');
     const command = runContainer({
         name: r.name,
         service: app.service,
@@ -71607,9 +71908,46 @@ async function startContainer(remote, r) {
         envFile: app.envFile,
         inheritEnvFrom: r.inheritEnvFrom
     });
-    await remote.must(command, `starting ${r.name}`, { stdin: envText });
+    await remote.must(command, `starting ${r.name}`, { stdin: envText(app) });
     const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : '';
     info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
+}
+/** Lines of the release command's output an error shows. */
+const RELEASE_ERROR_LINES = 20;
+/**
+ * The release phase: the command, once, with `sh -c` in a one-off container of the new image, with the app's env
+ * (a file), network and memory limit, no aliases and no route; its output in the log. Exit 0 or it throws (exit
+ * code or timeout, and the last lines); the container is gone either way.
+ */
+async function runReleaseCommand(remote, r) {
+    const { app, release } = r;
+    const name = `${app.service}-release-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+    info(`Running the release command in ${name} (${r.digest || r.image}, network ${r.network}, ${app.service}'s env; release-timeout ${release.timeoutS} s): ${release.command}`);
+    const start = Date.now();
+    const out = await remote.run(runOneOff({
+        name,
+        service: app.service,
+        image: r.digest || r.image,
+        network: r.network,
+        memory: r.memory === undefined ? undefined : String(r.memory),
+        envFile: app.envFile,
+        command: release.command,
+        timeoutS: release.timeoutS
+    }), { stdin: envText(app) });
+    const seconds = (Date.now() - start) / 1000;
+    const m = /^@@ops-release (\S+)\n?$/m.exec(out.stdout);
+    const output = (m ? out.stdout.slice(0, m.index) : out.stdout).trimEnd();
+    info(output ? `output:\n${output}` : '(no output)');
+    if (!m)
+        throw new HostError(`the release command's container ${name} could not be started (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`);
+    const last = output.split('\n').slice(-RELEASE_ERROR_LINES).join('\n') || '(no output)';
+    const fix = 'the previous release keeps serving and nothing else changed; fix the command (or the image) and deploy again';
+    if (m[1] === 'timeout')
+        throw new HostError(`the release command did not finish within ${release.timeoutS} s (release-timeout) and was killed; its last lines:\n${last}`, fix);
+    if (m[1] !== '0')
+        throw new HostError(`the release command exited ${m[1]} after ${seconds.toFixed(1)} s; its last lines:\n${last}`, fix);
+    info(`The release command exited 0 after ${seconds.toFixed(1)} s.`);
+    return { command: release.command, exit: 0, seconds };
 }
 async function inspectOne(remote, name) {
     return parseInspect((await remote.run(inspectContainers([name]))).stdout)[0];
@@ -71667,7 +72005,7 @@ class ThroughNginxFailed extends HostError {
  * naming the new container was written and tested before), then as clients see it. Each check: health path 2xx and
  * route without a 5xx, VERIFY_PAIRS requests of each at once. Returns the seconds each stage took.
  */
-async function throughNginx(remote, app, nginxId, name) {
+async function throughNginx(remote, app, nginxId, name, verifyVia) {
     const healthPath = publicPath(app.spec, app.spec.healthPath);
     const at = (port, header) => ({
         health: `http://127.0.0.1:${port}${healthPath}`,
@@ -71680,7 +72018,9 @@ async function throughNginx(remote, app, nginxId, name) {
         .run(previewSwitchVerify({
         nginxId,
         preview: at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
-        live: at(80, ''),
+        // Clients' port, unless they do not reach the upstream (maintenance) or only some do (a canary): then the
+        // preview port, through the upstream block by its name.
+        live: verifyVia ? at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${verifyVia}`) : at(80, ''),
         need: VERIFY_PAIRS,
         maxWaves: VERIFY_WAVES,
         probeTimeoutS: 3,
@@ -71766,6 +72106,9 @@ async function retireOld(remote, opsDir, nginxId, app, old) {
 
 
 
+
+
+
 /** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
 async function runDeploy(remote, inputs, phases) {
     const { app, infra } = inputs;
@@ -71786,7 +72129,15 @@ async function runDeploy(remote, inputs, phases) {
             probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
         ]);
         const release = { app, image, digest: pulled.digest, mode: inputs.mode, inherit: inputs.mode === 'rollback' };
-        const r = await swap(remote, { infra, release, nginxId: stack.nginxId, lock, phases, seen: stack.changed ? undefined : seen });
+        const r = await swap(remote, {
+            infra,
+            release,
+            nginxId: stack.nginxId,
+            lock,
+            phases,
+            seen: stack.changed ? undefined : seen,
+            ...(inputs.mode === 'deploy' ? { releaseCommand: inputs.releaseCommand, canary: inputs.canary } : {})
+        });
         return { ...r, url: serviceUrl(inputs.connection.host, stack, app) };
     });
 }
@@ -71806,6 +72157,8 @@ async function swap(remote, ctx) {
         const state = ctx.seen ?? (await probeService(remote, app.service, opsDir, { container: nginxId }));
         return preflight(remote, state, app.service, app.memory, release.inherit);
     });
+    let releaseRun;
+    let canaryRun;
     const record = (result, error) => appendHistory(remote, opsDir, {
         mode: release.mode,
         service: app.service,
@@ -71816,53 +72169,139 @@ async function swap(remote, ctx) {
         container: name,
         result,
         phases: phaseSeconds(phases.records, label),
+        ...(releaseRun && { release: releaseRun }),
+        ...(canaryRun && { canary: canaryRecord(canaryRun, ctx.canary?.percent ?? 0) }),
         error
     });
     const failed = (stage, unloaded = []) => (e) => abandon(remote, ctx, { before, name, stage, unloaded, record }, e);
-    // 5. Start the new container next to the old one.
+    // 5. The release command (migrations), once, before anything of the new release serves: a failure changes nothing.
+    if (ctx.releaseCommand) {
+        const releaseCommand = ctx.releaseCommand;
+        releaseRun = await phase('Release command', () => runReleaseCommand(remote, { app, image, digest, network, memory: before.memory, release: releaseCommand })).catch(async (e) => {
+            await record('failed', e.message).catch(() => undefined);
+            throw e;
+        });
+    }
+    const canary = canaryFor(ctx.canary, before, app.service);
+    // 6. Start the new container next to the old one.
     const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined;
     await phase('Start container', () => startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom })).catch(failed('before switch'));
-    // 6. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
-    // nginx -t (nginx loads it only at the switch; a failure before puts the old one back). A service outside the
-    // catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
-    const upstream = {
-        path: upstreamPath(app.service),
-        content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image, digest })
-    };
+    // 7. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
+    // nginx -t (nginx loads it only at the switch; a failure before puts the old one back), and a canary's leftovers of
+    // an interrupted run go; with a canary, its files are written instead (the upstream file waits for the promotion).
+    // A service outside the catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
+    const next = { container: name, image, digest };
+    const upstream = { path: upstreamPath(app.service), content: upstreamConf(upstreamName(app.service), app.spec.port, next) };
     const routeFiles = CATALOGUE[app.service] ? [] : customServiceFiles(app.service, app.spec.route, before.live !== undefined);
+    const staged = canary ? canaryPaths(app.service) : [upstream.path, ...canaryPaths(app.service)];
     const written = (async () => {
         if (routeFiles.length)
             await writeAndReload(remote, opsDir, nginxId, routeFiles);
-        await writeAndTest(remote, opsDir, nginxId, [upstream]);
+        if (canary) {
+            await remote.must(clearCanaryLog(nginxId, canaryLogPath(app.service)), 'clearing the canary log');
+            await writeAndTest(remote, opsDir, nginxId, canaryFiles(app.service, app.spec.port, next, canary.percent));
+        }
+        else
+            await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service));
     })().then(() => undefined, (e) => e);
-    // A failure before the switch puts the old upstream file back if the new one was written (abandon() does).
-    const beforeSwitch = async (e) => failed('before switch', (await written) ? [] : [upstream.path])(e);
+    // A failure before the switch puts the old files back if the new ones were written (abandon() does).
+    const beforeSwitch = async (e) => failed('before switch', (await written) ? [] : staged)(e);
     const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(beforeSwitch);
-    // 7-9. Preview, switch, verify, in one round trip: nginx's preview port routes to the new container through the very
-    // same route config (no reload); then the reload that switches clients; then the route as clients see it. Where it
-    // stopped is known from its output; without it (the connection lost mid-way) it may have switched.
-    await phase('Preview, switch and verify through nginx', async () => {
+    // 8-10. Preview, switch, verify, in one round trip: nginx's preview port routes to the new container through the very
+    // same route config (no reload); then the reload that switches clients (with a canary: a share of them); then the
+    // route as clients see it. Where it stopped is known from its output; without it (the connection lost mid-way) it
+    // may have switched. In maintenance, clients get the maintenance page: the route is verified on the preview port.
+    const verifyVia = canary ? canaryUpstream(app.service) : before.maintenance ? upstreamName(app.service) : undefined;
+    await phase(canary ? `Preview, start the canary (${canary.percent} %) and verify` : 'Preview, switch and verify through nginx', async () => {
         const writeError = await written;
         if (writeError)
             throw writeError;
-        await throughNginx(remote, app, nginxId, name);
-        info(`nginx routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
+        await throughNginx(remote, app, nginxId, name, verifyVia);
+        info(`nginx routes ${canary ? `${canary.percent} % of clients of ` : ''}${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
     }).catch(async (e) => {
         // The write or its nginx -t failed: writeAndTest put its files back.
         if (e === (await written))
             return failed('before switch')(e);
         if (e instanceof ThroughNginxFailed && e.stage !== 'preview')
-            return failed('switched')(e);
+            return canary ? endCanary(remote, ctx, name, e) : failed('switched')(e);
         return beforeSwitch(e);
     });
-    // 10. The switch is final. The old container stops in the background once nginx is done with it; history, images.
+    // 11. The canary: watched, then promoted (the same switch, to every client) or rolled back.
+    if (canary) {
+        canaryRun = await phase(`Canary (${canary.percent} % for ${canary.seconds} s)`, () => watchCanary(remote, nginxId, app.service, canary)).catch((e) => endCanary(remote, ctx, name, e));
+        const verdict = canaryRun.verdict;
+        if (verdict.kind === 'fail')
+            await endCanary(remote, ctx, name, new HostError(`The canary failed: ${verdict.reason}`), canaryRun);
+        await phase('Promote the canary', async () => {
+            await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service)).catch((e) => endCanary(remote, ctx, name, e, canaryRun));
+            await throughNginx(remote, app, nginxId, name, before.maintenance ? upstreamName(app.service) : undefined);
+            await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service)));
+            info(`Promoted: nginx routes every client of ${app.spec.route} to ${name}.`);
+        }).catch(async (e) => {
+            if (e instanceof RolledBack)
+                throw e;
+            if (e instanceof ThroughNginxFailed && e.stage !== 'preview')
+                return failed('switched')(e);
+            return failed('before switch', [upstream.path, ...canaryPaths(app.service)])(e);
+        });
+    }
+    // 12. The switch is final. The old container stops in the background once nginx is done with it; history, images.
     await phase('Retire old and record', () => Promise.all([
         forgetFiles(remote, opsDir, serviceFiles(app.service)),
         retireOld(remote, opsDir, nginxId, app, before.retire),
         record('success'),
         pruneImages(remote, app.keepImages, imageRepository(image), [image, digest, before.live?.image ?? '', before.live?.digest ?? ''])
     ]));
-    return { container: name, image, digest, previousImage: before.live?.image ?? '' };
+    return { container: name, image, digest, previousImage: before.live?.image ?? '', release: releaseRun, canary: canaryRun };
+}
+/** The canary to run: none without an old release to compare with, or while clients get the maintenance page. */
+function canaryFor(c, before, service) {
+    if (!c)
+        return undefined;
+    if (!before.live)
+        return void info(`${service} has no release serving yet: no canary, the first release takes every client.`);
+    if (before.maintenance)
+        return void info(`${service} is in maintenance (no client reaches it): no canary.`);
+    return c;
+}
+/**
+ * A canary that failed (or could not be watched): every client back on the old release (the canary's files go, nginx
+ * reloads), the new container stopped and removed in the background once nginx is done with it (no request in
+ * flight to it fails), the attempt recorded; throws RolledBack with both sides' figures.
+ */
+async function endCanary(remote, ctx, name, e, result) {
+    const { app, image, digest } = ctx.release;
+    const { opsDir } = ctx.infra;
+    const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back the canary`, async () => {
+        await writeAndReload(remote, opsDir, ctx.nginxId, [], canaryPaths(app.service));
+        await forgetFiles(remote, opsDir, serviceFiles(app.service));
+        await remote.run(removeCanaryLog(ctx.nginxId, canaryLogPath(app.service)));
+        await showLogs(remote, name, name, 50);
+        await retireOld(remote, opsDir, ctx.nginxId, app, [{ name, image: digest || image }]);
+        return [
+            ...(result?.figures ?? []),
+            `nginx routes every client of ${app.spec.route} to the old release again`,
+            `${name} is stopped and removed once nginx has no request in flight to it`
+        ];
+    });
+    await appendHistory(remote, opsDir, {
+        mode: ctx.release.mode,
+        service: app.service,
+        image,
+        digest,
+        previousImage: '',
+        container: name,
+        result: 'rolled-back',
+        phases: phaseSeconds(ctx.phases.records, ctx.label),
+        ...(result && { canary: canaryRecord(result, ctx.canary?.percent ?? 0) }),
+        error: e.message
+    }).catch(() => undefined);
+    throw new RolledBack(e, notes);
+}
+/** The canary in the history: both sides' counts and p99. */
+function canaryRecord(r, percent) {
+    const side = (s) => ({ requests: s.requests, errors: s.errors, p99: percentile(s.latencies, 99) });
+    return { percent, seconds: Math.round(r.seconds), verdict: r.verdict.kind, canary: side(r.count.canary), old: side(r.count.old) };
 }
 /**
  * A swap that failed: nginx back on the old container (once switched), the new container removed, the attempt
@@ -71900,7 +72339,7 @@ async function abandon(remote, ctx, a, e) {
     throw new RolledBack(e, notes);
 }
 /** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
-const serviceFiles = (service) => [upstreamPath(service), locationsPath(service), varsPath(service)];
+const serviceFiles = (service) => [upstreamPath(service), locationsPath(service), varsPath(service), ...canaryPaths(service)];
 function serviceUrl(host, infra, app) {
     const i = infra.settings;
     if (infra.tls)
@@ -71944,6 +72383,21 @@ function parseAliases(v, service) {
             throw new InputError('aliases', `'${a}' is the network name of ${APP_NAMES[a]} (it would take ${APP_NAMES[a]}'s traffic)`);
     }
     return list;
+}
+/** `service` of mode maintenance / live: a route's service (not told by the repository: empty means every route). */
+function maintenanceService(c) {
+    return c.check('service', v => {
+        const s = v.trim();
+        if (!s)
+            return undefined;
+        if (!SERVICE_RE.test(s))
+            throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`);
+        if (RESERVED_NAMES.includes(s) || s === 'all')
+            throw new InputError('service', `'${s}' is not an app service (leave service empty for every route)`);
+        if (APP_NAMES[s] && APP_NAMES[s] !== s)
+            throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; name the service`);
+        return s;
+    }, undefined);
 }
 /** The app's inputs, checked in the order of action.yml; `image` is '' for mode rollback. */
 function appInputs(c, mode, read, repository) {
@@ -72555,15 +73009,89 @@ function infraInputs(c) {
     return { opsDir, network, settings: { domain, httpPort, httpsPort }, infraEnv, infraTimeoutS, backups: { keep, beforeInfra } };
 }
 
+;// CONCATENATED MODULE: ./src/inputs/release.ts
+
+
+
+
+// Inputs of the release phase and the canary (mode deploy), and of mode maintenance / live.
+/** The release command sits on the host's command line (it is not secret: env values never are there). */
+const MAX_COMMAND = 4096;
+/** A maintenance page larger than this is a mistake (an image or an archive). */
+const MAX_PAGE_BYTES = 512 * 1024;
+function releaseInputs(c, mode) {
+    const command = c.check('release-command', v => {
+        const s = v.trim();
+        if (!s)
+            return undefined;
+        if (mode !== 'deploy')
+            throw new InputError('release-command', `is for mode deploy (this run is mode ${mode}: nothing new to release)`);
+        if (s.length > MAX_COMMAND)
+            throw new InputError('release-command', `is ${s.length} characters long (at most ${MAX_COMMAND}); put a script in the image and run that`);
+        if (s.includes('\0'))
+            throw new InputError('release-command', 'contains a NUL character');
+        return s;
+    }, undefined);
+    const timeoutS = c.check('release-timeout', parseInteger('release-timeout', 1, 3600, 'seconds'), 300);
+    return command === undefined ? undefined : { command, timeoutS };
+}
+function parseNumber(name, min, max, unit) {
+    return v => {
+        const s = v.trim();
+        if (!/^\d+(\.\d+)?$/.test(s))
+            throw new InputError(name, `'${s}' is not a number of ${unit}`);
+        const n = Number(s);
+        if (n < min || n > max)
+            throw new InputError(name, `${n} is out of range (${min}–${max} ${unit})`);
+        return n;
+    };
+}
+function canaryInputs(c, mode) {
+    const percent = c.check('canary-percent', optional(v => {
+        if (mode !== 'deploy')
+            throw new InputError('canary-percent', `is for mode deploy (this run is mode ${mode})`);
+        return parseInteger('canary-percent', 1, 50, 'percent of clients')(v);
+    }), undefined);
+    const seconds = c.check('canary-seconds', parseInteger('canary-seconds', 5, 3600, 'seconds'), 60);
+    const minRequests = c.check('canary-min-requests', parseInteger('canary-min-requests', 1, 1_000_000, 'requests'), 20);
+    const errorMargin = c.check('canary-error-margin', parseNumber('canary-error-margin', 0, 100, 'percentage points'), 1);
+    const latencyFactor = c.check('canary-latency-factor', parseNumber('canary-latency-factor', 1, 100, 'times the old p99'), 2);
+    return percent === undefined ? undefined : { percent, seconds, minRequests, errorMargin, latencyFactor };
+}
+/**
+ * `maintenance-page`: an HTML file of the calling repository (relative to its checkout, GITHUB_WORKSPACE), read now
+ * so a missing or unfit file fails before the host is touched.
+ */
+function maintenancePage(c, mode, workspace = process.env.GITHUB_WORKSPACE ?? process.cwd()) {
+    return c.check('maintenance-page', v => {
+        const s = v.trim();
+        if (!s)
+            return undefined;
+        if (mode !== 'maintenance')
+            throw new InputError('maintenance-page', `is for mode maintenance (this run is mode ${mode})`);
+        const path = (0,external_node_path_namespaceObject.isAbsolute)(s) ? s : (0,external_node_path_namespaceObject.resolve)(workspace, s);
+        if (!(0,external_node_fs_namespaceObject.existsSync)(path) || !(0,external_node_fs_namespaceObject.statSync)(path).isFile())
+            throw new InputError('maintenance-page', `'${s}' is not a file of the repository (looked for ${path}; check out the repository first)`);
+        const size = (0,external_node_fs_namespaceObject.statSync)(path).size;
+        if (size > MAX_PAGE_BYTES)
+            throw new InputError('maintenance-page', `'${s}' is ${Math.round(size / 1024)} KiB (at most ${MAX_PAGE_BYTES / 1024} KiB: one HTML file, styles inline)`);
+        const text = (0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8');
+        if (text.includes('\uFFFD'))
+            throw new InputError('maintenance-page', `'${s}' is not UTF-8 text (an HTML file is)`);
+        return text;
+    }, undefined);
+}
+
 ;// CONCATENATED MODULE: ./src/inputs/index.ts
 
 
 
 
 
-const MODES = ['deploy', 'infra', 'rollback', 'status', 'backup', 'plan'];
+
+const MODES = ['deploy', 'infra', 'rollback', 'status', 'backup', 'plan', 'maintenance', 'live'];
 /** Modes about the host as a whole: no service, no image. */
-const HOST_MODES = ['infra', 'status', 'backup', 'plan'];
+const HOST_MODES = ['infra', 'status', 'backup', 'plan', 'maintenance', 'live'];
 /** Inputs that only mode deploy / rollback use (a warning names them when given to mode infra). */
 const DEPLOY_ONLY = [
     'service',
@@ -72581,7 +73109,14 @@ const DEPLOY_ONLY = [
     'drain-timeout',
     'stop-timeout',
     'keep-images',
-    'memory'
+    'memory',
+    'release-command',
+    'release-timeout',
+    'canary-percent',
+    'canary-seconds',
+    'canary-min-requests',
+    'canary-error-margin',
+    'canary-latency-factor'
 ];
 /**
  * Reads and checks every input; all problems are thrown together as InputErrors, before anything touches the host.
@@ -72596,7 +73131,8 @@ function getInputs(read = actionInput, repository = process.env.GITHUB_REPOSITOR
         return s;
     }, 'infra');
     if (HOST_MODES.includes(mode)) {
-        const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name]);
+        const own = mode === 'maintenance' || mode === 'live' ? ['service'] : [];
+        const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name] && !own.includes(name));
         if (given.length)
             c.warn(`Ignored in mode ${mode} (they belong to mode deploy/rollback): ${given.join(', ')}`);
     }
@@ -72608,13 +73144,18 @@ function getInputs(read = actionInput, repository = process.env.GITHUB_REPOSITOR
         c.fail('restart-services', `is for mode infra (this run is mode ${mode})`);
     const dryRun = c.check('dry-run', parseBoolean('dry-run'), false);
     const base = { connection, infra, lockTimeoutS, dryRun, warnings: c.warnings };
+    const releaseCommand = releaseInputs(c, mode);
+    const canary = canaryInputs(c, mode);
+    const page = maintenancePage(c, mode);
     const run = () => {
         if (mode === 'deploy')
-            return { ...base, mode, ...appInputs(c, mode, read, repository) };
+            return { ...base, mode, ...appInputs(c, mode, read, repository), releaseCommand, canary };
         if (mode === 'rollback')
             return { ...base, mode, app: appInputs(c, mode, read, repository).app };
         if (mode === 'infra')
             return { ...base, mode, restartServices };
+        if (mode === 'maintenance' || mode === 'live')
+            return { ...base, mode, service: maintenanceService(c), page };
         return { ...base, mode };
     };
     const inputs = run();
@@ -73457,8 +73998,20 @@ async function runPlan(remote, inputs, phases) {
                 : `pull ${image} (ask the registry what it names now${s.get('image')?.rc === 0 ? '; a copy is on the host' : ''})`);
         else
             changes.push(`roll ${d.service} back to the previous image in the history`);
+        const release = inputs.mode === 'deploy' ? inputs.releaseCommand : undefined;
+        const canary = inputs.mode === 'deploy' && live ? inputs.canary : undefined;
+        if (release)
+            changes.push(`run the release command once in a one-off container of ${image} (network ${inputs.infra.network}, ${d.service}'s env, no route; release-timeout ${release.timeoutS} s): ${release.command}`);
         changes.push(`start a new ${d.service}-<8 hex> container${image ? ` from ${image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`);
+        if (canary)
+            changes.push(`send ${canary.percent} % of ${d.spec.route}'s clients (sticky by the ops_client cookie) to the new container for ${canary.seconds} s and compare its 5xx rate and p99 with ${live?.container}'s: promote it, or roll back at once`);
         changes.push(`switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`);
+    }
+    if (inputs.mode === 'maintenance' || inputs.mode === 'live') {
+        const what = inputs.service ? `${inputs.service}'s route` : 'every route but /healthz';
+        changes.push(inputs.mode === 'maintenance'
+            ? `put ${what} in maintenance: nginx answers 503 with Retry-After and ${inputs.page ? 'the given maintenance-page' : "the action's maintenance page"} (reload, nginx -t first)`
+            : `end the maintenance of ${inputs.service ? inputs.service : 'every route'} (reload, nginx -t first)`);
     }
     info(changes.length ? `The run would:\n${changes.map(c => `  - ${c}`).join('\n')}` : 'The run would change nothing.');
     const diff = diffs.join('');
@@ -74611,13 +75164,16 @@ async function connect(c, pause = sleep) {
 
 
 
+
+
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
 async function runStatus(remote, inputs) {
-    const s = splitSections((await remote.run(concurrently(section('stack', projectInspect(PROJECT)), section('apps', allAppContainers()), section('upstreams', upstreamFiles(inputs.opsDir)), section('history', historyTail(inputs.opsDir, 1000))))).stdout);
+    const s = splitSections((await remote.run(concurrently(section('stack', projectInspect(PROJECT)), section('apps', allAppContainers()), section('upstreams', upstreamFiles(inputs.opsDir)), section('history', historyTail(inputs.opsDir, 1000)), section('maintenance', listMaintenance(inputs.opsDir))))).stdout);
     const stackContainers = parseInspect(s.get('stack')?.out ?? '');
     const apps = parseInspect(s.get('apps')?.out ?? '');
     const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '');
     const history = parseHistory(s.get('history')?.out ?? '');
+    const maintenance = parseMaintenance(s.get('maintenance')?.out ?? '');
     const nginx = stackContainers.find(c => c.service === 'nginx' && c.status === 'running');
     const stack = STACK_SERVICES.map(service => {
         const c = stackContainers.find(x => x.service === service);
@@ -74626,7 +75182,10 @@ async function runStatus(remote, inputs) {
             : { service, container: '', image: '', state: 'missing', health: '', since: '' };
     });
     const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.service)])].filter(Boolean);
-    const rows = names.map(service => appRow(service, live.get(service), apps, history));
+    const rows = names.map(service => ({
+        ...appRow(service, live.get(service), apps, history),
+        maintenance: inMaintenance(maintenance, service)
+    }));
     // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
     if (nginx) {
         const probes = rows.flatMap((r, i) => {
@@ -74638,7 +75197,9 @@ async function runStatus(remote, inputs) {
                 return [];
             return [
                 section(`direct-${i}`, httpStatus(nginx.id, `http://${c.name}:${spec.port}${spec.healthPath}`, 3)),
-                section(`nginx-${i}`, httpStatus(nginx.id, `http://127.0.0.1:80${publicPath(spec, spec.healthPath)}`, 3))
+                section(`nginx-${i}`, r.maintenance
+                    ? httpStatus(nginx.id, `http://127.0.0.1:${PREVIEW_PORT}${publicPath(spec, spec.healthPath)}`, 3, `${PREVIEW_HEADER}: ${upstreamName(r.service)}`)
+                    : httpStatus(nginx.id, `http://127.0.0.1:80${publicPath(spec, spec.healthPath)}`, 3))
             ];
         });
         if (probes.length) {
@@ -74649,7 +75210,7 @@ async function runStatus(remote, inputs) {
             });
         }
     }
-    const status = { stack, services: rows };
+    const status = { stack, services: rows, maintenance };
     for (const line of statusLines(status))
         info(line);
     return status;
@@ -74698,7 +75259,9 @@ const cell = (v) => (v ? v.replace(/\|/g, '\\|') : '—');
 const since = (t) => (t && !t.startsWith('0001') ? t.replace(/\.\d+Z$/, 'Z') : '');
 /** The status as log lines and markdown tables (the job summary). */
 function statusLines(st) {
+    const m = st.maintenance;
     return [
+        ...(m.length ? [`In maintenance: ${m.map(t => (t === SITE_WIDE ? 'every route (site-wide)' : t)).join(', ')}.`, ''] : []),
         '| Stack | Container | Image | State | Health | Up since |',
         '| --- | --- | --- | --- | --- | --- |',
         ...st.stack.map(r => `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${r.state} | ${cell(r.health)} | ${cell(since(r.since))} |`),
@@ -74708,7 +75271,7 @@ function statusLines(st) {
         ...st.services.map(r => {
             const d = r.lastDeploy;
             const last = d ? `${d.time} ${d.mode} ${d.result}${d.actor ? ` by ${d.actor}` : ''}${d.sha ? ` (${d.sha.slice(0, 7)})` : ''}` : '';
-            return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${cell(r.digest.slice(r.digest.lastIndexOf('@') + 1))} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`;
+            return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${cell(r.digest.slice(r.digest.lastIndexOf('@') + 1))} | ${r.state}${r.maintenance ? ', in maintenance' : ''} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`;
         })
     ];
 }
@@ -74750,6 +75313,7 @@ async function summarize(phases, title, report) {
 }
 
 ;// CONCATENATED MODULE: ./src/main.ts
+
 
 
 
@@ -74834,6 +75398,9 @@ async function runMode(remote, inputs, phases) {
         }
         case 'plan':
             return plan(remote, inputs, phases);
+        case 'maintenance':
+        case 'live':
+            return { lines: await runMaintenance(remote, inputs.infra, inputs, phases, inputs.lockTimeoutS) };
         case 'deploy':
         case 'rollback': {
             const r = await runDeploy(remote, inputs, phases);
@@ -74848,6 +75415,8 @@ async function runMode(remote, inputs, phases) {
                 lines: [
                     `serving ${r.image}${r.digest && r.digest !== r.image ? ` → ${r.digest}` : ''} from ${r.container}`,
                     `previous image: ${r.previousImage || 'none (first deploy)'}`,
+                    ...(r.release ? [`release command: exit ${r.release.exit} after ${r.release.seconds.toFixed(1)} s (\`${r.release.command}\`)`] : []),
+                    ...(r.canary ? [`canary promoted after ${r.canary.seconds.toFixed(0)} s`, ...r.canary.figures] : []),
                     `url: ${r.url}`
                 ]
             };

@@ -1,5 +1,8 @@
 import * as core from '@actions/core'
 import { CATALOGUE } from './catalogue'
+import { canaryFiles, canaryPaths, canaryUpstream, percentile, watchCanary, type CanaryInputs, type CanaryResult } from './canary'
+import { canaryLogPath, clearCanaryLog, removeCanaryLog } from './commands/canary'
+import { showLogs } from './containers'
 import { HostError, RolledBack } from './errors'
 import { appendHistory, phaseSeconds, rollbackTarget, type HistoryRecord } from './history'
 import { imageRepository, pullImage, pruneImages } from './images'
@@ -9,7 +12,18 @@ import { withLock, type Lock } from './lock'
 import { forgetFiles, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
 import type { Phases } from './phases'
 import { preflight, probeService, type Before, type ServiceState } from './preflight'
-import { healthGate, newContainerName, removeFailed, retireOld, startContainer, throughNginx, ThroughNginxFailed } from './release'
+import {
+  healthGate,
+  newContainerName,
+  removeFailed,
+  retireOld,
+  runReleaseCommand,
+  startContainer,
+  throughNginx,
+  ThroughNginxFailed,
+  type ReleaseCommand,
+  type ReleaseRun
+} from './release'
 import type { Remote } from './ssh'
 import { customServiceFiles, locationsPath, upstreamConf, upstreamName, upstreamPath, varsPath } from './upstream'
 
@@ -19,6 +33,10 @@ export interface DeployResult {
   digest: string
   previousImage: string
   url: string
+  /** The release command, when one ran. */
+  release?: ReleaseRun
+  /** The canary's figures, when one ran (and was promoted). */
+  canary?: CanaryResult
 }
 
 /** `mode: deploy` and `mode: rollback`, top to bottom: image, lock, stack, then the swap (see swap()). */
@@ -43,7 +61,15 @@ export async function runDeploy(remote: Remote, inputs: AppRun, phases: Phases):
       probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
     ])
     const release: Release = { app, image, digest: pulled.digest, mode: inputs.mode, inherit: inputs.mode === 'rollback' }
-    const r = await swap(remote, { infra, release, nginxId: stack.nginxId, lock, phases, seen: stack.changed ? undefined : seen })
+    const r = await swap(remote, {
+      infra,
+      release,
+      nginxId: stack.nginxId,
+      lock,
+      phases,
+      seen: stack.changed ? undefined : seen,
+      ...(inputs.mode === 'deploy' ? { releaseCommand: inputs.releaseCommand, canary: inputs.canary } : {})
+    })
     return { ...r, url: serviceUrl(inputs.connection.host, stack, app) }
   })
 }
@@ -70,6 +96,10 @@ export interface SwapContext {
   label?: string
   /** The service's state, read while infra ran: still what the host has when infra changed nothing. */
   seen?: ServiceState
+  /** Run once before the new container starts (mode deploy). */
+  releaseCommand?: ReleaseCommand
+  /** Send a share of clients to the new release first and promote it only if it answers as well as the old one. */
+  canary?: CanaryInputs
 }
 
 /** Where a failed swap stopped: before nginx was told about the new container, or after its upstream file was switched. */
@@ -92,6 +122,8 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     const state = ctx.seen ?? (await probeService(remote, app.service, opsDir, { container: nginxId }))
     return preflight(remote, state, app.service, app.memory, release.inherit)
   })
+  let releaseRun: ReleaseRun | undefined
+  let canaryRun: CanaryResult | undefined
   const record = (result: HistoryRecord['result'], error?: string) =>
     appendHistory(remote, opsDir, {
       mode: release.mode,
@@ -103,6 +135,8 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       container: name,
       result,
       phases: phaseSeconds(phases.records, label),
+      ...(releaseRun && { release: releaseRun }),
+      ...(canaryRun && { canary: canaryRecord(canaryRun, ctx.canary?.percent ?? 0) }),
       error
     })
   const failed =
@@ -110,45 +144,88 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     (e: unknown) =>
       abandon(remote, ctx, { before, name, stage, unloaded, record }, e as Error)
 
-  // 5. Start the new container next to the old one.
+  // 5. The release command (migrations), once, before anything of the new release serves: a failure changes nothing.
+  if (ctx.releaseCommand) {
+    const releaseCommand = ctx.releaseCommand
+    releaseRun = await phase('Release command', () =>
+      runReleaseCommand(remote, { app, image, digest, network, memory: before.memory, release: releaseCommand })
+    ).catch(async (e: Error) => {
+      await record('failed', e.message).catch(() => undefined)
+      throw e
+    })
+  }
+  const canary = canaryFor(ctx.canary, before, app.service)
+
+  // 6. Start the new container next to the old one.
   const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined
   await phase('Start container', () =>
     startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom })
   ).catch(failed('before switch'))
-  // 6. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
-  // nginx -t (nginx loads it only at the switch; a failure before puts the old one back). A service outside the
-  // catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
-  const upstream = {
-    path: upstreamPath(app.service),
-    content: upstreamConf(upstreamName(app.service), app.spec.port, { container: name, image, digest })
-  }
+  // 7. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
+  // nginx -t (nginx loads it only at the switch; a failure before puts the old one back), and a canary's leftovers of
+  // an interrupted run go; with a canary, its files are written instead (the upstream file waits for the promotion).
+  // A service outside the catalogue brings its route, applied first (nginx reloads for it; the catalogue's ship with nginx/).
+  const next = { container: name, image, digest }
+  const upstream = { path: upstreamPath(app.service), content: upstreamConf(upstreamName(app.service), app.spec.port, next) }
   const routeFiles = CATALOGUE[app.service] ? [] : customServiceFiles(app.service, app.spec.route, before.live !== undefined)
+  const staged = canary ? canaryPaths(app.service) : [upstream.path, ...canaryPaths(app.service)]
   const written: Promise<Error | undefined> = (async () => {
     if (routeFiles.length) await writeAndReload(remote, opsDir, nginxId, routeFiles)
-    await writeAndTest(remote, opsDir, nginxId, [upstream])
+    if (canary) {
+      await remote.must(clearCanaryLog(nginxId, canaryLogPath(app.service)), 'clearing the canary log')
+      await writeAndTest(remote, opsDir, nginxId, canaryFiles(app.service, app.spec.port, next, canary.percent))
+    } else await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service))
   })().then(
     () => undefined,
     (e: Error) => e
   )
-  // A failure before the switch puts the old upstream file back if the new one was written (abandon() does).
-  const beforeSwitch = async (e: unknown) => failed('before switch', (await written) ? [] : [upstream.path])(e)
+  // A failure before the switch puts the old files back if the new ones were written (abandon() does).
+  const beforeSwitch = async (e: unknown) => failed('before switch', (await written) ? [] : staged)(e)
   const ip = await phase('Health gate (direct)', () => healthGate(remote, app, name, network, nginxId)).catch(beforeSwitch)
-  // 7-9. Preview, switch, verify, in one round trip: nginx's preview port routes to the new container through the very
-  // same route config (no reload); then the reload that switches clients; then the route as clients see it. Where it
-  // stopped is known from its output; without it (the connection lost mid-way) it may have switched.
-  await phase('Preview, switch and verify through nginx', async () => {
-    const writeError = await written
-    if (writeError) throw writeError
-    await throughNginx(remote, app, nginxId, name)
-    core.info(`nginx routes ${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`)
-  }).catch(async (e: unknown) => {
+  // 8-10. Preview, switch, verify, in one round trip: nginx's preview port routes to the new container through the very
+  // same route config (no reload); then the reload that switches clients (with a canary: a share of them); then the
+  // route as clients see it. Where it stopped is known from its output; without it (the connection lost mid-way) it
+  // may have switched. In maintenance, clients get the maintenance page: the route is verified on the preview port.
+  const verifyVia = canary ? canaryUpstream(app.service) : before.maintenance ? upstreamName(app.service) : undefined
+  await phase(
+    canary ? `Preview, start the canary (${canary.percent} %) and verify` : 'Preview, switch and verify through nginx',
+    async () => {
+      const writeError = await written
+      if (writeError) throw writeError
+      await throughNginx(remote, app, nginxId, name, verifyVia)
+      core.info(
+        `nginx routes ${canary ? `${canary.percent} % of clients of ` : ''}${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`
+      )
+    }
+  ).catch(async (e: unknown) => {
     // The write or its nginx -t failed: writeAndTest put its files back.
     if (e === (await written)) return failed('before switch')(e)
-    if (e instanceof ThroughNginxFailed && e.stage !== 'preview') return failed('switched')(e)
+    if (e instanceof ThroughNginxFailed && e.stage !== 'preview') return canary ? endCanary(remote, ctx, name, e) : failed('switched')(e)
     return beforeSwitch(e)
   })
 
-  // 10. The switch is final. The old container stops in the background once nginx is done with it; history, images.
+  // 11. The canary: watched, then promoted (the same switch, to every client) or rolled back.
+  if (canary) {
+    canaryRun = await phase(`Canary (${canary.percent} % for ${canary.seconds} s)`, () =>
+      watchCanary(remote, nginxId, app.service, canary)
+    ).catch((e: Error) => endCanary(remote, ctx, name, e))
+    const verdict = canaryRun.verdict
+    if (verdict.kind === 'fail') await endCanary(remote, ctx, name, new HostError(`The canary failed: ${verdict.reason}`), canaryRun)
+    await phase('Promote the canary', async () => {
+      await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service)).catch((e: Error) =>
+        endCanary(remote, ctx, name, e, canaryRun)
+      )
+      await throughNginx(remote, app, nginxId, name, before.maintenance ? upstreamName(app.service) : undefined)
+      await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service)))
+      core.info(`Promoted: nginx routes every client of ${app.spec.route} to ${name}.`)
+    }).catch(async (e: unknown) => {
+      if (e instanceof RolledBack) throw e
+      if (e instanceof ThroughNginxFailed && e.stage !== 'preview') return failed('switched')(e)
+      return failed('before switch', [upstream.path, ...canaryPaths(app.service)])(e)
+    })
+  }
+
+  // 12. The switch is final. The old container stops in the background once nginx is done with it; history, images.
   await phase('Retire old and record', () =>
     Promise.all([
       forgetFiles(remote, opsDir, serviceFiles(app.service)),
@@ -157,7 +234,56 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       pruneImages(remote, app.keepImages, imageRepository(image), [image, digest, before.live?.image ?? '', before.live?.digest ?? ''])
     ])
   )
-  return { container: name, image, digest, previousImage: before.live?.image ?? '' }
+  return { container: name, image, digest, previousImage: before.live?.image ?? '', release: releaseRun, canary: canaryRun }
+}
+
+/** The canary to run: none without an old release to compare with, or while clients get the maintenance page. */
+function canaryFor(c: CanaryInputs | undefined, before: Before, service: string): CanaryInputs | undefined {
+  if (!c) return undefined
+  if (!before.live) return void core.info(`${service} has no release serving yet: no canary, the first release takes every client.`)
+  if (before.maintenance) return void core.info(`${service} is in maintenance (no client reaches it): no canary.`)
+  return c
+}
+
+/**
+ * A canary that failed (or could not be watched): every client back on the old release (the canary's files go, nginx
+ * reloads), the new container stopped and removed in the background once nginx is done with it (no request in
+ * flight to it fails), the attempt recorded; throws RolledBack with both sides' figures.
+ */
+async function endCanary(remote: Remote, ctx: SwapContext, name: string, e: Error, result?: CanaryResult): Promise<never> {
+  const { app, image, digest } = ctx.release
+  const { opsDir } = ctx.infra
+  const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back the canary`, async () => {
+    await writeAndReload(remote, opsDir, ctx.nginxId, [], canaryPaths(app.service))
+    await forgetFiles(remote, opsDir, serviceFiles(app.service))
+    await remote.run(removeCanaryLog(ctx.nginxId, canaryLogPath(app.service)))
+    await showLogs(remote, name, name, 50)
+    await retireOld(remote, opsDir, ctx.nginxId, app, [{ name, image: digest || image }])
+    return [
+      ...(result?.figures ?? []),
+      `nginx routes every client of ${app.spec.route} to the old release again`,
+      `${name} is stopped and removed once nginx has no request in flight to it`
+    ]
+  })
+  await appendHistory(remote, opsDir, {
+    mode: ctx.release.mode,
+    service: app.service,
+    image,
+    digest,
+    previousImage: '',
+    container: name,
+    result: 'rolled-back',
+    phases: phaseSeconds(ctx.phases.records, ctx.label),
+    ...(result && { canary: canaryRecord(result, ctx.canary?.percent ?? 0) }),
+    error: e.message
+  }).catch(() => undefined)
+  throw new RolledBack(e, notes)
+}
+
+/** The canary in the history: both sides' counts and p99. */
+function canaryRecord(r: CanaryResult, percent: number): NonNullable<HistoryRecord['canary']> {
+  const side = (s: CanaryResult['count']['old']) => ({ requests: s.requests, errors: s.errors, p99: percentile(s.latencies, 99) })
+  return { percent, seconds: Math.round(r.seconds), verdict: r.verdict.kind, canary: side(r.count.canary), old: side(r.count.old) }
 }
 
 interface Attempt {
@@ -208,7 +334,12 @@ async function abandon(remote: Remote, ctx: SwapContext, a: Attempt, e: Error): 
 }
 
 /** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
-const serviceFiles = (service: string): string[] => [upstreamPath(service), locationsPath(service), varsPath(service)]
+const serviceFiles = (service: string): string[] => [
+  upstreamPath(service),
+  locationsPath(service),
+  varsPath(service),
+  ...canaryPaths(service)
+]
 
 function serviceUrl(host: string, infra: InfraResult, app: AppInputs): string {
   const i = infra.settings

@@ -25,7 +25,17 @@ export interface HistoryRecord {
   actor?: string
   runUrl?: string
   phases: Record<string, number>
+  /** The release command, when one ran (its exit code and seconds). */
+  release?: { command: string; exit: number | 'timeout'; seconds: number }
+  /** The canary, when one ran: what each side answered (p99 in seconds) and what became of it. */
+  canary?: { percent: number; seconds: number; verdict: 'promote' | 'fail'; canary: CanarySide; old: CanarySide }
   error?: string
+}
+
+interface CanarySide {
+  requests: number
+  errors: number
+  p99: number
 }
 
 /** Appends a record, stamped with the time and who ran it (O_APPEND keeps concurrent writers' lines whole). */

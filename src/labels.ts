@@ -10,6 +10,8 @@ export const DIGEST_LABEL = 'ops-action.digest'
 export const PORT_LABEL = 'ops-action.port'
 /** The service's route, health path, aliases and memory limit as deployed (JSON), for mode status and re-swaps. */
 export const SPEC_LABEL = 'ops-action.spec'
+/** Marks a release command's one-off container, valued with the service name (never a service's container). */
+export const RELEASE_LABEL = 'ops-action.release'
 
 export const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 export const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'

@@ -7,6 +7,7 @@ import { getInputs, type Inputs } from './inputs'
 import { maskSecrets } from './inputs/mask'
 import { withLock } from './lock'
 import { Phases } from './phases'
+import { runMaintenance } from './maintenance'
 import { runPlan } from './plan'
 import { restartServices } from './restart'
 import { connect, type Remote } from './ssh'
@@ -76,6 +77,9 @@ async function runMode(remote: Remote, inputs: Inputs, phases: Phases): Promise<
     }
     case 'plan':
       return plan(remote, inputs, phases)
+    case 'maintenance':
+    case 'live':
+      return { lines: await runMaintenance(remote, inputs.infra, inputs, phases, inputs.lockTimeoutS) }
     case 'deploy':
     case 'rollback': {
       const r = await runDeploy(remote, inputs, phases)
@@ -92,6 +96,10 @@ async function runMode(remote: Remote, inputs: Inputs, phases: Phases): Promise<
         lines: [
           `serving ${r.image}${r.digest && r.digest !== r.image ? ` → ${r.digest}` : ''} from ${r.container}`,
           `previous image: ${r.previousImage || 'none (first deploy)'}`,
+          ...(r.release
+            ? [`release command: exit ${r.release.exit} after ${r.release.seconds.toFixed(1)} s (\`${r.release.command}\`)`]
+            : []),
+          ...(r.canary ? [`canary promoted after ${r.canary.seconds.toFixed(0)} s`, ...r.canary.figures] : []),
           `url: ${r.url}`
         ]
       }

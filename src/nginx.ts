@@ -1,9 +1,9 @@
 import { tarball } from './archive'
-import { forgetPrevious, restoreFiles, unpackAndCommit } from './commands/files'
+import { forgetPrevious, restoreFiles, stashFiles, unpackAndCommit } from './commands/files'
 import { nginxTest, reloadNginxAndWait } from './commands/nginx'
 import { HostError } from './errors'
 import { hostPaths } from './paths'
-import { section, seq, splitSections } from './shell'
+import { and, section, seq, splitSections } from './shell'
 import type { Remote } from './ssh'
 
 // nginx's side of a deploy: write its files and test them, reload and wait for the new workers, wait for the
@@ -50,20 +50,32 @@ export function nginxTestFailed(output: string, consequence: string): HostError 
 }
 
 /**
- * Writes nginx files atomically (the old ones kept as `.ops-prev`) and runs `nginx -t`, in one round trip. When the
+ * Writes nginx files atomically and moves `remove` aside (the old ones kept as `.ops-prev`), then runs `nginx -t`, in one round trip. When the
  * test fails the old files are put back and nothing was changed; when it passes the new files are in place and
  * still unloaded (reloadAndWait applies them).
  */
-export async function writeAndTest(remote: Remote, opsDir: string, nginxId: string, files: NginxFile[]): Promise<void> {
+export async function writeAndTest(
+  remote: Remote,
+  opsDir: string,
+  nginxId: string,
+  files: NginxFile[],
+  remove: string[] = []
+): Promise<void> {
   const entries = files.map(f => ({ ...f, mode: 0o644 }))
-  const paths = entries.map(e => e.path)
+  const paths = [...entries.map(e => e.path), ...remove]
+  const commit = remove.length
+    ? and(
+        unpackAndCommit(
+          opsDir,
+          entries.map(e => e.path)
+        ),
+        stashFiles(hostPaths(opsDir, remove))
+      )
+    : unpackAndCommit(opsDir, paths)
   // The test runs on the old files if the write failed; its result is not used then.
-  const out = await remote.run(
-    seq(section('write', unpackAndCommit(opsDir, paths)), section('test', nginxTest({ container: nginxId }, opsDir))),
-    {
-      stdin: await tarball(entries)
-    }
-  )
+  const out = await remote.run(seq(section('write', commit), section('test', nginxTest({ container: nginxId }, opsDir))), {
+    stdin: await tarball(entries)
+  })
   const s = splitSections(out.stdout)
   const write = s.get('write')
   if (write?.rc !== 0)
@@ -75,9 +87,15 @@ export async function writeAndTest(remote: Remote, opsDir: string, nginxId: stri
   }
 }
 
-/** Writes, tests and applies nginx files: writeAndTest, then reloadAndWait. */
-export async function writeAndReload(remote: Remote, opsDir: string, nginxId: string, files: NginxFile[]): Promise<void> {
-  await writeAndTest(remote, opsDir, nginxId, files)
+/** Writes (and removes), tests and applies nginx files: writeAndTest, then reloadAndWait. */
+export async function writeAndReload(
+  remote: Remote,
+  opsDir: string,
+  nginxId: string,
+  files: NginxFile[],
+  remove: string[] = []
+): Promise<void> {
+  await writeAndTest(remote, opsDir, nginxId, files, remove)
   await reloadAndWait(remote, nginxId)
 }
 

@@ -75,11 +75,29 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
           : `pull ${image} (ask the registry what it names now${s.get('image')?.rc === 0 ? '; a copy is on the host' : ''})`
       )
     else changes.push(`roll ${d.service} back to the previous image in the history`)
+    const release = inputs.mode === 'deploy' ? inputs.releaseCommand : undefined
+    const canary = inputs.mode === 'deploy' && live ? inputs.canary : undefined
+    if (release)
+      changes.push(
+        `run the release command once in a one-off container of ${image} (network ${inputs.infra.network}, ${d.service}'s env, no route; release-timeout ${release.timeoutS} s): ${release.command}`
+      )
     changes.push(
       `start a new ${d.service}-<8 hex> container${image ? ` from ${image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`
     )
+    if (canary)
+      changes.push(
+        `send ${canary.percent} % of ${d.spec.route}'s clients (sticky by the ops_client cookie) to the new container for ${canary.seconds} s and compare its 5xx rate and p99 with ${live?.container}'s: promote it, or roll back at once`
+      )
     changes.push(
       `switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`
+    )
+  }
+  if (inputs.mode === 'maintenance' || inputs.mode === 'live') {
+    const what = inputs.service ? `${inputs.service}'s route` : 'every route but /healthz'
+    changes.push(
+      inputs.mode === 'maintenance'
+        ? `put ${what} in maintenance: nginx answers 503 with Retry-After and ${inputs.page ? 'the given maintenance-page' : "the action's maintenance page"} (reload, nginx -t first)`
+        : `end the maintenance of ${inputs.service ? inputs.service : 'every route'} (reload, nginx -t first)`
     )
   }
 

@@ -6,6 +6,7 @@ import { nginxTest, type NginxAt } from './commands/nginx'
 import { memInfo } from './commands/probes'
 import { parseInspect, type ContainerInfo } from './containers'
 import { nginxTestFailed } from './nginx'
+import { inMaintenance, listMaintenance, parseMaintenance, type Maintenance } from './maintenance'
 import { hostPath } from './paths'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
@@ -19,6 +20,8 @@ export interface ServiceState {
   live?: Live
   memAvailableBytes?: number
   nginxTest: { rc: number; out: string }
+  /** What mode maintenance put in maintenance (services, or `all`). */
+  maintenance: Maintenance
 }
 
 /** Reads the service's containers, its upstream file, the free memory and `nginx -t` (at the given nginx). */
@@ -28,7 +31,8 @@ export async function probeService(remote: Remote, service: string, opsDir: stri
       section('containers', serviceContainers(service)),
       section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(service)))),
       section('memory', memInfo()),
-      section('nginx-test', nginxTest(nginx, opsDir))
+      section('nginx-test', nginxTest(nginx, opsDir)),
+      section('maintenance', listMaintenance(opsDir))
     )
   )
   const s = splitSections(out.stdout)
@@ -37,7 +41,8 @@ export async function probeService(remote: Remote, service: string, opsDir: stri
     containers: parseInspect(s.get('containers')?.out ?? ''),
     live: liveOf(s.get('upstream')?.out ?? ''),
     memAvailableBytes: available ? Number(available[1]) * 1024 : undefined,
-    nginxTest: s.get('nginx-test') ?? { rc: 255, out: 'no answer from nginx -t' }
+    nginxTest: s.get('nginx-test') ?? { rc: 255, out: 'no answer from nginx -t' },
+    maintenance: parseMaintenance(s.get('maintenance')?.out ?? '')
   }
 }
 
@@ -49,6 +54,8 @@ export interface Before {
   retire: ContainerInfo[]
   /** The new container's memory limit in bytes: the input's, or (inheriting) the serving container's. */
   memory?: number
+  /** Clients get the maintenance page for the service's route (mode maintenance): the deploy keeps it so. */
+  maintenance: boolean
 }
 
 /**
@@ -89,5 +96,8 @@ export async function preflight(
       )
     else core.info(`${mib(state.memAvailableBytes)} of memory available.`)
   }
-  return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit }
+  const maintenance = inMaintenance(state.maintenance, service)
+  if (maintenance)
+    core.info(`${service} is in maintenance: clients keep the maintenance page; the new release is verified on nginx's preview port.`)
+  return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit, maintenance }
 }

@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
 import { randomBytes } from 'node:crypto'
-import { inspectContainers, removeContainers, runContainer } from './commands/containers'
+import { inspectContainers, removeContainers, runContainer, runOneOff } from './commands/containers'
 import { healthGateLoop } from './commands/http'
 import { previewSwitchVerify, SWITCH_STAGES } from './commands/switch'
 import { retireContainers } from './commands/retire'
@@ -41,12 +41,13 @@ export interface NewRelease {
   inheritEnvFrom?: string
 }
 
+/** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
+const envText = (app: AppInputs): string => app.env.map(([k, v]) => `${k}=${v}\n`).join('')
+
 export async function startContainer(remote: Remote, r: NewRelease): Promise<void> {
   const { app } = r
   const aliases = [app.service, ...app.spec.aliases]
   const memory = r.memory === undefined ? undefined : String(r.memory)
-  // docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked).
-  const envText = app.env.map(([k, v]) => `${k}=${v}\n`).join('')
   const command = runContainer({
     name: r.name,
     service: app.service,
@@ -67,9 +68,73 @@ export async function startContainer(remote: Remote, r: NewRelease): Promise<voi
     envFile: app.envFile,
     inheritEnvFrom: r.inheritEnvFrom
   })
-  await remote.must(command, `starting ${r.name}`, { stdin: envText })
+  await remote.must(command, `starting ${r.name}`, { stdin: envText(app) })
   const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : ''
   core.info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`)
+}
+
+/** `release-command`: what to run once, before the new container starts. */
+export interface ReleaseCommand {
+  command: string
+  timeoutS: number
+}
+
+/** What the release command did (the history and the summary record it). */
+export interface ReleaseRun {
+  command: string
+  exit: number | 'timeout'
+  seconds: number
+}
+
+/** Lines of the release command's output an error shows. */
+const RELEASE_ERROR_LINES = 20
+
+/**
+ * The release phase: the command, once, with `sh -c` in a one-off container of the new image, with the app's env
+ * (a file), network and memory limit, no aliases and no route; its output in the log. Exit 0 or it throws (exit
+ * code or timeout, and the last lines); the container is gone either way.
+ */
+export async function runReleaseCommand(
+  remote: Remote,
+  r: Omit<NewRelease, 'name' | 'inheritEnvFrom'> & { release: ReleaseCommand }
+): Promise<ReleaseRun> {
+  const { app, release } = r
+  const name = `${app.service}-release-${randomBytes(4).toString('hex')}`
+  core.info(
+    `Running the release command in ${name} (${r.digest || r.image}, network ${r.network}, ${app.service}'s env; release-timeout ${release.timeoutS} s): ${release.command}`
+  )
+  const start = Date.now()
+  const out = await remote.run(
+    runOneOff({
+      name,
+      service: app.service,
+      image: r.digest || r.image,
+      network: r.network,
+      memory: r.memory === undefined ? undefined : String(r.memory),
+      envFile: app.envFile,
+      command: release.command,
+      timeoutS: release.timeoutS
+    }),
+    { stdin: envText(app) }
+  )
+  const seconds = (Date.now() - start) / 1000
+  const m = /^@@ops-release (\S+)\n?$/m.exec(out.stdout)
+  const output = (m ? out.stdout.slice(0, m.index) : out.stdout).trimEnd()
+  core.info(output ? `output:\n${output}` : '(no output)')
+  if (!m)
+    throw new HostError(
+      `the release command's container ${name} could not be started (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`
+    )
+  const last = output.split('\n').slice(-RELEASE_ERROR_LINES).join('\n') || '(no output)'
+  const fix = 'the previous release keeps serving and nothing else changed; fix the command (or the image) and deploy again'
+  if (m[1] === 'timeout')
+    throw new HostError(
+      `the release command did not finish within ${release.timeoutS} s (release-timeout) and was killed; its last lines:\n${last}`,
+      fix
+    )
+  if (m[1] !== '0') throw new HostError(`the release command exited ${m[1]} after ${seconds.toFixed(1)} s; its last lines:\n${last}`, fix)
+  core.info(`The release command exited 0 after ${seconds.toFixed(1)} s.`)
+  return { command: release.command, exit: 0, seconds }
 }
 
 export async function inspectOne(remote: Remote, name: string): Promise<ContainerInfo | undefined> {
@@ -146,7 +211,13 @@ type SwitchStage = (typeof SWITCH_STAGES)[number]
  * naming the new container was written and tested before), then as clients see it. Each check: health path 2xx and
  * route without a 5xx, VERIFY_PAIRS requests of each at once. Returns the seconds each stage took.
  */
-export async function throughNginx(remote: Remote, app: AppInputs, nginxId: string, name: string): Promise<Record<SwitchStage, number>> {
+export async function throughNginx(
+  remote: Remote,
+  app: AppInputs,
+  nginxId: string,
+  name: string,
+  verifyVia?: string
+): Promise<Record<SwitchStage, number>> {
   const healthPath = publicPath(app.spec, app.spec.healthPath)
   const at = (port: number, header: string) => ({
     health: `http://127.0.0.1:${port}${healthPath}`,
@@ -160,7 +231,9 @@ export async function throughNginx(remote: Remote, app: AppInputs, nginxId: stri
       previewSwitchVerify({
         nginxId,
         preview: at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
-        live: at(80, ''),
+        // Clients' port, unless they do not reach the upstream (maintenance) or only some do (a canary): then the
+        // preview port, through the upstream block by its name.
+        live: verifyVia ? at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${verifyVia}`) : at(80, ''),
         need: VERIFY_PAIRS,
         maxWaves: VERIFY_WAVES,
         probeTimeoutS: 3,
@@ -218,7 +291,13 @@ export async function removeFailed(remote: Remote, name: string): Promise<void> 
  * done with them: old nginx workers keep reused client connections, which may still send requests to the old
  * container, for keepalive_min_timeout after the reload. The run does not wait for that.
  */
-export async function retireOld(remote: Remote, opsDir: string, nginxId: string, app: AppInputs, old: ContainerInfo[]): Promise<void> {
+export async function retireOld(
+  remote: Remote,
+  opsDir: string,
+  nginxId: string,
+  app: AppInputs,
+  old: Array<Pick<ContainerInfo, 'name' | 'image'>>
+): Promise<void> {
   if (!old.length) return core.info('No previous container to stop.')
   const containers = old.map(c => c.name)
   const log = hostPath(opsDir, OPS.retireLog)

@@ -9,7 +9,9 @@ import type { InfraInputs } from './inputs'
 import { PROJECT } from './labels'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
-import { parseUpstreamFiles, type Live } from './upstream'
+import { inMaintenance, listMaintenance, parseMaintenance, SITE_WIDE } from './maintenance'
+import { PREVIEW_PORT } from './release'
+import { parseUpstreamFiles, PREVIEW_HEADER, upstreamName, type Live } from './upstream'
 
 export interface StackRow {
   service: string
@@ -29,15 +31,19 @@ export interface AppRow {
   digest: string
   state: string
   since: string
-  /** HTTP status of the health path on the container itself, and through nginx as clients see it. */
+  /** HTTP status of the health path on the container itself, and through nginx as clients see it (in maintenance: through its upstream, on the preview port). */
   direct: string
   nginx: string
+  /** Clients get the maintenance page (mode maintenance). */
+  maintenance: boolean
   lastDeploy?: Pick<HistoryRecord, 'time' | 'mode' | 'image' | 'digest' | 'result' | 'actor' | 'sha' | 'repository' | 'runUrl'>
 }
 
 export interface Status {
   stack: StackRow[]
   services: AppRow[]
+  /** What mode maintenance put in maintenance: services, or `all` (every route). */
+  maintenance: string[]
 }
 
 /** `mode: status`: what runs on the host now, read-only (no lock, nothing written). */
@@ -49,7 +55,8 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
           section('stack', projectInspect(PROJECT)),
           section('apps', allAppContainers()),
           section('upstreams', upstreamFiles(inputs.opsDir)),
-          section('history', historyTail(inputs.opsDir, 1000))
+          section('history', historyTail(inputs.opsDir, 1000)),
+          section('maintenance', listMaintenance(inputs.opsDir))
         )
       )
     ).stdout
@@ -58,6 +65,7 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
   const apps = parseInspect(s.get('apps')?.out ?? '')
   const live = parseUpstreamFiles(s.get('upstreams')?.out ?? '')
   const history = parseHistory(s.get('history')?.out ?? '')
+  const maintenance = parseMaintenance(s.get('maintenance')?.out ?? '')
   const nginx = stackContainers.find(c => c.service === 'nginx' && c.status === 'running')
 
   const stack: StackRow[] = STACK_SERVICES.map(service => {
@@ -68,7 +76,10 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
   })
 
   const names = [...new Set([...Object.keys(CATALOGUE), ...live.keys(), ...apps.map(a => a.service)])].filter(Boolean)
-  const rows: AppRow[] = names.map(service => appRow(service, live.get(service), apps, history))
+  const rows: AppRow[] = names.map(service => ({
+    ...appRow(service, live.get(service), apps, history),
+    maintenance: inMaintenance(maintenance, service)
+  }))
 
   // Health of every deployed service, directly and through nginx, in one round trip from inside nginx's container.
   if (nginx) {
@@ -79,7 +90,17 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
       if (!spec) return []
       return [
         section(`direct-${i}`, httpStatus(nginx.id, `http://${c.name}:${spec.port}${spec.healthPath}`, 3)),
-        section(`nginx-${i}`, httpStatus(nginx.id, `http://127.0.0.1:80${publicPath(spec, spec.healthPath)}`, 3))
+        section(
+          `nginx-${i}`,
+          r.maintenance
+            ? httpStatus(
+                nginx.id,
+                `http://127.0.0.1:${PREVIEW_PORT}${publicPath(spec, spec.healthPath)}`,
+                3,
+                `${PREVIEW_HEADER}: ${upstreamName(r.service)}`
+              )
+            : httpStatus(nginx.id, `http://127.0.0.1:80${publicPath(spec, spec.healthPath)}`, 3)
+        )
       ]
     })
     if (probes.length) {
@@ -90,12 +111,12 @@ export async function runStatus(remote: Remote, inputs: InfraInputs): Promise<St
       })
     }
   }
-  const status = { stack, services: rows }
+  const status = { stack, services: rows, maintenance }
   for (const line of statusLines(status)) core.info(line)
   return status
 }
 
-function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], history: HistoryRecord[]): AppRow {
+function appRow(service: string, live: Live | undefined, apps: ContainerInfo[], history: HistoryRecord[]): Omit<AppRow, 'maintenance'> {
   const last = [...history].reverse().find(h => h.service === service)
   const lastDeploy = last && {
     time: last.time,
@@ -141,7 +162,9 @@ const since = (t: string) => (t && !t.startsWith('0001') ? t.replace(/\.\d+Z$/, 
 
 /** The status as log lines and markdown tables (the job summary). */
 export function statusLines(st: Status): string[] {
+  const m = st.maintenance
   return [
+    ...(m.length ? [`In maintenance: ${m.map(t => (t === SITE_WIDE ? 'every route (site-wide)' : t)).join(', ')}.`, ''] : []),
     '| Stack | Container | Image | State | Health | Up since |',
     '| --- | --- | --- | --- | --- | --- |',
     ...st.stack.map(
@@ -153,7 +176,7 @@ export function statusLines(st: Status): string[] {
     ...st.services.map(r => {
       const d = r.lastDeploy
       const last = d ? `${d.time} ${d.mode} ${d.result}${d.actor ? ` by ${d.actor}` : ''}${d.sha ? ` (${d.sha.slice(0, 7)})` : ''}` : ''
-      return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${cell(r.digest.slice(r.digest.lastIndexOf('@') + 1))} | ${r.state} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`
+      return `| ${r.service} | ${cell(r.container)} | ${cell(r.image)} | ${cell(r.digest.slice(r.digest.lastIndexOf('@') + 1))} | ${r.state}${r.maintenance ? ', in maintenance' : ''} | ${cell(since(r.since))} | ${cell(r.direct)} | ${cell(r.nginx)} | ${cell(last)} |`
     })
   ]
 }

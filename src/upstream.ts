@@ -106,7 +106,14 @@ export function customServiceFiles(service: string, route: string, hasLive: bool
   const files = [
     {
       path: varsPath(service),
-      content: `map $server_port ${v} {\n    8504    $http_x_ops_upstream;\n    default ${upstreamName(service)};\n}\n`
+      content: [
+        `map $server_port ${v} {`,
+        '    8504    $http_x_ops_upstream;',
+        ...stateIncludes(service),
+        `    default ${upstreamName(service)};`,
+        '}',
+        ''
+      ].join('\n')
     },
     {
       path: locationsPath(service),
@@ -116,6 +123,16 @@ export function customServiceFiles(service: string, route: string, hasLive: bool
   if (!hasLive) files.push({ path: upstreamPath(service), content: placeholderUpstream(service) })
   return files
 }
+
+/**
+ * The lines of a service's upstream map (nginx/conf.d/05-upstream-vars.conf, a custom service's vars file) that put
+ * the maintenance page or a canary in front of the live upstream while their files exist.
+ */
+export const stateIncludes = (service: string): string[] => [
+  `    include /etc/nginx/ops-upstreams/${service}.maintenance.ma[p];`,
+  '    include /etc/nginx/ops-upstreams/all.maintenance.ma[p];',
+  `    include /etc/nginx/ops-upstreams/${service}.canary.ma[p];`
+]
 
 /** The output of upstreamFiles(): file name (in upstreams/) -> content. */
 export function splitFiles(out: string): Map<string, string> {
@@ -158,6 +175,10 @@ export function migrateUpstreamFile(name: string, content: string): string | und
     return live && port ? upstreamConf(upstreamName(service), Number(port), live) : placeholderUpstream(service)
   }
   if (!name.endsWith('_vars.conf')) return undefined
-  const fixed = content.replace(/default \$(app_[a-z0-9_]+);/, 'default $1;')
+  let fixed = content.replace(/default \$(app_[a-z0-9_]+);/, 'default $1;')
+  // Before maintenance and canaries: the map gets their includes (a service's own vars file, as ops-action writes it).
+  const own = /^app_([a-z][a-z0-9-]*)_vars\.conf$/.exec(name)?.[1]
+  if (own && !fixed.includes('.maintenance.ma[p]'))
+    fixed = fixed.replace(/^(\s*8504\s+\$http_x_ops_upstream;\n)/m, `$1${stateIncludes(own).join('\n')}\n`)
   return fixed === content ? undefined : fixed
 }

@@ -1,4 +1,13 @@
-import { COMPOSE_PROJECT_LABEL, DIGEST_LABEL, IMAGE_LABEL, PORT_LABEL, SERVICE_LABEL, SPEC_LABEL, type DeployedSpec } from '../labels'
+import {
+  COMPOSE_PROJECT_LABEL,
+  DIGEST_LABEL,
+  IMAGE_LABEL,
+  PORT_LABEL,
+  RELEASE_LABEL,
+  SERVICE_LABEL,
+  SPEC_LABEL,
+  type DeployedSpec
+} from '../labels'
 import { cmd, noStderr, privately, script, type Sh } from '../shell'
 
 // Commands for containers: start, inspect, logs, stop and remove. Pure: each returns a command; nothing here runs anything.
@@ -66,6 +75,59 @@ export const runContainer = (s: RunSpec): Sh => {
         '"$@" --env-file "$d/inherited" --env-file "$d/env" "$i"',
       s.digest || s.image,
       s.inheritEnvFrom ?? '',
+      ...argv
+    )
+  )
+}
+
+/** A release command's one-off container. */
+export interface OneOffSpec {
+  name: string
+  service: string
+  /** What it runs (`repo@sha256:…`, or the image as given). */
+  image: string
+  network: string
+  memory?: string
+  envFile?: string
+  /** Run as `sh -c <command>` (the image's entrypoint is not used). */
+  command: string
+  timeoutS: number
+}
+
+/**
+ * Runs the command once in a new container of the image, with the env on stdin (as runContainer: a 0600 temp file,
+ * never an argv), on the network without aliases, and waits for it for up to timeoutS (then kills it). A one-off
+ * container an interrupted run left (by its label) goes first. Prints its output (stdout and stderr, the last 2000
+ * lines), removes it, and ends with `@@ops-release <exit code | timeout>`; exit 125 without that line: docker could
+ * not create or start it.
+ */
+export const runOneOff = (s: OneOffSpec): Sh => {
+  const label = `${RELEASE_LABEL}=${s.service}`
+  const argv = [
+    '--name',
+    s.name,
+    '--network',
+    s.network,
+    '--label',
+    label,
+    '--log-opt',
+    'max-size=10m',
+    ...(s.memory ? ['--memory', s.memory] : []),
+    ...(s.envFile ? ['--env-file', s.envFile] : [])
+  ]
+  return privately(
+    script(
+      'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; n=$1 t=$2 c=$3 i=$4 l=$5; shift 5; ' +
+        'old=$(docker ps -aq --filter "label=$l"); [ -z "$old" ] || docker rm -f $old >/dev/null 2>&1; ' +
+        'docker create "$@" --env-file "$d/env" --entrypoint sh "$i" -c "$c" >/dev/null || exit 125; rm -f "$d/env"; ' +
+        'docker start "$n" >/dev/null || { docker rm -f "$n" >/dev/null 2>&1; exit 125; }; ' +
+        'if rc=$(timeout "$t" docker wait "$n"); then :; else docker kill "$n" >/dev/null 2>&1; rc=timeout; fi; ' +
+        'docker logs "$n" 2>&1 | tail -n 2000; docker rm -f "$n" >/dev/null 2>&1; echo "@@ops-release $rc"',
+      s.name,
+      String(s.timeoutS),
+      s.command,
+      s.image,
+      label,
       ...argv
     )
   )

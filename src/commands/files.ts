@@ -42,6 +42,10 @@ export const unpackAndCommit = (dir: string, paths: string[]): Sh =>
 export const restoreFiles = (paths: string[]): Sh =>
   script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths)
 
+/** Moves files aside as `.ops-prev` (restoreFiles puts them back, forgetPrevious drops them); a missing one has no copy. */
+export const stashFiles = (paths: string[]): Sh =>
+  script('for f; do if [ -e "$f" ]; then mv -f "$f" "$f.ops-prev" || exit 1; else rm -f "$f.ops-prev"; fi; done', ...paths)
+
 /** Drops the `.ops-prev` copies once the new files are known good. */
 export const forgetPrevious = (paths: string[]): Sh => script('for f; do rm -f "$f.ops-prev"; done', ...paths)
 

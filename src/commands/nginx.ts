@@ -22,8 +22,8 @@ export type NginxAt = { container: string } | 'stack'
 
 /**
  * `nginx -t` of the action's config, in the given nginx container. With `opsDir`, a pass is remembered (in the SSH
- * user's cache dir) for that container and the exact files it read from ops-dir (nginx/, upstreams/*.conf and
- * *.locations, by sha256), and the same files in the same container are not tested again: a docker exec saved on
+ * user's cache dir) for that container and the exact files it read from ops-dir (nginx/, upstreams/*.conf,
+ * *.locations, *.map and *.cookie, by sha256), and the same files in the same container are not tested again: a docker exec saved on
  * every deploy, since the last one's test (of the upstream file it switched to) already passed on them.
  */
 export const nginxTest = (at: NginxAt, opsDir?: string): Sh => {
@@ -42,7 +42,7 @@ export const nginxTest = (at: NginxAt, opsDir?: string): Sh => {
     'o=$1 n=$2; shift 2; ' +
       '[ -n "$n" ] || n=$(docker ps -q --no-trunc --filter "label=$1" --filter "label=$2"); shift 2; ' +
       '[ -n "$n" ] || { echo "no running nginx container"; exit 1; }; c=${XDG_CACHE_HOME:-$HOME/.cache}/ops-action/nginx-tested; ' +
-      'k="$n $o $(cd "$o" && { find nginx -type f -exec sha256sum {} +; find upstreams -maxdepth 1 -type f \\( -name "*.conf" -o -name "*.locations" \\) -exec sha256sum {} +; } | LC_ALL=C sort | sha256sum)"; ' +
+      'k="$n $o $(cd "$o" && { find nginx -type f -exec sha256sum {} +; find upstreams -maxdepth 1 -type f \\( -name "*.conf" -o -name "*.locations" -o -name "*.map" -o -name "*.cookie" \\) -exec sha256sum {} +; } | LC_ALL=C sort | sha256sum)"; ' +
       '[ -f "$c" ] && [ "$(cat "$c")" = "$k" ] && { echo "nginx -t passed on these files before (cached)"; exit 0; }; ' +
       'docker exec "$n" "$@"; r=$?; [ $r -ne 0 ] || { mkdir -p "${c%/*}" && printf "%s\\n" "$k" >"$c"; } 2>/dev/null; exit $r',
     opsDir,

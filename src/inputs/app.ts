@@ -59,6 +59,24 @@ function parseAliases(v: string, service: string): string[] {
   return list
 }
 
+/** `service` of mode maintenance / live: a route's service (not told by the repository: empty means every route). */
+export function maintenanceService(c: Collector): string | undefined {
+  return c.check(
+    'service',
+    v => {
+      const s = v.trim()
+      if (!s) return undefined
+      if (!SERVICE_RE.test(s)) throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`)
+      if (RESERVED_NAMES.includes(s) || s === 'all')
+        throw new InputError('service', `'${s}' is not an app service (leave service empty for every route)`)
+      if (APP_NAMES[s] && APP_NAMES[s] !== s)
+        throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; name the service`)
+      return s
+    },
+    undefined
+  )
+}
+
 /** The app's inputs, checked in the order of action.yml; `image` is '' for mode rollback. */
 export function appInputs(
   c: Collector,

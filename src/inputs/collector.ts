@@ -41,7 +41,15 @@ export const DEFAULTS: Record<string, string> = {
   'stop-timeout': '30',
   'lock-timeout': '600',
   'keep-images': '3',
-  memory: ''
+  memory: '',
+  'release-command': '',
+  'release-timeout': '300',
+  'canary-percent': '',
+  'canary-seconds': '60',
+  'canary-min-requests': '20',
+  'canary-error-margin': '1',
+  'canary-latency-factor': '2',
+  'maintenance-page': ''
 }
 
 export type InputReader = (name: string) => string

@@ -1,14 +1,17 @@
 import { InputError, InputErrors } from '../errors'
 import type { ConnectionInputs } from '../ssh'
-import { appInputs, type AppInputs } from './app'
+import type { CanaryInputs } from '../canary'
+import type { ReleaseCommand } from '../release'
+import { appInputs, maintenanceService, type AppInputs } from './app'
 import { actionInput, Collector, DEFAULTS, parseBoolean, parseInteger, type InputReader } from './collector'
 import { connectionInputs } from './connection'
 import { infraInputs, type InfraInputs } from './infra'
+import { canaryInputs, maintenancePage, releaseInputs } from './release'
 
-export type Mode = 'deploy' | 'infra' | 'rollback' | 'status' | 'backup' | 'plan'
-export const MODES: readonly Mode[] = ['deploy', 'infra', 'rollback', 'status', 'backup', 'plan']
+export type Mode = 'deploy' | 'infra' | 'rollback' | 'status' | 'backup' | 'plan' | 'maintenance' | 'live'
+export const MODES: readonly Mode[] = ['deploy', 'infra', 'rollback', 'status', 'backup', 'plan', 'maintenance', 'live']
 /** Modes about the host as a whole: no service, no image. */
-export const HOST_MODES: readonly Mode[] = ['infra', 'status', 'backup', 'plan']
+export const HOST_MODES: readonly Mode[] = ['infra', 'status', 'backup', 'plan', 'maintenance', 'live']
 
 /** What every run has. */
 interface RunInputs {
@@ -23,7 +26,14 @@ interface RunInputs {
 
 /** The inputs of one run, by mode: a deploy has an image, a rollback finds its own, host modes have no app. */
 export type Inputs =
-  | (RunInputs & { mode: 'deploy'; app: AppInputs; image: string })
+  | (RunInputs & {
+      mode: 'deploy'
+      app: AppInputs
+      image: string
+      /** Run once in a one-off container of the new image before it starts (migrations). */
+      releaseCommand?: ReleaseCommand
+      canary?: CanaryInputs
+    })
   | (RunInputs & { mode: 'rollback'; app: AppInputs })
   | (RunInputs & {
       mode: 'infra'
@@ -31,6 +41,13 @@ export type Inputs =
       restartServices: boolean
     })
   | (RunInputs & { mode: 'status' | 'backup' | 'plan' })
+  | (RunInputs & {
+      mode: 'maintenance' | 'live'
+      /** The route of this service only; undefined: every route but /healthz. */
+      service?: string
+      /** mode maintenance: the calling repository's page (else the action's). */
+      page?: string
+    })
 
 export type AppRun = Extract<Inputs, { mode: 'deploy' | 'rollback' }>
 
@@ -51,7 +68,14 @@ export const DEPLOY_ONLY: readonly string[] = [
   'drain-timeout',
   'stop-timeout',
   'keep-images',
-  'memory'
+  'memory',
+  'release-command',
+  'release-timeout',
+  'canary-percent',
+  'canary-seconds',
+  'canary-min-requests',
+  'canary-error-margin',
+  'canary-latency-factor'
 ]
 
 /**
@@ -70,7 +94,8 @@ export function getInputs(read: InputReader = actionInput, repository = process.
     'infra'
   )
   if (HOST_MODES.includes(mode)) {
-    const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name])
+    const own = mode === 'maintenance' || mode === 'live' ? ['service'] : []
+    const given = DEPLOY_ONLY.filter(name => c.text(name) !== DEFAULTS[name] && !own.includes(name))
     if (given.length) c.warn(`Ignored in mode ${mode} (they belong to mode deploy/rollback): ${given.join(', ')}`)
   }
   const connection = connectionInputs(c)
@@ -80,10 +105,14 @@ export function getInputs(read: InputReader = actionInput, repository = process.
   if (restartServices && mode !== 'infra') c.fail('restart-services', `is for mode infra (this run is mode ${mode})`)
   const dryRun = c.check('dry-run', parseBoolean('dry-run'), false)
   const base: RunInputs = { connection, infra, lockTimeoutS, dryRun, warnings: c.warnings }
+  const releaseCommand = releaseInputs(c, mode)
+  const canary = canaryInputs(c, mode)
+  const page = maintenancePage(c, mode)
   const run = (): Inputs => {
-    if (mode === 'deploy') return { ...base, mode, ...appInputs(c, mode, read, repository) }
+    if (mode === 'deploy') return { ...base, mode, ...appInputs(c, mode, read, repository), releaseCommand, canary }
     if (mode === 'rollback') return { ...base, mode, app: appInputs(c, mode, read, repository).app }
     if (mode === 'infra') return { ...base, mode, restartServices }
+    if (mode === 'maintenance' || mode === 'live') return { ...base, mode, service: maintenanceService(c), page }
     return { ...base, mode }
   }
   const inputs = run()
