@@ -69310,10 +69310,11 @@ const runContainer = (s) => {
 };
 /**
  * Runs the command once in a new container of the image, with the env on stdin (as runContainer: a 0600 temp file,
- * never an argv), on the network without aliases, and waits for it for up to timeoutS (then kills it). A one-off
- * container an interrupted run left (by its label) goes first. Prints its output (stdout and stderr, the last 2000
- * lines), removes it, and ends with `@@ops-release <exit code | timeout>`; exit 125 without that line: docker could
- * not create or start it.
+ * never an argv), on the network without aliases, and waits for it for up to timeoutS (then kills it). A stopped
+ * one-off container an interrupted run left (by its label) goes first; a running one is left alone (a migration
+ * still at work) and nothing starts: `@@ops-release running <names>`. Prints the output (stdout and stderr, the last
+ * 2000 lines), removes the container, and ends with `@@ops-release <exit code | timeout | error>` (error: docker
+ * wait failed); exit 125 without that line: docker could not create or start it.
  */
 const runOneOff = (s) => {
     const label = `${RELEASE_LABEL}=${s.service}`;
@@ -69330,10 +69331,11 @@ const runOneOff = (s) => {
         ...(s.envFile ? ['--env-file', s.envFile] : [])
     ];
     return privately(script('d=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; n=$1 t=$2 c=$3 i=$4 l=$5; shift 5; ' +
+        'r=$(docker ps -q --filter "label=$l"); [ -z "$r" ] || { echo "@@ops-release running $(docker inspect --format "{{.Name}}" $r | tr -d / | tr "\\n" " ")"; exit 0; }; ' +
         'old=$(docker ps -aq --filter "label=$l"); [ -z "$old" ] || docker rm -f $old >/dev/null 2>&1; ' +
         'docker create "$@" --env-file "$d/env" --entrypoint sh "$i" -c "$c" >/dev/null || exit 125; rm -f "$d/env"; ' +
         'docker start "$n" >/dev/null || { docker rm -f "$n" >/dev/null 2>&1; exit 125; }; ' +
-        'if rc=$(timeout "$t" docker wait "$n"); then :; else docker kill "$n" >/dev/null 2>&1; rc=timeout; fi; ' +
+        'rc=$(timeout "$t" docker wait "$n"); case $? in 0) ;; 124) docker kill "$n" >/dev/null 2>&1; rc=timeout ;; *) rc=error ;; esac; ' +
         'docker logs "$n" 2>&1 | tail -n 2000; docker rm -f "$n" >/dev/null 2>&1; echo "@@ops-release $rc"', s.name, String(s.timeoutS), s.command, s.image, label, ...argv));
 };
 /**
@@ -69691,7 +69693,14 @@ function customServiceFiles(service, route, hasLive) {
     const files = [
         {
             path: varsPath(service),
-            content: [`map $server_port ${v} {`, '    8504    $http_x_ops_upstream;', ...stateIncludes(service), `    default ${upstreamName(service)};`, '}', ''].join('\n')
+            content: [
+                `map $server_port ${v} {`,
+                '    8504    $http_x_ops_upstream;',
+                ...stateIncludes(service),
+                `    default ${upstreamName(service)};`,
+                '}',
+                ''
+            ].join('\n')
         },
         {
             path: locationsPath(service),
@@ -69818,7 +69827,8 @@ const emptyCount = () => ({
 function addLog(count, service, text) {
     const end = text.lastIndexOf('\n') + 1;
     for (const line of text.slice(0, end).split('\n')) {
-        const [, port, host, status, times] = line.split(' ');
+        const [, port, host, status, ...rest] = line.split(' ');
+        const times = rest.join(' ');
         if (!times || port === '8504')
             continue;
         const side = host === upstreamName(service) ? count.old : host === canaryUpstream(service) ? count.canary : undefined;
@@ -69827,8 +69837,10 @@ function addLog(count, service, text) {
         side.requests++;
         if (/^5\d\d$/.test(status))
             side.errors++;
-        // "0.012, 0.004" when nginx tried twice, "-" when it answered itself.
-        side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0));
+        // A WebSocket (101) lasts as long as its client stays: no latency. "0.012, 0.004" when nginx tried twice, "-"
+        // when it answered itself.
+        if (status !== '101')
+            side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0));
     }
     return Buffer.byteLength(text.slice(0, end));
 }
@@ -69924,7 +69936,7 @@ const readFileIfExists = (path) => script('[ -f "$1" ] && cat "$1"; exit 0', pat
  * one filesystem, so readers see the old file or the new one, never a partial one. One round trip for everything.
  */
 const unpackAndCommit = (dir, paths) => script('d=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
-    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
+    'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; else rm -f "$d/$f.ops-prev"; fi; ' +
     'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"', dir, ...paths);
 /** Puts back what unpackAndCommit replaced (files that did not exist before are removed). */
 const restoreFiles = (paths) => script('for f; do if [ -e "$f.ops-prev" ]; then mv -f "$f.ops-prev" "$f"; else rm -f "$f"; fi; done', ...paths);
@@ -70748,11 +70760,11 @@ const healthGateLoop = (g) => script('n=$1 net=$2 via=$3 port=$4 path=$5 t=$6 p=
 
 // The handover from one nginx container to the next, behind the front. Pure: each returns a command.
 /**
- * GETs each URL once from inside the container (PROBE, 5 s each), all at the same time; prints `<code> <url>` per URL
- * in the given order (000: nothing answered).
+ * GETs each URL once from inside the container (PROBE, 5 s each, with the header when given), all at the same time;
+ * prints `<code> <url>` per URL in the given order (000: nothing answered).
  */
-const probeEach = (container, urls) => shell_cmd('docker', 'exec', container, 'sh', '-c', `${PROBE}T=5; H=; i=0; for u; do i=$((i + 1)); probe "$u" >/tmp/.ops-probe.$i & done; wait; ` +
-    'i=0; for u; do i=$((i + 1)); echo "$(cat /tmp/.ops-probe.$i) $u"; rm -f /tmp/.ops-probe.$i; done', 'sh', ...urls);
+const probeEach = (container, urls, header = '') => shell_cmd('docker', 'exec', container, 'sh', '-c', `${PROBE}T=5; H=$1; shift; i=0; for u; do i=$((i + 1)); probe "$u" >/tmp/.ops-probe.$i & done; wait; ` +
+    'i=0; for u; do i=$((i + 1)); echo "$(cat /tmp/.ops-probe.$i) $u"; rm -f /tmp/.ops-probe.$i; done', 'sh', header, ...urls);
 /**
  * Stops the container with its stop signal (nginx: SIGQUIT, its graceful stop: it closes its listeners, finishes the
  * requests in flight and closes idle connections) within timeoutS, then removes it; prints the milliseconds the
@@ -70862,7 +70874,562 @@ function reloadFailed(code, output, timeoutS) {
     return new HostError(`${what} failed (exit ${code}): ${output.trim()}`);
 }
 
+;// CONCATENATED MODULE: ./src/commands/lock.ts
+
+/** How often a holder proves it is alive, and after how long without a sign a waiter takes the lock over. */
+const HEARTBEAT_S = 5;
+const STALE_S = 30;
+/**
+ * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
+ *
+ * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
+ * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
+ * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
+ *
+ * A holder that hangs, or whose connection died without sshd noticing (a runner VM that vanished leaves a half-open
+ * TCP connection sshd may keep for hours), stops sending its heartbeat line every HEARTBEAT_S; each line touches the
+ * holder file. A waiter that sees no heartbeat for STALE_S ends the holder's process (its pid is in the lock file),
+ * which releases the lock, and takes it: a stale holder costs STALE_S, never lock-timeout.
+ */
+const lockScript = (lockFile, holderFile, timeoutS, holder, staleS = STALE_S) => script('mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
+    'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; end=$(( $(date +%s) + $3 )); ' +
+    'until flock -n 9; do ' +
+    'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
+    'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
+    '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
+    'printf "%s\\n" "$$" > "$1"; printf "%s\\n" "$4" > "$2"; echo LOCKED; ' +
+    'while read -r _; do touch "$2"; done', lockFile, holderFile, String(timeoutS), holder, String(staleS));
+
+;// CONCATENATED MODULE: ./src/lock.ts
+
+
+
+
+
+/** Who is deploying: shown to runs that wait for the lock. */
+function holderDescription(what) {
+    const run = runInfo();
+    return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`;
+}
+async function acquireLock(remote, opsDir, timeoutS, what) {
+    let held;
+    let out = '';
+    let reported = false;
+    let staleReported = false;
+    const locked = new Promise((resolve, reject) => {
+        const script = lockScript(hostPath(opsDir, OPS.lock), hostPath(opsDir, OPS.lockHolder), timeoutS, holderDescription(what));
+        held = remote.start(script, text => {
+            out += text;
+            const busy = /^BUSY (.*)$/m.exec(out);
+            if (busy && !reported) {
+                reported = true;
+                info(`The host is busy: ${busy[1] || 'another run holds the deploy lock'}. Waiting up to ${timeoutS} s…`);
+            }
+            const stale = /^STALE (\d+)$/m.exec(out);
+            if (stale && !staleReported) {
+                staleReported = true;
+                warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`);
+            }
+            if (/^LOCKED$/m.test(out))
+                resolve();
+        });
+        held.done.then(r => {
+            if (r.code === 75)
+                reject(new HostError(`Timed out after ${timeoutS} s waiting for the deploy lock (${/^BUSY (.*)$/m.exec(out)?.[1] ?? 'held by another run'}).`, 'wait for that run to finish, or raise lock-timeout'));
+            else
+                reject(new HostError(`Could not take the deploy lock (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`));
+        }, reject);
+    });
+    await locked;
+    info(`Deploy lock taken (${hostPath(opsDir, OPS.lock)}).`);
+    const running = held;
+    let released = false;
+    let lost;
+    const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000);
+    heartbeat.unref();
+    void running.done
+        .then(r => (lost = `its holder process ended (exit ${r.code})`), (e) => (lost = e.message))
+        .then(() => {
+        clearInterval(heartbeat);
+        if (!released)
+            warning(`Lost the deploy lock: ${lost}.`);
+    });
+    const lostReason = () => (released ? undefined : lost);
+    return {
+        lost: lostReason,
+        check() {
+            const why = lostReason();
+            if (why)
+                throw new HostError(`This run lost the deploy lock (${why}); it stopped before changing more on the host.`, 'run it again');
+        },
+        async release() {
+            released = true;
+            clearInterval(heartbeat);
+            running.end();
+            await running.done.catch(() => undefined);
+        }
+    };
+}
+/**
+ * Runs `fn` under the host-wide lock: taken as its own phase, checked before every later phase (a run that lost it
+ * stops there), released when `fn` ends, however it ends. Every mode that changes the host goes through here.
+ */
+async function withLock(remote, phases, req, fn) {
+    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what));
+    phases.guard = () => lock.check();
+    try {
+        return await fn(lock);
+    }
+    finally {
+        phases.guard = () => undefined;
+        await lock.release();
+    }
+}
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = require("node:fs");
+;// CONCATENATED MODULE: ./src/stackfiles.ts
+
+
+
+
+/** The app services whose routes ship with the action (their upstream starts as the 503 placeholder). */
+const ROUTED_SERVICES = Object.keys(CATALOGUE);
+/** Where the action's own files live: the checkout of the action (dist/.. at run time). */
+function actionRoot() {
+    return process.env.OPS_ACTION_ROOT || (0,external_node_path_namespaceObject.join)(__dirname, '..');
+}
+function walk(dir, base, out) {
+    for (const name of (0,external_node_fs_namespaceObject.readdirSync)(dir).sort()) {
+        const full = (0,external_node_path_namespaceObject.join)(dir, name);
+        if ((0,external_node_fs_namespaceObject.statSync)(full).isDirectory())
+            walk(full, base, out);
+        else
+            out.set((0,external_node_path_namespaceObject.relative)(base, full).split(external_node_path_namespaceObject.sep).join('/'), (0,external_node_fs_namespaceObject.readFileSync)(full, 'utf8'));
+    }
+}
+/** Reads compose/ and nginx/ of the action checkout. */
+function loadBundle(root = actionRoot()) {
+    const files = new Map();
+    walk((0,external_node_path_namespaceObject.join)(root, 'compose'), root, files);
+    walk((0,external_node_path_namespaceObject.join)(root, 'nginx'), root, files);
+    return files;
+}
+/** Turns the bundle into the exact file set for ops-dir: templates rendered, template sources left out. */
+function renderStack(bundle, opts) {
+    const out = new Map();
+    for (const [path, content] of bundle)
+        if (!path.startsWith('nginx/templates/'))
+            out.set(path, content);
+    const template = opts.tls ? 'nginx/templates/servers-tls.conf' : 'nginx/templates/servers-http.conf';
+    const source = bundle.get(template);
+    if (source === undefined)
+        throw new Error(`the action bundle lacks ${template}`);
+    const reason = opts.domain ? `no certificate for ${opts.domain} on the host yet` : 'no domain set';
+    out.set('nginx/conf.d/20-servers.conf', source.replaceAll('{{domain}}', opts.domain).replaceAll('{{reason}}', reason));
+    return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
+}
+function sha256(content) {
+    return (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex');
+}
+/** Directories of ops-dir that infra owns whole: a file there that the action does not ship is removed. */
+const MANAGED_DIRS = ['compose', 'nginx'];
+/** Compares the wanted files with the host's (path -> sha256) and the previous manifest. */
+function planFiles(wanted, onHost, previousManifest) {
+    const write = [...wanted].filter(([p, c]) => onHost.get(p) !== sha256(c)).map(([p]) => p);
+    const stray = [...onHost.keys()].filter(p => MANAGED_DIRS.some(d => p.startsWith(`${d}/`)));
+    const remove = [...new Set([...previousManifest, ...stray])].filter(p => !wanted.has(p) && onHost.has(p));
+    return { write, remove, unchanged: wanted.size - write.length };
+}
+
+;// CONCATENATED MODULE: ./src/maintenance.ts
+
+
+
+
+
+
+
+
+
+
+
+
+const SITE_WIDE = 'all';
+/** The file that puts a service (or with SITE_WIDE every route) in maintenance: its map line (05-upstream-vars.conf). */
+const maintenancePath = (target) => `upstreams/${target}.maintenance.map`;
+/** The page nginx answers with (the 8505 server of conf.d/10-undeployed.conf). */
+const MAINTENANCE_PAGE = 'upstreams/maintenance.html';
+/** The page when the run gives none: the action's own. */
+const DEFAULT_PAGE = 'nginx/html/maintenance.html';
+const MAP_LINE = '~. ops_maintenance;\n';
+/** The names of upstreams/*.maintenance.map, one per line. */
+const listMaintenance = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.maintenance.map; do [ -f "$f" ] && echo "${f%.maintenance.map}"; done; exit 0', opsDir);
+const parseMaintenance = (out) => out
+    .split('\n')
+    .map(l => l.trim())
+    .filter(Boolean);
+/** Whether clients of the service get the maintenance page. */
+const inMaintenance = (m, service) => m.includes(SITE_WIDE) || m.includes(service);
+/** mode maintenance / live, under the lock, after the stack is ensured (its config has the maintenance maps). */
+async function runMaintenance(remote, infra, run, phases, lockTimeoutS) {
+    const target = run.service ?? SITE_WIDE;
+    const what = `mode ${run.mode}${run.service ? ` of ${run.service}` : ''}`;
+    return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: lockTimeoutS, what }, async () => {
+        // What is in maintenance, and (a service outside the catalogue) whether it has a route here: read before infra
+        // runs, so a run that cannot do what it was asked changes nothing.
+        const custom = run.service && !CATALOGUE[run.service] ? run.service : undefined;
+        const s = splitSections((await remote.run(concurrently(section('list', listMaintenance(infra.opsDir)), ...(custom ? [section('vars', readFileIfExists(hostPath(infra.opsDir, varsPath(custom))))] : [])))).stdout);
+        if (custom && !s.get('vars')?.out.trim())
+            throw new HostError(`${custom} has no route on this host (not frontend, backend or story, and never deployed here); nothing was changed`, 'deploy it first, or leave service empty for every route');
+        const before = parseMaintenance(s.get('list')?.out ?? '');
+        const { nginxId } = await runInfra(remote, infra, phases, 'Infra: ');
+        return phases.run(run.mode === 'maintenance' ? 'Maintenance on' : 'Maintenance off', async () => {
+            let after;
+            if (run.mode === 'maintenance') {
+                const page = run.page ?? loadBundle().get(DEFAULT_PAGE) ?? 'Down for maintenance.\n';
+                await writeAndReload(remote, infra.opsDir, nginxId, [
+                    { path: maintenancePath(target), content: MAP_LINE },
+                    { path: MAINTENANCE_PAGE, content: page }
+                ]);
+                await forgetFiles(remote, infra.opsDir, [maintenancePath(target), MAINTENANCE_PAGE]);
+                after = [...new Set([...before, target])];
+            }
+            else {
+                // Site-wide live ends every maintenance; a service's ends its own (site-wide maintenance, if on, stays).
+                const off = run.service ? before.filter(t => t === run.service) : before;
+                if (off.length) {
+                    await writeAndReload(remote, infra.opsDir, nginxId, [], off.map(maintenancePath));
+                    await forgetFiles(remote, infra.opsDir, off.map(maintenancePath));
+                }
+                if (run.service && before.includes(SITE_WIDE))
+                    warning(`Every route is in maintenance (site-wide): ${run.service} keeps the maintenance page until mode live without a service.`);
+                after = before.filter(t => !off.includes(t));
+            }
+            const line = await describeNow(remote, nginxId, after, run);
+            info(line);
+            return [line];
+        });
+    });
+}
+/** What clients get now: the route (or `/`) and /healthz, as nginx answers them, and what is in maintenance. */
+async function describeNow(remote, nginxId, after, run) {
+    const spec = run.service ? CATALOGUE[run.service] : undefined;
+    const path = spec ? publicPath(spec, spec.healthPath) : run.service ? '' : '/';
+    const probes = [
+        section('healthz', httpStatus(nginxId, 'http://127.0.0.1:80/healthz')),
+        ...(path ? [section('route', httpStatus(nginxId, `http://127.0.0.1:80${path}`))] : [])
+    ];
+    const s = splitSections((await remote.run(concurrently(...probes))).stdout);
+    const now = after.length
+        ? `in maintenance: ${after.map(t => (t === SITE_WIDE ? 'every route (site-wide)' : t)).join(', ')}`
+        : 'no route in maintenance';
+    const answers = [
+        path && `GET ${path} -> ${s.get('route')?.out.trim() || '?'}`,
+        `GET /healthz -> ${s.get('healthz')?.out.trim() || '?'}`
+    ].filter(Boolean);
+    return `${now} (${answers.join(', ')})`;
+}
+
+;// CONCATENATED MODULE: ./src/commands/switch.ts
+
+
+
+/** The stages, in order; each runs only when the one before succeeded. */
+const SWITCH_STAGES = ['preview', 'switch', 'verify'];
+/**
+ * Inside the nginx container: `preview` (waves on the preview port), then `switch` (reload, and wait until only new
+ * workers serve), then `verify` (waves on the client port): each a section (`@@ops <stage>` … `@@ops-rc <rc>`), the
+ * next one run only when it succeeded, and `@@ops-at <stage> <uptime>` before each and `@@ops-at end <uptime>` after
+ * the last that ran (seconds since boot, to 10 ms).
+ */
+const previewSwitchVerify = (s) => {
+    const stage = (name, body) => `at ${name}; echo '@@ops ${name}'; { ${body}; } 2>&1; r=$?; echo "@@ops-rc $r"; [ $r -eq 0 ]`;
+    return shell_cmd('docker', 'exec', s.nginxId, 'sh', '-c', `${PROBE}${WAVES}${RELOAD}at() { read -r u _ </proc/uptime; echo "@@ops-at $1 $u"; }; T=$4; ` +
+        `{ ${stage('preview', 'H=$5; waves "$6" "$7" "$2" "$3"')}; } && ` +
+        `{ ${stage('switch', 'reload "$1" "$8"')}; } && ` +
+        `{ ${stage('verify', 'H=$9; waves "${10}" "${11}" "$2" "$3"')}; }; r=$?; at end; exit $r`, 'sh', NGINX_PID_FILE, String(s.need), String(s.maxWaves), String(s.probeTimeoutS), s.preview.header, s.preview.health, s.preview.route, String(s.reloadTimeoutS), s.live.header, s.live.health, s.live.route);
+};
+
+;// CONCATENATED MODULE: ./src/commands/retire.ts
+
+
+
+const stamp = (text) => script('echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1"', text);
+const rotate = (log) => script('[ -f "$1" ] && [ "$(wc -c <"$1")" -gt 262144 ] && mv -f "$1" "$1.1"; exit 0', log);
+/**
+ * Starts a job on the host that outlives this run: it waits until nginx has no request in flight to the old
+ * containers and no reloaded-away worker can send them one any more (waitConnectionsDrained; where /proc is hidden,
+ * until the old workers are gone), then stops (SIGTERM, stop-timeout) and removes them. A run that starts before it
+ * is done finds them still running and retires them the same way; the stop and the removal tolerate either having
+ * done it first.
+ */
+const retireContainers = (r) => {
+    const names = r.containers.join(' ');
+    return seq(rotate(r.log), detached(seq(stamp(`retiring ${names}: waiting until nginx is done with them`), 
+    // Only when the connections cannot be read (5: nginx's processes, 6: /proc hidden) does it wait for the old
+    // workers instead; at the drain timeout (4) it stops the containers without waiting a second time.
+    orOnExit(waitConnectionsDrained(r.nginxId, r.port, r.containers, r.drainTimeoutS, r.workersS), [5, 6], waitNginxDrained(r.nginxId, r.drainTimeoutS)), stamp(`stopping ${names} (stop-timeout ${r.stopTimeoutS} s)`), stopContainers(r.containers, r.stopTimeoutS), removeContainers(r.containers), stamp(`removed ${names}`)), r.log));
+};
+
+;// CONCATENATED MODULE: ./src/release.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+// The new release's container: start it, gate it on its health path, verify it through nginx, and remove it
+// (failed) or the old one (replaced).
+/** Requests to the health path and to the route at once, per wave; waves at most before a check fails. */
+const VERIFY_PAIRS = 3;
+const VERIFY_WAVES = 5;
+const RELOAD_TIMEOUT_S = 10;
+/** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
+const PREVIEW_PORT = 8504;
+/** `<service>-<8 hex>`: a new name for every release, so old and new run side by side. */
+const newContainerName = (service) => `${service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+/** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
+const envText = (app) => app.env.map(([k, v]) => `${k}=${v}\n`).join('');
+async function startContainer(remote, r) {
+    const { app } = r;
+    const aliases = [app.service, ...app.spec.aliases];
+    const memory = r.memory === undefined ? undefined : String(r.memory);
+    const command = runContainer({
+        name: r.name,
+        service: app.service,
+        image: r.image,
+        digest: r.digest,
+        network: r.network,
+        aliases,
+        port: app.spec.port,
+        spec: {
+            route: app.spec.route,
+            healthPath: app.spec.healthPath,
+            stripPrefix: app.spec.stripPrefix,
+            aliases: app.spec.aliases,
+            memory: r.memory
+        },
+        stopTimeoutS: app.stopTimeoutS,
+        memory,
+        envFile: app.envFile,
+        inheritEnvFrom: r.inheritEnvFrom
+    });
+    await remote.must(command, `starting ${r.name}`, { stdin: envText(app) });
+    const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : '';
+    info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
+}
+/** A release command that did not exit 0 (or was killed at its timeout): what it did, for the history. */
+class ReleaseFailed extends HostError {
+    run;
+    constructor(message, fix, run) {
+        super(message, fix);
+        this.run = run;
+    }
+}
+/** Lines of the release command's output an error shows. */
+const RELEASE_ERROR_LINES = 20;
+/**
+ * The release phase: the command, once, with `sh -c` in a one-off container of the new image, with the app's env
+ * (a file), network and memory limit, no aliases and no route; its output in the log. Exit 0 or it throws (exit
+ * code or timeout, and the last lines); the container is gone either way.
+ */
+async function runReleaseCommand(remote, r) {
+    const { app, release } = r;
+    const name = `${app.service}-release-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+    info(`Running the release command in ${name} (${r.digest || r.image}, network ${r.network}, ${app.service}'s env; release-timeout ${release.timeoutS} s): ${release.command}`);
+    const start = Date.now();
+    const out = await remote.run(runOneOff({
+        name,
+        service: app.service,
+        image: r.digest || r.image,
+        network: r.network,
+        memory: r.memory === undefined ? undefined : String(r.memory),
+        envFile: app.envFile,
+        command: release.command,
+        timeoutS: release.timeoutS
+    }), { stdin: envText(app) });
+    const seconds = (Date.now() - start) / 1000;
+    // The last line (the command's own output cannot end with it: docker's marker comes after).
+    const m = /(?:^|\n)@@ops-release (\S+)(?: (.*))?\n?$/.exec(out.stdout);
+    const output = (m ? out.stdout.slice(0, m.index) : out.stdout).trimEnd();
+    const exit = m && /^\d+$/.test(m[1]) ? Number(m[1]) : 'timeout';
+    info(output ? `output:\n${output}` : '(no output)');
+    if (!m)
+        throw new HostError(`the release command's container ${name} could not be started (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`);
+    const last = output.split('\n').slice(-RELEASE_ERROR_LINES).join('\n') || '(no output)';
+    const fix = 'the previous release keeps serving and nothing else changed; fix the command (or the image) and deploy again';
+    const run = { command: release.command, exit, seconds };
+    if (m[1] === 'running')
+        throw new HostError(`a release command of an interrupted run is still running (${(m[2] ?? '').trim()}, label ops-action.release=${app.service}): this one was not started and nothing changed`, 'wait for it to finish, or stop it (docker rm -f), and deploy again');
+    if (m[1] === 'error')
+        throw new HostError(`waiting for the release command failed; its last lines:\n${last}`, fix);
+    if (m[1] === 'timeout')
+        throw new ReleaseFailed(`the release command did not finish within ${release.timeoutS} s (release-timeout) and was killed; its last lines:\n${last}`, fix, run);
+    if (m[1] !== '0')
+        throw new ReleaseFailed(`the release command exited ${m[1]} after ${seconds.toFixed(1)} s; its last lines:\n${last}`, fix, run);
+    info(`The release command exited 0 after ${seconds.toFixed(1)} s.`);
+    return run;
+}
+async function inspectOne(remote, name) {
+    return parseInspect((await remote.run(inspectContainers([name]))).stdout)[0];
+}
+/** Polls the new container until its health path answers 2xx (in one round trip); an exit, a restart or the timeout fails at once. Returns its address. */
+async function healthGate(remote, app, name, network, nginxId) {
+    const { healthPath: path, port } = app.spec;
+    const out = await remote.must(healthGateLoop({ container: name, network, via: nginxId, port, path, timeoutS: app.healthTimeoutS }), `waiting for ${name} to become healthy`);
+    const gate = parseGate(out);
+    const probe = (code, ip) => code === 'none' ? 'no probe yet' : `GET http://${ip || '<ip>'}:${port}${path} -> ${code === '000' ? 'no answer' : code}`;
+    switch (gate.kind) {
+        case 'healthy':
+            info(`${probe(gate.code, gate.ip)}: healthy.`);
+            return gate.ip;
+        case 'exited': {
+            const how = gate.status === 'running' || gate.status === 'restarting' ? `restarted ${gate.restarts}×` : gate.status;
+            throw new HostError(`${name} ${how} before becoming healthy (last health probe: ${probe(gate.code, '')})`);
+        }
+        case 'unhealthy':
+            throw new HostError(`${name}'s own HEALTHCHECK reports unhealthy (last health probe: ${probe(gate.code, '')})`);
+        case 'gone':
+            throw new HostError(`${name} disappeared (last health probe: ${probe(gate.code, '')})`);
+        case 'timeout':
+            throw new HostError(`${name} did not become healthy within ${app.healthTimeoutS} s (last health probe: ${probe(gate.code, gate.ip)})`);
+    }
+}
+/** The last line healthGateLoop printed, as a value. */
+function parseGate(out) {
+    const w = (out.trim().split('\n').at(-1) ?? '').split(' ');
+    switch (w[0]) {
+        case 'healthy':
+            return { kind: 'healthy', ip: w[1] ?? '', code: w[2] ?? '' };
+        case 'exited':
+            return { kind: 'exited', status: w[1] ?? '', restarts: Number(w[2] ?? 0), code: w[3] ?? 'none' };
+        case 'unhealthy':
+        case 'gone':
+            return { kind: w[0], code: w[1] ?? 'none' };
+        case 'timeout':
+            return { kind: 'timeout', code: w[1] ?? 'none', ip: w[2] ?? '' };
+        default:
+            throw new HostError(`the health gate printed nothing it knows: ${out.trim() || '(nothing)'}`);
+    }
+}
+/** A stage of previewSwitchVerify that failed; `stage` says whether clients may have been switched ('preview': not). */
+class ThroughNginxFailed extends HostError {
+    stage;
+    constructor(stage, message, fix) {
+        super(message, fix);
+        this.stage = stage;
+    }
+}
+/**
+ * The new release through nginx, in one round trip: on nginx's preview port (the header picks the new container,
+ * through the very same route config, before any client is switched), then the switch (a reload: the upstream file
+ * naming the new container was written and tested before), then as clients see it. Each check: health path 2xx and
+ * route without a 5xx, VERIFY_PAIRS requests of each at once. Returns the seconds each stage took.
+ */
+async function throughNginx(remote, app, nginxId, name, verifyVia) {
+    const healthPath = publicPath(app.spec, app.spec.healthPath);
+    const at = (port, header) => ({
+        health: `http://127.0.0.1:${port}${healthPath}`,
+        route: `http://127.0.0.1:${port}${app.spec.route}`,
+        header
+    });
+    // Without an answer (the connection went mid-way) it may have switched.
+    const maybe = (e) => new ThroughNginxFailed('switch', `probing and switching through nginx failed: ${e.message}`);
+    const r = await remote
+        .run(previewSwitchVerify({
+        nginxId,
+        preview: at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
+        // Clients' port, unless they do not reach the upstream (maintenance) or only some do (a canary): then the
+        // preview port, through the upstream block by its name.
+        live: verifyVia ? at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${verifyVia}`) : at(80, ''),
+        need: VERIFY_PAIRS,
+        maxWaves: VERIFY_WAVES,
+        probeTimeoutS: 3,
+        reloadTimeoutS: RELOAD_TIMEOUT_S
+    }))
+        .catch((e) => {
+        throw maybe(e);
+    });
+    const s = splitSections(r.stdout);
+    const times = stageTimes(r.stdout);
+    if (!s.size)
+        throw maybe(new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim()}`));
+    for (const stage of SWITCH_STAGES) {
+        const done = s.get(stage);
+        if (!done)
+            throw new ThroughNginxFailed('switch', `the ${stage} through nginx did not finish: ${(r.stderr || r.stdout).trim()}`);
+        if (done.rc === 0)
+            continue;
+        if (stage === 'switch') {
+            const e = reloadFailed(done.rc, done.out, RELOAD_TIMEOUT_S);
+            throw new ThroughNginxFailed(stage, e.message, e.fix);
+        }
+        const where = stage === 'preview' ? "on nginx's preview port (before any client was switched)" : 'through nginx';
+        const bad = done.out.split('\n').filter(l => /^\d{3} \d{3}$/.test(l) && !/^2\d\d [1-4]\d\d$/.test(l));
+        const [h = '000', rt = '000'] = (bad.at(-1) ?? '000 000').split(' ');
+        throw new ThroughNginxFailed(stage, `The new release does not answer well ${where}: GET ${healthPath} -> ${h}, GET ${app.spec.route} -> ${rt}`);
+    }
+    info(`GET ${healthPath} and GET ${app.spec.route}, ${VERIFY_PAIRS} of each at once, answer well on nginx's preview port and, after the switch, through nginx (${SWITCH_STAGES.map(st => `${st} ${times[st].toFixed(2)} s`).join(', ')}).`);
+    return times;
+}
+/** Seconds per stage from the `@@ops-at <stage> <uptime>` marks (each stage ends where the next mark is). */
+function stageTimes(stdout) {
+    const marks = [...stdout.matchAll(/^@@ops-at ([a-z]+) ([0-9.]+)$/gm)].map(m => ({ name: m[1], at: Number(m[2]) }));
+    const times = Object.fromEntries(SWITCH_STAGES.map(st => [st, 0]));
+    marks.forEach((m, i) => {
+        const next = marks[i + 1];
+        if (next && m.name in times)
+            times[m.name] = Math.max(0, next.at - m.at);
+    });
+    return times;
+}
+/** Shows a failed release's state and last log lines, then removes it. */
+async function removeFailed(remote, name) {
+    const c = await inspectOne(remote, name);
+    await showLogs(remote, name, name, 100, `state: ${c ? `${c.status}, restarted ${c.restarts}×, health ${c.health}` : 'gone'}`);
+    await remote.run(removeContainers([name]));
+}
+/**
+ * The containers a release replaced stop and go in a job of their own on the host (commands/retire.ts) once nginx is
+ * done with them: old nginx workers keep reused client connections, which may still send requests to the old
+ * container, for keepalive_min_timeout after the reload. The run does not wait for that.
+ */
+async function retireOld(remote, opsDir, nginxId, app, old) {
+    if (!old.length)
+        return info('No previous container to stop.');
+    const containers = old.map(c => c.name);
+    const log = hostPath(opsDir, OPS.retireLog);
+    const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, app.drainTimeoutS);
+    const r = await remote.run(retireContainers({
+        nginxId,
+        port: app.spec.port,
+        containers,
+        drainTimeoutS: app.drainTimeoutS,
+        workersS,
+        stopTimeoutS: app.stopTimeoutS,
+        log
+    }));
+    // The new release serves either way: a job that did not start leaves the old container running, not the deploy failed.
+    if (r.code !== 0)
+        return warning(`Could not start the retirement of ${containers.join(', ')} (exit ${r.code}): ${(r.stderr || r.stdout).trim()}. It keeps running, without clients; the next deploy of ${app.service} stops and removes it.`);
+    info(`${old.map(c => `${c.name} (${c.image})`).join(', ')}: stopped (SIGTERM, stop-timeout ${app.stopTimeoutS} s) and removed in the background on the host once nginx has no request in flight to it and none of its reloaded-away workers can send one (≤ ${workersS} s; drain-timeout ${app.drainTimeoutS} s); log: ${log}.`);
+}
+
 ;// CONCATENATED MODULE: ./src/front.ts
+
+
+
+
 
 
 
@@ -70969,7 +71536,7 @@ async function handOver(remote, opts) {
     }
     info(`New nginx ${next.name} started beside ${old.name}; the front still relays to ${old.name}.`);
     try {
-        await verify(remote, opts.network, old, next, opts.timeoutS);
+        await verify(remote, opts, next);
         await pointFrontAt(remote, opsDir, front, next.name);
     }
     catch (e) {
@@ -70997,19 +71564,25 @@ async function retireNginx(remote, c) {
     }
     return ms;
 }
-/** Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one. */
-async function verify(remote, network, old, next, timeoutS) {
+/**
+ * Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one (a
+ * route in maintenance through its upstream on the preview port: clients get the maintenance page there).
+ */
+async function verify(remote, { network, old, opsDir, timeoutS }, next) {
     const gate = (await remote.run(healthGateLoop({ container: next.id, network, via: next.id, port: 80, path: '/healthz', timeoutS }))).stdout
         .trim()
         .split('\n')
         .pop();
     if (!gate?.startsWith('healthy'))
         throw new HostError(`it did not answer /healthz (${gate ?? 'no answer'})`);
-    const paths = await deployedHealthPaths(remote);
+    const paths = await deployedHealthPaths(remote, opsDir);
     if (!paths.length)
         return info(`${next.name}: /healthz 200; no app deployed yet.`);
-    const urls = paths.map(p => `http://127.0.0.1${p}`);
-    const codes = async (c) => new Map((await remote.run(probeEach(c.id, urls))).stdout
+    const urls = paths.map(p => p.url);
+    // One probe round per header: the plain routes, and each route in maintenance through its own upstream.
+    const rounds = [...new Set(paths.map(p => p.header))];
+    const codes = async (c) => new Map((await Promise.all(rounds.map(async (h) => (await remote.run(probeEach(c.id, paths.filter(p => p.header === h).map(p => p.url), h))).stdout)))
+        .join('\n')
         .trim()
         .split('\n')
         .map(l => l.split(' '))
@@ -71022,77 +71595,28 @@ async function verify(remote, network, old, next, timeoutS) {
     const own = failing.filter(u => !alsoOld.includes(u));
     if (own.length)
         throw new HostError(`through it, ${own.map(u => `${u.slice('http://127.0.0.1'.length)} answered ${mine.get(u) ?? '000'} (the old nginx: ${theirs.get(u)})`).join(', ')}`);
-    info(`${next.name}: /healthz 200, ${paths.map(p => `${p} ${mine.get(`http://127.0.0.1${p}`)}`).join(', ')}.`);
+    info(`${next.name}: /healthz 200, ${urls.map(u => `${u.slice('http://127.0.0.1'.length)} ${mine.get(u)}`).join(', ')}.`);
 }
-/** Each deployed app's health path as a client requests it through nginx (its route), from the app containers' labels. */
-async function deployedHealthPaths(remote) {
-    const apps = parseInspect((await remote.run(allAppContainers())).stdout);
-    return [
-        ...new Set(apps
-            .filter(c => c.status === 'running')
-            .flatMap(c => {
-            const d = deployedSpec(c.service, c.labels);
-            return d ? [publicPath(d.spec, d.spec.healthPath)] : [];
-        }))
-    ].sort();
-}
-
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = require("node:fs");
-;// CONCATENATED MODULE: ./src/stackfiles.ts
-
-
-
-
-/** The app services whose routes ship with the action (their upstream starts as the 503 placeholder). */
-const ROUTED_SERVICES = Object.keys(CATALOGUE);
-/** Where the action's own files live: the checkout of the action (dist/.. at run time). */
-function actionRoot() {
-    return process.env.OPS_ACTION_ROOT || (0,external_node_path_namespaceObject.join)(__dirname, '..');
-}
-function walk(dir, base, out) {
-    for (const name of (0,external_node_fs_namespaceObject.readdirSync)(dir).sort()) {
-        const full = (0,external_node_path_namespaceObject.join)(dir, name);
-        if ((0,external_node_fs_namespaceObject.statSync)(full).isDirectory())
-            walk(full, base, out);
-        else
-            out.set((0,external_node_path_namespaceObject.relative)(base, full).split(external_node_path_namespaceObject.sep).join('/'), (0,external_node_fs_namespaceObject.readFileSync)(full, 'utf8'));
-    }
-}
-/** Reads compose/ and nginx/ of the action checkout. */
-function loadBundle(root = actionRoot()) {
-    const files = new Map();
-    walk((0,external_node_path_namespaceObject.join)(root, 'compose'), root, files);
-    walk((0,external_node_path_namespaceObject.join)(root, 'nginx'), root, files);
-    return files;
-}
-/** Turns the bundle into the exact file set for ops-dir: templates rendered, template sources left out. */
-function renderStack(bundle, opts) {
-    const out = new Map();
-    for (const [path, content] of bundle)
-        if (!path.startsWith('nginx/templates/'))
-            out.set(path, content);
-    const template = opts.tls ? 'nginx/templates/servers-tls.conf' : 'nginx/templates/servers-http.conf';
-    const source = bundle.get(template);
-    if (source === undefined)
-        throw new Error(`the action bundle lacks ${template}`);
-    const reason = opts.domain ? `no certificate for ${opts.domain} on the host yet` : 'no domain set';
-    out.set('nginx/conf.d/20-servers.conf', source.replaceAll('{{domain}}', opts.domain).replaceAll('{{reason}}', reason));
-    return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
-}
-function sha256(content) {
-    return (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex');
-}
-/** Directories of ops-dir that infra owns whole: a file there that the action does not ship is removed. */
-const MANAGED_DIRS = ['compose', 'nginx'];
-/** Compares the wanted files with the host's (path -> sha256) and the previous manifest. */
-function planFiles(wanted, onHost, previousManifest) {
-    const write = [...wanted].filter(([p, c]) => onHost.get(p) !== sha256(c)).map(([p]) => p);
-    const stray = [...onHost.keys()].filter(p => MANAGED_DIRS.some(d => p.startsWith(`${d}/`)));
-    const remove = [...new Set([...previousManifest, ...stray])].filter(p => !wanted.has(p) && onHost.has(p));
-    return { write, remove, unchanged: wanted.size - write.length };
+/**
+ * Each deployed app's health path as a client requests it through nginx (its route), from the app containers'
+ * labels; a route in maintenance on the preview port, with the header that picks its upstream.
+ */
+async function deployedHealthPaths(remote, opsDir) {
+    const s = splitSections((await remote.run(concurrently(section('apps', allAppContainers()), section('maintenance', listMaintenance(opsDir))))).stdout);
+    const apps = parseInspect(s.get('apps')?.out ?? '');
+    const maintenance = parseMaintenance(s.get('maintenance')?.out ?? '');
+    const probes = apps
+        .filter(c => c.status === 'running')
+        .flatMap(c => {
+        const d = deployedSpec(c.service, c.labels);
+        if (!d)
+            return [];
+        const path = publicPath(d.spec, d.spec.healthPath);
+        return inMaintenance(maintenance, c.service)
+            ? [{ url: `http://127.0.0.1:${PREVIEW_PORT}${path}`, header: `${PREVIEW_HEADER}: ${upstreamName(c.service)}` }]
+            : [{ url: `http://127.0.0.1${path}`, header: '' }];
+    });
+    return [...new Map(probes.map(p => [p.url, p])).values()].sort((a, b) => a.url.localeCompare(b.url));
 }
 
 ;// CONCATENATED MODULE: ./src/infraplan.ts
@@ -71559,198 +72083,6 @@ async function validate(remote, opsDir, host, plan) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/commands/lock.ts
-
-/** How often a holder proves it is alive, and after how long without a sign a waiter takes the lock over. */
-const HEARTBEAT_S = 5;
-const STALE_S = 30;
-/**
- * The host-wide deploy lock: one run at a time changes the host, whatever repository or mode started it.
- *
- * It is a kernel lock (flock) held by a process of this run's own SSH session, which keeps it while its stdin stays
- * open. When the run ends, is killed or loses its connection, sshd ends the session, the process exits and the
- * kernel releases the lock: a dead holder never blocks anyone, and a live one is never robbed.
- *
- * A holder that hangs, or whose connection died without sshd noticing (a runner VM that vanished leaves a half-open
- * TCP connection sshd may keep for hours), stops sending its heartbeat line every HEARTBEAT_S; each line touches the
- * holder file. A waiter that sees no heartbeat for STALE_S ends the holder's process (its pid is in the lock file),
- * which releases the lock, and takes it: a stale holder costs STALE_S, never lock-timeout.
- */
-const lockScript = (lockFile, holderFile, timeoutS, holder, staleS = STALE_S) => script('mkdir -p "$(dirname "$1")" || exit 1; exec 9>>"$1" || exit 1; ' +
-    'if ! flock -n 9; then echo "BUSY $(cat "$2" 2>/dev/null)"; end=$(( $(date +%s) + $3 )); ' +
-    'until flock -n 9; do ' +
-    'age=$(( $(date +%s) - $(stat -c %Y "$2" 2>/dev/null || echo 0) )); pid=$(cat "$1" 2>/dev/null); ' +
-    'if [ "$age" -gt "$5" ] && [ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null; then echo "STALE $age"; fi; ' +
-    '[ "$(date +%s)" -lt "$end" ] || { echo TIMEOUT; exit 75; }; sleep 1; done; fi; ' +
-    'printf "%s\\n" "$$" > "$1"; printf "%s\\n" "$4" > "$2"; echo LOCKED; ' +
-    'while read -r _; do touch "$2"; done', lockFile, holderFile, String(timeoutS), holder, String(staleS));
-
-;// CONCATENATED MODULE: ./src/lock.ts
-
-
-
-
-
-/** Who is deploying: shown to runs that wait for the lock. */
-function holderDescription(what) {
-    const run = runInfo();
-    return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`;
-}
-async function acquireLock(remote, opsDir, timeoutS, what) {
-    let held;
-    let out = '';
-    let reported = false;
-    let staleReported = false;
-    const locked = new Promise((resolve, reject) => {
-        const script = lockScript(hostPath(opsDir, OPS.lock), hostPath(opsDir, OPS.lockHolder), timeoutS, holderDescription(what));
-        held = remote.start(script, text => {
-            out += text;
-            const busy = /^BUSY (.*)$/m.exec(out);
-            if (busy && !reported) {
-                reported = true;
-                info(`The host is busy: ${busy[1] || 'another run holds the deploy lock'}. Waiting up to ${timeoutS} s…`);
-            }
-            const stale = /^STALE (\d+)$/m.exec(out);
-            if (stale && !staleReported) {
-                staleReported = true;
-                warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`);
-            }
-            if (/^LOCKED$/m.test(out))
-                resolve();
-        });
-        held.done.then(r => {
-            if (r.code === 75)
-                reject(new HostError(`Timed out after ${timeoutS} s waiting for the deploy lock (${/^BUSY (.*)$/m.exec(out)?.[1] ?? 'held by another run'}).`, 'wait for that run to finish, or raise lock-timeout'));
-            else
-                reject(new HostError(`Could not take the deploy lock (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`));
-        }, reject);
-    });
-    await locked;
-    info(`Deploy lock taken (${hostPath(opsDir, OPS.lock)}).`);
-    const running = held;
-    let released = false;
-    let lost;
-    const heartbeat = setInterval(() => running.write('\n'), HEARTBEAT_S * 1000);
-    heartbeat.unref();
-    void running.done
-        .then(r => (lost = `its holder process ended (exit ${r.code})`), (e) => (lost = e.message))
-        .then(() => {
-        clearInterval(heartbeat);
-        if (!released)
-            warning(`Lost the deploy lock: ${lost}.`);
-    });
-    const lostReason = () => (released ? undefined : lost);
-    return {
-        lost: lostReason,
-        check() {
-            const why = lostReason();
-            if (why)
-                throw new HostError(`This run lost the deploy lock (${why}); it stopped before changing more on the host.`, 'run it again');
-        },
-        async release() {
-            released = true;
-            clearInterval(heartbeat);
-            running.end();
-            await running.done.catch(() => undefined);
-        }
-    };
-}
-/**
- * Runs `fn` under the host-wide lock: taken as its own phase, checked before every later phase (a run that lost it
- * stops there), released when `fn` ends, however it ends. Every mode that changes the host goes through here.
- */
-async function withLock(remote, phases, req, fn) {
-    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what));
-    phases.guard = () => lock.check();
-    try {
-        return await fn(lock);
-    }
-    finally {
-        phases.guard = () => undefined;
-        await lock.release();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/maintenance.ts
-
-
-
-
-
-
-
-
-
-
-
-
-const SITE_WIDE = 'all';
-/** The file that puts a service (or with SITE_WIDE every route) in maintenance: its map line (05-upstream-vars.conf). */
-const maintenancePath = (target) => `upstreams/${target}.maintenance.map`;
-/** The page nginx answers with (the 8505 server of conf.d/10-undeployed.conf). */
-const MAINTENANCE_PAGE = 'upstreams/maintenance.html';
-/** The page when the run gives none: the action's own. */
-const DEFAULT_PAGE = 'nginx/html/maintenance.html';
-const MAP_LINE = '~. ops_maintenance;\n';
-/** The names of upstreams/*.maintenance.map, one per line. */
-const listMaintenance = (opsDir) => script('cd "$1/upstreams" 2>/dev/null || exit 0; for f in *.maintenance.map; do [ -f "$f" ] && echo "${f%.maintenance.map}"; done; exit 0', opsDir);
-const parseMaintenance = (out) => out
-    .split('\n')
-    .map(l => l.trim())
-    .filter(Boolean);
-/** Whether clients of the service get the maintenance page. */
-const inMaintenance = (m, service) => m.includes(SITE_WIDE) || m.includes(service);
-/** mode maintenance / live, under the lock, after the stack is ensured (its config has the maintenance maps). */
-async function runMaintenance(remote, infra, run, phases, lockTimeoutS) {
-    const target = run.service ?? SITE_WIDE;
-    const what = `mode ${run.mode}${run.service ? ` of ${run.service}` : ''}`;
-    return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: lockTimeoutS, what }, async () => {
-        const stack = await runInfra(remote, infra, phases, 'Infra: ');
-        const nginxId = stack.nginxId;
-        return phases.run(run.mode === 'maintenance' ? 'Maintenance on' : 'Maintenance off', async () => {
-            const s = splitSections((await remote.run(concurrently(section('list', listMaintenance(infra.opsDir)), ...(run.service && !CATALOGUE[run.service] ? [section('vars', readFileIfExists(hostPath(infra.opsDir, varsPath(run.service))))] : [])))).stdout);
-            const before = parseMaintenance(s.get('list')?.out ?? '');
-            if (run.service && !CATALOGUE[run.service] && !s.get('vars')?.out.trim())
-                throw new HostError(`${run.service} has no route on this host (not frontend, backend or story, and never deployed here); nothing was changed`, 'deploy it first, or leave service empty for every route');
-            if (run.mode === 'maintenance') {
-                const page = run.page ?? loadBundle().get(DEFAULT_PAGE) ?? 'Down for maintenance.\n';
-                await writeAndReload(remote, infra.opsDir, nginxId, [
-                    { path: maintenancePath(target), content: MAP_LINE },
-                    { path: MAINTENANCE_PAGE, content: page }
-                ]);
-                await forgetFiles(remote, infra.opsDir, [maintenancePath(target), MAINTENANCE_PAGE]);
-            }
-            else {
-                // Site-wide live ends every maintenance; a service's ends its own (site-wide maintenance, if on, stays).
-                const off = run.service ? before.filter(t => t === run.service) : before;
-                if (off.length) {
-                    await writeAndReload(remote, infra.opsDir, nginxId, [], off.map(maintenancePath));
-                    await forgetFiles(remote, infra.opsDir, off.map(maintenancePath));
-                }
-                if (run.service && before.includes(SITE_WIDE))
-                    warning(`Every route is in maintenance (site-wide): ${run.service} keeps the maintenance page until mode live without a service.`);
-            }
-            const after = run.mode === 'maintenance'
-                ? [...new Set([...before, target])]
-                : before.filter(t => !(run.service ? [run.service] : before).includes(t));
-            const lines = [await describeNow(remote, nginxId, after, run)];
-            for (const l of lines)
-                info(l);
-            return lines;
-        });
-    });
-}
-/** What clients get now: the route (or `/`) and /healthz, as nginx answers them, and what is in maintenance. */
-async function describeNow(remote, nginxId, after, run) {
-    const spec = run.service ? CATALOGUE[run.service] : undefined;
-    const path = spec ? publicPath(spec, spec.healthPath) : run.service ? '' : '/';
-    const probes = [section('healthz', httpStatus(nginxId, 'http://127.0.0.1:80/healthz')), ...(path ? [section('route', httpStatus(nginxId, `http://127.0.0.1:80${path}`))] : [])];
-    const s = splitSections((await remote.run(concurrently(...probes))).stdout);
-    const now = after.length ? `in maintenance: ${after.map(t => (t === SITE_WIDE ? 'every route (site-wide)' : t)).join(', ')}` : 'no route in maintenance';
-    const answers = [path && `GET ${path} -> ${s.get('route')?.out.trim() || '?'}`, `GET /healthz -> ${s.get('healthz')?.out.trim() || '?'}`].filter(Boolean);
-    return `${now} (${answers.join(', ')})`;
-}
-
 ;// CONCATENATED MODULE: ./src/preflight.ts
 
 
@@ -71817,284 +72149,9 @@ async function preflight(remote, state, service, memory, inherit) {
     return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit, maintenance };
 }
 
-;// CONCATENATED MODULE: ./src/commands/switch.ts
-
-
-
-/** The stages, in order; each runs only when the one before succeeded. */
-const SWITCH_STAGES = ['preview', 'switch', 'verify'];
-/**
- * Inside the nginx container: `preview` (waves on the preview port), then `switch` (reload, and wait until only new
- * workers serve), then `verify` (waves on the client port): each a section (`@@ops <stage>` … `@@ops-rc <rc>`), the
- * next one run only when it succeeded, and `@@ops-at <stage> <uptime>` before each and `@@ops-at end <uptime>` after
- * the last that ran (seconds since boot, to 10 ms).
- */
-const previewSwitchVerify = (s) => {
-    const stage = (name, body) => `at ${name}; echo '@@ops ${name}'; { ${body}; } 2>&1; r=$?; echo "@@ops-rc $r"; [ $r -eq 0 ]`;
-    return shell_cmd('docker', 'exec', s.nginxId, 'sh', '-c', `${PROBE}${WAVES}${RELOAD}at() { read -r u _ </proc/uptime; echo "@@ops-at $1 $u"; }; T=$4; ` +
-        `{ ${stage('preview', 'H=$5; waves "$6" "$7" "$2" "$3"')}; } && ` +
-        `{ ${stage('switch', 'reload "$1" "$8"')}; } && ` +
-        `{ ${stage('verify', 'H=$9; waves "${10}" "${11}" "$2" "$3"')}; }; r=$?; at end; exit $r`, 'sh', NGINX_PID_FILE, String(s.need), String(s.maxWaves), String(s.probeTimeoutS), s.preview.header, s.preview.health, s.preview.route, String(s.reloadTimeoutS), s.live.header, s.live.health, s.live.route);
-};
-
-;// CONCATENATED MODULE: ./src/commands/retire.ts
-
-
-
-const stamp = (text) => script('echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1"', text);
-const rotate = (log) => script('[ -f "$1" ] && [ "$(wc -c <"$1")" -gt 262144 ] && mv -f "$1" "$1.1"; exit 0', log);
-/**
- * Starts a job on the host that outlives this run: it waits until nginx has no request in flight to the old
- * containers and no reloaded-away worker can send them one any more (waitConnectionsDrained; where /proc is hidden,
- * until the old workers are gone), then stops (SIGTERM, stop-timeout) and removes them. A run that starts before it
- * is done finds them still running and retires them the same way; the stop and the removal tolerate either having
- * done it first.
- */
-const retireContainers = (r) => {
-    const names = r.containers.join(' ');
-    return seq(rotate(r.log), detached(seq(stamp(`retiring ${names}: waiting until nginx is done with them`), 
-    // Only when the connections cannot be read (5: nginx's processes, 6: /proc hidden) does it wait for the old
-    // workers instead; at the drain timeout (4) it stops the containers without waiting a second time.
-    orOnExit(waitConnectionsDrained(r.nginxId, r.port, r.containers, r.drainTimeoutS, r.workersS), [5, 6], waitNginxDrained(r.nginxId, r.drainTimeoutS)), stamp(`stopping ${names} (stop-timeout ${r.stopTimeoutS} s)`), stopContainers(r.containers, r.stopTimeoutS), removeContainers(r.containers), stamp(`removed ${names}`)), r.log));
-};
-
-;// CONCATENATED MODULE: ./src/release.ts
-
-
-
-
-
-
-
-
-
-
-
-
-
-// The new release's container: start it, gate it on its health path, verify it through nginx, and remove it
-// (failed) or the old one (replaced).
-/** Requests to the health path and to the route at once, per wave; waves at most before a check fails. */
-const VERIFY_PAIRS = 3;
-const VERIFY_WAVES = 5;
-const RELOAD_TIMEOUT_S = 10;
-/** nginx's preview server inside its container (nginx/conf.d/10-undeployed.conf). */
-const PREVIEW_PORT = 8504;
-/** `<service>-<8 hex>`: a new name for every release, so old and new run side by side. */
-const newContainerName = (service) => `${service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
-/** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
-const envText = (app) => app.env.map(([k, v]) => `${k}=${v}\n`).join('');
-async function startContainer(remote, r) {
-    const { app } = r;
-    const aliases = [app.service, ...app.spec.aliases];
-    const memory = r.memory === undefined ? undefined : String(r.memory);
-    const command = runContainer({
-        name: r.name,
-        service: app.service,
-        image: r.image,
-        digest: r.digest,
-        network: r.network,
-        aliases,
-        port: app.spec.port,
-        spec: {
-            route: app.spec.route,
-            healthPath: app.spec.healthPath,
-            stripPrefix: app.spec.stripPrefix,
-            aliases: app.spec.aliases,
-            memory: r.memory
-        },
-        stopTimeoutS: app.stopTimeoutS,
-        memory,
-        envFile: app.envFile,
-        inheritEnvFrom: r.inheritEnvFrom
-    });
-    await remote.must(command, `starting ${r.name}`, { stdin: envText(app) });
-    const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : '';
-    info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
-}
-/** Lines of the release command's output an error shows. */
-const RELEASE_ERROR_LINES = 20;
-/**
- * The release phase: the command, once, with `sh -c` in a one-off container of the new image, with the app's env
- * (a file), network and memory limit, no aliases and no route; its output in the log. Exit 0 or it throws (exit
- * code or timeout, and the last lines); the container is gone either way.
- */
-async function runReleaseCommand(remote, r) {
-    const { app, release } = r;
-    const name = `${app.service}-release-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
-    info(`Running the release command in ${name} (${r.digest || r.image}, network ${r.network}, ${app.service}'s env; release-timeout ${release.timeoutS} s): ${release.command}`);
-    const start = Date.now();
-    const out = await remote.run(runOneOff({
-        name,
-        service: app.service,
-        image: r.digest || r.image,
-        network: r.network,
-        memory: r.memory === undefined ? undefined : String(r.memory),
-        envFile: app.envFile,
-        command: release.command,
-        timeoutS: release.timeoutS
-    }), { stdin: envText(app) });
-    const seconds = (Date.now() - start) / 1000;
-    const m = /^@@ops-release (\S+)\n?$/m.exec(out.stdout);
-    const output = (m ? out.stdout.slice(0, m.index) : out.stdout).trimEnd();
-    info(output ? `output:\n${output}` : '(no output)');
-    if (!m)
-        throw new HostError(`the release command's container ${name} could not be started (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`);
-    const last = output.split('\n').slice(-RELEASE_ERROR_LINES).join('\n') || '(no output)';
-    const fix = 'the previous release keeps serving and nothing else changed; fix the command (or the image) and deploy again';
-    if (m[1] === 'timeout')
-        throw new HostError(`the release command did not finish within ${release.timeoutS} s (release-timeout) and was killed; its last lines:\n${last}`, fix);
-    if (m[1] !== '0')
-        throw new HostError(`the release command exited ${m[1]} after ${seconds.toFixed(1)} s; its last lines:\n${last}`, fix);
-    info(`The release command exited 0 after ${seconds.toFixed(1)} s.`);
-    return { command: release.command, exit: 0, seconds };
-}
-async function inspectOne(remote, name) {
-    return parseInspect((await remote.run(inspectContainers([name]))).stdout)[0];
-}
-/** Polls the new container until its health path answers 2xx (in one round trip); an exit, a restart or the timeout fails at once. Returns its address. */
-async function healthGate(remote, app, name, network, nginxId) {
-    const { healthPath: path, port } = app.spec;
-    const out = await remote.must(healthGateLoop({ container: name, network, via: nginxId, port, path, timeoutS: app.healthTimeoutS }), `waiting for ${name} to become healthy`);
-    const gate = parseGate(out);
-    const probe = (code, ip) => code === 'none' ? 'no probe yet' : `GET http://${ip || '<ip>'}:${port}${path} -> ${code === '000' ? 'no answer' : code}`;
-    switch (gate.kind) {
-        case 'healthy':
-            info(`${probe(gate.code, gate.ip)}: healthy.`);
-            return gate.ip;
-        case 'exited': {
-            const how = gate.status === 'running' || gate.status === 'restarting' ? `restarted ${gate.restarts}×` : gate.status;
-            throw new HostError(`${name} ${how} before becoming healthy (last health probe: ${probe(gate.code, '')})`);
-        }
-        case 'unhealthy':
-            throw new HostError(`${name}'s own HEALTHCHECK reports unhealthy (last health probe: ${probe(gate.code, '')})`);
-        case 'gone':
-            throw new HostError(`${name} disappeared (last health probe: ${probe(gate.code, '')})`);
-        case 'timeout':
-            throw new HostError(`${name} did not become healthy within ${app.healthTimeoutS} s (last health probe: ${probe(gate.code, gate.ip)})`);
-    }
-}
-/** The last line healthGateLoop printed, as a value. */
-function parseGate(out) {
-    const w = (out.trim().split('\n').at(-1) ?? '').split(' ');
-    switch (w[0]) {
-        case 'healthy':
-            return { kind: 'healthy', ip: w[1] ?? '', code: w[2] ?? '' };
-        case 'exited':
-            return { kind: 'exited', status: w[1] ?? '', restarts: Number(w[2] ?? 0), code: w[3] ?? 'none' };
-        case 'unhealthy':
-        case 'gone':
-            return { kind: w[0], code: w[1] ?? 'none' };
-        case 'timeout':
-            return { kind: 'timeout', code: w[1] ?? 'none', ip: w[2] ?? '' };
-        default:
-            throw new HostError(`the health gate printed nothing it knows: ${out.trim() || '(nothing)'}`);
-    }
-}
-/** A stage of previewSwitchVerify that failed; `stage` says whether clients may have been switched ('preview': not). */
-class ThroughNginxFailed extends HostError {
-    stage;
-    constructor(stage, message, fix) {
-        super(message, fix);
-        this.stage = stage;
-    }
-}
-/**
- * The new release through nginx, in one round trip: on nginx's preview port (the header picks the new container,
- * through the very same route config, before any client is switched), then the switch (a reload: the upstream file
- * naming the new container was written and tested before), then as clients see it. Each check: health path 2xx and
- * route without a 5xx, VERIFY_PAIRS requests of each at once. Returns the seconds each stage took.
- */
-async function throughNginx(remote, app, nginxId, name, verifyVia) {
-    const healthPath = publicPath(app.spec, app.spec.healthPath);
-    const at = (port, header) => ({
-        health: `http://127.0.0.1:${port}${healthPath}`,
-        route: `http://127.0.0.1:${port}${app.spec.route}`,
-        header
-    });
-    // Without an answer (the connection went mid-way) it may have switched.
-    const maybe = (e) => new ThroughNginxFailed('switch', `probing and switching through nginx failed: ${e.message}`);
-    const r = await remote
-        .run(previewSwitchVerify({
-        nginxId,
-        preview: at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${name}:${app.spec.port}`),
-        // Clients' port, unless they do not reach the upstream (maintenance) or only some do (a canary): then the
-        // preview port, through the upstream block by its name.
-        live: verifyVia ? at(PREVIEW_PORT, `${PREVIEW_HEADER}: ${verifyVia}`) : at(80, ''),
-        need: VERIFY_PAIRS,
-        maxWaves: VERIFY_WAVES,
-        probeTimeoutS: 3,
-        reloadTimeoutS: RELOAD_TIMEOUT_S
-    }))
-        .catch((e) => {
-        throw maybe(e);
-    });
-    const s = splitSections(r.stdout);
-    const times = stageTimes(r.stdout);
-    if (!s.size)
-        throw maybe(new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim()}`));
-    for (const stage of SWITCH_STAGES) {
-        const done = s.get(stage);
-        if (!done)
-            throw new ThroughNginxFailed('switch', `the ${stage} through nginx did not finish: ${(r.stderr || r.stdout).trim()}`);
-        if (done.rc === 0)
-            continue;
-        if (stage === 'switch') {
-            const e = reloadFailed(done.rc, done.out, RELOAD_TIMEOUT_S);
-            throw new ThroughNginxFailed(stage, e.message, e.fix);
-        }
-        const where = stage === 'preview' ? "on nginx's preview port (before any client was switched)" : 'through nginx';
-        const bad = done.out.split('\n').filter(l => /^\d{3} \d{3}$/.test(l) && !/^2\d\d [1-4]\d\d$/.test(l));
-        const [h = '000', rt = '000'] = (bad.at(-1) ?? '000 000').split(' ');
-        throw new ThroughNginxFailed(stage, `The new release does not answer well ${where}: GET ${healthPath} -> ${h}, GET ${app.spec.route} -> ${rt}`);
-    }
-    info(`GET ${healthPath} and GET ${app.spec.route}, ${VERIFY_PAIRS} of each at once, answer well on nginx's preview port and, after the switch, through nginx (${SWITCH_STAGES.map(st => `${st} ${times[st].toFixed(2)} s`).join(', ')}).`);
-    return times;
-}
-/** Seconds per stage from the `@@ops-at <stage> <uptime>` marks (each stage ends where the next mark is). */
-function stageTimes(stdout) {
-    const marks = [...stdout.matchAll(/^@@ops-at ([a-z]+) ([0-9.]+)$/gm)].map(m => ({ name: m[1], at: Number(m[2]) }));
-    const times = Object.fromEntries(SWITCH_STAGES.map(st => [st, 0]));
-    marks.forEach((m, i) => {
-        const next = marks[i + 1];
-        if (next && m.name in times)
-            times[m.name] = Math.max(0, next.at - m.at);
-    });
-    return times;
-}
-/** Shows a failed release's state and last log lines, then removes it. */
-async function removeFailed(remote, name) {
-    const c = await inspectOne(remote, name);
-    await showLogs(remote, name, name, 100, `state: ${c ? `${c.status}, restarted ${c.restarts}×, health ${c.health}` : 'gone'}`);
-    await remote.run(removeContainers([name]));
-}
-/**
- * The containers a release replaced stop and go in a job of their own on the host (commands/retire.ts) once nginx is
- * done with them: old nginx workers keep reused client connections, which may still send requests to the old
- * container, for keepalive_min_timeout after the reload. The run does not wait for that.
- */
-async function retireOld(remote, opsDir, nginxId, app, old) {
-    if (!old.length)
-        return info('No previous container to stop.');
-    const containers = old.map(c => c.name);
-    const log = hostPath(opsDir, OPS.retireLog);
-    const workersS = Math.min(KEEPALIVE_MIN_TIMEOUT_S + 1, app.drainTimeoutS);
-    const r = await remote.run(retireContainers({
-        nginxId,
-        port: app.spec.port,
-        containers,
-        drainTimeoutS: app.drainTimeoutS,
-        workersS,
-        stopTimeoutS: app.stopTimeoutS,
-        log
-    }));
-    // The new release serves either way: a job that did not start leaves the old container running, not the deploy failed.
-    if (r.code !== 0)
-        return warning(`Could not start the retirement of ${containers.join(', ')} (exit ${r.code}): ${(r.stderr || r.stdout).trim()}. It keeps running, without clients; the next deploy of ${app.service} stops and removes it.`);
-    info(`${old.map(c => `${c.name} (${c.image})`).join(', ')}: stopped (SIGTERM, stop-timeout ${app.stopTimeoutS} s) and removed in the background on the host once nginx has no request in flight to it and none of its reloaded-away workers can send one (≤ ${workersS} s; drain-timeout ${app.drainTimeoutS} s); log: ${log}.`);
-}
-
 ;// CONCATENATED MODULE: ./src/deploy.ts
+
+
 
 
 
@@ -72178,6 +72235,8 @@ async function swap(remote, ctx) {
     if (ctx.releaseCommand) {
         const releaseCommand = ctx.releaseCommand;
         releaseRun = await phase('Release command', () => runReleaseCommand(remote, { app, image, digest, network, memory: before.memory, release: releaseCommand })).catch(async (e) => {
+            if (e instanceof ReleaseFailed)
+                releaseRun = e.run;
             await record('failed', e.message).catch(() => undefined);
             throw e;
         });
@@ -72223,26 +72282,26 @@ async function swap(remote, ctx) {
         if (e === (await written))
             return failed('before switch')(e);
         if (e instanceof ThroughNginxFailed && e.stage !== 'preview')
-            return canary ? endCanary(remote, ctx, name, e) : failed('switched')(e);
+            return canary ? endCanary(remote, ctx, { name, record }, e) : failed('switched')(e);
         return beforeSwitch(e);
     });
     // 11. The canary: watched, then promoted (the same switch, to every client) or rolled back.
     if (canary) {
-        canaryRun = await phase(`Canary (${canary.percent} % for ${canary.seconds} s)`, () => watchCanary(remote, nginxId, app.service, canary)).catch((e) => endCanary(remote, ctx, name, e));
+        canaryRun = await phase(`Canary (${canary.percent} % for ${canary.seconds} s)`, () => watchCanary(remote, nginxId, app.service, canary)).catch((e) => endCanary(remote, ctx, { name, record }, e));
         const verdict = canaryRun.verdict;
         if (verdict.kind === 'fail')
-            await endCanary(remote, ctx, name, new HostError(`The canary failed: ${verdict.reason}`), canaryRun);
+            await endCanary(remote, ctx, { name, record }, new HostError(`The canary failed: ${verdict.reason}`), canaryRun.figures);
+        // The promotion: the upstream file naming the new container replaces the canary's files, then the very switch of a
+        // deploy without a canary. Until its reload, a failure ends the canary; after it, the old upstream file goes back.
         await phase('Promote the canary', async () => {
-            await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service)).catch((e) => endCanary(remote, ctx, name, e, canaryRun));
-            await throughNginx(remote, app, nginxId, name, before.maintenance ? upstreamName(app.service) : undefined);
+            await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service));
+            await throughNginx(remote, app, nginxId, name);
             await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service)));
             info(`Promoted: nginx routes every client of ${app.spec.route} to ${name}.`);
         }).catch(async (e) => {
-            if (e instanceof RolledBack)
-                throw e;
             if (e instanceof ThroughNginxFailed && e.stage !== 'preview')
                 return failed('switched')(e);
-            return failed('before switch', [upstream.path, ...canaryPaths(app.service)])(e);
+            return endCanary(remote, ctx, { name, record }, e, canaryRun?.figures);
         });
     }
     // 12. The switch is final. The old container stops in the background once nginx is done with it; history, images.
@@ -72265,37 +72324,35 @@ function canaryFor(c, before, service) {
     return c;
 }
 /**
- * A canary that failed (or could not be watched): every client back on the old release (the canary's files go, nginx
- * reloads), the new container stopped and removed in the background once nginx is done with it (no request in
- * flight to it fails), the attempt recorded; throws RolledBack with both sides' figures.
+ * A canary that failed (or could not be watched or promoted): every client back on the old release (the upstream
+ * file the promotion wrote goes back, the canary's files go, nginx reloads), the new container stopped and removed
+ * in the background once nginx is done with it (no request in flight to it fails), the attempt recorded; throws
+ * RolledBack with both sides' figures. Cut off from the host it changes nothing (as abandon()).
  */
-async function endCanary(remote, ctx, name, e, result) {
+async function endCanary(remote, ctx, a, e, figures = []) {
     const { app, image, digest } = ctx.release;
     const { opsDir } = ctx.infra;
+    const { name } = a;
+    const cut = cutOff(remote, ctx);
+    if (cut)
+        throw new HostError(`${e.message}\nThen ${cut}, so this run cannot end the canary: nginx sends ${ctx.canary?.percent ?? 0} % of ${app.spec.route}'s clients to ${name}; the next deploy of ${app.service} ends it.`, 'run the deploy again', { cause: e });
     const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back the canary`, async () => {
+        const path = upstreamPath(app.service);
+        const current = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, path)), 'reading the upstream file'));
+        if (current?.container === name)
+            await restoreUnloaded(remote, opsDir, [path]);
         await writeAndReload(remote, opsDir, ctx.nginxId, [], canaryPaths(app.service));
         await forgetFiles(remote, opsDir, serviceFiles(app.service));
         await remote.run(removeCanaryLog(ctx.nginxId, canaryLogPath(app.service)));
         await showLogs(remote, name, name, 50);
         await retireOld(remote, opsDir, ctx.nginxId, app, [{ name, image: digest || image }]);
         return [
-            ...(result?.figures ?? []),
+            ...figures,
             `nginx routes every client of ${app.spec.route} to the old release again`,
             `${name} is stopped and removed once nginx has no request in flight to it`
         ];
     });
-    await appendHistory(remote, opsDir, {
-        mode: ctx.release.mode,
-        service: app.service,
-        image,
-        digest,
-        previousImage: '',
-        container: name,
-        result: 'rolled-back',
-        phases: phaseSeconds(ctx.phases.records, ctx.label),
-        ...(result && { canary: canaryRecord(result, ctx.canary?.percent ?? 0) }),
-        error: e.message
-    }).catch(() => undefined);
+    await a.record('rolled-back', e.message).catch(() => undefined);
     throw new RolledBack(e, notes);
 }
 /** The canary in the history: both sides' counts and p99. */
@@ -72312,9 +72369,7 @@ function canaryRecord(r, percent) {
 async function abandon(remote, ctx, a, e) {
     const { app } = ctx.release;
     const switched = a.stage === 'switched';
-    const cut = !remote.connected()
-        ? 'the connection to the host was lost'
-        : ctx.lock.lost() && `the deploy lock was lost (${ctx.lock.lost()})`;
+    const cut = cutOff(remote, ctx);
     if (cut) {
         const routed = switched ? a.name : (a.before.live?.container ?? 'its 503 placeholder');
         throw new HostError(`${e.message}\nThen ${cut}, so this run cannot roll back. nginx routes ${app.spec.route} to ${routed}; the next deploy of ${app.service} removes what this one left.`, 'run the deploy again', { cause: e });
@@ -72338,8 +72393,19 @@ async function abandon(remote, ctx, a, e) {
     await a.record('rolled-back', e.message).catch(() => undefined);
     throw new RolledBack(e, notes);
 }
+/** Why this run can no longer change the host (the connection gone, or the lock lost to a run that found it stale). */
+const cutOff = (remote, ctx) => !remote.connected()
+    ? 'the connection to the host was lost'
+    : ctx.lock.lost()
+        ? `the deploy lock was lost (${ctx.lock.lost()})`
+        : undefined;
 /** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
-const serviceFiles = (service) => [upstreamPath(service), locationsPath(service), varsPath(service), ...canaryPaths(service)];
+const serviceFiles = (service) => [
+    upstreamPath(service),
+    locationsPath(service),
+    varsPath(service),
+    ...canaryPaths(service)
+];
 function serviceUrl(host, infra, app) {
     const i = infra.settings;
     if (infra.tls)
@@ -72410,6 +72476,8 @@ function appInputs(c, mode, read, repository) {
             throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`);
         if (RESERVED_NAMES.includes(s))
             throw new InputError('service', `'${s}' is a stack service name; pick another`);
+        if (s === 'all')
+            throw new InputError('service', "'all' names every route in mode maintenance; pick another");
         if (APP_NAMES[s] && APP_NAMES[s] !== s)
             throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`);
         return s;
@@ -73068,7 +73136,7 @@ function maintenancePage(c, mode, workspace = process.env.GITHUB_WORKSPACE ?? pr
         if (!s)
             return undefined;
         if (mode !== 'maintenance')
-            throw new InputError('maintenance-page', `is for mode maintenance (this run is mode ${mode})`);
+            return void c.warn(`Ignored in mode ${mode} (it belongs to mode maintenance): maintenance-page`);
         const path = (0,external_node_path_namespaceObject.isAbsolute)(s) ? s : (0,external_node_path_namespaceObject.resolve)(workspace, s);
         if (!(0,external_node_fs_namespaceObject.existsSync)(path) || !(0,external_node_fs_namespaceObject.statSync)(path).isFile())
             throw new InputError('maintenance-page', `'${s}' is not a file of the repository (looked for ${path}; check out the repository first)`);
@@ -73144,8 +73212,10 @@ function getInputs(read = actionInput, repository = process.env.GITHUB_REPOSITOR
         c.fail('restart-services', `is for mode infra (this run is mode ${mode})`);
     const dryRun = c.check('dry-run', parseBoolean('dry-run'), false);
     const base = { connection, infra, lockTimeoutS, dryRun, warnings: c.warnings };
-    const releaseCommand = releaseInputs(c, mode);
-    const canary = canaryInputs(c, mode);
+    // Mode deploy's (rollback refuses them); the host modes ignore them (DEPLOY_ONLY).
+    const app = mode === 'deploy' || mode === 'rollback';
+    const releaseCommand = app ? releaseInputs(c, mode) : undefined;
+    const canary = app ? canaryInputs(c, mode) : undefined;
     const page = maintenancePage(c, mode);
     const run = () => {
         if (mode === 'deploy')
@@ -73942,6 +74012,7 @@ var yaml_dist = __nccwpck_require__(8815);
 
 
 
+
 /**
  * `mode: plan` (or `dry-run: true` with any mode): what the run would do, computed from the same read-only preflight
  * and local plan as the real run. Nothing on the host is written, started, stopped or reloaded, and no lock is taken.
@@ -73961,7 +74032,9 @@ async function runPlan(remote, inputs, phases) {
     const touched = [...plan.write, ...plan.remove];
     const probes = [
         ...touched.map((p, i) => section(`f${i}`, readFileIfExists(hostPath(opsDir, p)))),
-        ...(d ? [section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(d.service))))] : []),
+        ...(d
+            ? [section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(d.service)))), section('maintenance', listMaintenance(opsDir))]
+            : []),
         ...(image ? [section('image', imageId(image))] : [])
     ];
     const s = probes.length
@@ -73999,13 +74072,16 @@ async function runPlan(remote, inputs, phases) {
         else
             changes.push(`roll ${d.service} back to the previous image in the history`);
         const release = inputs.mode === 'deploy' ? inputs.releaseCommand : undefined;
-        const canary = inputs.mode === 'deploy' && live ? inputs.canary : undefined;
+        const maintenance = inMaintenance(parseMaintenance(s.get('maintenance')?.out ?? ''), d.service);
+        const canary = inputs.mode === 'deploy' && live && !maintenance ? inputs.canary : undefined;
         if (release)
             changes.push(`run the release command once in a one-off container of ${image} (network ${inputs.infra.network}, ${d.service}'s env, no route; release-timeout ${release.timeoutS} s): ${release.command}`);
         changes.push(`start a new ${d.service}-<8 hex> container${image ? ` from ${image}` : ''}, gate it on ${d.spec.healthPath}, verify it through nginx's preview port`);
         if (canary)
             changes.push(`send ${canary.percent} % of ${d.spec.route}'s clients (sticky by the ops_client cookie) to the new container for ${canary.seconds} s and compare its 5xx rate and p99 with ${live?.container}'s: promote it, or roll back at once`);
         changes.push(`switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`);
+        if (maintenance)
+            changes.push(`keep ${d.service} in maintenance (clients keep the maintenance page; the new release is verified on nginx's preview port${inputs.mode === 'deploy' && inputs.canary ? '; no canary' : ''})`);
     }
     if (inputs.mode === 'maintenance' || inputs.mode === 'live') {
         const what = inputs.service ? `${inputs.service}'s route` : 'every route but /healthz';
@@ -75392,7 +75468,8 @@ async function runMode(remote, inputs, phases) {
                 ...st.stack.filter(r => r.state !== 'running' || !['healthy', 'none'].includes(r.health)).map(r => r.service),
                 ...st.services.filter(r => r.deployed && (r.state !== 'running' || !/^2/.test(r.nginx))).map(r => r.service)
             ];
-            const verdict = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy';
+            const health = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy';
+            const verdict = st.maintenance.length ? `${health}; in maintenance: ${st.maintenance.join(', ')}` : health;
             info(verdict);
             return { lines: [verdict], markdown: statusLines(st).join('\n') };
         }
@@ -75415,7 +75492,9 @@ async function runMode(remote, inputs, phases) {
                 lines: [
                     `serving ${r.image}${r.digest && r.digest !== r.image ? ` → ${r.digest}` : ''} from ${r.container}`,
                     `previous image: ${r.previousImage || 'none (first deploy)'}`,
-                    ...(r.release ? [`release command: exit ${r.release.exit} after ${r.release.seconds.toFixed(1)} s (\`${r.release.command}\`)`] : []),
+                    ...(r.release
+                        ? [`release command: exit ${r.release.exit} after ${r.release.seconds.toFixed(1)} s (\`${r.release.command}\`)`]
+                        : []),
                     ...(r.canary ? [`canary promoted after ${r.canary.seconds.toFixed(0)} s`, ...r.canary.figures] : []),
                     `url: ${r.url}`
                 ]

@@ -91,14 +91,16 @@ export const emptyCount = (): CanaryCount => ({
 export function addLog(count: CanaryCount, service: string, text: string): number {
   const end = text.lastIndexOf('\n') + 1
   for (const line of text.slice(0, end).split('\n')) {
-    const [, port, host, status, times] = line.split(' ')
+    const [, port, host, status, ...rest] = line.split(' ')
+    const times = rest.join(' ')
     if (!times || port === '8504') continue
     const side = host === upstreamName(service) ? count.old : host === canaryUpstream(service) ? count.canary : undefined
     if (!side) continue
     side.requests++
     if (/^5\d\d$/.test(status)) side.errors++
-    // "0.012, 0.004" when nginx tried twice, "-" when it answered itself.
-    side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0))
+    // A WebSocket (101) lasts as long as its client stays: no latency. "0.012, 0.004" when nginx tried twice, "-"
+    // when it answered itself.
+    if (status !== '101') side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0))
   }
   return Buffer.byteLength(text.slice(0, end))
 }

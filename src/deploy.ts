@@ -2,6 +2,7 @@ import * as core from '@actions/core'
 import { CATALOGUE } from './catalogue'
 import { canaryFiles, canaryPaths, canaryUpstream, percentile, watchCanary, type CanaryInputs, type CanaryResult } from './canary'
 import { canaryLogPath, clearCanaryLog, removeCanaryLog } from './commands/canary'
+import { readFileIfExists } from './commands/files'
 import { showLogs } from './containers'
 import { HostError, RolledBack } from './errors'
 import { appendHistory, phaseSeconds, rollbackTarget, type HistoryRecord } from './history'
@@ -10,6 +11,7 @@ import { runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
 import { forgetFiles, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
+import { hostPath } from './paths'
 import type { Phases } from './phases'
 import { preflight, probeService, type Before, type ServiceState } from './preflight'
 import {
@@ -20,12 +22,13 @@ import {
   runReleaseCommand,
   startContainer,
   throughNginx,
+  ReleaseFailed,
   ThroughNginxFailed,
   type ReleaseCommand,
   type ReleaseRun
 } from './release'
 import type { Remote } from './ssh'
-import { customServiceFiles, locationsPath, upstreamConf, upstreamName, upstreamPath, varsPath } from './upstream'
+import { customServiceFiles, liveOf, locationsPath, upstreamConf, upstreamName, upstreamPath, varsPath } from './upstream'
 
 export interface DeployResult {
   container: string
@@ -150,6 +153,7 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
     releaseRun = await phase('Release command', () =>
       runReleaseCommand(remote, { app, image, digest, network, memory: before.memory, release: releaseCommand })
     ).catch(async (e: Error) => {
+      if (e instanceof ReleaseFailed) releaseRun = e.run
       await record('failed', e.message).catch(() => undefined)
       throw e
     })
@@ -200,7 +204,8 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   ).catch(async (e: unknown) => {
     // The write or its nginx -t failed: writeAndTest put its files back.
     if (e === (await written)) return failed('before switch')(e)
-    if (e instanceof ThroughNginxFailed && e.stage !== 'preview') return canary ? endCanary(remote, ctx, name, e) : failed('switched')(e)
+    if (e instanceof ThroughNginxFailed && e.stage !== 'preview')
+      return canary ? endCanary(remote, ctx, { name, record }, e) : failed('switched')(e)
     return beforeSwitch(e)
   })
 
@@ -208,20 +213,20 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   if (canary) {
     canaryRun = await phase(`Canary (${canary.percent} % for ${canary.seconds} s)`, () =>
       watchCanary(remote, nginxId, app.service, canary)
-    ).catch((e: Error) => endCanary(remote, ctx, name, e))
+    ).catch((e: Error) => endCanary(remote, ctx, { name, record }, e))
     const verdict = canaryRun.verdict
-    if (verdict.kind === 'fail') await endCanary(remote, ctx, name, new HostError(`The canary failed: ${verdict.reason}`), canaryRun)
+    if (verdict.kind === 'fail')
+      await endCanary(remote, ctx, { name, record }, new HostError(`The canary failed: ${verdict.reason}`), canaryRun.figures)
+    // The promotion: the upstream file naming the new container replaces the canary's files, then the very switch of a
+    // deploy without a canary. Until its reload, a failure ends the canary; after it, the old upstream file goes back.
     await phase('Promote the canary', async () => {
-      await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service)).catch((e: Error) =>
-        endCanary(remote, ctx, name, e, canaryRun)
-      )
-      await throughNginx(remote, app, nginxId, name, before.maintenance ? upstreamName(app.service) : undefined)
+      await writeAndTest(remote, opsDir, nginxId, [upstream], canaryPaths(app.service))
+      await throughNginx(remote, app, nginxId, name)
       await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service)))
       core.info(`Promoted: nginx routes every client of ${app.spec.route} to ${name}.`)
     }).catch(async (e: unknown) => {
-      if (e instanceof RolledBack) throw e
       if (e instanceof ThroughNginxFailed && e.stage !== 'preview') return failed('switched')(e)
-      return failed('before switch', [upstream.path, ...canaryPaths(app.service)])(e)
+      return endCanary(remote, ctx, { name, record }, e as Error, canaryRun?.figures)
     })
   }
 
@@ -246,37 +251,44 @@ function canaryFor(c: CanaryInputs | undefined, before: Before, service: string)
 }
 
 /**
- * A canary that failed (or could not be watched): every client back on the old release (the canary's files go, nginx
- * reloads), the new container stopped and removed in the background once nginx is done with it (no request in
- * flight to it fails), the attempt recorded; throws RolledBack with both sides' figures.
+ * A canary that failed (or could not be watched or promoted): every client back on the old release (the upstream
+ * file the promotion wrote goes back, the canary's files go, nginx reloads), the new container stopped and removed
+ * in the background once nginx is done with it (no request in flight to it fails), the attempt recorded; throws
+ * RolledBack with both sides' figures. Cut off from the host it changes nothing (as abandon()).
  */
-async function endCanary(remote: Remote, ctx: SwapContext, name: string, e: Error, result?: CanaryResult): Promise<never> {
+async function endCanary(
+  remote: Remote,
+  ctx: SwapContext,
+  a: Pick<Attempt, 'name' | 'record'>,
+  e: Error,
+  figures: string[] = []
+): Promise<never> {
   const { app, image, digest } = ctx.release
   const { opsDir } = ctx.infra
+  const { name } = a
+  const cut = cutOff(remote, ctx)
+  if (cut)
+    throw new HostError(
+      `${e.message}\nThen ${cut}, so this run cannot end the canary: nginx sends ${ctx.canary?.percent ?? 0} % of ${app.spec.route}'s clients to ${name}; the next deploy of ${app.service} ends it.`,
+      'run the deploy again',
+      { cause: e }
+    )
   const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back the canary`, async () => {
+    const path = upstreamPath(app.service)
+    const current = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, path)), 'reading the upstream file'))
+    if (current?.container === name) await restoreUnloaded(remote, opsDir, [path])
     await writeAndReload(remote, opsDir, ctx.nginxId, [], canaryPaths(app.service))
     await forgetFiles(remote, opsDir, serviceFiles(app.service))
     await remote.run(removeCanaryLog(ctx.nginxId, canaryLogPath(app.service)))
     await showLogs(remote, name, name, 50)
     await retireOld(remote, opsDir, ctx.nginxId, app, [{ name, image: digest || image }])
     return [
-      ...(result?.figures ?? []),
+      ...figures,
       `nginx routes every client of ${app.spec.route} to the old release again`,
       `${name} is stopped and removed once nginx has no request in flight to it`
     ]
   })
-  await appendHistory(remote, opsDir, {
-    mode: ctx.release.mode,
-    service: app.service,
-    image,
-    digest,
-    previousImage: '',
-    container: name,
-    result: 'rolled-back',
-    phases: phaseSeconds(ctx.phases.records, ctx.label),
-    ...(result && { canary: canaryRecord(result, ctx.canary?.percent ?? 0) }),
-    error: e.message
-  }).catch(() => undefined)
+  await a.record('rolled-back', e.message).catch(() => undefined)
   throw new RolledBack(e, notes)
 }
 
@@ -304,9 +316,7 @@ interface Attempt {
 async function abandon(remote: Remote, ctx: SwapContext, a: Attempt, e: Error): Promise<never> {
   const { app } = ctx.release
   const switched = a.stage === 'switched'
-  const cut = !remote.connected()
-    ? 'the connection to the host was lost'
-    : ctx.lock.lost() && `the deploy lock was lost (${ctx.lock.lost()})`
+  const cut = cutOff(remote, ctx)
   if (cut) {
     const routed = switched ? a.name : (a.before.live?.container ?? 'its 503 placeholder')
     throw new HostError(
@@ -332,6 +342,14 @@ async function abandon(remote: Remote, ctx: SwapContext, a: Attempt, e: Error): 
   await a.record('rolled-back', e.message).catch(() => undefined)
   throw new RolledBack(e, notes)
 }
+
+/** Why this run can no longer change the host (the connection gone, or the lock lost to a run that found it stale). */
+const cutOff = (remote: Remote, ctx: SwapContext): string | undefined =>
+  !remote.connected()
+    ? 'the connection to the host was lost'
+    : ctx.lock.lost()
+      ? `the deploy lock was lost (${ctx.lock.lost()})`
+      : undefined
 
 /** Every nginx file a deploy of the service may write (their `.ops-prev` copies go once the deploy is over). */
 const serviceFiles = (service: string): string[] => [

@@ -12,7 +12,11 @@ import { HostError } from './errors'
 import { PROJECT } from './labels'
 import { reloadAndWait } from './nginx'
 import { hostPath, OPS } from './paths'
+import { inMaintenance, listMaintenance, parseMaintenance } from './maintenance'
+import { PREVIEW_PORT } from './release'
+import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
+import { PREVIEW_HEADER, upstreamName } from './upstream'
 
 // The front (compose service "front") owns the published ports and relays each connection to one nginx container,
 // the one upstreams/nginx.stream names. A new nginx (image upgrade, a changed definition) starts beside the old one,
@@ -133,7 +137,7 @@ export async function handOver(
   }
   core.info(`New nginx ${next.name} started beside ${old.name}; the front still relays to ${old.name}.`)
   try {
-    await verify(remote, opts.network, old, next, opts.timeoutS)
+    await verify(remote, opts, next)
     await pointFrontAt(remote, opsDir, front, next.name)
   } catch (e) {
     await showLogs(remote, next.id, `nginx ${next.name}`, 30)
@@ -165,8 +169,15 @@ export async function retireNginx(remote: Remote, c: ContainerInfo): Promise<num
   return ms
 }
 
-/** Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one. */
-async function verify(remote: Remote, network: string, old: ContainerInfo, next: ContainerInfo, timeoutS: number): Promise<void> {
+/**
+ * Step 2 of handOver: the new nginx is up, answers /healthz and serves every deployed route as well as the old one (a
+ * route in maintenance through its upstream on the preview port: clients get the maintenance page there).
+ */
+async function verify(
+  remote: Remote,
+  { network, old, opsDir, timeoutS }: { network: string; old: ContainerInfo; opsDir: string; timeoutS: number },
+  next: ContainerInfo
+): Promise<void> {
   const gate = (
     await remote.run(healthGateLoop({ container: next.id, network, via: next.id, port: 80, path: '/healthz', timeoutS }))
   ).stdout
@@ -174,12 +185,30 @@ async function verify(remote: Remote, network: string, old: ContainerInfo, next:
     .split('\n')
     .pop()
   if (!gate?.startsWith('healthy')) throw new HostError(`it did not answer /healthz (${gate ?? 'no answer'})`)
-  const paths = await deployedHealthPaths(remote)
+  const paths = await deployedHealthPaths(remote, opsDir)
   if (!paths.length) return core.info(`${next.name}: /healthz 200; no app deployed yet.`)
-  const urls = paths.map(p => `http://127.0.0.1${p}`)
+  const urls = paths.map(p => p.url)
+  // One probe round per header: the plain routes, and each route in maintenance through its own upstream.
+  const rounds = [...new Set(paths.map(p => p.header))]
   const codes = async (c: ContainerInfo) =>
     new Map(
-      (await remote.run(probeEach(c.id, urls))).stdout
+      (
+        await Promise.all(
+          rounds.map(
+            async h =>
+              (
+                await remote.run(
+                  probeEach(
+                    c.id,
+                    paths.filter(p => p.header === h).map(p => p.url),
+                    h
+                  )
+                )
+              ).stdout
+          )
+        )
+      )
+        .join('\n')
         .trim()
         .split('\n')
         .map(l => l.split(' ') as [string, string])
@@ -195,20 +224,28 @@ async function verify(remote: Remote, network: string, old: ContainerInfo, next:
     throw new HostError(
       `through it, ${own.map(u => `${u.slice('http://127.0.0.1'.length)} answered ${mine.get(u) ?? '000'} (the old nginx: ${theirs.get(u)})`).join(', ')}`
     )
-  core.info(`${next.name}: /healthz 200, ${paths.map(p => `${p} ${mine.get(`http://127.0.0.1${p}`)}`).join(', ')}.`)
+  core.info(`${next.name}: /healthz 200, ${urls.map(u => `${u.slice('http://127.0.0.1'.length)} ${mine.get(u)}`).join(', ')}.`)
 }
 
-/** Each deployed app's health path as a client requests it through nginx (its route), from the app containers' labels. */
-async function deployedHealthPaths(remote: Remote): Promise<string[]> {
-  const apps = parseInspect((await remote.run(allAppContainers())).stdout)
-  return [
-    ...new Set(
-      apps
-        .filter(c => c.status === 'running')
-        .flatMap(c => {
-          const d = deployedSpec(c.service, c.labels)
-          return d ? [publicPath(d.spec, d.spec.healthPath)] : []
-        })
-    )
-  ].sort()
+/**
+ * Each deployed app's health path as a client requests it through nginx (its route), from the app containers'
+ * labels; a route in maintenance on the preview port, with the header that picks its upstream.
+ */
+async function deployedHealthPaths(remote: Remote, opsDir: string): Promise<Array<{ url: string; header: string }>> {
+  const s = splitSections(
+    (await remote.run(concurrently(section('apps', allAppContainers()), section('maintenance', listMaintenance(opsDir))))).stdout
+  )
+  const apps = parseInspect(s.get('apps')?.out ?? '')
+  const maintenance = parseMaintenance(s.get('maintenance')?.out ?? '')
+  const probes = apps
+    .filter(c => c.status === 'running')
+    .flatMap(c => {
+      const d = deployedSpec(c.service, c.labels)
+      if (!d) return []
+      const path = publicPath(d.spec, d.spec.healthPath)
+      return inMaintenance(maintenance, c.service)
+        ? [{ url: `http://127.0.0.1:${PREVIEW_PORT}${path}`, header: `${PREVIEW_HEADER}: ${upstreamName(c.service)}` }]
+        : [{ url: `http://127.0.0.1${path}`, header: '' }]
+    })
+  return [...new Map(probes.map(p => [p.url, p])).values()].sort((a, b) => a.url.localeCompare(b.url))
 }

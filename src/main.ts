@@ -71,7 +71,8 @@ async function runMode(remote: Remote, inputs: Inputs, phases: Phases): Promise<
         ...st.stack.filter(r => r.state !== 'running' || !['healthy', 'none'].includes(r.health)).map(r => r.service),
         ...st.services.filter(r => r.deployed && (r.state !== 'running' || !/^2/.test(r.nginx))).map(r => r.service)
       ]
-      const verdict = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy'
+      const health = down.length ? `not healthy: ${down.join(', ')}` : 'everything deployed is running and healthy'
+      const verdict = st.maintenance.length ? `${health}; in maintenance: ${st.maintenance.join(', ')}` : health
       core.info(verdict)
       return { lines: [verdict], markdown: statusLines(st).join('\n') }
     }

@@ -67,27 +67,28 @@ export async function runMaintenance(
   const target = run.service ?? SITE_WIDE
   const what = `mode ${run.mode}${run.service ? ` of ${run.service}` : ''}`
   return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: lockTimeoutS, what }, async () => {
-    const stack = await runInfra(remote, infra, phases, 'Infra: ')
-    const nginxId = stack.nginxId
-    return phases.run(run.mode === 'maintenance' ? 'Maintenance on' : 'Maintenance off', async () => {
-      const s = splitSections(
-        (
-          await remote.run(
-            concurrently(
-              section('list', listMaintenance(infra.opsDir)),
-              ...(run.service && !CATALOGUE[run.service]
-                ? [section('vars', readFileIfExists(hostPath(infra.opsDir, varsPath(run.service))))]
-                : [])
-            )
+    // What is in maintenance, and (a service outside the catalogue) whether it has a route here: read before infra
+    // runs, so a run that cannot do what it was asked changes nothing.
+    const custom = run.service && !CATALOGUE[run.service] ? run.service : undefined
+    const s = splitSections(
+      (
+        await remote.run(
+          concurrently(
+            section('list', listMaintenance(infra.opsDir)),
+            ...(custom ? [section('vars', readFileIfExists(hostPath(infra.opsDir, varsPath(custom))))] : [])
           )
-        ).stdout
-      )
-      const before = parseMaintenance(s.get('list')?.out ?? '')
-      if (run.service && !CATALOGUE[run.service] && !s.get('vars')?.out.trim())
-        throw new HostError(
-          `${run.service} has no route on this host (not frontend, backend or story, and never deployed here); nothing was changed`,
-          'deploy it first, or leave service empty for every route'
         )
+      ).stdout
+    )
+    if (custom && !s.get('vars')?.out.trim())
+      throw new HostError(
+        `${custom} has no route on this host (not frontend, backend or story, and never deployed here); nothing was changed`,
+        'deploy it first, or leave service empty for every route'
+      )
+    const before = parseMaintenance(s.get('list')?.out ?? '')
+    const { nginxId } = await runInfra(remote, infra, phases, 'Infra: ')
+    return phases.run(run.mode === 'maintenance' ? 'Maintenance on' : 'Maintenance off', async () => {
+      let after: Maintenance
       if (run.mode === 'maintenance') {
         const page = run.page ?? loadBundle().get(DEFAULT_PAGE) ?? 'Down for maintenance.\n'
         await writeAndReload(remote, infra.opsDir, nginxId, [
@@ -95,6 +96,7 @@ export async function runMaintenance(
           { path: MAINTENANCE_PAGE, content: page }
         ])
         await forgetFiles(remote, infra.opsDir, [maintenancePath(target), MAINTENANCE_PAGE])
+        after = [...new Set([...before, target])]
       } else {
         // Site-wide live ends every maintenance; a service's ends its own (site-wide maintenance, if on, stays).
         const off = run.service ? before.filter(t => t === run.service) : before
@@ -106,14 +108,11 @@ export async function runMaintenance(
           core.warning(
             `Every route is in maintenance (site-wide): ${run.service} keeps the maintenance page until mode live without a service.`
           )
+        after = before.filter(t => !off.includes(t))
       }
-      const after =
-        run.mode === 'maintenance'
-          ? [...new Set([...before, target])]
-          : before.filter(t => !(run.service ? [run.service] : before).includes(t))
-      const lines = [await describeNow(remote, nginxId, after, run)]
-      for (const l of lines) core.info(l)
-      return lines
+      const line = await describeNow(remote, nginxId, after, run)
+      core.info(line)
+      return [line]
     })
   })
 }

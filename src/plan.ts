@@ -13,6 +13,7 @@ import type { Phases } from './phases'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
 import { loadBundle } from './stackfiles'
+import { inMaintenance, listMaintenance, parseMaintenance } from './maintenance'
 import { liveOf, upstreamPath } from './upstream'
 
 export interface PlanReport {
@@ -40,7 +41,9 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
   const touched = [...plan.write, ...plan.remove]
   const probes = [
     ...touched.map((p, i) => section(`f${i}`, readFileIfExists(hostPath(opsDir, p)))),
-    ...(d ? [section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(d.service))))] : []),
+    ...(d
+      ? [section('upstream', readFileIfExists(hostPath(opsDir, upstreamPath(d.service)))), section('maintenance', listMaintenance(opsDir))]
+      : []),
     ...(image ? [section('image', imageId(image))] : [])
   ]
   const s = probes.length
@@ -76,7 +79,8 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
       )
     else changes.push(`roll ${d.service} back to the previous image in the history`)
     const release = inputs.mode === 'deploy' ? inputs.releaseCommand : undefined
-    const canary = inputs.mode === 'deploy' && live ? inputs.canary : undefined
+    const maintenance = inMaintenance(parseMaintenance(s.get('maintenance')?.out ?? ''), d.service)
+    const canary = inputs.mode === 'deploy' && live && !maintenance ? inputs.canary : undefined
     if (release)
       changes.push(
         `run the release command once in a one-off container of ${image} (network ${inputs.infra.network}, ${d.service}'s env, no route; release-timeout ${release.timeoutS} s): ${release.command}`
@@ -91,6 +95,10 @@ export async function runPlan(remote: Remote, inputs: Inputs, phases: Phases): P
     changes.push(
       `switch ${d.spec.route} from ${live ? `${live.container} (${live.image})` : 'the 503 placeholder'} to the new container, verify, drain and stop the old one`
     )
+    if (maintenance)
+      changes.push(
+        `keep ${d.service} in maintenance (clients keep the maintenance page; the new release is verified on nginx's preview port${inputs.mode === 'deploy' && inputs.canary ? '; no canary' : ''})`
+      )
   }
   if (inputs.mode === 'maintenance' || inputs.mode === 'live') {
     const what = inputs.service ? `${inputs.service}'s route` : 'every route but /healthz'

@@ -86,6 +86,17 @@ export interface ReleaseRun {
   seconds: number
 }
 
+/** A release command that did not exit 0 (or was killed at its timeout): what it did, for the history. */
+export class ReleaseFailed extends HostError {
+  constructor(
+    message: string,
+    fix: string,
+    readonly run: ReleaseRun
+  ) {
+    super(message, fix)
+  }
+}
+
 /** Lines of the release command's output an error shows. */
 const RELEASE_ERROR_LINES = 20
 
@@ -118,8 +129,10 @@ export async function runReleaseCommand(
     { stdin: envText(app) }
   )
   const seconds = (Date.now() - start) / 1000
-  const m = /^@@ops-release (\S+)\n?$/m.exec(out.stdout)
+  // The last line (the command's own output cannot end with it: docker's marker comes after).
+  const m = /(?:^|\n)@@ops-release (\S+)(?: (.*))?\n?$/.exec(out.stdout)
   const output = (m ? out.stdout.slice(0, m.index) : out.stdout).trimEnd()
+  const exit = m && /^\d+$/.test(m[1]) ? Number(m[1]) : 'timeout'
   core.info(output ? `output:\n${output}` : '(no output)')
   if (!m)
     throw new HostError(
@@ -127,14 +140,23 @@ export async function runReleaseCommand(
     )
   const last = output.split('\n').slice(-RELEASE_ERROR_LINES).join('\n') || '(no output)'
   const fix = 'the previous release keeps serving and nothing else changed; fix the command (or the image) and deploy again'
-  if (m[1] === 'timeout')
+  const run: ReleaseRun = { command: release.command, exit, seconds }
+  if (m[1] === 'running')
     throw new HostError(
-      `the release command did not finish within ${release.timeoutS} s (release-timeout) and was killed; its last lines:\n${last}`,
-      fix
+      `a release command of an interrupted run is still running (${(m[2] ?? '').trim()}, label ops-action.release=${app.service}): this one was not started and nothing changed`,
+      'wait for it to finish, or stop it (docker rm -f), and deploy again'
     )
-  if (m[1] !== '0') throw new HostError(`the release command exited ${m[1]} after ${seconds.toFixed(1)} s; its last lines:\n${last}`, fix)
+  if (m[1] === 'error') throw new HostError(`waiting for the release command failed; its last lines:\n${last}`, fix)
+  if (m[1] === 'timeout')
+    throw new ReleaseFailed(
+      `the release command did not finish within ${release.timeoutS} s (release-timeout) and was killed; its last lines:\n${last}`,
+      fix,
+      run
+    )
+  if (m[1] !== '0')
+    throw new ReleaseFailed(`the release command exited ${m[1]} after ${seconds.toFixed(1)} s; its last lines:\n${last}`, fix, run)
   core.info(`The release command exited 0 after ${seconds.toFixed(1)} s.`)
-  return { command: release.command, exit: 0, seconds }
+  return run
 }
 
 export async function inspectOne(remote: Remote, name: string): Promise<ContainerInfo | undefined> {

@@ -67,6 +67,9 @@ describe('release command on the sandbox host', () => {
     expect(await version('/llm/health')).toBe('s-v2')
     expect(lastHistory()).toMatchObject({ result: 'success', release: { exit: 0, command } })
     expect(loads['/llm/health'].failed).toBe(0)
+    console.log(
+      `[release] ${/✓ Release command \([0-9.]+ s\)/.exec(r.output)?.[0]}; load ${loads['/llm/health'].failed} failed of ${loads['/llm/health'].total}`
+    )
   })
 
   it('a failing release command (stderr boom, exit 3) fails the deploy with boom shown; the old release serves and no container of it is left', async () => {
@@ -82,6 +85,9 @@ describe('release command on the sandbox host', () => {
     expect(releaseContainers()).toEqual([])
     expect(lastHistory()).toMatchObject({ result: 'failed', image: expect.stringContaining(':v1') })
     expect(loads['/llm/health'].failed).toBe(0)
+    console.log(
+      `[release] failing: ${/✗ Release command \([0-9.]+ s\)/.exec(r.output)?.[0]}; load ${loads['/llm/health'].failed} failed of ${loads['/llm/health'].total}`
+    )
   })
 
   it('a release command past release-timeout is killed and fails the deploy', async () => {
@@ -192,7 +198,9 @@ describe('automatic canary on the sandbox host', () => {
     // Only the canary's share failed (5xx from f-v2), and only while it ran.
     expect(load.failed).toBeGreaterThan(0)
     expect(load.failed / load.total).toBeLessThan(0.2)
-    console.log(`[canary] caught: ${load.failed} of ${load.total} requests failed (${((100 * load.failed) / load.total).toFixed(1)} %)`)
+    console.log(
+      `[canary] caught: ${load.failed} of ${load.total} requests failed (${((100 * load.failed) / load.total).toFixed(1)} %); ${/canary \(20 %\): [^\n]*/.exec(run.output)?.[0]}; ${/old release: [^\n]*/.exec(run.output)?.[0]}; ${/✓ Canary \([^\n]*|✗ Canary \([^\n]*/.exec(run.output)?.[0]}`
+    )
     expect(await version('/page')).toBe('f-v1')
     for (let i = 0; i < 20; i++) expect((await http('/page')).status).toBe(200)
     expect(serviceContainers('frontend')).toHaveLength(1)
@@ -224,6 +232,9 @@ describe('automatic canary on the sandbox host', () => {
     expect(load.failed).toBe(0)
     expect(load.versions['f-v2']).toBeGreaterThan(0)
     expect(sticky).toHaveLength(1)
+    console.log(
+      `[canary] promoted: ${load.failed} failed of ${load.total}, ${load.versions['f-v2']} served by the canary or after the promotion`
+    )
     expect(await version('/page')).toBe('f-v2')
     expect(lastHistory()).toMatchObject({ result: 'success', canary: { percent: 20, verdict: 'promote' } })
     expect(tryRun('sh', ['-c', `ls ${OPS_DIR}/upstreams/canary* ${OPS_DIR}/upstreams/*.canary.map`]).code).not.toBe(0)

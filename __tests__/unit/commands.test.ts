@@ -16,15 +16,15 @@ import {
   createNetwork
 } from '../../src/commands/compose'
 import { probeEach, stopAndRemove } from '../../src/commands/front'
-import { removeContainers, runContainer, stopContainers, type RunSpec } from '../../src/commands/containers'
-import { readFileBase64IfExists } from '../../src/commands/files'
+import { removeContainers, runContainer, runOneOff, stopContainers, type OneOffSpec, type RunSpec } from '../../src/commands/containers'
+import { readFileBase64IfExists, restoreFiles, stashFiles } from '../../src/commands/files'
 import { healthGateLoop, httpStatus, PROBE, WAVES, type GateSpec } from '../../src/commands/http'
 import { DIGESTS_MARK, pull, pullResolved, repositoryImages } from '../../src/commands/images'
 import { composeV1Version, composeV2Version } from '../../src/commands/probes'
 import { FRONT_CONF, frontTest, NGINX_CONF, NGINX_PID_FILE, nginxTest, RELOAD } from '../../src/commands/nginx'
 import { retireContainers, type Retirement } from '../../src/commands/retire'
 import { previewSwitchVerify, SWITCH_STAGES, type SwitchSpec } from '../../src/commands/switch'
-import { DIGEST_LABEL, IMAGE_LABEL, SERVICE_LABEL, SPEC_LABEL } from '../../src/labels'
+import { DIGEST_LABEL, IMAGE_LABEL, RELEASE_LABEL, SERVICE_LABEL, SPEC_LABEL } from '../../src/labels'
 import { parseWorkers } from '../../src/nginx'
 import { parseGate, stageTimes } from '../../src/release'
 import { section, seq, splitSections, type Sh } from '../../src/shell'
@@ -133,6 +133,101 @@ describe('runContainer', () => {
     const r = await runWithFakeDocker(tmp(), runContainer({ ...spec, inheritEnvFrom: 'gone' }), fake, '')
     expect(r.code).not.toBe(0)
     expect(existsSync(join(r.dir, 'ran'))).toBe(false)
+  })
+})
+
+describe('runOneOff (the release command)', () => {
+  const spec: OneOffSpec = {
+    name: 'backend-release-1a2b3c4d',
+    service: 'backend',
+    image: `ghcr.io/behindy/back@sha256:${'d'.repeat(64)}`,
+    network: 'internal',
+    memory: '805306368',
+    envFile: '/opt/app/back.env',
+    command: 'java -jar /app/app.jar --spring.profiles.active=migrate "$X" && echo \'done\'',
+    timeoutS: 30
+  }
+  const envText = "DB_PASS=s3cr3t pw\nJWT_SECRET=it's-$(id)\n"
+  /**
+   * A docker that records every call (`$FAKE/calls`: one line each; `$FAKE/argv-<verb>`: the argv, a line per
+   * argument), keeps what `create` got as its last --env-file (and that file's mode), and notes at `start` whether
+   * that file is still there. `wait` prints `rc` (or hangs with rc `hang`); `create` fails with `createFails`; `ps`
+   * finds a leftover one-off container with `leftover`.
+   */
+  const fakeDocker = (o: { rc?: string; createFails?: boolean; leftover?: boolean } = {}) =>
+    [
+      'printf "%s\\n" "$*" >> "$FAKE/calls"; : > "$FAKE/argv-$1"; for a; do printf "%s\\n" "$a" >> "$FAKE/argv-$1"; done',
+      'case "$1" in',
+      `  ps) ${o.leftover ? 'echo old1; echo old2' : ':'} ;;`,
+      '  create) f=""; prev=""; for a; do [ "$prev" = --env-file ] && f="$a"; prev="$a"; done',
+      '    cp "$f" "$FAKE/env"; printf "%s" "$f" > "$FAKE/envpath"; stat -c %a "$f" > "$FAKE/mode"',
+      `    ${o.createFails ? 'echo "Error response from daemon: No such image" >&2; exit 1' : 'echo cid'} ;;`,
+      '  start) [ -e "$(cat "$FAKE/envpath")" ] && echo yes > "$FAKE/env-at-start" || echo no > "$FAKE/env-at-start"; echo "$2" ;;',
+      `  wait) ${o.rc === 'hang' ? 'exec sleep 10' : `echo ${o.rc ?? '0'}`} ;;`,
+      '  logs) echo "Migrating schema to version 3"; echo "Successfully applied 1 migration" >&2 ;;',
+      'esac'
+    ].join('\n')
+  const calls = (dir: string): string[] => lines(join(dir, 'calls'))
+  const argvOf = (dir: string, verb: string): string[] => lines(join(dir, `argv-${verb}`))
+
+  it("the env arrives on stdin into a private --env-file, never in docker's argv; removed before the container starts", async () => {
+    const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker(), envText)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(readFileSync(join(r.dir, 'env'), 'utf8')).toBe(envText)
+    expect(readFileSync(join(r.dir, 'mode'), 'utf8').trim()).toBe('600')
+    expect(readFileSync(join(r.dir, 'env-at-start'), 'utf8').trim()).toBe('no')
+    expect(existsSync(readFileSync(join(r.dir, 'envpath'), 'utf8'))).toBe(false)
+    const create = argvOf(r.dir, 'create')
+    // The host's env file first, the inline one last (its values win).
+    const envFiles = create.flatMap((a, i) => (create[i - 1] === '--env-file' ? [a] : []))
+    expect(envFiles).toEqual(['/opt/app/back.env', readFileSync(join(r.dir, 'envpath'), 'utf8')])
+    for (const v of ['s3cr3t pw', "it's-$(id)"]) {
+      expect(readFileSync(join(r.dir, 'calls'), 'utf8')).not.toContain(v)
+      expect(runOneOff(spec).sh).not.toContain(v)
+    }
+  })
+
+  it('docker create: name, network (no alias), release label, memory, then --entrypoint sh <image> -c <command>, the command one argument', async () => {
+    const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker(), envText)
+    const create = argvOf(r.dir, 'create')
+    expect(create.slice(0, 7)).toEqual(['create', '--name', spec.name, '--network', 'internal', '--label', `${RELEASE_LABEL}=backend`])
+    expect(create).toContain('805306368')
+    expect(create).not.toContain('--network-alias')
+    expect(create).not.toContain('--restart')
+    expect(create.slice(-5)).toEqual(['--entrypoint', 'sh', spec.image, '-c', spec.command])
+    // Found, started, waited for, its logs shown, removed.
+    expect(calls(r.dir).map(c => c.split(' ')[0])).toEqual(['ps', 'create', 'start', 'wait', 'logs', 'rm'])
+    expect(calls(r.dir)[0]).toBe(`ps -aq --filter label=${RELEASE_LABEL}=backend`)
+    expect(calls(r.dir).slice(2)).toEqual([`start ${spec.name}`, `wait ${spec.name}`, `logs ${spec.name}`, `rm -f ${spec.name}`])
+  })
+
+  it.each(['0', '3'])("docker wait's exit code %s is printed as `@@ops-release <rc>` after the output, the command's exit 0", async rc => {
+    const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker({ rc }), envText)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(`Migrating schema to version 3\nSuccessfully applied 1 migration\n@@ops-release ${rc}\n`)
+  })
+
+  it('a one-off container an interrupted run left (by its release label) is removed first', async () => {
+    const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker({ leftover: true }), envText)
+    expect(r.code).toBe(0)
+    expect(calls(r.dir).slice(0, 3)).toEqual([`ps -aq --filter label=${RELEASE_LABEL}=backend`, 'rm -f old1 old2', calls(r.dir)[2]])
+    expect(calls(r.dir)[2]).toMatch(/^create /)
+  })
+
+  it('past the timeout: docker kill, its output, removed, `@@ops-release timeout`', async () => {
+    const r = await runWithFakeDocker(tmp(), runOneOff({ ...spec, timeoutS: 1 }), fakeDocker({ rc: 'hang' }), envText)
+    expect(r.code).toBe(0)
+    expect(r.stdout.split('\n').filter(Boolean).at(-1)).toBe('@@ops-release timeout')
+    expect(calls(r.dir).slice(-4)).toEqual([`wait ${spec.name}`, `kill ${spec.name}`, `logs ${spec.name}`, `rm -f ${spec.name}`])
+  })
+
+  it('docker create fails: exit 125 without the marker; nothing started', async () => {
+    const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker({ createFails: true }), envText)
+    expect(r.code).toBe(125)
+    expect(r.stdout).not.toContain('@@ops-release')
+    expect(r.stderr).toContain('No such image')
+    expect(calls(r.dir).map(c => c.split(' ')[0])).toEqual(['ps', 'create'])
   })
 })
 
@@ -1037,6 +1132,41 @@ describe('readFileBase64IfExists', () => {
     expect(s.get('env')?.rc).toBe(0)
     expect(Buffer.from(s.get('env')?.out ?? '', 'base64').toString('utf8')).toBe(text)
     expect(s.get('missing')).toEqual({ rc: 0, out: '' })
+  })
+})
+
+describe('stashFiles', () => {
+  /** A directory with `a` (and its stale .ops-prev), `b`, and a stale .ops-prev of `gone`, which itself is missing. */
+  function setUp(): string {
+    const dir = mkdtempSync(join(tmp(), 'stash-'))
+    writeFileSync(join(dir, 'a'), 'a now\n')
+    writeFileSync(join(dir, 'a.ops-prev'), 'a before\n')
+    writeFileSync(join(dir, "it's b"), 'b now\n')
+    writeFileSync(join(dir, 'gone.ops-prev'), 'an earlier run left this\n')
+    return dir
+  }
+  const paths = (dir: string) => ['a', "it's b", 'gone', 'never'].map(f => join(dir, f))
+  const read = (path: string): string | undefined => (existsSync(path) ? readFileSync(path, 'utf8') : undefined)
+
+  it('moves each existing file to .ops-prev; a missing one has no copy, so a stale .ops-prev of it goes', () => {
+    const dir = setUp()
+    execFileSync('sh', ['-c', stashFiles(paths(dir)).sh])
+    expect(read(join(dir, 'a'))).toBeUndefined()
+    expect(read(join(dir, 'a.ops-prev'))).toBe('a now\n')
+    expect(read(join(dir, "it's b"))).toBeUndefined()
+    expect(read(join(dir, "it's b.ops-prev"))).toBe('b now\n')
+    expect(read(join(dir, 'gone'))).toBeUndefined()
+    expect(read(join(dir, 'gone.ops-prev'))).toBeUndefined()
+    expect(read(join(dir, 'never.ops-prev'))).toBeUndefined()
+  })
+
+  it('restoreFiles puts back what it moved, and leaves the missing ones missing (not the stale copy)', () => {
+    const dir = setUp()
+    execFileSync('sh', ['-c', `${stashFiles(paths(dir)).sh} && ${restoreFiles(paths(dir)).sh}`])
+    expect(read(join(dir, 'a'))).toBe('a now\n')
+    expect(read(join(dir, "it's b"))).toBe('b now\n')
+    expect(read(join(dir, 'gone'))).toBeUndefined()
+    for (const f of ['a', "it's b", 'gone', 'never']) expect(read(join(dir, `${f}.ops-prev`)), f).toBeUndefined()
   })
 })
 

@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
+import { canaryFiles, canaryPaths, type CanaryInputs } from '../../src/canary'
 import { CATALOGUE } from '../../src/catalogue'
 import { healthGateLoop } from '../../src/commands/http'
 import { nginxTest, reloadNginxAndWait } from '../../src/commands/nginx'
+import { stashFiles } from '../../src/commands/files'
 import { retireContainers } from '../../src/commands/retire'
 import { previewSwitchVerify } from '../../src/commands/switch'
 import { swap, type SwapContext } from '../../src/deploy'
@@ -50,6 +52,8 @@ const app: AppInputs = {
   keepImages: 3
 }
 const heldLock: Lock = { lost: () => undefined, check: () => undefined, release: async () => undefined }
+/** backend's canary files on the host: a deploy without a canary moves an interrupted canary's leftovers aside. */
+const CANARY_FILES = canaryPaths('backend').map(p => `${OPS}/${p}`)
 
 /** A new container's name (any service's). */
 const NEW = '[a-z][a-z0-9-]*-[0-9a-f]{8}'
@@ -74,7 +78,12 @@ const STEP = {
   restore: /mv -f "\$f\.ops-prev" "\$f"/,
   inspectNew: new RegExp(`^\\{ docker inspect --format .* ${NEW}; \\} 2>/dev/null$`),
   logs: /@@ops logs/,
-  removeNew: new RegExp(`docker rm --force --volumes "\\$c".*' sh ${NEW}$`)
+  removeNew: new RegExp(`docker rm --force --volumes "\\$c".*' sh ${NEW}$`),
+  // The release command's one-off container, and the canary's log (cleared, read, removed inside nginx).
+  releaseCommand: /echo "@@ops-release \$rc"/,
+  clearLog: /': > "\$1"' sh \/tmp\/ops-canary-backend\.log$/,
+  readLog: /tail -c \+/,
+  removeLog: /^docker exec nginx-0123 rm -f \/tmp\/ops-canary-backend\.log$/
 }
 type Step = keyof typeof STEP
 const stepOf = (sh: string): string => Object.entries(STEP).find(([, re]) => re.test(sh))?.[0] ?? sh
@@ -117,7 +126,9 @@ function healthyRules(): Rule[] {
           containers: appContainer('backend', { name: OLD, image: PREV_IMAGE, port: 8080, ips: { internal: '172.18.0.4' } }),
           upstream: upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE, digest: PREV_DIGEST }),
           memory: 'MemTotal:        8000000 kB\nMemAvailable:    4000000 kB',
-          'nginx-test': TEST_OK
+          'nginx-test': TEST_OK,
+          // Nothing in maintenance (listMaintenance prints one name per upstreams/*.maintenance.map).
+          maintenance: ''
         })
       }
     ],
@@ -250,6 +261,9 @@ describe('swap (against a fake host)', () => {
     // With the digest, which the next rollback, restart and status read.
     expect(liveOf(archivedFile(write, 'upstreams/app_backend.conf'))).toEqual({ container: name, image: IMAGE, digest: DIGEST })
     expect(write.sh).toContain(`echo '@@ops test'; { ${nginxTest({ container: NGINX }, OPS).sh}; }`)
+    // Without a canary, a leftover canary of an interrupted run is moved aside in the same write, before nginx -t.
+    expect(write.sh).toContain(`&& { ${stashFiles(CANARY_FILES).sh}; }`)
+    expect(write.sh.indexOf(stashFiles(CANARY_FILES).sh)).toBeLessThan(write.sh.indexOf("echo '@@ops test'"))
     expect(write.sh).not.toMatch(STEP.reload)
     expect(write.sh).not.toMatch(STEP.throughNginx)
     // Preview (the header picks the new container), switch and verify: one exec, the reload inside it; no reload of its own.
@@ -278,7 +292,9 @@ describe('swap (against a fake host)', () => {
     expect(
       remote
         .matching(STEP.forget)[0]
-        .sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf ${OPS}/upstreams/app_backend.locations ${OPS}/upstreams/app_backend_vars.conf`)
+        .sh.endsWith(
+          `' sh ${OPS}/upstreams/app_backend.conf ${OPS}/upstreams/app_backend.locations ${OPS}/upstreams/app_backend_vars.conf ${CANARY_FILES.join(' ')}`
+        )
     ).toBe(true)
     expect(history(remote)).toEqual([
       expect.objectContaining({
@@ -317,7 +333,8 @@ describe('swap (against a fake host)', () => {
     expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
     // Its logs are shown, then it is removed; the old container and nginx are left alone, nginx never loaded the file.
     expect(steps(remote)).toEqual(['probe', 'start', 'healthGate', 'writeAndTest', 'restore', ...REMOVE_NEW])
-    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
+    // Before the switch: the upstream file and the canary files the write moved aside, all put back.
+    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf ${CANARY_FILES.join(' ')}`)).toBe(true)
     expect(remote.matching(STEP.removeNew)[0].sh.endsWith(`' sh ${name}`)).toBe(true)
     expect(history(remote)).toEqual([
       expect.objectContaining({
@@ -396,7 +413,8 @@ describe('swap (against a fake host)', () => {
     )
     expect((e as RolledBack).notes).toEqual([`removed the new container ${name}`, `${OLD} kept serving`])
     expect(steps(remote)).toEqual([...UP_TO_SWITCH, 'restore', ...REMOVE_NEW])
-    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
+    // Before the switch: the upstream file and the canary files the write moved aside, all put back.
+    expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf ${CANARY_FILES.join(' ')}`)).toBe(true)
     expect(remote.matching(STEP.reload)).toEqual([])
   })
 
@@ -620,7 +638,9 @@ describe('swap (against a fake host)', () => {
           // An upstream file an earlier release wrote: no digest in it.
           upstream: upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE }),
           memory: 'MemTotal:        8000000 kB\nMemAvailable:    4000000 kB',
-          'nginx-test': TEST_OK
+          'nginx-test': TEST_OK,
+          // Nothing in maintenance (listMaintenance prints one name per upstreams/*.maintenance.map).
+          maintenance: ''
         })
       }
     ])
@@ -636,5 +656,298 @@ describe('swap (against a fake host)', () => {
     expect(history(remote)).toEqual([
       expect.objectContaining({ mode: 'restart', image: IMAGE, digest: '', previousImage: PREV_IMAGE, previousDigest: '' })
     ])
+  })
+})
+
+describe('swap with a release command, in maintenance, with a canary (against a fake host)', () => {
+  /** The probe's answer with these maintenance files (listMaintenance's names). */
+  const probeIn = (maintenance: string): Rule => [
+    STEP.probe,
+    {
+      stdout: sectionsOut({
+        containers: appContainer('backend', { name: OLD, image: PREV_IMAGE, port: 8080, ips: { internal: '172.18.0.4' } }),
+        upstream: upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE, digest: PREV_DIGEST }),
+        memory: 'MemAvailable:    4000000 kB',
+        'nginx-test': TEST_OK,
+        maintenance
+      })
+    }
+  ]
+  /** previewSwitchVerify of backend to `name`, verified after the switch on the preview port through `via`. */
+  const throughVia = (name: string, via: string): Sh =>
+    previewSwitchVerify({
+      nginxId: NGINX,
+      preview: {
+        health: 'http://127.0.0.1:8504/api/ai-stories/health',
+        route: 'http://127.0.0.1:8504/api/',
+        header: `X-Ops-Upstream: ${name}:8080`
+      },
+      live: {
+        health: 'http://127.0.0.1:8504/api/ai-stories/health',
+        route: 'http://127.0.0.1:8504/api/',
+        header: `X-Ops-Upstream: ${via}`
+      },
+      need: 3,
+      maxWaves: 5,
+      probeTimeoutS: 3,
+      reloadTimeoutS: 10
+    })
+
+  describe('release command', () => {
+    const releaseCommand = { command: './bin/migrate up', timeoutS: 60 }
+
+    it('runs once before the new container starts, with the env on stdin; recorded in the history', async () => {
+      const remote = healthyHost().prepend([STEP.releaseCommand, { stdout: 'Applied 2 migrations\n@@ops-release 0\n' }])
+      const ctx = context({ releaseCommand })
+      const r = await swap(remote, ctx)
+      expect(remote.unmatched).toEqual([])
+      expect(steps(remote)).toEqual(['probe', 'releaseCommand', ...EVERY_STEP.slice(1)])
+      const [call] = remote.matching(STEP.releaseCommand)
+      expect(call.stdin).toBe('SPRING_PROFILES_ACTIVE=prod\n')
+      expect(call.sh).not.toContain('prod')
+      // The digest of the new release, the command as one argument of sh -c.
+      const [calls] = dockerArgvs([call as unknown as Sh])
+      const create = calls.find(c => c[0] === 'create') as string[]
+      expect(create.slice(-5)).toEqual(['--entrypoint', 'sh', DIGEST, '-c', './bin/migrate up'])
+      expect(create).toContain('internal')
+      expect(r.release).toMatchObject({ command: './bin/migrate up', exit: 0 })
+      expect(history(remote)[0].release).toMatchObject({ command: './bin/migrate up', exit: 0 })
+      expect(ctx.phases.records.map(p => p.name)).toEqual(['Preflight', 'Release command', ...PHASES.slice(1)])
+      expect(stdout.text()).toContain('Applied 2 migrations')
+    })
+
+    it('exits non-zero: the deploy fails before anything of the new release starts, recorded as failed', async () => {
+      const remote = healthyHost().prepend([STEP.releaseCommand, { stdout: 'ERROR: relation "users" already exists\n@@ops-release 3\n' }])
+      const e = await swap(remote, context({ releaseCommand })).catch((x: unknown) => x)
+      expect(remote.unmatched).toEqual([])
+      expect(e).toBeInstanceOf(HostError)
+      expect(e).not.toBeInstanceOf(RolledBack)
+      expect((e as Error).message).toMatch(
+        /^the release command exited 3 after [\d.]+ s; its last lines:\nERROR: relation "users" already exists$/
+      )
+      expect(steps(remote)).toEqual(['probe', 'releaseCommand', 'history'])
+      expect(history(remote)).toEqual([expect.objectContaining({ result: 'failed', error: (e as Error).message })])
+    })
+
+    it('times out, or its container cannot be created: the deploy fails the same way', async () => {
+      const timeout = healthyHost().prepend([STEP.releaseCommand, { stdout: 'waiting for the db\n@@ops-release timeout\n' }])
+      const t = (await swap(timeout, context({ releaseCommand })).catch((x: unknown) => x)) as Error
+      expect(t.message).toBe(
+        'the release command did not finish within 60 s (release-timeout) and was killed; its last lines:\nwaiting for the db'
+      )
+      expect(steps(timeout)).toEqual(['probe', 'releaseCommand', 'history'])
+
+      const create = healthyHost().prepend([STEP.releaseCommand, { code: 125, stderr: 'Error response from daemon: No such image' }])
+      const c = (await swap(create, context({ releaseCommand })).catch((x: unknown) => x)) as Error
+      expect(c.message).toMatch(
+        /^the release command's container backend-release-[0-9a-f]{8} could not be started \(exit 125\): Error response from daemon: No such image$/
+      )
+      expect(steps(create)).toEqual(['probe', 'releaseCommand', 'history'])
+    })
+  })
+
+  describe('in maintenance', () => {
+    it.each(['all', 'backend'])(
+      'maintenance %s: verified after the switch on the preview port through the upstream (clients get the page); no canary',
+      async maintenance => {
+        const remote = healthyHost().prepend(probeIn(`${maintenance}\n`))
+        const canary: CanaryInputs = { percent: 10, seconds: 0, minRequests: 1, errorMargin: 1, latencyFactor: 2 }
+        const ctx = context({ canary })
+        await swap(remote, ctx)
+        expect(remote.unmatched).toEqual([])
+        const name = newName(remote)
+        expect(steps(remote)).toEqual(EVERY_STEP)
+        expect(remote.matching(STEP.throughNginx).map(c => c.sh)).toEqual([throughVia(name, 'app_backend').sh])
+        expect(stdout.text()).toContain('backend is in maintenance (no client reaches it): no canary.')
+        expect(ctx.phases.records.map(p => p.name)).toEqual(PHASES)
+      }
+    )
+
+    it("another service's maintenance does not change backend's deploy", async () => {
+      const remote = healthyHost().prepend(probeIn('frontend\n'))
+      await swap(remote, context())
+      expect(remote.matching(STEP.throughNginx).map(c => c.sh)).toEqual([throughNginxOf(newName(remote)).sh])
+    })
+  })
+
+  describe('canary', () => {
+    const canary: CanaryInputs = { percent: 10, seconds: 0, minRequests: 2, errorMargin: 1, latencyFactor: 2 }
+    const log = (lines: string[]) => ({ stdout: lines.map(l => `1767225600.1 80 ${l}\n`).join('') })
+    const GOOD = log(['app_backend_canary 200 0.010', 'app_backend_canary 200 0.012', 'app_backend 200 0.011'])
+    const BAD = log(['app_backend_canary 502 0.010', 'app_backend_canary 502 0.012', 'app_backend 200 0.011'])
+    /** The canary's own commands, answered at once. */
+    const canaryRules = (read: Partial<RunResult>): Rule[] => [
+      [STEP.clearLog, {}],
+      [STEP.readLog, read],
+      [STEP.removeLog, {}]
+    ]
+    /** The steps with the first ones, which run at the same time (the gate; the log cleared, then the canary's files), in a fixed order. */
+    const ordered = (remote: FakeRemote): string[] => {
+      const all = remote.calls.map(c => stepOf(c.sh))
+      expect(all.indexOf('clearLog')).toBeLessThan(all.indexOf('writeAndTest'))
+      return [...all.slice(0, 2), ...all.slice(2, 5).sort(), ...all.slice(5)]
+    }
+
+    it('promoted: its files written while the gate runs, a share of clients, the log judged, then the live upstream for every client', async () => {
+      const remote = healthyHost().prepend(...canaryRules(GOOD))
+      const ctx = context({ canary })
+      const r = await swap(remote, ctx)
+      expect(remote.unmatched).toEqual([])
+      const name = newName(remote)
+      expect(ordered(remote)).toEqual([
+        'probe',
+        'start',
+        'clearLog',
+        'healthGate',
+        'writeAndTest',
+        'throughNginx',
+        'readLog',
+        'writeAndTest',
+        'throughNginx',
+        'removeLog',
+        'forget',
+        'retire',
+        'history',
+        'images'
+      ])
+      const [start, promote] = remote.matching(STEP.writeAndTest)
+      // The canary's files name the new container; the live upstream waits for the promotion.
+      expect(archived(start)).toEqual(canaryPaths('backend'))
+      const next = { container: name, image: IMAGE, digest: DIGEST }
+      for (const f of canaryFiles('backend', 8080, next, 10)) expect(archivedFile(start, f.path)).toBe(f.content)
+      // The promotion: the live upstream, the canary's files moved aside in the same write.
+      expect(archived(promote)).toEqual(['upstreams/app_backend.conf'])
+      expect(liveOf(archivedFile(promote, 'upstreams/app_backend.conf'))).toEqual(next)
+      expect(promote.sh).toContain(stashFiles(CANARY_FILES).sh)
+      // The canary is verified through its upstream on the preview port; the promotion as clients see it.
+      expect(remote.matching(STEP.throughNginx).map(c => c.sh)).toEqual([
+        throughVia(name, 'app_backend_canary').sh,
+        throughNginxOf(name).sh
+      ])
+      expect(remote.matching(STEP.readLog)[0].sh).toContain(' /tmp/ops-canary-backend.log 0')
+      expect(r.canary?.verdict).toEqual({ kind: 'promote' })
+      expect(history(remote)).toEqual([
+        expect.objectContaining({
+          result: 'success',
+          canary: {
+            percent: 10,
+            seconds: 0,
+            verdict: 'promote',
+            canary: { requests: 2, errors: 0, p99: 0.012 },
+            old: { requests: 1, errors: 0, p99: 0.011 }
+          }
+        })
+      ])
+      expect(ctx.phases.records.map(p => p.name)).toEqual([
+        'Preflight',
+        'Start container',
+        'Health gate (direct)',
+        'Preview, start the canary (10 %) and verify',
+        'Canary (10 % for 0 s)',
+        'Promote the canary',
+        'Retire old and record'
+      ])
+      expect(stdout.text()).toContain(`Promoted: nginx routes every client of /api/ to ${name}.`)
+    })
+
+    it('failed: every client back on the old release (its files removed, nginx reloaded), the new container retired, recorded', async () => {
+      const remote = healthyHost().prepend(...canaryRules(BAD))
+      const e = await swap(remote, context({ canary })).catch((x: unknown) => x)
+      expect(remote.unmatched).toEqual([])
+      const name = newName(remote)
+      expect(e).toBeInstanceOf(RolledBack)
+      expect((e as Error).message).toBe(
+        'The canary failed: the canary answered 100.0 % 5xx (2 of 2), the old release 0.0 % (0 of 1); canary-error-margin allows 1 point(s) more'
+      )
+      expect((e as RolledBack).notes).toEqual([
+        'canary (10 %): 2 requests, 2 5xx (100.0 %), p50 10 ms, p99 12 ms',
+        'old release: 1 requests, 0 5xx (0.0 %), p50 11 ms, p99 11 ms',
+        'nginx routes every client of /api/ to the old release again',
+        `${name} is stopped and removed once nginx has no request in flight to it`
+      ])
+      expect(ordered(remote).slice(5)).toEqual([
+        'throughNginx',
+        'readLog',
+        'writeAndTest',
+        'reload',
+        'forget',
+        'removeLog',
+        'logs',
+        'retire',
+        'history'
+      ])
+      // The canary's files go (nothing written), and nginx reloads without them; the old upstream file was never touched.
+      const end = remote.matching(STEP.writeAndTest)[1]
+      expect(archived(end)).toEqual([])
+      expect(end.sh).toContain(stashFiles(CANARY_FILES).sh)
+      // The new container goes the way an old one does: once nginx is done with it (clients were on it).
+      expect(remote.matching(STEP.retire)[0].sh).toContain(`' sh ${NGINX} 8080 `)
+      expect(remote.matching(STEP.retire)[0].sh).toContain(name)
+      expect(remote.matching(STEP.retire)[0].sh).not.toContain(OLD)
+      expect(history(remote)).toEqual([
+        expect.objectContaining({
+          result: 'rolled-back',
+          container: name,
+          canary: expect.objectContaining({ verdict: 'fail', canary: { requests: 2, errors: 2, p99: 0.012 } })
+        })
+      ])
+    })
+
+    it('a first deploy (nothing serving): no canary, the first release takes every client', async () => {
+      const empty = sectionsOut({ containers: '', upstream: '', memory: 'MemAvailable: 4000000 kB', 'nginx-test': 'ok', maintenance: '' })
+      const remote = healthyHost().prepend([STEP.probe, { stdout: empty }])
+      await swap(remote, context({ canary }))
+      expect(remote.unmatched).toEqual([])
+      expect(steps(remote)).toEqual([...UP_TO_SWITCH, 'forget', 'history', 'images'])
+      expect(stdout.text()).toContain('backend has no release serving yet: no canary, the first release takes every client.')
+    })
+
+    it('the canary fails at its own switch (verify through its upstream): rolled back like a failed canary, nginx reloaded without it', async () => {
+      const remote = healthyHost().prepend(...canaryRules(GOOD), [
+        STEP.throughNginx,
+        switchOut({ preview: PASSED.preview, switch: WORKERS, verify: { rc: 1, out: waves('502 502', false) } })
+      ])
+      const e = await swap(remote, context({ canary })).catch((x: unknown) => x)
+      expect(remote.unmatched).toEqual([])
+      expect(e).toBeInstanceOf(RolledBack)
+      expect(ordered(remote).slice(5)).toEqual([
+        'throughNginx',
+        'writeAndTest',
+        'reload',
+        'forget',
+        'removeLog',
+        'logs',
+        'retire',
+        'history'
+      ])
+    })
+
+    // The promotion's preview fails (the new container stops answering on the preview port after the canary was
+    // judged): deploy.ts sends it to abandon() 'before switch', which puts the canary's files back WITHOUT a reload and
+    // removes the new container, while nginx still runs the canary's config: `percent` % of clients keep going to a
+    // container that is gone (502) until the next reload. Fails until src/deploy.ts ends the canary there (as
+    // endCanary does: canary files removed, nginx reloaded) before the container goes; then drop `.fails`.
+    it.fails('the promotion fails at its preview: nginx is reloaded without the canary before the new container goes', async () => {
+      let through = 0
+      const remote = healthyHost().prepend(...canaryRules(GOOD), [
+        STEP.throughNginx,
+        () => (through++ === 0 ? switchOut(PASSED) : switchOut({ preview: { rc: 1, out: waves('502 502', false) } }))
+      ])
+      const e = await swap(remote, context({ canary })).catch((x: unknown) => x)
+      expect(remote.unmatched).toEqual([])
+      expect(e).toBeInstanceOf(RolledBack)
+      const all = remote.calls.map(c => stepOf(c.sh))
+      const promoteFailed = all.lastIndexOf('throughNginx')
+      const reload = all.indexOf('reload', promoteFailed)
+      // A reload after the failed promotion, of files without the canary, before the container is removed or retired.
+      expect(reload).toBeGreaterThan(promoteFailed)
+      const gone = Math.max(all.indexOf('removeNew', promoteFailed), all.indexOf('retire', promoteFailed))
+      expect(reload).toBeLessThan(gone)
+      const lastWrite = remote.calls
+        .slice(0, reload)
+        .filter(c => STEP.writeAndTest.test(c.sh))
+        .at(-1)
+      expect(lastWrite?.sh).toContain(stashFiles(CANARY_FILES).sh)
+    })
   })
 })

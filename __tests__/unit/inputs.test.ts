@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { InputError, InputErrors } from '../../src/errors'
 import { DEFAULTS, getInputs, type Inputs, type InputReader } from '../../src/inputs'
+import { Collector } from '../../src/inputs/collector'
 import { isMaskable, maskSecrets } from '../../src/inputs/mask'
+import { maintenancePage } from '../../src/inputs/release'
 import { captureStdout, escapeData, useTempDir } from './helpers'
 
 // Real keys from ssh-keygen: one plain, one protected by the passphrase 'pass'.
@@ -911,5 +913,214 @@ describe('getInputs: mode deploy / rollback', () => {
     }
     expect(caught).toBeInstanceOf(InputErrors)
     expect((caught as InputErrors).errors.map(e => e.input).sort()).toEqual(['aliases', 'env', 'image', 'keep-images', 'memory'])
+  })
+})
+
+describe('getInputs: release-command and the canary (mode deploy)', () => {
+  const dep = (over: Record<string, string> = {}): Record<string, string> => ({
+    ...base(),
+    mode: 'deploy',
+    service: 'backend',
+    image: 'ghcr.io/behindy/back:abc',
+    ...over
+  })
+  type Deploy = Extract<Inputs, { mode: 'deploy' }>
+  const deployOf = (over: Record<string, string> = {}): Deploy => getInputs(reader(dep(over))) as Deploy
+  const rejectsDeploy = (over: Record<string, string>, input: string): string =>
+    rejects({ mode: 'deploy', service: 'backend', image: 'ghcr.io/behindy/back:abc', ...over }, input)
+
+  it('none by default: no release command, no canary', () => {
+    const d = deployOf()
+    expect(d.releaseCommand).toBeUndefined()
+    expect(d.canary).toBeUndefined()
+  })
+
+  it('release-command: trimmed, with release-timeout (300 s by default)', () => {
+    expect(deployOf({ 'release-command': '  ./migrate.sh up\n' }).releaseCommand).toEqual({ command: './migrate.sh up', timeoutS: 300 })
+    expect(deployOf({ 'release-command': 'npm run migrate', 'release-timeout': '3600' }).releaseCommand).toEqual({
+      command: 'npm run migrate',
+      timeoutS: 3600
+    })
+  })
+
+  it.each(['0', '3601', '5m', '-1'])('release-timeout %j is rejected naming it', v => {
+    rejectsDeploy({ 'release-command': 'true', 'release-timeout': v }, 'release-timeout')
+  })
+
+  it('release-command longer than 4096 characters is rejected naming it', () => {
+    expect(rejectsDeploy({ 'release-command': `echo ${'x'.repeat(4092)}` }, 'release-command')).toContain('at most 4096')
+    expect(deployOf({ 'release-command': `echo ${'x'.repeat(4091)}` }).releaseCommand?.command).toHaveLength(4096)
+  })
+
+  it('release-command in mode rollback is an error naming release-command (nothing new to release)', () => {
+    const m = rejects({ mode: 'rollback', service: 'backend', 'release-command': './migrate.sh' }, 'release-command')
+    expect(m).toContain('is for mode deploy (this run is mode rollback')
+  })
+
+  it('canary-percent: the canary with its defaults (60 s, 20 requests, 1 point, 2×)', () => {
+    expect(deployOf({ 'canary-percent': '10' }).canary).toEqual({
+      percent: 10,
+      seconds: 60,
+      minRequests: 20,
+      errorMargin: 1,
+      latencyFactor: 2
+    })
+    expect(deployOf({ 'canary-percent': '1' }).canary?.percent).toBe(1)
+    expect(deployOf({ 'canary-percent': '50' }).canary?.percent).toBe(50)
+  })
+
+  it.each(['0', '51', 'x', '10%', '2.5'])('canary-percent %j is rejected naming it', v => {
+    rejectsDeploy({ 'canary-percent': v }, 'canary-percent')
+  })
+
+  it('canary in mode rollback is rejected naming canary-percent', () => {
+    expect(rejects({ mode: 'rollback', service: 'backend', 'canary-percent': '10' }, 'canary-percent')).toContain(
+      'is for mode deploy (this run is mode rollback)'
+    )
+  })
+
+  it('canary-seconds and canary-min-requests: whole numbers in range', () => {
+    const d = deployOf({ 'canary-percent': '5', 'canary-seconds': '120', 'canary-min-requests': '30' })
+    expect(d.canary).toMatchObject({ seconds: 120, minRequests: 30 })
+    rejectsDeploy({ 'canary-percent': '5', 'canary-seconds': '4' }, 'canary-seconds')
+    rejectsDeploy({ 'canary-percent': '5', 'canary-seconds': '3601' }, 'canary-seconds')
+    rejectsDeploy({ 'canary-percent': '5', 'canary-min-requests': '0' }, 'canary-min-requests')
+  })
+
+  it('canary-error-margin and canary-latency-factor accept decimals', () => {
+    expect(deployOf({ 'canary-percent': '5', 'canary-error-margin': '0.5', 'canary-latency-factor': '1.5' }).canary).toMatchObject({
+      errorMargin: 0.5,
+      latencyFactor: 1.5
+    })
+    expect(deployOf({ 'canary-percent': '5', 'canary-error-margin': '0', 'canary-latency-factor': '1' }).canary).toMatchObject({
+      errorMargin: 0,
+      latencyFactor: 1
+    })
+  })
+
+  it.each([
+    ['canary-error-margin', '100.5'],
+    ['canary-error-margin', '-1'],
+    ['canary-error-margin', 'one'],
+    ['canary-error-margin', '.5'],
+    ['canary-latency-factor', '0.9'],
+    ['canary-latency-factor', '101'],
+    ['canary-latency-factor', '2x']
+  ])('%s %j is rejected naming it', (name, v) => {
+    rejectsDeploy({ 'canary-percent': '5', [name]: v }, name)
+  })
+
+  it('release-command and the canary together, with their errors reported with the others', () => {
+    let caught: unknown
+    try {
+      getInputs(reader(dep({ 'release-timeout': '0', 'canary-percent': '60', 'canary-latency-factor': '0', image: 'Bad Image' })))
+    } catch (e) {
+      caught = e
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    expect((caught as InputErrors).errors.map(e => e.input).sort()).toEqual([
+      'canary-latency-factor',
+      'canary-percent',
+      'image',
+      'release-timeout'
+    ])
+  })
+
+  it.each(['infra', 'status', 'plan', 'backup', 'maintenance', 'live'])(
+    'mode %s ignores release and canary inputs (even invalid ones) with an "Ignored in mode" warning naming them',
+    mode => {
+      const i = getInputs(reader({ ...base(), mode, 'release-command': './migrate.sh', 'release-timeout': '0', 'canary-percent': 'x' }))
+      expect(i.mode).toBe(mode)
+      expect(i).not.toHaveProperty('releaseCommand')
+      expect(i).not.toHaveProperty('canary')
+      expect(i.warnings).toEqual([
+        `Ignored in mode ${mode} (they belong to mode deploy/rollback): release-command, release-timeout, canary-percent`
+      ])
+    }
+  )
+})
+
+describe('getInputs: mode maintenance / live', () => {
+  const pages = useTempDir('inputs-pages')
+  const mode = (m: 'maintenance' | 'live', over: Record<string, string> = {}, repository?: string) =>
+    getInputs(reader({ ...base(), mode: m, ...over }), repository) as Extract<Inputs, { mode: 'maintenance' | 'live' }>
+
+  it('service empty: every route (undefined), not inferred from the repository', () => {
+    for (const m of ['maintenance', 'live'] as const) {
+      const i = mode(m, {}, 'behindy/behindy-back')
+      expect(i.mode).toBe(m)
+      expect(i.service).toBeUndefined()
+      expect(i.warnings).toEqual([])
+    }
+    vi.stubEnv('GITHUB_REPOSITORY', 'behindy/behindy-front')
+    expect(mode('maintenance').service).toBeUndefined()
+  })
+
+  it('service names one route: a catalogue service or one outside it, without a warning', () => {
+    expect(mode('maintenance', { service: 'backend' })).toMatchObject({ service: 'backend', warnings: [] })
+    expect(mode('live', { service: 'my-svc' })).toMatchObject({ service: 'my-svc', warnings: [] })
+  })
+
+  it.each([
+    ['all', 'not an app service'],
+    ['db', 'not an app service'],
+    ['nginx', 'not an app service'],
+    ['llmserver', 'the network alias of story'],
+    ['Bad_Name', 'must match']
+  ])('service %j is rejected naming service', (service, why) => {
+    expect(rejects({ mode: 'maintenance', service }, 'service')).toContain(why)
+    rejects({ mode: 'live', service }, 'service')
+  })
+
+  it("other deploy inputs are ignored with a warning (service is the mode's own)", () => {
+    expect(mode('maintenance', { service: 'backend', image: 'a:1' }).warnings).toEqual([
+      'Ignored in mode maintenance (they belong to mode deploy/rollback): image'
+    ])
+  })
+
+  it('maintenance-page: the file of the workspace (GITHUB_WORKSPACE), read whole; none by default', () => {
+    const dir = mkdtempSync(join(pages(), 'ws-'))
+    mkdirSync(join(dir, 'ops'))
+    const html = '<!doctype html><h1>Back soon — ünïcode</h1>\n'
+    writeFileSync(join(dir, 'ops', 'maintenance.html'), html)
+    vi.stubEnv('GITHUB_WORKSPACE', dir)
+    expect(mode('maintenance', { 'maintenance-page': 'ops/maintenance.html' }).page).toBe(html)
+    // An absolute path is taken as it is.
+    expect(mode('maintenance', { 'maintenance-page': join(dir, 'ops', 'maintenance.html') }).page).toBe(html)
+    expect(mode('maintenance').page).toBeUndefined()
+    expect(mode('live').page).toBeUndefined()
+  })
+
+  it('maintenancePage: the workspace passed in resolves a relative path', () => {
+    const dir = mkdtempSync(join(pages(), 'ws-'))
+    writeFileSync(join(dir, 'page.html'), '<p>down</p>')
+    const c = new Collector(reader({ 'maintenance-page': 'page.html' }))
+    expect(maintenancePage(c, 'maintenance', dir)).toBe('<p>down</p>')
+    expect(c.errors).toEqual([])
+  })
+
+  it('maintenance-page: a missing file, a directory, a file too large or not UTF-8 are errors naming maintenance-page', () => {
+    const dir = mkdtempSync(join(pages(), 'ws-'))
+    writeFileSync(join(dir, 'big.html'), Buffer.alloc(512 * 1024 + 1, 'a'))
+    writeFileSync(join(dir, 'ok.html'), Buffer.alloc(512 * 1024, 'a'))
+    writeFileSync(join(dir, 'logo.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0xff, 0xfe, 0x00]))
+    mkdirSync(join(dir, 'html'))
+    vi.stubEnv('GITHUB_WORKSPACE', dir)
+    const missing = rejects({ mode: 'maintenance', 'maintenance-page': 'ops/none.html' }, 'maintenance-page')
+    expect(missing).toContain(`'ops/none.html' is not a file of the repository (looked for ${join(dir, 'ops', 'none.html')}`)
+    rejects({ mode: 'maintenance', 'maintenance-page': 'html' }, 'maintenance-page')
+    expect(rejects({ mode: 'maintenance', 'maintenance-page': 'big.html' }, 'maintenance-page')).toContain('at most 512 KiB')
+    expect(mode('maintenance', { 'maintenance-page': 'ok.html' }).page).toHaveLength(512 * 1024)
+    expect(rejects({ mode: 'maintenance', 'maintenance-page': 'logo.png' }, 'maintenance-page')).toContain('not UTF-8')
+  })
+
+  it.each(['live', 'deploy', 'infra'])('maintenance-page in mode %s is an error naming maintenance-page', m => {
+    const dir = mkdtempSync(join(pages(), 'ws-'))
+    writeFileSync(join(dir, 'page.html'), '<p>down</p>')
+    vi.stubEnv('GITHUB_WORKSPACE', dir)
+    const extra = m === 'deploy' ? { service: 'backend', image: 'ghcr.io/behindy/back:abc' } : {}
+    expect(rejects({ mode: m, 'maintenance-page': 'page.html', ...extra }, 'maintenance-page')).toContain(
+      `is for mode maintenance (this run is mode ${m})`
+    )
   })
 })

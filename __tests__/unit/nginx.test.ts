@@ -2,10 +2,19 @@ import { execFileSync, spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { restoreFiles, unpackAndCommit } from '../../src/commands/files'
+import { restoreFiles, stashFiles, unpackAndCommit } from '../../src/commands/files'
 import { NGINX_CONF, NGINX_PID_FILE, nginxTest, RELOAD, reloadNginxAndWait } from '../../src/commands/nginx'
 import { HostError } from '../../src/errors'
-import { MIN_NGINX, nginxTestFailed, nginxTooOld, reloadAndWait, reloadFailed, restoreUnloaded, writeAndTest } from '../../src/nginx'
+import {
+  MIN_NGINX,
+  nginxTestFailed,
+  nginxTooOld,
+  reloadAndWait,
+  reloadFailed,
+  restoreUnloaded,
+  writeAndReload,
+  writeAndTest
+} from '../../src/nginx'
 import type { Sh } from '../../src/shell'
 import { stdoutOrThrow, type Remote, type RunResult, type Running } from '../../src/ssh'
 import { upstreamConf } from '../../src/upstream'
@@ -99,6 +108,26 @@ describe('writeAndTest / restoreUnloaded / reloadAndWait (against a fake host)',
       new HostError('writing nginx upstream files failed (exit 1): tar: short read')
     )
     expect(remote.calls.map(c => step(c.sh))).toEqual(['write'])
+  })
+
+  it('writeAndTest with files to remove: they are moved aside in the write, before nginx -t; a failing test puts them back too', async () => {
+    const gone = ['upstreams/backend.canary.map', 'upstreams/canary.cookie']
+    const remote = new FakeRemote([[WRITE, { stdout: sectionsOut({ write: '', test: TEST_OK }) }]])
+    await writeAndTest(remote, OPS, NGINX, files, gone)
+    const [call] = remote.calls
+    expect(call.sh).toContain(
+      `echo '@@ops write'; { { ${unpackAndCommit(OPS, [PATH]).sh}; } && { ${stashFiles(gone.map(g => `${OPS}/${g}`)).sh}; }; }`
+    )
+    expect(call.sh.indexOf(stashFiles(gone.map(g => `${OPS}/${g}`)).sh)).toBeLessThan(call.sh.indexOf("echo '@@ops test'"))
+    // Only the written files travel in the archive.
+    expect(execFileSync('tar', ['-tf', '-'], { input: call.stdin as Buffer, encoding: 'utf8' })).toBe(`${PATH}\n`)
+
+    const failing = new FakeRemote([
+      [WRITE, { stdout: sectionsOut({ write: '', test: { rc: 1, out: 'nginx: [emerg] x' } }) }],
+      [RESTORE, {}]
+    ])
+    await expect(writeAndTest(failing, OPS, NGINX, files, gone)).rejects.toThrow(HostError)
+    expect(failing.matching(RESTORE)[0].sh.endsWith(`' sh ${OPS}/${PATH} ${OPS}/${gone[0]} ${OPS}/${gone[1]}`)).toBe(true)
   })
 
   it('restoreUnloaded: the previous files back, no reload (nginx never loaded the new ones)', async () => {
@@ -298,6 +327,37 @@ describe('writeAndTest, restoreUnloaded and reloadAndWait run by a real sh on fi
     expect(h.live()).toBe(OLD)
     expect(h.prev()).toBeUndefined()
     expect(h.calls().filter(c => c.startsWith('exec nginx-0123 sh '))).toEqual([])
+  })
+
+  it('files to remove: moved aside as .ops-prev (a missing one is no error) and back when the test fails', async () => {
+    const MAP = 'upstreams/backend.canary.map'
+    const h = setUp()
+    writeFileSync(join(h.ops, MAP), '~. $ops_canary_backend;\n')
+    await writeAndTest(h.remote, h.ops, 'nginx-0123', [{ path: PATH, content: NEW }], [MAP, 'upstreams/canary.cookie'])
+    expect(h.live()).toBe(NEW)
+    expect(existsSync(join(h.ops, MAP))).toBe(false)
+    expect(readFileSync(join(h.ops, `${MAP}.ops-prev`), 'utf8')).toBe('~. $ops_canary_backend;\n')
+    expect(existsSync(join(h.ops, 'upstreams/canary.cookie'))).toBe(false)
+
+    const f = setUp()
+    writeFileSync(join(f.ops, MAP), '~. $ops_canary_backend;\n')
+    await expect(writeAndTest(f.remote, f.ops, 'nginx-0123', [{ path: PATH, content: `${NEW}BROKEN;\n` }], [MAP])).rejects.toThrow(
+      HostError
+    )
+    expect(f.live()).toBe(OLD)
+    expect(readFileSync(join(f.ops, MAP), 'utf8')).toBe('~. $ops_canary_backend;\n')
+    expect(existsSync(join(f.ops, `${MAP}.ops-prev`))).toBe(false)
+  })
+
+  it('writeAndReload with nothing to write, only files to remove (mode live): an empty archive is fine; removed, tested, reloaded', async () => {
+    const MAP = 'upstreams/all.maintenance.map'
+    const h = setUp()
+    writeFileSync(join(h.ops, MAP), '~. ops_maintenance;\n')
+    await writeAndReload(h.remote, h.ops, 'nginx-0123', [], [MAP])
+    expect(existsSync(join(h.ops, MAP))).toBe(false)
+    expect(existsSync(join(h.ops, `${MAP}.ops-prev`))).toBe(true)
+    expect(h.live()).toBe(OLD)
+    expect(h.calls().map(c => c.split(' ').slice(0, 4).join(' '))).toEqual(['exec nginx-0123 nginx -t', 'exec nginx-0123 sh -c'])
   })
 
   it('a HUP that fails: exit 3, the new file still in place with the old one as .ops-prev (for the rollback)', async () => {

@@ -4,7 +4,9 @@ import { parse as parseYaml } from 'yaml'
 import { loadBundle, planFiles, renderStack, ROUTED_SERVICES, sha256, type FileSet } from '../../src/stackfiles'
 import { FRONT_PORTS, frontUpstream } from '../../src/front'
 import { KEEPALIVE_MIN_TIMEOUT_S } from '../../src/nginx'
-import { fallbackSocket, placeholderUpstream, upstreamConf, upstreamName } from '../../src/upstream'
+import { canaryFiles } from '../../src/canary'
+import { MAINTENANCE_PAGE } from '../../src/maintenance'
+import { fallbackSocket, placeholderUpstream, stateIncludes, upstreamConf, upstreamName } from '../../src/upstream'
 import { frontRelays } from './helpers'
 
 const ROOT = join(__dirname, '..', '..')
@@ -302,13 +304,18 @@ describe('shipped nginx config', () => {
         expect(maps.get(svc)?.dflt, `${path}: $up_${svc} has a map`).toBe(`app_${svc}`)
         targets.add(svc)
       }
-      // Upstreams live in upstreams/ (written by deploys); the bundle defines none, and names no container.
-      expect(code(text), path).not.toMatch(/^\s*upstream\s/m)
+      // Apps' upstreams live in upstreams/ (written by deploys); the bundle defines none, and names no container. Its
+      // one upstream block is nginx's own maintenance server (ops_maintenance, in 10-undeployed.conf: tested below).
+      expect(
+        upstreamsIn(text).filter(u => u !== 'ops_maintenance'),
+        path
+      ).toEqual([])
       expect(code(text), path).not.toMatch(/\bserver\s+[a-z][a-z0-9_-]*:\d+/)
       expect(code(text), path).not.toMatch(/https?:\/\/(frontend|backend|story|llmserver|db|redis)\b/)
       expect(code(text), path).not.toMatch(/proxy_pass\s+https?:\/\/app_/)
     }
     expect([...targets].sort()).toEqual([...ROUTED_SERVICES].sort())
+    expect(nginxFiles.filter(([, text]) => upstreamsIn(text).length).map(([p]) => p)).toEqual(['nginx/conf.d/10-undeployed.conf'])
     for (const s of ROUTED_SERVICES) expect(bundle.has(`nginx/routes/${s}.conf`)).toBe(true)
     // The block each map names is the one its upstreams/ file defines, placeholder or deployed.
     for (const s of ROUTED_SERVICES) {
@@ -333,6 +340,37 @@ describe('shipped nginx config', () => {
     for (const s of ROUTED_SERVICES) expect(vars).toContain(`map $server_port $up_${s} {`)
     // No $app_X variable is left anywhere (upstream files define blocks, not variables).
     for (const [path, text] of nginxFiles) expect(code(text), path).not.toMatch(/\$app_/)
+  })
+
+  it("each service's map includes its maintenance file, the site-wide one and its canary file, between the preview port and the default", () => {
+    const vars = code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))
+    for (const s of ROUTED_SERVICES) {
+      const body = blocks(vars, new RegExp(`\\bmap \\$server_port \\$up_${s.replace(/-/g, '_')}\\s*\\{`))
+      expect(body, s).toHaveLength(1)
+      const lines = body[0]
+        .split('\n')
+        .map(l => l.trim())
+        .filter(Boolean)
+      // The same lines a custom service's vars file gets (upstream.ts), in the same order: maintenance before the
+      // canary (a map's first matching regex wins), each pattern ending in [p] (a missing file includes nothing).
+      expect(lines, s).toEqual(['8504    $http_x_ops_upstream;', ...stateIncludes(s).map(l => l.trim()), `default ${upstreamName(s)};`])
+      for (const inc of stateIncludes(s)) expect(inc).toMatch(/^ {4}include \/etc\/nginx\/ops-upstreams\/[a-z0-9-]+\.[a-z]+\.ma\[p\];$/)
+    }
+  })
+
+  it("a canary's client id: the ops_client cookie, else the request's id, which the cookie line of a canary hands out", () => {
+    const vars = code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))
+    expect(vars).toMatch(/map \$cookie_ops_client \$ops_client \{\s*""\s+\$request_id;\s*default \$cookie_ops_client;\s*\}/)
+    expect(vars).toMatch(
+      /map \$cookie_ops_client \$ops_canary_cookie \{\s*include \/etc\/nginx\/ops-upstreams\/canary\.cooki\[e\];\s*default "";\s*\}/
+    )
+    const cookie = canaryFiles('backend', 8080, { container: 'backend-1a2b3c4d', image: 'x:1' }, 10).find(
+      f => f.path === 'upstreams/canary.cookie'
+    )
+    expect(cookie?.content).toMatch(/^"" "ops_client=\$request_id; /)
+    // Every server sets it (an empty value sends no header); the log format the canary's access_log names is defined.
+    expect(code(file(bundle, 'nginx/snippets/common.conf'))).toMatch(/^add_header Set-Cookie \$ops_canary_cookie;$/m)
+    expect(code(main)).toContain("log_format ops_canary '$msec $server_port $proxy_host $status $upstream_response_time';")
   })
 
   it('includes the per-service upstream files from ops-upstreams', () => {
@@ -368,7 +406,8 @@ describe('placeholder upstream', () => {
   it('nginx/conf.d/10-undeployed.conf has a preview server on 127.0.0.1:8504 with the same routes as the public one', () => {
     const conf = file(bundle, 'nginx/conf.d/10-undeployed.conf')
     const servers = blocks(conf, /\bserver\s*\{/)
-    expect(servers).toHaveLength(2)
+    // The 503 placeholder's, the preview's and the maintenance page's: each on its own loopback port.
+    expect(servers.map(b => /^\s*listen\s+([^;]+);/m.exec(b)?.[1])).toEqual(['127.0.0.1:8503', '127.0.0.1:8504', '127.0.0.1:8505'])
     const preview = servers.filter(b => /listen 127\.0\.0\.1:8504;/.test(b))
     expect(preview).toHaveLength(1)
     // Only on loopback: never reachable from outside the nginx container.
@@ -380,6 +419,30 @@ describe('placeholder upstream', () => {
     }
     // The map that picks the _next upstreams keys on this very port.
     expect(code(file(bundle, 'nginx/conf.d/05-upstream-vars.conf'))).toMatch(/^\s*8504\s+\$http_x_ops_upstream;/m)
+  })
+
+  it('nginx/conf.d/10-undeployed.conf: upstream ops_maintenance is its loopback 8505 server, which answers 503 with the maintenance page', () => {
+    const conf = file(bundle, 'nginx/conf.d/10-undeployed.conf')
+    const up = blocks(conf, /\bupstream ops_maintenance\s*\{/)
+    expect(up).toHaveLength(1)
+    expect([...up[0].matchAll(/^\s*server\s+([^;]+);/gm)].map(m => m[1])).toEqual(['127.0.0.1:8505'])
+    const server = blocks(conf, /\bserver\s*\{/).filter(b => /listen 127\.0\.0\.1:8505;/.test(b))
+    expect(server).toHaveLength(1)
+    expect(server[0]).not.toMatch(/listen\s+(?!127\.0\.0\.1:)/)
+    // Every path answers 503, its body the page mode maintenance uploads (upstreams/ is /etc/nginx/ops-upstreams).
+    expect(server[0]).toMatch(/location \/ \{\s*return 503;\s*\}/)
+    expect(server[0]).toContain('error_page 503 /maintenance.html;')
+    const page = blocks(server[0], /location = \/maintenance\.html\s*\{/)
+    expect(page).toHaveLength(1)
+    expect(MAINTENANCE_PAGE).toBe('upstreams/maintenance.html')
+    expect(page[0]).toMatch(/^\s*root \/etc\/nginx\/ops-upstreams;$/m)
+    expect(page[0]).toMatch(/^\s*internal;$/m)
+    // The error page's headers need `always` (a 503 gets no add_header without it).
+    expect(page[0]).toMatch(/^\s*add_header Retry-After \d+ always;$/m)
+    expect(page[0]).toMatch(/^\s*add_header Cache-Control "no-store" always;$/m)
+    expect(server[0]).not.toContain('proxy_pass')
+    expect(server[0]).not.toContain('include routes/')
+    expect(bundle.get('nginx/html/maintenance.html')).toMatch(/maintenance/i)
   })
 })
 

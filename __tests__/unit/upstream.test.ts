@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { canaryPaths } from '../../src/canary'
+import { maintenancePath, SITE_WIDE } from '../../src/maintenance'
 import {
   customServiceFiles,
   fallbackSocket,
@@ -7,6 +9,7 @@ import {
   parseUpstreamFiles,
   placeholderUpstream,
   splitFiles,
+  stateIncludes,
   upstreamConf,
   upstreamName,
   upstreamPath,
@@ -95,6 +98,19 @@ describe('upstream files', () => {
     expect(loc).toContain('include snippets/proxy.conf;')
     expect(byPath.get('upstreams/app_my-svc.conf')).toBe(placeholderUpstream('my-svc'))
 
+    // The maintenance and canary includes of the shipped maps (05-upstream-vars.conf), after the preview port's line.
+    expect(vars).toBe(
+      [
+        'map $server_port $up_my_svc {',
+        '    8504    $http_x_ops_upstream;',
+        '    include /etc/nginx/ops-upstreams/my-svc.maintenance.ma[p];',
+        '    include /etc/nginx/ops-upstreams/all.maintenance.ma[p];',
+        '    include /etc/nginx/ops-upstreams/my-svc.canary.ma[p];',
+        '    default app_my_svc;',
+        '}',
+        ''
+      ].join('\n')
+    )
     const withLive = customServiceFiles('my-svc', '/things/', true)
     expect(withLive.map(f => f.path).sort()).toEqual(['upstreams/app_my-svc.locations', 'upstreams/app_my-svc_vars.conf'])
   })
@@ -228,6 +244,35 @@ describe('migrateUpstreamFile', () => {
     expect(fixed).toMatch(/^\s*8504\s+\$http_x_ops_upstream;$/m)
     // Already fixed: nothing to do.
     expect(migrateUpstreamFile('app_my-svc_vars.conf', fixed as string)).toBeUndefined()
+  })
+
+  it('stateIncludes: the files of maintenancePath and canaryPaths as nginx sees them, each pattern ending in [p]', () => {
+    expect(stateIncludes('backend')).toEqual([
+      `    include /etc/nginx/ops-upstreams/${maintenancePath('backend')
+        .replace(/^upstreams\//, '')
+        .replace(/p$/, '[p]')};`,
+      `    include /etc/nginx/ops-upstreams/${maintenancePath(SITE_WIDE)
+        .replace(/^upstreams\//, '')
+        .replace(/p$/, '[p]')};`,
+      `    include /etc/nginx/ops-upstreams/${canaryPaths('backend')[1]
+        .replace(/^upstreams\//, '')
+        .replace(/p$/, '[p]')};`
+    ])
+  })
+
+  it("a custom service's vars file from before maintenance and canaries gets their includes; a current one is left alone", () => {
+    const before = 'map $server_port $up_my_svc {\n    8504    $http_x_ops_upstream;\n    default app_my_svc;\n}\n'
+    const fixed = migrateUpstreamFile('app_my-svc_vars.conf', before)
+    expect(fixed).toBe(customServiceFiles('my-svc', '/things/', true)[0].content)
+    const lines = (fixed as string).split('\n')
+    expect(lines.slice(1, 5)).toEqual(['    8504    $http_x_ops_upstream;', ...stateIncludes('my-svc')])
+    expect(migrateUpstreamFile('app_my-svc_vars.conf', customServiceFiles('my-svc', '/things/', false)[0].content)).toBeUndefined()
+    expect(migrateUpstreamFile('app_my-svc_vars.conf', fixed as string)).toBeUndefined()
+  })
+
+  it('a vars file without the preview line (not as ops-action writes it) gets no includes', () => {
+    const hand = 'map $server_port $up_x {\n    default app_x;\n}\n'
+    expect(migrateUpstreamFile('app_x_vars.conf', hand)).toBeUndefined()
   })
 
   it('other files (locations, files ops-action does not write) are left alone', () => {

@@ -96,10 +96,11 @@ export interface OneOffSpec {
 
 /**
  * Runs the command once in a new container of the image, with the env on stdin (as runContainer: a 0600 temp file,
- * never an argv), on the network without aliases, and waits for it for up to timeoutS (then kills it). A one-off
- * container an interrupted run left (by its label) goes first. Prints its output (stdout and stderr, the last 2000
- * lines), removes it, and ends with `@@ops-release <exit code | timeout>`; exit 125 without that line: docker could
- * not create or start it.
+ * never an argv), on the network without aliases, and waits for it for up to timeoutS (then kills it). A stopped
+ * one-off container an interrupted run left (by its label) goes first; a running one is left alone (a migration
+ * still at work) and nothing starts: `@@ops-release running <names>`. Prints the output (stdout and stderr, the last
+ * 2000 lines), removes the container, and ends with `@@ops-release <exit code | timeout | error>` (error: docker
+ * wait failed); exit 125 without that line: docker could not create or start it.
  */
 export const runOneOff = (s: OneOffSpec): Sh => {
   const label = `${RELEASE_LABEL}=${s.service}`
@@ -118,10 +119,11 @@ export const runOneOff = (s: OneOffSpec): Sh => {
   return privately(
     script(
       'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; cat > "$d/env"; n=$1 t=$2 c=$3 i=$4 l=$5; shift 5; ' +
+        'r=$(docker ps -q --filter "label=$l"); [ -z "$r" ] || { echo "@@ops-release running $(docker inspect --format "{{.Name}}" $r | tr -d / | tr "\\n" " ")"; exit 0; }; ' +
         'old=$(docker ps -aq --filter "label=$l"); [ -z "$old" ] || docker rm -f $old >/dev/null 2>&1; ' +
         'docker create "$@" --env-file "$d/env" --entrypoint sh "$i" -c "$c" >/dev/null || exit 125; rm -f "$d/env"; ' +
         'docker start "$n" >/dev/null || { docker rm -f "$n" >/dev/null 2>&1; exit 125; }; ' +
-        'if rc=$(timeout "$t" docker wait "$n"); then :; else docker kill "$n" >/dev/null 2>&1; rc=timeout; fi; ' +
+        'rc=$(timeout "$t" docker wait "$n"); case $? in 0) ;; 124) docker kill "$n" >/dev/null 2>&1; rc=timeout ;; *) rc=error ;; esac; ' +
         'docker logs "$n" 2>&1 | tail -n 2000; docker rm -f "$n" >/dev/null 2>&1; echo "@@ops-release $rc"',
       s.name,
       String(s.timeoutS),

@@ -32,7 +32,7 @@ export const readFileIfExists = (path: string): Sh => script('[ -f "$1" ] && cat
 export const unpackAndCommit = (dir: string, paths: string[]): Sh =>
   script(
     'd=$1; shift; rm -rf "$d/.ops-stage" && mkdir -p "$d/.ops-stage" && tar -xf - -C "$d/.ops-stage" || exit 1; ' +
-      'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; fi; ' +
+      'for f; do mkdir -p "$(dirname "$d/$f")" || exit 1; if [ -e "$d/$f" ]; then ln -f "$d/$f" "$d/$f.ops-prev" || exit 1; else rm -f "$d/$f.ops-prev"; fi; ' +
       'mv -f "$d/.ops-stage/$f" "$d/$f" || exit 1; done; rm -rf "$d/.ops-stage"',
     dir,
     ...paths

@@ -4,19 +4,20 @@ import { cmd, script, type Sh } from '../shell'
 // The handover from one nginx container to the next, behind the front. Pure: each returns a command.
 
 /**
- * GETs each URL once from inside the container (PROBE, 5 s each), all at the same time; prints `<code> <url>` per URL
- * in the given order (000: nothing answered).
+ * GETs each URL once from inside the container (PROBE, 5 s each, with the header when given), all at the same time;
+ * prints `<code> <url>` per URL in the given order (000: nothing answered).
  */
-export const probeEach = (container: string, urls: string[]): Sh =>
+export const probeEach = (container: string, urls: string[], header = ''): Sh =>
   cmd(
     'docker',
     'exec',
     container,
     'sh',
     '-c',
-    `${PROBE}T=5; H=; i=0; for u; do i=$((i + 1)); probe "$u" >/tmp/.ops-probe.$i & done; wait; ` +
+    `${PROBE}T=5; H=$1; shift; i=0; for u; do i=$((i + 1)); probe "$u" >/tmp/.ops-probe.$i & done; wait; ` +
       'i=0; for u; do i=$((i + 1)); echo "$(cat /tmp/.ops-probe.$i) $u"; rm -f /tmp/.ops-probe.$i; done',
     'sh',
+    header,
     ...urls
   )
 

@@ -96,6 +96,7 @@ export function appInputs(
       }
       if (!SERVICE_RE.test(s)) throw new InputError('service', `'${s}' must match [a-z][a-z0-9-]{0,30}`)
       if (RESERVED_NAMES.includes(s)) throw new InputError('service', `'${s}' is a stack service name; pick another`)
+      if (s === 'all') throw new InputError('service', "'all' names every route in mode maintenance; pick another")
       if (APP_NAMES[s] && APP_NAMES[s] !== s)
         throw new InputError('service', `'${s}' is the network alias of ${APP_NAMES[s]}; pick another`)
       return s

@@ -105,8 +105,10 @@ export function getInputs(read: InputReader = actionInput, repository = process.
   if (restartServices && mode !== 'infra') c.fail('restart-services', `is for mode infra (this run is mode ${mode})`)
   const dryRun = c.check('dry-run', parseBoolean('dry-run'), false)
   const base: RunInputs = { connection, infra, lockTimeoutS, dryRun, warnings: c.warnings }
-  const releaseCommand = releaseInputs(c, mode)
-  const canary = canaryInputs(c, mode)
+  // Mode deploy's (rollback refuses them); the host modes ignore them (DEPLOY_ONLY).
+  const app = mode === 'deploy' || mode === 'rollback'
+  const releaseCommand = app ? releaseInputs(c, mode) : undefined
+  const canary = app ? canaryInputs(c, mode) : undefined
   const page = maintenancePage(c, mode)
   const run = (): Inputs => {
     if (mode === 'deploy') return { ...base, mode, ...appInputs(c, mode, read, repository), releaseCommand, canary }

@@ -70,7 +70,7 @@ export function maintenancePage(c: Collector, mode: string, workspace = process.
     v => {
       const s = v.trim()
       if (!s) return undefined
-      if (mode !== 'maintenance') throw new InputError('maintenance-page', `is for mode maintenance (this run is mode ${mode})`)
+      if (mode !== 'maintenance') return void c.warn(`Ignored in mode ${mode} (it belongs to mode maintenance): maintenance-page`)
       const path = isAbsolute(s) ? s : resolve(workspace, s)
       if (!existsSync(path) || !statSync(path).isFile())
         throw new InputError(
