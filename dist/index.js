@@ -70763,8 +70763,8 @@ const healthGateLoop = (g) => script('n=$1 net=$2 via=$3 port=$4 path=$5 t=$6 p=
  * GETs each URL once from inside the container (PROBE, 5 s each, with the header when given), all at the same time;
  * prints `<code> <url>` per URL in the given order (000: nothing answered).
  */
-const probeEach = (container, urls, header = '') => shell_cmd('docker', 'exec', container, 'sh', '-c', `${PROBE}T=5; H=$1; shift; i=0; for u; do i=$((i + 1)); probe "$u" >/tmp/.ops-probe.$i & done; wait; ` +
-    'i=0; for u; do i=$((i + 1)); echo "$(cat /tmp/.ops-probe.$i) $u"; rm -f /tmp/.ops-probe.$i; done', 'sh', header, ...urls);
+const probeEach = (container, urls, header = '') => shell_cmd('docker', 'exec', container, 'sh', '-c', `${PROBE}T=5; H=$1; shift; d=$(mktemp -d) || exit 1; i=0; for u; do i=$((i + 1)); probe "$u" >"$d/$i" & done; wait; ` +
+    'i=0; for u; do i=$((i + 1)); echo "$(cat "$d/$i") $u"; done; rm -rf "$d"', 'sh', header, ...urls);
 /**
  * Stops the container with its stop signal (nginx: SIGQUIT, its graceful stop: it closes its listeners, finishes the
  * requests in flight and closes idle connections) within timeoutS, then removes it; prints the milliseconds the
@@ -72299,8 +72299,10 @@ async function swap(remote, ctx) {
             await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service)));
             info(`Promoted: nginx routes every client of ${app.spec.route} to ${name}.`);
         }).catch(async (e) => {
-            if (e instanceof ThroughNginxFailed && e.stage !== 'preview')
+            if (e instanceof ThroughNginxFailed && e.stage !== 'preview') {
+                await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service))).catch(() => undefined);
                 return failed('switched')(e);
+            }
             return endCanary(remote, ctx, { name, record }, e, canaryRun?.figures);
         });
     }

@@ -225,7 +225,10 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service)))
       core.info(`Promoted: nginx routes every client of ${app.spec.route} to ${name}.`)
     }).catch(async (e: unknown) => {
-      if (e instanceof ThroughNginxFailed && e.stage !== 'preview') return failed('switched')(e)
+      if (e instanceof ThroughNginxFailed && e.stage !== 'preview') {
+        await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service))).catch(() => undefined)
+        return failed('switched')(e)
+      }
       return endCanary(remote, ctx, { name, record }, e as Error, canaryRun?.figures)
     })
   }

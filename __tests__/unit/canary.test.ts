@@ -142,15 +142,19 @@ describe('addLog', () => {
 
   // nginx separates the times of several servers tried for one request with ", " (and " : " across an internal
   // redirect), as in $upstream_addr: e.g. the container's address failed right after a reload and its backup (the
-  // fallback socket) answered. addLog splits the line on every space, so it sees only the first time ("0.012,"):
-  // src/canary.ts addLog undercounts such requests' latency. This test states the intended sum and fails until the
-  // line is split into at most five fields (the fifth the rest of the line); then drop `.fails`.
-  it.fails('two upstream servers tried ("0.012, 0.004", "0.010 : 0.020"): their times are summed', () => {
+  // fallback socket) answered. The time is the sum, not the first.
+  it('two upstream servers tried ("0.012, 0.004", "0.010 : 0.020"): their times are summed', () => {
     const count = emptyCount()
     addLog(count, 'backend', line(80, 'app_backend_canary', 200, '0.012, 0.004') + line(80, 'app_backend_canary', 200, '0.010 : 0.020'))
     expect(count.canary.requests).toBe(2)
     expect(count.canary.latencies[0]).toBeCloseTo(0.016, 9)
     expect(count.canary.latencies[1]).toBeCloseTo(0.03, 9)
+  })
+
+  it('a WebSocket (101) counts as a request without a latency (it lasts as long as its client stays)', () => {
+    const count = emptyCount()
+    addLog(count, 'backend', line(80, 'app_backend_canary', 101, '300.123') + line(80, 'app_backend_canary', 200, '0.010'))
+    expect(count.canary).toEqual({ requests: 2, errors: 0, latencies: [0.01] })
   })
 
   it('a last line without its newline is not consumed: the bytes returned end at the last newline', () => {

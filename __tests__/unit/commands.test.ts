@@ -151,19 +151,20 @@ describe('runOneOff (the release command)', () => {
   /**
    * A docker that records every call (`$FAKE/calls`: one line each; `$FAKE/argv-<verb>`: the argv, a line per
    * argument), keeps what `create` got as its last --env-file (and that file's mode), and notes at `start` whether
-   * that file is still there. `wait` prints `rc` (or hangs with rc `hang`); `create` fails with `createFails`; `ps`
-   * finds a leftover one-off container with `leftover`.
+   * that file is still there. `wait` prints `rc` (hangs with rc `hang`, fails with rc `fail`); `create` fails with
+   * `createFails`; `ps -aq` finds stopped one-off containers with `leftover`, `ps -q` a running one with `running`.
    */
-  const fakeDocker = (o: { rc?: string; createFails?: boolean; leftover?: boolean } = {}) =>
+  const fakeDocker = (o: { rc?: string; createFails?: boolean; leftover?: boolean; running?: boolean } = {}) =>
     [
       'printf "%s\\n" "$*" >> "$FAKE/calls"; : > "$FAKE/argv-$1"; for a; do printf "%s\\n" "$a" >> "$FAKE/argv-$1"; done',
       'case "$1" in',
-      `  ps) ${o.leftover ? 'echo old1; echo old2' : ':'} ;;`,
+      `  ps) if [ "$2" = -q ]; then ${o.running ? 'echo run1' : ':'}; else ${o.leftover || o.running ? 'echo old1; echo old2' : ':'}; fi ;;`,
+      '  inspect) echo /backend-release-0000beef ;;',
       '  create) f=""; prev=""; for a; do [ "$prev" = --env-file ] && f="$a"; prev="$a"; done',
       '    cp "$f" "$FAKE/env"; printf "%s" "$f" > "$FAKE/envpath"; stat -c %a "$f" > "$FAKE/mode"',
       `    ${o.createFails ? 'echo "Error response from daemon: No such image" >&2; exit 1' : 'echo cid'} ;;`,
       '  start) [ -e "$(cat "$FAKE/envpath")" ] && echo yes > "$FAKE/env-at-start" || echo no > "$FAKE/env-at-start"; echo "$2" ;;',
-      `  wait) ${o.rc === 'hang' ? 'exec sleep 10' : `echo ${o.rc ?? '0'}`} ;;`,
+      `  wait) ${o.rc === 'hang' ? 'exec sleep 10' : o.rc === 'fail' ? 'echo "Error response from daemon: connection reset" >&2; exit 1' : `echo ${o.rc ?? '0'}`} ;;`,
       '  logs) echo "Migrating schema to version 3"; echo "Successfully applied 1 migration" >&2 ;;',
       'esac'
     ].join('\n')
@@ -197,9 +198,13 @@ describe('runOneOff (the release command)', () => {
     expect(create).not.toContain('--restart')
     expect(create.slice(-5)).toEqual(['--entrypoint', 'sh', spec.image, '-c', spec.command])
     // Found, started, waited for, its logs shown, removed.
-    expect(calls(r.dir).map(c => c.split(' ')[0])).toEqual(['ps', 'create', 'start', 'wait', 'logs', 'rm'])
-    expect(calls(r.dir)[0]).toBe(`ps -aq --filter label=${RELEASE_LABEL}=backend`)
-    expect(calls(r.dir).slice(2)).toEqual([`start ${spec.name}`, `wait ${spec.name}`, `logs ${spec.name}`, `rm -f ${spec.name}`])
+    expect(calls(r.dir).map(c => c.split(' ')[0])).toEqual(['ps', 'ps', 'create', 'start', 'wait', 'logs', 'rm'])
+    // A running one-off container of the service first, then any (stopped) one.
+    expect(calls(r.dir).slice(0, 2)).toEqual([
+      `ps -q --filter label=${RELEASE_LABEL}=backend`,
+      `ps -aq --filter label=${RELEASE_LABEL}=backend`
+    ])
+    expect(calls(r.dir).slice(3)).toEqual([`start ${spec.name}`, `wait ${spec.name}`, `logs ${spec.name}`, `rm -f ${spec.name}`])
   })
 
   it.each(['0', '3'])("docker wait's exit code %s is printed as `@@ops-release <rc>` after the output, the command's exit 0", async rc => {
@@ -208,11 +213,27 @@ describe('runOneOff (the release command)', () => {
     expect(r.stdout).toBe(`Migrating schema to version 3\nSuccessfully applied 1 migration\n@@ops-release ${rc}\n`)
   })
 
-  it('a one-off container an interrupted run left (by its release label) is removed first', async () => {
+  it('a stopped one-off container an interrupted run left (by its release label) is removed first', async () => {
     const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker({ leftover: true }), envText)
     expect(r.code).toBe(0)
-    expect(calls(r.dir).slice(0, 3)).toEqual([`ps -aq --filter label=${RELEASE_LABEL}=backend`, 'rm -f old1 old2', calls(r.dir)[2]])
-    expect(calls(r.dir)[2]).toMatch(/^create /)
+    expect(calls(r.dir).slice(1, 3)).toEqual([`ps -aq --filter label=${RELEASE_LABEL}=backend`, 'rm -f old1 old2'])
+    expect(calls(r.dir)[3]).toMatch(/^create /)
+    expect(r.stdout.endsWith('@@ops-release 0\n')).toBe(true)
+  })
+
+  it('one still running (a migration of an interrupted run at work): left alone, nothing created, `@@ops-release running <names>`', async () => {
+    const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker({ running: true }), envText)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe('@@ops-release running backend-release-0000beef \n')
+    expect(calls(r.dir)).toEqual([`ps -q --filter label=${RELEASE_LABEL}=backend`, 'inspect --format {{.Name}} run1'])
+  })
+
+  it('docker wait fails (not the timeout): `@@ops-release error`, the container still removed', async () => {
+    const r = await runWithFakeDocker(tmp(), runOneOff(spec), fakeDocker({ rc: 'fail' }), envText)
+    expect(r.code).toBe(0)
+    expect(r.stdout.endsWith('@@ops-release error\n')).toBe(true)
+    expect(calls(r.dir)).not.toContain(`kill ${spec.name}`)
+    expect(calls(r.dir).at(-1)).toBe(`rm -f ${spec.name}`)
   })
 
   it('past the timeout: docker kill, its output, removed, `@@ops-release timeout`', async () => {
@@ -227,7 +248,7 @@ describe('runOneOff (the release command)', () => {
     expect(r.code).toBe(125)
     expect(r.stdout).not.toContain('@@ops-release')
     expect(r.stderr).toContain('No such image')
-    expect(calls(r.dir).map(c => c.split(' ')[0])).toEqual(['ps', 'create'])
+    expect(calls(r.dir).map(c => c.split(' ')[0])).toEqual(['ps', 'ps', 'create'])
   })
 })
 
@@ -421,9 +442,21 @@ describe('httpStatus / WAVES / previewSwitchVerify', () => {
     ]
     const argv = dockerArgv(probeEach('nginx-2', urls))
     expect(argv.slice(0, 4)).toEqual(['exec', 'nginx-2', 'sh', '-c'])
-    expect(argv.slice(5)).toEqual(['sh', ...urls])
+    // The header first (none here), then the URLs: all arguments, never script.
+    expect(argv.slice(5)).toEqual(['sh', '', ...urls])
     expect(await inNginx(argv)).toBe(`200 ${urls[0]}\n404 ${urls[1]}\n000 ${urls[2]}\n503 ${urls[3]}\n`)
   })
+
+  it.skipIf(!hasWget)(
+    'probeEach with a header: sent with every URL (a route in maintenance, through its upstream on the preview port)',
+    async () => {
+      const urls = [`http://127.0.0.1:${port}/header`, `http://127.0.0.1:${port}/missing`]
+      const argv = dockerArgv(probeEach('nginx-2', urls, 'X-Ops-Upstream: frontend-1a2b3c4d:3000'))
+      expect(argv.slice(5)).toEqual(['sh', 'X-Ops-Upstream: frontend-1a2b3c4d:3000', ...urls])
+      expect(await inNginx(argv)).toBe(`204 ${urls[0]}\n404 ${urls[1]}\n`)
+      expect(await inNginx(dockerArgv(probeEach('nginx-2', urls.slice(0, 1))))).toBe(`400 ${urls[0]}\n`)
+    }
+  )
 
   it.skipIf(!hasWget)('sends the preview header when given (one argument, spaces and all)', async () => {
     expect(await status(`http://127.0.0.1:${port}/header`, 2, 'X-Ops-Upstream: frontend-1a2b3c4d:3000')).toBe('204\n')

@@ -83,7 +83,9 @@ const STEP = {
   releaseCommand: /echo "@@ops-release \$rc"/,
   clearLog: /': > "\$1"' sh \/tmp\/ops-canary-backend\.log$/,
   readLog: /tail -c \+/,
-  removeLog: /^docker exec nginx-0123 rm -f \/tmp\/ops-canary-backend\.log$/
+  removeLog: /^docker exec nginx-0123 rm -f \/tmp\/ops-canary-backend\.log$/,
+  // Ending a canary: which container the upstream file names (a promotion may have written it).
+  readUpstream: /^sh -c '\[ -f "\$1" \] && cat "\$1"; exit 0' sh \/opt\/behindy-ops\/upstreams\/app_backend\.conf$/
 }
 type Step = keyof typeof STEP
 const stepOf = (sh: string): string => Object.entries(STEP).find(([, re]) => re.test(sh))?.[0] ?? sh
@@ -726,7 +728,25 @@ describe('swap with a release command, in maintenance, with a canary (against a 
         /^the release command exited 3 after [\d.]+ s; its last lines:\nERROR: relation "users" already exists$/
       )
       expect(steps(remote)).toEqual(['probe', 'releaseCommand', 'history'])
-      expect(history(remote)).toEqual([expect.objectContaining({ result: 'failed', error: (e as Error).message })])
+      expect(history(remote)).toEqual([
+        expect.objectContaining({
+          result: 'failed',
+          error: (e as Error).message,
+          release: expect.objectContaining({ command: './bin/migrate up', exit: 3 })
+        })
+      ])
+    })
+
+    it('a one-off container of an interrupted run still running: nothing started, the deploy fails naming it', async () => {
+      const remote = healthyHost().prepend([STEP.releaseCommand, { stdout: '@@ops-release running backend-release-0000beef \n' }])
+      const e = (await swap(remote, context({ releaseCommand })).catch((x: unknown) => x)) as HostError
+      expect(e).toBeInstanceOf(HostError)
+      expect(e.message).toBe(
+        'a release command of an interrupted run is still running (backend-release-0000beef, label ops-action.release=backend): this one was not started and nothing changed'
+      )
+      expect(e.fix).toMatch(/^wait for it to finish, or stop it/)
+      expect(steps(remote)).toEqual(['probe', 'releaseCommand', 'history'])
+      expect(history(remote)[0]).not.toHaveProperty('release')
     })
 
     it('times out, or its container cannot be created: the deploy fails the same way', async () => {
@@ -736,6 +756,7 @@ describe('swap with a release command, in maintenance, with a canary (against a 
         'the release command did not finish within 60 s (release-timeout) and was killed; its last lines:\nwaiting for the db'
       )
       expect(steps(timeout)).toEqual(['probe', 'releaseCommand', 'history'])
+      expect(history(timeout)[0].release).toMatchObject({ exit: 'timeout' })
 
       const create = healthyHost().prepend([STEP.releaseCommand, { code: 125, stderr: 'Error response from daemon: No such image' }])
       const c = (await swap(create, context({ releaseCommand })).catch((x: unknown) => x)) as Error
@@ -779,7 +800,17 @@ describe('swap with a release command, in maintenance, with a canary (against a 
     const canaryRules = (read: Partial<RunResult>): Rule[] => [
       [STEP.clearLog, {}],
       [STEP.readLog, read],
-      [STEP.removeLog, {}]
+      [STEP.removeLog, {}],
+      // The old container's until the promotion's write (the second), the new one's after it.
+      [
+        STEP.readUpstream,
+        (_call, r) => ({
+          stdout:
+            r.matching(STEP.writeAndTest).length > 1
+              ? upstreamConf('app_backend', 8080, { container: newName(r), image: IMAGE, digest: DIGEST })
+              : upstreamConf('app_backend', 8080, { container: OLD, image: PREV_IMAGE, digest: PREV_DIGEST })
+        })
+      ]
     ]
     /** The steps with the first ones, which run at the same time (the gate; the log cleared, then the canary's files), in a fixed order. */
     const ordered = (remote: FakeRemote): string[] => {
@@ -865,9 +896,12 @@ describe('swap with a release command, in maintenance, with a canary (against a 
         'nginx routes every client of /api/ to the old release again',
         `${name} is stopped and removed once nginx has no request in flight to it`
       ])
+      // The upstream file still names the old container: only the canary's files go.
+      expect(remote.matching(STEP.restore)).toEqual([])
       expect(ordered(remote).slice(5)).toEqual([
         'throughNginx',
         'readLog',
+        'readUpstream',
         'writeAndTest',
         'reload',
         'forget',
@@ -912,6 +946,7 @@ describe('swap with a release command, in maintenance, with a canary (against a 
       expect(e).toBeInstanceOf(RolledBack)
       expect(ordered(remote).slice(5)).toEqual([
         'throughNginx',
+        'readUpstream',
         'writeAndTest',
         'reload',
         'forget',
@@ -923,11 +958,9 @@ describe('swap with a release command, in maintenance, with a canary (against a 
     })
 
     // The promotion's preview fails (the new container stops answering on the preview port after the canary was
-    // judged): deploy.ts sends it to abandon() 'before switch', which puts the canary's files back WITHOUT a reload and
-    // removes the new container, while nginx still runs the canary's config: `percent` % of clients keep going to a
-    // container that is gone (502) until the next reload. Fails until src/deploy.ts ends the canary there (as
-    // endCanary does: canary files removed, nginx reloaded) before the container goes; then drop `.fails`.
-    it.fails('the promotion fails at its preview: nginx is reloaded without the canary before the new container goes', async () => {
+    // judged): nginx still runs the canary's config, so the canary is ended (not just its files put back): the old
+    // upstream file back, the canary's files gone, nginx reloaded, and only then the new container retired.
+    it('the promotion fails at its preview: nginx is reloaded without the canary before the new container goes', async () => {
       let through = 0
       const remote = healthyHost().prepend(...canaryRules(GOOD), [
         STEP.throughNginx,
@@ -948,6 +981,23 @@ describe('swap with a release command, in maintenance, with a canary (against a 
         .filter(c => STEP.writeAndTest.test(c.sh))
         .at(-1)
       expect(lastWrite?.sh).toContain(stashFiles(CANARY_FILES).sh)
+      expect(all.slice(promoteFailed + 1)).toEqual([
+        'readUpstream',
+        'restore',
+        'writeAndTest',
+        'reload',
+        'forget',
+        'removeLog',
+        'logs',
+        'retire',
+        'history'
+      ])
+      // The promotion's upstream file goes back (it names the new container), without a reload of its own.
+      expect(remote.matching(STEP.restore)[0].sh.endsWith(`' sh ${OPS}/upstreams/app_backend.conf`)).toBe(true)
+      expect((e as RolledBack).notes.slice(-2)).toEqual([
+        'nginx routes every client of /api/ to the old release again',
+        `${newName(remote)} is stopped and removed once nginx has no request in flight to it`
+      ])
     })
   })
 })

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { parse as parseYaml } from 'yaml'
 import { DEFAULTS, getInputs, MODES } from '../../src/inputs'
@@ -304,19 +304,66 @@ describe("the examples' values pass the action's own input checks", () => {
     vi.unstubAllEnvs()
   })
 
-  /** The value with its expressions evaluated, or undefined when one is more than a secret, an input or the sha. */
-  function evaluate(value: Node): string | undefined {
+  /** What a run passes for each input of the workflow (`inputs.<name>`); an input it does not declare is 'false'. */
+  type Given = Record<string, string>
+  const inputOf = (given: Given, name: string): string => given[name] ?? 'false'
+
+  /**
+   * The value with its expressions evaluated, or undefined when one is more than a secret, an input, the sha, or
+   * `inputs.X == 'a' && 'b' || 'c'` (a choice picking one of two strings).
+   */
+  function evaluate(value: Node, given: Given): string | undefined {
     let unknown = false
     const text = String(value).replace(/\$\{\{\s*(.*?)\s*\}\}/g, (_, expr: string) => {
       if (expr === 'github.sha') return '0123456789abcdef0123456789abcdef01234567'
       const secret = /^secrets\.(\w+)$/.exec(expr)
       if (secret) return secrets[secret[1]] ?? 'Secret-value-42'
-      if (/^inputs\.[\w-]+$/.test(expr)) return 'false'
+      const input = /^inputs\.([\w-]+)$/.exec(expr)
+      if (input) return inputOf(given, input[1])
+      const pick = /^inputs\.([\w-]+)\s*==\s*'([^']*)'\s*&&\s*'([^']*)'\s*\|\|\s*'([^']*)'$/.exec(expr)
+      // As in GitHub's expressions, an empty middle string is falsy: `c` either way.
+      if (pick) return inputOf(given, pick[1]) === pick[2] && pick[3] ? pick[3] : pick[4]
       unknown = true
       return ''
     })
     return unknown ? undefined : text
   }
+
+  /**
+   * Every run of a workflow_dispatch the checks cover: each option of a choice and both values of a boolean (all
+   * combinations), any other input at its default ('' without one).
+   */
+  function dispatches(doc: Node): Given[] {
+    const on = isObj(doc) ? (doc.on ?? (doc as Obj)['true']) : undefined
+    const declared = isObj(on) && isObj(on.workflow_dispatch) && isObj(on.workflow_dispatch.inputs) ? on.workflow_dispatch.inputs : {}
+    let runs: Given[] = [{}]
+    for (const [name, spec] of Object.entries(declared)) {
+      const d = isObj(spec) ? spec : {}
+      const values =
+        d.type === 'choice' && Array.isArray(d.options)
+          ? d.options.map(String)
+          : d.type === 'boolean'
+            ? ['true', 'false']
+            : [d.default === undefined ? '' : String(d.default)]
+      runs = runs.flatMap(r => values.map(v => ({ ...r, [name]: v })))
+    }
+    return runs
+  }
+
+  it('examples/maintenance.yml: its state choice picks mode maintenance with the page, or mode live without one', () => {
+    const doc = parseYaml(read('examples/maintenance.yml')) as Node
+    const [step] = scopes(doc, '').flatMap(s => s.steps.filter(st => isOpsAction(st.uses)))
+    const withs = step.with as Obj
+    const runs = dispatches(doc)
+    expect(runs).toEqual([
+      { state: 'on', service: '' },
+      { state: 'off', service: '' }
+    ])
+    expect(runs.map(r => [evaluate(withs.mode, r), evaluate(withs['maintenance-page'], r), evaluate(withs.service, r)])).toEqual([
+      ['maintenance', 'ops/maintenance.html', ''],
+      ['live', '', '']
+    ])
+  })
 
   const sources = [
     ...EXAMPLES.map(file => ({ name: file, text: read(file) })),
@@ -329,19 +376,30 @@ describe("the examples' values pass the action's own input checks", () => {
     const app = /behindy-(front|back|story)\.yml$/.exec(name)?.[1] ?? 'back'
     vi.stubEnv('GITHUB_REPOSITORY', `behindy3359/behindy-${app}`)
     vi.spyOn(process.stdout, 'write').mockImplementation(() => true)
-    for (const step of steps) {
-      const given = Object.entries((step.with ?? {}) as Obj).flatMap(([k, v]) => {
-        const e = evaluate(v)
-        return e === undefined ? [] : [[k, e] as const]
-      })
-      const all: Record<string, string> = { ...DEFAULTS, ...Object.fromEntries(given) }
-      let problem: string | undefined
-      try {
-        getInputs(k => all[k] ?? '')
-      } catch (e) {
-        problem = (e as Error).message
+    const runs = dispatches(doc)
+    expect(runs.length).toBeLessThanOrEqual(16)
+    for (const run of runs)
+      for (const step of steps) {
+        const given = Object.entries((step.with ?? {}) as Obj).flatMap(([k, v]) => {
+          const e = evaluate(v, run)
+          return e === undefined ? [] : [[k, e] as const]
+        })
+        const all: Record<string, string> = { ...DEFAULTS, ...Object.fromEntries(given) }
+        // The workflow checked out its repository, which has the maintenance page it names.
+        const workspace = mkdtempSync(join(dir, 'workspace-'))
+        const page = all['maintenance-page']?.trim()
+        if (page) {
+          mkdirSync(dirname(join(workspace, page)), { recursive: true })
+          writeFileSync(join(workspace, page), '<!doctype html><title>Back soon</title>\n')
+        }
+        vi.stubEnv('GITHUB_WORKSPACE', workspace)
+        let problem: string | undefined
+        try {
+          getInputs(k => all[k] ?? '')
+        } catch (e) {
+          problem = (e as Error).message
+        }
+        expect(problem, `${name}, step ${String(step.id ?? step.uses)}, inputs ${JSON.stringify(run)}`).toBeUndefined()
       }
-      expect(problem, `${name}, step ${String(step.id ?? step.uses)}`).toBeUndefined()
-    }
   })
 })

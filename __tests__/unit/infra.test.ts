@@ -19,6 +19,7 @@ import {
   FakeRemote,
   hostProbeOut,
   hostState,
+  sectionsOut,
   stackContainer,
   stackInfo,
   type Rule
@@ -161,7 +162,9 @@ describe('runInfra (against a fake host)', () => {
     composeUpButNginx: / up -d --remove-orphans --no-deps db redis front$/,
     scaleNginx: / up -d --no-deps --no-recreate --scale nginx=2 nginx$/,
     listStack: /^sh -c 'ids=\$\(docker ps -aq --filter "label=\$1"\).* sh com\.docker\.compose\.project=behindy /,
-    listApps: /^sh -c 'ids=\$\(docker ps -aq --filter "label=\$1"\).* sh ops-action\.service /,
+    // The app containers and what is in maintenance, in one round trip (the routes the handover verifies).
+    listApps:
+      /echo '@@ops apps'; \{ sh -c 'ids=\$\(docker ps -aq --filter "label=\$1"\).* sh ops-action\.service .*echo '@@ops maintenance'/,
     gate: /^sh -c 'n=\$1 net=\$2 via=\$3 .*' sh nginx-2 internal nginx-2 80 \/healthz 120 /,
     probeNew: /^docker exec nginx-2 sh -c 'probe\(\)/,
     probeOld: /^docker exec nginx-1 sh -c 'probe\(\)/,
@@ -222,7 +225,7 @@ describe('runInfra (against a fake host)', () => {
       [STEP.composeUp, { stderr: 'Recreating behindy_nginx_1 ... done\n' }],
       [STEP.composeUpButNginx, { stderr: 'behindy_db_1 is up-to-date\n' }],
       [STEP.listStack, () => ({ stdout: containers().join('\n') })],
-      [STEP.listApps, { stdout: '' }],
+      [STEP.listApps, { stdout: sectionsOut({ apps: '', maintenance: '' }) }],
       [
         STEP.inspect,
         call => ({
@@ -441,7 +444,10 @@ describe('runInfra (against a fake host)', () => {
      * compose up of db, redis and the front replaces front-1 by that container. `--scale nginx=2` adds
      * behindy-nginx-2; stopping or discarding a container removes it.
      */
-    function handoverHost(hash: string, over: { upstreams?: Map<string, string>; change?: string[]; newFront?: string } = {}) {
+    function handoverHost(
+      hash: string,
+      over: { upstreams?: Map<string, string>; change?: string[]; newFront?: string; maintenance?: string } = {}
+    ) {
       const hashes = settledHashes()
       hashes.set('compose/docker-compose.yml', sha256('the previous compose file'))
       for (const p of over.change ?? []) hashes.set(p, sha256('a hand edit'))
@@ -464,7 +470,7 @@ describe('runInfra (against a fake host)', () => {
             return { stderr: 'Creating behindy_nginx_2 ... done\n' }
           }
         ],
-        [STEP.listApps, { stdout: apps.join('\n') }],
+        [STEP.listApps, { stdout: sectionsOut({ apps: apps.join('\n'), maintenance: over.maintenance ?? '' }) }],
         [STEP.gate, { stdout: 'healthy 172.18.0.9 200\n' }],
         [STEP.probeNew, answers({ '/api/ai-stories/health': '200', '/llm/health': '200' })],
         [STEP.probeOld, answers({ '/api/ai-stories/health': '200', '/llm/health': '200' })],
@@ -526,7 +532,7 @@ describe('runInfra (against a fake host)', () => {
       // Every deployed (running) app's health path through its route, in the new nginx and in the old one.
       for (const probe of [STEP.probeNew, STEP.probeOld])
         expect(remote.matching(probe)[0].sh).toMatch(
-          /' sh http:\/\/127\.0\.0\.1\/api\/ai-stories\/health http:\/\/127\.0\.0\.1\/llm\/health$/
+          /' sh '' http:\/\/127\.0\.0\.1\/api\/ai-stories\/health http:\/\/127\.0\.0\.1\/llm\/health$/
         )
       // The front names the new container, and only then does the old one get its stop signal.
       expect(
@@ -585,6 +591,25 @@ describe('runInfra (against a fake host)', () => {
       expect(remote.unmatched).toEqual([])
       expect(remote.calls.map(c => stepOf(c.sh)).slice(-5)).toEqual(['pointFront', 'frontTest', 'restoreFront', 'logs', 'discard'])
       for (const step of [STEP.stopOld, STEP.reloadFront, STEP.forgetFront]) expect(remote.matching(step)).toEqual([])
+    })
+
+    it('a route in maintenance is verified through its upstream on the preview port (clients get the page), in both nginx, by its own probe round', async () => {
+      vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+      /** 200 for every URL of the probe (its arguments after the header). */
+      const allOk = (call: { sh: string }) => ({
+        stdout: (call.sh.match(/http:\/\/127\.0\.0\.1\S*/g) ?? []).map(u => `200 ${u}\n`).join('')
+      })
+      const remote = handoverHost(NEW_HASH, { maintenance: 'backend\n' }).prepend([STEP.probeNew, allOk], [STEP.probeOld, allOk])
+      const r = await runInfra(remote, inputs, new Phases())
+      expect(remote.unmatched).toEqual([])
+      expect(r.changes.at(-1)).toMatchObject({ kind: 'handed-over', to: 'behindy-nginx-2' })
+      for (const probe of [STEP.probeNew, STEP.probeOld]) {
+        const sent = remote.matching(probe).map(c => c.sh.split("' sh ")[1])
+        expect(sent.sort()).toEqual([
+          "'' http://127.0.0.1/llm/health",
+          "'X-Ops-Upstream: app_backend' http://127.0.0.1:8504/api/ai-stories/health"
+        ])
+      }
     })
 
     it('a route that fails only through the new nginx fails the handover; one that fails through the old one too is a warning', async () => {

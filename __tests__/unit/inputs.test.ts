@@ -1072,6 +1072,13 @@ describe('getInputs: mode maintenance / live', () => {
     rejects({ mode: 'live', service }, 'service')
   })
 
+  it("a deploy or rollback of a service named 'all' is rejected naming service (it names every route in mode maintenance)", () => {
+    expect(rejects({ mode: 'deploy', service: 'all', image: 'ghcr.io/behindy/back:abc' }, 'service')).toContain(
+      "'all' names every route in mode maintenance"
+    )
+    rejects({ mode: 'rollback', service: 'all' }, 'service')
+  })
+
   it("other deploy inputs are ignored with a warning (service is the mode's own)", () => {
     expect(mode('maintenance', { service: 'backend', image: 'a:1' }).warnings).toEqual([
       'Ignored in mode maintenance (they belong to mode deploy/rollback): image'
@@ -1114,13 +1121,12 @@ describe('getInputs: mode maintenance / live', () => {
     expect(rejects({ mode: 'maintenance', 'maintenance-page': 'logo.png' }, 'maintenance-page')).toContain('not UTF-8')
   })
 
-  it.each(['live', 'deploy', 'infra'])('maintenance-page in mode %s is an error naming maintenance-page', m => {
-    const dir = mkdtempSync(join(pages(), 'ws-'))
-    writeFileSync(join(dir, 'page.html'), '<p>down</p>')
-    vi.stubEnv('GITHUB_WORKSPACE', dir)
-    const extra = m === 'deploy' ? { service: 'backend', image: 'ghcr.io/behindy/back:abc' } : {}
-    expect(rejects({ mode: m, 'maintenance-page': 'page.html', ...extra }, 'maintenance-page')).toContain(
-      `is for mode maintenance (this run is mode ${m})`
-    )
+  it.each(['live', 'deploy', 'infra'])('maintenance-page in mode %s is ignored with a warning naming it (the file is not read)', m => {
+    const extra: Record<string, string> = m === 'deploy' ? { service: 'backend', image: 'ghcr.io/behindy/back:abc' } : {}
+    vi.stubEnv('GITHUB_WORKSPACE', mkdtempSync(join(pages(), 'ws-')))
+    const i = getInputs(reader({ ...base(), mode: m, 'maintenance-page': 'ops/none.html', ...extra }))
+    expect(i.mode).toBe(m)
+    expect(i).not.toHaveProperty('page', expect.anything())
+    expect(i.warnings).toEqual([`Ignored in mode ${m} (it belongs to mode maintenance): maintenance-page`])
   })
 })

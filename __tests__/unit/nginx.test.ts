@@ -349,6 +349,21 @@ describe('writeAndTest, restoreUnloaded and reloadAndWait run by a real sh on fi
     expect(existsSync(join(f.ops, `${MAP}.ops-prev`))).toBe(false)
   })
 
+  it('a new file with a stale .ops-prev (an interrupted run left it): a failing test removes the new file, the stale copy does not come back', async () => {
+    const FILE = 'upstreams/app_my-svc.locations'
+    const h = setUp()
+    writeFileSync(join(h.ops, `${FILE}.ops-prev`), 'location /stale/ {}\n')
+    await expect(
+      writeAndTest(h.remote, h.ops, 'nginx-0123', [
+        { path: PATH, content: `${NEW}BROKEN;\n` },
+        { path: FILE, content: 'location /things/ {}\n' }
+      ])
+    ).rejects.toThrow(HostError)
+    expect(h.live()).toBe(OLD)
+    expect(existsSync(join(h.ops, FILE))).toBe(false)
+    expect(existsSync(join(h.ops, `${FILE}.ops-prev`))).toBe(false)
+  })
+
   it('writeAndReload with nothing to write, only files to remove (mode live): an empty archive is fine; removed, tested, reloaded', async () => {
     const MAP = 'upstreams/all.maintenance.map'
     const h = setUp()

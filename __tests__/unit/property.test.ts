@@ -95,7 +95,11 @@ const COUPLED: Record<string, string[]> = {
  * Inputs no value of which is an error, by mode: the ones mode infra ignores, and ssh-passphrase (the baseline key
  * has none, and a passphrase given for a key without one is not used). Every other input has a rule.
  */
-const NO_RULE: Record<'deploy' | 'infra', string[]> = { deploy: ['ssh-passphrase'], infra: [...DEPLOY_ONLY, 'ssh-passphrase'] }
+// maintenance-page is mode maintenance's: any other mode ignores it, with a warning (checked below).
+const NO_RULE: Record<'deploy' | 'infra', string[]> = {
+  deploy: ['ssh-passphrase', 'maintenance-page'],
+  infra: [...DEPLOY_ONLY, 'ssh-passphrase', 'maintenance-page']
+}
 
 /** The inputs a warning of getInputs names as ignored (`Ignored in mode infra (…): a, b`). */
 const ignoredBy = (warnings: string[]): string[] =>
@@ -339,6 +343,11 @@ describe.each(['deploy', 'infra'] as const)(
           // Accepted. An input mode infra ignores is named in a warning exactly when it differs from its default.
           if (mode === 'infra' && DEPLOY_ONLY.includes(name))
             expect(ignoredBy(inputs.warnings), JSON.stringify(value)).toEqual(value.trim() === DEFAULTS[name] ? [] : [name])
+          if (name === 'maintenance-page')
+            expect(
+              inputs.warnings.filter(w => w.endsWith('(it belongs to mode maintenance): maintenance-page')),
+              JSON.stringify(value)
+            ).toEqual(value.trim() ? [`Ignored in mode ${mode} (it belongs to mode maintenance): maintenance-page`] : [])
           // Whatever goes into an env file is something the file holds exactly.
           for (const [, v] of appOf(inputs)?.env ?? [])
             expect(v, 'a docker --env-file value must be one line without NUL').not.toMatch(/[\r\n\0]/)

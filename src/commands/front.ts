@@ -14,8 +14,8 @@ export const probeEach = (container: string, urls: string[], header = ''): Sh =>
     container,
     'sh',
     '-c',
-    `${PROBE}T=5; H=$1; shift; i=0; for u; do i=$((i + 1)); probe "$u" >/tmp/.ops-probe.$i & done; wait; ` +
-      'i=0; for u; do i=$((i + 1)); echo "$(cat /tmp/.ops-probe.$i) $u"; rm -f /tmp/.ops-probe.$i; done',
+    `${PROBE}T=5; H=$1; shift; d=$(mktemp -d) || exit 1; i=0; for u; do i=$((i + 1)); probe "$u" >"$d/$i" & done; wait; ` +
+      'i=0; for u; do i=$((i + 1)); echo "$(cat "$d/$i") $u"; done; rm -rf "$d"',
     'sh',
     header,
     ...urls
