@@ -124,6 +124,12 @@ describe('mode maintenance / live on the sandbox host', () => {
     expect((await http('/api/posts/1')).status).toBe(200)
     expect((await http('/healthz')).status).toBe(200)
 
+    // dry-run of a deploy meanwhile says maintenance stays on.
+    const plan = await runAction({ ...frontend('v2'), 'dry-run': 'true' })
+    expectOk(plan)
+    expect(plan.output).toContain(
+      "keep frontend in maintenance (clients keep the maintenance page; the new release is verified on nginx's preview port)"
+    )
     // A deploy of the frontend meanwhile: verified on nginx's preview port, clients keep the maintenance page.
     const d = await runAction(frontend('v2'))
     expectOk(d)
@@ -187,6 +193,16 @@ describe('automatic canary on the sandbox host', () => {
     resetHost()
     expectOk(await runAction(infraInputs()))
     expectOk(await runAction(front('v1')))
+  })
+
+  it('dry-run says the release command and the canary would run, and changes nothing', async () => {
+    const before = sh('sh', ['-c', `cat ${OPS_DIR}/upstreams/app_frontend.conf; ls ${OPS_DIR}/upstreams`])
+    const r = await runAction({ ...front('v2', '', canary), 'dry-run': 'true', 'release-command': 'echo migrate' })
+    expectOk(r)
+    expect(r.output).toContain('run the release command once in a one-off container of 127.0.0.1:5000/behindy/sample-frontend:v2')
+    expect(r.output).toMatch(/send 20 (?:%25|%) of \/'s clients \(sticky by the ops_client cookie\) to the new container for 20 s/)
+    expect(sh('sh', ['-c', `cat ${OPS_DIR}/upstreams/app_frontend.conf; ls ${OPS_DIR}/upstreams`])).toBe(before)
+    expect(releaseContainers()).toEqual([])
   })
 
   it('a release whose health path answers but other paths answer 500 is caught by a 20 % canary; errors stay near its share, the old release serves after', async () => {
