@@ -16,6 +16,7 @@ import {
   psql,
   resetHost,
   runAction,
+  sandboxScript,
   SECRET,
   serviceContainers,
   sh,
@@ -147,16 +148,24 @@ describe('mode maintenance / live on the sandbox host', () => {
     expect(st.output).toMatch(/\| frontend \| frontend-[0-9a-f]{8} \| .* \| running, in maintenance \|/)
   })
 
-  it('site-wide maintenance turns /api/ 503 too and survives an infra run and an nginx restart; live restores every route, served by the release deployed meanwhile', async () => {
+  it('site-wide maintenance turns /api/ 503 too and survives an infra run and a dockerd restart; live restores every route, served by the release deployed meanwhile', async () => {
     expectOk(await maintenance())
     expect((await http('/api/posts/1')).status).toBe(503)
     expect((await http('/llm/health')).status).toBe(503)
     expect((await http('/healthz')).status).toBe(200)
     expectOk(await runAction(infraInputs({ 'infra-env': '' })))
-    const nginx = sh('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.service=nginx']).trim()
-    sh('docker', ['restart', nginx])
-    for (let i = 0; i < 50 && (await http('/healthz').catch(() => ({ status: 0 }))).status !== 200; i++)
-      await new Promise(r => setTimeout(r, 200))
+    // dockerd restarted: the stack and nginx come back with the maintenance files in place.
+    sh('bash', [sandboxScript(), 'stop', 'dockerd'])
+    sh('bash', [sandboxScript(), 'start', 'dockerd'])
+    const up = async () => (await http('/healthz').catch(() => ({ status: 0 }))).status === 200
+    for (let i = 0; i < 300 && !(await up()); i++) await new Promise(r => setTimeout(r, 200))
+    // …and the apps too (restarted by dockerd; asked from nginx's container, since clients get the page).
+    const nginx = () => sh('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.service=nginx']).trim()
+    const appsUp = () =>
+      ['http://frontend:3000/', 'http://backend:8080/api/ai-stories/health'].every(
+        u => tryRun('docker', ['exec', nginx(), 'wget', '-q', '-O', '/dev/null', '-T', '2', u]).code === 0
+      )
+    for (let i = 0; i < 150 && !appsUp(); i++) await new Promise(r => setTimeout(r, 200))
     expect((await http('/api/posts/1')).status).toBe(503)
     expect((await http('/')).status).toBe(503)
 
