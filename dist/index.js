@@ -72303,7 +72303,7 @@ async function swap(remote, ctx) {
                 await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service))).catch(() => undefined);
                 return failed('switched')(e);
             }
-            return endCanary(remote, ctx, { name, record }, e, canaryRun?.figures);
+            return endCanary(remote, ctx, { name, record }, e, canaryRun?.figures, true);
         });
     }
     // 12. The switch is final. The old container stops in the background once nginx is done with it; history, images.
@@ -72331,7 +72331,7 @@ function canaryFor(c, before, service) {
  * in the background once nginx is done with it (no request in flight to it fails), the attempt recorded; throws
  * RolledBack with both sides' figures. Cut off from the host it changes nothing (as abandon()).
  */
-async function endCanary(remote, ctx, a, e, figures = []) {
+async function endCanary(remote, ctx, a, e, figures = [], promoting = false) {
     const { app, image, digest } = ctx.release;
     const { opsDir } = ctx.infra;
     const { name } = a;
@@ -72339,11 +72339,17 @@ async function endCanary(remote, ctx, a, e, figures = []) {
     if (cut)
         throw new HostError(`${e.message}\nThen ${cut}, so this run cannot end the canary: nginx sends ${ctx.canary?.percent ?? 0} % of ${app.spec.route}'s clients to ${name}; the next deploy of ${app.service} ends it.`, 'run the deploy again', { cause: e });
     const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back the canary`, async () => {
-        const path = upstreamPath(app.service);
-        const current = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, path)), 'reading the upstream file'));
-        if (current?.container === name)
-            await restoreUnloaded(remote, opsDir, [path]);
-        await writeAndReload(remote, opsDir, ctx.nginxId, [], canaryPaths(app.service));
+        // A failed promotion may have left the upstream file naming the canary: the old one goes back first.
+        if (promoting) {
+            const path = upstreamPath(app.service);
+            const current = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, path)), 'reading the upstream file'));
+            if (current?.container === name)
+                await restoreUnloaded(remote, opsDir, [path]);
+        }
+        // Without the canary's files the config is the one nginx ran until the canary's reload: no nginx -t to wait for
+        // while a share of clients still gets the canary.
+        await remote.must(stashFiles(hostPaths(opsDir, canaryPaths(app.service))), 'removing the canary files');
+        await reloadAndWait(remote, ctx.nginxId);
         await forgetFiles(remote, opsDir, serviceFiles(app.service));
         await remote.run(removeCanaryLog(ctx.nginxId, canaryLogPath(app.service)));
         await showLogs(remote, name, name, 50);

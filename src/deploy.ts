@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import { CATALOGUE } from './catalogue'
 import { canaryFiles, canaryPaths, canaryUpstream, percentile, watchCanary, type CanaryInputs, type CanaryResult } from './canary'
 import { canaryLogPath, clearCanaryLog, removeCanaryLog } from './commands/canary'
-import { readFileIfExists } from './commands/files'
+import { readFileIfExists, stashFiles } from './commands/files'
 import { showLogs } from './containers'
 import { HostError, RolledBack } from './errors'
 import { appendHistory, phaseSeconds, rollbackTarget, type HistoryRecord } from './history'
@@ -10,8 +10,8 @@ import { imageRepository, pullImage, pruneImages } from './images'
 import { runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
-import { forgetFiles, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
-import { hostPath } from './paths'
+import { forgetFiles, reloadAndWait, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
+import { hostPath, hostPaths } from './paths'
 import type { Phases } from './phases'
 import { preflight, probeService, type Before, type ServiceState } from './preflight'
 import {
@@ -229,7 +229,7 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
         await remote.run(removeCanaryLog(nginxId, canaryLogPath(app.service))).catch(() => undefined)
         return failed('switched')(e)
       }
-      return endCanary(remote, ctx, { name, record }, e as Error, canaryRun?.figures)
+      return endCanary(remote, ctx, { name, record }, e as Error, canaryRun?.figures, true)
     })
   }
 
@@ -264,7 +264,8 @@ async function endCanary(
   ctx: SwapContext,
   a: Pick<Attempt, 'name' | 'record'>,
   e: Error,
-  figures: string[] = []
+  figures: string[] = [],
+  promoting = false
 ): Promise<never> {
   const { app, image, digest } = ctx.release
   const { opsDir } = ctx.infra
@@ -277,10 +278,16 @@ async function endCanary(
       { cause: e }
     )
   const notes = await ctx.phases.run(`${ctx.label ?? ''}Roll back the canary`, async () => {
-    const path = upstreamPath(app.service)
-    const current = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, path)), 'reading the upstream file'))
-    if (current?.container === name) await restoreUnloaded(remote, opsDir, [path])
-    await writeAndReload(remote, opsDir, ctx.nginxId, [], canaryPaths(app.service))
+    // A failed promotion may have left the upstream file naming the canary: the old one goes back first.
+    if (promoting) {
+      const path = upstreamPath(app.service)
+      const current = liveOf(await remote.must(readFileIfExists(hostPath(opsDir, path)), 'reading the upstream file'))
+      if (current?.container === name) await restoreUnloaded(remote, opsDir, [path])
+    }
+    // Without the canary's files the config is the one nginx ran until the canary's reload: no nginx -t to wait for
+    // while a share of clients still gets the canary.
+    await remote.must(stashFiles(hostPaths(opsDir, canaryPaths(app.service))), 'removing the canary files')
+    await reloadAndWait(remote, ctx.nginxId)
     await forgetFiles(remote, opsDir, serviceFiles(app.service))
     await remote.run(removeCanaryLog(ctx.nginxId, canaryLogPath(app.service)))
     await showLogs(remote, name, name, 50)
