@@ -74,7 +74,7 @@ export async function preflight(
   // Containers of interrupted runs. A stopped one goes now. A running one may still get requests (a run cut between
   // writing the upstream file and reloading nginx leaves nginx on the container the file no longer names), so it is
   // stopped like the old release: after the switch, once nginx's old workers are done with it.
-  // One docker is already removing (a retirement in the background of the previous run) is left to it.
+  // A leftover docker is already removing (the previous run's retirement in the background) is left to docker.
   const leftovers = containers.filter(c => c.name !== live?.container && c.status !== 'removing')
   const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')]
   if (stopped.length) {
