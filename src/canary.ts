@@ -18,7 +18,7 @@ export interface CanaryInputs {
   minRequests: number
   /** Percentage points of 5xx the canary may have above the old release's rate. */
   errorMargin: number
-  /** The canary's p99 may be this many times the old release's (and at least 50 ms more). */
+  /** The canary's p99 (after its warm-up) may be this many times the old release's (and always 100 ms more). */
   latencyFactor: number
 }
 
@@ -35,8 +35,8 @@ const COOKIE_MAX_AGE_S = 86_400
 /** How often the run reads the canary log (a failing canary is rolled back within about this much), and says where it stands. */
 const POLL_MS = 500
 const PROGRESS_MS = 5000
-/** The canary's p99 may always be this much above the old release's (timer noise at small latencies). */
-const LATENCY_SLACK_S = 0.05
+/** The canary's p99 may always be this much above the old release's (timer and scheduling noise at small latencies). */
+const LATENCY_SLACK_S = 0.1
 
 /**
  * nginx files that start a canary: `split_clients` on the client's id (cookie, else the request's id) picking the
@@ -117,9 +117,16 @@ const rate = (s: Side): number => (s.requests ? (100 * s.errors) / s.requests : 
 export type Verdict = { kind: 'wait' } | { kind: 'promote' } | { kind: 'fail'; reason: string }
 
 /**
+ * The canary's latencies that count for its p99: without its first minRequests (at most half of them), its warm-up — a
+ * fresh container (JIT, first compiles, cold caches) against one that has served for long. They count for its 5xx rate.
+ */
+export const warmLatencies = (canary: Side, minRequests: number): number[] =>
+  canary.latencies.slice(Math.min(minRequests, Math.floor(canary.latencies.length / 2)))
+
+/**
  * The canary against the old release. Once it has minRequests, a 5xx rate above the old one's plus errorMargin fails
- * it at once; at the end (`final`), too few requests or a p99 above latencyFactor × the old one's fail it, else it
- * is promoted.
+ * it at once; at the end (`final`), too few requests or a p99 (after its warm-up) above latencyFactor × the old one's
+ * (and LATENCY_SLACK_S more) fail it, else it is promoted.
  */
 export function judge(count: CanaryCount, c: CanaryInputs, final: boolean): Verdict {
   const { old, canary } = count
@@ -134,12 +141,12 @@ export function judge(count: CanaryCount, c: CanaryInputs, final: boolean): Verd
       kind: 'fail',
       reason: `only ${canary.requests} request(s) reached the canary in ${c.seconds} s (canary-min-requests ${c.minRequests}): too few to judge it`
     }
-  const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(canary.latencies, 99)]
+  const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(warmLatencies(canary, c.minRequests), 99)]
   const bound = Math.max(p99Old * c.latencyFactor, p99Old + LATENCY_SLACK_S)
   if (old.requests && p99New > bound)
     return {
       kind: 'fail',
-      reason: `the canary's p99 is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
+      reason: `the canary's p99 (after its first ${Math.min(c.minRequests, Math.floor(canary.latencies.length / 2))} requests) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
     }
   return { kind: 'promote' }
 }

@@ -8,6 +8,7 @@ import {
   judge,
   percentile,
   sideFigures,
+  warmLatencies,
   watchCanary,
   type CanaryCount,
   type CanaryInputs,
@@ -265,22 +266,34 @@ describe('judge', () => {
     })
   })
 
-  it('at the end: a p99 above max(old p99 × latencyFactor, old p99 + 50 ms) fails; at the bound it is promoted', () => {
-    // Old p99 0.2 s: the bound is 0.4 s (× 2 is more than + 50 ms).
+  it('at the end: a p99 above max(old p99 × latencyFactor, old p99 + 100 ms) fails; at the bound it is promoted', () => {
+    // Old p99 0.2 s: the bound is 0.4 s (× 2 is more than + 100 ms).
     expect(judge(count(side(100, 0, 0.2), side(20, 0, 0.4)), c, true)).toEqual({ kind: 'promote' })
     const v = judge(count(side(100, 0, 0.2), side(20, 0, 0.41)), c, true)
     expect(v).toEqual({
       kind: 'fail',
-      reason: "the canary's p99 is 410 ms, the old release's 200 ms; canary-latency-factor 2 allows 400 ms"
+      reason: "the canary's p99 (after its first 10 requests) is 410 ms, the old release's 200 ms; canary-latency-factor 2 allows 400 ms"
     })
-    // Old p99 10 ms: × 2 would be 20 ms, the slack makes it 60 ms.
-    expect(judge(count(side(100, 0, 0.01), side(20, 0, 0.059)), c, true)).toEqual({ kind: 'promote' })
-    const slack = judge(count(side(100, 0, 0.01), side(20, 0, 0.061)), c, true)
-    expect(slack.kind === 'fail' && slack.reason).toContain('allows 60 ms')
-    // The p99, not the mean: one slow request in 100 does not fail it.
-    expect(judge(count(side(100, 0, 0.01), side(100, 0, [...Array.from({ length: 99 }, () => 0.01), 3])), c, true)).toEqual({
+    // Old p99 10 ms: × 2 would be 20 ms, the slack makes it 110 ms.
+    expect(judge(count(side(100, 0, 0.01), side(20, 0, 0.109)), c, true)).toEqual({ kind: 'promote' })
+    const slack = judge(count(side(100, 0, 0.01), side(20, 0, 0.111)), c, true)
+    expect(slack.kind === 'fail' && slack.reason).toContain('allows 110 ms')
+    // The p99, not the mean: one slow request in 180 (after the warm-up of 20) does not fail it.
+    expect(judge(count(side(100, 0, 0.01), side(200, 0, [...Array.from({ length: 199 }, () => 0.01), 3])), c, true)).toEqual({
       kind: 'promote'
     })
+  })
+
+  it("the canary's warm-up (its first minRequests requests, at most half) does not count for its p99", () => {
+    // 20 slow first answers of a fresh container, then 80 as fast as the old release's.
+    const warming = [...Array.from({ length: 20 }, () => 2), ...Array.from({ length: 80 }, () => 0.01)]
+    expect(judge(count(side(100, 0, 0.01), side(100, 0, warming)), c, true)).toEqual({ kind: 'promote' })
+    expect(warmLatencies(side(100, 0, warming), 20)).toHaveLength(80)
+    // With fewer requests, at most half are warm-up.
+    expect(warmLatencies(side(30, 0, 0.01), 20)).toHaveLength(15)
+    // Slow after the warm-up too: it fails.
+    const v = judge(count(side(100, 0, 0.01), side(100, 0, 2)), c, true)
+    expect(v.kind === 'fail' && v.reason).toMatch(/^the canary's p99 \(after its first 20 requests\) is 2000 ms/)
   })
 
   it('at the end: an old release that had no request does not fail the canary on latency', () => {
