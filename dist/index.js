@@ -69856,7 +69856,9 @@ const rate = (s) => (s.requests ? (100 * s.errors) / s.requests : 0);
  * The canary's latencies that count for its p99: without its first minRequests (at most half of them), its warm-up — a
  * fresh container (JIT, first compiles, cold caches) against one that has served for long. They count for its 5xx rate.
  */
-const warmLatencies = (canary, minRequests) => canary.latencies.slice(Math.min(minRequests, Math.floor(canary.latencies.length / 2)));
+const warmLatencies = (canary, minRequests) => canary.latencies.slice(warmup(canary, minRequests));
+/** How many of the canary's first answers are its warm-up. */
+const warmup = (canary, minRequests) => Math.min(minRequests, Math.floor(canary.latencies.length / 2));
 /**
  * The canary against the old release. Once it has minRequests, a 5xx rate above the old one's plus errorMargin fails
  * it at once; at the end (`final`), too few requests or a p99 (after its warm-up) above latencyFactor × the old one's
@@ -69881,7 +69883,7 @@ function judge(count, c, final) {
     if (old.requests && p99New > bound)
         return {
             kind: 'fail',
-            reason: `the canary's p99 (after its first ${Math.min(c.minRequests, Math.floor(canary.latencies.length / 2))} requests) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
+            reason: `the canary's p99 (after its first ${warmup(canary, c.minRequests)} requests) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
         };
     return { kind: 'promote' };
 }
@@ -71203,12 +71205,14 @@ const RELOAD_TIMEOUT_S = 10;
 const PREVIEW_PORT = 8504;
 /** `<service>-<8 hex>`: a new name for every release, so old and new run side by side. */
 const newContainerName = (service) => `${service}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
+/** docker's --memory value for a limit in bytes (none: no limit). */
+const memoryArg = (bytes) => (bytes === undefined ? undefined : String(bytes));
 /** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
 const envText = (app) => app.env.map(([k, v]) => `${k}=${v}\n`).join('');
 async function startContainer(remote, r) {
     const { app } = r;
     const aliases = [app.service, ...app.spec.aliases];
-    const memory = r.memory === undefined ? undefined : String(r.memory);
+    const memory = memoryArg(r.memory);
     const command = runContainer({
         name: r.name,
         service: app.service,
@@ -71258,7 +71262,7 @@ async function runReleaseCommand(remote, r) {
         service: app.service,
         image: r.digest || r.image,
         network: r.network,
-        memory: r.memory === undefined ? undefined : String(r.memory),
+        memory: memoryArg(r.memory),
         envFile: app.envFile,
         command: release.command,
         timeoutS: release.timeoutS

@@ -120,8 +120,10 @@ export type Verdict = { kind: 'wait' } | { kind: 'promote' } | { kind: 'fail'; r
  * The canary's latencies that count for its p99: without its first minRequests (at most half of them), its warm-up — a
  * fresh container (JIT, first compiles, cold caches) against one that has served for long. They count for its 5xx rate.
  */
-export const warmLatencies = (canary: Side, minRequests: number): number[] =>
-  canary.latencies.slice(Math.min(minRequests, Math.floor(canary.latencies.length / 2)))
+export const warmLatencies = (canary: Side, minRequests: number): number[] => canary.latencies.slice(warmup(canary, minRequests))
+
+/** How many of the canary's first answers are its warm-up. */
+const warmup = (canary: Side, minRequests: number): number => Math.min(minRequests, Math.floor(canary.latencies.length / 2))
 
 /**
  * The canary against the old release. Once it has minRequests, a 5xx rate above the old one's plus errorMargin fails
@@ -146,7 +148,7 @@ export function judge(count: CanaryCount, c: CanaryInputs, final: boolean): Verd
   if (old.requests && p99New > bound)
     return {
       kind: 'fail',
-      reason: `the canary's p99 (after its first ${Math.min(c.minRequests, Math.floor(canary.latencies.length / 2))} requests) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
+      reason: `the canary's p99 (after its first ${warmup(canary, c.minRequests)} requests) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
     }
   return { kind: 'promote' }
 }

@@ -41,13 +41,16 @@ export interface NewRelease {
   inheritEnvFrom?: string
 }
 
+/** docker's --memory value for a limit in bytes (none: no limit). */
+const memoryArg = (bytes: number | undefined): string | undefined => (bytes === undefined ? undefined : String(bytes))
+
 /** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
 const envText = (app: AppInputs): string => app.env.map(([k, v]) => `${k}=${v}\n`).join('')
 
 export async function startContainer(remote: Remote, r: NewRelease): Promise<void> {
   const { app } = r
   const aliases = [app.service, ...app.spec.aliases]
-  const memory = r.memory === undefined ? undefined : String(r.memory)
+  const memory = memoryArg(r.memory)
   const command = runContainer({
     name: r.name,
     service: app.service,
@@ -121,7 +124,7 @@ export async function runReleaseCommand(
       service: app.service,
       image: r.digest || r.image,
       network: r.network,
-      memory: r.memory === undefined ? undefined : String(r.memory),
+      memory: memoryArg(r.memory),
       envFile: app.envFile,
       command: release.command,
       timeoutS: release.timeoutS
