@@ -1,4 +1,6 @@
 // Shared by the benchmarks: the stack's .env for the sandbox, the phase times an action run printed, statistics.
+import { execFileSync } from 'node:child_process'
+import http from 'node:http'
 
 /** The infra-env every benchmark run gives (the stack needs these four). */
 export const INFRA_ENV = 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
@@ -17,3 +19,45 @@ export const pct = (xs, p) => {
 }
 
 export const median = xs => pct(xs, 50)
+
+const get = url =>
+  new Promise(resolve => {
+    const req = http.get(url, { agent: false, timeout: 1000 }, res => {
+      res.resume()
+      resolve(res.statusCode >= 200 && res.statusCode < 300)
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(false))
+  })
+
+/**
+ * The app's own boot-to-healthy, apart from any deployer: k containers of the image started one at a time (on the
+ * network, no alias, no route), each polled on its health path from this machine every 10 ms on a new connection;
+ * the median of the seconds from dockerd's StartedAt to the first 2xx. A Next.js app answers only ~0.2 s after its
+ * `listening` line, so this, not that line, is what a deployer has to wait for.
+ */
+export async function bootToHealthy({ image, env, network = 'internal', port, path, k = 5 }) {
+  const docker = (...args) => execFileSync('docker', args, { encoding: 'utf8' }).trim()
+  const xs = []
+  for (let i = 0; i < k; i++) {
+    const name = `ops-bench-boot-${process.pid}-${i}`
+    docker('run', '-d', '--name', name, '--network', network, ...Object.entries(env).flatMap(([key, v]) => ['-e', `${key}=${v}`]), image)
+    try {
+      const [startedAt, ip] = docker(
+        'inspect',
+        '--format',
+        `{{.State.StartedAt}} {{(index .NetworkSettings.Networks "${network}").IPAddress}}`,
+        name
+      ).split(' ')
+      const deadline = Date.now() + 60_000
+      while (!(await get(`http://${ip}:${port}${path}`))) {
+        if (Date.now() > deadline) throw new Error(`${name} did not answer ${path} within 60 s`)
+        await new Promise(r => setTimeout(r, 10))
+      }
+      xs.push((Date.now() - Date.parse(startedAt)) / 1000)
+    } finally {
+      docker('rm', '-f', name)
+    }
+  }
+  return median(xs)
+}

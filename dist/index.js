@@ -26297,7 +26297,7 @@ function trailingBytesSeen(data) {
 /***/ 770:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-/* unused reexport */ __nccwpck_require__(218);
+module.exports = __nccwpck_require__(218);
 
 
 /***/ }),
@@ -26318,10 +26318,10 @@ var assert = __nccwpck_require__(2613);
 var util = __nccwpck_require__(9023);
 
 
-__webpack_unused_export__ = httpOverHttp;
-__webpack_unused_export__ = httpsOverHttp;
-__webpack_unused_export__ = httpOverHttps;
-__webpack_unused_export__ = httpsOverHttps;
+exports.httpOverHttp = httpOverHttp;
+exports.httpsOverHttp = httpsOverHttp;
+exports.httpOverHttps = httpOverHttps;
+exports.httpsOverHttps = httpsOverHttps;
 
 
 function httpOverHttp(options) {
@@ -29007,7 +29007,7 @@ __webpack_unused_export__ = Client
 __webpack_unused_export__ = Pool
 __webpack_unused_export__ = BalancedPool
 __webpack_unused_export__ = Agent
-__webpack_unused_export__ = ProxyAgent
+module.exports.kT = ProxyAgent
 __webpack_unused_export__ = EnvHttpProxyAgent
 __webpack_unused_export__ = RetryAgent
 __webpack_unused_export__ = RetryHandler
@@ -66175,11 +66175,115 @@ module.exports = {"rE":"1.17.0"};
 /******/ 	/* webpack/runtime/asset-relocator-loader */
 /******/ 	if (typeof __nccwpck_require__ !== 'undefined') __nccwpck_require__.ab = __dirname + "/";
 /******/ 	
+/******/ 	/* webpack/runtime/create fake namespace object */
+/******/ 	(() => {
+/******/ 		var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
+/******/ 		var leafPrototypes;
+/******/ 		// create a fake namespace object
+/******/ 		// mode & 1: value is a module id, require it
+/******/ 		// mode & 2: merge all properties of value into the ns
+/******/ 		// mode & 4: return value when already ns object
+/******/ 		// mode & 16: return value when it's Promise-like
+/******/ 		// mode & 8|1: behave like require
+/******/ 		__nccwpck_require__.t = function(value, mode) {
+/******/ 			if(mode & 1) value = this(value);
+/******/ 			if(mode & 8) return value;
+/******/ 			if(typeof value === 'object' && value) {
+/******/ 				if((mode & 4) && value.__esModule) return value;
+/******/ 				if((mode & 16) && typeof value.then === 'function') return value;
+/******/ 			}
+/******/ 			var ns = Object.create(null);
+/******/ 			__nccwpck_require__.r(ns);
+/******/ 			var def = {};
+/******/ 			leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
+/******/ 			for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
+/******/ 				Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
+/******/ 			}
+/******/ 			def['default'] = () => (value);
+/******/ 			__nccwpck_require__.d(ns, def);
+/******/ 			return ns;
+/******/ 		};
+/******/ 	})();
+/******/ 	
+/******/ 	/* webpack/runtime/define property getters */
+/******/ 	(() => {
+/******/ 		// define getter functions for harmony exports
+/******/ 		__nccwpck_require__.d = (exports, definition) => {
+/******/ 			for(var key in definition) {
+/******/ 				if(__nccwpck_require__.o(definition, key) && !__nccwpck_require__.o(exports, key)) {
+/******/ 					Object.defineProperty(exports, key, { enumerable: true, get: definition[key] });
+/******/ 				}
+/******/ 			}
+/******/ 		};
+/******/ 	})();
+/******/ 	
+/******/ 	/* webpack/runtime/hasOwnProperty shorthand */
+/******/ 	(() => {
+/******/ 		__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ 	})();
+/******/ 	
+/******/ 	/* webpack/runtime/make namespace object */
+/******/ 	(() => {
+/******/ 		// define __esModule on exports
+/******/ 		__nccwpck_require__.r = (exports) => {
+/******/ 			if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
+/******/ 				Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
+/******/ 			}
+/******/ 			Object.defineProperty(exports, '__esModule', { value: true });
+/******/ 		};
+/******/ 	})();
+/******/ 	
 /************************************************************************/
 var __webpack_exports__ = {};
 // This entry need to be wrapped in an IIFE because it need to be in strict mode.
 (() => {
 "use strict";
+
+// NAMESPACE OBJECT: ./node_modules/@actions/core/lib/platform.js
+var platform_namespaceObject = {};
+__nccwpck_require__.r(platform_namespaceObject);
+__nccwpck_require__.d(platform_namespaceObject, {
+  arch: () => (arch),
+  getDetails: () => (getDetails),
+  isLinux: () => (isLinux),
+  isMacOS: () => (isMacOS),
+  isWindows: () => (isWindows),
+  platform: () => (platform)
+});
+
+// NAMESPACE OBJECT: ./node_modules/@actions/core/lib/core.js
+var core_namespaceObject = {};
+__nccwpck_require__.r(core_namespaceObject);
+__nccwpck_require__.d(core_namespaceObject, {
+  ExitCode: () => (ExitCode),
+  addPath: () => (addPath),
+  debug: () => (debug),
+  endGroup: () => (endGroup),
+  error: () => (error),
+  exportVariable: () => (exportVariable),
+  getBooleanInput: () => (getBooleanInput),
+  getIDToken: () => (getIDToken),
+  getInput: () => (getInput),
+  getMultilineInput: () => (getMultilineInput),
+  getState: () => (getState),
+  group: () => (group),
+  info: () => (info),
+  isDebug: () => (isDebug),
+  markdownSummary: () => (markdownSummary),
+  notice: () => (notice),
+  platform: () => (platform_namespaceObject),
+  saveState: () => (saveState),
+  setCommandEcho: () => (setCommandEcho),
+  setFailed: () => (setFailed),
+  setOutput: () => (setOutput),
+  setSecret: () => (setSecret),
+  startGroup: () => (startGroup),
+  summary: () => (summary_summary),
+  toPlatformPath: () => (toPlatformPath),
+  toPosixPath: () => (toPosixPath),
+  toWin32Path: () => (toWin32Path),
+  warning: () => (warning)
+});
 
 // EXTERNAL MODULE: external "os"
 var external_os_ = __nccwpck_require__(857);
@@ -66190,7 +66294,7 @@ var external_os_ = __nccwpck_require__(857);
  * Sanitizes an input into a string so it can be passed into issueCommand safely
  * @param input input to sanitize into a string
  */
-function utils_toCommandValue(input) {
+function toCommandValue(input) {
     if (input === null || input === undefined) {
         return '';
     }
@@ -66205,7 +66309,7 @@ function utils_toCommandValue(input) {
  * @returns The command properties to send with the actual annotation command
  * See IssueCommandProperties: https://github.com/actions/runner/blob/main/src/Runner.Worker/ActionCommandManager.cs#L646
  */
-function utils_toCommandProperties(annotationProperties) {
+function toCommandProperties(annotationProperties) {
     if (!Object.keys(annotationProperties).length) {
         return {};
     }
@@ -66255,12 +66359,12 @@ function utils_toCommandProperties(annotationProperties) {
  * This is an internal utility function that powers the public API functions
  * such as setSecret, warning, error, and exportVariable.
  */
-function command_issueCommand(command, properties, message) {
+function issueCommand(command, properties, message) {
     const cmd = new Command(command, properties, message);
     process.stdout.write(cmd.toString() + external_os_.EOL);
 }
-function command_issue(name, message = '') {
-    command_issueCommand(name, {}, message);
+function issue(name, message = '') {
+    issueCommand(name, {}, message);
 }
 const CMD_STRING = '::';
 class Command {
@@ -66297,13 +66401,13 @@ class Command {
     }
 }
 function escapeData(s) {
-    return utils_toCommandValue(s)
+    return toCommandValue(s)
         .replace(/%/g, '%25')
         .replace(/\r/g, '%0D')
         .replace(/\n/g, '%0A');
 }
 function escapeProperty(s) {
-    return utils_toCommandValue(s)
+    return toCommandValue(s)
         .replace(/%/g, '%25')
         .replace(/\r/g, '%0D')
         .replace(/\n/g, '%0A')
@@ -66323,7 +66427,7 @@ var external_fs_ = __nccwpck_require__(9896);
 
 
 
-function file_command_issueFileCommand(command, message) {
+function issueFileCommand(command, message) {
     const filePath = process.env[`GITHUB_${command}`];
     if (!filePath) {
         throw new Error(`Unable to find environment variable for file command ${command}`);
@@ -66331,13 +66435,13 @@ function file_command_issueFileCommand(command, message) {
     if (!external_fs_.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
     }
-    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_.EOL}`, {
+    external_fs_.appendFileSync(filePath, `${toCommandValue(message)}${external_os_.EOL}`, {
         encoding: 'utf8'
     });
 }
-function file_command_prepareKeyValueMessage(key, value) {
+function prepareKeyValueMessage(key, value) {
     const delimiter = `ghadelimiter_${external_crypto_.randomUUID()}`;
-    const convertedValue = utils_toCommandValue(value);
+    const convertedValue = toCommandValue(value);
     // These should realistically never happen, but just in case someone finds a
     // way to exploit uuid generation let's not allow keys or values that contain
     // the delimiter.
@@ -66354,8 +66458,10 @@ function file_command_prepareKeyValueMessage(key, value) {
 var external_path_ = __nccwpck_require__(6928);
 // EXTERNAL MODULE: external "http"
 var external_http_ = __nccwpck_require__(8611);
+var external_http_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_http_, 2);
 // EXTERNAL MODULE: external "https"
 var external_https_ = __nccwpck_require__(5692);
+var external_https_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_https_, 2);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/proxy.js
 function getProxyUrl(reqUrl) {
     const usingSsl = reqUrl.protocol === 'https:';
@@ -66448,7 +66554,7 @@ class DecodedURL extends URL {
 }
 //# sourceMappingURL=proxy.js.map
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
-var node_modules_tunnel = __nccwpck_require__(770);
+var tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
 var undici = __nccwpck_require__(6752);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
@@ -66526,7 +66632,7 @@ const HttpResponseRetryCodes = [
     HttpCodes.ServiceUnavailable,
     HttpCodes.GatewayTimeout
 ];
-const RetryableHttpVerbs = (/* unused pure expression or super */ null && (['OPTIONS', 'GET', 'DELETE', 'HEAD']));
+const RetryableHttpVerbs = ['OPTIONS', 'GET', 'DELETE', 'HEAD'];
 const ExponentialBackoffCeiling = 10;
 const ExponentialBackoffTimeSlice = 5;
 class HttpClientError extends Error {
@@ -66572,7 +66678,7 @@ function isHttps(requestUrl) {
     const parsedUrl = new URL(requestUrl);
     return parsedUrl.protocol === 'https:';
 }
-class lib_HttpClient {
+class HttpClient {
     constructor(userAgent, handlers, requestOptions) {
         this._ignoreSslError = false;
         this._allowRedirects = true;
@@ -66875,7 +66981,7 @@ class lib_HttpClient {
     }
     getAgentDispatcher(serverUrl) {
         const parsedUrl = new URL(serverUrl);
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const proxyUrl = getProxyUrl(parsedUrl);
         const useProxy = proxyUrl && proxyUrl.hostname;
         if (!useProxy) {
             return;
@@ -66886,7 +66992,7 @@ class lib_HttpClient {
         const info = {};
         info.parsedUrl = requestUrl;
         const usingSsl = info.parsedUrl.protocol === 'https:';
-        info.httpModule = usingSsl ? https : http;
+        info.httpModule = usingSsl ? external_https_namespaceObject : external_http_namespaceObject;
         const defaultPort = usingSsl ? 443 : 80;
         info.options = {};
         info.options.host = info.parsedUrl.hostname;
@@ -66985,7 +67091,7 @@ class lib_HttpClient {
     }
     _getAgent(parsedUrl) {
         let agent;
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const proxyUrl = getProxyUrl(parsedUrl);
         const useProxy = proxyUrl && proxyUrl.hostname;
         if (this._keepAlive && useProxy) {
             agent = this._proxyAgent;
@@ -67000,7 +67106,7 @@ class lib_HttpClient {
         const usingSsl = parsedUrl.protocol === 'https:';
         let maxSockets = 100;
         if (this.requestOptions) {
-            maxSockets = this.requestOptions.maxSockets || http.globalAgent.maxSockets;
+            maxSockets = this.requestOptions.maxSockets || external_http_.globalAgent.maxSockets;
         }
         // This is `useProxy` again, but we need to check `proxyURl` directly for TypeScripts's flow analysis.
         if (proxyUrl && proxyUrl.hostname) {
@@ -67025,7 +67131,7 @@ class lib_HttpClient {
         // if tunneling agent isn't assigned create a new agent
         if (!agent) {
             const options = { keepAlive: this._keepAlive, maxSockets };
-            agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
+            agent = usingSsl ? new external_https_.Agent(options) : new external_http_.Agent(options);
             this._agent = agent;
         }
         if (usingSsl && this._ignoreSslError) {
@@ -67048,7 +67154,7 @@ class lib_HttpClient {
             return proxyAgent;
         }
         const usingSsl = parsedUrl.protocol === 'https:';
-        proxyAgent = new ProxyAgent(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
+        proxyAgent = new undici/* ProxyAgent */.kT(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
             token: `Basic ${Buffer.from(`${proxyUrl.username}:${proxyUrl.password}`).toString('base64')}`
         })));
         this._proxyAgentDispatcher = proxyAgent;
@@ -67179,7 +67285,7 @@ class BasicCredentialHandler {
         });
     }
 }
-class auth_BearerCredentialHandler {
+class BearerCredentialHandler {
     constructor(token) {
         this.token = token;
     }
@@ -67237,13 +67343,13 @@ var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg
 
 
 
-class oidc_utils_OidcClient {
+class OidcClient {
     static createHttpClient(allowRetry = true, maxRetry = 10) {
         const requestOptions = {
             allowRetries: allowRetry,
             maxRetries: maxRetry
         };
-        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(oidc_utils_OidcClient.getRequestToken())], requestOptions);
+        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(OidcClient.getRequestToken())], requestOptions);
     }
     static getRequestToken() {
         const token = process.env['ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
@@ -67262,7 +67368,7 @@ class oidc_utils_OidcClient {
     static getCall(id_token_url) {
         return oidc_utils_awaiter(this, void 0, void 0, function* () {
             var _a;
-            const httpclient = oidc_utils_OidcClient.createHttpClient();
+            const httpclient = OidcClient.createHttpClient();
             const res = yield httpclient
                 .getJson(id_token_url)
                 .catch(error => {
@@ -67281,13 +67387,13 @@ class oidc_utils_OidcClient {
         return oidc_utils_awaiter(this, void 0, void 0, function* () {
             try {
                 // New ID Token is requested from action service
-                let id_token_url = oidc_utils_OidcClient.getIDTokenUrl();
+                let id_token_url = OidcClient.getIDTokenUrl();
                 if (audience) {
                     const encodedAudience = encodeURIComponent(audience);
                     id_token_url = `${id_token_url}&audience=${encodedAudience}`;
                 }
                 debug(`ID token url is ${id_token_url}`);
-                const id_token = yield oidc_utils_OidcClient.getCall(id_token_url);
+                const id_token = yield OidcClient.getCall(id_token_url);
                 setSecret(id_token);
                 return id_token;
             }
@@ -67576,7 +67682,7 @@ const _summary = new Summary();
 /**
  * @deprecated use `core.summary`
  */
-const markdownSummary = (/* unused pure expression or super */ null && (_summary));
+const markdownSummary = _summary;
 const summary_summary = _summary;
 //# sourceMappingURL=summary.js.map
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
@@ -67610,7 +67716,7 @@ function toWin32Path(pth) {
  * @return string The platform-specific path.
  */
 function toPlatformPath(pth) {
-    return pth.replace(/[/\\]/g, path.sep);
+    return pth.replace(/[/\\]/g, external_path_.sep);
 }
 //# sourceMappingURL=path-utils.js.map
 // EXTERNAL MODULE: external "string_decoder"
@@ -68685,16 +68791,16 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  * @param     options            optional exec options.  See ExecOptions
  * @returns   Promise<number>    exit code
  */
-function exec_exec(commandLine, args, options) {
+function exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = tr.argStringToArray(commandLine);
+        const commandArgs = argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
+        const runner = new ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -68714,8 +68820,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
@@ -68731,7 +68837,7 @@ function getExecOutput(commandLine, args, options) {
             }
         };
         const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec_exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
         //flush any remaining characters
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
@@ -68756,10 +68862,10 @@ var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, 
 
 
 const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
+    const { stdout: version } = yield getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
         silent: true
     });
-    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
+    const { stdout: name } = yield getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
         silent: true
     });
     return {
@@ -68769,7 +68875,7 @@ const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* 
 });
 const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
     var _a, _b, _c, _d;
-    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
+    const { stdout } = yield getExecOutput('sw_vers', undefined, {
         silent: true
     });
     const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
@@ -68780,7 +68886,7 @@ const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* ()
     };
 });
 const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
+    const { stdout } = yield getExecOutput('lsb_release', ['-i', '-r', '-s'], {
         silent: true
     });
     const [name, version] = stdout.trim().split('\n');
@@ -68885,8 +68991,8 @@ function exportVariable(name, val) {
  * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
  * ```
  */
-function core_setSecret(secret) {
-    command_issueCommand('add-mask', {}, secret);
+function setSecret(secret) {
+    issueCommand('add-mask', {}, secret);
 }
 /**
  * Prepends inputPath to the PATH (for this action and future actions)
@@ -68900,7 +69006,7 @@ function addPath(inputPath) {
     else {
         issueCommand('add-path', {}, inputPath);
     }
-    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
+    process.env['PATH'] = `${inputPath}${external_path_.delimiter}${process.env['PATH']}`;
 }
 /**
  * Gets the value of an input.
@@ -68969,10 +69075,10 @@ function getBooleanInput(name, options) {
 function setOutput(name, value) {
     const filePath = process.env['GITHUB_OUTPUT'] || '';
     if (filePath) {
-        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
+        return issueFileCommand('OUTPUT', prepareKeyValueMessage(name, value));
     }
     process.stdout.write(external_os_.EOL);
-    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
+    issueCommand('set-output', { name }, toCommandValue(value));
 }
 /**
  * Enables or disables the echoing of commands into stdout for the rest of the step.
@@ -69007,8 +69113,8 @@ function isDebug() {
  * Writes debug message to user log
  * @param message debug message
  */
-function core_debug(message) {
-    command_issueCommand('debug', {}, message);
+function debug(message) {
+    issueCommand('debug', {}, message);
 }
 /**
  * Adds an error issue
@@ -69016,7 +69122,7 @@ function core_debug(message) {
  * @param properties optional properties to add to the annotation.
  */
 function error(message, properties = {}) {
-    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a warning issue
@@ -69024,7 +69130,7 @@ function error(message, properties = {}) {
  * @param properties optional properties to add to the annotation.
  */
 function warning(message, properties = {}) {
-    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a notice issue
@@ -69049,13 +69155,13 @@ function info(message) {
  * @param name The name of the output group
  */
 function startGroup(name) {
-    command_issue('group', name);
+    issue('group', name);
 }
 /**
  * End an output group.
  */
 function endGroup() {
-    command_issue('endgroup');
+    issue('endgroup');
 }
 /**
  * Wrap an asynchronous function call in a group.
@@ -70256,12 +70362,12 @@ function digestOf(image, repoDigests) {
  * asks the registry (only a manifest check when the layers are here), so a tag that moved deploys its new content.
  * Only a digest reference already on the host skips the pull. A fix for each way a pull usually fails.
  */
-async function pullImage(remote, image, registry) {
+async function pullImage(remote, image, registry, log = core_namespaceObject) {
     if (isDigestReference(image) && (await remote.run(imageId(image))).code === 0) {
-        info(`${image} is pinned by digest and on the host: no pull.`);
+        log.info(`${image} is pinned by digest and on the host: no pull.`);
         return { image, digest: digestOf(image, []) };
     }
-    info(`Pulling ${image}${registry ? ` (logged in to ${registry.server} for this run only)` : ''}…`);
+    log.info(`Pulling ${image}${registry ? ` (logged in to ${registry.server} for this run only)` : ''}…`);
     const r = await remote.run(pullResolved(image, registry), { stdin: registry ? `${registry.password}\n` : undefined });
     if (r.code === 3) {
         const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr);
@@ -70282,7 +70388,7 @@ async function pullImage(remote, image, registry) {
     }
     const [, after = ''] = r.stdout.split(`${DIGESTS_MARK}\n`);
     const digest = digestOf(image, after.split('\n').filter(Boolean));
-    info(digest ? `${image} → ${digest}` : `${image}: the registry gave no digest, so it runs by its name.`);
+    log.info(digest ? `${image} → ${digest}` : `${image}: the registry gave no digest, so it runs by its name.`);
     return { image, digest };
 }
 /**
@@ -70740,13 +70846,13 @@ const WAVES = 'pair() { hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s
 /** The health gate's poll: what `docker inspect` says, then (running, with an address on the network) one probe. */
 const GATE_FORMAT = '{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{range $k, $v := .NetworkSettings.Networks}} {{$k}}={{$v.IPAddress}}{{end}}';
 /**
- * One burst of the health gate, inside `via`: GETs $1 every 0.1 s for up to 2 s, printing each status, and stops at
+ * One burst of the health gate, inside `via`: GETs $1 every 0.05 s for up to 2 s, printing each status, and stops at
  * the first 2xx. One docker exec per burst instead of one per probe: the host's CPU goes to the booting app.
  */
-const GATE_BURST = `${PROBE}T=2; H=; e=$(( $(date +%s) + 2 )); while :; do c=$(probe "$1"); echo "$c"; case $c in 2??) exit 0 ;; esac; [ "$(date +%s)" -lt "$e" ] || exit 0; sleep 0.1; done`;
+const GATE_BURST = `${PROBE}T=2; H=; e=$(( $(date +%s) + 2 )); while :; do c=$(probe "$1"); echo "$c"; case $c in 2??) exit 0 ;; esac; [ "$(date +%s)" -lt "$e" ] || exit 0; sleep 0.05; done`;
 /**
  * The whole health gate in one round trip: until the container's health path answers 2xx from inside `via` (probed
- * every 0.1 s, in bursts of up to 2 s), it exits, restarts or reports unhealthy (read between bursts, every 0.05 s
+ * every 0.05 s, in bursts of up to 2 s), it exits, restarts or reports unhealthy (read between bursts, every 0.05 s
  * before it runs with an address), or timeoutS pass. Prints one line at the end:
  * `healthy <ip> <code>`, `exited <status> <restarts> <last code>`, `unhealthy <last code>`, `gone <last code>` or
  * `timeout <last code> <ip>` (last code: the last probe's status, 000 when nothing answered, none before any probe).
@@ -70918,8 +71024,13 @@ function holderDescription(what) {
     const run = runInfo();
     return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`;
 }
-async function acquireLock(remote, opsDir, timeoutS, what) {
+/** The wait for the lock ended because a step beside it failed (LockRequest.beside). */
+class GaveUp extends Error {
+}
+/** Takes the lock, waiting up to timeoutS; when `giveUp` rejects before it is taken, the wait ends with GaveUp. */
+async function acquireLock(remote, opsDir, timeoutS, what, giveUp) {
     let held;
+    let taken = false;
     let out = '';
     let reported = false;
     let staleReported = false;
@@ -70937,8 +71048,18 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
                 staleReported = true;
                 warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`);
             }
-            if (/^LOCKED$/m.test(out))
+            if (/^LOCKED$/m.test(out)) {
+                taken = true;
                 resolve();
+            }
+        });
+        // Its stdin closed, the lock script exits as soon as it holds the lock (if ever): it is released at once.
+        giveUp?.catch(() => {
+            if (taken)
+                return;
+            held?.end();
+            info('Stopped waiting for the deploy lock: a step beside the wait failed.');
+            reject(new GaveUp('stopped waiting for the deploy lock'));
         });
         held.done.then(r => {
             if (r.code === 75)
@@ -70982,7 +71103,13 @@ async function acquireLock(remote, opsDir, timeoutS, what) {
  * stops there), released when `fn` ends, however it ends. Every mode that changes the host goes through here.
  */
 async function withLock(remote, phases, req, fn) {
-    const lock = await phases.run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what));
+    const lock = await phases
+        .run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what, req.beside?.settled()))
+        .catch(async (e) => {
+        if (e instanceof GaveUp)
+            await req.beside?.result();
+        throw e;
+    });
     phases.guard = () => lock.check();
     try {
         return await fn(lock);
@@ -71209,7 +71336,7 @@ const newContainerName = (service) => `${service}-${(0,external_node_crypto_.ran
 const memoryArg = (bytes) => (bytes === undefined ? undefined : String(bytes));
 /** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
 const envText = (app) => app.env.map(([k, v]) => `${k}=${v}\n`).join('');
-async function startContainer(remote, r) {
+async function startContainer(remote, r, log = core_namespaceObject) {
     const { app } = r;
     const aliases = [app.service, ...app.spec.aliases];
     const memory = memoryArg(r.memory);
@@ -71235,7 +71362,7 @@ async function startContainer(remote, r) {
     });
     await remote.must(command, `starting ${r.name}`, { stdin: envText(app) });
     const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : '';
-    info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
+    log.info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`);
 }
 /** A release command that did not exit 0 (or was killed at its timeout): what it did, for the history. */
 class ReleaseFailed extends HostError {
@@ -71827,14 +71954,18 @@ function describeChange(c) {
             return `reloaded ${c.service}`;
     }
 }
-/** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
-async function runInfra(remote, inputs, phases, label = '') {
+/**
+ * `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files", and not
+ * before `ready` (what a deploy does beside these first steps: its pull) has succeeded.
+ */
+async function runInfra(remote, inputs, phases, label = '', ready = () => Promise.resolve()) {
     const { opsDir } = inputs;
     const phase = (name, fn) => phases.run(`${label}${name}`, fn);
     const bundle = loadBundle();
     // 1. What the host has, and what it should have (computed here; nothing is changed yet).
     const host = await phase('Preflight', () => readHost(remote, inputs, bundle));
     const plan = await phase('Plan', () => logPlan(planInfra(inputs, host, bundle)));
+    await ready();
     // 2. Files and network.
     const files = await phase('Upload files', () => upload(remote, opsDir, plan, host));
     const network = await phase('Network', () => ensureNetworkOf(remote, host, inputs.network));
@@ -72123,7 +72254,7 @@ async function probeService(remote, service, opsDir, nginx) {
  * Step 4 of a deploy: fails when nginx's config does not pass `nginx -t` (the switch could never be applied), removes
  * stopped leftovers of interrupted runs, says what serves now, and warns when memory is short for the overlap.
  */
-async function preflight(remote, state, service, memory, inherit) {
+async function preflight(remote, state, service, memory, inherit, log = core_namespaceObject) {
     if (state.nginxTest.rc !== 0)
         throw nginxTestFailed(state.nginxTest.out, 'nginx was not changed and nothing was started');
     const { containers, live } = state;
@@ -72134,31 +72265,32 @@ async function preflight(remote, state, service, memory, inherit) {
     const leftovers = containers.filter(c => c.name !== live?.container && c.status !== 'removing');
     const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')];
     if (stopped.length) {
-        info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`);
+        log.info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`);
         await remote.must(removeContainers(stopped.map(c => c.name)), 'removing leftover containers');
     }
     if (running.length)
-        info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`);
+        log.info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`);
     const serving = containers.find(c => c.name === live?.container);
     if (live)
-        info(`${service} is served by ${live.container} (${live.image})${serving ? `, ${serving.status}` : ', which no longer exists'}.`);
+        log.info(`${service} is served by ${live.container} (${live.image})${serving ? `, ${serving.status}` : ', which no longer exists'}.`);
     else
-        info(`${service} has not been deployed yet.`);
+        log.info(`${service} has not been deployed yet.`);
     const limit = memory ?? (inherit && serving ? deployedSpec(service, serving.labels)?.memory : undefined);
     if (state.memAvailableBytes !== undefined) {
         const need = limit ?? 256 * 1024 ** 2;
         if (state.memAvailableBytes < need)
-            warning(`Only ${mib(state.memAvailableBytes)} of memory available for the overlap of old and new ${service} containers (want ≥ ${mib(need)}); the host may swap or the OOM killer may step in.`);
+            log.warning(`Only ${mib(state.memAvailableBytes)} of memory available for the overlap of old and new ${service} containers (want ≥ ${mib(need)}); the host may swap or the OOM killer may step in.`);
         else
-            info(`${mib(state.memAvailableBytes)} of memory available.`);
+            log.info(`${mib(state.memAvailableBytes)} of memory available.`);
     }
     const maintenance = inMaintenance(state.maintenance, service);
     if (maintenance)
-        info(`${service} is in maintenance: clients keep the maintenance page; the new release is verified on nginx's preview port.`);
+        log.info(`${service} is in maintenance: clients keep the maintenance page; the new release is verified on nginx's preview port.`);
     return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit, maintenance };
 }
 
 ;// CONCATENATED MODULE: ./src/deploy.ts
+
 
 
 
@@ -72183,29 +72315,86 @@ async function runDeploy(remote, inputs, phases) {
     const wanted = inputs.mode === 'rollback'
         ? await phases.run('Find previous image', () => rollbackTarget(remote, infra.opsDir, app.service))
         : { image: inputs.image, digest: '' };
-    const pulled = await phases.run('Pull image', () => pullImage(remote, wanted.digest || wanted.image, app.registry));
+    // It runs beside the lock (failing, it ends a wait for it) and the stack's preflight, which change nothing either; the
+    // host changes only once it is pulled.
+    const pulling = phases.aside('Pull image', log => pullImage(remote, wanted.digest || wanted.image, app.registry, log));
     const image = wanted.image;
     // 2. Everything that changes the host happens under the host-wide lock.
     const what = `${inputs.mode} of ${app.service} (${image})`;
-    return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: inputs.lockTimeoutS, what }, async (lock) => {
+    return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: inputs.lockTimeoutS, what, beside: pulling }, async (lock) => {
         // 3. The stack, network and nginx config (a no-op when nothing changed). The service's state is read beside it
-        // (one round trip saved) and used when infra changed nothing.
-        const [stack, seen] = await Promise.all([
-            runInfra(remote, infra, phases, 'Infra: '),
-            probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
-        ]);
-        const release = { app, image, digest: pulled.digest, mode: inputs.mode, inherit: inputs.mode === 'rollback' };
+        // (one round trip saved) and used when infra changed nothing. Without a release command to run first, the new
+        // container's preflight and start (4, 6) happen beside it too (see startBeside).
+        const seen = probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined);
+        const release = { app, image, mode: inputs.mode, inherit: inputs.mode === 'rollback' };
+        const beside = inputs.mode === 'deploy' && inputs.releaseCommand
+            ? undefined
+            : phases.aside('Preflight and start container', async (log) => {
+                const [state, pulled] = await Promise.all([seen, pulling.settled()]);
+                if (!state)
+                    throw new HostError(`the state of ${app.service} could not be read`);
+                return startBeside(remote, { ...release, digest: pulled.digest }, infra.network, state, log);
+            });
+        const stack = await runInfra(remote, infra, phases, 'Infra: ', () => pulling.result()).catch(async (e) => {
+            if (beside)
+                await discard(remote, beside);
+            throw e;
+        });
+        const pulled = await pulling.result();
+        const started = beside && (await keepBeside(remote, beside, stack));
         const r = await swap(remote, {
             infra,
-            release,
+            release: { ...release, digest: pulled.digest },
             nginxId: stack.nginxId,
             lock,
             phases,
-            seen: stack.changed ? undefined : seen,
+            seen: stack.changed ? undefined : await seen,
+            started,
             ...(inputs.mode === 'deploy' ? { releaseCommand: inputs.releaseCommand, canary: inputs.canary } : {})
         });
         return { ...r, url: serviceUrl(inputs.connection.host, stack, app) };
     });
+}
+/**
+ * Steps 4 and 6 of a swap beside infra's check, which changes nothing the new container needs unless it (re)creates
+ * db or redis (keepBeside): the preflight on the service's state, then the start. A start that fails leaves nothing.
+ */
+async function startBeside(remote, release, network, state, log) {
+    const name = newContainerName(release.app.service);
+    const before = await preflight(remote, state, release.app.service, release.app.memory, release.inherit, log);
+    await startNext(remote, release, network, name, before, log).catch(async (e) => {
+        await remote.run(removeContainers([name]));
+        throw e;
+    });
+    return { name, before };
+}
+/** Step 6: the new container, next to the old one (rolling back without env: with the env of the one serving). */
+function startNext(remote, release, network, name, before, log = core_namespaceObject) {
+    const { app, image, digest } = release;
+    const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined;
+    return startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom }, log);
+}
+/** What an app runs against of the stack: a container started before compose (re)created one of these goes. */
+const APP_NEEDS = ['db', 'redis'];
+/**
+ * The container started beside infra, kept when infra changed nothing it runs against: a db or redis that compose
+ * created or recreated meanwhile may have failed its boot, so then it goes and the swap starts a new one (as it does
+ * when that start failed: e.g. the network was not there yet, or nginx -t failed before infra's fix).
+ */
+async function keepBeside(remote, beside, stack) {
+    const started = await beside.result().catch((e) => void info(`Not started beside infra (${e.message}): now, in order.`));
+    const restack = stack.changes.find(c => (c.kind === 'created' || c.kind === 'recreated') && APP_NEEDS.includes(c.service));
+    if (!started || !restack)
+        return started;
+    info(`${started.name} started before infra ${describeChange(restack)}: it goes, and a new container starts.`);
+    await remote.must(removeContainers([started.name]), `removing ${started.name}`);
+    return undefined;
+}
+/** After a failed infra run: the container started beside it goes (its log shown). */
+async function discard(remote, beside) {
+    const started = await beside.result().catch(() => undefined);
+    if (started)
+        await remote.run(removeContainers([started.name]));
 }
 /**
  * Steps 4-10 of a deploy, under the lock with the stack ensured: preflight, start, gates, switch, verify, retire and record. A
@@ -72217,12 +72406,13 @@ async function swap(remote, ctx) {
     const { app, image, digest } = release;
     const { opsDir, network } = infra;
     const phase = (name, fn) => phases.run(`${label}${name}`, fn);
-    const name = newContainerName(app.service);
-    // 4. What serves now, and leftovers of interrupted runs.
-    const before = await phase('Preflight', async () => {
-        const state = ctx.seen ?? (await probeService(remote, app.service, opsDir, { container: nginxId }));
-        return preflight(remote, state, app.service, app.memory, release.inherit);
-    });
+    // 4. What serves now, and leftovers of interrupted runs (done already for a container started beside infra).
+    const name = ctx.started?.name ?? newContainerName(app.service);
+    const before = ctx.started?.before ??
+        (await phase('Preflight', async () => {
+            const state = ctx.seen ?? (await probeService(remote, app.service, opsDir, { container: nginxId }));
+            return preflight(remote, state, app.service, app.memory, release.inherit);
+        }));
     let releaseRun;
     let canaryRun;
     const record = (result, error) => appendHistory(remote, opsDir, {
@@ -72251,9 +72441,9 @@ async function swap(remote, ctx) {
         });
     }
     const canary = canaryFor(ctx.canary, before, app.service);
-    // 6. Start the new container next to the old one.
-    const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined;
-    await phase('Start container', () => startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom })).catch(failed('before switch'));
+    // 6. Start the new container next to the old one (unless it was started beside infra).
+    if (!ctx.started)
+        await phase('Start container', () => startNext(remote, release, network, name, before)).catch(failed('before switch'));
     // 7. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
     // nginx -t (nginx loads it only at the switch; a failure before puts the old one back), and a canary's leftovers of
     // an interrupted run go; with a canary, its files are written instead (the upstream file waits for the promotion).
@@ -73291,7 +73481,7 @@ function maskSecrets(inputs) {
     ];
     for (const s of new Set(secrets))
         if (s.trim())
-            core_setSecret(s);
+            setSecret(s);
 }
 
 ;// CONCATENATED MODULE: ./src/phases.ts
@@ -73318,6 +73508,40 @@ class Phases {
                 info(`${record.ok ? '✓' : '✗'} ${name} (${seconds(record.ms)})`);
             }
         });
+    }
+    /**
+     * A step that runs beside the sequence (it must change nothing on the host): its log lines are held back and shown,
+     * in its own group with its time, where the sequence first asks for its result, so that groups never interleave.
+     */
+    aside(name, fn) {
+        const start = Date.now();
+        const record = { name, startMs: start - this.t0, ms: 0, ok: false };
+        this.records.push(record);
+        const lines = [];
+        const log = {
+            info: text => void lines.push({ warning: false, text }),
+            warning: text => void lines.push({ warning: true, text })
+        };
+        const done = Promise.resolve()
+            .then(() => fn(log))
+            .then(value => {
+            record.ok = true;
+            return value;
+        })
+            .finally(() => (record.ms = Date.now() - start));
+        done.catch(() => undefined); // awaited by result(); until then a failure is not unhandled
+        let shown;
+        const show = () => group(name, async () => {
+            try {
+                return await done;
+            }
+            finally {
+                for (const line of lines)
+                    (line.warning ? warning : info)(line.text);
+                info(`${record.ok ? '✓' : '✗'} ${name} (${seconds(record.ms)})`);
+            }
+        });
+        return { result: () => (shown ??= show()), settled: () => done };
     }
     totalMs() {
         return Date.now() - this.t0;
@@ -75154,14 +75378,14 @@ class SshRemote {
         const started = Date.now();
         const stdin = Buffer.isBuffer(opts.stdin) ? external_node_stream_.Readable.from([opts.stdin]) : opts.stdin;
         const r = await this.ssh.execCommand(command.sh, { stdin, noTrim: true });
-        core_debug(`remote (${Date.now() - started} ms, exit ${r.code}): ${command.sh}`);
+        debug(`remote (${Date.now() - started} ms, exit ${r.code}): ${command.sh}`);
         return { code: r.code ?? (r.signal ? 128 : 255), stdout: r.stdout, stderr: r.stderr.replace(/\r\n?/g, '\n') };
     }
     async must(command, what, opts = {}) {
         return stdoutOrThrow(await this.run(command, opts), what, opts.fix);
     }
     start(command, onStdout) {
-        core_debug(`remote (held): ${command.sh}`);
+        debug(`remote (held): ${command.sh}`);
         const stdin = new external_node_stream_.PassThrough();
         const done = this.ssh
             .execCommand(command.sh, { stdin, noTrim: true, onStdout: chunk => onStdout(chunk.toString('utf8')) })

@@ -2,17 +2,18 @@ import * as core from '@actions/core'
 import { CATALOGUE } from './catalogue'
 import { canaryFiles, canaryPaths, canaryUpstream, percentile, watchCanary, type CanaryInputs, type CanaryResult } from './canary'
 import { canaryLogPath, clearCanaryLog, removeCanaryLog } from './commands/canary'
+import { removeContainers } from './commands/containers'
 import { readFileIfExists, stashFiles } from './commands/files'
 import { showLogs } from './containers'
 import { HostError, RolledBack } from './errors'
 import { appendHistory, phaseSeconds, rollbackTarget, type HistoryRecord } from './history'
 import { imageRepository, pullImage, pruneImages } from './images'
-import { runInfra, type InfraResult } from './infra'
+import { describeChange, runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
 import { forgetFiles, reloadAndWait, restoreUnloaded, revertFiles, writeAndReload, writeAndTest } from './nginx'
 import { hostPath, hostPaths } from './paths'
-import type { Phases } from './phases'
+import type { Aside, Log, Phases } from './phases'
 import { preflight, probeService, type Before, type ServiceState } from './preflight'
 import {
   healthGate,
@@ -51,30 +52,95 @@ export async function runDeploy(remote: Remote, inputs: AppRun, phases: Phases):
     inputs.mode === 'rollback'
       ? await phases.run('Find previous image', () => rollbackTarget(remote, infra.opsDir, app.service))
       : { image: inputs.image, digest: '' }
-  const pulled = await phases.run('Pull image', () => pullImage(remote, wanted.digest || wanted.image, app.registry))
+  // It runs beside the lock (failing, it ends a wait for it) and the stack's preflight, which change nothing either; the
+  // host changes only once it is pulled.
+  const pulling = phases.aside('Pull image', log => pullImage(remote, wanted.digest || wanted.image, app.registry, log))
   const image = wanted.image
 
   // 2. Everything that changes the host happens under the host-wide lock.
   const what = `${inputs.mode} of ${app.service} (${image})`
-  return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: inputs.lockTimeoutS, what }, async lock => {
+  return withLock(remote, phases, { opsDir: infra.opsDir, timeoutS: inputs.lockTimeoutS, what, beside: pulling }, async lock => {
     // 3. The stack, network and nginx config (a no-op when nothing changed). The service's state is read beside it
-    // (one round trip saved) and used when infra changed nothing.
-    const [stack, seen] = await Promise.all([
-      runInfra(remote, infra, phases, 'Infra: '),
-      probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
-    ])
-    const release: Release = { app, image, digest: pulled.digest, mode: inputs.mode, inherit: inputs.mode === 'rollback' }
+    // (one round trip saved) and used when infra changed nothing. Without a release command to run first, the new
+    // container's preflight and start (4, 6) happen beside it too (see startBeside).
+    const seen = probeService(remote, app.service, infra.opsDir, 'stack').catch(() => undefined)
+    const release = { app, image, mode: inputs.mode, inherit: inputs.mode === 'rollback' }
+    const beside =
+      inputs.mode === 'deploy' && inputs.releaseCommand
+        ? undefined
+        : phases.aside('Preflight and start container', async log => {
+            const [state, pulled] = await Promise.all([seen, pulling.settled()])
+            if (!state) throw new HostError(`the state of ${app.service} could not be read`)
+            return startBeside(remote, { ...release, digest: pulled.digest }, infra.network, state, log)
+          })
+    const stack = await runInfra(remote, infra, phases, 'Infra: ', () => pulling.result()).catch(async (e: unknown) => {
+      if (beside) await discard(remote, beside)
+      throw e
+    })
+    const pulled = await pulling.result()
+    const started = beside && (await keepBeside(remote, beside, stack))
     const r = await swap(remote, {
       infra,
-      release,
+      release: { ...release, digest: pulled.digest },
       nginxId: stack.nginxId,
       lock,
       phases,
-      seen: stack.changed ? undefined : seen,
+      seen: stack.changed ? undefined : await seen,
+      started,
       ...(inputs.mode === 'deploy' ? { releaseCommand: inputs.releaseCommand, canary: inputs.canary } : {})
     })
     return { ...r, url: serviceUrl(inputs.connection.host, stack, app) }
   })
+}
+
+/** A new container, started: its name and the preflight it started from. */
+export interface Started {
+  name: string
+  before: Before
+}
+
+/**
+ * Steps 4 and 6 of a swap beside infra's check, which changes nothing the new container needs unless it (re)creates
+ * db or redis (keepBeside): the preflight on the service's state, then the start. A start that fails leaves nothing.
+ */
+async function startBeside(remote: Remote, release: Release, network: string, state: ServiceState, log: Log): Promise<Started> {
+  const name = newContainerName(release.app.service)
+  const before = await preflight(remote, state, release.app.service, release.app.memory, release.inherit, log)
+  await startNext(remote, release, network, name, before, log).catch(async (e: unknown) => {
+    await remote.run(removeContainers([name]))
+    throw e
+  })
+  return { name, before }
+}
+
+/** Step 6: the new container, next to the old one (rolling back without env: with the env of the one serving). */
+function startNext(remote: Remote, release: Release, network: string, name: string, before: Before, log: Log = core): Promise<void> {
+  const { app, image, digest } = release
+  const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined
+  return startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom }, log)
+}
+
+/** What an app runs against of the stack: a container started before compose (re)created one of these goes. */
+const APP_NEEDS = ['db', 'redis']
+
+/**
+ * The container started beside infra, kept when infra changed nothing it runs against: a db or redis that compose
+ * created or recreated meanwhile may have failed its boot, so then it goes and the swap starts a new one (as it does
+ * when that start failed: e.g. the network was not there yet, or nginx -t failed before infra's fix).
+ */
+async function keepBeside(remote: Remote, beside: Aside<Started>, stack: InfraResult): Promise<Started | undefined> {
+  const started = await beside.result().catch((e: Error) => void core.info(`Not started beside infra (${e.message}): now, in order.`))
+  const restack = stack.changes.find(c => (c.kind === 'created' || c.kind === 'recreated') && APP_NEEDS.includes(c.service))
+  if (!started || !restack) return started
+  core.info(`${started.name} started before infra ${describeChange(restack)}: it goes, and a new container starts.`)
+  await remote.must(removeContainers([started.name]), `removing ${started.name}`)
+  return undefined
+}
+
+/** After a failed infra run: the container started beside it goes (its log shown). */
+async function discard(remote: Remote, beside: Aside<Started>): Promise<void> {
+  const started = await beside.result().catch(() => undefined)
+  if (started) await remote.run(removeContainers([started.name]))
 }
 
 /** What a swap puts in place. */
@@ -99,6 +165,8 @@ export interface SwapContext {
   label?: string
   /** The service's state, read while infra ran: still what the host has when infra changed nothing. */
   seen?: ServiceState
+  /** The new container, when it was started (after its preflight) beside infra. */
+  started?: Started
   /** Run once before the new container starts (mode deploy). */
   releaseCommand?: ReleaseCommand
   /** Send a share of clients to the new release first and promote it only if it answers as well as the old one. */
@@ -118,13 +186,14 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   const { app, image, digest } = release
   const { opsDir, network } = infra
   const phase = <T>(name: string, fn: () => Promise<T>) => phases.run(`${label}${name}`, fn)
-  const name = newContainerName(app.service)
-
-  // 4. What serves now, and leftovers of interrupted runs.
-  const before = await phase('Preflight', async () => {
-    const state = ctx.seen ?? (await probeService(remote, app.service, opsDir, { container: nginxId }))
-    return preflight(remote, state, app.service, app.memory, release.inherit)
-  })
+  // 4. What serves now, and leftovers of interrupted runs (done already for a container started beside infra).
+  const name = ctx.started?.name ?? newContainerName(app.service)
+  const before =
+    ctx.started?.before ??
+    (await phase('Preflight', async () => {
+      const state = ctx.seen ?? (await probeService(remote, app.service, opsDir, { container: nginxId }))
+      return preflight(remote, state, app.service, app.memory, release.inherit)
+    }))
   let releaseRun: ReleaseRun | undefined
   let canaryRun: CanaryResult | undefined
   const record = (result: HistoryRecord['result'], error?: string) =>
@@ -160,11 +229,8 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   }
   const canary = canaryFor(ctx.canary, before, app.service)
 
-  // 6. Start the new container next to the old one.
-  const inheritEnvFrom = release.inherit && !app.env.length ? before.live?.container : undefined
-  await phase('Start container', () =>
-    startContainer(remote, { name, app, image, digest, network, memory: before.memory, inheritEnvFrom })
-  ).catch(failed('before switch'))
+  // 6. Start the new container next to the old one (unless it was started beside infra).
+  if (!ctx.started) await phase('Start container', () => startNext(remote, release, network, name, before)).catch(failed('before switch'))
   // 7. Health gate, directly on the new container. Meanwhile the upstream file that names it is written and passes
   // nginx -t (nginx loads it only at the switch; a failure before puts the old one back), and a canary's leftovers of
   // an interrupted run go; with a canary, its files are written instead (the upstream file waits for the promotion).

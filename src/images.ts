@@ -3,6 +3,7 @@ import { DIGESTS_MARK, imageId, pullResolved, removeImages, repositoryImages } f
 import { HostError } from './errors'
 import { LABEL } from './inputs/collector'
 import type { RegistryLogin } from './inputs/app'
+import type { Log } from './phases'
 import type { Remote } from './ssh'
 
 // Image references (docker's grammar), pulling with its errors explained, and pruning old images.
@@ -58,12 +59,12 @@ export function digestOf(image: string, repoDigests: string[]): string {
  * asks the registry (only a manifest check when the layers are here), so a tag that moved deploys its new content.
  * Only a digest reference already on the host skips the pull. A fix for each way a pull usually fails.
  */
-export async function pullImage(remote: Remote, image: string, registry: RegistryLogin | undefined): Promise<Resolved> {
+export async function pullImage(remote: Remote, image: string, registry: RegistryLogin | undefined, log: Log = core): Promise<Resolved> {
   if (isDigestReference(image) && (await remote.run(imageId(image))).code === 0) {
-    core.info(`${image} is pinned by digest and on the host: no pull.`)
+    log.info(`${image} is pinned by digest and on the host: no pull.`)
     return { image, digest: digestOf(image, []) }
   }
-  core.info(`Pulling ${image}${registry ? ` (logged in to ${registry.server} for this run only)` : ''}…`)
+  log.info(`Pulling ${image}${registry ? ` (logged in to ${registry.server} for this run only)` : ''}…`)
   const r = await remote.run(pullResolved(image, registry), { stdin: registry ? `${registry.password}\n` : undefined })
   if (r.code === 3) {
     const unreachable = /connection refused|no such host|timeout|i\/o timeout|network is unreachable|no route to host/i.test(r.stderr)
@@ -87,7 +88,7 @@ export async function pullImage(remote: Remote, image: string, registry: Registr
   }
   const [, after = ''] = r.stdout.split(`${DIGESTS_MARK}\n`)
   const digest = digestOf(image, after.split('\n').filter(Boolean))
-  core.info(digest ? `${image} → ${digest}` : `${image}: the registry gave no digest, so it runs by its name.`)
+  log.info(digest ? `${image} → ${digest}` : `${image}: the registry gave no digest, so it runs by its name.`)
   return { image, digest }
 }
 

@@ -78,14 +78,24 @@ export interface InfraResult {
   settings: Settings
 }
 
-/** `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files". */
-export async function runInfra(remote: Remote, inputs: InfraInputs, phases: Phases, label = ''): Promise<InfraResult> {
+/**
+ * `mode: infra`, step by step. Each step is one log group; nothing changes on the host before "Upload files", and not
+ * before `ready` (what a deploy does beside these first steps: its pull) has succeeded.
+ */
+export async function runInfra(
+  remote: Remote,
+  inputs: InfraInputs,
+  phases: Phases,
+  label = '',
+  ready: () => Promise<unknown> = () => Promise.resolve()
+): Promise<InfraResult> {
   const { opsDir } = inputs
   const phase = <T>(name: string, fn: () => T | Promise<T>) => phases.run(`${label}${name}`, fn)
   const bundle = loadBundle()
   // 1. What the host has, and what it should have (computed here; nothing is changed yet).
   const host = await phase('Preflight', () => readHost(remote, inputs, bundle))
   const plan = await phase('Plan', () => logPlan(planInfra(inputs, host, bundle)))
+  await ready()
 
   // 2. Files and network.
   const files = await phase('Upload files', () => upload(remote, opsDir, plan, host))

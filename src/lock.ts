@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import { HEARTBEAT_S, lockScript } from './commands/lock'
 import { HostError } from './errors'
 import { hostPath, OPS } from './paths'
-import type { Phases } from './phases'
+import type { Aside, Phases } from './phases'
 import { runInfo } from './runinfo'
 import type { Remote, Running } from './ssh'
 
@@ -28,8 +28,19 @@ export function holderDescription(what: string): string {
   return `${what} by ${run.repository ?? 'unknown repository'} (${run.runUrl ?? 'a local run'}) since ${new Date().toISOString()}`
 }
 
-export async function acquireLock(remote: Remote, opsDir: string, timeoutS: number, what: string): Promise<Lock> {
+/** The wait for the lock ended because a step beside it failed (LockRequest.beside). */
+export class GaveUp extends Error {}
+
+/** Takes the lock, waiting up to timeoutS; when `giveUp` rejects before it is taken, the wait ends with GaveUp. */
+export async function acquireLock(
+  remote: Remote,
+  opsDir: string,
+  timeoutS: number,
+  what: string,
+  giveUp?: Promise<unknown>
+): Promise<Lock> {
   let held: Running | undefined
+  let taken = false
   let out = ''
   let reported = false
   let staleReported = false
@@ -47,7 +58,17 @@ export async function acquireLock(remote: Remote, opsDir: string, timeoutS: numb
         staleReported = true
         core.warning(`The run holding the deploy lock sent no heartbeat for ${stale[1]} s: it is hung or gone. Took the lock over.`)
       }
-      if (/^LOCKED$/m.test(out)) resolve()
+      if (/^LOCKED$/m.test(out)) {
+        taken = true
+        resolve()
+      }
+    })
+    // Its stdin closed, the lock script exits as soon as it holds the lock (if ever): it is released at once.
+    giveUp?.catch(() => {
+      if (taken) return
+      held?.end()
+      core.info('Stopped waiting for the deploy lock: a step beside the wait failed.')
+      reject(new GaveUp('stopped waiting for the deploy lock'))
     })
     held.done.then(r => {
       if (r.code === 75)
@@ -97,6 +118,8 @@ export interface LockRequest {
   timeoutS: number
   /** What the run does, shown to runs that wait (e.g. "deploy of frontend (image)"). */
   what: string
+  /** A step running beside the wait (a deploy's pull): when it fails first, the run stops waiting and fails with its error. */
+  beside?: Aside<unknown>
 }
 
 /**
@@ -104,7 +127,12 @@ export interface LockRequest {
  * stops there), released when `fn` ends, however it ends. Every mode that changes the host goes through here.
  */
 export async function withLock<T>(remote: Remote, phases: Phases, req: LockRequest, fn: (lock: Lock) => Promise<T>): Promise<T> {
-  const lock = await phases.run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what))
+  const lock = await phases
+    .run('Take deploy lock', () => acquireLock(remote, req.opsDir, req.timeoutS, req.what, req.beside?.settled()))
+    .catch(async (e: unknown) => {
+      if (e instanceof GaveUp) await req.beside?.result()
+      throw e
+    })
   phases.guard = () => lock.check()
   try {
     return await fn(lock)

@@ -31,6 +31,40 @@ export class Phases {
     })
   }
 
+  /**
+   * A step that runs beside the sequence (it must change nothing on the host): its log lines are held back and shown,
+   * in its own group with its time, where the sequence first asks for its result, so that groups never interleave.
+   */
+  aside<T>(name: string, fn: (log: Log) => Promise<T>): Aside<T> {
+    const start = Date.now()
+    const record: PhaseRecord = { name, startMs: start - this.t0, ms: 0, ok: false }
+    this.records.push(record)
+    const lines: { warning: boolean; text: string }[] = []
+    const log: Log = {
+      info: text => void lines.push({ warning: false, text }),
+      warning: text => void lines.push({ warning: true, text })
+    }
+    const done = Promise.resolve()
+      .then(() => fn(log))
+      .then(value => {
+        record.ok = true
+        return value
+      })
+      .finally(() => (record.ms = Date.now() - start))
+    done.catch(() => undefined) // awaited by result(); until then a failure is not unhandled
+    let shown: Promise<T> | undefined
+    const show = () =>
+      core.group(name, async () => {
+        try {
+          return await done
+        } finally {
+          for (const line of lines) (line.warning ? core.warning : core.info)(line.text)
+          core.info(`${record.ok ? '✓' : '✗'} ${name} (${seconds(record.ms)})`)
+        }
+      })
+    return { result: () => (shown ??= show()), settled: () => done }
+  }
+
   totalMs(): number {
     return Date.now() - this.t0
   }
@@ -40,6 +74,20 @@ export class Phases {
     const rows = this.records.map(r => `| ${r.name} | ${seconds(r.ms)} | ${r.ok ? '✅' : '❌'} |`)
     return ['| Phase | Duration | |', '| --- | ---: | --- |', ...rows].join('\n')
   }
+}
+
+/** A step running beside the sequence (Phases.aside). */
+export interface Aside<T> {
+  /** Its value (or its error), its log shown the first time this is called. */
+  result(): Promise<T>
+  /** Its value (or its error), its log still held back (for another step beside the sequence). */
+  settled(): Promise<T>
+}
+
+/** Where a step that may run beside the sequence logs (core itself in the sequence). */
+export interface Log {
+  info(line: string): void
+  warning(line: string): void
 }
 
 export function seconds(ms: number): string {

@@ -8,6 +8,7 @@ import { parseInspect, type ContainerInfo } from './containers'
 import { nginxTestFailed } from './nginx'
 import { inMaintenance, listMaintenance, parseMaintenance, type Maintenance } from './maintenance'
 import { hostPath } from './paths'
+import type { Log } from './phases'
 import { concurrently, section, splitSections } from './shell'
 import type { Remote } from './ssh'
 import { mib } from './units'
@@ -67,7 +68,8 @@ export async function preflight(
   state: ServiceState,
   service: string,
   memory: number | undefined,
-  inherit: boolean
+  inherit: boolean,
+  log: Log = core
 ): Promise<Before> {
   if (state.nginxTest.rc !== 0) throw nginxTestFailed(state.nginxTest.out, 'nginx was not changed and nothing was started')
   const { containers, live } = state
@@ -78,26 +80,26 @@ export async function preflight(
   const leftovers = containers.filter(c => c.name !== live?.container && c.status !== 'removing')
   const [running, stopped] = [leftovers.filter(c => c.status === 'running'), leftovers.filter(c => c.status !== 'running')]
   if (stopped.length) {
-    core.info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`)
+    log.info(`Removing stopped leftovers of interrupted runs: ${stopped.map(c => c.name).join(', ')}`)
     await remote.must(removeContainers(stopped.map(c => c.name)), 'removing leftover containers')
   }
-  if (running.length) core.info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`)
+  if (running.length) log.info(`Leftovers of interrupted runs, stopped after the switch: ${running.map(c => c.name).join(', ')}`)
   const serving = containers.find(c => c.name === live?.container)
   if (live)
-    core.info(`${service} is served by ${live.container} (${live.image})${serving ? `, ${serving.status}` : ', which no longer exists'}.`)
-  else core.info(`${service} has not been deployed yet.`)
+    log.info(`${service} is served by ${live.container} (${live.image})${serving ? `, ${serving.status}` : ', which no longer exists'}.`)
+  else log.info(`${service} has not been deployed yet.`)
 
   const limit = memory ?? (inherit && serving ? deployedSpec(service, serving.labels)?.memory : undefined)
   if (state.memAvailableBytes !== undefined) {
     const need = limit ?? 256 * 1024 ** 2
     if (state.memAvailableBytes < need)
-      core.warning(
+      log.warning(
         `Only ${mib(state.memAvailableBytes)} of memory available for the overlap of old and new ${service} containers (want ≥ ${mib(need)}); the host may swap or the OOM killer may step in.`
       )
-    else core.info(`${mib(state.memAvailableBytes)} of memory available.`)
+    else log.info(`${mib(state.memAvailableBytes)} of memory available.`)
   }
   const maintenance = inMaintenance(state.maintenance, service)
   if (maintenance)
-    core.info(`${service} is in maintenance: clients keep the maintenance page; the new release is verified on nginx's preview port.`)
+    log.info(`${service} is in maintenance: clients keep the maintenance page; the new release is verified on nginx's preview port.`)
   return { live, retire: [...(serving ? [serving] : []), ...running], memory: limit, maintenance }
 }

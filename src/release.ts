@@ -10,6 +10,7 @@ import { HostError } from './errors'
 import type { AppInputs } from './inputs'
 import { KEEPALIVE_MIN_TIMEOUT_S, reloadFailed } from './nginx'
 import { hostPath, OPS } from './paths'
+import type { Log } from './phases'
 import { splitSections } from './shell'
 import type { Remote } from './ssh'
 import { PREVIEW_HEADER } from './upstream'
@@ -47,7 +48,7 @@ const memoryArg = (bytes: number | undefined): string | undefined => (bytes === 
 /** The app's inline env in docker's --env-file format: KEY=VALUE taken literally to the end of the line (keys and values were checked). */
 const envText = (app: AppInputs): string => app.env.map(([k, v]) => `${k}=${v}\n`).join('')
 
-export async function startContainer(remote: Remote, r: NewRelease): Promise<void> {
+export async function startContainer(remote: Remote, r: NewRelease, log: Log = core): Promise<void> {
   const { app } = r
   const aliases = [app.service, ...app.spec.aliases]
   const memory = memoryArg(r.memory)
@@ -73,7 +74,7 @@ export async function startContainer(remote: Remote, r: NewRelease): Promise<voi
   })
   await remote.must(command, `starting ${r.name}`, { stdin: envText(app) })
   const inherited = r.inheritEnvFrom ? `, with the env of ${r.inheritEnvFrom}` : ''
-  core.info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`)
+  log.info(`Started ${r.name} from ${r.digest || r.image} on ${r.network} as ${aliases.join(', ')}${inherited}.`)
 }
 
 /** `release-command`: what to run once, before the new container starts. */

@@ -9,6 +9,7 @@ import {
   frontend,
   http,
   HTTP_PORT,
+  INFRA_ENV,
   infraInputs,
   OPS_DIR,
   REGISTRY,
@@ -110,6 +111,29 @@ describe('mode deploy on the sandbox host', () => {
     )
   })
 
+  it('the new container starts beside the stack check; when that infra run recreates redis, it goes and a new one starts after it: 0 failed under load', async () => {
+    await given(frontend('v1'))
+    const beside = await runAction(frontend('v2'))
+    expectOk(beside)
+    // Started while infra checked the stack; its log group is shown after infra's, never inside one.
+    expect(beside.output).toMatch(/✓ Preflight and start container \([0-9.]+ s\)/)
+    expect(beside.output).not.toMatch(/::group::Start container/)
+    expect(beside.output.indexOf('::group::Preflight and start container')).toBeGreaterThan(beside.output.indexOf('✓ Infra: Reload nginx'))
+    for (const [tag, maxmemory] of [
+      ['v1', '96mb'],
+      ['v2', '128mb']
+    ]) {
+      const { run, load } = await underLoad(frontend(tag, { 'infra-env': `${INFRA_ENV}\nREDIS_MAXMEMORY=${maxmemory}` }))
+      expectOk(run)
+      expect(run.output).toMatch(/frontend-[0-9a-f]{8} started before infra recreated redis[^\n]*: it goes, and a new container starts\./)
+      expect(run.output).toMatch(/::group::Start container/)
+      expect(load.failed, load.errors.join('\n')).toBe(0)
+      expect(JSON.parse((await http('/')).body).version).toBe(`f-${tag}`)
+      expect(serviceContainers('frontend')).toHaveLength(1)
+    }
+    expectOk(await runAction(infraInputs()))
+  })
+
   describe.each([
     // health-path /health: the sample app's own health route, which its FAIL_MODEs break.
     ['never healthy', { 'health-path': '/health', 'health-timeout': '6' }, 'FAIL_MODE=never-healthy', /did not become healthy within 6 s/],
@@ -160,7 +184,8 @@ describe('mode deploy on the sandbox host', () => {
     expect(r.code).toBe(1)
     expect(r.output).toMatch(/Login to 127\.0\.0\.1:5000 as ci failed/)
     expect(r.output).toMatch(/check registry-username and registry-password/)
-    expect(r.output).not.toMatch(/Take deploy lock/)
+    // The pull runs beside the lock and the stack's read-only checks: the host changes only once it is pulled.
+    expect(r.output).not.toMatch(/::group::Infra: Upload files/)
     expect(serviceContainers('frontend')).toEqual(before)
   })
 

@@ -264,4 +264,45 @@ describe('acquireLock / withLock (against a fake host)', () => {
     await phases.run('Later', async () => undefined)
     expect(phases.records.map(r => r.name)).toContain('Later')
   })
+
+  it('a step beside the wait that fails ends it: the lock command is ended, and withLock fails with its error, its log shown', async () => {
+    const remote = new FakeRemote([])
+    remote.heldOutput = 'BUSY deploy of story by behindy/behindy-story since 2026-01-01T00:00:00Z\n'
+    const phases = new Phases()
+    const pull = phases.aside('Pull image', async log => {
+      await tick()
+      log.info('Pulling x…')
+      throw new HostError('Pulling x failed: manifest unknown', 'check the image name and tag')
+    })
+    let ran = false
+    const e = (await withLock(remote, phases, { opsDir: '/opt/ops', timeoutS: 600, what: 'deploy', beside: pull }, async () => {
+      ran = true
+    }).catch((x: unknown) => x)) as HostError
+    expect(e).toBeInstanceOf(HostError)
+    expect(e.message).toBe('Pulling x failed: manifest unknown')
+    expect(ran).toBe(false)
+    expect(remote.endedHeld).toBe(1)
+    const out = stdout.text()
+    expect(out).toContain('Stopped waiting for the deploy lock: a step beside the wait failed.')
+    expect(out.indexOf('::group::Pull image')).toBeGreaterThan(out.indexOf('✗ Take deploy lock'))
+    expect(out).toMatch(/Pulling x…\n✗ Pull image \([0-9.]+ s\)/)
+  })
+
+  it('a step beside that fails once the lock is taken leaves the lock alone (the run reads the failure where it needs the result)', async () => {
+    const remote = new FakeRemote([])
+    const phases = new Phases()
+    const pull = phases.aside('Pull image', async () => {
+      await tick()
+      await tick()
+      throw new HostError('Pulling x failed')
+    })
+    const e = (await withLock(remote, phases, { opsDir: '/opt/ops', timeoutS: 600, what: 'deploy', beside: pull }, async () => {
+      await pull.settled().catch(() => undefined)
+      await pull.result()
+    }).catch((x: unknown) => x)) as Error
+    expect(e.message).toBe('Pulling x failed')
+    expect(stdout.text()).not.toContain('Stopped waiting for the deploy lock')
+    expect(phases.records.find(r => r.name === 'Take deploy lock')?.ok).toBe(true)
+    expect(remote.endedHeld).toBe(1)
+  })
 })

@@ -43,14 +43,14 @@ export interface GateSpec {
 }
 
 /**
- * One burst of the health gate, inside `via`: GETs $1 every 0.1 s for up to 2 s, printing each status, and stops at
+ * One burst of the health gate, inside `via`: GETs $1 every 0.05 s for up to 2 s, printing each status, and stops at
  * the first 2xx. One docker exec per burst instead of one per probe: the host's CPU goes to the booting app.
  */
-const GATE_BURST = `${PROBE}T=2; H=; e=$(( $(date +%s) + 2 )); while :; do c=$(probe "$1"); echo "$c"; case $c in 2??) exit 0 ;; esac; [ "$(date +%s)" -lt "$e" ] || exit 0; sleep 0.1; done`
+const GATE_BURST = `${PROBE}T=2; H=; e=$(( $(date +%s) + 2 )); while :; do c=$(probe "$1"); echo "$c"; case $c in 2??) exit 0 ;; esac; [ "$(date +%s)" -lt "$e" ] || exit 0; sleep 0.05; done`
 
 /**
  * The whole health gate in one round trip: until the container's health path answers 2xx from inside `via` (probed
- * every 0.1 s, in bursts of up to 2 s), it exits, restarts or reports unhealthy (read between bursts, every 0.05 s
+ * every 0.05 s, in bursts of up to 2 s), it exits, restarts or reports unhealthy (read between bursts, every 0.05 s
  * before it runs with an address), or timeoutS pass. Prints one line at the end:
  * `healthy <ip> <code>`, `exited <status> <restarts> <last code>`, `unhealthy <last code>`, `gone <last code>` or
  * `timeout <last code> <ip>` (last code: the last probe's status, 000 when nothing answered, none before any probe).
