@@ -1,16 +1,18 @@
 import { execFileSync } from 'node:child_process'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { canaryFiles, canaryPaths, type CanaryInputs } from '../../src/canary'
 import { CATALOGUE } from '../../src/catalogue'
 import { healthGateLoop } from '../../src/commands/http'
 import { nginxTest, reloadNginxAndWait } from '../../src/commands/nginx'
 import { stashFiles } from '../../src/commands/files'
+import { DIGESTS_MARK } from '../../src/commands/images'
 import { retireContainers } from '../../src/commands/retire'
 import { previewSwitchVerify } from '../../src/commands/switch'
-import { swap, type SwapContext } from '../../src/deploy'
+import { runDeploy, swap, type SwapContext } from '../../src/deploy'
 import { failureOf, HostError, RolledBack } from '../../src/errors'
 import type { HistoryRecord } from '../../src/history'
-import type { AppInputs, InfraInputs } from '../../src/inputs'
+import { runInfra, type InfraChange, type InfraResult } from '../../src/infra'
+import type { AppInputs, AppRun, InfraInputs } from '../../src/inputs'
 import { DIGEST_LABEL, IMAGE_LABEL } from '../../src/labels'
 import { withLock, type Lock } from '../../src/lock'
 import { Phases } from '../../src/phases'
@@ -23,6 +25,10 @@ import { appContainer, captureStdout, dockerArgvs, FakeRemote, sectionsOut, unti
 // is answered by the fake and recorded, so each branch's sequence of commands is checked, not just its result.
 
 const stdout = captureStdout()
+
+// runDeploy's own part (what it runs beside infra) is tested with infra stubbed: runInfra is infra.test's, and what
+// a run of it changed is all runDeploy reads of it (its phases and its `ready` are kept, see fakeInfra).
+vi.mock('../../src/infra', async importOriginal => ({ ...(await importOriginal<Record<string, unknown>>()), runInfra: vi.fn() }))
 
 const OPS = '/opt/behindy-ops'
 const NGINX = 'nginx-0123'
@@ -991,5 +997,224 @@ describe('swap with a release command, in maintenance, with a canary (against a 
         `${newName(remote)} is stopped and removed once nginx has no request in flight to it`
       ])
     })
+  })
+})
+
+describe('runDeploy: the new container started beside infra (runInfra stubbed, against a fake host)', () => {
+  const connection: AppRun['connection'] = {
+    host: 'ec2.example.com',
+    port: 22,
+    username: 'deploy',
+    privateKey: 'key',
+    skipHostKeyCheck: true,
+    connectTimeoutMs: 1000,
+    connectRetries: 0
+  }
+  const deployInputs = (over: Partial<Extract<AppRun, { mode: 'deploy' }>> = {}): AppRun => ({
+    mode: 'deploy',
+    connection,
+    infra,
+    lockTimeoutS: 60,
+    dryRun: false,
+    warnings: [],
+    app,
+    image: IMAGE,
+    ...over
+  })
+  const PULL = /^\{ docker pull --quiet /
+  const pulled: Rule = [PULL, { stdout: `${IMAGE}\n${DIGESTS_MARK}\n${DIGEST}\n` }]
+  /** A host that pulls IMAGE (DIGEST) and where every step of a swap succeeds. */
+  const deployHost = () => healthyHost().prepend(pulled)
+
+  /**
+   * runInfra as far as runDeploy sees it: its Preflight and Plan, then `ready` awaited, then its Start stack (during
+   * which `during` runs), then `changes`.
+   */
+  function fakeInfra(changes: InfraChange[], during: () => Promise<void> = async () => undefined): void {
+    vi.mocked(runInfra).mockImplementation(async (_remote, _inputs, phases, label = '', ready = () => Promise.resolve()) => {
+      await phases.run(`${label}Preflight`, async () => undefined)
+      await phases.run(`${label}Plan`, async () => undefined)
+      await ready()
+      await phases.run(`${label}Start stack`, during)
+      const result: InfraResult = {
+        changes,
+        changed: changes.length > 0,
+        nginxId: NGINX,
+        tls: false,
+        settings: { domain: '', httpPort: 80, httpsPort: 443 }
+      }
+      return result
+    })
+  }
+  const names = (remote: FakeRemote): string[] =>
+    remote.matching(STEP.start).map(c => new RegExp(`--name (${NEW}) `).exec(c.sh)?.[1] as string)
+  /** What was printed inside a group (its first occurrence). */
+  const group = (name: string): string => {
+    const text = stdout.text()
+    const from = text.indexOf(`::group::${name}\n`)
+    expect(from).toBeGreaterThanOrEqual(0)
+    return text.slice(from, text.indexOf('::endgroup::', from))
+  }
+
+  it('deploy without a release command: preflight and start beside infra (while it runs, from the pulled digest), no Preflight or Start container phase of its own', async () => {
+    const remote = deployHost()
+    let startedDuringInfra: boolean | undefined
+    fakeInfra([], async () => {
+      startedDuringInfra = await until(() => remote.matching(STEP.start).length > 0, 3_000)
+    })
+    const phases = new Phases()
+    const r = await runDeploy(remote, deployInputs(), phases)
+    expect(remote.unmatched).toEqual([])
+    expect(startedDuringInfra).toBe(true)
+    const [name] = names(remote)
+    expect(names(remote)).toEqual([name])
+    expect(r).toMatchObject({
+      container: name,
+      image: IMAGE,
+      digest: DIGEST,
+      previousImage: PREV_IMAGE,
+      url: 'http://ec2.example.com/api/'
+    })
+    // The new container runs the digest the pull resolved, though it started before the run asked for the pull's result.
+    const [[run]] = dockerArgvs([remote.matching(STEP.start)[0] as unknown as Sh])
+    expect(run.at(-1)).toBe(DIGEST)
+    // One probe (read beside infra, used for the preflight), the pull before the start; after the start, the swap as usual.
+    const all = steps(remote)
+    expect(all.filter(s => s === 'probe')).toHaveLength(1)
+    expect(remote.indexOf(PULL)).toBeLessThan(all.indexOf('start'))
+    expect(all.indexOf('probe')).toBeLessThan(all.indexOf('start'))
+    expect(all.slice(all.indexOf('start'))).toEqual(EVERY_STEP.slice(1))
+    expect(remote.matching(STEP.removeNew)).toEqual([])
+    const recorded = phases.records.map(p => p.name)
+    expect(recorded).toContain('Preflight and start container')
+    expect(recorded).not.toContain('Start container')
+    expect(recorded).not.toContain('Preflight')
+    expect(recorded).toEqual([
+      'Pull image',
+      'Take deploy lock',
+      'Preflight and start container',
+      'Infra: Preflight',
+      'Infra: Plan',
+      'Infra: Start stack',
+      ...PHASES.slice(2)
+    ])
+    expect(phases.records.every(p => p.ok)).toBe(true)
+    // Its log, held back while infra ran, in its own group: the preflight's lines and the start's.
+    const beside = group('Preflight and start container')
+    expect(beside).toContain(`backend is served by ${OLD} (${PREV_IMAGE}), running.`)
+    expect(beside).toContain(`Started ${name} from ${DIGEST} on internal as backend`)
+    expect(beside).toMatch(/✓ Preflight and start container \([0-9.]+ s\)\n$/)
+    expect(group('Infra: Start stack')).not.toContain('Started')
+  })
+
+  it.each<[string, InfraChange]>([
+    ['recreated redis', { kind: 'recreated', service: 'redis', id: 'redis-2' }],
+    ['created db', { kind: 'created', service: 'db' }]
+  ])('infra %s: the container started beside it is removed and a new one started', async (what, change) => {
+    const remote = deployHost()
+    fakeInfra([{ kind: 'wrote', path: 'compose/docker-compose.yml' }, change])
+    const phases = new Phases()
+    const r = await runDeploy(remote, deployInputs(), phases)
+    expect(remote.unmatched).toEqual([])
+    const [first, second] = names(remote)
+    expect(names(remote)).toHaveLength(2)
+    expect(second).not.toBe(first)
+    expect(r.container).toBe(second)
+    expect(stdout.text()).toContain(`${first} started before infra ${what}: it goes, and a new container starts.`)
+    expect(stdout.text()).toMatch(new RegExp(`started before infra ${what}`))
+    // The first one removed before the second starts; the second goes through the whole swap.
+    const all = steps(remote)
+    const removed = remote.indexOf(new RegExp(`docker rm --force --volumes .*' sh ${first}$`))
+    expect(removed).toBeGreaterThan(all.indexOf('start'))
+    expect(removed).toBeLessThan(all.lastIndexOf('start'))
+    expect(remote.matching(STEP.removeNew).map(c => c.sh.split("' sh ")[1])).toEqual([first])
+    expect(all.slice(all.lastIndexOf('start') - 1)).toEqual(EVERY_STEP)
+    // The swap reads the service again (infra changed the stack) and starts it as a phase of its own.
+    expect(all.filter(s => s === 'probe')).toHaveLength(2)
+    const recorded = phases.records.map(p => p.name)
+    expect(recorded).toContain('Preflight and start container')
+    expect(recorded.slice(recorded.indexOf('Infra: Start stack') + 1)).toEqual(PHASES)
+  })
+
+  it('infra changed only nginx: the container started beside it is kept', async () => {
+    const remote = deployHost()
+    fakeInfra([
+      { kind: 'wrote', path: 'nginx/nginx.conf' },
+      { kind: 'recreated', service: 'nginx', id: 'nginx-2' }
+    ])
+    const r = await runDeploy(remote, deployInputs(), new Phases())
+    expect(remote.unmatched).toEqual([])
+    expect(names(remote)).toEqual([r.container])
+    expect(remote.matching(STEP.removeNew)).toEqual([])
+    expect(stdout.text()).not.toContain('started before infra')
+  })
+
+  it('the start beside infra fails (the network not there yet): that container removed, started again in order after infra', async () => {
+    let starts = 0
+    const remote = deployHost().prepend([
+      STEP.start,
+      () => (starts++ === 0 ? { code: 125, stderr: 'Error response from daemon: network internal not found' } : { stdout: 'cid\n' })
+    ])
+    fakeInfra([{ kind: 'network', name: 'internal' }])
+    const phases = new Phases()
+    const r = await runDeploy(remote, deployInputs(), phases)
+    expect(remote.unmatched).toEqual([])
+    const [first, second] = names(remote)
+    expect(r.container).toBe(second)
+    expect(remote.matching(STEP.removeNew).map(c => c.sh.split("' sh ")[1])).toEqual([first])
+    expect(stdout.text()).toContain(`Not started beside infra (starting ${first} failed (exit 125):`)
+    expect(stdout.text()).toContain('network internal not found): now, in order.')
+    expect(phases.records.find(p => p.name === 'Preflight and start container')?.ok).toBe(false)
+    expect(phases.records.map(p => p.name)).toContain('Start container')
+  })
+
+  it("infra fails after the start beside it: that container is removed, and runDeploy fails with infra's error", async () => {
+    const remote = deployHost()
+    const failed = new HostError('The nginx config test failed; the previous files were restored')
+    vi.mocked(runInfra).mockImplementation(async (_remote, _inputs, phases, label = '', ready = () => Promise.resolve()) => {
+      await phases.run(`${label}Plan`, async () => undefined)
+      await ready()
+      return phases.run(`${label}Validate config`, async () => {
+        await until(() => remote.matching(STEP.start).length > 0, 3_000)
+        throw failed
+      })
+    })
+    const e = await runDeploy(remote, deployInputs(), new Phases()).catch((x: unknown) => x)
+    expect(e).toBe(failed)
+    expect(remote.unmatched).toEqual([])
+    const [name] = names(remote)
+    expect(names(remote)).toEqual([name])
+    expect(steps(remote).slice(steps(remote).indexOf('start'))).toEqual(['start', 'removeNew'])
+    expect(remote.matching(STEP.removeNew).map(c => c.sh.split("' sh ")[1])).toEqual([name])
+    // Its log shown (where the run discarded it), the container named.
+    expect(group('Preflight and start container')).toContain(`Started ${name} from ${DIGEST}`)
+  })
+
+  it('with a release command: nothing started beside infra; preflight, release command and start in order', async () => {
+    const remote = deployHost().prepend([STEP.releaseCommand, { stdout: '@@ops-release 0\n' }])
+    let startedDuringInfra = 0
+    fakeInfra([], async () => {
+      await new Promise(r => setTimeout(r, 20))
+      startedDuringInfra = remote.matching(STEP.start).length
+    })
+    const phases = new Phases()
+    await runDeploy(remote, deployInputs({ releaseCommand: { command: './bin/migrate up', timeoutS: 60 } }), phases)
+    expect(remote.unmatched).toEqual([])
+    expect(startedDuringInfra).toBe(0)
+    const recorded = phases.records.map(p => p.name)
+    expect(recorded).not.toContain('Preflight and start container')
+    expect(recorded.slice(recorded.indexOf('Infra: Start stack') + 1)).toEqual(['Preflight', 'Release command', ...PHASES.slice(1)])
+    const all = steps(remote)
+    expect(all.indexOf('releaseCommand')).toBeLessThan(all.indexOf('start'))
+  })
+
+  it('the pull fails: runDeploy fails with its error and nothing is started', async () => {
+    const remote = healthyHost().prepend([PULL, { code: 1, stderr: 'manifest unknown' }])
+    fakeInfra([])
+    const e = (await runDeploy(remote, deployInputs(), new Phases()).catch((x: unknown) => x)) as HostError
+    expect(e).toBeInstanceOf(HostError)
+    expect(e.message).toMatch(/^Pulling ghcr\.io\/behindy\/back:v2 failed: manifest unknown/)
+    expect(remote.matching(STEP.start)).toEqual([])
+    expect(stdout.text()).toMatch(/✗ Pull image \([0-9.]+ s\)/)
   })
 })

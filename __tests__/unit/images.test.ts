@@ -166,6 +166,47 @@ describe('pullImage (against a fake host)', () => {
     // A tag already on the host is no way around a registry that fails: it is never looked up.
     expect(remote.matching(IMAGE_ID)).toEqual([])
   })
+
+  describe('with a log of its own (a pull beside the sequence)', () => {
+    /** A log that records its lines ('info …' / 'warning …'), in order. */
+    const recorder = () => {
+      const lines: string[] = []
+      return { lines, log: { info: (l: string) => void lines.push(`info ${l}`), warning: (l: string) => void lines.push(`warning ${l}`) } }
+    }
+
+    it('a tag pulled: its lines go to that log, in order, and none to stdout', async () => {
+      const image = 'ghcr.io/behindy/back:v1'
+      const digest = `ghcr.io/behindy/back@${sha('7')}`
+      const remote = new FakeRemote([[/--password-stdin/, resolvedOut(image, [digest])]])
+      const { lines, log } = recorder()
+      expect(await pullImage(remote, image, registry, log)).toEqual({ image, digest })
+      expect(lines).toEqual([`info Pulling ${image} (logged in to ghcr.io for this run only)…`, `info ${image} → ${digest}`])
+      expect(stdout.text()).toBe('')
+    })
+
+    it('a digest reference on the host, and an image without a digest: those lines too go to that log only', async () => {
+      const ref = `ghcr.io/behindy/back@${sha('8')}`
+      const pinned = recorder()
+      await pullImage(new FakeRemote([[IMAGE_ID, { stdout: `${sha('0')}\n` }]]), ref, undefined, pinned.log)
+      expect(pinned.lines).toEqual([`info ${ref} is pinned by digest and on the host: no pull.`])
+
+      const bare = recorder()
+      const image = 'ghcr.io/behindy/back:v1'
+      await pullImage(new FakeRemote([[PULL, resolvedOut(image, [])]]), image, undefined, bare.log)
+      expect(bare.lines).toEqual([`info Pulling ${image}…`, `info ${image}: the registry gave no digest, so it runs by its name.`])
+      expect(stdout.text()).toBe('')
+    })
+
+    it('a pull that fails: its one line in that log, the error thrown, nothing on stdout', async () => {
+      const remote = new FakeRemote([[PULL, { code: 1, stderr: 'manifest unknown' }]])
+      const { lines, log } = recorder()
+      const e = (await pullImage(remote, 'ghcr.io/behindy/back:v9', undefined, log).catch((x: unknown) => x)) as HostError
+      expect(e).toBeInstanceOf(HostError)
+      expect(e.message).toMatch(/^Pulling ghcr\.io\/behindy\/back:v9 failed: manifest unknown/)
+      expect(lines).toEqual(['info Pulling ghcr.io/behindy/back:v9…'])
+      expect(stdout.text()).toBe('')
+    })
+  })
 })
 
 describe('pruneImages (against a fake host)', () => {

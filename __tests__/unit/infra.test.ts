@@ -22,6 +22,7 @@ import {
   sectionsOut,
   stackContainer,
   stackInfo,
+  until,
   type Rule
 } from './helpers'
 
@@ -422,6 +423,92 @@ describe('runInfra (against a fake host)', () => {
     await expect(runInfra(remote, inputs, new Phases())).rejects.toThrow(/^The nginx config test failed; the previous files were restored/)
     expect(remote.calls.map(c => (restore.test(c.sh) ? 'restore' : stepOf(c.sh)))).toEqual(['probe', 'upload', 'nginxTest', 'restore'])
     expect(remote.matching(restore)[0].sh.endsWith(`sh ${OPS}/nginx/nginx.conf`)).toBe(true)
+  })
+
+  describe('ready (what a deploy runs beside the first steps: its pull)', () => {
+    /** A host where everything is to be done: the compose file and nginx.conf changed, the network missing. */
+    const changedHost = () => {
+      const hashes = settledHashes()
+      hashes.set('compose/docker-compose.yml', sha256('the previous compose file'))
+      hashes.set('nginx/nginx.conf', sha256('a hand edit'))
+      return host(hashes, () => stack()).prepend([
+        STEP.probe,
+        {
+          stdout: hostProbeOut({
+            composeV2: { rc: 1, out: '' },
+            composeV1: '1.29.2',
+            hashes,
+            manifest,
+            network: false,
+            containers: stack(),
+            upstreams: pinned(),
+            env: previous.envText
+          })
+        }
+      ])
+    }
+
+    it('is awaited after Plan and before Upload files: nothing is sent until it resolves, then the run goes on', async () => {
+      vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+      const remote = changedHost().prepend([/docker network create/, {}])
+      const phases = new Phases()
+      let release: () => void = () => undefined
+      const seen: { records: string[]; calls: string[] }[] = []
+      const ready = vi.fn(() => {
+        seen.push({ records: phases.records.map(r => `${r.name} ${r.ok}`), calls: remote.calls.map(c => stepOf(c.sh)) })
+        return new Promise<void>(r => (release = r))
+      })
+      const run = runInfra(remote, inputs, phases, 'Infra: ', ready)
+      await until(() => ready.mock.calls.length > 0)
+      // Asked once Preflight and Plan are done, with only the probe sent.
+      expect(seen).toEqual([{ records: ['Infra: Preflight true', 'Infra: Plan true'], calls: ['probe'] }])
+      // While it is pending, nothing more is sent and no other phase starts.
+      await new Promise(r => setTimeout(r, 50))
+      expect(remote.calls.map(c => stepOf(c.sh))).toEqual(['probe'])
+      expect(phases.records.map(r => r.name)).toEqual(['Infra: Preflight', 'Infra: Plan'])
+      release()
+      const r = await run
+      expect(ready).toHaveBeenCalledTimes(1)
+      expect(remote.unmatched).toEqual([])
+      expect(remote.calls.map(c => stepOf(c.sh)).slice(0, 2)).toEqual(['probe', 'upload'])
+      expect(remote.matching(/docker network create/)).toHaveLength(1)
+      expect(phases.records.map(p => p.name).slice(0, 4)).toEqual([
+        'Infra: Preflight',
+        'Infra: Plan',
+        'Infra: Upload files',
+        'Infra: Network'
+      ])
+      expect(r.changes).toContainEqual({ kind: 'network', name: 'internal' })
+    })
+
+    it('rejects: runInfra fails with its error, and nothing that changes the host was sent (no upload, network, backup or compose up)', async () => {
+      vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+      const remote = changedHost().prepend([/docker network create/, {}])
+      const phases = new Phases()
+      const pullFailed = new HostError('Pulling ghcr.io/behindy/back:v9 failed: manifest unknown', 'check the image name and tag')
+      const e = await runInfra(remote, inputs, phases, 'Infra: ', () => Promise.reject(pullFailed)).catch((x: unknown) => x)
+      expect(e).toBe(pullFailed)
+      expect(remote.unmatched).toEqual([])
+      expect(remote.calls.map(c => stepOf(c.sh))).toEqual(['probe'])
+      expect(remote.calls.filter(c => c.stdin !== undefined)).toEqual([])
+      expect(phases.records.map(p => [p.name, p.ok])).toEqual([
+        ['Infra: Preflight', true],
+        ['Infra: Plan', true]
+      ])
+      // A settled host as well: the probe only, then the error.
+      const settled = host(settledHashes(), () => stack())
+      await expect(runInfra(settled, inputs, new Phases(), '', () => Promise.reject(pullFailed))).rejects.toBe(pullFailed)
+      expect(settled.calls.map(c => stepOf(c.sh))).toEqual(['probe'])
+    })
+
+    it('never asked before Preflight is done: a failed probe fails the run without it', async () => {
+      vi.stubEnv('OPS_ACTION_ROOT', ROOT)
+      const remote = host(settledHashes(), () => stack()).prepend([STEP.probe, { code: 255, stderr: 'the connection is gone' }])
+      const ready = vi.fn(() => Promise.resolve())
+      await expect(runInfra(remote, inputs, new Phases(), '', ready)).rejects.toThrow()
+      expect(ready).not.toHaveBeenCalled()
+      expect(remote.calls.map(c => stepOf(c.sh))).toEqual(['probe'])
+    })
   })
 
   describe('nginx handed over behind the front', () => {
