@@ -38,6 +38,11 @@ const get = url =>
  */
 export async function bootToHealthy({ image, env, network = 'internal', port, path, k = 5 }) {
   const docker = (...args) => execFileSync('docker', args, { encoding: 'utf8' }).trim()
+  try {
+    docker('image', 'inspect', '--format', '{{.Id}}', image)
+  } catch {
+    throw new Error(`bootToHealthy: ${image} is not on this docker host (deploy it once first)`)
+  }
   const xs = []
   for (let i = 0; i < k; i++) {
     const name = `ops-bench-boot-${process.pid}-${i}`

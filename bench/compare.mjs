@@ -251,7 +251,7 @@ async function measure(name) {
   // The app's own boot-to-healthy under the same load, apart from any deployer (ops-action's overhead is measured against it).
   const healthyS =
     name === 'ops-action'
-      ? await bootToHealthy({ image: image('v2'), env: { VERSION: 'boot', STARTUP_DELAY: String(BOOT_S) }, port: 3000, path: '/health' })
+      ? await bootToHealthy({ image: image('v1'), env: { VERSION: 'boot', STARTUP_DELAY: String(BOOT_S) }, port: 3000, path: '/health' })
       : undefined
   const runs = []
   for (let i = 0; i < N; i++) {

@@ -37,7 +37,7 @@ if (warm.code !== 0) throw new Error(`warm-up deploy failed:\n${warm.output}`)
 const load = LOAD ? startLoad({ url: `http://127.0.0.1:${port}/`, keepaliveClients: 8, plainClients: 8 }) : undefined
 await sleep(1000)
 const healthyS = await bootToHealthy({
-  image: image('v2'),
+  image: image('v1'),
   env: { VERSION: 'bench-boot', STARTUP_DELAY: String(BOOT_S) },
   port: 3000,
   path: '/health',

@@ -73510,8 +73510,9 @@ class Phases {
         });
     }
     /**
-     * A step that runs beside the sequence (it must change nothing on the host): its log lines are held back and shown,
-     * in its own group with its time, where the sequence first asks for its result, so that groups never interleave.
+     * A step that runs beside the sequence (it must change nothing the sequence's steps meanwhile read or change): its
+     * log lines are held back and shown, in its own group with its time, where the sequence first asks for its result,
+     * so that groups never interleave.
      */
     aside(name, fn) {
         const start = Date.now();

@@ -32,8 +32,9 @@ export class Phases {
   }
 
   /**
-   * A step that runs beside the sequence (it must change nothing on the host): its log lines are held back and shown,
-   * in its own group with its time, where the sequence first asks for its result, so that groups never interleave.
+   * A step that runs beside the sequence (it must change nothing the sequence's steps meanwhile read or change): its
+   * log lines are held back and shown, in its own group with its time, where the sequence first asks for its result,
+   * so that groups never interleave.
    */
   aside<T>(name: string, fn: (log: Log) => Promise<T>): Aside<T> {
     const start = Date.now()
