@@ -70391,13 +70391,19 @@ async function pullImage(remote, image, registry, log = core_namespaceObject) {
     log.info(digest ? `${image} → ${digest}` : `${image}: the registry gave no digest, so it runs by its name.`);
     return { image, digest };
 }
+/** The repository's images on the host (docker images, newest first), for pruneImages: read while nothing adds one. */
+function listImages(remote, repository) {
+    const listed = remote.must(repositoryImages(repository), 'listing images');
+    listed.catch(() => undefined); // awaited by pruneImages; until then a failure is not unhandled
+    return listed;
+}
 /**
  * Keeps the newest keep-images images of the service's repository, the one serving and the rollback target (each by
  * its tag or its digest: content whose tag moved on stays as long as it is one of them); removes the others by their
  * references (a tag, or `repo@digest` for content no tag names any more).
  */
-async function pruneImages(remote, keepImages, repository, keep) {
-    const rows = (await remote.must(repositoryImages(repository), 'listing images'))
+async function pruneImages(remote, keepImages, repository, keep, listed = listImages(remote, repository)) {
+    const rows = (await listed)
         .split('\n')
         .filter(Boolean)
         .map(l => {
@@ -72469,11 +72475,16 @@ async function swap(remote, ctx) {
     // same route config (no reload); then the reload that switches clients (with a canary: a share of them); then the
     // route as clients see it. Where it stopped is known from its output; without it (the connection lost mid-way) it
     // may have switched. In maintenance, clients get the maintenance page: the route is verified on the preview port.
+    let images;
     const verifyVia = canary ? canaryUpstream(app.service) : before.maintenance ? upstreamName(app.service) : undefined;
     await phase(canary ? `Preview, start the canary (${canary.percent} %) and verify` : 'Preview, switch and verify through nginx', async () => {
         const writeError = await written;
         if (writeError)
             throw writeError;
+        // Without a canary, the repository's images are read beside it (nothing adds one now): step 12 then only removes
+        // what goes.
+        if (!canary)
+            images ??= listImages(remote, imageRepository(image));
         await throughNginx(remote, app, nginxId, name, verifyVia);
         info(`nginx routes ${canary ? `${canary.percent} % of clients of ` : ''}${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
     }).catch(async (e) => {
@@ -72510,7 +72521,7 @@ async function swap(remote, ctx) {
         forgetFiles(remote, opsDir, serviceFiles(app.service)),
         retireOld(remote, opsDir, nginxId, app, before.retire),
         record('success'),
-        pruneImages(remote, app.keepImages, imageRepository(image), [image, digest, before.live?.image ?? '', before.live?.digest ?? ''])
+        pruneImages(remote, app.keepImages, imageRepository(image), [image, digest, before.live?.image ?? '', before.live?.digest ?? ''], images)
     ]));
     return { container: name, image, digest, previousImage: before.live?.image ?? '', release: releaseRun, canary: canaryRun };
 }

@@ -7,7 +7,7 @@ import { readFileIfExists, stashFiles } from './commands/files'
 import { showLogs } from './containers'
 import { HostError, RolledBack } from './errors'
 import { appendHistory, phaseSeconds, rollbackTarget, type HistoryRecord } from './history'
-import { imageRepository, pullImage, pruneImages } from './images'
+import { imageRepository, listImages, pullImage, pruneImages } from './images'
 import { describeChange, runInfra, type InfraResult } from './infra'
 import type { AppInputs, AppRun, InfraInputs } from './inputs'
 import { withLock, type Lock } from './lock'
@@ -256,12 +256,16 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
   // same route config (no reload); then the reload that switches clients (with a canary: a share of them); then the
   // route as clients see it. Where it stopped is known from its output; without it (the connection lost mid-way) it
   // may have switched. In maintenance, clients get the maintenance page: the route is verified on the preview port.
+  let images: Promise<string> | undefined
   const verifyVia = canary ? canaryUpstream(app.service) : before.maintenance ? upstreamName(app.service) : undefined
   await phase(
     canary ? `Preview, start the canary (${canary.percent} %) and verify` : 'Preview, switch and verify through nginx',
     async () => {
       const writeError = await written
       if (writeError) throw writeError
+      // Without a canary, the repository's images are read beside it (nothing adds one now): step 12 then only removes
+      // what goes.
+      if (!canary) images ??= listImages(remote, imageRepository(image))
       await throughNginx(remote, app, nginxId, name, verifyVia)
       core.info(
         `nginx routes ${canary ? `${canary.percent} % of clients of ` : ''}${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`
@@ -305,7 +309,13 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       forgetFiles(remote, opsDir, serviceFiles(app.service)),
       retireOld(remote, opsDir, nginxId, app, before.retire),
       record('success'),
-      pruneImages(remote, app.keepImages, imageRepository(image), [image, digest, before.live?.image ?? '', before.live?.digest ?? ''])
+      pruneImages(
+        remote,
+        app.keepImages,
+        imageRepository(image),
+        [image, digest, before.live?.image ?? '', before.live?.digest ?? ''],
+        images
+      )
     ])
   )
   return { container: name, image, digest, previousImage: before.live?.image ?? '', release: releaseRun, canary: canaryRun }

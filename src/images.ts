@@ -92,13 +92,26 @@ export async function pullImage(remote: Remote, image: string, registry: Registr
   return { image, digest }
 }
 
+/** The repository's images on the host (docker images, newest first), for pruneImages: read while nothing adds one. */
+export function listImages(remote: Remote, repository: string): Promise<string> {
+  const listed = remote.must(repositoryImages(repository), 'listing images')
+  listed.catch(() => undefined) // awaited by pruneImages; until then a failure is not unhandled
+  return listed
+}
+
 /**
  * Keeps the newest keep-images images of the service's repository, the one serving and the rollback target (each by
  * its tag or its digest: content whose tag moved on stays as long as it is one of them); removes the others by their
  * references (a tag, or `repo@digest` for content no tag names any more).
  */
-export async function pruneImages(remote: Remote, keepImages: number, repository: string, keep: string[]): Promise<void> {
-  const rows = (await remote.must(repositoryImages(repository), 'listing images'))
+export async function pruneImages(
+  remote: Remote,
+  keepImages: number,
+  repository: string,
+  keep: string[],
+  listed: Promise<string> = listImages(remote, repository)
+): Promise<void> {
+  const rows = (await listed)
     .split('\n')
     .filter(Boolean)
     .map(l => {

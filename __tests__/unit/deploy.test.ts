@@ -191,9 +191,12 @@ const UNSWITCH = ['restore', 'reload', 'forget']
 const EMERG = 'nginx: [emerg] host not found in upstream "backend-1a2b3c4d:8080" in /etc/nginx/ops-upstreams/app_backend.conf:4'
 
 /** What a successful swap sends, in order (as steps() names them). */
-const EVERY_STEP = ['probe', 'start', 'healthGate', 'writeAndTest', 'throughNginx', 'forget', 'retire', 'history', 'images']
-/** Up to the switch: the probe, the new container, its health gate and, meanwhile, its upstream file written and tested. */
-const UP_TO_SWITCH = ['probe', 'start', 'healthGate', 'writeAndTest', 'throughNginx']
+const EVERY_STEP = ['probe', 'start', 'healthGate', 'writeAndTest', 'images', 'throughNginx', 'forget', 'retire', 'history']
+/**
+ * Up to the switch: the probe, the new container, its health gate and, meanwhile, its upstream file written and tested;
+ * the repository's images read beside the switch (for the pruning after it).
+ */
+const UP_TO_SWITCH = ['probe', 'start', 'healthGate', 'writeAndTest', 'images', 'throughNginx']
 
 /** The one previewSwitchVerify a swap of backend to `name` sends (nginx's preview port, then its client port). */
 const throughNginxOf = (name: string): Sh =>
@@ -544,7 +547,7 @@ describe('swap (against a fake host)', () => {
     const empty = sectionsOut({ containers: '', upstream: '', memory: 'MemAvailable: 4000000 kB', 'nginx-test': 'ok' })
     const ok = healthyHost().prepend([STEP.probe, { stdout: empty }])
     expect(await swap(ok, context())).toMatchObject({ digest: DIGEST, previousImage: '' })
-    expect(steps(ok)).toEqual([...UP_TO_SWITCH, 'forget', 'history', 'images'])
+    expect(steps(ok)).toEqual([...UP_TO_SWITCH, 'forget', 'history'])
     expect(history(ok)).toEqual([expect.objectContaining({ digest: DIGEST, previousImage: '', previousDigest: '' })])
     expect(stdout.text()).toContain('No previous container to stop.')
 
@@ -574,10 +577,10 @@ describe('swap (against a fake host)', () => {
       'writeAndTest',
       'reload',
       'writeAndTest',
+      'images',
       'throughNginx',
       'forget',
-      'history',
-      'images'
+      'history'
     ])
     expect(all.filter(s => s === 'healthGate')).toHaveLength(1)
     expect(all.indexOf('healthGate')).toBeGreaterThan(all.indexOf('start'))
@@ -940,7 +943,7 @@ describe('swap with a release command, in maintenance, with a canary (against a 
       const remote = healthyHost().prepend([STEP.probe, { stdout: empty }])
       await swap(remote, context({ canary }))
       expect(remote.unmatched).toEqual([])
-      expect(steps(remote)).toEqual([...UP_TO_SWITCH, 'forget', 'history', 'images'])
+      expect(steps(remote)).toEqual([...UP_TO_SWITCH, 'forget', 'history'])
       expect(stdout.text()).toContain('backend has no release serving yet: no canary, the first release takes every client.')
     })
 
