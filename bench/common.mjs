@@ -66,3 +66,14 @@ export async function bootToHealthy({ image, env, network = 'internal', port, pa
   }
   return median(xs)
 }
+
+/** Until the service has one container (ops-action retires the old one in the background), at most 60 s. */
+export async function oneContainer(service) {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    const ids = execFileSync('docker', ['ps', '-q', '--filter', `name=^/${service}($|-)`], { encoding: 'utf8' }).trim()
+    if (ids.split('\n').length === 1 && ids) return
+    await new Promise(r => setTimeout(r, 100))
+  }
+  throw new Error(`the old ${service} container is still running after 60 s`)
+}

@@ -25,7 +25,7 @@ import { join } from 'node:path'
 import { ROOT, runAction, sandbox, sandboxInputs } from '../scripts/run-action.mjs'
 import { CLIENT_KINDS, startLoad } from '../scripts/load.mjs'
 import { bucketize, swapChart } from './svg.mjs'
-import { bootToHealthy, INFRA_ENV, median, pct, phasesOf } from './common.mjs'
+import { bootToHealthy, INFRA_ENV, median, oneContainer, pct, phasesOf } from './common.mjs'
 
 const N = Number(process.env.N || 20)
 const BOOT_S = Number(process.env.BOOT_S || 2)
@@ -227,20 +227,10 @@ async function appStats() {
   )
   return JSON.parse(out.trim().split('\n').at(-1))
 }
-/** Until the service has one container (ops-action retires the old one in the background), at most 60 s. */
-async function oneContainer() {
-  const deadline = performance.now() + 60_000
-  while (performance.now() < deadline) {
-    const out = await host(`docker ps -q --filter name='^/${SERVICE}($|-)' | wc -l`)
-    if (out.trim() === '1') return
-    await sleep(250)
-  }
-  throw new Error('the old container is still running after 60 s')
-}
 
 async function measure(name) {
   const deploy = strategies[name]
-  await oneContainer()
+  await oneContainer(SERVICE)
   const l = load()
   await sleep(1000)
   const s0 = await appStats()

@@ -7,7 +7,7 @@
 // wall, boot-to-healthy, overhead, and the per-run figures. Needs the sandbox; not with another e2e suite or bench.
 import { runAction, sandbox, sandboxInputs } from '../scripts/run-action.mjs'
 import { startLoad, summarize } from '../scripts/load.mjs'
-import { bootToHealthy, INFRA_ENV, median, phasesOf } from './common.mjs'
+import { bootToHealthy, INFRA_ENV, median, oneContainer, phasesOf } from './common.mjs'
 
 const N = Number(process.env.N || 10)
 const K = Number(process.env.K || 5)
@@ -47,7 +47,7 @@ process.stderr.write(`boot-to-healthy (median of ${K}): ${healthyS.toFixed(2)} s
 const runs = []
 for (let i = 0; i < N; i++) {
   // Let the previous release's background retirement end first (it would share the CPU with this deploy).
-  await sleep(2500)
+  await oneContainer('frontend')
   const r = await runAction(inputs(i % 2 ? 'v1' : 'v2', `bench-${i}`))
   if (r.code !== 0) throw new Error(`deploy ${i + 1} failed:\n${r.output}`)
   const wall = r.ms / 1000

@@ -72484,7 +72484,7 @@ async function swap(remote, ctx) {
         // Without a canary, the repository's images are read beside it (nothing adds one now): step 12 then only removes
         // what goes.
         if (!canary)
-            images ??= listImages(remote, imageRepository(image));
+            images = listImages(remote, imageRepository(image));
         await throughNginx(remote, app, nginxId, name, verifyVia);
         info(`nginx routes ${canary ? `${canary.percent} % of clients of ` : ''}${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`);
     }).catch(async (e) => {
@@ -73516,7 +73516,7 @@ class Phases {
             }
             finally {
                 record.ms = Date.now() - start;
-                info(`${record.ok ? '✓' : '✗'} ${name} (${seconds(record.ms)})`);
+                info(doneLine(record));
             }
         });
     }
@@ -73550,7 +73550,7 @@ class Phases {
             finally {
                 for (const line of lines)
                     (line.warning ? warning : info)(line.text);
-                info(`${record.ok ? '✓' : '✗'} ${name} (${seconds(record.ms)})`);
+                info(doneLine(record));
             }
         });
         return { result: () => (shown ??= show()), settled: () => done };
@@ -73563,6 +73563,10 @@ class Phases {
         const rows = this.records.map(r => `| ${r.name} | ${seconds(r.ms)} | ${r.ok ? '✅' : '❌'} |`);
         return ['| Phase | Duration | |', '| --- | ---: | --- |', ...rows].join('\n');
     }
+}
+/** A step's last line in its group: ✓ or ✗, its name, its time. */
+function doneLine(r) {
+    return `${r.ok ? '✓' : '✗'} ${r.name} (${seconds(r.ms)})`;
 }
 function seconds(ms) {
     return `${(ms / 1000).toFixed(2)} s`;

@@ -265,7 +265,7 @@ export async function swap(remote: Remote, ctx: SwapContext): Promise<Omit<Deplo
       if (writeError) throw writeError
       // Without a canary, the repository's images are read beside it (nothing adds one now): step 12 then only removes
       // what goes.
-      if (!canary) images ??= listImages(remote, imageRepository(image))
+      if (!canary) images = listImages(remote, imageRepository(image))
       await throughNginx(remote, app, nginxId, name, verifyVia)
       core.info(
         `nginx routes ${canary ? `${canary.percent} % of clients of ` : ''}${app.spec.route} to ${name}:${app.spec.port} (now ${ip}).`

@@ -26,7 +26,7 @@ export class Phases {
         return result
       } finally {
         record.ms = Date.now() - start
-        core.info(`${record.ok ? '✓' : '✗'} ${name} (${seconds(record.ms)})`)
+        core.info(doneLine(record))
       }
     })
   }
@@ -60,7 +60,7 @@ export class Phases {
           return await done
         } finally {
           for (const line of lines) (line.warning ? core.warning : core.info)(line.text)
-          core.info(`${record.ok ? '✓' : '✗'} ${name} (${seconds(record.ms)})`)
+          core.info(doneLine(record))
         }
       })
     return { result: () => (shown ??= show()), settled: () => done }
@@ -89,6 +89,11 @@ export interface Aside<T> {
 export interface Log {
   info(line: string): void
   warning(line: string): void
+}
+
+/** A step's last line in its group: ✓ or ✗, its name, its time. */
+function doneLine(r: PhaseRecord): string {
+  return `${r.ok ? '✓' : '✗'} ${r.name} (${seconds(r.ms)})`
 }
 
 export function seconds(ms: number): string {

@@ -193,7 +193,7 @@ describe('runInfra (against a fake host)', () => {
   function host(
     hashes: Map<string, string>,
     containers: () => string[],
-    probe: { containers?: string[]; upstreams?: Map<string, string> } = {}
+    probe: { containers?: string[]; upstreams?: Map<string, string>; network?: boolean } = {}
   ): FakeRemote {
     const ok = { stderr: 'nginx: configuration file /etc/nginx/ops/nginx.conf test is successful\n' }
     const rules: Rule[] = [
@@ -205,6 +205,7 @@ describe('runInfra (against a fake host)', () => {
             composeV1: '1.29.2',
             hashes,
             manifest,
+            network: probe.network,
             containers: probe.containers ?? stack(),
             upstreams: probe.upstreams ?? pinned(),
             env: previous.envText
@@ -431,21 +432,7 @@ describe('runInfra (against a fake host)', () => {
       const hashes = settledHashes()
       hashes.set('compose/docker-compose.yml', sha256('the previous compose file'))
       hashes.set('nginx/nginx.conf', sha256('a hand edit'))
-      return host(hashes, () => stack()).prepend([
-        STEP.probe,
-        {
-          stdout: hostProbeOut({
-            composeV2: { rc: 1, out: '' },
-            composeV1: '1.29.2',
-            hashes,
-            manifest,
-            network: false,
-            containers: stack(),
-            upstreams: pinned(),
-            env: previous.envText
-          })
-        }
-      ])
+      return host(hashes, () => stack(), { network: false })
     }
 
     it('is awaited after Plan and before Upload files: nothing is sent until it resolves, then the run goes on', async () => {
