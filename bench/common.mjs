@@ -1,6 +1,7 @@
 // Shared by the benchmarks: the stack's .env for the sandbox, the phase times an action run printed, statistics.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import http from 'node:http'
+import { promisify } from 'node:util'
 
 /** The infra-env every benchmark run gives (the stack needs these four). */
 export const INFRA_ENV = 'DB_USER=behindy\nDB_PASS=bench-db-pass\nDB_NAME=behindy\nREDIS_PASSWORD=bench-redis-pass'
@@ -67,11 +68,14 @@ export async function bootToHealthy({ image, env, network = 'internal', port, pa
   return median(xs)
 }
 
-/** Until the service has one container (ops-action retires the old one in the background), at most 60 s. */
+/**
+ * Until the service has one container (ops-action retires the old one in the background), at most 60 s. Asynchronous:
+ * a load generator in the same process keeps running meanwhile.
+ */
 export async function oneContainer(service) {
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline) {
-    const ids = execFileSync('docker', ['ps', '-q', '--filter', `name=^/${service}($|-)`], { encoding: 'utf8' }).trim()
+    const ids = (await promisify(execFile)('docker', ['ps', '-q', '--filter', `name=^/${service}($|-)`])).stdout.trim()
     if (ids.split('\n').length === 1 && ids) return
     await new Promise(r => setTimeout(r, 100))
   }

@@ -4,7 +4,7 @@
 //   node scripts/run-action.mjs mode=infra http-port=8080 ...   (connection inputs come from the sandbox)
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { setPriority, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
@@ -46,9 +46,10 @@ export function sandboxInputs(extra = {}) {
 /**
  * Runs dist/index.js; resolves with exit code, combined output and the outputs it set. `signal` injects a fault: once
  * the output matches `signal.when`, the process gets `signal.signal` (default SIGKILL) after `signal.afterMs`;
- * `signal.onSent(child)` is called then (e.g. to SIGKILL a process that was only stopped).
+ * `signal.onSent(child)` is called then (e.g. to SIGKILL a process that was only stopped). `nice` runs it at that niceness
+ * (a benchmark's model of a runner on another machine: its CPU does not come out of the host's).
  */
-export function runAction(inputs, { env = {}, onOutput, signal } = {}) {
+export function runAction(inputs, { env = {}, onOutput, signal, nice } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'ops-action-run-'))
   const outputFile = join(dir, 'output')
   const summaryFile = join(dir, 'summary')
@@ -71,6 +72,7 @@ export function runAction(inputs, { env = {}, onOutput, signal } = {}) {
     const other = env.OPS_ACTION_ROOT && join(env.OPS_ACTION_ROOT, 'dist', 'index.js')
     const entry = other && existsSync(other) ? other : join(ROOT, 'dist', 'index.js')
     const child = spawn(process.execPath, [entry], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    if (nice !== undefined && child.pid) setPriority(child.pid, nice)
     let output = ''
     let armed = Boolean(signal)
     const take = chunk => {

@@ -564,7 +564,8 @@ describe('httpStatus / WAVES / previewSwitchVerify', () => {
       for (const v of [odd.container, odd.network, odd.via, odd.path, '8081']) expect(argv[1]).not.toContain(v)
       // The probes run inside VIA (a burst of them, until a 2xx) and the inspect format, fixed texts of their own.
       expect(argv[9].startsWith(PROBE)).toBe(true)
-      expect(argv[9]).toMatch(/T=2; H=; .*c=\$\(probe "\$1"\).*2\?\?\) exit 0 ;;.*done$/)
+      // One wget per probe until it succeeds; the status read once, at the end of the burst.
+      expect(argv[9]).toMatch(/T=2; H=; .*fetch "\$1"; \[ \$rc -eq 0 \] && break;.*sleep 0\.05; done; status; echo "\$code"$/)
       expect(argv[10]).toMatch(/^\{\{\.State\.Status\}\} \{\{\.RestartCount\}\} /)
       expect(argv).toHaveLength(11)
     })

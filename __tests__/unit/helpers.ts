@@ -182,6 +182,8 @@ export function runWithFakeDocker(parent: string, c: Sh, fakeDocker: string, std
     p.stderr.on('data', d => (stderr += d))
     p.on('error', reject)
     p.on('close', code => resolve({ code: code ?? -1, stdout, stderr, dir }))
+    // A command that exits without reading its stdin is no error here (EPIPE, unhandled, would fail the whole run).
+    p.stdin.on('error', () => undefined)
     p.stdin.end(stdin)
   })
 }

@@ -167,8 +167,8 @@ describe('runInfra (against a fake host)', () => {
     listApps:
       /echo '@@ops apps'; \{ sh -c 'ids=\$\(docker ps -aq --filter "label=\$1"\).* sh ops-action\.service .*echo '@@ops maintenance'/,
     gate: /^sh -c 'n=\$1 net=\$2 via=\$3 .*' sh nginx-2 internal nginx-2 80 \/healthz 120 /,
-    probeNew: /^docker exec nginx-2 sh -c 'probe\(\)/,
-    probeOld: /^docker exec nginx-1 sh -c 'probe\(\)/,
+    probeNew: /^docker exec nginx-2 sh -c 'fetch\(\)/,
+    probeOld: /^docker exec nginx-1 sh -c 'fetch\(\)/,
     logs: /docker logs --tail \d+ --timestamps nginx-2/,
     discard: /^sh -c 'rc=0; for c; do e=\$\(docker rm --force --volumes .*' sh nginx-2$/,
     stopOld: /docker stop -t "\$2" "\$1".*' sh nginx-1 40$/,

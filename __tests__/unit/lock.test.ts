@@ -66,6 +66,7 @@ describe('lockScript (flock, run locally)', { timeout: 30_000 }, () => {
         resolve(code ?? (signal as NodeJS.Signals))
       })
     )
+    p.stdin.on('error', () => undefined) // written after it exited (EPIPE): the test's own expectations tell
     const proc: Proc = {
       label,
       write: text => void p.stdin.write(text),

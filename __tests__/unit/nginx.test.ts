@@ -240,6 +240,7 @@ class LocalHost implements Remote {
       p.stderr.on('data', d => (stderr += d))
       p.on('error', reject)
       p.on('close', code => resolve({ code: code ?? -1, stdout, stderr }))
+      p.stdin.on('error', () => undefined) // a command that does not read its stdin: no EPIPE left unhandled
       p.stdin.end(opts.stdin ?? '')
     })
   }
