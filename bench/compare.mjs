@@ -19,9 +19,10 @@
 // between the bench markers of README.md, and draws bench/swap.svg: requests per 100 ms by outcome across one swap
 // per strategy.
 import autocannon from 'autocannon'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { ROOT, runAction, sandbox, sandboxInputs } from '../scripts/run-action.mjs'
 import { CLIENT_KINDS, startLoad } from '../scripts/load.mjs'
 import { bucketize, swapChart } from './svg.mjs'
@@ -38,6 +39,7 @@ const c = sandbox()
 const REPO = `${c.images.apps.frontend}`
 const SERVICE = 'frontend'
 const log = m => process.stderr.write(`[bench] ${m}\n`)
+const run = promisify(execFile)
 
 // ---- the host, over the same SSH a runner would use ----
 // Runs a script on the host as the SSH user (the script on stdin, its arguments quoted).
@@ -141,7 +143,7 @@ const strategies = {
     // A runner is another machine in production: niced here, its CPU comes out of what the host's apps leave idle.
     const r = await runAction(opsInputs(tag, version, failMode), { nice: 19 })
     if (r.code !== 0 && !failMode) throw new Error(`ops-action deploy failed:\n${r.output}`)
-    return { ms: r.ms, phases: phasesOf(r.output), bootS: failMode ? undefined : appBootS(r.outputs.container) }
+    return { ms: r.ms, phases: phasesOf(r.output), container: r.outputs.container }
   },
   naive: (tag, version, failMode) => scripted(NAIVE, tag, version, failMode),
   'behindy-today': (tag, version, failMode) => scripted(BEHINDY, tag, version, failMode)
@@ -149,13 +151,13 @@ const strategies = {
 /**
  * The app's own boot in its container: from dockerd's StartedAt to the app's `listening` log line (docker's own
  * timestamps, ns), STARTUP_DELAY included. What remains of the deploy's wall time beyond pull and this is ops-action's.
+ * Read after the swap window, and asynchronously: a synchronous docker call stalls the load generator in this process
+ * (every response in flight then measures the stall).
  */
-function appBootS(container) {
-  const started = Date.parse(
-    execFileSync('docker', ['inspect', '--format', '{{.State.StartedAt}}', container], { encoding: 'utf8' }).trim()
-  )
-  const logs = execFileSync('docker', ['logs', '--timestamps', container], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-  const line = logs.split('\n').find(l => / listening on /.test(l))
+async function appBootS(container) {
+  const docker = async (...args) => (await run('docker', args, { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout
+  const started = Date.parse((await docker('inspect', '--format', '{{.State.StartedAt}}', container)).trim())
+  const line = (await docker('logs', '--timestamps', container)).split('\n').find(l => / listening on /.test(l))
   if (!line) throw new Error(`${container}: no 'listening' line in its log`)
   return (Date.parse(line.split(' ')[0]) - started) / 1000
 }
@@ -260,7 +262,8 @@ async function measure(name) {
     const q0 = performance.now()
     await sleep(QUIET_MS)
     quiet.push([q0, performance.now()])
-    runs.push({ ...r, t0, t1, first, swap: [t0, Math.max(t1, first) + 1000], window: [t0, performance.now()] })
+    const bootS = r.container ? await appBootS(r.container) : undefined
+    runs.push({ ...r, bootS, t0, t1, first, swap: [t0, Math.max(t1, first) + 1000], window: [t0, performance.now()] })
     const phases = r.phases
       ? ` (${Object.entries(r.phases)
           .map(([k, v]) => `${k} ${v}`)

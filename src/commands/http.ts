@@ -4,12 +4,14 @@ import { cmd, script, type Sh } from '../shell'
 
 /**
  * `fetch URL`: one HTTP GET with wget (busybox or GNU, which both print the status line with -S), timeout $T, header
- * $H, its output in $out and exit code in $rc (one process: wget); `status`: the status code in $code, or 000 when
- * nothing answered; `probe URL`: both, printing the code.
+ * $H, its output in $out and exit code in $rc (one process: wget); `status`: the status code in $code (the last
+ * status line's: a redirect is followed), or 000 when nothing answered, parsed by the shell itself (no process);
+ * `probe URL`: both, printing the code.
  */
 export const PROBE =
   'fetch() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${H:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; }; ' +
-  'status() { code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
+  'status() { code=; r=$out; while :; do case $r in *HTTP/*) r=${r#*HTTP/}; ' +
+  'case $r in [0-9]*" "[0-9][0-9][0-9]*) c=${r#* }; code=${c%"${c#???}"} ;; esac ;; *) break ;; esac; done; ' +
   '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; }; ' +
   'probe() { fetch "$1"; status; echo "$code"; }; '
 
@@ -21,14 +23,14 @@ export const httpStatus = (via: string, url: string, timeoutS = 3, header = ''):
  * Shell function `waves HEALTH ROUTE NEED MAX` (PROBE's T and H apply): GETs the health URL and the route URL
  * NEED times each, all at the same time, wave after wave (0.2 s apart), until one wave answers well throughout (health 2xx, route
  * 1xx-4xx) or MAX waves are done. Prints `<health code> <route code>` per pair, then `ok` after the good wave;
- * returns 1 without one.
+ * returns 1 without one. Two processes a GET (its job and wget): each job prints `<h|r><pair> <code>` in one write.
  */
 export const WAVES =
-  'pair() { hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
-  'echo "$(printf "%s\\n" "$hr" | sed -n "s/^h //p") $(printf "%s\\n" "$hr" | sed -n "s/^r //p")"; }; ' +
-  'waves() { i=0; while [ $i -lt "$4" ]; do ' +
-  'out=$(j=0; while [ $j -lt "$3" ]; do pair "$1" "$2" & j=$((j + 1)); done; wait); printf "%s\\n" "$out"; ' +
-  'printf "%s\\n" "$out" | grep -qv "^2[0-9][0-9] [1-4][0-9][0-9]$" || { echo ok; return 0; }; i=$((i + 1)); [ $i -lt "$4" ] && sleep 0.2; done; return 1; }; '
+  'got() { case $out in *"$1 "*) v=${out#*"$1 "}; v=${v%"${v#???}"} ;; *) v=000 ;; esac; }; ' +
+  'wave() { j=0; while [ $j -lt "$3" ]; do { fetch "$1"; status; echo "h$j $code"; } & { fetch "$2"; status; echo "r$j $code"; } & j=$((j + 1)); done; wait; }; ' +
+  'waves() { i=0; while [ $i -lt "$4" ]; do out=$(wave "$1" "$2" "$3"); good=1; j=0; ' +
+  'while [ $j -lt "$3" ]; do got "h$j"; h=$v; got "r$j"; echo "$h $v"; case "$h $v" in 2[0-9][0-9]" "[1-4][0-9][0-9]) ;; *) good= ;; esac; j=$((j + 1)); done; ' +
+  '[ -n "$good" ] && { echo ok; return 0; }; i=$((i + 1)); [ $i -lt "$4" ] && sleep 0.2; done; return 1; }; '
 
 /** The health gate's poll: what `docker inspect` says, then (running, with an address on the network) one probe. */
 const GATE_FORMAT =
