@@ -70497,16 +70497,16 @@ const NGINX_PID_FILE = '/tmp/nginx.pid';
  * Shell function `reload PIDFILE TIMEOUT`, run inside the nginx container: SIGHUP to nginx's master (it re-reads the
  * config; old workers finish their requests), then waits, polling its /proc every 0.05 s for up to TIMEOUT s, until a
  * new worker runs and none that served before still serves (nginx gives its new workers 100 ms before it tells the
- * old ones to stop); prints nginx's processes as `PID COMMAND` lines, header first. Returns 3: the signal failed; 4:
+ * old ones to stop); prints nginx's workers as `PID COMMAND` lines, header first. A poll is two processes (grep):
+ * workers by their title in /proc/PID/cmdline, and those of them shutting down. Returns 3: the signal failed; 4:
  * old workers still serve at the timeout (nginx refused the config).
  */
-const RELOAD = 'procs() { echo "PID COMMAND"; for f in /proc/[0-9]*/cmdline; do c=$(tr "\\000" " " 2>/dev/null <"$f") || continue; ' +
-    'case $c in "nginx: "*) p=${f#/proc/}; echo "${p%/cmdline} ${c% }" ;; esac; done; }; ' +
-    'act() { printf "%s\\n" "$1" | while read -r p c; do case $c in *"shutting down"*) ;; "nginx: worker process"*) printf " %s" "$p" ;; esac; done; }; ' +
-    'reload() { ps=$(procs); before="$(act "$ps") "; m=$(cat "$1") && kill -HUP "$m" || return 3; end=$(( $(date +%s) + $2 )); ' +
-    'while :; do sleep 0.05; ps=$(procs); now=$(act "$ps"); new=${now:+yes}; ' +
-    'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
-    '[ -z "$new" ] || { printf "%s\\n" "$ps"; return 0; }; [ "$(date +%s)" -lt "$end" ] || return 4; done; }; ';
+const RELOAD = 'procs() { ps="PID COMMAND"; now=; w=$(grep -l "^nginx: worker process" /proc/[0-9]*/cmdline 2>/dev/null); [ -n "$w" ] || return 0; ' +
+    'set -- $(grep -l "shutting down" $w 2>/dev/null); d=" $* "; for f in $w; do p=${f#/proc/}; p=${p%/cmdline}; case "$d" in ' +
+    '*" $f "*) ps="$ps\\n$p nginx: worker process is shutting down" ;; *) ps="$ps\\n$p nginx: worker process"; now="$now $p" ;; esac; done; }; ' +
+    'reload() { procs; before="$now "; m=; read -r m <"$1"; [ -n "$m" ] && kill -HUP "$m" || return 3; read -r u _ </proc/uptime; end=$(( ${u%.*} + $2 )); ' +
+    'while :; do sleep 0.05; procs; new=${now:+yes}; for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
+    '[ -z "$new" ] || { printf "%b\\n" "$ps"; return 0; }; read -r u _ </proc/uptime; [ "${u%.*}" -lt "$end" ] || return 4; done; }; ';
 /** `reload` (above) in the nginx container: one round trip for the whole reload; exit 3 or 4 as `reload` returns. */
 const reloadNginxAndWait = (id, timeoutS) => shell_cmd('docker', 'exec', id, 'sh', '-c', `${RELOAD}reload "$1" "$2"`, 'sh', NGINX_PID_FILE, String(timeoutS));
 /**
@@ -70831,11 +70831,13 @@ function nginxImage(env, composeText) {
 // HTTP probes run from inside a container on the docker network (nginx's, which has wget). Pure.
 /**
  * `fetch URL`: one HTTP GET with wget (busybox or GNU, which both print the status line with -S), timeout $T, header
- * $H, its output in $out and exit code in $rc (one process: wget); `status`: the status code in $code, or 000 when
- * nothing answered; `probe URL`: both, printing the code.
+ * $H, its output in $out and exit code in $rc (one process: wget); `status`: the status code in $code (the last
+ * status line's: a redirect is followed), or 000 when nothing answered, parsed by the shell itself (no process);
+ * `probe URL`: both, printing the code.
  */
 const PROBE = 'fetch() { out=$(wget -S -q -O /dev/null -T "$T" -t 1 --header "${H:-X-Ops-Probe: 1}" "$1" 2>&1); rc=$?; }; ' +
-    'status() { code=$(printf "%s\\n" "$out" | sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" | tail -n 1); ' +
+    'status() { code=; r=$out; while :; do case $r in *HTTP/*) r=${r#*HTTP/}; ' +
+    'case $r in [0-9]*" "[0-9][0-9][0-9]*) c=${r#* }; code=${c%"${c#???}"} ;; esac ;; *) break ;; esac; done; ' +
     '[ -n "$code" ] || { [ $rc -eq 0 ] && code=200 || code=000; }; }; ' +
     'probe() { fetch "$1"; status; echo "$code"; }; ';
 /** An HTTP GET from inside another container (nginx's, on the same network): prints the status code, or 000. */
@@ -70844,13 +70846,13 @@ const httpStatus = (via, url, timeoutS = 3, header = '') => shell_cmd('docker', 
  * Shell function `waves HEALTH ROUTE NEED MAX` (PROBE's T and H apply): GETs the health URL and the route URL
  * NEED times each, all at the same time, wave after wave (0.2 s apart), until one wave answers well throughout (health 2xx, route
  * 1xx-4xx) or MAX waves are done. Prints `<health code> <route code>` per pair, then `ok` after the good wave;
- * returns 1 without one.
+ * returns 1 without one. Two processes a GET (its job and wget): each job prints `<h|r><pair> <code>` in one write.
  */
-const WAVES = 'pair() { hr=$( { probe "$1" | sed "s/^/h /" & probe "$2" | sed "s/^/r /"; wait; } ); ' +
-    'echo "$(printf "%s\\n" "$hr" | sed -n "s/^h //p") $(printf "%s\\n" "$hr" | sed -n "s/^r //p")"; }; ' +
-    'waves() { i=0; while [ $i -lt "$4" ]; do ' +
-    'out=$(j=0; while [ $j -lt "$3" ]; do pair "$1" "$2" & j=$((j + 1)); done; wait); printf "%s\\n" "$out"; ' +
-    'printf "%s\\n" "$out" | grep -qv "^2[0-9][0-9] [1-4][0-9][0-9]$" || { echo ok; return 0; }; i=$((i + 1)); [ $i -lt "$4" ] && sleep 0.2; done; return 1; }; ';
+const WAVES = 'got() { case $out in *"$1 "*) v=${out#*"$1 "}; v=${v%"${v#???}"} ;; *) v=000 ;; esac; }; ' +
+    'wave() { j=0; while [ $j -lt "$3" ]; do { fetch "$1"; status; echo "h$j $code"; } & { fetch "$2"; status; echo "r$j $code"; } & j=$((j + 1)); done; wait; }; ' +
+    'waves() { i=0; while [ $i -lt "$4" ]; do out=$(wave "$1" "$2" "$3"); good=1; j=0; ' +
+    'while [ $j -lt "$3" ]; do got "h$j"; h=$v; got "r$j"; echo "$h $v"; case "$h $v" in 2[0-9][0-9]" "[1-4][0-9][0-9]) ;; *) good= ;; esac; j=$((j + 1)); done; ' +
+    '[ -n "$good" ] && { echo ok; return 0; }; i=$((i + 1)); [ $i -lt "$4" ] && sleep 0.2; done; return 1; }; ';
 /** The health gate's poll: what `docker inspect` says, then (running, with an address on the network) one probe. */
 const GATE_FORMAT = '{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{range $k, $v := .NetworkSettings.Networks}} {{$k}}={{$v.IPAddress}}{{end}}';
 /**

@@ -73,17 +73,17 @@ export const NGINX_PID_FILE = '/tmp/nginx.pid'
  * Shell function `reload PIDFILE TIMEOUT`, run inside the nginx container: SIGHUP to nginx's master (it re-reads the
  * config; old workers finish their requests), then waits, polling its /proc every 0.05 s for up to TIMEOUT s, until a
  * new worker runs and none that served before still serves (nginx gives its new workers 100 ms before it tells the
- * old ones to stop); prints nginx's processes as `PID COMMAND` lines, header first. Returns 3: the signal failed; 4:
+ * old ones to stop); prints nginx's workers as `PID COMMAND` lines, header first. A poll is two processes (grep):
+ * workers by their title in /proc/PID/cmdline, and those of them shutting down. Returns 3: the signal failed; 4:
  * old workers still serve at the timeout (nginx refused the config).
  */
 export const RELOAD =
-  'procs() { echo "PID COMMAND"; for f in /proc/[0-9]*/cmdline; do c=$(tr "\\000" " " 2>/dev/null <"$f") || continue; ' +
-  'case $c in "nginx: "*) p=${f#/proc/}; echo "${p%/cmdline} ${c% }" ;; esac; done; }; ' +
-  'act() { printf "%s\\n" "$1" | while read -r p c; do case $c in *"shutting down"*) ;; "nginx: worker process"*) printf " %s" "$p" ;; esac; done; }; ' +
-  'reload() { ps=$(procs); before="$(act "$ps") "; m=$(cat "$1") && kill -HUP "$m" || return 3; end=$(( $(date +%s) + $2 )); ' +
-  'while :; do sleep 0.05; ps=$(procs); now=$(act "$ps"); new=${now:+yes}; ' +
-  'for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
-  '[ -z "$new" ] || { printf "%s\\n" "$ps"; return 0; }; [ "$(date +%s)" -lt "$end" ] || return 4; done; }; '
+  'procs() { ps="PID COMMAND"; now=; w=$(grep -l "^nginx: worker process" /proc/[0-9]*/cmdline 2>/dev/null); [ -n "$w" ] || return 0; ' +
+  'set -- $(grep -l "shutting down" $w 2>/dev/null); d=" $* "; for f in $w; do p=${f#/proc/}; p=${p%/cmdline}; case "$d" in ' +
+  '*" $f "*) ps="$ps\\n$p nginx: worker process is shutting down" ;; *) ps="$ps\\n$p nginx: worker process"; now="$now $p" ;; esac; done; }; ' +
+  'reload() { procs; before="$now "; m=; read -r m <"$1"; [ -n "$m" ] && kill -HUP "$m" || return 3; read -r u _ </proc/uptime; end=$(( ${u%.*} + $2 )); ' +
+  'while :; do sleep 0.05; procs; new=${now:+yes}; for p in $now; do case "$before" in *" $p "*) new= ;; esac; done; ' +
+  '[ -z "$new" ] || { printf "%b\\n" "$ps"; return 0; }; read -r u _ </proc/uptime; [ "${u%.*}" -lt "$end" ] || return 4; done; }; '
 
 /** `reload` (above) in the nginx container: one round trip for the whole reload; exit 3 or 4 as `reload` returns. */
 export const reloadNginxAndWait = (id: string, timeoutS: number): Sh =>
