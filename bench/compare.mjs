@@ -3,7 +3,7 @@
 //
 // The frontend service (the Next.js sample app, which boots in BOOT_S seconds, 2, and handles SIGTERM as Next does) is
 // redeployed N times (N=20) by each strategy, alternating two versions, under constant load through nginx from 32
-// clients of four kinds (scripts/load.mjs): 10 keep-alive that retry a reset reused connection once, as browsers do;
+// clients (at the front's container address, not through docker's userland proxy) of four kinds (scripts/load.mjs): 10 keep-alive that retry a reset reused connection once, as browsers do;
 // 8 keep-alive that never retry, as HTTP libraries and probes; 10 that open a connection per request; 4 on /slow
 // (~1 s a request, half keep-alive). The clients pause between requests so that the whole load stays under the
 // sandbox's ephemeral-port budget (a strategy without upstream keep-alive makes nginx open a connection to the app
@@ -176,14 +176,24 @@ async function scripted(text, tag, version, failMode = '') {
 const restore = (name, version) => (name === 'ops-action' ? strategies[name]('v1', version) : host(TAKEOVER, image('v1'), version))
 
 // ---- measurement ----
+let base = `http://127.0.0.1:${PORT}` // the front's address once known (frontUrl)
+/** `http://<ip>:80` of the stack's front container, on its first network. */
+async function frontUrl() {
+  const id = (await run('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.service=front'])).stdout.trim()
+  if (!id) throw new Error('no front container: the warm-up deploy should have started the stack')
+  const ip = (await run('docker', ['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', id])).stdout
+    .trim()
+    .split(' ')[0]
+  return `http://${ip}:80`
+}
 const results = [] // every response of the current load: { t, ms, slow, kind, version }
 const firstSeen = new Map() // version -> when the route first answered with it
 const load = () => {
   results.length = 0
   firstSeen.clear()
   return startLoad({
-    url: `http://127.0.0.1:${PORT}/`,
-    slowUrl: `http://127.0.0.1:${PORT}/slow`,
+    url: `${base}/`,
+    slowUrl: `${base}/slow`,
     keepaliveClients: 10,
     naiveClients: 8,
     plainClients: 10,
@@ -331,8 +341,13 @@ log(`N=${N}, app boot ${BOOT_S} s, behindy-today fixed sleep ${BEHINDY_SLEEP_S} 
 const warm = await runAction(opsInputs('v1', 'warm-up'))
 if (warm.code !== 0) throw new Error(`warm-up deploy failed:\n${warm.output}`)
 await sleep(BOOT_S * 1000 + 1000)
+// The clients reach the front (the stack's published nginx) at its address on the docker network, as production's
+// reach it through the host's NAT: not through docker's userland proxy, which only this machine's loopback clients
+// take and which costs the sandbox's two cores as much CPU as nginx itself.
+base = await frontUrl()
+log(`clients reach the front at ${base}`)
 
-const cannon = await autocannon({ url: `http://127.0.0.1:${PORT}/`, connections: 32, duration: 5 })
+const cannon = await autocannon({ url: `${base}/`, connections: 32, duration: 5 })
 log(`autocannon steady state: ${cannon.requests.average} req/s, p50 ${cannon.latency.p50} ms, p99 ${cannon.latency.p99} ms`)
 
 const infraRuns = []
@@ -373,7 +388,7 @@ const kind = (r, k) => {
   return `**${b.failed}** / ${b.total}${b.retried ? ` (${b.retried} retried)` : ''}`
 }
 const lines = [
-  `Sandbox host (${new Date().toISOString().slice(0, 10)}; nginx 1.30, compose v2): ${N} consecutive deploys per strategy of the Next.js sample app (boots in ${BOOT_S} s) under constant load through nginx from 32 clients: 10 keep-alive retrying a reset reused connection once (browsers), 8 keep-alive never retrying (HTTP libraries), 10 opening a connection per request, 4 on a ~1 s endpoint. Failed / requests while the deploys ran:`,
+  `Sandbox host (${new Date().toISOString().slice(0, 10)}; nginx 1.30, compose v2): ${N} consecutive deploys per strategy of the Next.js sample app (boots in ${BOOT_S} s) under constant load through nginx from 32 clients (at the front's address on the docker network, as production's clients arrive through the host's NAT: not through docker's userland proxy): 10 keep-alive retrying a reset reused connection once (browsers), 8 keep-alive never retrying (HTTP libraries), 10 opening a connection per request, 4 on a ~1 s endpoint. Failed / requests while the deploys ran:`,
   '',
   `| strategy | ${CLIENT_KINDS.join(' | ')} | longest gap | p50 / p99 steady | p50 / p99 during swap | deploy wall time (median) | broken release: failed after | requests per nginx → app connection |`,
   `| --- | ${CLIENT_KINDS.map(() => '---').join(' | ')} | ---: | ---: | ---: | ---: | ---: | ---: |`,
