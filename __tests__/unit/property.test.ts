@@ -275,8 +275,7 @@ function commandsOf(i: Inputs): Array<{ sh: Sh; wants: string[][] }> {
           ...(d.registry
             ? [
                 ['--config', '*', 'login', '--username', d.registry.username, '--password-stdin', d.registry.server],
-                ['--config', '*', 'pull', '--quiet', image],
-                ['--config', '*', 'logout', d.registry.server]
+                ['--config', '*', 'pull', '--quiet', image]
               ]
             : [['pull', '--quiet', image]]),
           ['image', 'inspect', '--format', '{{range .RepoDigests}}{{println .}}{{end}}', image]
