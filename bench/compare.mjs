@@ -3,11 +3,11 @@
 //
 // The frontend service (the Next.js sample app, which boots in BOOT_S seconds, 2, and handles SIGTERM as Next does) is
 // redeployed N times (N=20) by each strategy, alternating two versions, under constant load through nginx from 32
-// clients (at the front's container address, not through docker's userland proxy) of four kinds (scripts/load.mjs): 10 keep-alive that retry a reset reused connection once, as browsers do;
-// 8 keep-alive that never retry, as HTTP libraries and probes; 10 that open a connection per request; 4 on /slow
-// (~1 s a request, half keep-alive). The clients pause between requests so that the whole load stays under the
-// sandbox's ephemeral-port budget (a strategy without upstream keep-alive makes nginx open a connection to the app
-// per request). Strategies:
+// clients (at the front's container address, not through docker's userland proxy) of four kinds (scripts/load.mjs):
+// 10 keep-alive that retry a reset reused connection once, as browsers do; 8 keep-alive that never retry, as HTTP
+// libraries and probes; 10 that open a connection per request; 4 on /slow (~1 s a request, half keep-alive). The
+// clients pause between requests so that the whole load stays under the sandbox's ephemeral-port budget (a strategy
+// without upstream keep-alive makes nginx open a connection to the app per request). Strategies:
 //  - ops-action: dist/index.js run as a runner runs it (mode deploy);
 //  - naive: docker stop + rm + run with the same name, then nginx reload (most ssh-action scripts);
 //  - behindy-today: start <svc>-green, fixed sleep (BEHINDY_SLEEP_S, 15 as the frontend's today), a probe loop
