@@ -12,6 +12,12 @@ export const phasesOf = output =>
     [...output.matchAll(/^✓ (.+) \((\d+\.\d+) s\)$/gm)].map(m => [m[1].replace(/^Connect to .*/, 'Connect'), Number(m[2])])
   )
 
+/**
+ * A docker command's stdout, asynchronously: a load generator in the same process keeps running meanwhile (a
+ * synchronous call would stall it, and every response in flight would measure the stall).
+ */
+export const docker = async (...args) => (await promisify(execFile)('docker', args, { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout
+
 /** The p-th percentile (nearest rank below); NaN for no values. */
 export const pct = (xs, p) => {
   if (!xs.length) return NaN
@@ -38,18 +44,27 @@ const get = url =>
  * `listening` line, so this, not that line, is what a deployer has to wait for.
  */
 export async function bootToHealthy({ image, env, network = 'internal', port, path, k = 5 }) {
-  const docker = (...args) => execFileSync('docker', args, { encoding: 'utf8' }).trim()
+  const dockerSync = (...args) => execFileSync('docker', args, { encoding: 'utf8' }).trim()
   try {
-    docker('image', 'inspect', '--format', '{{.Id}}', image)
+    dockerSync('image', 'inspect', '--format', '{{.Id}}', image)
   } catch {
     throw new Error(`bootToHealthy: ${image} is not on this docker host (deploy it once first)`)
   }
   const xs = []
   for (let i = 0; i < k; i++) {
     const name = `ops-bench-boot-${process.pid}-${i}`
-    docker('run', '-d', '--name', name, '--network', network, ...Object.entries(env).flatMap(([key, v]) => ['-e', `${key}=${v}`]), image)
+    dockerSync(
+      'run',
+      '-d',
+      '--name',
+      name,
+      '--network',
+      network,
+      ...Object.entries(env).flatMap(([key, v]) => ['-e', `${key}=${v}`]),
+      image
+    )
     try {
-      const [startedAt, ip] = docker(
+      const [startedAt, ip] = dockerSync(
         'inspect',
         '--format',
         `{{.State.StartedAt}} {{(index .NetworkSettings.Networks "${network}").IPAddress}}`,
@@ -62,7 +77,7 @@ export async function bootToHealthy({ image, env, network = 'internal', port, pa
       }
       xs.push((Date.now() - Date.parse(startedAt)) / 1000)
     } finally {
-      docker('rm', '-f', name)
+      dockerSync('rm', '-f', name)
     }
   }
   return median(xs)
@@ -75,7 +90,7 @@ export async function bootToHealthy({ image, env, network = 'internal', port, pa
 export async function oneContainer(service) {
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline) {
-    const ids = (await promisify(execFile)('docker', ['ps', '-q', '--filter', `name=^/${service}($|-)`])).stdout.trim()
+    const ids = (await docker('ps', '-q', '--filter', `name=^/${service}($|-)`)).trim()
     if (ids.split('\n').length === 1 && ids) return
     await new Promise(r => setTimeout(r, 100))
   }

@@ -19,14 +19,13 @@
 // between the bench markers of README.md, and draws bench/swap.svg: requests per 100 ms by outcome across one swap
 // per strategy.
 import autocannon from 'autocannon'
-import { execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { ROOT, runAction, sandbox, sandboxInputs } from '../scripts/run-action.mjs'
 import { CLIENT_KINDS, startLoad } from '../scripts/load.mjs'
 import { bucketize, swapChart } from './svg.mjs'
-import { bootToHealthy, INFRA_ENV, median, oneContainer, pct, phasesOf } from './common.mjs'
+import { bootToHealthy, docker, INFRA_ENV, median, oneContainer, pct, phasesOf } from './common.mjs'
 
 const N = Number(process.env.N || 20)
 const BOOT_S = Number(process.env.BOOT_S || 2)
@@ -39,7 +38,6 @@ const c = sandbox()
 const REPO = `${c.images.apps.frontend}`
 const SERVICE = 'frontend'
 const log = m => process.stderr.write(`[bench] ${m}\n`)
-const run = promisify(execFile)
 
 // ---- the host, over the same SSH a runner would use ----
 // Runs a script on the host as the SSH user (the script on stdin, its arguments quoted).
@@ -151,11 +149,9 @@ const strategies = {
 /**
  * The app's own boot in its container: from dockerd's StartedAt to the app's `listening` log line (docker's own
  * timestamps, ns), STARTUP_DELAY included. What remains of the deploy's wall time beyond pull and this is ops-action's.
- * Read after the swap window, and asynchronously: a synchronous docker call stalls the load generator in this process
- * (every response in flight then measures the stall).
+ * Read after the swap window, asynchronously (common.mjs docker).
  */
 async function appBootS(container) {
-  const docker = async (...args) => (await run('docker', args, { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout
   const started = Date.parse((await docker('inspect', '--format', '{{.State.StartedAt}}', container)).trim())
   const line = (await docker('logs', '--timestamps', container)).split('\n').find(l => / listening on /.test(l))
   if (!line) throw new Error(`${container}: no 'listening' line in its log`)
@@ -179,11 +175,9 @@ const restore = (name, version) => (name === 'ops-action' ? strategies[name]('v1
 let base = `http://127.0.0.1:${PORT}` // the front's address once known (frontUrl)
 /** `http://<ip>:80` of the stack's front container, on its first network. */
 async function frontUrl() {
-  const id = (await run('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.service=front'])).stdout.trim()
+  const id = (await docker('ps', '-q', '--filter', 'label=com.docker.compose.service=front')).trim()
   if (!id) throw new Error('no front container: the warm-up deploy should have started the stack')
-  const ip = (await run('docker', ['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', id])).stdout
-    .trim()
-    .split(' ')[0]
+  const ip = (await docker('inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', id)).trim().split(' ')[0]
   return `http://${ip}:80`
 }
 const results = [] // every response of the current load: { t, ms, slow, kind, version }
