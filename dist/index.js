@@ -69922,8 +69922,8 @@ function canaryFiles(service, port, live, percent) {
     ];
 }
 const emptyCount = () => ({
-    old: { requests: 0, errors: 0, latencies: [] },
-    canary: { requests: 0, errors: 0, latencies: [] }
+    old: { requests: 0, errors: 0, latencies: [], ends: [] },
+    canary: { requests: 0, errors: 0, latencies: [], ends: [] }
 });
 /**
  * Adds the complete lines of a piece of the canary log (`$msec $server_port $proxy_host $status
@@ -69933,7 +69933,7 @@ const emptyCount = () => ({
 function addLog(count, service, text) {
     const end = text.lastIndexOf('\n') + 1;
     for (const line of text.slice(0, end).split('\n')) {
-        const [, port, host, status, ...rest] = line.split(' ');
+        const [end, port, host, status, ...rest] = line.split(' ');
         const times = rest.join(' ');
         if (!times || port === '8504')
             continue;
@@ -69945,8 +69945,10 @@ function addLog(count, service, text) {
             side.errors++;
         // A WebSocket (101) lasts as long as its client stays: no latency. "0.012, 0.004" when nginx tried twice, "-"
         // when it answered itself.
-        if (status !== '101')
-            side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0));
+        if (status === '101')
+            continue;
+        side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0));
+        side.ends.push(Number(end) || 0);
     }
     return Buffer.byteLength(text.slice(0, end));
 }
@@ -69958,13 +69960,20 @@ function percentile(values, p) {
     return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 const rate = (s) => (s.requests ? (100 * s.errors) / s.requests : 0);
+/** The share of the canary's time whose answers are its warm-up (with its first minRequests). */
+const WARMUP_SHARE = 0.2;
 /**
- * The canary's latencies that count for its p99: without its first minRequests (at most half of them), its warm-up — a
- * fresh container (JIT, first compiles, cold caches) against one that has served for long. They count for its 5xx rate.
+ * The canary's latencies that count for its p99: without its warm-up — a fresh container (JIT, first compiles, cold
+ * caches) against one that has served for long: its first minRequests answers and every answer of its first
+ * WARMUP_SHARE of canary-seconds (from its first answer), at most half of them. They count for its 5xx rate.
  */
-const warmLatencies = (canary, minRequests) => canary.latencies.slice(warmup(canary, minRequests));
+const warmLatencies = (canary, c) => canary.latencies.slice(warmup(canary, c));
 /** How many of the canary's first answers are its warm-up. */
-const warmup = (canary, minRequests) => Math.min(minRequests, Math.floor(canary.latencies.length / 2));
+function warmup(canary, c) {
+    const first = canary.ends[0] ?? 0;
+    const cold = canary.ends.findIndex(t => t >= first + WARMUP_SHARE * c.seconds);
+    return Math.min(Math.max(c.minRequests, cold < 0 ? canary.ends.length : cold), Math.floor(canary.latencies.length / 2));
+}
 /**
  * The canary against the old release. Once it has minRequests, a 5xx rate above the old one's plus errorMargin fails
  * it at once; at the end (`final`), too few requests or a p99 (after its warm-up) above latencyFactor × the old one's
@@ -69984,12 +69993,12 @@ function judge(count, c, final) {
             kind: 'fail',
             reason: `only ${canary.requests} request(s) reached the canary in ${c.seconds} s (canary-min-requests ${c.minRequests}): too few to judge it`
         };
-    const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(warmLatencies(canary, c.minRequests), 99)];
+    const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(warmLatencies(canary, c), 99)];
     const bound = Math.max(p99Old * c.latencyFactor, p99Old + LATENCY_SLACK_S);
     if (old.requests && p99New > bound)
         return {
             kind: 'fail',
-            reason: `the canary's p99 (after its first ${warmup(canary, c.minRequests)} requests) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
+            reason: `the canary's p99 (after its first ${warmup(canary, c)} requests, its warm-up) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
         };
     return { kind: 'promote' };
 }

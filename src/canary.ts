@@ -18,7 +18,7 @@ export interface CanaryInputs {
   minRequests: number
   /** Percentage points of 5xx the canary may have above the old release's rate. */
   errorMargin: number
-  /** The canary's p99 (after its warm-up) may be this many times the old release's (and always 100 ms more). */
+  /** The canary's p99 (after its warm-up: see warmLatencies) may be this many times the old release's (and always 100 ms more). */
   latencyFactor: number
 }
 
@@ -71,6 +71,8 @@ export interface Side {
   errors: number
   /** Seconds nginx waited for the app (`$upstream_response_time`), one per request. */
   latencies: number[]
+  /** When each of those requests ended (`$msec`, seconds since the epoch). */
+  ends: number[]
 }
 
 export interface CanaryCount {
@@ -79,8 +81,8 @@ export interface CanaryCount {
 }
 
 export const emptyCount = (): CanaryCount => ({
-  old: { requests: 0, errors: 0, latencies: [] },
-  canary: { requests: 0, errors: 0, latencies: [] }
+  old: { requests: 0, errors: 0, latencies: [], ends: [] },
+  canary: { requests: 0, errors: 0, latencies: [], ends: [] }
 })
 
 /**
@@ -91,7 +93,7 @@ export const emptyCount = (): CanaryCount => ({
 export function addLog(count: CanaryCount, service: string, text: string): number {
   const end = text.lastIndexOf('\n') + 1
   for (const line of text.slice(0, end).split('\n')) {
-    const [, port, host, status, ...rest] = line.split(' ')
+    const [end, port, host, status, ...rest] = line.split(' ')
     const times = rest.join(' ')
     if (!times || port === '8504') continue
     const side = host === upstreamName(service) ? count.old : host === canaryUpstream(service) ? count.canary : undefined
@@ -100,7 +102,9 @@ export function addLog(count: CanaryCount, service: string, text: string): numbe
     if (/^5\d\d$/.test(status)) side.errors++
     // A WebSocket (101) lasts as long as its client stays: no latency. "0.012, 0.004" when nginx tried twice, "-"
     // when it answered itself.
-    if (status !== '101') side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0))
+    if (status === '101') continue
+    side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0))
+    side.ends.push(Number(end) || 0)
   }
   return Buffer.byteLength(text.slice(0, end))
 }
@@ -116,14 +120,23 @@ const rate = (s: Side): number => (s.requests ? (100 * s.errors) / s.requests : 
 
 export type Verdict = { kind: 'wait' } | { kind: 'promote' } | { kind: 'fail'; reason: string }
 
+/** The share of the canary's time whose answers are its warm-up (with its first minRequests). */
+const WARMUP_SHARE = 0.2
+
 /**
- * The canary's latencies that count for its p99: without its first minRequests (at most half of them), its warm-up — a
- * fresh container (JIT, first compiles, cold caches) against one that has served for long. They count for its 5xx rate.
+ * The canary's latencies that count for its p99: without its warm-up — a fresh container (JIT, first compiles, cold
+ * caches) against one that has served for long: its first minRequests answers and every answer of its first
+ * WARMUP_SHARE of canary-seconds (from its first answer), at most half of them. They count for its 5xx rate.
  */
-export const warmLatencies = (canary: Side, minRequests: number): number[] => canary.latencies.slice(warmup(canary, minRequests))
+export const warmLatencies = (canary: Side, c: Pick<CanaryInputs, 'minRequests' | 'seconds'>): number[] =>
+  canary.latencies.slice(warmup(canary, c))
 
 /** How many of the canary's first answers are its warm-up. */
-const warmup = (canary: Side, minRequests: number): number => Math.min(minRequests, Math.floor(canary.latencies.length / 2))
+function warmup(canary: Side, c: Pick<CanaryInputs, 'minRequests' | 'seconds'>): number {
+  const first = canary.ends[0] ?? 0
+  const cold = canary.ends.findIndex(t => t >= first + WARMUP_SHARE * c.seconds)
+  return Math.min(Math.max(c.minRequests, cold < 0 ? canary.ends.length : cold), Math.floor(canary.latencies.length / 2))
+}
 
 /**
  * The canary against the old release. Once it has minRequests, a 5xx rate above the old one's plus errorMargin fails
@@ -143,12 +156,12 @@ export function judge(count: CanaryCount, c: CanaryInputs, final: boolean): Verd
       kind: 'fail',
       reason: `only ${canary.requests} request(s) reached the canary in ${c.seconds} s (canary-min-requests ${c.minRequests}): too few to judge it`
     }
-  const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(warmLatencies(canary, c.minRequests), 99)]
+  const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(warmLatencies(canary, c), 99)]
   const bound = Math.max(p99Old * c.latencyFactor, p99Old + LATENCY_SLACK_S)
   if (old.requests && p99New > bound)
     return {
       kind: 'fail',
-      reason: `the canary's p99 (after its first ${warmup(canary, c.minRequests)} requests) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
+      reason: `the canary's p99 (after its first ${warmup(canary, c)} requests, its warm-up) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
     }
   return { kind: 'promote' }
 }

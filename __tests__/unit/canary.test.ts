@@ -92,8 +92,10 @@ describe('canaryFiles', () => {
   })
 })
 
+/** $msec of the lines line() makes unless told. */
+const AT = 1767225600.123
 /** A canary log line as nginx writes it (`$msec $server_port $proxy_host $status $upstream_response_time`). */
-const line = (port: number, host: string, status: number, time: string): string => `1767225600.123 ${port} ${host} ${status} ${time}\n`
+const line = (port: number, host: string, status: number, time: string, at = AT): string => `${at} ${port} ${host} ${status} ${time}\n`
 
 describe('addLog', () => {
   it('counts requests of the old and the canary upstream by $proxy_host; 5xx are errors, 4xx are not', () => {
@@ -107,8 +109,8 @@ describe('addLog', () => {
     ].join('')
     expect(addLog(count, 'backend', text)).toBe(Buffer.byteLength(text))
     expect(count).toEqual({
-      old: { requests: 2, errors: 1, latencies: [0.01, 0.02] },
-      canary: { requests: 3, errors: 1, latencies: [0.03, 0.04, 0.05] }
+      old: { requests: 2, errors: 1, latencies: [0.01, 0.02], ends: [AT, AT] },
+      canary: { requests: 3, errors: 1, latencies: [0.03, 0.04, 0.05], ends: [AT, AT, AT] }
     })
   })
 
@@ -125,8 +127,19 @@ describe('addLog', () => {
       line(80, 'app_backend', 200, '0.005')
     ].join('')
     expect(addLog(count, 'backend', text)).toBe(Buffer.byteLength(text))
-    expect(count.canary).toEqual({ requests: 0, errors: 0, latencies: [] })
-    expect(count.old).toEqual({ requests: 1, errors: 0, latencies: [0.005] })
+    expect(count.canary).toEqual({ requests: 0, errors: 0, latencies: [], ends: [] })
+    expect(count.old).toEqual({ requests: 1, errors: 0, latencies: [0.005], ends: [AT] })
+  })
+
+  it("each answer's end is its line's $msec (the canary's warm-up is timed by them)", () => {
+    const count = emptyCount()
+    addLog(
+      count,
+      'backend',
+      line(80, 'app_backend_canary', 200, '0.010', 1767225601.5) + line(80, 'app_backend', 200, '0.010', 1767225602.25)
+    )
+    expect(count.canary.ends).toEqual([1767225601.5])
+    expect(count.old.ends).toEqual([1767225602.25])
   })
 
   it('a service with - in its name: its upstreams are spelled with _', () => {
@@ -138,7 +151,7 @@ describe('addLog', () => {
   it('`-` (nginx answered itself) is 0 s, and the request still counts', () => {
     const count = emptyCount()
     addLog(count, 'backend', line(80, 'app_backend_canary', 504, '-'))
-    expect(count.canary).toEqual({ requests: 1, errors: 1, latencies: [0] })
+    expect(count.canary).toEqual({ requests: 1, errors: 1, latencies: [0], ends: [AT] })
   })
 
   // nginx separates the times of several servers tried for one request with ", " (and " : " across an internal
@@ -155,7 +168,7 @@ describe('addLog', () => {
   it('a WebSocket (101) counts as a request without a latency (it lasts as long as its client stays)', () => {
     const count = emptyCount()
     addLog(count, 'backend', line(80, 'app_backend_canary', 101, '300.123') + line(80, 'app_backend_canary', 200, '0.010'))
-    expect(count.canary).toEqual({ requests: 2, errors: 0, latencies: [0.01] })
+    expect(count.canary).toEqual({ requests: 2, errors: 0, latencies: [0.01], ends: [AT] })
   })
 
   it('a last line without its newline is not consumed: the bytes returned end at the last newline', () => {
@@ -192,8 +205,8 @@ describe('addLog', () => {
     expect(offset).toBe(bytes.indexOf('\n') + 1)
     offset += addLog(count, 'backend', bytes.subarray(offset).toString())
     expect(offset).toBe(bytes.length)
-    expect(count.old).toEqual({ requests: 1, errors: 0, latencies: [0.01] })
-    expect(count.canary).toEqual({ requests: 2, errors: 1, latencies: [0.02, 0.03] })
+    expect(count.old).toEqual({ requests: 1, errors: 0, latencies: [0.01], ends: [AT] })
+    expect(count.canary).toEqual({ requests: 2, errors: 1, latencies: [0.02, 0.03], ends: [AT, AT] })
   })
 })
 
@@ -228,12 +241,14 @@ describe('percentile', () => {
 
 describe('judge', () => {
   const c: CanaryInputs = { percent: 10, seconds: 60, minRequests: 20, errorMargin: 1, latencyFactor: 2 }
-  /** A side of `requests` answers, `errors` of them 5xx, each taking `latency` s (or the given latencies). */
-  const side = (requests: number, errors = 0, latency: number | number[] = 0.01): Side => ({
-    requests,
-    errors,
-    latencies: Array.isArray(latency) ? latency : Array.from({ length: requests }, () => latency)
-  })
+  /**
+   * A side of `requests` answers, `errors` of them 5xx, each taking `latency` s (or the given latencies), one every
+   * `every` s (0.01: 100 in the first fifth of c's 60 s).
+   */
+  const side = (requests: number, errors = 0, latency: number | number[] = 0.01, every = 0.01): Side => {
+    const latencies = Array.isArray(latency) ? latency : Array.from({ length: requests }, () => latency)
+    return { requests, errors, latencies, ends: latencies.map((_, i) => AT + i * every) }
+  }
   const count = (old: Side, canary: Side): CanaryCount => ({ old, canary })
 
   it('waits before the end while the canary has fewer than minRequests, whatever its errors', () => {
@@ -272,14 +287,15 @@ describe('judge', () => {
     const v = judge(count(side(100, 0, 0.2), side(20, 0, 0.41)), c, true)
     expect(v).toEqual({
       kind: 'fail',
-      reason: "the canary's p99 (after its first 10 requests) is 410 ms, the old release's 200 ms; canary-latency-factor 2 allows 400 ms"
+      reason:
+        "the canary's p99 (after its first 10 requests, its warm-up) is 410 ms, the old release's 200 ms; canary-latency-factor 2 allows 400 ms"
     })
     // Old p99 10 ms: × 2 would be 20 ms, the slack makes it 110 ms.
     expect(judge(count(side(100, 0, 0.01), side(20, 0, 0.109)), c, true)).toEqual({ kind: 'promote' })
     const slack = judge(count(side(100, 0, 0.01), side(20, 0, 0.111)), c, true)
     expect(slack.kind === 'fail' && slack.reason).toContain('allows 110 ms')
     // The p99, not the mean: one slow request in 180 (after the warm-up of 20) does not fail it.
-    expect(judge(count(side(100, 0, 0.01), side(200, 0, [...Array.from({ length: 199 }, () => 0.01), 3])), c, true)).toEqual({
+    expect(judge(count(side(100, 0, 0.01), side(200, 0, [...Array.from({ length: 199 }, () => 0.01), 3], 1)), c, true)).toEqual({
       kind: 'promote'
     })
   })
@@ -288,12 +304,33 @@ describe('judge', () => {
     // 20 slow first answers of a fresh container, then 80 as fast as the old release's.
     const warming = [...Array.from({ length: 20 }, () => 2), ...Array.from({ length: 80 }, () => 0.01)]
     expect(judge(count(side(100, 0, 0.01), side(100, 0, warming)), c, true)).toEqual({ kind: 'promote' })
-    expect(warmLatencies(side(100, 0, warming), 20)).toHaveLength(80)
+    expect(warmLatencies(side(100, 0, warming, 1), c)).toHaveLength(80)
     // With fewer requests, at most half are warm-up.
-    expect(warmLatencies(side(30, 0, 0.01), 20)).toHaveLength(15)
+    expect(warmLatencies(side(30, 0, 0.01, 1), c)).toHaveLength(15)
     // Slow after the warm-up too: it fails.
-    const v = judge(count(side(100, 0, 0.01), side(100, 0, 2)), c, true)
-    expect(v.kind === 'fail' && v.reason).toMatch(/^the canary's p99 \(after its first 20 requests\) is 2000 ms/)
+    const v = judge(count(side(100, 0, 0.01), side(100, 0, 2, 1)), c, true)
+    expect(v.kind === 'fail' && v.reason).toMatch(/^the canary's p99 \(after its first 20 requests, its warm-up\) is 2000 ms/)
+  })
+
+  it("the canary's warm-up also spans the first fifth of canary-seconds, from its first answer (at most half of its answers)", () => {
+    // A cold JIT: slow for its first 12 s of 60 (more than minRequests answers at 5 a second), then as fast as the old one.
+    const at = (i: number) => i * 0.2
+    const warming = Array.from({ length: 250 }, (_, i) => (at(i) < 11.9 ? 0.5 : 0.01))
+    expect(judge(count(side(500, 0, 0.01), side(250, 0, warming, 0.2)), c, true)).toEqual({ kind: 'promote' })
+    // Answers from 12 s on count: 250 - 60.
+    expect(warmLatencies(side(250, 0, warming, 0.2), c)).toHaveLength(190)
+    // Slow past the first fifth: it fails, and the reason says how many answers were its warm-up.
+    const slower = Array.from({ length: 250 }, (_, i) => (at(i) < 20 ? 0.5 : 0.01))
+    const v = judge(count(side(500, 0, 0.01), side(250, 0, slower, 0.2)), c, true)
+    expect(v.kind === 'fail' && v.reason).toBe(
+      "the canary's p99 (after its first 60 requests, its warm-up) is 500 ms, the old release's 10 ms; canary-latency-factor 2 allows 110 ms"
+    )
+    // Its clock starts at its first answer, not at the epoch: a canary whose first answer came late is warmed the same.
+    const late = side(250, 0, warming, 0.2)
+    late.ends = late.ends.map(t => t + 30)
+    expect(warmLatencies(late, c)).toHaveLength(190)
+    // Never more than half of its answers: 40 answers over 8 s are all in the first fifth, 20 count.
+    expect(warmLatencies(side(40, 0, 0.01, 0.2), c)).toHaveLength(20)
   })
 
   it('at the end: an old release that had no request does not fail the canary on latency', () => {
@@ -312,7 +349,7 @@ describe('judge', () => {
 
 describe('sideFigures', () => {
   it('requests, 5xx with their rate, p50 and p99 in ms', () => {
-    expect(sideFigures({ requests: 4, errors: 1, latencies: [0.01, 0.02, 0.03, 0.5] })).toBe(
+    expect(sideFigures({ requests: 4, errors: 1, latencies: [0.01, 0.02, 0.03, 0.5], ends: [] })).toBe(
       '4 requests, 1 5xx (25.0 %), p50 20 ms, p99 500 ms'
     )
     expect(sideFigures(emptyCount().old)).toBe('0 requests, 0 5xx (0.0 %), p50 0 ms, p99 0 ms')
