@@ -93,7 +93,7 @@ export const emptyCount = (): CanaryCount => ({
 export function addLog(count: CanaryCount, service: string, text: string): number {
   const end = text.lastIndexOf('\n') + 1
   for (const line of text.slice(0, end).split('\n')) {
-    const [end, port, host, status, ...rest] = line.split(' ')
+    const [at, port, host, status, ...rest] = line.split(' ')
     const times = rest.join(' ')
     if (!times || port === '8504') continue
     const side = host === upstreamName(service) ? count.old : host === canaryUpstream(service) ? count.canary : undefined
@@ -104,7 +104,7 @@ export function addLog(count: CanaryCount, service: string, text: string): numbe
     // when it answered itself.
     if (status === '101') continue
     side.latencies.push(times.split(/[,:]\s*/).reduce((s, t) => s + (Number(t) || 0), 0))
-    side.ends.push(Number(end) || 0)
+    side.ends.push(Number(at) || 0)
   }
   return Buffer.byteLength(text.slice(0, end))
 }
@@ -156,12 +156,13 @@ export function judge(count: CanaryCount, c: CanaryInputs, final: boolean): Verd
       kind: 'fail',
       reason: `only ${canary.requests} request(s) reached the canary in ${c.seconds} s (canary-min-requests ${c.minRequests}): too few to judge it`
     }
-  const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(warmLatencies(canary, c), 99)]
+  const warm = warmLatencies(canary, c)
+  const [p99Old, p99New] = [percentile(old.latencies, 99), percentile(warm, 99)]
   const bound = Math.max(p99Old * c.latencyFactor, p99Old + LATENCY_SLACK_S)
   if (old.requests && p99New > bound)
     return {
       kind: 'fail',
-      reason: `the canary's p99 (after its first ${warmup(canary, c)} requests, its warm-up) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
+      reason: `the canary's p99 (after its first ${canary.latencies.length - warm.length} requests, its warm-up) is ${ms(p99New)}, the old release's ${ms(p99Old)}; canary-latency-factor ${c.latencyFactor} allows ${ms(bound)}`
     }
   return { kind: 'promote' }
 }
