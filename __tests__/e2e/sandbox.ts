@@ -115,9 +115,12 @@ export function resetHost(): void {
 
 /**
  * sha256 of every file under ops-dir (and its mode), to prove a run changed nothing. The deploy lock's files are left
- * out: every run takes the lock, and its holder line names the run.
+ * out: every run takes the lock, and its holder line names the run. It first waits for the background retirements
+ * of earlier deploys: they append to retire.log after their run has ended, so a snapshot taken while one is still
+ * running would differ from a later one without any run having changed anything.
  */
 export function hashOpsDir(): string {
+  if (!retirementsDone()) throw new Error('old containers still being retired after 45 s')
   return tryRun('sh', [
     '-c',
     `cd ${OPS_DIR} && find . -type f ! -name '.deploy.lock*' -exec stat -c '%a %n' {} + -exec sha256sum {} + | sort`
