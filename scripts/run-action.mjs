@@ -3,7 +3,7 @@
 // action.yml's defaults filled in, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, and the output parsed back.
 //   node scripts/run-action.mjs mode=infra http-port=8080 ...   (connection inputs come from the sandbox)
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { setPriority, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -90,14 +90,12 @@ export function runAction(inputs, { env = {}, onOutput, signal, nice } = {}) {
     child.stderr.on('data', take)
     child.on('error', reject)
     child.on('close', (code, sig) => {
-      resolve({
-        code: code ?? (sig ? 128 : 1),
-        signal: sig,
-        output,
-        outputs: parseOutputs(readFileSync(outputFile, 'utf8')),
-        summary: readFileSync(summaryFile, 'utf8'),
-        ms: Date.now() - started
-      })
+      const ms = Date.now() - started
+      const outputs = parseOutputs(readFileSync(outputFile, 'utf8'))
+      const summary = readFileSync(summaryFile, 'utf8')
+      // The run's RUNNER_TEMP goes with it, as a runner's does (a CI run makes ~1,500 of them).
+      rmSync(dir, { recursive: true, force: true })
+      resolve({ code: code ?? (sig ? 128 : 1), signal: sig, output, outputs, summary, ms })
     })
   })
 }
