@@ -39,7 +39,7 @@ import {
   story,
   tryRun,
   underLoad,
-  retirementsDone,
+  settleRetirements,
   watchArgv,
   type ActionRun
 } from './sandbox'
@@ -49,7 +49,7 @@ const ROUTES = ['/', '/api/x', '/llm/health']
 
 /** Every app container on the host (any service): exactly one per deployed service when nothing is left over. */
 function appContainers(): string[] {
-  if (!retirementsDone()) throw new Error('old containers still being retired after 45 s')
+  settleRetirements()
   return sh('docker', ['ps', '-a', '--filter', 'label=ops-action.service', '--format', '{{.Names}}'])
     .trim()
     .split('\n')

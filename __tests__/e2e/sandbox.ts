@@ -120,7 +120,7 @@ export function resetHost(): void {
  * running would differ from a later one without any run having changed anything.
  */
 export function hashOpsDir(): string {
-  if (!retirementsDone()) throw new Error('old containers still being retired after 45 s')
+  settleRetirements()
   return tryRun('sh', [
     '-c',
     `cd ${OPS_DIR} && find . -type f ! -name '.deploy.lock*' -exec stat -c '%a %n' {} + -exec sha256sum {} + | sort`
@@ -283,9 +283,14 @@ export function retirementsDone(timeoutMs = 45_000): boolean {
   return true
 }
 
+/** Waits for the background retirements (retirementsDone); throws when one is still running after 45 s. */
+export function settleRetirements(): void {
+  if (!retirementsDone()) throw new Error('old containers still being retired after 45 s')
+}
+
 /** The service's containers once the background retirements are done (a deploy returns before the old one goes). */
 export function serviceContainers(service: string): string[] {
-  if (!retirementsDone()) throw new Error('old containers still being retired after 45 s')
+  settleRetirements()
   return sh('docker', ['ps', '-a', '--filter', `label=ops-action.service=${service}`, '--format', '{{.Names}}'])
     .trim()
     .split('\n')
